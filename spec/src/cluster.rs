@@ -1,0 +1,330 @@
+//! The `ZookeeperCluster` spec as a person writes it (YAML), with its defaults.
+//!
+//! These types only describe the document; [`crate::validate`] turns one into a
+//! [`crate::validate::ValidatedCluster`], and nothing after that reads them again.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::DurationSpec;
+
+/// The only `apiVersion` this release understands.
+pub const API_VERSION: &str = "zkop/v1alpha1";
+/// The only `kind` this release understands.
+pub const KIND: &str = "ZookeeperCluster";
+
+/// A ZooKeeper ensemble that zkop keeps running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "ZookeeperCluster")]
+pub struct ZookeeperCluster {
+    /// Always `zkop/v1alpha1`.
+    pub api_version: String,
+    /// Always `ZookeeperCluster`.
+    pub kind: String,
+    /// Names the cluster.
+    pub metadata: Metadata,
+    /// What the ensemble should look like.
+    pub spec: ClusterSpec,
+}
+
+/// Identifies the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// Lower-case letters, digits and `-`, 1 to 40 characters, starting with a letter.
+    /// Used in paths, log group and table keys.
+    pub name: String,
+}
+
+/// The desired ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Instances wanted, each running one ZooKeeper server (1 to 99, at least `voters.min`).
+    pub replicas: u32,
+    /// Bounds on the number of voting members (participants); healthy members
+    /// beyond the voter count become observers.
+    #[serde(default)]
+    pub voters: Voters,
+    /// Where instances come from.
+    #[serde(default)]
+    pub fleet: FleetSpec,
+    /// How each instance claims its ZooKeeper server id.
+    #[serde(default)]
+    pub ids: IdsSpec,
+    /// Where the controller keeps its durable state. Only with `fleet.aws`;
+    /// a local cluster keeps its state in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateSpec>,
+    /// ZooKeeper server settings.
+    #[serde(default)]
+    pub zookeeper: ZookeeperSettings,
+    /// What zkop does when members or the quorum are lost.
+    #[serde(default)]
+    pub healing: Healing,
+}
+
+/// Bounds on the number of voters. Both odd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Voters {
+    /// Fewest voters the ensemble runs with (odd, default 3).
+    #[serde(default = "default_voters_min")]
+    pub min: u32,
+    /// Most voters the ensemble grows to (odd, at most 9, default 5).
+    #[serde(default = "default_voters_max")]
+    pub max: u32,
+}
+
+fn default_voters_min() -> u32 {
+    3
+}
+fn default_voters_max() -> u32 {
+    5
+}
+
+impl Default for Voters {
+    fn default() -> Self {
+        Self {
+            min: default_voters_min(),
+            max: default_voters_max(),
+        }
+    }
+}
+
+/// The source of instances: exactly one of `local` or `aws`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FleetSpec {
+    /// Local processes on loopback addresses (`zkop local up`). The default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalFleet>,
+    /// An EC2 Auto Scaling group (`zkop run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsFleet>,
+}
+
+impl Default for FleetSpec {
+    fn default() -> Self {
+        FleetSpec {
+            local: Some(LocalFleet::default()),
+            aws: None,
+        }
+    }
+}
+
+/// The fleet, once validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fleet {
+    /// Local processes.
+    Local(LocalFleet),
+    /// An Auto Scaling group.
+    Aws(AwsFleet),
+}
+
+/// Local processes; the loopback range is chosen with `zkop local up --network`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalFleet {}
+
+/// An EC2 Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsFleet {
+    /// AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    /// Name of the Auto Scaling group whose instances run the members.
+    pub auto_scaling_group_name: String,
+}
+
+/// How server ids are claimed: exactly one of `local` or `cloudwatchLogs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdsSpec {
+    /// Create-exclusive files in the state directory. The default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalIds>,
+    /// One CloudWatch Logs stream per live id in a log group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudwatch_logs: Option<CloudwatchLogsIds>,
+}
+
+impl Default for IdsSpec {
+    fn default() -> Self {
+        IdsSpec {
+            local: Some(LocalIds::default()),
+            cloudwatch_logs: None,
+        }
+    }
+}
+
+/// The id ledger, once validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ids {
+    /// Files in the state directory.
+    Local(LocalIds),
+    /// CloudWatch Logs streams.
+    CloudwatchLogs(CloudwatchLogsIds),
+}
+
+/// Id claims as files in the state directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalIds {}
+
+/// Id leases as CloudWatch Logs streams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudwatchLogsIds {
+    /// The log group holding one stream per claimed id.
+    pub log_group: String,
+}
+
+/// Durable controller state on AWS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StateSpec {
+    /// A DynamoDB table.
+    pub dynamodb: DynamodbState,
+}
+
+/// A DynamoDB table for state and the controller's leader lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DynamodbState {
+    /// Table name.
+    pub table: String,
+}
+
+/// ZooKeeper server settings. Changing them affects servers started afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZookeeperSettings {
+    /// Port clients connect to (default 2181).
+    #[serde(default = "default_client_port")]
+    pub client_port: u32,
+    /// Port followers use to reach the leader (default 2888).
+    #[serde(default = "default_quorum_port")]
+    pub quorum_port: u32,
+    /// Port for leader election (default 3888).
+    #[serde(default = "default_election_port")]
+    pub election_port: u32,
+    /// ZooKeeper's basic time unit in milliseconds (default 2000, 100 to 60000).
+    #[serde(default = "default_tick_time")]
+    pub tick_time: u32,
+    /// Ticks a follower may take to connect and sync to the leader (default 10, 1 to 1000).
+    #[serde(default = "default_init_limit")]
+    pub init_limit: u32,
+    /// Ticks a follower may lag behind the leader (default 5, 1 to 1000).
+    #[serde(default = "default_sync_limit")]
+    pub sync_limit: u32,
+    /// JVM heap in MiB (default 512, 64 to 65536).
+    #[serde(default = "default_heap_mb")]
+    pub heap_mb: u32,
+    /// Extra JVM flags, e.g. `-XX:+UseG1GC` (default none).
+    #[serde(default)]
+    pub jvm_flags: Vec<String>,
+    /// Extra `zoo.cfg` properties passed through as they are, e.g.
+    /// `autopurge.snapRetainCount: "5"`. Keys zkop owns are refused.
+    #[serde(default)]
+    pub server_properties: BTreeMap<String, String>,
+}
+
+fn default_client_port() -> u32 {
+    2181
+}
+fn default_quorum_port() -> u32 {
+    2888
+}
+fn default_election_port() -> u32 {
+    3888
+}
+fn default_tick_time() -> u32 {
+    2000
+}
+fn default_init_limit() -> u32 {
+    10
+}
+fn default_sync_limit() -> u32 {
+    5
+}
+fn default_heap_mb() -> u32 {
+    512
+}
+
+impl Default for ZookeeperSettings {
+    fn default() -> Self {
+        Self {
+            client_port: default_client_port(),
+            quorum_port: default_quorum_port(),
+            election_port: default_election_port(),
+            tick_time: default_tick_time(),
+            init_limit: default_init_limit(),
+            sync_limit: default_sync_limit(),
+            heap_mb: default_heap_mb(),
+            jvm_flags: Vec::new(),
+            server_properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// What zkop does about lost members and a lost quorum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Healing {
+    /// On quorum loss: `recover` (default) or `wait` (report only).
+    #[serde(default)]
+    pub quorum_loss: QuorumLossPolicy,
+    /// When no member survives: `wait` (default) or `bootstrap` a fresh, empty ensemble.
+    #[serde(default)]
+    pub on_total_loss: TotalLossPolicy,
+    /// How long without a leader before quorum loss is declared (default `10s`).
+    #[serde(default = "default_detect_after")]
+    pub detect_after: DurationSpec,
+    /// How long a member may stay silent before it is treated as dead (default `60s`).
+    #[serde(default = "default_member_dead_after")]
+    pub member_dead_after: DurationSpec,
+}
+
+fn default_detect_after() -> DurationSpec {
+    DurationSpec::from_secs(10)
+}
+fn default_member_dead_after() -> DurationSpec {
+    DurationSpec::from_secs(60)
+}
+
+impl Default for Healing {
+    fn default() -> Self {
+        Self {
+            quorum_loss: QuorumLossPolicy::default(),
+            on_total_loss: TotalLossPolicy::default(),
+            detect_after: default_detect_after(),
+            member_dead_after: default_member_dead_after(),
+        }
+    }
+}
+
+/// What to do on quorum loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum QuorumLossPolicy {
+    /// Fence the lost voters and rebuild from the survivors.
+    #[default]
+    Recover,
+    /// Only report.
+    Wait,
+}
+
+/// What to do when no member survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TotalLossPolicy {
+    /// Report and wait for a person.
+    #[default]
+    Wait,
+    /// Bootstrap a fresh, empty ensemble (the data is gone).
+    Bootstrap,
+}

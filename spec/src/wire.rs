@@ -1,0 +1,212 @@
+//! What the controller and its agents (and the CLI) say to each other over HTTP.
+//! JSON, camelCase.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::zk::{ConfigVersion, DynamicConfig, MemberRole, Server, ServerId, ServerMode, Zxid};
+
+/// What the controller wants one instance's agent to do. Agents long-poll it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredNodeState {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The controller's leadership epoch; agents refuse a lower one than they have seen.
+    pub epoch: u64,
+    /// Bumped whenever anything the controller wants changes.
+    pub revision: u64,
+    /// The instance this is for.
+    pub instance: String,
+    /// The work this agent's node should do.
+    pub node: NodeAssignment,
+}
+
+/// The job of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum NodeAssignment {
+    /// No member here (yet): run nothing.
+    Idle,
+    /// Run ZooKeeper as server `server_id`.
+    Member(MemberAssignment),
+    /// The member has left the config: stop ZooKeeper and keep it stopped.
+    Retired {
+        /// The id it had.
+        server_id: ServerId,
+    },
+}
+
+/// How to run a member's ZooKeeper server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAssignment {
+    /// The server id (`myid`).
+    pub server_id: ServerId,
+    /// The config to start with when the node has none that lists it: the bootstrap
+    /// config, or (for a joiner) the current config plus itself as an observer.
+    pub initial_config: DynamicConfig,
+    /// Static `zoo.cfg` keys (the agent adds `dataDir` and keeps ZooKeeper's
+    /// `dynamicConfigFile`).
+    pub static_config: BTreeMap<String, String>,
+    /// JVM heap in MiB.
+    pub heap_mb: u32,
+    /// Extra JVM flags.
+    pub jvm_flags: Vec<String>,
+    /// A reconfig this agent should run against its server, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconfig: Option<ReconfigOrder>,
+}
+
+/// An incremental reconfig to run, conditional on the config version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconfigOrder {
+    /// Identifies the order; results echo it.
+    pub seq: u64,
+    /// Run only if the committed config still has this version.
+    pub from_version: ConfigVersion,
+    /// Servers to add, or whose role changes.
+    pub joining: Vec<Server>,
+    /// Servers to remove.
+    pub leaving: Vec<ServerId>,
+}
+
+/// What an agent sees on its node, posted to the controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentReport {
+    /// The instance id.
+    pub instance: String,
+    /// The address the agent advertises for its server.
+    pub address: String,
+    /// The highest controller epoch it has seen.
+    pub epoch_seen: u64,
+    /// The revision of the last desired state it acted on.
+    pub revision_seen: u64,
+    /// The id in its data directory's `myid`, if any.
+    #[serde(default)]
+    pub server_id: Option<ServerId>,
+    /// The supervised ZooKeeper process.
+    pub process: ProcessReport,
+    /// What the four-letter words said, when the server answered.
+    #[serde(default)]
+    pub probe: Option<ProbeReport>,
+    /// The outcome of the last reconfig order it ran.
+    #[serde(default)]
+    pub reconfig: Option<ReconfigResult>,
+    /// Recent problems, newest last.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+/// The ZooKeeper JVM as its agent supervises it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessReport {
+    /// Whether the JVM is running.
+    pub running: bool,
+    /// Its PID when running.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Starts since the agent started (1 after the first start).
+    pub starts: u32,
+    /// How the last run ended, if one did.
+    #[serde(default)]
+    pub last_exit: Option<String>,
+}
+
+/// What `srvr` and `conf` said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProbeReport {
+    /// Whether the server serves requests (has a quorum).
+    pub serving: bool,
+    /// Its mode when serving.
+    #[serde(default)]
+    pub mode: Option<ServerMode>,
+    /// Its last zxid when serving.
+    #[serde(default)]
+    pub zxid: Option<Zxid>,
+    /// The membership it knows, with version.
+    #[serde(default)]
+    pub config: Option<DynamicConfig>,
+}
+
+/// The outcome of a reconfig order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReconfigResult {
+    /// The order's seq.
+    pub seq: u64,
+    /// The new config when it succeeded.
+    #[serde(default)]
+    pub config: Option<DynamicConfig>,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The cluster as `zkop status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReply {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Its phase (see the controller's `Phase`).
+    pub phase: String,
+    /// Why it is in that phase.
+    pub reason: String,
+    /// The committed config version, when known.
+    pub config_version: Option<ConfigVersion>,
+    /// One row per member.
+    pub members: Vec<MemberStatus>,
+    /// Recent events, oldest first.
+    pub events: Vec<Event>,
+}
+
+/// One member in `zkop status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Server id.
+    pub id: ServerId,
+    /// Instance id.
+    pub instance: String,
+    /// Advertised address.
+    pub address: String,
+    /// Client port.
+    pub client_port: u16,
+    /// `leader`, `follower`, `observer`, `joining` or `down`.
+    pub role: String,
+    /// Its role in the committed config, if listed.
+    pub config_role: Option<MemberRole>,
+    /// Last zxid seen.
+    pub zxid: Option<Zxid>,
+    /// Serving and reporting.
+    pub healthy: bool,
+}
+
+/// Something the controller did or saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// A short kind, e.g. `reconfig`, `bootstrap`, `launch`.
+    pub kind: String,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// The body of every API error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+    /// The leader's URL, when this controller is not the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+}
