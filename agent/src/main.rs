@@ -1,1 +1,325 @@
-fn main() {}
+//! `zkop-agent`: runs one ZooKeeper server on its instance as the controller
+//! instructs. It long-polls its desired state, writes `myid` and the configs it
+//! owns, supervises the JVM, probes it with four-letter words, runs the reconfigs
+//! it is told to run, and reports what it sees. It keeps ZooKeeper running while
+//! the controller is unreachable.
+
+mod controller;
+mod node;
+mod probe;
+mod reconfig;
+mod supervisor;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::Parser;
+use sha1::{Digest, Sha1};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use controller::ControllerClient;
+use node::Layout;
+use supervisor::{JvmCommand, Supervisor};
+use zkop_spec::wire::{
+    AgentReport, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport, ProcessReport,
+    ReconfigResult,
+};
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(name = "zkop-agent", version, about = "zkop's per-instance agent")]
+struct Args {
+    /// This instance's id (an EC2 instance id, or a local one like `i-0001`).
+    #[arg(long)]
+    instance: String,
+    /// The address this node's ZooKeeper server listens on and advertises.
+    #[arg(long)]
+    address: String,
+    /// Where this node keeps `conf/`, `data/` and `logs/`.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// A controller base URL; repeat for every controller.
+    #[arg(long = "controller", required = true)]
+    controllers: Vec<String>,
+    /// File holding the controller API's bearer token.
+    #[arg(long)]
+    token_file: PathBuf,
+    /// File holding ZooKeeper's super-user password (used for reconfig).
+    #[arg(long)]
+    super_password_file: PathBuf,
+    /// The `java` binary.
+    #[arg(long, default_value = "java")]
+    java: PathBuf,
+    /// ZooKeeper's classpath (Debian's package by default).
+    #[arg(long, default_value = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf")]
+    zookeeper_classpath: String,
+}
+
+const MAX_ERRORS: usize = 10;
+
+struct Agent {
+    args: Args,
+    layout: Layout,
+    password: String,
+    super_digest: String,
+    desired: Option<DesiredNodeState>,
+    max_epoch: u64,
+    supervisor: Supervisor,
+    probe: Option<ProbeReport>,
+    reconfig: Option<ReconfigResult>,
+    errors: VecDeque<String>,
+}
+
+fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
+    let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let s = s.trim().to_string();
+    anyhow::ensure!(!s.is_empty(), "{} is empty", path.display());
+    Ok(s)
+}
+
+/// The value ZooKeeper's `superDigest` takes: `super:base64(sha1("super:<password>"))`.
+fn super_digest(password: &str) -> String {
+    let hash = Sha1::digest(format!("super:{password}").as_bytes());
+    format!("super:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+impl Agent {
+    fn desired_file(&self) -> PathBuf {
+        self.args.data_dir.join("desired.json")
+    }
+
+    fn error(&mut self, e: impl Into<String>) {
+        let e = e.into();
+        warn!(instance = %self.args.instance, error = %e, "agent problem");
+        self.errors.push_back(e);
+        while self.errors.len() > MAX_ERRORS {
+            self.errors.pop_front();
+        }
+    }
+
+    /// Takes a new desired state unless it comes from an older controller epoch.
+    fn accept(&mut self, d: DesiredNodeState) {
+        if d.epoch < self.max_epoch {
+            self.error(format!(
+                "refused a desired state of epoch {} (already saw epoch {})",
+                d.epoch, self.max_epoch
+            ));
+            return;
+        }
+        if d.epoch > self.max_epoch {
+            self.max_epoch = d.epoch;
+            if let Err(e) = node::write_atomic(&self.layout.epoch_file(), &format!("{}\n", d.epoch)) {
+                self.error(e.to_string());
+            }
+        }
+        if self.desired.as_ref() != Some(&d) {
+            match serde_json::to_string(&d) {
+                Ok(json) => {
+                    if let Err(e) = node::write_atomic(&self.desired_file(), &json) {
+                        self.error(e.to_string());
+                    }
+                }
+                Err(e) => self.error(e.to_string()),
+            }
+            self.desired = Some(d);
+        }
+    }
+
+    fn endpoint(&self, m: &MemberAssignment) -> String {
+        m.initial_config
+            .servers
+            .get(&m.server_id)
+            .map(|s| s.client_endpoint())
+            .unwrap_or_else(|| format!("{}:2181", self.args.address))
+    }
+
+    /// One pass: supervise the JVM toward the desired state, probe, run a reconfig.
+    async fn step(&mut self) {
+        if let Some(exit) = self.supervisor.reap() {
+            self.error(exit);
+        }
+        let Some(desired) = self.desired.clone() else {
+            return;
+        };
+        match &desired.node {
+            NodeAssignment::Idle | NodeAssignment::Retired { .. } => {
+                if self.supervisor.running() {
+                    info!(instance = %self.args.instance, "stopping ZooKeeper: no member here");
+                    self.supervisor.stop(Duration::from_secs(10)).await;
+                }
+                self.probe = None;
+            }
+            NodeAssignment::Member(m) => {
+                if !self.supervisor.running() && self.supervisor.may_start() {
+                    self.start(m);
+                }
+                let endpoint = self.endpoint(m);
+                self.probe = if self.supervisor.running() {
+                    probe::probe(&endpoint).await.ok()
+                } else {
+                    None
+                };
+                if let Some(order) = &m.reconfig {
+                    let done = self.reconfig.as_ref().is_some_and(|r| r.seq == order.seq);
+                    let serving = self.probe.as_ref().is_some_and(|p| p.serving);
+                    if !done && serving {
+                        info!(instance = %self.args.instance, seq = order.seq, joining = ?order.joining.iter().map(|s| s.id.0).collect::<Vec<_>>(), leaving = ?order.leaving.iter().map(|s| s.0).collect::<Vec<_>>(), "running reconfig");
+                        let outcome = tokio::time::timeout(
+                            Duration::from_secs(30),
+                            reconfig::run(&endpoint, &self.password, order),
+                        )
+                        .await
+                        .unwrap_or_else(|_| Err("reconfig timed out after 30s".into()));
+                        let result = match outcome {
+                            Ok(config) => ReconfigResult { seq: order.seq, config: Some(config), error: None },
+                            Err(e) => {
+                                self.error(format!("reconfig {}: {e}", order.seq));
+                                ReconfigResult { seq: order.seq, config: None, error: Some(e) }
+                            }
+                        };
+                        self.reconfig = Some(result);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, m: &MemberAssignment) {
+        if let Err(e) = node::prepare(&self.layout, m) {
+            self.error(format!("cannot prepare server {}: {e}", m.server_id));
+            return;
+        }
+        let cmd = JvmCommand {
+            java: self.args.java.clone(),
+            classpath: self.args.zookeeper_classpath.clone(),
+            heap_mb: m.heap_mb,
+            jvm_flags: m.jvm_flags.clone(),
+            super_digest: self.super_digest.clone(),
+        };
+        match self.supervisor.start(&cmd) {
+            Ok(pid) => info!(instance = %self.args.instance, member = %m.server_id, pid, "started ZooKeeper"),
+            Err(e) => self.error(format!("cannot start ZooKeeper: {e}")),
+        }
+    }
+
+    fn report(&self) -> AgentReport {
+        AgentReport {
+            instance: self.args.instance.clone(),
+            address: self.args.address.clone(),
+            epoch_seen: self.max_epoch,
+            revision_seen: self.desired.as_ref().map(|d| d.revision).unwrap_or(0),
+            server_id: node::read_myid(&self.layout),
+            process: ProcessReport {
+                running: self.supervisor.running(),
+                pid: self.supervisor.pid(),
+                starts: self.supervisor.starts(),
+                last_exit: self.supervisor.last_exit().map(str::to_string),
+            },
+            probe: self.probe.clone(),
+            reconfig: self.reconfig.clone(),
+            errors: self.errors.iter().cloned().collect(),
+        }
+    }
+}
+
+async fn poll_desired(mut client: ControllerClient, instance: String, tx: watch::Sender<Option<DesiredNodeState>>) {
+    let mut after = 0;
+    loop {
+        match client.desired(&instance, after).await {
+            Ok(d) => {
+                after = d.revision;
+                if tx.send(Some(d)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(instance = %instance, error = %e, "cannot fetch desired state; ZooKeeper keeps running");
+                // A restarted controller starts its revisions anew.
+                after = 0;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let args = Args::parse();
+    let token = read_secret(&args.token_file)?;
+    let password = read_secret(&args.super_password_file)?;
+    let layout = Layout::new(&args.data_dir);
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let max_epoch = std::fs::read_to_string(layout.epoch_file())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let client = ControllerClient::new(args.controllers.clone(), token)?;
+    let mut agent = Agent {
+        supervisor: Supervisor::new(layout.clone()),
+        layout,
+        super_digest: super_digest(&password),
+        password,
+        desired: None,
+        max_epoch,
+        probe: None,
+        reconfig: None,
+        errors: VecDeque::new(),
+        args,
+    };
+    // The last desired state lets the node run on while no controller answers.
+    if let Some(d) = std::fs::read_to_string(agent.desired_file())
+        .ok()
+        .and_then(|t| serde_json::from_str::<DesiredNodeState>(&t).ok())
+    {
+        agent.desired = Some(d);
+    }
+    info!(instance = %agent.args.instance, address = %agent.args.address, "agent started");
+
+    let (tx, mut rx) = watch::channel(None);
+    tokio::spawn(poll_desired(client.clone(), agent.args.instance.clone(), tx));
+    let mut reporter = client;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() { break; }
+                let d = rx.borrow_and_update().clone();
+                if let Some(d) = d { agent.accept(d); }
+            }
+            _ = tick.tick() => {}
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+        agent.step().await;
+        if let Err(e) = reporter.report(&agent.report()).await {
+            warn!(instance = %agent.args.instance, error = %e, "cannot report");
+        }
+    }
+    info!(instance = %agent.args.instance, "stopping");
+    agent.supervisor.stop(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn super_digest_matches_zookeepers_digest_authentication_provider() {
+        // base64(sha1("super:secret")), as ZooKeeper's DigestAuthenticationProvider computes it
+        // (checked with Python's hashlib).
+        assert_eq!(super::super_digest("secret"), "super:lK75jTNcA+U9vtVEw5vB51mj/w4=");
+    }
+}

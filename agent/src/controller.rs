@@ -1,0 +1,141 @@
+//! The agent's side of the controller API: long-poll the desired state, post
+//! reports. Follows a 503's `leader` and rotates through the controller URLs.
+
+use std::time::Duration;
+
+use zkop_spec::wire::{AgentReport, ApiError, DesiredNodeState};
+
+/// Why a call to the controller failed; all are retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// No connection, or no reply in time (the controller is down or restarting).
+    #[error("controller {url} unreachable: {source}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The controller answered with an error status.
+    #[error("controller {url} answered {status}: {body}")]
+    Status {
+        /// The URL tried.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The body, as received.
+        body: String,
+    },
+}
+
+/// A client for one cluster's controllers.
+#[derive(Debug, Clone)]
+pub struct ControllerClient {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    current: usize,
+    token: String,
+}
+
+/// How long the controller may hold a long poll.
+pub const LONG_POLL: Duration = Duration::from_secs(20);
+
+impl ControllerClient {
+    /// A client for these controller base URLs, authenticating with `token`.
+    pub fn new(urls: Vec<String>, token: String) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()?;
+        Ok(Self {
+            http,
+            urls,
+            current: 0,
+            token,
+        })
+    }
+
+    fn base(&self) -> String {
+        self.urls
+            .get(self.current)
+            .cloned()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    fn handle_failure(&mut self, err: ControllerError) -> ControllerError {
+        if let ControllerError::Status { status: 503, body, .. } = &err
+            && let Ok(api) = serde_json::from_str::<ApiError>(body)
+            && let Some(leader) = api.leader
+        {
+            match self.urls.iter().position(|u| u.trim_end_matches('/') == leader.trim_end_matches('/')) {
+                Some(i) => self.current = i,
+                None => {
+                    self.urls.push(leader);
+                    self.current = self.urls.len() - 1;
+                }
+            }
+            return err;
+        }
+        if !self.urls.is_empty() {
+            self.current = (self.current + 1) % self.urls.len();
+        }
+        err
+    }
+
+    /// Long-polls the desired state newer than `after`.
+    pub async fn desired(&mut self, instance: &str, after: u64) -> Result<DesiredNodeState, ControllerError> {
+        let url = format!("{}/v1/agents/{instance}/desired?after={after}", self.base());
+        let result = async {
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .timeout(LONG_POLL + Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|source| ControllerError::Unreachable { url: url.clone(), source })?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                let body = resp.text().await.unwrap_or_default();
+                return Err(ControllerError::Status { url: url.clone(), status, body });
+            }
+            resp.json::<DesiredNodeState>()
+                .await
+                .map_err(|source| ControllerError::Unreachable { url: url.clone(), source })
+        }
+        .await;
+        match result {
+            Ok(d) => Ok(d),
+            Err(e) => Err(self.handle_failure(e)),
+        }
+    }
+
+    /// Posts a report.
+    pub async fn report(&mut self, report: &AgentReport) -> Result<(), ControllerError> {
+        let url = format!("{}/v1/agents/{}/report", self.base(), report.instance);
+        let result = async {
+            let resp = self
+                .http
+                .post(&url)
+                .bearer_auth(&self.token)
+                .timeout(Duration::from_secs(5))
+                .json(report)
+                .send()
+                .await
+                .map_err(|source| ControllerError::Unreachable { url: url.clone(), source })?;
+            let status = resp.status().as_u16();
+            if !(200..300).contains(&status) {
+                let body = resp.text().await.unwrap_or_default();
+                return Err(ControllerError::Status { url: url.clone(), status, body });
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.handle_failure(e)),
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! One node's files: `myid`, `zoo.cfg` and the dynamic config.
+//!
+//! ZooKeeper owns `zoo.cfg`'s `dynamicConfigFile=` line and every
+//! `zoo.cfg.dynamic.<version>` after its first start. The agent writes the initial
+//! dynamic file only when the config that `zoo.cfg` points at does not list this
+//! server: at first start, and for a joiner restarted before it was added (which
+//! adopted the last committed config, where it is absent).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use zkop_spec::wire::MemberAssignment;
+use zkop_spec::zk::{DYNAMIC_CONFIG_FILE, DynamicConfig, ServerId, ZooCfg};
+
+/// The name of the initial dynamic file the agent writes (unversioned).
+const INITIAL_DYNAMIC: &str = "zoo.cfg.dynamic";
+
+/// Why a node's files could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Reading or writing a file failed (disk full, permissions).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data directory belongs to another server id; refusing to reuse it.
+    #[error("{path} says server {found}, but this node was assigned server {assigned}")]
+    IdMismatch {
+        /// The `myid` file.
+        path: PathBuf,
+        /// What it holds.
+        found: String,
+        /// What the controller assigned.
+        assigned: ServerId,
+    },
+    /// The initial config the controller sent does not list this server.
+    #[error("the initial config does not list server {0}")]
+    NotInInitialConfig(ServerId),
+}
+
+/// Paths under an agent's `--data-dir`.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    /// The directory holding `zoo.cfg` and the dynamic files.
+    pub fn conf_dir(&self) -> PathBuf {
+        self.root.join("conf")
+    }
+    /// `zoo.cfg`.
+    pub fn zoo_cfg(&self) -> PathBuf {
+        self.conf_dir().join("zoo.cfg")
+    }
+    /// ZooKeeper's `dataDir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    /// `myid`.
+    pub fn myid(&self) -> PathBuf {
+        self.data_dir().join("myid")
+    }
+    /// Where the JVM's output goes.
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// The running JVM's PID, for `zkop local kill` and test guards.
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("zookeeper.pid")
+    }
+    /// The highest controller epoch seen, kept across agent restarts.
+    pub fn epoch_file(&self) -> PathBuf {
+        self.root.join("epoch")
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `text` to `path` atomically (temp file, fsync, rename).
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), NodeError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// The server id in `myid`, if the file exists and holds a number.
+pub fn read_myid(layout: &Layout) -> Option<ServerId> {
+    std::fs::read_to_string(layout.myid())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map(ServerId)
+}
+
+/// The config `zoo.cfg` currently points at, if both exist and parse.
+pub fn current_dynamic_config(layout: &Layout) -> Option<DynamicConfig> {
+    let cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).ok()?).ok()?;
+    let file = cfg.dynamic_config_file()?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let mut config = DynamicConfig::parse(&text).ok()?;
+    // ZooKeeper names its files by version: zoo.cfg.dynamic.<hex>.
+    if config.version.is_none() {
+        config.version = file.rsplit_once(".dynamic.").and_then(|(_, v)| v.parse().ok());
+    }
+    Some(config)
+}
+
+/// Makes the node's files ready to start server `m.server_id`: `myid`, the static
+/// `zoo.cfg` keys, and the initial dynamic file when needed. Called before every start.
+pub fn prepare(layout: &Layout, m: &MemberAssignment) -> Result<(), NodeError> {
+    let id = m.server_id;
+    let myid = layout.myid();
+    std::fs::create_dir_all(layout.data_dir()).map_err(io(&layout.data_dir()))?;
+    match std::fs::read_to_string(&myid) {
+        Ok(found) if found.trim() == id.to_string() => {}
+        Ok(found) => {
+            return Err(NodeError::IdMismatch {
+                path: myid,
+                found: found.trim().to_string(),
+                assigned: id,
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_atomic(&myid, &format!("{id}\n"))?;
+        }
+        Err(e) => return Err(io(&myid)(e)),
+    }
+
+    let listed = current_dynamic_config(layout).is_some_and(|c| c.servers.contains_key(&id));
+    let previous = std::fs::read_to_string(layout.zoo_cfg())
+        .ok()
+        .and_then(|t| ZooCfg::parse(&t).ok());
+    let dynamic_file = match (listed, previous.as_ref().and_then(|c| c.dynamic_config_file())) {
+        (true, Some(f)) => f.to_string(),
+        _ => {
+            if !m.initial_config.servers.contains_key(&id) {
+                return Err(NodeError::NotInInitialConfig(id));
+            }
+            let path = layout.conf_dir().join(INITIAL_DYNAMIC);
+            write_atomic(&path, &m.initial_config.render_servers())?;
+            path.display().to_string()
+        }
+    };
+    let mut keys: BTreeMap<String, String> = m.static_config.clone();
+    keys.insert("dataDir".into(), layout.data_dir().display().to_string());
+    keys.insert(DYNAMIC_CONFIG_FILE.into(), dynamic_file);
+    write_atomic(&layout.zoo_cfg(), &ZooCfg(keys).render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zkop_spec::zk::{MemberRole, Server};
+
+    fn server(id: u64, role: MemberRole) -> Server {
+        Server {
+            id: ServerId(id),
+            address: format!("127.0.9.{id}"),
+            quorum_port: 2888,
+            election_port: 3888,
+            role,
+            client_address: format!("127.0.9.{id}"),
+            client_port: 2181,
+        }
+    }
+
+    fn assignment(id: u64, initial: DynamicConfig) -> MemberAssignment {
+        let mut static_config = BTreeMap::new();
+        static_config.insert("tickTime".to_string(), "500".to_string());
+        MemberAssignment {
+            server_id: ServerId(id),
+            initial_config: initial,
+            static_config,
+            heap_mb: 128,
+            jvm_flags: vec![],
+            reconfig: None,
+        }
+    }
+
+    #[test]
+    fn first_start_writes_myid_zoo_cfg_and_the_initial_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let initial = DynamicConfig::of([server(1, MemberRole::Participant), server(2, MemberRole::Participant)]);
+        prepare(&layout, &assignment(1, initial.clone())).unwrap();
+        assert_eq!(read_myid(&layout), Some(ServerId(1)));
+        let cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).unwrap()).unwrap();
+        assert_eq!(cfg.0["tickTime"], "500");
+        assert_eq!(cfg.0["dataDir"], layout.data_dir().display().to_string());
+        assert_eq!(current_dynamic_config(&layout).unwrap(), initial);
+    }
+
+    #[test]
+    fn zookeepers_own_dynamic_file_is_kept_while_it_lists_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let initial = DynamicConfig::of([server(1, MemberRole::Participant)]);
+        prepare(&layout, &assignment(1, initial.clone())).unwrap();
+        // ZooKeeper rewrites zoo.cfg to point at its versioned file.
+        let own = layout.conf_dir().join("zoo.cfg.dynamic.100000000");
+        let committed = DynamicConfig::of([server(1, MemberRole::Participant), server(2, MemberRole::Participant)]);
+        std::fs::write(&own, committed.render_servers()).unwrap();
+        let mut cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).unwrap()).unwrap();
+        cfg.0.insert(DYNAMIC_CONFIG_FILE.into(), own.display().to_string());
+        std::fs::write(layout.zoo_cfg(), cfg.render()).unwrap();
+
+        prepare(&layout, &assignment(1, initial)).unwrap();
+        let now = current_dynamic_config(&layout).unwrap();
+        assert_eq!(now.servers, committed.servers);
+        assert_eq!(now.version.map(|v| v.0), Some(0x1_0000_0000));
+    }
+
+    #[test]
+    fn a_joiner_absent_from_the_adopted_config_gets_its_initial_config_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let joiner = DynamicConfig::of([server(1, MemberRole::Participant), server(4, MemberRole::Observer)]);
+        prepare(&layout, &assignment(4, joiner.clone())).unwrap();
+        let own = layout.conf_dir().join("zoo.cfg.dynamic.100000000");
+        std::fs::write(&own, DynamicConfig::of([server(1, MemberRole::Participant)]).render_servers()).unwrap();
+        let mut cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).unwrap()).unwrap();
+        cfg.0.insert(DYNAMIC_CONFIG_FILE.into(), own.display().to_string());
+        std::fs::write(layout.zoo_cfg(), cfg.render()).unwrap();
+
+        prepare(&layout, &assignment(4, joiner.clone())).unwrap();
+        assert_eq!(current_dynamic_config(&layout).unwrap(), joiner);
+    }
+
+    #[test]
+    fn a_data_dir_of_another_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let c = DynamicConfig::of([server(1, MemberRole::Participant), server(2, MemberRole::Participant)]);
+        prepare(&layout, &assignment(1, c.clone())).unwrap();
+        let err = prepare(&layout, &assignment(2, c)).unwrap_err();
+        assert!(matches!(err, NodeError::IdMismatch { .. }), "{err}");
+        assert_eq!(read_myid(&layout), Some(ServerId(1)));
+    }
+}

@@ -1,0 +1,171 @@
+//! The supervised ZooKeeper JVM: started on demand, restarted with backoff after
+//! it exits, stopped with SIGTERM (then SIGKILL) when told.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::node::{Layout, write_atomic};
+
+/// How to launch the JVM.
+#[derive(Debug, Clone)]
+pub struct JvmCommand {
+    /// The `java` binary.
+    pub java: PathBuf,
+    /// ZooKeeper's classpath.
+    pub classpath: String,
+    /// Heap in MiB.
+    pub heap_mb: u32,
+    /// Extra JVM flags.
+    pub jvm_flags: Vec<String>,
+    /// `super:<base64 sha1>` for `superDigest`.
+    pub super_digest: String,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A run this long resets the backoff: the crash was not a start-up failure.
+const STABLE_RUN: Duration = Duration::from_secs(30);
+
+/// Supervises at most one ZooKeeper process.
+#[derive(Debug)]
+pub struct Supervisor {
+    layout: Layout,
+    child: Option<Child>,
+    started_at: Option<Instant>,
+    starts: u32,
+    last_exit: Option<String>,
+    backoff: Duration,
+    not_before: Option<Instant>,
+}
+
+impl Supervisor {
+    /// A supervisor for the node under `layout`; nothing runs yet.
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            child: None,
+            started_at: None,
+            starts: 0,
+            last_exit: None,
+            backoff: MIN_BACKOFF,
+            not_before: None,
+        }
+    }
+
+    /// Whether the JVM runs.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The JVM's PID when running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// How many times it was started.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// How the last run ended.
+    pub fn last_exit(&self) -> Option<&str> {
+        self.last_exit.as_deref()
+    }
+
+    /// Notices an exit; returns its description when the process just ended.
+    pub fn reap(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let ran = self.started_at.map(|t| t.elapsed()).unwrap_or_default();
+                self.backoff = if ran >= STABLE_RUN {
+                    MIN_BACKOFF
+                } else {
+                    (self.backoff * 2).min(MAX_BACKOFF)
+                };
+                self.not_before = Some(Instant::now() + self.backoff);
+                self.child = None;
+                let _ = std::fs::remove_file(self.layout.pid_file());
+                let what = format!("ZooKeeper exited ({status}) after {:.1}s", ran.as_secs_f64());
+                self.last_exit = Some(what.clone());
+                Some(what)
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!("cannot wait for ZooKeeper: {e}")),
+        }
+    }
+
+    /// Whether a start is allowed now (not inside a crash backoff).
+    pub fn may_start(&self) -> bool {
+        self.child.is_none() && self.not_before.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Starts the JVM on the node's `zoo.cfg`.
+    pub fn start(&mut self, cmd: &JvmCommand) -> std::io::Result<u32> {
+        let log_dir = self.layout.log_dir();
+        std::fs::create_dir_all(&log_dir)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join("zookeeper.out"))?;
+        let err = out.try_clone()?;
+        let mut command = Command::new(&cmd.java);
+        command
+            .arg(format!("-Xmx{}m", cmd.heap_mb))
+            .args(&cmd.jvm_flags)
+            .arg(format!(
+                "-Dzookeeper.DigestAuthenticationProvider.superDigest={}",
+                cmd.super_digest
+            ))
+            .arg(format!("-Dzookeeper.log.dir={}", log_dir.display()))
+            .arg("-Dzookeeper.root.logger=INFO,CONSOLE")
+            .arg("-cp")
+            .arg(&cmd.classpath)
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+            .arg(self.layout.zoo_cfg())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        // If the agent dies, its server dies with it: a server nobody supervises
+        // must not go on voting.
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        let pid = child.id().unwrap_or_default();
+        let _ = write_atomic(&self.layout.pid_file(), &format!("{pid}\n"));
+        self.child = Some(child);
+        self.started_at = Some(Instant::now());
+        self.starts += 1;
+        Ok(pid)
+    }
+
+    /// Stops the JVM: SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            // SAFETY: plain kill(2) on our own child's PID, which we have not reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+        let _ = std::fs::remove_file(self.layout.pid_file());
+        self.last_exit = Some("stopped by the agent".into());
+        self.not_before = None;
+    }
+}
