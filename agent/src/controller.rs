@@ -65,11 +65,17 @@ impl ControllerClient {
     }
 
     fn handle_failure(&mut self, err: ControllerError) -> ControllerError {
-        if let ControllerError::Status { status: 503, body, .. } = &err
+        if let ControllerError::Status {
+            status: 503, body, ..
+        } = &err
             && let Ok(api) = serde_json::from_str::<ApiError>(body)
             && let Some(leader) = api.leader
         {
-            match self.urls.iter().position(|u| u.trim_end_matches('/') == leader.trim_end_matches('/')) {
+            match self
+                .urls
+                .iter()
+                .position(|u| u.trim_end_matches('/') == leader.trim_end_matches('/'))
+            {
                 Some(i) => self.current = i,
                 None => {
                     self.urls.push(leader);
@@ -85,7 +91,11 @@ impl ControllerClient {
     }
 
     /// Long-polls the desired state newer than `after`.
-    pub async fn desired(&mut self, instance: &str, after: u64) -> Result<DesiredNodeState, ControllerError> {
+    pub async fn desired(
+        &mut self,
+        instance: &str,
+        after: u64,
+    ) -> Result<DesiredNodeState, ControllerError> {
         let url = format!("{}/v1/agents/{instance}/desired?after={after}", self.base());
         let result = async {
             let resp = self
@@ -95,15 +105,25 @@ impl ControllerClient {
                 .timeout(LONG_POLL + Duration::from_secs(10))
                 .send()
                 .await
-                .map_err(|source| ControllerError::Unreachable { url: url.clone(), source })?;
+                .map_err(|source| ControllerError::Unreachable {
+                    url: url.clone(),
+                    source,
+                })?;
             let status = resp.status().as_u16();
             if status != 200 {
                 let body = resp.text().await.unwrap_or_default();
-                return Err(ControllerError::Status { url: url.clone(), status, body });
+                return Err(ControllerError::Status {
+                    url: url.clone(),
+                    status,
+                    body,
+                });
             }
             resp.json::<DesiredNodeState>()
                 .await
-                .map_err(|source| ControllerError::Unreachable { url: url.clone(), source })
+                .map_err(|source| ControllerError::Unreachable {
+                    url: url.clone(),
+                    source,
+                })
         }
         .await;
         match result {
@@ -124,11 +144,18 @@ impl ControllerClient {
                 .json(report)
                 .send()
                 .await
-                .map_err(|source| ControllerError::Unreachable { url: url.clone(), source })?;
+                .map_err(|source| ControllerError::Unreachable {
+                    url: url.clone(),
+                    source,
+                })?;
             let status = resp.status().as_u16();
             if !(200..300).contains(&status) {
                 let body = resp.text().await.unwrap_or_default();
-                return Err(ControllerError::Status { url: url.clone(), status, body });
+                return Err(ControllerError::Status {
+                    url: url.clone(),
+                    status,
+                    body,
+                });
             }
             Ok(())
         }

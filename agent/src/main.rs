@@ -56,7 +56,10 @@ struct Args {
     #[arg(long, default_value = "java")]
     java: PathBuf,
     /// ZooKeeper's classpath (Debian's package by default).
-    #[arg(long, default_value = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf")]
+    #[arg(
+        long,
+        default_value = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf"
+    )]
     zookeeper_classpath: String,
 }
 
@@ -85,7 +88,10 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
 /// The value ZooKeeper's `superDigest` takes: `super:base64(sha1("super:<password>"))`.
 fn super_digest(password: &str) -> String {
     let hash = Sha1::digest(format!("super:{password}").as_bytes());
-    format!("super:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+    format!(
+        "super:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
 }
 
 impl Agent {
@@ -113,7 +119,8 @@ impl Agent {
         }
         if d.epoch > self.max_epoch {
             self.max_epoch = d.epoch;
-            if let Err(e) = node::write_atomic(&self.layout.epoch_file(), &format!("{}\n", d.epoch)) {
+            if let Err(e) = node::write_atomic(&self.layout.epoch_file(), &format!("{}\n", d.epoch))
+            {
                 self.error(e.to_string());
             }
         }
@@ -176,10 +183,18 @@ impl Agent {
                         .await
                         .unwrap_or_else(|_| Err("reconfig timed out after 30s".into()));
                         let result = match outcome {
-                            Ok(config) => ReconfigResult { seq: order.seq, config: Some(config), error: None },
+                            Ok(config) => ReconfigResult {
+                                seq: order.seq,
+                                config: Some(config),
+                                error: None,
+                            },
                             Err(e) => {
                                 self.error(format!("reconfig {}: {e}", order.seq));
-                                ReconfigResult { seq: order.seq, config: None, error: Some(e) }
+                                ReconfigResult {
+                                    seq: order.seq,
+                                    config: None,
+                                    error: Some(e),
+                                }
                             }
                         };
                         self.reconfig = Some(result);
@@ -202,7 +217,9 @@ impl Agent {
             super_digest: self.super_digest.clone(),
         };
         match self.supervisor.start(&cmd) {
-            Ok(pid) => info!(instance = %self.args.instance, member = %m.server_id, pid, "started ZooKeeper"),
+            Ok(pid) => {
+                info!(instance = %self.args.instance, member = %m.server_id, pid, "started ZooKeeper")
+            }
             Err(e) => self.error(format!("cannot start ZooKeeper: {e}")),
         }
     }
@@ -227,7 +244,11 @@ impl Agent {
     }
 }
 
-async fn poll_desired(mut client: ControllerClient, instance: String, tx: watch::Sender<Option<DesiredNodeState>>) {
+async fn poll_desired(
+    mut client: ControllerClient,
+    instance: String,
+    tx: watch::Sender<Option<DesiredNodeState>>,
+) {
     let mut after = 0;
     loop {
         match client.desired(&instance, after).await {
@@ -259,7 +280,8 @@ async fn main() -> anyhow::Result<()> {
     let token = read_secret(&args.token_file)?;
     let password = read_secret(&args.super_password_file)?;
     let layout = Layout::new(&args.data_dir);
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let max_epoch = std::fs::read_to_string(layout.epoch_file())
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -287,7 +309,11 @@ async fn main() -> anyhow::Result<()> {
     info!(instance = %agent.args.instance, address = %agent.args.address, "agent started");
 
     let (tx, mut rx) = watch::channel(None);
-    tokio::spawn(poll_desired(client.clone(), agent.args.instance.clone(), tx));
+    tokio::spawn(poll_desired(
+        client.clone(),
+        agent.args.instance.clone(),
+        tx,
+    ));
     let mut reporter = client;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -320,6 +346,9 @@ mod tests {
     fn super_digest_matches_zookeepers_digest_authentication_provider() {
         // base64(sha1("super:secret")), as ZooKeeper's DigestAuthenticationProvider computes it
         // (checked with Python's hashlib).
-        assert_eq!(super::super_digest("secret"), "super:lK75jTNcA+U9vtVEw5vB51mj/w4=");
+        assert_eq!(
+            super::super_digest("secret"),
+            "super:lK75jTNcA+U9vtVEw5vB51mj/w4="
+        );
     }
 }

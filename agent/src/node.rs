@@ -117,7 +117,9 @@ pub fn current_dynamic_config(layout: &Layout) -> Option<DynamicConfig> {
     let mut config = DynamicConfig::parse(&text).ok()?;
     // ZooKeeper names its files by version: zoo.cfg.dynamic.<hex>.
     if config.version.is_none() {
-        config.version = file.rsplit_once(".dynamic.").and_then(|(_, v)| v.parse().ok());
+        config.version = file
+            .rsplit_once(".dynamic.")
+            .and_then(|(_, v)| v.parse().ok());
     }
     Some(config)
 }
@@ -147,7 +149,10 @@ pub fn prepare(layout: &Layout, m: &MemberAssignment) -> Result<(), NodeError> {
     let previous = std::fs::read_to_string(layout.zoo_cfg())
         .ok()
         .and_then(|t| ZooCfg::parse(&t).ok());
-    let dynamic_file = match (listed, previous.as_ref().and_then(|c| c.dynamic_config_file())) {
+    let dynamic_file = match (
+        listed,
+        previous.as_ref().and_then(|c| c.dynamic_config_file()),
+    ) {
         (true, Some(f)) => f.to_string(),
         _ => {
             if !m.initial_config.servers.contains_key(&id) {
@@ -198,7 +203,10 @@ mod tests {
     fn first_start_writes_myid_zoo_cfg_and_the_initial_config() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
-        let initial = DynamicConfig::of([server(1, MemberRole::Participant), server(2, MemberRole::Participant)]);
+        let initial = DynamicConfig::of([
+            server(1, MemberRole::Participant),
+            server(2, MemberRole::Participant),
+        ]);
         prepare(&layout, &assignment(1, initial.clone())).unwrap();
         assert_eq!(read_myid(&layout), Some(ServerId(1)));
         let cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).unwrap()).unwrap();
@@ -215,10 +223,14 @@ mod tests {
         prepare(&layout, &assignment(1, initial.clone())).unwrap();
         // ZooKeeper rewrites zoo.cfg to point at its versioned file.
         let own = layout.conf_dir().join("zoo.cfg.dynamic.100000000");
-        let committed = DynamicConfig::of([server(1, MemberRole::Participant), server(2, MemberRole::Participant)]);
+        let committed = DynamicConfig::of([
+            server(1, MemberRole::Participant),
+            server(2, MemberRole::Participant),
+        ]);
         std::fs::write(&own, committed.render_servers()).unwrap();
         let mut cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).unwrap()).unwrap();
-        cfg.0.insert(DYNAMIC_CONFIG_FILE.into(), own.display().to_string());
+        cfg.0
+            .insert(DYNAMIC_CONFIG_FILE.into(), own.display().to_string());
         std::fs::write(layout.zoo_cfg(), cfg.render()).unwrap();
 
         prepare(&layout, &assignment(1, initial)).unwrap();
@@ -231,12 +243,20 @@ mod tests {
     fn a_joiner_absent_from_the_adopted_config_gets_its_initial_config_again() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
-        let joiner = DynamicConfig::of([server(1, MemberRole::Participant), server(4, MemberRole::Observer)]);
+        let joiner = DynamicConfig::of([
+            server(1, MemberRole::Participant),
+            server(4, MemberRole::Observer),
+        ]);
         prepare(&layout, &assignment(4, joiner.clone())).unwrap();
         let own = layout.conf_dir().join("zoo.cfg.dynamic.100000000");
-        std::fs::write(&own, DynamicConfig::of([server(1, MemberRole::Participant)]).render_servers()).unwrap();
+        std::fs::write(
+            &own,
+            DynamicConfig::of([server(1, MemberRole::Participant)]).render_servers(),
+        )
+        .unwrap();
         let mut cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).unwrap()).unwrap();
-        cfg.0.insert(DYNAMIC_CONFIG_FILE.into(), own.display().to_string());
+        cfg.0
+            .insert(DYNAMIC_CONFIG_FILE.into(), own.display().to_string());
         std::fs::write(layout.zoo_cfg(), cfg.render()).unwrap();
 
         prepare(&layout, &assignment(4, joiner.clone())).unwrap();
@@ -247,7 +267,10 @@ mod tests {
     fn a_data_dir_of_another_server_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
-        let c = DynamicConfig::of([server(1, MemberRole::Participant), server(2, MemberRole::Participant)]);
+        let c = DynamicConfig::of([
+            server(1, MemberRole::Participant),
+            server(2, MemberRole::Participant),
+        ]);
         prepare(&layout, &assignment(1, c.clone())).unwrap();
         let err = prepare(&layout, &assignment(2, c)).unwrap_err();
         assert!(matches!(err, NodeError::IdMismatch { .. }), "{err}");

@@ -21,7 +21,12 @@ pub async fn four_letter_word(endpoint: &str, word: &str) -> std::io::Result<Str
     };
     tokio::time::timeout(TIMEOUT, run)
         .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply")))
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no reply",
+            ))
+        })
 }
 
 /// Probes with `srvr` and `conf`; `Err` when the server does not answer at all.
@@ -32,7 +37,10 @@ pub async fn probe(endpoint: &str) -> Result<ProbeReport, String> {
     let srvr = parse_srvr(&srvr).map_err(|e| format!("srvr reply: {e}"))?;
     // `conf` answers only while serving; a joiner's config is still useful then.
     let config = match four_letter_word(endpoint, "conf").await {
-        Ok(text) => parse_conf(&text).ok().map(|c| c.config).filter(|c| !c.servers.is_empty()),
+        Ok(text) => parse_conf(&text)
+            .ok()
+            .map(|c| c.config)
+            .filter(|c| !c.servers.is_empty()),
         Err(_) => None,
     };
     Ok(ProbeReport {

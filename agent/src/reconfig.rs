@@ -8,7 +8,11 @@ use zookeeper_client::{Client, EnsembleUpdate};
 
 /// Connects, syncs, checks the config version and runs the incremental reconfig,
 /// conditional on the config znode's `mzxid`. Returns the new config.
-pub async fn run(endpoint: &str, password: &str, order: &ReconfigOrder) -> Result<DynamicConfig, String> {
+pub async fn run(
+    endpoint: &str,
+    password: &str,
+    order: &ReconfigOrder,
+) -> Result<DynamicConfig, String> {
     let auth = format!("super:{password}");
     let client = Client::connector()
         .with_session_timeout(Duration::from_secs(10))
@@ -22,13 +26,19 @@ pub async fn run(endpoint: &str, password: &str, order: &ReconfigOrder) -> Resul
         .sync("/zookeeper/config")
         .await
         .map_err(|e| format!("sync: {e}"))?;
-    let (data, stat) = client.get_config().await.map_err(|e| format!("get config: {e}"))?;
+    let (data, stat) = client
+        .get_config()
+        .await
+        .map_err(|e| format!("get config: {e}"))?;
     let current = DynamicConfig::parse(&String::from_utf8_lossy(&data))
         .map_err(|e| format!("config znode: {e}"))?;
     if current.version != Some(order.from_version) {
         return Err(format!(
             "BadVersion: the config is at version {}, the order was for {}",
-            current.version.map(|v| v.to_string()).unwrap_or_else(|| "unknown".into()),
+            current
+                .version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unknown".into()),
             order.from_version
         ));
     }
@@ -48,5 +58,6 @@ pub async fn run(endpoint: &str, password: &str, order: &ReconfigOrder) -> Resul
             zookeeper_client::Error::UnexpectedErrorCode(-14) => "ReconfigInProgress".to_string(),
             other => format!("reconfig: {other}"),
         })?;
-    DynamicConfig::parse(&String::from_utf8_lossy(&data)).map_err(|e| format!("reconfig reply: {e}"))
+    DynamicConfig::parse(&String::from_utf8_lossy(&data))
+        .map_err(|e| format!("reconfig reply: {e}"))
 }

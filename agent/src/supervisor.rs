@@ -89,7 +89,10 @@ impl Supervisor {
                 self.not_before = Some(Instant::now() + self.backoff);
                 self.child = None;
                 let _ = std::fs::remove_file(self.layout.pid_file());
-                let what = format!("ZooKeeper exited ({status}) after {:.1}s", ran.as_secs_f64());
+                let what = format!(
+                    "ZooKeeper exited ({status}) after {:.1}s",
+                    ran.as_secs_f64()
+                );
                 self.last_exit = Some(what.clone());
                 Some(what)
             }

@@ -1,1 +1,177 @@
-fn main() {}
+//! `zkop`: the controller and its CLI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use zkop::local::{self, InputError, UpOptions};
+use zkop::status;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zkop",
+    version,
+    about = "Runs Apache ZooKeeper ensembles: the controller and its CLI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a spec file: exit 0 with a summary, or 2 with every problem.
+    Validate {
+        /// The spec (YAML).
+        file: PathBuf,
+    },
+    /// Print the spec's JSON Schema.
+    Schema,
+    /// Run a cluster on this machine.
+    #[command(subcommand)]
+    Local(LocalCommand),
+    /// Show a running cluster's members.
+    Status {
+        /// The cluster's state directory (reads its api.json).
+        #[arg(long, conflicts_with_all = ["api", "token_file"])]
+        state_dir: Option<PathBuf>,
+        /// The controller's URL (with --token-file).
+        #[arg(long, requires = "token_file")]
+        api: Option<String>,
+        /// The API token's file (with --api).
+        #[arg(long, requires = "api")]
+        token_file: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LocalCommand {
+    /// Run the controller and one agent per instance, in the foreground.
+    Up {
+        /// The spec (YAML) with fleet.local.
+        file: PathBuf,
+        /// Where everything of the cluster lives (default .zkop/<metadata.name>).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The API's listen address (a free port by default; written to api.json).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        api: SocketAddr,
+        /// The loopback range the agents' servers use.
+        #[arg(long, default_value = local::DEFAULT_NETWORK)]
+        network: String,
+        /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+    },
+    /// SIGKILL an instance's agent and ZooKeeper server, to try a failure.
+    Kill {
+        /// The cluster's state directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The instance id, e.g. i-0002.
+        instance: String,
+    },
+}
+
+fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Validate { file } => {
+            let (spec, _) = local::load_spec(&file)?;
+            println!("{}: valid: {}", file.display(), spec.summary());
+        }
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&zkop_spec::json_schema())?
+            );
+        }
+        Command::Local(LocalCommand::Up {
+            file,
+            state_dir,
+            api,
+            network,
+            agent_bin,
+        }) => {
+            init_logs();
+            local::up(UpOptions {
+                spec: file,
+                state_dir,
+                api,
+                network,
+                agent_bin,
+            })
+            .await?;
+        }
+        Command::Local(LocalCommand::Kill {
+            state_dir,
+            instance,
+        }) => {
+            let dir = local::find_state_dir(state_dir)?;
+            local::kill(&dir, &instance)?;
+        }
+        Command::Status {
+            state_dir,
+            api,
+            token_file,
+            json,
+        } => {
+            let (url, token_file) = match (api, token_file) {
+                (Some(u), Some(t)) => (u, t),
+                _ => {
+                    let dir = local::find_state_dir(state_dir)?;
+                    let f = status::read_api_file(&dir)?;
+                    (f.url, f.token_file)
+                }
+            };
+            let s = status::fetch(&url, &token_file).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", status::render_table(&s));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One thread: every child process is spawned from the main thread, so the
+    // children's parent-death signal fires only when zkop itself exits.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zkop: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(input) = e.downcast_ref::<InputError>() {
+                eprintln!("zkop: {input}");
+                return ExitCode::from(2);
+            }
+            eprintln!("zkop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -25,7 +25,11 @@ pub struct DesiredNodeState {
 
 /// The job of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "kind"
+)]
 pub enum NodeAssignment {
     /// No member here (yet): run nothing.
     Idle,
@@ -209,4 +213,62 @@ pub struct ApiError {
     /// The leader's URL, when this controller is not the leader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zk::ConfigVersion;
+
+    fn server(id: u64) -> Server {
+        Server {
+            id: ServerId(id),
+            address: format!("127.0.10.{id}"),
+            quorum_port: 2888,
+            election_port: 3888,
+            role: MemberRole::Participant,
+            client_address: format!("127.0.10.{id}"),
+            client_port: 2181,
+        }
+    }
+
+    #[test]
+    fn every_assignment_survives_json() {
+        let mut config = DynamicConfig::of([server(1), server(2), server(3)]);
+        config.version = Some(ConfigVersion(0x1_0000_0000));
+        let nodes = [
+            NodeAssignment::Idle,
+            NodeAssignment::Retired {
+                server_id: ServerId(2),
+            },
+            NodeAssignment::Member(MemberAssignment {
+                server_id: ServerId(1),
+                initial_config: config.clone(),
+                static_config: BTreeMap::from([("tickTime".to_string(), "500".to_string())]),
+                heap_mb: 128,
+                jvm_flags: vec!["-XX:+UseSerialGC".into()],
+                reconfig: Some(ReconfigOrder {
+                    seq: 4,
+                    from_version: ConfigVersion(0x1_0000_0000),
+                    joining: vec![server(4)],
+                    leaving: vec![ServerId(2)],
+                }),
+            }),
+        ];
+        for node in nodes {
+            let d = DesiredNodeState {
+                cluster: "c".into(),
+                epoch: 2,
+                revision: 9,
+                instance: "i-0001".into(),
+                node,
+            };
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(
+                serde_json::from_str::<DesiredNodeState>(&json).unwrap(),
+                d,
+                "{json}"
+            );
+        }
+    }
 }

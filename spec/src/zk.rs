@@ -194,11 +194,43 @@ impl<'de> Deserialize<'de> for ConfigVersion {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DynamicConfig {
-    /// The servers, by id.
+    /// The servers, by id (a list in JSON).
+    #[serde(with = "servers_as_list")]
     pub servers: BTreeMap<ServerId, Server>,
     /// The committed version, when known (`version=` line or file suffix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<ConfigVersion>,
+}
+
+// A list, not a map: JSON map keys are strings, and the ids would not survive
+// internally tagged enums that carry a config.
+mod servers_as_list {
+    use super::{BTreeMap, Server, ServerId};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<ServerId, Server>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let list: Vec<&Server> = m.values().collect();
+        list.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<ServerId, Server>, D::Error> {
+        let list = Vec::<Server>::deserialize(d)?;
+        let mut m = BTreeMap::new();
+        for s in list {
+            let id = s.id;
+            if m.insert(id, s).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "server {id} listed twice"
+                )));
+            }
+        }
+        Ok(m)
+    }
 }
 
 impl DynamicConfig {

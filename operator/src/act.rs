@@ -1,0 +1,204 @@
+//! Carries out one step: the I/O a step needs (fleet, ledger) and the new
+//! persisted state it leads to. Every step is idempotent given the state it
+//! returns: a crash before the state is saved repeats the step, safely.
+
+use zkop_spec::ValidatedCluster;
+use zkop_spec::zk::{DynamicConfig, MemberRole, Server};
+
+use crate::adapters::{Fleet, FleetError, IdLedger, LedgerError};
+use crate::model::{MemberRecord, Persisted};
+use crate::plan::Step;
+
+/// After a failed reconfig, wait this long before the next one.
+pub const RECONFIG_RETRY_MS: u64 = 3_000;
+
+/// Why a step could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// The fleet refused or failed (expected; retried with backoff).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    /// The id ledger failed (expected; retried with backoff).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The step no longer fits the state (expected after a race; re-planned).
+    #[error("stale step: {0}")]
+    Stale(String),
+}
+
+impl ActError {
+    /// A short category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ActError::Fleet(_) => "fleet",
+            ActError::Ledger(_) => "ledger",
+            ActError::Stale(_) => "stale",
+        }
+    }
+}
+
+/// What a step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The state after the step.
+    pub state: Persisted,
+    /// One line for the event log.
+    pub message: String,
+}
+
+/// Adopts a committed config: members it dropped that we started are retiring.
+fn adopt_config(p: &mut Persisted, config: DynamicConfig) {
+    let old = p.config.take();
+    for m in p.members.values_mut() {
+        let was = m.role_in(old.as_ref()).is_some();
+        let is = config.servers.contains_key(&m.id);
+        if was && !is && m.initial_config.is_some() {
+            m.retiring = true;
+        }
+    }
+    p.config = Some(config);
+}
+
+fn ids(servers: &[Server]) -> String {
+    let v: Vec<String> = servers
+        .iter()
+        .map(|s| format!("{}({:?})", s.id, s.role))
+        .collect();
+    v.join(", ")
+}
+
+/// Carries out `step` on `p`.
+pub async fn act<F: Fleet, L: IdLedger>(
+    step: &Step,
+    p: &Persisted,
+    spec: &ValidatedCluster,
+    fleet: &F,
+    ledger: &L,
+    now_ms: u64,
+) -> Result<Outcome, ActError> {
+    let mut s = p.clone();
+    let message = match step {
+        Step::RecordConfig { config } => {
+            let msg = format!(
+                "config version {} recorded: {} voters, {} observers",
+                config.version.map(|v| v.to_string()).unwrap_or_default(),
+                config.voter_count(),
+                config.observers().count()
+            );
+            adopt_config(&mut s, config.clone());
+            msg
+        }
+        Step::CompleteReconfig { seq, config } => {
+            let pending = s
+                .reconfig
+                .take()
+                .filter(|r| r.order.seq == *seq)
+                .ok_or_else(|| ActError::Stale(format!("reconfig {seq} is not in flight")))?;
+            adopt_config(&mut s, config.clone());
+            format!(
+                "reconfig {seq} done ({}): version {}, {} voters, {} observers",
+                pending.purpose,
+                config.version.map(|v| v.to_string()).unwrap_or_default(),
+                config.voter_count(),
+                config.observers().count()
+            )
+        }
+        Step::FailReconfig { seq, error } => {
+            s.reconfig = None;
+            s.reconfig_not_before_ms = now_ms + RECONFIG_RETRY_MS;
+            format!("reconfig {seq} failed: {error}; re-observing")
+        }
+        Step::SetDesiredCapacity { capacity } => {
+            fleet.set_desired_capacity(*capacity).await?;
+            format!("desired capacity set to {capacity}")
+        }
+        Step::ClaimId { instance, address } => {
+            if s.members.values().any(|m| &m.instance == instance) {
+                return Err(ActError::Stale(format!("{instance} already holds an id")));
+            }
+            let id = ledger.claim(instance).await?;
+            let z = &spec.zookeeper;
+            let server = Server {
+                id,
+                address: address.clone(),
+                quorum_port: z.quorum_port,
+                election_port: z.election_port,
+                role: MemberRole::Observer,
+                client_address: address.clone(),
+                client_port: z.client_port,
+            };
+            s.members.insert(
+                id,
+                MemberRecord {
+                    id,
+                    instance: instance.clone(),
+                    server,
+                    initial_config: None,
+                    retiring: false,
+                },
+            );
+            format!("instance {instance} ({address}) claimed server id {id}")
+        }
+        Step::Bootstrap { config } => {
+            if s.ever_bootstrapped {
+                return Err(ActError::Stale("already bootstrapped".into()));
+            }
+            for id in config.servers.keys() {
+                let m = s
+                    .members
+                    .get_mut(id)
+                    .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+                m.initial_config = Some(config.clone());
+            }
+            s.config = Some(config.clone());
+            s.ever_bootstrapped = true;
+            let servers: Vec<Server> = config.servers.values().cloned().collect();
+            format!("bootstrapping a fresh ensemble: {}", ids(&servers))
+        }
+        Step::StartJoiner { id, initial_config } => {
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            m.initial_config = Some(initial_config.clone());
+            format!(
+                "member {id} on {} starts as a joiner (observer)",
+                m.instance
+            )
+        }
+        Step::Reconfig { pending } => {
+            if s.reconfig.is_some() {
+                return Err(ActError::Stale("a reconfig is already in flight".into()));
+            }
+            s.reconfig = Some(pending.clone());
+            s.next_seq = pending.order.seq + 1;
+            let leaving: Vec<String> = pending
+                .order
+                .leaving
+                .iter()
+                .map(|i| i.to_string())
+                .collect();
+            format!(
+                "reconfig {} via {}: {} (joining [{}], leaving [{}])",
+                pending.order.seq,
+                pending.via,
+                pending.purpose,
+                ids(&pending.order.joining),
+                leaving.join(", ")
+            )
+        }
+        Step::TerminateInstance { instance } => {
+            fleet.terminate(instance).await?;
+            format!("instance {instance} terminated")
+        }
+        Step::ForgetMember { id } => {
+            ledger.release(*id).await?;
+            let m = s.members.remove(id);
+            format!(
+                "member {id} forgotten (instance {} gone), id released",
+                m.map(|m| m.instance).unwrap_or_default()
+            )
+        }
+    };
+    Ok(Outcome { state: s, message })
+}

@@ -1,0 +1,93 @@
+//! The controller's ports: small traits for the fleet, the id ledger and the
+//! state store, with adapters beside them (`local/` now, `aws/` next).
+
+pub mod local;
+
+use std::future::Future;
+
+use zkop_spec::zk::ServerId;
+
+use crate::model::{Instance, Persisted};
+
+/// Why a fleet call failed. Expected and retried: the fleet is remote or busy.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// Starting or stopping a process or instance failed.
+    #[error("fleet: {0}")]
+    Operation(String),
+    /// The instance is not in the fleet.
+    #[error("fleet: no instance {0}")]
+    UnknownInstance(String),
+    /// No address is left in the local network range.
+    #[error("fleet: no free address left in {0}")]
+    NoAddress(String),
+    /// The fleet's own bookkeeping could not be read or written.
+    #[error("fleet: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The fleet's answer to "what is there?".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetView {
+    /// Its instances.
+    pub instances: Vec<Instance>,
+    /// Instances it is asked to keep.
+    pub desired_capacity: u32,
+}
+
+/// Where instances come from: an Auto Scaling group, or local processes.
+pub trait Fleet: Send + Sync {
+    /// The instances and desired capacity. A fleet that replaces lost instances
+    /// (as an ASG does) may launch them during this call.
+    fn observe(&self) -> impl Future<Output = Result<FleetView, FleetError>> + Send;
+    /// Asks for `capacity` instances.
+    fn set_desired_capacity(
+        &self,
+        capacity: u32,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
+    /// Terminates an instance and lowers the desired capacity by one.
+    fn terminate(&self, instance: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
+}
+
+/// Why an id claim or release failed. Expected: storage trouble; retried.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger's storage failed.
+    #[error("id ledger: {0}")]
+    Io(#[from] std::io::Error),
+    /// Every id up to the limit is held.
+    #[error("id ledger: every id up to {0} is held")]
+    Exhausted(u64),
+}
+
+/// Issues server ids so that no two instances hold one at a time.
+pub trait IdLedger: Send + Sync {
+    /// Claims the lowest free id for `instance` (a lost race moves on to the next).
+    fn claim(&self, instance: &str) -> impl Future<Output = Result<ServerId, LedgerError>> + Send;
+    /// Releases an id whose instance is confirmed gone.
+    fn release(&self, id: ServerId) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}
+
+/// Why the state could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Storage failed (expected: disk or network trouble; retried).
+    #[error("state store: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stored state does not parse (unexpected: a person must look).
+    #[error("state store: {path} is not valid state: {reason}")]
+    Corrupt {
+        /// Where.
+        path: String,
+        /// The parser's words.
+        reason: String,
+    },
+}
+
+/// Durable controller state.
+pub trait StateStore: Send + Sync {
+    /// The stored state, if any.
+    fn load(&self) -> impl Future<Output = Result<Option<Persisted>, StoreError>> + Send;
+    /// Replaces the stored state.
+    fn save(&self, state: &Persisted) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,157 @@
+//! The controller's HTTP API, for agents and the CLI. Every route needs the
+//! bearer token; errors are JSON (`{"error": ...}`).
+//!
+//! - `GET  /v1/agents/{instance}/desired?after=REV`: long-poll the node's desired state
+//! - `POST /v1/agents/{instance}/report`: an agent's report
+//! - `GET  /v1/status`: the cluster as `zkop status` shows it
+//! - `GET  /metrics`: Prometheus text
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+
+use zkop_spec::wire::{AgentReport, ApiError};
+
+use crate::controller::Shared;
+
+/// How long a desired-state long poll is held.
+pub const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// The router over `shared`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/agents/{instance}/desired", get(desired))
+        .route("/v1/agents/{instance}/report", post(report))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ))
+        .with_state(shared)
+}
+
+/// An error response with a JSON body.
+pub fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: error.into(),
+            leader: None,
+        }),
+    )
+        .into_response()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if constant_time_eq(t.trim().as_bytes(), shared.token.as_bytes()) => {
+            next.run(req).await
+        }
+        Some(_) => api_error(StatusCode::UNAUTHORIZED, "wrong bearer token"),
+        None => api_error(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token (Authorization: Bearer <token>)",
+        ),
+    }
+}
+
+async fn not_found() -> Response {
+    api_error(StatusCode::NOT_FOUND, "no such route")
+}
+
+fn parse_after(query: Option<&str>) -> Result<u64, String> {
+    let Some(q) = query else { return Ok(0) };
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("after=") {
+            return v
+                .parse()
+                .map_err(|_| format!("query parameter after: `{v}` is not a whole number"));
+        }
+    }
+    Ok(0)
+}
+
+async fn desired(
+    State(shared): State<Arc<Shared>>,
+    Path(instance): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let after = match parse_after(query.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
+    };
+    let mut changes = shared.subscribe();
+    let deadline = tokio::time::Instant::now() + LONG_POLL;
+    loop {
+        let d = shared.desired(&instance);
+        // A revision below `after` means the agent saw an older controller.
+        if d.revision != after {
+            return Json(d).into_response();
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return Json(shared.desired(&instance)).into_response(),
+        }
+    }
+}
+
+async fn report(
+    State(shared): State<Arc<Shared>>,
+    Path(instance): Path<String>,
+    body: Bytes,
+) -> Response {
+    let report: AgentReport = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("malformed report: {e}")),
+    };
+    if report.instance != instance {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "report is for instance `{}` but was posted to `{instance}`",
+                report.instance
+            ),
+        );
+    }
+    shared.record_report(report);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.status()).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared.metrics.render(&shared.status());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_is_parsed_or_refused_by_name() {
+        assert_eq!(parse_after(None), Ok(0));
+        assert_eq!(parse_after(Some("after=42")), Ok(42));
+        assert!(parse_after(Some("after=x")).unwrap_err().contains("after"));
+    }
+}

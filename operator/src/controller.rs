@@ -1,0 +1,456 @@
+//! The reconcile loop, modelled on kube-runtime's controller:
+//! observe (fleet, agent reports, persisted state) -> plan (pure) -> act (one
+//! step) -> persist -> requeue. `reconcile` returns a [`Requeue`]; errors go
+//! through [`error_policy`], which backs off.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use zkop_spec::ValidatedCluster;
+use zkop_spec::wire::{AgentReport, DesiredNodeState, Event, MemberStatus, StatusReply};
+use zkop_spec::zk::{MemberRole, ServerMode};
+
+use crate::act::{ActError, act};
+use crate::adapters::{Fleet, FleetError, IdLedger, StateStore, StoreError};
+use crate::desired::desired_for;
+use crate::metrics::Metrics;
+use crate::model::{Instance, Observed, Persisted, SeenReport};
+use crate::plan::{Plan, plan};
+
+/// Events kept for `zkop status`.
+const MAX_EVENTS: usize = 50;
+
+/// When to run the next pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requeue {
+    after: Duration,
+}
+
+impl Requeue {
+    /// Work remains: run the next pass almost at once.
+    #[must_use]
+    pub fn soon() -> Self {
+        Self {
+            after: Duration::from_millis(100),
+        }
+    }
+
+    /// Nothing to do now: look again after `after` (agents report every second).
+    #[must_use]
+    pub fn after(after: Duration) -> Self {
+        Self { after }
+    }
+
+    /// The delay.
+    pub fn delay(self) -> Duration {
+        self.after
+    }
+}
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The fleet could not be observed (expected; retried).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    /// A step failed (see [`ActError`]).
+    #[error(transparent)]
+    Act(#[from] ActError),
+    /// The new state could not be saved; the step's effect is re-planned.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ReconcileError {
+    /// A short category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Fleet(_) => "fleet",
+            ReconcileError::Act(e) => e.category(),
+            ReconcileError::Store(_) => "store",
+        }
+    }
+}
+
+/// Backoff for failing passes: 500 ms doubling to 10 s, reset by a good pass.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What to do after a failed pass: count it, log it, back off.
+pub fn error_policy(err: &ReconcileError, backoff: &mut Backoff, metrics: &Metrics) -> Requeue {
+    metrics.error(err.category());
+    warn!(category = err.category(), error = %err, "reconcile failed; retrying");
+    let r = Requeue::after(backoff.next);
+    backoff.next = (backoff.next * 2).min(Duration::from_secs(10));
+    r
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct SharedState {
+    spec: ValidatedCluster,
+    persisted: Persisted,
+    revision: u64,
+    reports: BTreeMap<String, (AgentReport, Instant)>,
+    instances: Vec<Instance>,
+    plan: Option<Plan>,
+    events: VecDeque<Event>,
+}
+
+/// What the loop and the HTTP API share.
+pub struct Shared {
+    /// The API's bearer token.
+    pub token: String,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    state: Mutex<SharedState>,
+    revision_tx: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// Shared state for a controller of `spec`, starting from `persisted`.
+    pub fn new(token: String, spec: ValidatedCluster, persisted: Persisted) -> Arc<Self> {
+        // Revisions start at the wall clock so that they keep rising across restarts.
+        let revision = now_ms();
+        let (revision_tx, _) = watch::channel(revision);
+        Arc::new(Self {
+            token,
+            metrics: Metrics::default(),
+            state: Mutex::new(SharedState {
+                spec,
+                persisted,
+                revision,
+                reports: BTreeMap::new(),
+                instances: Vec::new(),
+                plan: None,
+                events: VecDeque::new(),
+            }),
+            revision_tx,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The desired state of an instance's node, and the current revision.
+    pub fn desired(&self, instance: &str) -> DesiredNodeState {
+        let s = self.lock();
+        desired_for(&s.spec, &s.persisted, instance, s.revision)
+    }
+
+    /// Notified when the revision changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision_tx.subscribe()
+    }
+
+    /// Keeps an agent's report.
+    pub fn record_report(&self, report: AgentReport) {
+        let mut s = self.lock();
+        s.reports
+            .insert(report.instance.clone(), (report, Instant::now()));
+    }
+
+    /// Records an event and logs it.
+    pub fn event(&self, kind: &str, message: String) {
+        let mut s = self.lock();
+        info!(cluster = %s.spec.name, kind, "{message}");
+        s.events.push_back(Event {
+            at_ms: now_ms(),
+            kind: kind.to_string(),
+            message,
+        });
+        while s.events.len() > MAX_EVENTS {
+            s.events.pop_front();
+        }
+    }
+
+    fn commit(&self, persisted: Persisted) {
+        let revision = {
+            let mut s = self.lock();
+            s.persisted = persisted;
+            s.revision += 1;
+            s.revision
+        };
+        self.revision_tx.send_replace(revision);
+    }
+
+    /// The current spec.
+    pub fn spec(&self) -> ValidatedCluster {
+        self.lock().spec.clone()
+    }
+
+    fn set_spec(&self, spec: ValidatedCluster) {
+        self.lock().spec = spec;
+        // Static config and heap ride in desired states.
+        let revision = {
+            let mut s = self.lock();
+            s.revision += 1;
+            s.revision
+        };
+        self.revision_tx.send_replace(revision);
+    }
+
+    /// The cluster as `zkop status` shows it.
+    pub fn status(&self) -> StatusReply {
+        let s = self.lock();
+        let config = s.persisted.config.as_ref();
+        let fresh = Duration::from_secs(10);
+        let members = s
+            .persisted
+            .members
+            .values()
+            .map(|m| {
+                let report = s
+                    .reports
+                    .get(&m.instance)
+                    .filter(|(r, at)| at.elapsed() < fresh && r.server_id == Some(m.id))
+                    .map(|(r, _)| r);
+                let probe = report.and_then(|r| r.probe.as_ref());
+                let serving = probe.is_some_and(|p| p.serving);
+                let config_role = m.role_in(config);
+                let role = if m.retiring {
+                    "leaving"
+                } else if !serving {
+                    "down"
+                } else if config_role.is_none() {
+                    "joining"
+                } else {
+                    match probe.and_then(|p| p.mode) {
+                        Some(ServerMode::Leader) => "leader",
+                        Some(ServerMode::Observer) => "observer",
+                        _ if config_role == Some(MemberRole::Observer) => "observer",
+                        _ => "follower",
+                    }
+                };
+                MemberStatus {
+                    id: m.id,
+                    instance: m.instance.clone(),
+                    address: m.server.address.clone(),
+                    client_port: m.server.client_port,
+                    role: role.to_string(),
+                    config_role,
+                    zxid: probe.and_then(|p| p.zxid),
+                    healthy: serving,
+                }
+            })
+            .collect();
+        let (phase, reason) = s
+            .plan
+            .as_ref()
+            .map(|p| (p.phase.as_str().to_string(), p.reason.clone()))
+            .unwrap_or_else(|| ("Pending".into(), "starting".into()));
+        StatusReply {
+            cluster: s.spec.name.clone(),
+            phase,
+            reason,
+            config_version: config.and_then(|c| c.version),
+            members,
+            events: s.events.iter().cloned().collect(),
+        }
+    }
+
+    fn snapshot(
+        &self,
+        instances: Vec<Instance>,
+        desired_capacity: u32,
+    ) -> (ValidatedCluster, Persisted, Observed) {
+        let mut s = self.lock();
+        s.instances = instances.clone();
+        let reports = s
+            .reports
+            .iter()
+            .map(|(k, (r, at))| {
+                (
+                    k.clone(),
+                    SeenReport {
+                        report: r.clone(),
+                        age: at.elapsed(),
+                    },
+                )
+            })
+            .collect();
+        let observed = Observed {
+            instances,
+            desired_capacity,
+            reports,
+            now_ms: now_ms(),
+        };
+        (s.spec.clone(), s.persisted.clone(), observed)
+    }
+
+    fn set_plan(&self, plan: Plan) {
+        self.lock().plan = Some(plan);
+    }
+}
+
+/// Where the spec comes from: re-read each pass, so edits apply while running.
+#[derive(Debug)]
+pub struct SpecFile {
+    path: PathBuf,
+    last_text: Option<String>,
+}
+
+impl SpecFile {
+    /// Watches `path`; `text` is what was loaded at start.
+    pub fn new(path: PathBuf, text: String) -> Self {
+        Self {
+            path,
+            last_text: Some(text),
+        }
+    }
+
+    fn poll(&mut self, shared: &Shared) {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return;
+        };
+        if self.last_text.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        self.last_text = Some(text.clone());
+        let current = shared.spec();
+        match zkop_spec::parse_spec(&text) {
+            Ok(spec) if spec.name != current.name => shared.event(
+                "spec-refused",
+                format!(
+                    "{}: metadata.name changed from {} to {}; keeping the running spec",
+                    self.path.display(),
+                    current.name,
+                    spec.name
+                ),
+            ),
+            Ok(spec) if spec == current => {}
+            Ok(spec) => {
+                shared.event(
+                    "spec",
+                    format!(
+                        "spec changed: replicas {} -> {}, voters {} -> {}",
+                        current.replicas,
+                        spec.replicas,
+                        current.target_voters(),
+                        spec.target_voters()
+                    ),
+                );
+                shared.set_spec(spec);
+            }
+            Err(e) => shared.event(
+                "spec-refused",
+                format!(
+                    "{} is invalid; keeping the running spec: {}",
+                    self.path.display(),
+                    e.lines().join("; ")
+                ),
+            ),
+        }
+    }
+}
+
+/// The controller: the loop and its adapters.
+pub struct Controller<F, L, S> {
+    /// State shared with the API.
+    pub shared: Arc<Shared>,
+    /// The fleet.
+    pub fleet: Arc<F>,
+    /// The id ledger.
+    pub ledger: L,
+    /// The state store.
+    pub store: S,
+    /// The spec file to follow, if any.
+    pub spec_file: Option<SpecFile>,
+    started: Instant,
+}
+
+impl<F: Fleet, L: IdLedger, S: StateStore> Controller<F, L, S> {
+    /// A controller over these adapters.
+    pub fn new(
+        shared: Arc<Shared>,
+        fleet: Arc<F>,
+        ledger: L,
+        store: S,
+        spec_file: Option<SpecFile>,
+    ) -> Self {
+        Self {
+            shared,
+            fleet,
+            ledger,
+            store,
+            spec_file,
+            started: Instant::now(),
+        }
+    }
+
+    /// One pass: observe, plan, act on the first step, persist.
+    pub async fn reconcile(&mut self) -> Result<Requeue, ReconcileError> {
+        self.shared.metrics.pass();
+        if let Some(f) = self.spec_file.as_mut() {
+            f.poll(&self.shared);
+        }
+        let view = self.fleet.observe().await?;
+        let (spec, persisted, observed) =
+            self.shared.snapshot(view.instances, view.desired_capacity);
+        let plan = plan(&spec, &observed, &persisted, self.started.elapsed());
+        self.shared.set_plan(plan.clone());
+        let Some(step) = plan.steps.first() else {
+            return Ok(Requeue::after(Duration::from_millis(500)));
+        };
+        let t = Instant::now();
+        let outcome = act(
+            step,
+            &persisted,
+            &spec,
+            self.fleet.as_ref(),
+            &self.ledger,
+            observed.now_ms,
+        )
+        .await?;
+        if outcome.state != persisted {
+            self.store.save(&outcome.state).await?;
+            self.shared.commit(outcome.state);
+        }
+        self.shared.metrics.step(step.kind(), t.elapsed());
+        self.shared.event(step.kind(), outcome.message);
+        Ok(Requeue::soon())
+    }
+
+    /// Runs passes until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::default();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let requeue = match self.reconcile().await {
+                Ok(r) => {
+                    backoff = Backoff::default();
+                    r
+                }
+                Err(e) => error_policy(&e, &mut backoff, &self.shared.metrics),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(requeue.delay()) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

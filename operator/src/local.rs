@@ -1,0 +1,287 @@
+//! `zkop local up` and `zkop local kill`: the whole product on one machine.
+//! The controller runs in this process; instances are `zkop-agent` processes on
+//! loopback addresses; ids, state and secrets live in the state directory.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::info;
+
+use zkop_spec::cluster::Fleet;
+use zkop_spec::{SpecError, ValidatedCluster};
+
+use crate::adapters::StateStore;
+use crate::adapters::local::fleet_support::{kill_server_of, parse_network, process_is};
+use crate::adapters::local::{AgentCommand, FileLedger, FileStore, LocalFleet, read_fleet_file};
+use crate::controller::{Controller, Shared, SpecFile};
+use crate::model::Persisted;
+use crate::secrets::ensure_secret;
+use crate::status::ApiFile;
+
+/// The default loopback range for agents.
+pub const DEFAULT_NETWORK: &str = "127.0.10.0/24";
+
+/// Refusals of bad input, before anything is started or changed (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The spec file is invalid.
+    #[error("{path}:\n{error}")]
+    Spec {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: SpecError,
+    },
+    /// A flag or the spec does not fit this command.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Reads and validates a spec file.
+pub fn load_spec(path: &Path) -> anyhow::Result<(ValidatedCluster, String)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::Usage(format!("{}: {e}", path.display())))?;
+    let spec = zkop_spec::parse_spec(&text).map_err(|error| InputError::Spec {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok((spec, text))
+}
+
+/// The state directory: the flag, or `.zkop/<metadata.name>`.
+pub fn state_dir_for(flag: Option<PathBuf>, name: &str) -> PathBuf {
+    flag.unwrap_or_else(|| PathBuf::from(".zkop").join(name))
+}
+
+/// Resolves `--state-dir` for commands without a spec: the flag, or the only
+/// cluster under `.zkop/`.
+pub fn find_state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    let dirs: Vec<PathBuf> = std::fs::read_dir(".zkop")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    match dirs.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(InputError::Usage(
+            "no cluster under .zkop/: pass --state-dir DIR".into()
+        )),
+        _ => bail!(InputError::Usage(
+            "several clusters under .zkop/: pass --state-dir DIR".into()
+        )),
+    }
+}
+
+fn agent_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match flag.or_else(|| std::env::var_os("ZKOP_AGENT_BIN").map(PathBuf::from)) {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .context("locating the zkop binary")?
+            .with_file_name("zkop-agent"),
+    };
+    if !path.is_file() {
+        bail!(InputError::Usage(format!(
+            "zkop-agent not found at {} (build it with `cargo build --workspace`, or pass --agent-bin)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Holds an exclusive lock on the state directory while `local up` runs.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!(InputError::Usage(format!(
+            "another `zkop local up` is running on {}",
+            dir.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Options of `zkop local up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--api`.
+    pub api: SocketAddr,
+    /// `--network`.
+    pub network: String,
+    /// `--agent-bin`.
+    pub agent_bin: Option<PathBuf>,
+}
+
+/// Runs the cluster in the foreground until SIGINT or SIGTERM.
+pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
+    // Everything that can be refused is checked before anything is touched.
+    let (spec, text) = load_spec(&opts.spec)?;
+    if !matches!(spec.fleet, Fleet::Local(_)) {
+        bail!(InputError::Usage(format!(
+            "{}: spec.fleet: `zkop local up` needs fleet.local (use `zkop run` for fleet.aws)",
+            opts.spec.display()
+        )));
+    }
+    if !opts.api.ip().is_loopback() {
+        bail!(InputError::Usage(format!(
+            "--api {}: must be a loopback address",
+            opts.api
+        )));
+    }
+    let network = parse_network(&opts.network).map_err(InputError::Usage)?;
+    let agent_bin = agent_binary(opts.agent_bin.clone())?;
+    let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
+    let store = FileStore::new(dir.join("state.json"));
+    if dir.exists() {
+        if let Some(p) = store.load().await?
+            && p.cluster != spec.name
+        {
+            bail!(InputError::Usage(format!(
+                "{} holds cluster `{}`, but the spec names `{}`",
+                dir.display(),
+                p.cluster,
+                spec.name
+            )));
+        }
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let _lock = lock_state_dir(&dir)?;
+
+    let token_file = dir.join("token");
+    let password_file = dir.join("super-password");
+    let token = ensure_secret(&token_file).with_context(|| token_file.display().to_string())?;
+    ensure_secret(&password_file).with_context(|| password_file.display().to_string())?;
+    let mut persisted = store.load().await?.unwrap_or_else(|| Persisted {
+        cluster: spec.name.clone(),
+        ..Persisted::default()
+    });
+    persisted.epoch += 1;
+    store.save(&persisted).await?;
+
+    let listener = tokio::net::TcpListener::bind(opts.api)
+        .await
+        .with_context(|| format!("binding the API on {}", opts.api))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let api_file = ApiFile {
+        url: url.clone(),
+        token_file: token_file.clone(),
+    };
+    crate::adapters::local::write_atomic(
+        &dir.join("api.json"),
+        &serde_json::to_vec_pretty(&api_file)?,
+        0o644,
+    )?;
+
+    let fleet = Arc::new(LocalFleet::open(
+        &dir,
+        network,
+        AgentCommand {
+            binary: agent_bin,
+            controller_url: url.clone(),
+            token_file,
+            password_file,
+        },
+    )?);
+    let shared = Shared::new(token, spec.clone(), persisted.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = {
+        let router = crate::api::router(shared.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    };
+    info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch = persisted.epoch, "zkop local up");
+    eprintln!(
+        "zkop: cluster {} (epoch {}), API {url}, state in {}; Ctrl-C stops it",
+        spec.name,
+        persisted.epoch,
+        dir.display()
+    );
+    fleet.resume().await?;
+    let controller = Controller::new(
+        shared.clone(),
+        fleet.clone(),
+        FileLedger::new(dir.join("ids")),
+        store,
+        Some(SpecFile::new(opts.spec.clone(), text)),
+    );
+    let looping = tokio::spawn(controller.run(stop_rx));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = sigint.recv() => {}
+    }
+    eprintln!("zkop: stopping (a stop, not a scale-in: every member stays in the config)");
+    let _ = stop_tx.send(true);
+    let _ = looping.await;
+    fleet.stop_all().await;
+    let _ = server.await;
+    let _ = std::fs::remove_file(dir.join("api.json"));
+    eprintln!("zkop: stopped");
+    Ok(())
+}
+
+/// `zkop local kill`: SIGKILLs an instance's agent and ZooKeeper server.
+pub fn kill(state_dir: &Path, instance: &str) -> anyhow::Result<()> {
+    let instances = read_fleet_file(state_dir)
+        .with_context(|| format!("reading {}/fleet.json", state_dir.display()))?;
+    let Some(rec) = instances.iter().find(|i| i.id == instance) else {
+        let known: Vec<&str> = instances
+            .iter()
+            .filter(|i| !i.terminated)
+            .map(|i| i.id.as_str())
+            .collect();
+        bail!(InputError::Usage(format!(
+            "no instance `{instance}` in {} (running: {})",
+            state_dir.display(),
+            known.join(", ")
+        )));
+    };
+    let mut killed = Vec::new();
+    // The server first: killing the agent first would let the server die of its
+    // parent-death signal instead.
+    if let Some(pid) = kill_server_of(&LocalFleet::instance_dir(state_dir, instance)) {
+        killed.push(format!("ZooKeeper {pid}"));
+    }
+    if let Some(pid) = rec.agent_pid.filter(|p| process_is(*p, "zkop-agent")) {
+        // SAFETY: kill(2) on a PID checked to run zkop-agent.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+        killed.push(format!("agent {pid}"));
+    }
+    if killed.is_empty() {
+        bail!("instance {instance} has no running processes");
+    }
+    println!("killed {instance}: {}", killed.join(", "));
+    Ok(())
+}

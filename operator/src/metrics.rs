@@ -1,0 +1,115 @@
+//! Prometheus text for `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use zkop_spec::wire::StatusReply;
+
+use crate::plan::{Phase, Step};
+
+#[derive(Debug, Default)]
+struct Counters {
+    passes: u64,
+    errors: BTreeMap<&'static str, u64>,
+    steps: BTreeMap<&'static str, (f64, u64)>,
+}
+
+/// The controller's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: Mutex<Counters>,
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Counters) -> T) -> T {
+        let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c)
+    }
+
+    /// Counts a reconcile pass.
+    pub fn pass(&self) {
+        self.with(|c| c.passes += 1);
+    }
+
+    /// Counts a failed pass by category.
+    pub fn error(&self, category: &'static str) {
+        self.with(|c| *c.errors.entry(category).or_default() += 1);
+    }
+
+    /// Records how long a step took.
+    pub fn step(&self, kind: &'static str, took: Duration) {
+        self.with(|c| {
+            let e = c.steps.entry(kind).or_default();
+            e.0 += took.as_secs_f64();
+            e.1 += 1;
+        });
+    }
+
+    /// Renders every metric, with member gauges from `status`.
+    pub fn render(&self, status: &StatusReply) -> String {
+        let mut out = String::new();
+        let cluster = &status.cluster;
+        let _ = writeln!(out, "# HELP zkop_members Members by role and health.");
+        let _ = writeln!(out, "# TYPE zkop_members gauge");
+        let mut by: BTreeMap<(String, bool), u64> = BTreeMap::new();
+        for role in [
+            "leader", "follower", "observer", "joining", "leaving", "down",
+        ] {
+            for healthy in [true, false] {
+                by.insert((role.to_string(), healthy), 0);
+            }
+        }
+        for m in &status.members {
+            *by.entry((m.role.clone(), m.healthy)).or_default() += 1;
+        }
+        for ((role, healthy), n) in by {
+            let _ = writeln!(
+                out,
+                "zkop_members{{cluster=\"{cluster}\",role=\"{role}\",healthy=\"{healthy}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP zkop_cluster_phase 1 for the cluster's current phase."
+        );
+        let _ = writeln!(out, "# TYPE zkop_cluster_phase gauge");
+        for phase in Phase::ALL {
+            let v = u8::from(phase.as_str() == status.phase);
+            let _ = writeln!(
+                out,
+                "zkop_cluster_phase{{cluster=\"{cluster}\",phase=\"{}\"}} {v}",
+                phase.as_str()
+            );
+        }
+        self.with(|c| {
+            let _ = writeln!(out, "# HELP zkop_reconcile_passes_total Reconcile passes run.");
+            let _ = writeln!(out, "# TYPE zkop_reconcile_passes_total counter");
+            let _ = writeln!(out, "zkop_reconcile_passes_total{{cluster=\"{cluster}\"}} {}", c.passes);
+            let _ = writeln!(out, "# HELP zkop_reconcile_errors_total Failed reconcile passes by category.");
+            let _ = writeln!(out, "# TYPE zkop_reconcile_errors_total counter");
+            for cat in ["fleet", "ledger", "store", "stale"] {
+                let n = c.errors.get(cat).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "zkop_reconcile_errors_total{{cluster=\"{cluster}\",category=\"{cat}\"}} {n}"
+                );
+            }
+            let _ = writeln!(out, "# HELP zkop_step_duration_seconds Time spent carrying out steps, by kind.");
+            let _ = writeln!(out, "# TYPE zkop_step_duration_seconds summary");
+            for kind in Step::KINDS {
+                let (sum, count) = c.steps.get(kind).copied().unwrap_or((0.0, 0));
+                let _ = writeln!(
+                    out,
+                    "zkop_step_duration_seconds_sum{{cluster=\"{cluster}\",step=\"{kind}\"}} {sum}"
+                );
+                let _ = writeln!(
+                    out,
+                    "zkop_step_duration_seconds_count{{cluster=\"{cluster}\",step=\"{kind}\"}} {count}"
+                );
+            }
+        });
+        out
+    }
+}

@@ -1,0 +1,138 @@
+//! The controller's two pictures of the world: what it persisted (intent and the
+//! facts it must never forget) and what it observed this pass (the fleet and the
+//! agents' reports). "Unknown" is explicit (`Option`), never guessed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use zkop_spec::wire::{AgentReport, ReconfigOrder};
+use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId};
+
+/// What must survive a controller crash, and why:
+/// - `ever_bootstrapped`: a fresh ensemble is bootstrapped only when this is false,
+///   so a restart never bootstraps over live data;
+/// - `members`: which instance holds which server id, and the config each was
+///   started with (a joiner restarted before it was added needs it again);
+/// - `config`: the last committed membership, to plan reconfigs when no member
+///   answers;
+/// - `reconfig`: the one reconfig in flight, so a restarted controller waits for
+///   its outcome instead of issuing a second;
+/// - `epoch`: the controller epoch every desired state carries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Persisted {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The controller epoch; bumped each time a controller takes over.
+    pub epoch: u64,
+    /// Whether an ensemble was ever bootstrapped from this state.
+    pub ever_bootstrapped: bool,
+    /// Members by server id.
+    pub members: BTreeMap<ServerId, MemberRecord>,
+    /// The last committed config known (version `None` until a member reports it).
+    pub config: Option<DynamicConfig>,
+    /// The reconfig in flight.
+    pub reconfig: Option<PendingReconfig>,
+    /// The next reconfig order's sequence number.
+    pub next_seq: u64,
+    /// No reconfig is issued before this time (ms since the Unix epoch) after a failure.
+    pub reconfig_not_before_ms: u64,
+}
+
+/// A server id held by an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRecord {
+    /// The id.
+    pub id: ServerId,
+    /// The instance holding it.
+    pub instance: String,
+    /// Its server line (address from its agent, ports from the spec).
+    pub server: Server,
+    /// The config it starts with; `None` until it is told to start.
+    pub initial_config: Option<DynamicConfig>,
+    /// Removed from the config on purpose; its instance is terminated next.
+    pub retiring: bool,
+}
+
+/// A reconfig order handed to one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingReconfig {
+    /// The order.
+    pub order: ReconfigOrder,
+    /// The instance whose agent runs it.
+    pub via: String,
+    /// Why, in words.
+    pub purpose: String,
+    /// When it was issued (ms since the Unix epoch).
+    pub issued_at_ms: u64,
+}
+
+/// An instance's lifecycle as the fleet sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InstanceState {
+    /// Launching.
+    Pending,
+    /// Running.
+    Running,
+    /// Gone, or going (terminated, shutting down).
+    Terminated,
+}
+
+/// One instance of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    /// Its id.
+    pub id: String,
+    /// Its lifecycle state.
+    pub state: InstanceState,
+    /// Its availability zone, when the fleet knows one.
+    pub zone: Option<String>,
+}
+
+/// A report and how old it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenReport {
+    /// The report.
+    pub report: AgentReport,
+    /// Time since it arrived.
+    pub age: Duration,
+}
+
+/// This pass's observation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// The fleet's instances (terminated ones may be listed for a while).
+    pub instances: Vec<Instance>,
+    /// The fleet's desired capacity.
+    pub desired_capacity: u32,
+    /// The latest report of each instance's agent.
+    pub reports: BTreeMap<String, SeenReport>,
+    /// Wall-clock now, in ms since the Unix epoch.
+    pub now_ms: u64,
+}
+
+impl Observed {
+    /// The instance, if the fleet lists it.
+    pub fn instance(&self, id: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
+    /// Whether the fleet says the instance is up (pending or running).
+    pub fn instance_up(&self, id: &str) -> bool {
+        self.instance(id)
+            .is_some_and(|i| i.state != InstanceState::Terminated)
+    }
+}
+
+impl MemberRecord {
+    /// Whether the member's server is listed in `config`, and how.
+    pub fn role_in(&self, config: Option<&DynamicConfig>) -> Option<MemberRole> {
+        config.and_then(|c| c.role_of(self.id))
+    }
+}

@@ -1,0 +1,725 @@
+//! The planner: a pure function from (spec, observed, persisted) to the steps
+//! still needed, first step first. No I/O, no clock, no async: everything it
+//! knows comes in through its arguments, so it is tested from known inputs.
+//!
+//! Membership rules it never breaks (see `../shared/ARCHITECTURE.md`):
+//! - at most one reconfig in flight;
+//! - every config a reconfig produces has an odd number of voters, and enough
+//!   serving voters for a majority of both the old and the new config;
+//! - a fresh ensemble is bootstrapped only when the persisted state never held one;
+//! - a member leaves the config before its instance is terminated by us;
+//! - joiners start as observers of the current config, and no more of them are
+//!   started than the next reconfig adds.
+
+use std::time::Duration;
+
+use zkop_spec::ValidatedCluster;
+use zkop_spec::wire::{AgentReport, ReconfigOrder};
+use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, ServerMode};
+
+use crate::model::{MemberRecord, Observed, PendingReconfig, Persisted};
+
+#[cfg(test)]
+mod tests;
+
+/// How long an agent may take to answer a reconfig order before it is abandoned.
+pub const RECONFIG_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the cluster stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Never bootstrapped; waiting for instances.
+    Pending,
+    /// Bootstrapped; the first leader is not there yet.
+    Bootstrapping,
+    /// Membership equals the spec and every member is healthy.
+    Running,
+    /// Working toward the spec.
+    Reconciling,
+    /// No quorum: nothing can be reconfigured.
+    Degraded,
+}
+
+impl Phase {
+    /// The phase as `zkop status` and metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Bootstrapping => "Bootstrapping",
+            Phase::Running => "Running",
+            Phase::Reconciling => "Reconciling",
+            Phase::Degraded => "Degraded",
+        }
+    }
+
+    /// Every phase, for metrics.
+    pub const ALL: [Phase; 5] = [
+        Phase::Pending,
+        Phase::Bootstrapping,
+        Phase::Running,
+        Phase::Reconciling,
+        Phase::Degraded,
+    ];
+}
+
+/// One thing to do to the fleet, the ledger, the persisted state or ZooKeeper.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A member reports a newer committed config than the one persisted.
+    RecordConfig {
+        /// The newer config.
+        config: DynamicConfig,
+    },
+    /// The reconfig in flight succeeded.
+    CompleteReconfig {
+        /// Its seq.
+        seq: u64,
+        /// The config it produced.
+        config: DynamicConfig,
+    },
+    /// The reconfig in flight failed or went unanswered; re-observe and retry later.
+    FailReconfig {
+        /// Its seq.
+        seq: u64,
+        /// Why.
+        error: String,
+    },
+    /// Ask the fleet for this many instances.
+    SetDesiredCapacity {
+        /// Instances wanted.
+        capacity: u32,
+    },
+    /// Claim the next free server id for an instance.
+    ClaimId {
+        /// The instance.
+        instance: String,
+        /// The address its agent advertises.
+        address: String,
+    },
+    /// Start a fresh ensemble of these servers (all participants).
+    Bootstrap {
+        /// The initial config.
+        config: DynamicConfig,
+    },
+    /// Start a member as a joiner: the current config plus itself as an observer.
+    StartJoiner {
+        /// The member.
+        id: ServerId,
+        /// Its initial config.
+        initial_config: DynamicConfig,
+    },
+    /// Hand a reconfig order to an agent.
+    Reconfig {
+        /// The order and where it goes.
+        pending: PendingReconfig,
+    },
+    /// Terminate an instance (its member has left the config, or it has none),
+    /// lowering the fleet's desired capacity by one.
+    TerminateInstance {
+        /// The instance.
+        instance: String,
+    },
+    /// Drop a member whose instance is gone and that is no longer in the config,
+    /// releasing its id.
+    ForgetMember {
+        /// The member.
+        id: ServerId,
+    },
+}
+
+impl Step {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::RecordConfig { .. } => "record_config",
+            Step::CompleteReconfig { .. } => "complete_reconfig",
+            Step::FailReconfig { .. } => "fail_reconfig",
+            Step::SetDesiredCapacity { .. } => "set_desired_capacity",
+            Step::ClaimId { .. } => "claim_id",
+            Step::Bootstrap { .. } => "bootstrap",
+            Step::StartJoiner { .. } => "start_joiner",
+            Step::Reconfig { .. } => "reconfig",
+            Step::TerminateInstance { .. } => "terminate_instance",
+            Step::ForgetMember { .. } => "forget_member",
+        }
+    }
+
+    /// Every kind, for metrics.
+    pub const KINDS: [&'static str; 10] = [
+        "record_config",
+        "complete_reconfig",
+        "fail_reconfig",
+        "set_desired_capacity",
+        "claim_id",
+        "bootstrap",
+        "start_joiner",
+        "reconfig",
+        "terminate_instance",
+        "forget_member",
+    ];
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Where the cluster stands.
+    pub phase: Phase,
+    /// Why, in words.
+    pub reason: String,
+    /// What to do, first step first; empty when there is nothing to do now.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    fn new(phase: Phase, reason: impl Into<String>, steps: Vec<Step>) -> Plan {
+        Plan {
+            phase,
+            reason: reason.into(),
+            steps,
+        }
+    }
+}
+
+/// Inputs bundled with the questions every rule asks of them.
+struct Ctx<'a> {
+    spec: &'a ValidatedCluster,
+    obs: &'a Observed,
+    p: &'a Persisted,
+    /// Time the controller has been observing; a member with no report is not
+    /// called dead before this reaches `memberDeadAfter`.
+    uptime: Duration,
+}
+
+/// Plans the next steps. `uptime` is how long this controller has been observing.
+pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Duration) -> Plan {
+    let c = Ctx {
+        spec,
+        obs,
+        p,
+        uptime,
+    };
+    if let Some(config) = c.newer_config() {
+        let reason = format!("a member reports config version {}", version_text(&config));
+        return Plan::new(
+            Phase::Reconciling,
+            reason,
+            vec![Step::RecordConfig { config }],
+        );
+    }
+    if let Some(pending) = &p.reconfig {
+        return c.follow_reconfig(pending);
+    }
+    let mut steps = c.housekeeping();
+    if !p.ever_bootstrapped {
+        return c.bootstrap(steps);
+    }
+    let Some(config) = p.config.as_ref() else {
+        return Plan::new(
+            Phase::Degraded,
+            "bootstrapped, but no config is known",
+            steps,
+        );
+    };
+    let leader = c.leader(config);
+    if config.version.is_none() {
+        return Plan::new(Phase::Bootstrapping, "waiting for the first leader", steps);
+    }
+    if leader.is_none() {
+        return Plan::new(
+            Phase::Degraded,
+            "no leader: the ensemble has no quorum",
+            steps,
+        );
+    }
+    let (membership, reason) = c.membership(config, leader);
+    steps.extend(membership);
+    if steps.is_empty() {
+        let healthy = config.servers.keys().all(|id| c.serving_id(*id));
+        if healthy && reason.is_empty() {
+            return Plan::new(Phase::Running, "membership matches the spec", steps);
+        }
+        let reason = if reason.is_empty() {
+            "waiting for members to serve".to_string()
+        } else {
+            reason
+        };
+        return Plan::new(Phase::Reconciling, reason, steps);
+    }
+    let reason = if reason.is_empty() {
+        format!("next: {}", steps[0].kind())
+    } else {
+        reason
+    };
+    Plan::new(Phase::Reconciling, reason, steps)
+}
+
+fn version_text(config: &DynamicConfig) -> String {
+    config
+        .version
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Ctx<'_> {
+    fn dead_after(&self) -> Duration {
+        self.spec.member_dead_after()
+    }
+
+    fn fresh_report(&self, instance: &str) -> Option<&AgentReport> {
+        self.obs
+            .reports
+            .get(instance)
+            .filter(|r| r.age < self.dead_after())
+            .map(|r| &r.report)
+    }
+
+    fn record_of_instance(&self, instance: &str) -> Option<&MemberRecord> {
+        self.p.members.values().find(|m| m.instance == instance)
+    }
+
+    /// Dead: its instance is gone, or its agent has been silent for `memberDeadAfter`.
+    fn dead(&self, m: &MemberRecord) -> bool {
+        if !self.obs.instance_up(&m.instance) {
+            return true;
+        }
+        match self.obs.reports.get(&m.instance) {
+            Some(r) => r.age >= self.dead_after(),
+            None => self.uptime >= self.dead_after(),
+        }
+    }
+
+    fn dead_id(&self, id: ServerId) -> bool {
+        self.p.members.get(&id).is_none_or(|m| self.dead(m))
+    }
+
+    /// Serving: alive, its agent runs this id, and its server has a quorum.
+    fn serving(&self, m: &MemberRecord) -> bool {
+        self.obs.instance_up(&m.instance)
+            && self.fresh_report(&m.instance).is_some_and(|r| {
+                r.server_id == Some(m.id) && r.probe.as_ref().is_some_and(|p| p.serving)
+            })
+    }
+
+    fn serving_id(&self, id: ServerId) -> bool {
+        self.p.members.get(&id).is_some_and(|m| self.serving(m))
+    }
+
+    fn mode(&self, m: &MemberRecord) -> Option<ServerMode> {
+        self.fresh_report(&m.instance)
+            .filter(|r| r.server_id == Some(m.id))
+            .and_then(|r| r.probe.as_ref())
+            .and_then(|p| p.mode)
+    }
+
+    fn leader(&self, config: &DynamicConfig) -> Option<ServerId> {
+        config
+            .voters()
+            .filter_map(|s| self.p.members.get(&s.id))
+            .find(|m| self.serving(m) && self.mode(m) == Some(ServerMode::Leader))
+            .map(|m| m.id)
+    }
+
+    /// The newest config a serving member reports, if newer than the persisted one.
+    fn newer_config(&self) -> Option<DynamicConfig> {
+        let known = self.p.config.as_ref().and_then(|c| c.version);
+        self.p
+            .members
+            .values()
+            .filter(|m| self.serving(m))
+            .filter_map(|m| {
+                self.fresh_report(&m.instance)?
+                    .probe
+                    .as_ref()?
+                    .config
+                    .clone()
+            })
+            .filter(|c| c.version.is_some() && c.version > known)
+            .max_by_key(|c| c.version)
+    }
+
+    fn follow_reconfig(&self, pending: &PendingReconfig) -> Plan {
+        let seq = pending.order.seq;
+        let answer = self
+            .fresh_report(&pending.via)
+            .and_then(|r| r.reconfig.as_ref())
+            .filter(|r| r.seq == seq);
+        let step = match answer {
+            Some(r) => match (&r.config, &r.error) {
+                (Some(config), _) => Step::CompleteReconfig {
+                    seq,
+                    config: config.clone(),
+                },
+                (None, error) => Step::FailReconfig {
+                    seq,
+                    error: error.clone().unwrap_or_else(|| "no reason given".into()),
+                },
+            },
+            None if !self.obs.instance_up(&pending.via) => Step::FailReconfig {
+                seq,
+                error: format!("instance {} is gone", pending.via),
+            },
+            None if self.obs.now_ms.saturating_sub(pending.issued_at_ms)
+                >= RECONFIG_TIMEOUT.as_millis() as u64 =>
+            {
+                Step::FailReconfig {
+                    seq,
+                    error: format!("no answer from {} within {RECONFIG_TIMEOUT:?}", pending.via),
+                }
+            }
+            None => {
+                let reason = format!("reconfig {seq} in flight: {}", pending.purpose);
+                return Plan::new(Phase::Reconciling, reason, vec![]);
+            }
+        };
+        Plan::new(
+            Phase::Reconciling,
+            format!("reconfig {seq} answered"),
+            vec![step],
+        )
+    }
+
+    /// Fleet and ledger hygiene that is always safe.
+    fn housekeeping(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let config = self.p.config.as_ref();
+        for m in self.p.members.values() {
+            let listed = m.role_in(config).is_some();
+            let up = self.obs.instance_up(&m.instance);
+            if !up && !listed {
+                steps.push(Step::ForgetMember { id: m.id });
+            } else if up && !listed && m.retiring {
+                steps.push(Step::TerminateInstance {
+                    instance: m.instance.clone(),
+                });
+            }
+        }
+        let replicas = self.spec.replicas;
+        let up: Vec<&str> = self
+            .obs
+            .instances
+            .iter()
+            .filter(|i| self.obs.instance_up(&i.id))
+            .map(|i| i.id.as_str())
+            .collect();
+        if self.obs.desired_capacity < replicas {
+            steps.push(Step::SetDesiredCapacity { capacity: replicas });
+        } else if self.obs.desired_capacity > replicas.max(up.len() as u32) {
+            steps.push(Step::SetDesiredCapacity {
+                capacity: replicas.max(up.len() as u32),
+            });
+        }
+        // Spare instances that hold no member, beyond what the spec wants.
+        let holding = up
+            .iter()
+            .filter(|i| self.record_of_instance(i).is_some_and(|m| !m.retiring))
+            .count();
+        let mut spare = (up.len() as u32).saturating_sub(replicas.max(holding as u32));
+        for i in up.iter().rev() {
+            if spare == 0 {
+                break;
+            }
+            if self.record_of_instance(i).is_none() {
+                steps.push(Step::TerminateInstance {
+                    instance: i.to_string(),
+                });
+                spare -= 1;
+            }
+        }
+        steps
+    }
+
+    /// An up instance with a report and no member, to claim an id for.
+    fn claim_candidate(&self) -> Option<Step> {
+        self.obs
+            .instances
+            .iter()
+            .filter(|i| self.obs.instance_up(&i.id) && self.record_of_instance(&i.id).is_none())
+            .find_map(|i| {
+                let r = self.fresh_report(&i.id)?;
+                Some(Step::ClaimId {
+                    instance: i.id.clone(),
+                    address: r.address.clone(),
+                })
+            })
+    }
+
+    fn bootstrap(&self, mut steps: Vec<Step>) -> Plan {
+        let want = self.spec.target_voters();
+        let ready: Vec<&MemberRecord> = self
+            .p
+            .members
+            .values()
+            .filter(|m| !m.retiring && !self.dead(m) && self.fresh_report(&m.instance).is_some())
+            .collect();
+        if ready.len() >= want {
+            let config = DynamicConfig::of(
+                ready
+                    .iter()
+                    .take(want)
+                    .map(|m| m.server.with_role(MemberRole::Participant)),
+            );
+            steps.push(Step::Bootstrap { config });
+            return Plan::new(
+                Phase::Pending,
+                format!("bootstrapping {want} voters"),
+                steps,
+            );
+        }
+        if let Some(claim) = self.claim_candidate() {
+            steps.push(claim);
+        }
+        let reason = format!(
+            "waiting for instances: {} of {want} voters have ids",
+            ready.len()
+        );
+        Plan::new(Phase::Pending, reason, steps)
+    }
+
+    /// The next membership change, or why there is none.
+    fn membership(&self, config: &DynamicConfig, leader: Option<ServerId>) -> (Vec<Step>, String) {
+        let v = config.voter_count();
+        let target = self.spec.target_voters();
+        let replicas = self.spec.replicas as usize;
+        let dead_voters: Vec<ServerId> = config
+            .voters()
+            .map(|s| s.id)
+            .filter(|id| self.dead_id(*id))
+            .collect();
+        let dead_observers: Vec<ServerId> = config
+            .observers()
+            .map(|s| s.id)
+            .filter(|id| self.dead_id(*id))
+            .collect();
+        let live_observers: Vec<ServerId> = config
+            .observers()
+            .map(|s| s.id)
+            .filter(|id| self.serving_id(*id))
+            .collect();
+        let active = config
+            .servers
+            .keys()
+            .filter(|id| !self.dead_id(**id))
+            .count();
+        let outside: Vec<&MemberRecord> = self
+            .p
+            .members
+            .values()
+            .filter(|m| !m.retiring && m.role_in(Some(config)).is_none() && !self.dead(m))
+            .collect();
+        let joiners: Vec<&MemberRecord> = outside
+            .iter()
+            .copied()
+            .filter(|m| m.initial_config.is_some() && self.serving(m))
+            .collect();
+        let started = outside
+            .iter()
+            .filter(|m| m.initial_config.is_some())
+            .count();
+        let unstarted: Vec<&MemberRecord> = outside
+            .iter()
+            .copied()
+            .filter(|m| m.initial_config.is_none())
+            .collect();
+
+        let reconfig_allowed = self.obs.now_ms >= self.p.reconfig_not_before_ms;
+        let change = if reconfig_allowed {
+            self.choose_reconfig(
+                config,
+                leader,
+                &dead_voters,
+                &dead_observers,
+                &live_observers,
+                &joiners,
+                active,
+            )
+        } else {
+            None
+        };
+        if let Some((joining, leaving, purpose)) = change {
+            if let Some(step) = self.reconfig_step(config, leader, joining, leaving, purpose) {
+                return (vec![step], String::new());
+            }
+        }
+
+        let mut steps = Vec::new();
+        // Joiners needed by the next reconfig, and no more.
+        let needed = if !dead_voters.is_empty() {
+            dead_voters.len()
+        } else if v < target {
+            2usize.saturating_sub(live_observers.len())
+        } else if active < replicas {
+            1
+        } else {
+            0
+        };
+        if started < needed
+            && let Some(m) = unstarted.first()
+        {
+            let initial_config = config.with(m.server.with_role(MemberRole::Observer));
+            steps.push(Step::StartJoiner {
+                id: m.id,
+                initial_config,
+            });
+        }
+        if active + outside.len() < replicas
+            && let Some(claim) = self.claim_candidate()
+        {
+            steps.push(claim);
+        }
+        let mut reason = String::new();
+        if !dead_voters.is_empty() && steps.is_empty() {
+            reason = format!("voters {dead_voters:?} are dead; waiting for replacements");
+        } else if steps.is_empty() && (active != replicas || v != target || !outside.is_empty()) {
+            reason = format!(
+                "{active} of {replicas} members and {v} of {target} voters; waiting for instances"
+            );
+        }
+        (steps, reason)
+    }
+
+    /// Picks one reconfig: (joining, leaving, purpose).
+    #[allow(clippy::too_many_arguments)]
+    fn choose_reconfig(
+        &self,
+        config: &DynamicConfig,
+        leader: Option<ServerId>,
+        dead_voters: &[ServerId],
+        dead_observers: &[ServerId],
+        live_observers: &[ServerId],
+        joiners: &[&MemberRecord],
+        active: usize,
+    ) -> Option<(Vec<Server>, Vec<ServerId>, String)> {
+        let v = config.voter_count();
+        let target = self.spec.target_voters();
+        let replicas = self.spec.replicas as usize;
+        let server = |id: ServerId| config.servers.get(&id).cloned();
+        if let Some(&dead) = dead_observers.first() {
+            return Some((vec![], vec![dead], format!("remove dead observer {dead}")));
+        }
+        if let (Some(&dead), Some(j)) = (dead_voters.first(), joiners.first()) {
+            let joining = vec![j.server.with_role(MemberRole::Participant)];
+            return Some((
+                joining,
+                vec![dead],
+                format!("replace dead voter {dead} with {}", j.id),
+            ));
+        }
+        if !dead_voters.is_empty() {
+            return None;
+        }
+        // Non-leader voters, newest first: the ones to demote or remove first.
+        let mut followers: Vec<ServerId> = config
+            .voters()
+            .map(|s| s.id)
+            .filter(|id| Some(*id) != leader)
+            .collect();
+        followers.reverse();
+        if active > replicas {
+            if let Some(&o) = live_observers.iter().max() {
+                return Some((vec![], vec![o], format!("scale in: remove observer {o}")));
+            }
+            if v >= 3 && followers.len() >= 2 {
+                let (gone, demoted) = (followers[0], followers[1]);
+                let joining = vec![server(demoted)?.with_role(MemberRole::Observer)];
+                return Some((
+                    joining,
+                    vec![gone],
+                    format!("scale in: remove voter {gone}, demote {demoted} to observer"),
+                ));
+            }
+            return None;
+        }
+        if v < target {
+            let mut candidates: Vec<Server> =
+                live_observers.iter().filter_map(|id| server(*id)).collect();
+            candidates.extend(joiners.iter().map(|m| m.server.clone()));
+            if candidates.len() >= 2 {
+                let joining: Vec<Server> = candidates[..2]
+                    .iter()
+                    .map(|s| s.with_role(MemberRole::Participant))
+                    .collect();
+                let ids: Vec<u64> = joining.iter().map(|s| s.id.0).collect();
+                return Some((joining, vec![], format!("add voters {ids:?}")));
+            }
+            return None;
+        }
+        if v > target && followers.len() >= 2 {
+            let joining: Vec<Server> = followers[..2]
+                .iter()
+                .filter_map(|id| server(*id))
+                .map(|s| s.with_role(MemberRole::Observer))
+                .collect();
+            let ids: Vec<u64> = joining.iter().map(|s| s.id.0).collect();
+            return Some((
+                joining,
+                vec![],
+                format!("demote voters {ids:?} to observers"),
+            ));
+        }
+        if let Some(j) = joiners.first()
+            && active < replicas
+        {
+            let joining = vec![j.server.with_role(MemberRole::Observer)];
+            return Some((joining, vec![], format!("add observer {}", j.id)));
+        }
+        None
+    }
+
+    /// Builds the step, refusing any change that would break the membership rules.
+    fn reconfig_step(
+        &self,
+        config: &DynamicConfig,
+        leader: Option<ServerId>,
+        joining: Vec<Server>,
+        leaving: Vec<ServerId>,
+        purpose: String,
+    ) -> Option<Step> {
+        let from_version = config.version?;
+        if !reconfig_is_safe(config, &joining, &leaving, |id| self.serving_id(id)) {
+            return None;
+        }
+        let after = config.apply(&joining, &leaving);
+        // Run it through a serving voter that stays a voter; the leader if it stays.
+        let stays = |id: ServerId| after.role_of(id) == Some(MemberRole::Participant);
+        let via = leader
+            .filter(|l| stays(*l))
+            .or_else(|| {
+                config
+                    .voters()
+                    .map(|s| s.id)
+                    .find(|id| stays(*id) && self.serving_id(*id))
+            })
+            .and_then(|id| self.p.members.get(&id))?;
+        Some(Step::Reconfig {
+            pending: PendingReconfig {
+                order: ReconfigOrder {
+                    seq: self.p.next_seq,
+                    from_version,
+                    joining,
+                    leaving,
+                },
+                via: via.instance.clone(),
+                purpose,
+                issued_at_ms: self.obs.now_ms,
+            },
+        })
+    }
+}
+
+/// Whether an incremental reconfig keeps the membership rules: the new config has
+/// an odd number of voters (at least one), and both the old and the new config keep
+/// a majority of serving voters.
+pub fn reconfig_is_safe(
+    config: &DynamicConfig,
+    joining: &[Server],
+    leaving: &[ServerId],
+    serving: impl Fn(ServerId) -> bool,
+) -> bool {
+    let after = config.apply(joining, leaving);
+    let voters_after = after.voter_count();
+    let serving_before = config.voters().filter(|s| serving(s.id)).count();
+    let serving_after = after.voters().filter(|s| serving(s.id)).count();
+    voters_after % 2 == 1
+        && serving_before >= config.majority()
+        && serving_after >= after.majority()
+}

@@ -1,0 +1,133 @@
+//! `zkop status`: asks a controller's API and prints the cluster.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use zkop_spec::wire::StatusReply;
+
+/// `api.json` in a state directory: where the controller listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiFile {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The bearer token's file.
+    pub token_file: PathBuf,
+}
+
+/// Why status could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `api.json` does not parse.
+    #[error("{path}: not an api.json: {reason}")]
+    BadApiFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The controller did not answer.
+    #[error("controller at {url} unreachable: {reason} (is `zkop local up` running?)")]
+    Unreachable {
+        /// Its URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The controller answered with an error.
+    #[error("controller at {url} answered {status}: {body}")]
+    Refused {
+        /// Its URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: String,
+    },
+}
+
+/// Reads `DIR/api.json`.
+pub fn read_api_file(state_dir: &Path) -> Result<ApiFile, StatusError> {
+    let path = state_dir.join("api.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| StatusError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| StatusError::BadApiFile {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Fetches `/v1/status`.
+pub async fn fetch(url: &str, token_file: &Path) -> Result<StatusReply, StatusError> {
+    let token = std::fs::read_to_string(token_file).map_err(|source| StatusError::Read {
+        path: token_file.to_path_buf(),
+        source,
+    })?;
+    let unreachable = |reason: String| StatusError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let resp = client
+        .get(format!("{}/v1/status", url.trim_end_matches('/')))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        let body = resp.text().await.unwrap_or_default();
+        return Err(StatusError::Refused {
+            url: url.to_string(),
+            status,
+            body,
+        });
+    }
+    resp.json().await.map_err(|e| unreachable(e.to_string()))
+}
+
+/// The human-readable table.
+pub fn render_table(s: &StatusReply) -> String {
+    let mut out = format!(
+        "cluster {}  phase {}  config version {}\n{}\n",
+        s.cluster,
+        s.phase,
+        s.config_version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into()),
+        s.reason
+    );
+    out.push_str(&format!(
+        "{:<4} {:<10} {:<16} {:<7} {:<9} {:<14} {}\n",
+        "ID", "INSTANCE", "ADDRESS", "CLIENT", "ROLE", "ZXID", "HEALTHY"
+    ));
+    for m in &s.members {
+        out.push_str(&format!(
+            "{:<4} {:<10} {:<16} {:<7} {:<9} {:<14} {}\n",
+            m.id,
+            m.instance,
+            m.address,
+            m.client_port,
+            m.role,
+            m.zxid.map(|z| z.to_string()).unwrap_or_else(|| "-".into()),
+            if m.healthy { "yes" } else { "no" }
+        ));
+    }
+    out
+}
