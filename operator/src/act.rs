@@ -49,10 +49,15 @@ pub struct Outcome {
 /// Adopts a committed config: members it dropped that we started are retiring.
 fn adopt_config(p: &mut Persisted, config: DynamicConfig) {
     let old = p.config.take();
+    let rejoining = p
+        .reconfig
+        .as_ref()
+        .map(|r| r.rejoining.clone())
+        .unwrap_or_default();
     for m in p.members.values_mut() {
         let was = m.role_in(old.as_ref()).is_some();
         let is = config.servers.contains_key(&m.id);
-        if was && !is && m.initial_config.is_some() {
+        if was && !is && m.initial_config.is_some() && !rejoining.contains(&m.id) {
             m.retiring = true;
         }
     }
@@ -91,10 +96,11 @@ pub async fn act<F: Fleet, L: IdLedger>(
         Step::CompleteReconfig { seq, config } => {
             let pending = s
                 .reconfig
-                .take()
+                .clone()
                 .filter(|r| r.order.seq == *seq)
                 .ok_or_else(|| ActError::Stale(format!("reconfig {seq} is not in flight")))?;
             adopt_config(&mut s, config.clone());
+            s.reconfig = None;
             format!(
                 "reconfig {seq} done ({}): version {}, {} voters, {} observers",
                 pending.purpose,
@@ -190,6 +196,14 @@ pub async fn act<F: Fleet, L: IdLedger>(
         Step::TerminateInstance { instance } => {
             fleet.terminate(instance).await?;
             format!("instance {instance} terminated")
+        }
+        Step::RetireMember { id } => {
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            m.retiring = true;
+            format!("member {id} on {} is not needed and retires", m.instance)
         }
         Step::ForgetMember { id } => {
             ledger.release(*id).await?;

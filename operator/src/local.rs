@@ -153,17 +153,16 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     let agent_bin = agent_binary(opts.agent_bin.clone())?;
     let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
     let store = FileStore::new(dir.join("state.json"));
-    if dir.exists() {
-        if let Some(p) = store.load().await?
-            && p.cluster != spec.name
-        {
-            bail!(InputError::Usage(format!(
-                "{} holds cluster `{}`, but the spec names `{}`",
-                dir.display(),
-                p.cluster,
-                spec.name
-            )));
-        }
+    if dir.exists()
+        && let Some(p) = store.load().await?
+        && p.cluster != spec.name
+    {
+        bail!(InputError::Usage(format!(
+            "{} holds cluster `{}`, but the spec names `{}`",
+            dir.display(),
+            p.cluster,
+            spec.name
+        )));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;

@@ -67,6 +67,10 @@ pub struct PendingReconfig {
     pub via: String,
     /// Why, in words.
     pub purpose: String,
+    /// Members it removes only to add them back (an observer becoming the
+    /// replacement of a dead voter): they keep running and are not retired.
+    #[serde(default)]
+    pub rejoining: Vec<ServerId>,
     /// When it was issued (ms since the Unix epoch).
     pub issued_at_ms: u64,
 }

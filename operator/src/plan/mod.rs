@@ -119,6 +119,12 @@ pub enum Step {
         /// The instance.
         instance: String,
     },
+    /// A member outside the config that is no longer wanted (the spec shrank
+    /// before it joined): it stops, and its instance is terminated next.
+    RetireMember {
+        /// The member.
+        id: ServerId,
+    },
     /// Drop a member whose instance is gone and that is no longer in the config,
     /// releasing its id.
     ForgetMember {
@@ -140,12 +146,13 @@ impl Step {
             Step::StartJoiner { .. } => "start_joiner",
             Step::Reconfig { .. } => "reconfig",
             Step::TerminateInstance { .. } => "terminate_instance",
+            Step::RetireMember { .. } => "retire_member",
             Step::ForgetMember { .. } => "forget_member",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -155,6 +162,7 @@ impl Step {
         "start_joiner",
         "reconfig",
         "terminate_instance",
+        "retire_member",
         "forget_member",
     ];
 }
@@ -535,13 +543,24 @@ impl Ctx<'_> {
         } else {
             None
         };
-        if let Some((joining, leaving, purpose)) = change {
-            if let Some(step) = self.reconfig_step(config, leader, joining, leaving, purpose) {
-                return (vec![step], String::new());
-            }
+        if let Some((joining, leaving, purpose)) = change
+            && let Some(step) = self.reconfig_step(config, leader, joining, leaving, purpose)
+        {
+            return (vec![step], String::new());
         }
 
         let mut steps = Vec::new();
+        // Members outside the config beyond what the spec and the dead voters'
+        // replacements need: the newest, unstarted ones first, leave.
+        if active + outside.len() > replicas + dead_voters.len()
+            && let Some(m) = unstarted.last().or(outside.last())
+        {
+            steps.push(Step::RetireMember { id: m.id });
+            return (
+                steps,
+                format!("{active} members are enough; member {} is not needed", m.id),
+            );
+        }
         // Joiners needed by the next reconfig, and no more.
         let needed = if !dead_voters.is_empty() {
             dead_voters.len()
@@ -604,9 +623,6 @@ impl Ctx<'_> {
                 format!("replace dead voter {dead} with {}", j.id),
             ));
         }
-        if !dead_voters.is_empty() {
-            return None;
-        }
         // Non-leader voters, newest first: the ones to demote or remove first.
         let mut followers: Vec<ServerId> = config
             .voters()
@@ -614,6 +630,35 @@ impl Ctx<'_> {
             .filter(|id| Some(*id) != leader)
             .collect();
         followers.reverse();
+        if let Some(&dead) = dead_voters.first() {
+            // More voters than the spec wants: drop the dead one and demote a
+            // live follower, keeping the count odd.
+            let live_follower = followers.iter().copied().find(|id| !self.dead_id(*id));
+            if v >= target + 2
+                && let Some(f) = live_follower.and_then(server)
+            {
+                return Some((
+                    vec![f.with_role(MemberRole::Observer)],
+                    vec![dead],
+                    format!("remove dead voter {dead}, demote {} to observer", f.id),
+                ));
+            }
+            // No joiner is coming when no more members are wanted: an observer
+            // becomes the replacement. Promoting it while a voter is down can
+            // fail, so it leaves first and rejoins as a participant next.
+            if active >= replicas
+                && let Some(&o) = live_observers.iter().min()
+            {
+                return Some((
+                    vec![],
+                    vec![o],
+                    format!(
+                        "observer {o} leaves to rejoin as the replacement of dead voter {dead}"
+                    ),
+                ));
+            }
+            return None;
+        }
         if active > replicas {
             if let Some(&o) = live_observers.iter().max() {
                 return Some((vec![], vec![o], format!("scale in: remove observer {o}")));
@@ -690,6 +735,18 @@ impl Ctx<'_> {
                     .find(|id| stays(*id) && self.serving_id(*id))
             })
             .and_then(|id| self.p.members.get(&id))?;
+        // Observers that leave while a voter is dead come back as its replacement.
+        let rejoining = if config.voters().any(|s| self.dead_id(s.id)) {
+            leaving
+                .iter()
+                .copied()
+                .filter(|id| {
+                    config.role_of(*id) == Some(MemberRole::Observer) && self.serving_id(*id)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Some(Step::Reconfig {
             pending: PendingReconfig {
                 order: ReconfigOrder {
@@ -700,6 +757,7 @@ impl Ctx<'_> {
                 },
                 via: via.instance.clone(),
                 purpose,
+                rejoining,
                 issued_at_ms: self.obs.now_ms,
             },
         })

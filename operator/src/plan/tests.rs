@@ -1,1 +1,819 @@
+//! Table tests of the planner on builders, and a property test that drives the
+//! real planner and `act` against an in-memory fleet and a simulated ensemble.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use proptest::prelude::*;
+use zkop_spec::wire::{AgentReport, NodeAssignment, ProbeReport, ProcessReport, ReconfigResult};
+use zkop_spec::zk::ConfigVersion;
+
 use super::*;
+use crate::act::act;
+use crate::adapters::{Fleet, FleetError, FleetView, IdLedger, LedgerError};
+use crate::desired::desired_for;
+use crate::model::{Instance, InstanceState, SeenReport};
+
+const V1: u64 = 0x1_0000_0000;
+
+fn spec(replicas: u32, min: u32, max: u32) -> ValidatedCluster {
+    let text = format!(
+        "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: {replicas}\n  voters:\n    min: {min}\n    max: {max}\n"
+    );
+    zkop_spec::parse_spec(&text).unwrap()
+}
+
+fn instance_of(id: u64) -> String {
+    format!("i-{id}")
+}
+
+fn server(id: u64, role: MemberRole) -> Server {
+    Server {
+        id: ServerId(id),
+        address: format!("127.0.10.{id}"),
+        quorum_port: 2888,
+        election_port: 3888,
+        role,
+        client_address: format!("127.0.10.{id}"),
+        client_port: 2181,
+    }
+}
+
+fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>) -> AgentReport {
+    AgentReport {
+        instance: instance.to_string(),
+        address: "127.0.10.99".into(),
+        epoch_seen: 1,
+        revision_seen: 1,
+        server_id: id.map(ServerId),
+        process: ProcessReport::default(),
+        probe,
+        reconfig: None,
+        errors: vec![],
+    }
+}
+
+/// A bootstrapped cluster and its observation, built up step by step.
+struct B {
+    spec: ValidatedCluster,
+    obs: Observed,
+    p: Persisted,
+}
+
+/// `n` voters with ids 1..=n, all serving; 1 leads.
+fn cluster(n: u64) -> B {
+    let config = DynamicConfig {
+        version: Some(ConfigVersion(V1)),
+        ..DynamicConfig::of((1..=n).map(|i| server(i, MemberRole::Participant)))
+    };
+    let mut b = B {
+        spec: spec(n as u32, 3.min(n as u32 | 1), 5.max(n as u32 | 1)),
+        obs: Observed {
+            desired_capacity: n as u32,
+            now_ms: 1_000_000,
+            ..Observed::default()
+        },
+        p: Persisted {
+            cluster: "t".into(),
+            epoch: 1,
+            ever_bootstrapped: true,
+            config: Some(config.clone()),
+            ..Persisted::default()
+        },
+    };
+    for i in 1..=n {
+        b = b.member(i, Some(config.clone()));
+    }
+    b.refresh_probes()
+}
+
+impl B {
+    fn member(mut self, id: u64, initial: Option<DynamicConfig>) -> B {
+        let inst = instance_of(id);
+        self.obs.instances.push(Instance {
+            id: inst.clone(),
+            state: InstanceState::Running,
+            zone: None,
+        });
+        self.p.members.insert(
+            ServerId(id),
+            MemberRecord {
+                id: ServerId(id),
+                instance: inst.clone(),
+                server: server(id, MemberRole::Observer),
+                initial_config: initial,
+                retiring: false,
+            },
+        );
+        self.obs.reports.insert(
+            inst.clone(),
+            SeenReport {
+                report: report(&inst, Some(id), None),
+                age: Duration::ZERO,
+            },
+        );
+        self
+    }
+
+    /// Every started member serves the persisted config; 1 leads.
+    fn refresh_probes(mut self) -> B {
+        let config = self.p.config.clone();
+        for m in self.p.members.values() {
+            let Some(r) = self.obs.reports.get_mut(&m.instance) else {
+                continue;
+            };
+            if m.initial_config.is_none() {
+                r.report.server_id = None;
+                continue;
+            }
+            let mode = if m.id.0 == 1 {
+                ServerMode::Leader
+            } else {
+                ServerMode::Follower
+            };
+            r.report.probe = Some(ProbeReport {
+                serving: true,
+                mode: Some(mode),
+                zxid: None,
+                config: config.clone(),
+            });
+        }
+        self
+    }
+
+    fn replicas(mut self, r: u32) -> B {
+        self.spec.replicas = r;
+        self.obs.desired_capacity = self.obs.desired_capacity.max(r);
+        self
+    }
+
+    fn dead(mut self, id: u64) -> B {
+        let inst = instance_of(id);
+        for i in &mut self.obs.instances {
+            if i.id == inst {
+                i.state = InstanceState::Terminated;
+            }
+        }
+        self.obs.reports.remove(&inst);
+        self
+    }
+
+    fn joiner(self, id: u64) -> B {
+        let initial = self
+            .p
+            .config
+            .as_ref()
+            .map(|c| c.with(server(id, MemberRole::Observer)));
+        self.member(id, initial).refresh_probes()
+    }
+
+    fn unstarted(self, id: u64) -> B {
+        self.member(id, None).refresh_probes()
+    }
+
+    fn plan(&self) -> Plan {
+        plan(&self.spec, &self.obs, &self.p, Duration::from_secs(300))
+    }
+}
+
+fn reconfig_of(plan: &Plan) -> (Vec<(u64, MemberRole)>, Vec<u64>) {
+    match plan.steps.first() {
+        Some(Step::Reconfig { pending }) => (
+            pending
+                .order
+                .joining
+                .iter()
+                .map(|s| (s.id.0, s.role))
+                .collect(),
+            pending.order.leaving.iter().map(|s| s.0).collect(),
+        ),
+        other => panic!("expected a reconfig first, got {other:?} ({})", plan.reason),
+    }
+}
+
+#[test]
+fn a_healthy_cluster_that_matches_its_spec_needs_nothing() {
+    let plan = cluster(3).plan();
+    assert_eq!(plan.phase, Phase::Running, "{}", plan.reason);
+    assert_eq!(plan.steps, vec![]);
+}
+
+#[test]
+fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
+    let mut b = B {
+        spec: spec(3, 3, 5),
+        obs: Observed {
+            desired_capacity: 0,
+            now_ms: 1,
+            ..Observed::default()
+        },
+        p: Persisted::default(),
+    };
+    assert_eq!(
+        b.plan().steps,
+        vec![Step::SetDesiredCapacity { capacity: 3 }]
+    );
+    b.obs.desired_capacity = 3;
+    for i in 1..=3 {
+        let inst = instance_of(i);
+        b.obs.instances.push(Instance {
+            id: inst.clone(),
+            state: InstanceState::Running,
+            zone: None,
+        });
+        b.obs.reports.insert(
+            inst.clone(),
+            SeenReport {
+                report: report(&inst, None, None),
+                age: Duration::ZERO,
+            },
+        );
+    }
+    assert!(matches!(&b.plan().steps[..], [Step::ClaimId { instance, .. }] if instance == "i-1"));
+    for i in 1..=3 {
+        b = b.member(i, None);
+    }
+    let plan = b.plan();
+    match &plan.steps[..] {
+        [Step::Bootstrap { config }] => {
+            assert_eq!(config.voter_count(), 3);
+            assert_eq!(config.version, None);
+        }
+        other => panic!("expected a bootstrap, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_state_that_ever_held_an_ensemble_is_never_bootstrapped_again() {
+    // Every member is down and nothing reports: wait, never bootstrap.
+    let b = cluster(3).dead(1).dead(2).dead(3);
+    let plan = b.plan();
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Bootstrap { .. })),
+        "{plan:?}"
+    );
+    assert_eq!(plan.phase, Phase::Degraded);
+}
+
+#[test]
+fn a_dead_voter_is_replaced_by_a_serving_joiner_in_one_reconfig() {
+    let plan = cluster(3).dead(3).joiner(4).plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (vec![(4, MemberRole::Participant)], vec![3])
+    );
+}
+
+#[test]
+fn a_dead_voter_without_a_replacement_gets_one_started_as_an_observer() {
+    let plan = cluster(3).dead(3).unstarted(4).plan();
+    match &plan.steps[..] {
+        [Step::StartJoiner { id, initial_config }] => {
+            assert_eq!(*id, ServerId(4));
+            assert_eq!(
+                initial_config.role_of(ServerId(4)),
+                Some(MemberRole::Observer)
+            );
+            assert_eq!(initial_config.voter_count(), 3);
+        }
+        other => panic!("expected a joiner start, got {other:?}"),
+    }
+}
+
+#[test]
+fn scaling_out_to_five_adds_two_voters_together_and_only_once_both_serve() {
+    let b = cluster(3).replicas(5).joiner(4).unstarted(5);
+    let plan = b.plan();
+    assert!(
+        matches!(&plan.steps[..], [Step::StartJoiner { id, .. }] if *id == ServerId(5)),
+        "{plan:?}"
+    );
+    let plan = cluster(3).replicas(5).joiner(4).joiner(5).plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (
+            vec![(4, MemberRole::Participant), (5, MemberRole::Participant)],
+            vec![]
+        )
+    );
+}
+
+#[test]
+fn a_fourth_member_joins_as_an_observer() {
+    let plan = cluster(3).replicas(4).joiner(4).plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (vec![(4, MemberRole::Observer)], vec![])
+    );
+}
+
+#[test]
+fn scaling_five_to_four_removes_a_follower_and_demotes_another_never_the_leader() {
+    let plan = cluster(5).replicas(4).plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (vec![(4, MemberRole::Observer)], vec![5])
+    );
+}
+
+#[test]
+fn scaling_in_removes_an_observer_first() {
+    let mut b = cluster(3).replicas(4).joiner(4);
+    let c =
+        b.p.config
+            .as_ref()
+            .unwrap()
+            .with(server(4, MemberRole::Observer));
+    b.p.config = Some(DynamicConfig {
+        version: Some(ConfigVersion(V1 + 1)),
+        ..c
+    });
+    b = b.refresh_probes();
+    assert_eq!(b.plan().phase, Phase::Running, "{}", b.plan().reason);
+    b.spec.replicas = 3;
+    assert_eq!(reconfig_of(&b.plan()), (vec![], vec![4]));
+}
+
+#[test]
+fn a_member_removed_on_purpose_is_terminated_and_then_forgotten() {
+    let mut b = cluster(3);
+    let mut c = b.p.config.clone().unwrap();
+    c.servers.remove(&ServerId(3));
+    b.p.config = Some(c);
+    b.p.members.get_mut(&ServerId(3)).unwrap().retiring = true;
+    assert_eq!(
+        b.plan().steps.first(),
+        Some(&Step::TerminateInstance {
+            instance: "i-3".into()
+        })
+    );
+    let b = b.dead(3);
+    assert_eq!(
+        b.plan().steps.first(),
+        Some(&Step::ForgetMember { id: ServerId(3) })
+    );
+}
+
+#[test]
+fn no_second_reconfig_while_one_is_in_flight_and_its_answer_completes_it() {
+    let mut b = cluster(3).replicas(4).joiner(4);
+    let Some(Step::Reconfig { pending }) = b.plan().steps.first().cloned() else {
+        panic!("expected a reconfig")
+    };
+    b.p.reconfig = Some(pending.clone());
+    let plan = b.plan();
+    assert_eq!(plan.steps, vec![], "{}", plan.reason);
+    let done = DynamicConfig::parse("server.1=a:1:2;a:3\nversion=100000001\n").unwrap();
+    b.obs.reports.get_mut(&pending.via).unwrap().report.reconfig = Some(ReconfigResult {
+        seq: pending.order.seq,
+        config: Some(done.clone()),
+        error: None,
+    });
+    assert_eq!(
+        b.plan().steps,
+        vec![Step::CompleteReconfig {
+            seq: pending.order.seq,
+            config: done
+        }]
+    );
+}
+
+#[test]
+fn a_reconfig_whose_agent_never_answers_is_abandoned() {
+    let mut b = cluster(3).replicas(4).joiner(4);
+    let Some(Step::Reconfig { pending }) = b.plan().steps.first().cloned() else {
+        panic!("expected a reconfig")
+    };
+    b.p.reconfig = Some(pending);
+    b.obs.now_ms += RECONFIG_TIMEOUT.as_millis() as u64;
+    assert!(matches!(b.plan().steps[..], [Step::FailReconfig { .. }]));
+}
+
+#[test]
+fn a_slow_member_is_left_alone_until_member_dead_after() {
+    let mut b = cluster(3);
+    let r = b.obs.reports.get_mut("i-3").unwrap();
+    r.age = Duration::from_secs(30);
+    r.report.probe = None;
+    let plan = b.plan();
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Reconfig { .. })),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn no_reconfig_runs_without_a_majority_of_serving_voters() {
+    let plan = cluster(3).dead(2).dead(3).joiner(4).plan();
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Reconfig { .. })),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn reconfig_safety_counts_voters_of_both_configs() {
+    let c = DynamicConfig::of((1..=3).map(|i| server(i, MemberRole::Participant)));
+    let all = |_: ServerId| true;
+    assert!(reconfig_is_safe(
+        &c,
+        &[
+            server(4, MemberRole::Participant),
+            server(5, MemberRole::Participant)
+        ],
+        &[],
+        all
+    ));
+    assert!(
+        !reconfig_is_safe(&c, &[server(4, MemberRole::Participant)], &[], all),
+        "even voters"
+    );
+    assert!(
+        !reconfig_is_safe(&c, &[], &[ServerId(3)], all),
+        "even voters"
+    );
+    let only_one = |id: ServerId| id.0 == 1;
+    assert!(!reconfig_is_safe(
+        &c,
+        &[],
+        &[ServerId(3), ServerId(2)],
+        only_one
+    ));
+}
+
+// ---------------------------------------------------------------------------
+// Simulation: the real planner and `act` against an in-memory fleet and ledger
+// and a simulated ensemble that follows ZooKeeper's reconfig rules.
+
+#[derive(Default)]
+struct SimFleet {
+    inner: Mutex<(Vec<Instance>, u32, u32)>,
+}
+
+impl Fleet for SimFleet {
+    async fn observe(&self) -> Result<FleetView, FleetError> {
+        let mut g = self.inner.lock().unwrap();
+        let (instances, capacity, next) = &mut *g;
+        while (instances
+            .iter()
+            .filter(|i| i.state != InstanceState::Terminated)
+            .count() as u32)
+            < *capacity
+        {
+            *next += 1;
+            instances.push(Instance {
+                id: format!("i-{next}"),
+                state: InstanceState::Running,
+                zone: None,
+            });
+        }
+        Ok(FleetView {
+            instances: instances.clone(),
+            desired_capacity: *capacity,
+        })
+    }
+
+    async fn set_desired_capacity(&self, capacity: u32) -> Result<(), FleetError> {
+        self.inner.lock().unwrap().1 = capacity;
+        Ok(())
+    }
+
+    async fn terminate(&self, instance: &str) -> Result<(), FleetError> {
+        let mut g = self.inner.lock().unwrap();
+        for i in &mut g.0 {
+            if i.id == instance {
+                i.state = InstanceState::Terminated;
+            }
+        }
+        g.1 = g.1.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl SimFleet {
+    fn kill(&self, nth: usize) {
+        let mut g = self.inner.lock().unwrap();
+        let up: Vec<usize> = (0..g.0.len())
+            .filter(|i| g.0[*i].state != InstanceState::Terminated)
+            .collect();
+        if !up.is_empty() {
+            let i = up[nth % up.len()];
+            g.0[i].state = InstanceState::Terminated;
+        }
+    }
+
+    fn up(&self, instance: &str) -> bool {
+        let g = self.inner.lock().unwrap();
+        g.0.iter()
+            .any(|i| i.id == instance && i.state != InstanceState::Terminated)
+    }
+}
+
+#[derive(Default)]
+struct SimLedger {
+    held: Mutex<BTreeMap<ServerId, String>>,
+}
+
+impl IdLedger for SimLedger {
+    async fn claim(&self, instance: &str) -> Result<ServerId, LedgerError> {
+        let mut held = self.held.lock().unwrap();
+        let id = (1..)
+            .map(ServerId)
+            .find(|id| !held.contains_key(id))
+            .unwrap();
+        held.insert(id, instance.to_string());
+        Ok(id)
+    }
+    async fn release(&self, id: ServerId) -> Result<(), LedgerError> {
+        self.held.lock().unwrap().remove(&id);
+        Ok(())
+    }
+}
+
+/// The simulated ensemble: the committed config and reconfig outcomes.
+#[derive(Default)]
+struct SimZk {
+    config: Option<DynamicConfig>,
+    results: BTreeMap<String, ReconfigResult>,
+    done: BTreeSet<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Nothing,
+    Kill(usize),
+    Replicas(u32),
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        4 => Just(Event::Nothing),
+        1 => (0usize..10).prop_map(Event::Kill),
+        1 => (3u32..=7).prop_map(Event::Replicas),
+    ]
+}
+
+struct Sim {
+    spec: ValidatedCluster,
+    fleet: SimFleet,
+    ledger: SimLedger,
+    zk: SimZk,
+    p: Persisted,
+    now_ms: u64,
+}
+
+impl Sim {
+    /// Server ids running: up instance, told to run as a member.
+    fn running(&self) -> BTreeSet<ServerId> {
+        self.p
+            .members
+            .values()
+            .filter(|m| self.fleet.up(&m.instance))
+            .filter(|m| {
+                matches!(
+                    desired_for(&self.spec, &self.p, &m.instance, 0).node,
+                    NodeAssignment::Member(_)
+                )
+            })
+            .map(|m| m.id)
+            .collect()
+    }
+
+    fn has_quorum(config: &DynamicConfig, running: &BTreeSet<ServerId>) -> bool {
+        config.voters().filter(|s| running.contains(&s.id)).count() >= config.majority()
+    }
+
+    fn observe(&mut self, rt: &tokio::runtime::Runtime) -> Observed {
+        let view = rt.block_on(self.fleet.observe()).unwrap();
+        let running = self.running();
+        // A bootstrap config is committed once its servers all run.
+        if let Some(c) = self.p.config.as_ref().filter(|c| c.version.is_none())
+            && self.zk.config.is_none()
+            && c.servers.keys().all(|id| running.contains(id))
+        {
+            self.zk.config = Some(DynamicConfig {
+                version: Some(ConfigVersion(V1)),
+                ..c.clone()
+            });
+        }
+        let quorum = self
+            .zk
+            .config
+            .as_ref()
+            .is_some_and(|c| Self::has_quorum(c, &running));
+        let leader = self
+            .zk
+            .config
+            .as_ref()
+            .and_then(|c| c.voters().map(|s| s.id).find(|id| running.contains(id)));
+        let mut reports = BTreeMap::new();
+        for i in view
+            .instances
+            .iter()
+            .filter(|i| i.state != InstanceState::Terminated)
+        {
+            let m = self.p.members.values().find(|m| m.instance == i.id);
+            let id = m.filter(|m| running.contains(&m.id)).map(|m| m.id);
+            let probe = id.map(|id| {
+                let role = self.zk.config.as_ref().and_then(|c| c.role_of(id));
+                ProbeReport {
+                    serving: quorum,
+                    mode: quorum.then_some(if Some(id) == leader {
+                        ServerMode::Leader
+                    } else if role == Some(MemberRole::Observer) {
+                        ServerMode::Observer
+                    } else {
+                        ServerMode::Follower
+                    }),
+                    zxid: None,
+                    config: if quorum { self.zk.config.clone() } else { None },
+                }
+            });
+            let mut r = report(&i.id, id.map(|i| i.0), probe);
+            r.reconfig = self.zk.results.get(&i.id).cloned();
+            reports.insert(
+                i.id.clone(),
+                SeenReport {
+                    report: r,
+                    age: Duration::ZERO,
+                },
+            );
+        }
+        Observed {
+            instances: view.instances,
+            desired_capacity: view.desired_capacity,
+            reports,
+            now_ms: self.now_ms,
+        }
+    }
+
+    /// What ZooKeeper does with the order in flight.
+    fn run_reconfig(&mut self) {
+        let Some(pending) = self.p.reconfig.clone() else {
+            return;
+        };
+        if !self.zk.done.insert(pending.order.seq) {
+            return;
+        }
+        let running = self.running();
+        let Some(config) = self.zk.config.clone() else {
+            return;
+        };
+        let after = config.apply(&pending.order.joining, &pending.order.leaving);
+        let outcome = if config.version != Some(pending.order.from_version) {
+            Err("BadVersion")
+        } else if !Self::has_quorum(&config, &running) || !Self::has_quorum(&after, &running) {
+            Err("NewConfigNoQuorum")
+        } else {
+            Ok(())
+        };
+        let result = match outcome {
+            Ok(()) => {
+                let v = config.version.map(|v| v.0 + 1);
+                let new = DynamicConfig {
+                    version: v.map(ConfigVersion),
+                    ..after
+                };
+                self.zk.config = Some(new.clone());
+                ReconfigResult {
+                    seq: pending.order.seq,
+                    config: Some(new),
+                    error: None,
+                }
+            }
+            Err(e) => ReconfigResult {
+                seq: pending.order.seq,
+                config: None,
+                error: Some(e.into()),
+            },
+        };
+        self.zk.results.insert(pending.via.clone(), result);
+    }
+
+    /// One pass; checks the membership rules on the step the planner chose.
+    fn pass(&mut self, rt: &tokio::runtime::Runtime) -> Result<Plan, TestCaseError> {
+        let obs = self.observe(rt);
+        let plan = plan(&self.spec, &obs, &self.p, Duration::from_secs(3600));
+        if let Some(step) = plan.steps.first() {
+            let running = self.running();
+            match step {
+                Step::Reconfig { pending } => {
+                    let config = self.zk.config.clone().unwrap_or_default();
+                    let after = config.apply(&pending.order.joining, &pending.order.leaving);
+                    prop_assert!(after.voter_count() % 2 == 1, "even voters: {after:?}");
+                    prop_assert!(
+                        Self::has_quorum(&config, &running),
+                        "no quorum before {pending:?}"
+                    );
+                    prop_assert!(
+                        Self::has_quorum(&after, &running),
+                        "no quorum after {pending:?}"
+                    );
+                }
+                Step::TerminateInstance { instance } => {
+                    let listed = self.p.members.values().any(|m| {
+                        &m.instance == instance
+                            && self
+                                .zk
+                                .config
+                                .as_ref()
+                                .is_some_and(|c| c.servers.contains_key(&m.id))
+                    });
+                    prop_assert!(
+                        !listed,
+                        "{instance} terminated while its member is in the config"
+                    );
+                }
+                Step::Bootstrap { .. } => prop_assert!(!self.p.ever_bootstrapped),
+                _ => {}
+            }
+            let out = rt
+                .block_on(act(
+                    step,
+                    &self.p,
+                    &self.spec,
+                    &self.fleet,
+                    &self.ledger,
+                    self.now_ms,
+                ))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            self.p = out.state;
+        }
+        // No two live instances ever hold one id.
+        let mut holders: BTreeMap<ServerId, &str> = BTreeMap::new();
+        for m in self
+            .p
+            .members
+            .values()
+            .filter(|m| self.fleet.up(&m.instance))
+        {
+            prop_assert!(
+                holders.insert(m.id, &m.instance).is_none(),
+                "id {} held twice",
+                m.id
+            );
+        }
+        self.run_reconfig();
+        self.now_ms += 1000;
+        Ok(plan)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_fleets_failures_and_spec_changes_never_break_the_membership_rules(
+        start in 3u32..=6,
+        events in proptest::collection::vec(arb_event(), 0..40),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut sim = Sim {
+            spec: spec(start, 3, 5),
+            fleet: SimFleet::default(),
+            ledger: SimLedger::default(),
+            zk: SimZk::default(),
+            p: Persisted { cluster: "t".into(), epoch: 1, ..Persisted::default() },
+            now_ms: 1_000_000,
+        };
+        let mut kills_since_quiet = 0;
+        let mut quorum_ever_lost = false;
+        for event in events {
+            match event {
+                Event::Nothing => kills_since_quiet = 0,
+                Event::Kill(n) => {
+                    sim.fleet.kill(n);
+                    kills_since_quiet += 1;
+                    if kills_since_quiet > 1 { quorum_ever_lost = true; }
+                }
+                Event::Replicas(r) => sim.spec.replicas = r,
+            }
+            for _ in 0..3 {
+                sim.pass(&rt)?;
+            }
+        }
+        // Left alone, an ensemble that kept its quorum converges on the spec.
+        let mut last = None;
+        for _ in 0..120 {
+            last = Some(sim.pass(&rt)?);
+        }
+        let last = last.unwrap();
+        let running = sim.running();
+        let quorum = sim.zk.config.as_ref().is_some_and(|c| Sim::has_quorum(c, &running));
+        if !quorum_ever_lost && quorum {
+            prop_assert_eq!(last.phase, Phase::Running, "{}", last.reason);
+            let config = sim.zk.config.clone().unwrap();
+            prop_assert_eq!(config.voter_count(), sim.spec.target_voters());
+            prop_assert_eq!(config.servers.len(), sim.spec.replicas as usize);
+        }
+    }
+}
