@@ -64,6 +64,17 @@ fn adopt_config(p: &mut Persisted, config: DynamicConfig) {
     p.config = Some(config);
 }
 
+/// `voters [1, 2, 3] observers [4]`.
+fn describe(config: &DynamicConfig) -> String {
+    let voters: Vec<String> = config.voters().map(|s| s.id.to_string()).collect();
+    let observers: Vec<String> = config.observers().map(|s| s.id.to_string()).collect();
+    format!(
+        "voters [{}] observers [{}]",
+        voters.join(", "),
+        observers.join(", ")
+    )
+}
+
 fn ids(servers: &[Server]) -> String {
     let v: Vec<String> = servers
         .iter()
@@ -85,10 +96,9 @@ pub async fn act<F: Fleet, L: IdLedger>(
     let message = match step {
         Step::RecordConfig { config } => {
             let msg = format!(
-                "config version {} recorded: {} voters, {} observers",
+                "config version {} recorded: {}",
                 config.version.map(|v| v.to_string()).unwrap_or_default(),
-                config.voter_count(),
-                config.observers().count()
+                describe(config)
             );
             adopt_config(&mut s, config.clone());
             msg
@@ -102,11 +112,10 @@ pub async fn act<F: Fleet, L: IdLedger>(
             adopt_config(&mut s, config.clone());
             s.reconfig = None;
             format!(
-                "reconfig {seq} done ({}): version {}, {} voters, {} observers",
+                "reconfig {seq} done ({}): version {}, {}",
                 pending.purpose,
                 config.version.map(|v| v.to_string()).unwrap_or_default(),
-                config.voter_count(),
-                config.observers().count()
+                describe(config)
             )
         }
         Step::FailReconfig { seq, error } => {

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::DurationSpec;
-
 /// The only `apiVersion` this release understands.
 pub const API_VERSION: &str = "zkop/v1alpha1";
 /// The only `kind` this release understands.
@@ -283,17 +281,21 @@ pub struct Healing {
     pub on_total_loss: TotalLossPolicy,
     /// How long without a leader before quorum loss is declared (default `10s`).
     #[serde(default = "default_detect_after")]
-    pub detect_after: DurationSpec,
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub detect_after: String,
     /// How long a member may stay silent before it is treated as dead (default `60s`).
     #[serde(default = "default_member_dead_after")]
-    pub member_dead_after: DurationSpec,
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub member_dead_after: String,
 }
 
-fn default_detect_after() -> DurationSpec {
-    DurationSpec::from_secs(10)
+// Kept as text here and parsed by validation, so that a bad duration is
+// reported at its own field path.
+fn default_detect_after() -> String {
+    "10s".into()
 }
-fn default_member_dead_after() -> DurationSpec {
-    DurationSpec::from_secs(60)
+fn default_member_dead_after() -> String {
+    "60s".into()
 }
 
 impl Default for Healing {

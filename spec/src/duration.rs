@@ -3,7 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written as a number followed by `ms`, `s`, `m` or `h`.
@@ -76,18 +75,13 @@ impl<'de> Deserialize<'de> for DurationSpec {
     }
 }
 
-impl JsonSchema for DurationSpec {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "pattern": "^[0-9]+(ms|s|m|h)$",
-            "description": "A whole number followed by ms, s, m or h, e.g. `10s`."
-        })
-    }
+/// The JSON Schema of a duration string.
+pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": "^[0-9]+(ms|s|m|h)$",
+        "description": "A whole number followed by ms, s, m or h, e.g. `10s`."
+    })
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::cluster::{
-    API_VERSION, DynamodbState, Fleet, FleetSpec, Healing, Ids, IdsSpec, KIND, StateSpec,
-    ZookeeperCluster, ZookeeperSettings,
+    API_VERSION, DynamodbState, Fleet, FleetSpec, Healing, Ids, IdsSpec, KIND, QuorumLossPolicy,
+    StateSpec, TotalLossPolicy, ZookeeperCluster, ZookeeperSettings,
 };
+use crate::duration::DurationSpec;
 use crate::zk;
 
 /// One thing wrong with a spec, at a field path.
@@ -94,7 +95,20 @@ pub struct ValidatedCluster {
     /// ZooKeeper settings.
     pub zookeeper: ZkSettings,
     /// Healing policy.
-    pub healing: Healing,
+    pub healing: HealingPolicy,
+}
+
+/// The healing policy, durations parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealingPolicy {
+    /// On quorum loss.
+    pub quorum_loss: QuorumLossPolicy,
+    /// When no member survives.
+    pub on_total_loss: TotalLossPolicy,
+    /// How long without a leader before quorum loss is declared.
+    pub detect_after: Duration,
+    /// How long a silent member may stay before it is dead.
+    pub member_dead_after: Duration,
 }
 
 impl ValidatedCluster {
@@ -117,7 +131,7 @@ impl ValidatedCluster {
 
     /// `healing.memberDeadAfter`.
     pub fn member_dead_after(&self) -> Duration {
-        self.healing.member_dead_after.get()
+        self.healing.member_dead_after
     }
 
     /// A one-line summary for `zkop validate`.
@@ -261,8 +275,9 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     }
     let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
     let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
-    check_healing(&mut p, &s.healing);
-    let (Some((fleet, ids, state)), Some(zookeeper), true) = (placement, zookeeper, p.0.is_empty())
+    let healing = check_healing(&mut p, &s.healing);
+    let (Some((fleet, ids, state)), Some(zookeeper), Some(healing), true) =
+        (placement, zookeeper, healing, p.0.is_empty())
     else {
         return Err(SpecError::Invalid(p.0));
     };
@@ -275,7 +290,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         ids,
         state,
         zookeeper,
-        healing: s.healing.clone(),
+        healing,
     })
 }
 
@@ -410,21 +425,38 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
     })
 }
 
-fn check_healing(p: &mut Problems, h: &Healing) {
-    let detect = h.detect_after.get();
-    if detect < Duration::from_secs(1) || detect > Duration::from_secs(3600) {
-        p.add(
-            "spec.healing.detectAfter",
-            format!("must be between 1s and 1h, got {}", h.detect_after),
-        );
-    }
-    let dead = h.member_dead_after.get();
-    if dead < Duration::from_secs(5) || dead > Duration::from_secs(86_400) {
-        p.add(
-            "spec.healing.memberDeadAfter",
-            format!("must be between 5s and 24h, got {}", h.member_dead_after),
-        );
-    }
+fn check_healing(p: &mut Problems, h: &Healing) -> Option<HealingPolicy> {
+    let mut duration =
+        |path: &str, text: &str, lo: u64, hi: u64, hi_text: &str| match DurationSpec::parse(text) {
+            Ok(d) if d.get() >= Duration::from_secs(lo) && d.get() <= Duration::from_secs(hi) => {
+                Some(d.get())
+            }
+            Ok(_) => {
+                p.add(
+                    path,
+                    format!("must be between {lo}s and {hi_text}, got {text}"),
+                );
+                None
+            }
+            Err(e) => {
+                p.add(path, e.to_string());
+                None
+            }
+        };
+    let detect_after = duration("spec.healing.detectAfter", &h.detect_after, 1, 3600, "1h");
+    let member_dead_after = duration(
+        "spec.healing.memberDeadAfter",
+        &h.member_dead_after,
+        5,
+        86_400,
+        "24h",
+    );
+    Some(HealingPolicy {
+        quorum_loss: h.quorum_loss,
+        on_total_loss: h.on_total_loss,
+        detect_after: detect_after?,
+        member_dead_after: member_dead_after?,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,399 @@
+//! Test harness: runs `zkop local up` in a temporary state directory, talks to
+//! its API and to ZooKeeper with an independent client, and kills every process
+//! it started, by PID, when dropped (even when the test fails).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zkop_spec::wire::StatusReply;
+use zookeeper_client::{Acls, Client, CreateMode};
+
+/// End-to-end tests start JVMs: one test at a time on 2 cores.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The `zkop` binary under test.
+pub fn zkop_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zkop"))
+}
+
+/// The `zkop-agent` binary beside it (built by `cargo build --workspace`).
+pub fn agent_bin() -> PathBuf {
+    let p = zkop_bin().with_file_name("zkop-agent");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The example spec with `replicas` set.
+pub fn example_spec(replicas: u32) -> String {
+    let text = std::fs::read_to_string(repo_root().join("examples/local-3.yaml")).unwrap();
+    text.replace("replicas: 3", &format!("replicas: {replicas}"))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // Zombies count as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn cmdline_has(pid: u32, needle: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(needle))
+        .unwrap_or(false)
+}
+
+/// A running `zkop local up`.
+pub struct LocalCluster {
+    pub dir: tempfile::TempDir,
+    pub spec_path: PathBuf,
+    pub network: String,
+    child: Option<Child>,
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl LocalCluster {
+    /// Starts `zkop local up` on `spec` in a new state directory.
+    pub async fn start(spec: &str, network: &str) -> LocalCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let spec_path = dir.path().join("spec.yaml");
+        std::fs::write(&spec_path, spec).unwrap();
+        let mut c = LocalCluster {
+            dir,
+            spec_path,
+            network: network.to_string(),
+            child: None,
+            url: String::new(),
+            token: String::new(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        c.up().await;
+        c
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// (Re)starts `zkop local up` on the same state directory.
+    pub async fn up(&mut self) {
+        assert!(self.child.is_none(), "already up");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("zkop.log"))
+            .unwrap();
+        let child = Command::new(zkop_bin())
+            .args(["local", "up"])
+            .arg(&self.spec_path)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .args(["--network", &self.network, "--api", "127.0.0.1:0"])
+            .arg("--agent-bin")
+            .arg(agent_bin())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let api = self.state_dir().join("api.json");
+        wait_until("api.json is written", Duration::from_secs(30), || async {
+            std::fs::read_to_string(&api)
+                .ok()
+                .filter(|t| t.contains("url"))
+        })
+        .await;
+        let f: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
+        self.url = f["url"].as_str().unwrap().to_string();
+        let token_file = f["tokenFile"].as_str().unwrap();
+        self.token = std::fs::read_to_string(token_file)
+            .unwrap()
+            .trim()
+            .to_string();
+    }
+
+    /// The API's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The API token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// An HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// `GET /v1/status`, `None` while the controller does not answer.
+    pub async fn status(&self) -> Option<StatusReply> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/status", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// Waits until `pred` holds on the status, failing with the last status seen.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&StatusReply) -> bool,
+    ) -> StatusReply {
+        let deadline = Instant::now() + limit;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(s) = self.status().await {
+                if pred(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "timed out after {limit:?} waiting for {what}; last status: {}\nzkop log tail:\n{}",
+            serde_json::to_string_pretty(&last).unwrap(),
+            self.log_tail()
+        );
+    }
+
+    /// The end of zkop's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("zkop.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Edits `replicas` in the spec file while it runs.
+    pub fn set_replicas(&self, from: u32, to: u32) {
+        let text = std::fs::read_to_string(&self.spec_path).unwrap();
+        let new = text.replace(&format!("replicas: {from}"), &format!("replicas: {to}"));
+        assert_ne!(text, new, "spec had no `replicas: {from}`");
+        std::fs::write(&self.spec_path, new).unwrap();
+    }
+
+    /// `zkop local kill INSTANCE`.
+    pub fn kill_instance(&self, instance: &str) {
+        let out = Command::new(zkop_bin())
+            .args(["local", "kill", "--state-dir"])
+            .arg(self.state_dir())
+            .arg(instance)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "zkop local kill: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The ZooKeeper PID of an instance, if it runs.
+    pub fn server_pid(&self, instance: &str) -> Option<u32> {
+        let p = self
+            .state_dir()
+            .join("instances")
+            .join(instance)
+            .join("zookeeper.pid");
+        std::fs::read_to_string(p)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|pid| pid_alive(*pid) && cmdline_has(*pid, "QuorumPeerMain"))
+    }
+
+    /// Every PID of this cluster's agents and servers that is still alive.
+    pub fn live_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        let fleet =
+            std::fs::read_to_string(self.state_dir().join("fleet.json")).unwrap_or_default();
+        let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap_or_default();
+        if let Some(instances) = fleet["instances"].as_object() {
+            for (id, rec) in instances {
+                if let Some(pid) = rec["agentPid"].as_u64().map(|p| p as u32)
+                    && pid_alive(pid)
+                    && cmdline_has(pid, "zkop-agent")
+                {
+                    pids.push(pid);
+                }
+                if let Some(pid) = self.server_pid(id) {
+                    pids.push(pid);
+                }
+            }
+        }
+        if let Some(c) = &self.child
+            && pid_alive(c.id())
+        {
+            pids.push(c.id());
+        }
+        pids
+    }
+
+    /// Every PID of an instance (agent and server) still alive.
+    pub fn instance_pids(&self, instance: &str) -> Vec<u32> {
+        let mut pids = Vec::new();
+        let fleet =
+            std::fs::read_to_string(self.state_dir().join("fleet.json")).unwrap_or_default();
+        let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap_or_default();
+        if let Some(pid) = fleet["instances"][instance]["agentPid"]
+            .as_u64()
+            .map(|p| p as u32)
+            && pid_alive(pid)
+            && cmdline_has(pid, "zkop-agent")
+        {
+            pids.push(pid);
+        }
+        pids.extend(self.server_pid(instance));
+        pids
+    }
+
+    /// Stops `zkop local up` with SIGTERM and waits for it to exit.
+    pub async fn stop(&mut self) {
+        let mut child = self.child.take().expect("not up");
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "zkop local up exited with {status}\n{}",
+                    self.log_tail()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zkop local up did not stop within 60s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The client endpoints of the members the status lists.
+    pub fn endpoints(status: &StatusReply) -> String {
+        status
+            .members
+            .iter()
+            .map(|m| format!("{}:{}", m.address, m.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in self.live_pids() {
+            // SAFETY: kill(2) on PIDs checked to be this cluster's agents or servers.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing after `limit`.
+pub async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An independent ZooKeeper client (not zkop's agent) connected to `hosts`.
+pub async fn zk_client(hosts: &str) -> Client {
+    let hosts = hosts.to_string();
+    wait_until(
+        "a ZooKeeper client session",
+        Duration::from_secs(30),
+        || {
+            let hosts = hosts.clone();
+            async move {
+                Client::connector()
+                    .with_session_timeout(Duration::from_secs(10))
+                    .connect(&hosts)
+                    .await
+                    .ok()
+            }
+        },
+    )
+    .await
+}
+
+/// Creates `/acc` if needed and writes sequential znodes until told to stop;
+/// returns the paths whose creation was acknowledged.
+pub async fn write_until(hosts: String, stop: tokio::sync::watch::Receiver<bool>) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut client = zk_client(&hosts).await;
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let seq_options = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
+    while client.create("/acc", b"", &options).await.is_err() {
+        if client.check_stat("/acc").await.ok().flatten().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    while !*stop.borrow() {
+        match client.create("/acc/n-", b"x", &seq_options).await {
+            Ok((_, seq)) => acked.push(format!("n-{seq}")),
+            Err(e) => {
+                if matches!(
+                    e,
+                    zookeeper_client::Error::SessionExpired | zookeeper_client::Error::ClientClosed
+                ) {
+                    client = zk_client(&hosts).await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    acked
+}

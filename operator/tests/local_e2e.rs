@@ -1,0 +1,335 @@
+//! End-to-end: `zkop local up` with real ZooKeeper servers on loopback, checked
+//! from the outside (the API, `zkop status`, an independent ZooKeeper client,
+//! process IDs). One test at a time.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{LocalCluster, SERIAL, example_spec, write_until, zk_client};
+use zkop_spec::wire::StatusReply;
+use zkop_spec::zk::{DynamicConfig, MemberRole};
+
+fn voters(s: &StatusReply) -> usize {
+    s.members
+        .iter()
+        .filter(|m| m.config_role == Some(MemberRole::Participant))
+        .count()
+}
+
+fn observers(s: &StatusReply) -> usize {
+    s.members
+        .iter()
+        .filter(|m| m.config_role == Some(MemberRole::Observer))
+        .count()
+}
+
+/// `n` voters and `o` observers, all healthy, one leader, nothing else.
+fn settled(s: &StatusReply, n: usize, o: usize) -> bool {
+    s.phase == "Running"
+        && s.members.len() == n + o
+        && voters(s) == n
+        && observers(s) == o
+        && s.members.iter().all(|m| m.healthy)
+        && s.members.iter().filter(|m| m.role == "leader").count() == 1
+}
+
+async fn committed_config(hosts: &str) -> DynamicConfig {
+    let client = zk_client(hosts).await;
+    client.sync("/zookeeper/config").await.unwrap();
+    let (data, _) = client.get_config().await.unwrap();
+    DynamicConfig::parse(&String::from_utf8_lossy(&data)).unwrap()
+}
+
+/// For every instance terminated, its member had already left the config:
+/// some earlier completed reconfig's resulting config does not list it.
+fn removed_before_terminated(s: &StatusReply, instance: &str, id: u64) {
+    let terminated = s
+        .events
+        .iter()
+        .position(|e| e.kind == "terminate_instance" && e.message.contains(instance))
+        .unwrap_or_else(|| panic!("no termination event for {instance}: {:#?}", s.events));
+    let removed = s.events[..terminated].iter().any(|e| {
+        e.kind == "complete_reconfig" && {
+            let tail = e
+                .message
+                .rsplit_once("): ")
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+            !tail
+                .split(|c: char| !c.is_ascii_digit())
+                .any(|n| n == id.to_string())
+        }
+    });
+    assert!(
+        removed,
+        "{instance} (member {id}) terminated before leaving the config: {:#?}",
+        s.events
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writes() {
+    let _serial = SERIAL.lock().await;
+    let c = LocalCluster::start(&example_spec(3), "127.0.41.0/24").await;
+
+    // 1. Three voters, one leader, within 60 s; ZooKeeper's own config agrees.
+    let s = c
+        .wait_status("three voters and a leader", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let hosts = LocalCluster::endpoints(&s);
+    let config = committed_config(&hosts).await;
+    let from_status: BTreeSet<(u64, String)> = s
+        .members
+        .iter()
+        .map(|m| (m.id.0, m.address.clone()))
+        .collect();
+    let from_zk: BTreeSet<(u64, String)> = config
+        .servers
+        .values()
+        .map(|m| (m.id.0, m.address.clone()))
+        .collect();
+    assert_eq!(from_zk, from_status, "/zookeeper/config vs zkop status");
+    assert_eq!(config.voter_count(), 3);
+
+    // 4. An independent client writes sequential znodes throughout.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(hosts.clone(), stop_rx));
+
+    // 2. 3 -> 5 -> 4 -> 3.
+    c.set_replicas(3, 5);
+    c.wait_status("five voters", Duration::from_secs(90), |s| settled(s, 5, 0))
+        .await;
+    c.set_replicas(5, 4);
+    let s4 = c
+        .wait_status(
+            "three voters and an observer",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 1),
+        )
+        .await;
+    c.set_replicas(4, 3);
+    let s3 = c
+        .wait_status("three voters", Duration::from_secs(90), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let kept: BTreeSet<u64> = s3.members.iter().map(|m| m.id.0).collect();
+    let all_seen: BTreeSet<(u64, String)> = s4
+        .members
+        .iter()
+        .map(|m| (m.id.0, m.instance.clone()))
+        .chain(s.members.iter().map(|m| (m.id.0, m.instance.clone())))
+        .collect();
+    let mut surplus = 0;
+    for (id, instance) in all_seen.iter().filter(|(id, _)| !kept.contains(id)) {
+        surplus += 1;
+        removed_before_terminated(&s3, instance, *id);
+        assert_eq!(
+            c.instance_pids(instance),
+            Vec::<u32>::new(),
+            "{instance}'s processes are still running"
+        );
+    }
+    assert!(
+        surplus >= 1,
+        "expected surplus members between 5 and 3: {all_seen:?} kept {kept:?}"
+    );
+    // Five members were seen at the 5-voter step: two left in all.
+    let events = &s3.events;
+    let terminated = events
+        .iter()
+        .filter(|e| e.kind == "terminate_instance")
+        .count();
+    assert_eq!(terminated, 2, "{events:#?}");
+
+    // 3. SIGKILL one voter (a follower): replaced; no survivor restarted.
+    let victim = s3
+        .members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap()
+        .clone();
+    let survivors: Vec<(String, u32)> = s3
+        .members
+        .iter()
+        .filter(|m| m.instance != victim.instance)
+        .map(|m| (m.instance.clone(), c.server_pid(&m.instance).unwrap()))
+        .collect();
+    c.kill_instance(&victim.instance);
+    let s = c
+        .wait_status("the dead voter replaced", Duration::from_secs(90), |s| {
+            settled(s, 3, 0) && s.members.iter().all(|m| m.instance != victim.instance)
+        })
+        .await;
+    for (instance, pid) in &survivors {
+        assert_eq!(
+            c.server_pid(instance),
+            Some(*pid),
+            "{instance}'s ZooKeeper was restarted"
+        );
+    }
+    let config = committed_config(&LocalCluster::endpoints(&s)).await;
+    assert!(
+        !config.servers.contains_key(&victim.id),
+        "the dead member is still in the config"
+    );
+    assert_eq!(config.voter_count(), 3);
+
+    // 4. Every acknowledged write reads back.
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    assert!(
+        acked.len() > 20,
+        "the writer got only {} writes through",
+        acked.len()
+    );
+    let client = zk_client(&LocalCluster::endpoints(&s)).await;
+    client.sync("/acc").await.unwrap();
+    let present: BTreeSet<String> = client
+        .list_children("/acc")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|a| !present.contains(*a)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
+    let _serial = SERIAL.lock().await;
+    let mut c = LocalCluster::start(&example_spec(3), "127.0.42.0/24").await;
+    let before = c
+        .wait_status("three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+
+    // 8. The API: no token or a wrong one is 401; a malformed report is 400;
+    // errors are JSON; the controller keeps running.
+    let url = c.url().to_string();
+    let resp = c
+        .http()
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+    let resp = c
+        .http()
+        .get(format!("{url}/v1/agents/i-0001/desired"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .http()
+        .post(format!("{url}/v1/agents/i-0001/report"))
+        .bearer_auth("wrong")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .http()
+        .post(format!("{url}/v1/agents/i-0001/report"))
+        .bearer_auth(c.token())
+        .header("content-type", "application/json")
+        .body(r#"{"instance": "i-0001", "address": 7}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed report"),
+        "{body}"
+    );
+    let metrics = c
+        .http()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(c.token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("zkop_members{cluster=\"local-3\",role=\"leader\",healthy=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("zkop_reconcile_passes_total"), "{metrics}");
+    assert!(
+        metrics
+            .contains("zkop_step_duration_seconds_count{cluster=\"local-3\",step=\"bootstrap\"} 1"),
+        "{metrics}"
+    );
+    let after_bad = c
+        .wait_status("still three healthy voters", Duration::from_secs(10), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    assert_eq!(after_bad.members.len(), 3);
+
+    // 5. Data written, then a stop: nothing of it keeps running.
+    let hosts = LocalCluster::endpoints(&before);
+    let client = zk_client(&hosts).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client.create("/kept", b"v", &options).await.unwrap();
+    for i in 0..20 {
+        client
+            .create(&format!("/kept/z{i}"), b"v", &options)
+            .await
+            .unwrap();
+    }
+    drop(client);
+    c.stop().await;
+    assert_eq!(
+        c.live_pids(),
+        Vec::<u32>::new(),
+        "processes left after the stop"
+    );
+    assert!(
+        !c.state_dir().join("api.json").exists(),
+        "api.json left behind"
+    );
+
+    // Start again: the same members, ids and data.
+    c.up().await;
+    let after = c
+        .wait_status("the same three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let ids = |s: &StatusReply| -> BTreeSet<(u64, String)> {
+        s.members
+            .iter()
+            .map(|m| (m.id.0, m.instance.clone()))
+            .collect()
+    };
+    assert_eq!(ids(&after), ids(&before));
+    let client = zk_client(&hosts).await;
+    client.sync("/kept").await.unwrap();
+    assert_eq!(client.list_children("/kept").await.unwrap().len(), 20);
+    assert!(
+        after
+            .events
+            .iter()
+            .all(|e| e.kind != "reconfig" && e.kind != "bootstrap"),
+        "a restart changed membership: {:#?}",
+        after.events
+    );
+}
