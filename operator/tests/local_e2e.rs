@@ -75,11 +75,12 @@ async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writ
     let c = LocalCluster::start(&example_spec(3), "127.0.41.0/24").await;
 
     // 1. Three voters, one leader, within 60 s; ZooKeeper's own config agrees.
-    let s = c
-        .wait_status("three voters and a leader", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
+    c.wait_status("three voters and a leader", Duration::from_secs(60), |s| {
+        settled(s, 3, 0)
+    })
+    .await;
+    let s = c.status_cli();
+    assert!(settled(&s, 3, 0), "zkop status --json: {s:#?}");
     let hosts = LocalCluster::endpoints(&s);
     let config = committed_config(&hosts).await;
     let from_status: BTreeSet<(u64, String)> = s

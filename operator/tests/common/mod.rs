@@ -194,6 +194,23 @@ impl LocalCluster {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// `zkop status --state-dir DIR --json`, as a person would run it.
+    pub fn status_cli(&self) -> StatusReply {
+        let out = Command::new(zkop_bin())
+            .arg("status")
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "zkop status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Edits `replicas` in the spec file while it runs.
     pub fn set_replicas(&self, from: u32, to: u32) {
         let text = std::fs::read_to_string(&self.spec_path).unwrap();
