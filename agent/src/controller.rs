@@ -90,6 +90,33 @@ impl ControllerClient {
         err
     }
 
+    /// Sends a request with the token; a non-2xx answer is an error. Failures
+    /// move on to the leader named in a 503, or to the next controller.
+    async fn call(
+        &mut self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, ControllerError> {
+        let unreachable = |source| ControllerError::Unreachable {
+            url: url.to_string(),
+            source,
+        };
+        let result = match req.bearer_auth(&self.token).send().await {
+            Err(source) => Err(unreachable(source)),
+            Ok(resp) if resp.status().is_success() => Ok(resp),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap_or_default();
+                Err(ControllerError::Status {
+                    url: url.to_string(),
+                    status,
+                    body,
+                })
+            }
+        };
+        result.map_err(|e| self.handle_failure(e))
+    }
+
     /// Long-polls the desired state newer than `after`.
     pub async fn desired(
         &mut self,
@@ -97,72 +124,24 @@ impl ControllerClient {
         after: u64,
     ) -> Result<DesiredNodeState, ControllerError> {
         let url = format!("{}/v1/agents/{instance}/desired?after={after}", self.base());
-        let result = async {
-            let resp = self
-                .http
-                .get(&url)
-                .bearer_auth(&self.token)
-                .timeout(LONG_POLL + Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|source| ControllerError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })?;
-            let status = resp.status().as_u16();
-            if status != 200 {
-                let body = resp.text().await.unwrap_or_default();
-                return Err(ControllerError::Status {
-                    url: url.clone(),
-                    status,
-                    body,
-                });
-            }
-            resp.json::<DesiredNodeState>()
-                .await
-                .map_err(|source| ControllerError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })
-        }
-        .await;
-        match result {
-            Ok(d) => Ok(d),
-            Err(e) => Err(self.handle_failure(e)),
-        }
+        let req = self
+            .http
+            .get(&url)
+            .timeout(LONG_POLL + Duration::from_secs(10));
+        let resp = self.call(req, &url).await?;
+        resp.json()
+            .await
+            .map_err(|source| ControllerError::Unreachable { url, source })
     }
 
     /// Posts a report.
     pub async fn report(&mut self, report: &AgentReport) -> Result<(), ControllerError> {
         let url = format!("{}/v1/agents/{}/report", self.base(), report.instance);
-        let result = async {
-            let resp = self
-                .http
-                .post(&url)
-                .bearer_auth(&self.token)
-                .timeout(Duration::from_secs(5))
-                .json(report)
-                .send()
-                .await
-                .map_err(|source| ControllerError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })?;
-            let status = resp.status().as_u16();
-            if !(200..300).contains(&status) {
-                let body = resp.text().await.unwrap_or_default();
-                return Err(ControllerError::Status {
-                    url: url.clone(),
-                    status,
-                    body,
-                });
-            }
-            Ok(())
-        }
-        .await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.handle_failure(e)),
-        }
+        let req = self
+            .http
+            .post(&url)
+            .timeout(Duration::from_secs(5))
+            .json(report);
+        self.call(req, &url).await.map(|_| ())
     }
 }
