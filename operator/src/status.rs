@@ -120,7 +120,7 @@ pub fn render_table(s: &StatusReply) -> String {
     for m in &s.members {
         out.push_str(&format!(
             "{:<4} {:<10} {:<16} {:<7} {:<9} {:<14} {}\n",
-            m.id,
+            m.id.to_string(),
             m.instance,
             m.address,
             m.client_port,
@@ -130,4 +130,42 @@ pub fn render_table(s: &StatusReply) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zkop_spec::wire::MemberStatus;
+    use zkop_spec::zk::ServerId;
+
+    #[test]
+    fn the_table_lines_up_its_columns() {
+        let member = |id: u64, role: &str| MemberStatus {
+            id: ServerId(id),
+            instance: format!("i-{id:04}"),
+            address: format!("127.0.10.{id}"),
+            client_port: 2181,
+            role: role.into(),
+            config_role: None,
+            zxid: None,
+            healthy: true,
+        };
+        let s = StatusReply {
+            cluster: "c".into(),
+            phase: "Running".into(),
+            reason: "ok".into(),
+            config_version: None,
+            members: vec![member(1, "leader"), member(12, "follower")],
+            events: vec![],
+        };
+        let table = render_table(&s);
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        let column = |row: &str| row.find("i-").unwrap();
+        assert_eq!(rows.len(), 3, "{table}");
+        assert!(
+            rows.iter().skip(1).all(|r| column(r) == column(rows[1])),
+            "{table}"
+        );
+        assert_eq!(rows[0].find("INSTANCE"), Some(column(rows[1])), "{table}");
+    }
 }
