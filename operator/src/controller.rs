@@ -425,8 +425,19 @@ impl<F: Fleet, L: IdLedger, S: StateStore> Controller<F, L, S> {
         )
         .await?;
         if outcome.state != persisted {
-            self.store.save(&outcome.state).await?;
-            self.shared.commit(outcome.state);
+            let mut state = outcome.state;
+            match self.store.save(&state).await {
+                Ok(v) => state.store_version = v,
+                Err(e @ StoreError::Conflict { .. }) => {
+                    // Someone else wrote: adopt what is stored, then plan again.
+                    if let Some(stored) = self.store.load().await? {
+                        self.shared.commit(stored);
+                    }
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.shared.commit(state);
         }
         self.shared.metrics.step(step.kind(), t.elapsed());
         self.shared.event(step.kind(), outcome.message);

@@ -177,7 +177,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         ..Persisted::default()
     });
     persisted.epoch += 1;
-    store.save(&persisted).await?;
+    persisted.store_version = store.save(&persisted).await?;
 
     let listener = tokio::net::TcpListener::bind(opts.api)
         .await

@@ -25,6 +25,10 @@ use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId};
 pub struct Persisted {
     /// The cluster's name.
     pub cluster: String,
+    /// The version this state was stored under; a save is conditional on it, so
+    /// a controller that read an older state cannot overwrite a newer one.
+    #[serde(default)]
+    pub store_version: u64,
     /// The controller epoch; bumped each time a controller takes over.
     pub epoch: u64,
     /// Whether an ensemble was ever bootstrapped from this state.

@@ -1,6 +1,7 @@
 //! The controller's ports: small traits for the fleet, the id ledger and the
 //! state store, with adapters beside them (`local/` now, `aws/` next).
 
+pub mod aws;
 pub mod local;
 
 use std::future::Future;
@@ -74,6 +75,15 @@ pub enum StoreError {
     /// Storage failed (expected: disk or network trouble; retried).
     #[error("state store: {0}")]
     Io(#[from] std::io::Error),
+    /// Someone stored a newer state since this one was read (expected after a
+    /// leadership change or a race: re-observe and plan again).
+    #[error("state store: the stored state is at version {found}, not {expected}; re-reading")]
+    Conflict {
+        /// The version the write expected.
+        expected: u64,
+        /// The version found, when known.
+        found: u64,
+    },
     /// The stored state does not parse (unexpected: a person must look).
     #[error("state store: {path} is not valid state: {reason}")]
     Corrupt {
@@ -88,6 +98,7 @@ pub enum StoreError {
 pub trait StateStore: Send + Sync {
     /// The stored state, if any.
     fn load(&self) -> impl Future<Output = Result<Option<Persisted>, StoreError>> + Send;
-    /// Replaces the stored state.
-    fn save(&self, state: &Persisted) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces the stored state if it is still at `state.store_version`;
+    /// returns the new version.
+    fn save(&self, state: &Persisted) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -33,13 +33,24 @@ impl StateStore for FileStore {
             })
     }
 
-    async fn save(&self, state: &Persisted) -> Result<(), StoreError> {
-        let json = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
+    async fn save(&self, state: &Persisted) -> Result<u64, StoreError> {
+        // One writer per state dir (`local up` holds its lock); the version check
+        // keeps the same contract as a shared store.
+        let found = self.load().await?.map(|p| p.store_version).unwrap_or(0);
+        if found != state.store_version {
+            return Err(StoreError::Conflict {
+                expected: state.store_version,
+                found,
+            });
+        }
+        let mut next = state.clone();
+        next.store_version += 1;
+        let json = serde_json::to_vec_pretty(&next).map_err(|e| StoreError::Corrupt {
             path: self.path.display().to_string(),
             reason: e.to_string(),
         })?;
         super::write_atomic(&self.path, &json, 0o600)?;
-        Ok(())
+        Ok(next.store_version)
     }
 }
 
@@ -48,7 +59,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn saves_and_loads_and_names_a_corrupt_file() {
+    async fn saves_conditionally_loads_and_names_a_corrupt_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("state.json"));
         assert_eq!(store.load().await.unwrap(), None);
@@ -57,8 +68,24 @@ mod tests {
             epoch: 3,
             ..Default::default()
         };
-        store.save(&state).await.unwrap();
-        assert_eq!(store.load().await.unwrap(), Some(state));
+        assert_eq!(store.save(&state).await.unwrap(), 1);
+        let loaded = store.load().await.unwrap().unwrap();
+        assert_eq!(
+            loaded,
+            Persisted {
+                store_version: 1,
+                ..state.clone()
+            }
+        );
+        // A write based on the old version is refused, and nothing changes.
+        assert!(matches!(
+            store.save(&state).await,
+            Err(StoreError::Conflict {
+                expected: 0,
+                found: 1
+            })
+        ));
+        assert_eq!(store.load().await.unwrap(), Some(loaded));
         std::fs::write(dir.path().join("state.json"), "{").unwrap();
         let err = store.load().await.unwrap_err();
         assert!(err.to_string().contains("state.json"), "{err}");

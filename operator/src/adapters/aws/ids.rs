@@ -1,0 +1,159 @@
+//! Server ids leased as CloudWatch Logs streams: one log group per cluster, one
+//! stream per live id, named by the id. Creating a stream that exists fails, so a
+//! claim is atomic; the stream's first event names the instance holding it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+
+use zkop_spec::zk::ServerId;
+
+use crate::adapters::{IdLedger, LedgerError};
+
+/// ZooKeeper's ids are longs; zkop issues them from 1 and stops well before
+/// any sane ensemble would need more.
+const MAX_ID: u64 = 255;
+
+/// Id leases in a CloudWatch Logs group.
+#[derive(Debug, Clone)]
+pub struct LogStreamLedger {
+    client: Client,
+    group: String,
+}
+
+fn io(what: &str, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Io(std::io::Error::other(format!(
+        "CloudWatch Logs {what}: {e}"
+    )))
+}
+
+impl LogStreamLedger {
+    /// A ledger in `group` (created if missing).
+    pub async fn open(config: &aws_config::SdkConfig, group: &str) -> Result<Self, LedgerError> {
+        let client = Client::new(config);
+        match client.create_log_group().log_group_name(group).send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
+            Err(e) => return Err(io("CreateLogGroup", super::describe(&e))),
+        }
+        Ok(Self {
+            client,
+            group: group.to_string(),
+        })
+    }
+
+    /// The ids whose streams exist, lowest first.
+    pub async fn held(&self) -> Result<Vec<ServerId>, LedgerError> {
+        let mut ids = Vec::new();
+        let mut pages = self
+            .client
+            .describe_log_streams()
+            .log_group_name(&self.group)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| io("DescribeLogStreams", super::describe(&e)))?;
+            for s in page.log_streams() {
+                if let Some(id) = s.log_stream_name().and_then(|n| n.parse().ok()) {
+                    ids.push(ServerId(id));
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The instance named in a lease's stream, if any.
+    pub async fn holder(&self, id: ServerId) -> Result<Option<String>, LedgerError> {
+        let out = self
+            .client
+            .get_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(id.to_string())
+            .start_from_head(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| io("GetLogEvents", super::describe(&e)))?;
+        Ok(out
+            .events()
+            .first()
+            .and_then(|e| e.message())
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .and_then(|v| v["instance"].as_str().map(str::to_string)))
+    }
+}
+
+impl IdLedger for LogStreamLedger {
+    async fn claim(&self, instance: &str) -> Result<ServerId, LedgerError> {
+        let held = self.held().await?;
+        for n in 1..=MAX_ID {
+            let id = ServerId(n);
+            if held.contains(&id) {
+                continue;
+            }
+            match self
+                .client
+                .create_log_stream()
+                .log_group_name(&self.group)
+                .log_stream_name(id.to_string())
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                // Lost a race for this name: move on to the next id.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_already_exists_exception()) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(io("CreateLogStream", super::describe(&e))),
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let message =
+                serde_json::json!({ "instance": instance, "claimedAtMs": now }).to_string();
+            let event = InputLogEvent::builder()
+                .timestamp(now)
+                .message(message)
+                .build()
+                .map_err(|e| io("InputLogEvent", e))?;
+            self.client
+                .put_log_events()
+                .log_group_name(&self.group)
+                .log_stream_name(id.to_string())
+                .log_events(event)
+                .send()
+                .await
+                .map_err(|e| io("PutLogEvents", super::describe(&e)))?;
+            return Ok(id);
+        }
+        Err(LedgerError::Exhausted(MAX_ID))
+    }
+
+    async fn release(&self, id: ServerId) -> Result<(), LedgerError> {
+        match self
+            .client
+            .delete_log_stream()
+            .log_group_name(&self.group)
+            .log_stream_name(id.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(io("DeleteLogStream", super::describe(&e))),
+        }
+    }
+}

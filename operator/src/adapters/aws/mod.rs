@@ -1,0 +1,33 @@
+//! AWS adapters over the AWS SDK for Rust: the Auto Scaling group as the fleet,
+//! CloudWatch Logs streams as id leases, DynamoDB for state and the leader lease.
+//! Credentials, region and endpoint come from the standard chain
+//! (`AWS_ENDPOINT_URL` points every client at a local emulator in tests).
+
+mod fleet;
+mod ids;
+mod lease;
+mod store;
+
+pub use fleet::AsgFleet;
+pub use ids::LogStreamLedger;
+pub use lease::{DynamoLease, LeaseState};
+pub use store::DynamoStore;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+
+/// The SDK configuration from the standard chain, with the SDK's adaptive
+/// retries (throttling and 5xx answers back off and retry).
+pub async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::adaptive().with_max_attempts(5));
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r));
+    }
+    loader.load().await
+}
+
+/// An SDK error with its whole chain of causes, in one line.
+pub fn describe<E: std::error::Error + 'static>(e: &E) -> String {
+    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
+}

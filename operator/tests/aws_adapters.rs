@@ -1,0 +1,195 @@
+//! The AWS adapters through the real AWS SDK for Rust against a moto server on
+//! loopback: id leases as log streams, conditional state writes, the leader
+//! lease, and the Auto Scaling group as the fleet.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::moto::{Moto, create_group, create_table};
+use zkop::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LeaseState, LogStreamLedger};
+use zkop::adapters::{Fleet, IdLedger, StateStore, StoreError};
+use zkop::model::{InstanceState, Persisted};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let group = "/zkop/test/ids";
+    LogStreamLedger::open(&config, group).await.unwrap();
+    let mut claims = Vec::new();
+    for i in 0..20 {
+        let config = config.clone();
+        claims.push(tokio::spawn(async move {
+            let ledger = LogStreamLedger::open(&config, group).await.unwrap();
+            let instance = format!("i-{i:017}");
+            (ledger.claim(&instance).await.unwrap(), instance)
+        }));
+    }
+    let mut got = Vec::new();
+    for c in claims {
+        got.push(c.await.unwrap());
+    }
+    let ids: BTreeSet<u64> = got.iter().map(|(id, _)| id.0).collect();
+    assert_eq!(ids.len(), 20, "an id was handed out twice: {got:?}");
+    let ledger = LogStreamLedger::open(&config, group).await.unwrap();
+    assert_eq!(ledger.held().await.unwrap().len(), 20);
+    for (id, instance) in &got {
+        assert_eq!(
+            ledger.holder(*id).await.unwrap().as_deref(),
+            Some(instance.as_str())
+        );
+    }
+    // A released id's stream is gone, and the id is issued again.
+    let (first, _) = got[0];
+    ledger.release(first).await.unwrap();
+    assert!(!ledger.held().await.unwrap().contains(&first));
+    assert_eq!(ledger.claim("i-new").await.unwrap(), first);
+    ledger.release(first).await.unwrap();
+    ledger.release(first).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_writes_are_conditional_on_the_version_and_fenced_by_the_epoch() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    create_table(&config, "zkop-test").await;
+    let store = DynamoStore::new(&config, "zkop-test", "c1");
+    assert_eq!(store.load().await.unwrap(), None);
+    let state = Persisted {
+        cluster: "c1".into(),
+        epoch: 2,
+        ..Persisted::default()
+    };
+    assert_eq!(store.save(&state).await.unwrap(), 1);
+    let loaded = store.load().await.unwrap().unwrap();
+    assert_eq!(loaded.store_version, 1);
+    assert_eq!(loaded.epoch, 2);
+    // A write based on the old version fails and changes nothing.
+    assert!(matches!(
+        store.save(&state).await,
+        Err(StoreError::Conflict {
+            expected: 0,
+            found: 1
+        })
+    ));
+    // A controller of an older epoch cannot write either.
+    let stale = Persisted {
+        epoch: 1,
+        ..loaded.clone()
+    };
+    assert!(matches!(
+        store.save(&stale).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.load().await.unwrap(), Some(loaded.clone()));
+    // The current holder can.
+    assert_eq!(store.save(&loaded).await.unwrap(), 2);
+    // Another cluster's state is its own.
+    assert_eq!(
+        DynamoStore::new(&config, "zkop-test", "c2")
+            .load()
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_controller_holds_the_lease_and_another_takes_over_only_after_expiry() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    create_table(&config, "zkop-test").await;
+    let ttl = Duration::from_secs(15);
+    let a = DynamoLease::new(
+        &config,
+        "zkop-test",
+        "c1",
+        "controller-a",
+        "http://127.0.0.1:1",
+        ttl,
+    );
+    let b = DynamoLease::new(
+        &config,
+        "zkop-test",
+        "c1",
+        "controller-b",
+        "http://127.0.0.1:2",
+        ttl,
+    );
+    let t0 = 1_000_000;
+    assert_eq!(a.round(t0).await.unwrap(), LeaseState::Leader { epoch: 1 });
+    assert_eq!(
+        b.round(t0 + 1).await.unwrap(),
+        LeaseState::Follower {
+            leader_url: Some("http://127.0.0.1:1".into())
+        }
+    );
+    // Renewals keep the epoch and push the expiry.
+    assert_eq!(
+        a.round(t0 + 10_000).await.unwrap(),
+        LeaseState::Leader { epoch: 1 }
+    );
+    assert!(matches!(
+        b.round(t0 + 20_000).await.unwrap(),
+        LeaseState::Follower { .. }
+    ));
+    // A stops renewing; once the lease expires B takes it with a higher epoch.
+    assert_eq!(
+        b.round(t0 + 26_000).await.unwrap(),
+        LeaseState::Leader { epoch: 2 }
+    );
+    assert_eq!(
+        a.round(t0 + 26_001).await.unwrap(),
+        LeaseState::Follower {
+            leader_url: Some("http://127.0.0.1:2".into())
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auto_scaling_group_is_observed_scaled_and_terminated_through() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let group = create_group(&config, "zk-test", 3).await;
+    let fleet = AsgFleet::new(&config, &group);
+    let view = fleet.observe().await.unwrap();
+    assert_eq!(view.desired_capacity, 3);
+    assert_eq!(view.instances.len(), 3);
+    assert!(
+        view.instances
+            .iter()
+            .all(|i| i.state == InstanceState::Running && i.zone.is_some()),
+        "{view:?}"
+    );
+
+    fleet.set_desired_capacity(5).await.unwrap();
+    let view = fleet.observe().await.unwrap();
+    assert_eq!(view.desired_capacity, 5);
+    assert_eq!(
+        view.instances
+            .iter()
+            .filter(|i| i.state != InstanceState::Terminated)
+            .count(),
+        5
+    );
+
+    let victim = view.instances[0].id.clone();
+    fleet.terminate(&victim).await.unwrap();
+    let view = fleet.observe().await.unwrap();
+    assert_eq!(view.desired_capacity, 4);
+    assert!(
+        view.instances
+            .iter()
+            .all(|i| i.id != victim || i.state == InstanceState::Terminated),
+        "{view:?}"
+    );
+    assert_eq!(
+        view.instances
+            .iter()
+            .filter(|i| i.state != InstanceState::Terminated)
+            .count(),
+        4
+    );
+}

@@ -1,0 +1,177 @@
+//! A moto server (the AWS API emulator from PyPI `moto[server]`) on a free
+//! loopback port, killed by PID when dropped; and SDK configs pointed at it
+//! with static dummy credentials, so nothing reaches AWS or instance metadata.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::Credentials;
+
+/// A running moto server.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _log: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = tempfile::tempdir().unwrap();
+        let out = std::fs::File::create(log.path().join("moto.log")).unwrap();
+        // `python3 -m moto.server` needs no script on PATH (pip may put it elsewhere).
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("python3 not found");
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _log: log,
+        };
+        let mut moto = moto;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let exited = moto.child.try_wait().ok().flatten();
+            let log =
+                || std::fs::read_to_string(moto._log.path().join("moto.log")).unwrap_or_default();
+            assert!(
+                exited.is_none(),
+                "moto server exited ({exited:?}); run scripts/install-deps:\n{}",
+                log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "moto server did not listen within 30s:\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// An SDK config for this server.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.url)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates the state table (hash key `pk`, a string).
+pub async fn create_table(config: &aws_config::SdkConfig, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A VPC with a subnet, a launch template and an Auto Scaling group of
+/// `capacity` instances over it; returns the group's name.
+pub async fn create_group(config: &aws_config::SdkConfig, name: &str, capacity: i32) -> String {
+    use aws_sdk_ec2::types::RequestLaunchTemplateData;
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.0.1.0/24")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let subnet_id = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .unwrap()
+        .to_string();
+    let images = ec2.describe_images().send().await.unwrap();
+    let image = images
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .unwrap()
+        .to_string();
+    ec2.create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(image)
+                .instance_type("t3.micro".into())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_autoscaling::Client::new(config)
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_name(name)
+                .version("1")
+                .build(),
+        )
+        .min_size(0)
+        .max_size(10)
+        .desired_capacity(capacity)
+        .vpc_zone_identifier(subnet_id)
+        .new_instances_protected_from_scale_in(true)
+        .send()
+        .await
+        .unwrap();
+    name.to_string()
+}
