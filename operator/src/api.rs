@@ -32,6 +32,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        // Layers run outside in: the token first, then leadership.
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_leadership,
+        ))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -70,6 +75,28 @@ async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Ne
             StatusCode::UNAUTHORIZED,
             "missing bearer token (Authorization: Bearer <token>)",
         ),
+    }
+}
+
+/// Only the leader answers agents and status; the others name it.
+async fn require_leadership(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.uri().path() == "/metrics" {
+        return next.run(req).await;
+    }
+    match shared.follower_of() {
+        None => next.run(req).await,
+        Some(leader) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ApiError {
+                error: "this controller is not the leader".into(),
+                leader,
+            }),
+        )
+            .into_response(),
     }
 }
 

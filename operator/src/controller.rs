@@ -16,8 +16,10 @@ use zkop_spec::wire::{AgentReport, DesiredNodeState, Event, MemberStatus, Status
 use zkop_spec::zk::{MemberRole, ServerMode};
 
 use crate::act::{ActError, act};
+use crate::adapters::aws::LeaseState;
 use crate::adapters::{Fleet, FleetError, IdLedger, StateStore, StoreError};
 use crate::desired::desired_for;
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::model::{Instance, Observed, Persisted, SeenReport};
 use crate::plan::{Plan, plan};
@@ -116,6 +118,8 @@ struct SharedState {
     instances: Vec<Instance>,
     plan: Option<Plan>,
     events: VecDeque<Event>,
+    /// `None` while this controller leads; otherwise the leader's URL, if known.
+    follower_of: Option<Option<String>>,
 }
 
 /// What the loop and the HTTP API share.
@@ -145,6 +149,7 @@ impl Shared {
                 instances: Vec::new(),
                 plan: None,
                 events: VecDeque::new(),
+                follower_of: Some(None),
             }),
             revision_tx,
         })
@@ -163,6 +168,15 @@ impl Shared {
     /// Notified when the revision changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.revision_tx.subscribe()
+    }
+
+    /// `None` while this controller leads; otherwise the leader's URL, if known.
+    pub fn follower_of(&self) -> Option<Option<String>> {
+        self.lock().follower_of.clone()
+    }
+
+    fn set_follower_of(&self, follower_of: Option<Option<String>>) {
+        self.lock().follower_of = follower_of;
     }
 
     /// Keeps an agent's report.
@@ -367,7 +381,7 @@ impl SpecFile {
 }
 
 /// The controller: the loop and its adapters.
-pub struct Controller<F, L, S> {
+pub struct Controller<F, L, S, E> {
     /// State shared with the API.
     pub shared: Arc<Shared>,
     /// The fleet.
@@ -378,10 +392,14 @@ pub struct Controller<F, L, S> {
     pub store: S,
     /// The spec file to follow, if any.
     pub spec_file: Option<SpecFile>,
+    /// Decides whether this controller may act.
+    pub leadership: E,
+    /// The epoch this controller leads under, while it leads.
+    epoch: Option<u64>,
     started: Instant,
 }
 
-impl<F: Fleet, L: IdLedger, S: StateStore> Controller<F, L, S> {
+impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E> {
     /// A controller over these adapters.
     pub fn new(
         shared: Arc<Shared>,
@@ -389,6 +407,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore> Controller<F, L, S> {
         ledger: L,
         store: S,
         spec_file: Option<SpecFile>,
+        leadership: E,
     ) -> Self {
         Self {
             shared,
@@ -396,13 +415,56 @@ impl<F: Fleet, L: IdLedger, S: StateStore> Controller<F, L, S> {
             ledger,
             store,
             spec_file,
+            leadership,
+            epoch: None,
             started: Instant::now(),
+        }
+    }
+
+    /// Leads or follows; on taking over, adopts the stored state under the new epoch.
+    async fn lead(&mut self) -> Result<bool, ReconcileError> {
+        match self.leadership.check(now_ms()).await? {
+            LeaseState::Leader { epoch } => {
+                if self.epoch != Some(epoch) {
+                    let name = self.shared.spec().name;
+                    let mut p = self.store.load().await?.unwrap_or_else(|| Persisted {
+                        cluster: name.clone(),
+                        ..Persisted::default()
+                    });
+                    if p.epoch < epoch {
+                        p.epoch = epoch;
+                        p.store_version = self.store.save(&p).await?;
+                    }
+                    self.shared.commit(p);
+                    self.shared.set_follower_of(None);
+                    // Observations made under another leader are not trusted.
+                    self.started = Instant::now();
+                    self.epoch = Some(epoch);
+                    self.shared.event(
+                        "leader",
+                        format!("leading cluster {name} with epoch {epoch}"),
+                    );
+                }
+                Ok(true)
+            }
+            LeaseState::Follower { leader_url } => {
+                if self.epoch.take().is_some()
+                    || self.shared.follower_of() != Some(leader_url.clone())
+                {
+                    info!(leader = ?leader_url, "following");
+                }
+                self.shared.set_follower_of(Some(leader_url));
+                Ok(false)
+            }
         }
     }
 
     /// One pass: observe, plan, act on the first step, persist.
     pub async fn reconcile(&mut self) -> Result<Requeue, ReconcileError> {
         self.shared.metrics.pass();
+        if !self.lead().await? {
+            return Ok(Requeue::after(Duration::from_secs(2)));
+        }
         if let Some(f) = self.spec_file.as_mut() {
             f.poll(&self.shared);
         }

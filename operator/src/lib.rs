@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod api;
 pub mod controller;
 pub mod desired;
+pub mod leadership;
 pub mod local;
 pub mod metrics;
 pub mod model;

@@ -19,6 +19,7 @@ use crate::adapters::StateStore;
 use crate::adapters::local::fleet_support::{kill_server_of, parse_network, process_is};
 use crate::adapters::local::{AgentCommand, FileLedger, FileStore, LocalFleet, read_fleet_file};
 use crate::controller::{Controller, Shared, SpecFile};
+use crate::leadership::AlwaysLeader;
 use crate::model::Persisted;
 use crate::secrets::ensure_secret;
 use crate::status::ApiFile;
@@ -230,6 +231,9 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         FileLedger::new(dir.join("ids")),
         store,
         Some(SpecFile::new(opts.spec.clone(), text)),
+        AlwaysLeader {
+            epoch: persisted.epoch,
+        },
     );
     let looping = tokio::spawn(controller.run(stop_rx));
 
