@@ -199,7 +199,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         network,
         AgentCommand {
             binary: agent_bin,
-            controller_url: url.clone(),
+            controller_urls: vec![url.clone()],
             token_file,
             password_file,
         },

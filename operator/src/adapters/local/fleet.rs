@@ -8,29 +8,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use super::agents::{AgentCommand, AgentProcesses};
 use crate::adapters::{Fleet, FleetError, FleetView};
 use crate::model::{Instance, InstanceState};
-
-/// How to start an agent.
-#[derive(Debug, Clone)]
-pub struct AgentCommand {
-    /// The `zkop-agent` binary.
-    pub binary: PathBuf,
-    /// The controller's URL.
-    pub controller_url: String,
-    /// The API token file.
-    pub token_file: PathBuf,
-    /// The super-user password file.
-    pub password_file: PathBuf,
-}
 
 /// One local instance, as `fleet.json` keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,14 +51,13 @@ pub fn read_fleet_file(state_dir: &Path) -> std::io::Result<Vec<LocalInstanceRec
 
 struct Inner {
     file: FleetFile,
-    children: BTreeMap<String, Child>,
+    agents: AgentProcesses,
 }
 
 /// Local processes as a fleet.
 pub struct LocalFleet {
     state_dir: PathBuf,
     network: (Ipv4Addr, u8),
-    agent: AgentCommand,
     inner: Mutex<Inner>,
 }
 
@@ -95,6 +80,17 @@ pub fn parse_network(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
     Ok((addr, prefix))
 }
 
+/// The first address of `network` not in `used`. Callers never release an
+/// address: one an instance ever had may still be listed in the config.
+pub fn free_address(network: (Ipv4Addr, u8), used: &BTreeSet<&str>) -> Result<String, FleetError> {
+    let base = u32::from(network.0) & (u32::MAX << (32 - network.1));
+    let hosts = (1u32 << (32 - network.1)) - 2;
+    (1..=hosts)
+        .map(|h| Ipv4Addr::from(base + h).to_string())
+        .find(|a| !used.contains(a.as_str()))
+        .ok_or_else(|| FleetError::NoAddress(format!("{}/{}", network.0, network.1)))
+}
+
 impl LocalFleet {
     /// A fleet in `state_dir` (bookkeeping in `fleet.json`, instances in
     /// `instances/<id>/`), handing out addresses from `network`.
@@ -113,17 +109,16 @@ impl LocalFleet {
         Ok(Self {
             state_dir: state_dir.to_path_buf(),
             network,
-            agent,
             inner: Mutex::new(Inner {
                 file,
-                children: BTreeMap::new(),
+                agents: AgentProcesses::new(state_dir, agent),
             }),
         })
     }
 
     /// An instance's directory.
     pub fn instance_dir(state_dir: &Path, id: &str) -> PathBuf {
-        state_dir.join("instances").join(id)
+        AgentProcesses::instance_dir(state_dir, id)
     }
 
     fn save(&self, file: &FleetFile) -> std::io::Result<()> {
@@ -131,80 +126,13 @@ impl LocalFleet {
         super::write_atomic(&self.state_dir.join("fleet.json"), &json, 0o644)
     }
 
-    fn spawn_agent(&self, rec: &LocalInstanceRecord) -> std::io::Result<Child> {
-        let dir = Self::instance_dir(&self.state_dir, &rec.id);
-        std::fs::create_dir_all(&dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("agent.log"))?;
-        let mut cmd = Command::new(&self.agent.binary);
-        cmd.arg("--instance")
-            .arg(&rec.id)
-            .arg("--address")
-            .arg(&rec.address)
-            .arg("--data-dir")
-            .arg(&dir)
-            .arg("--controller")
-            .arg(&self.agent.controller_url)
-            .arg("--token-file")
-            .arg(&self.agent.token_file)
-            .arg("--super-password-file")
-            .arg(&self.agent.password_file)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a Ctrl-C at the terminal reaches zkop, which
-            // stops the agents in order.
-            .process_group(0);
-        // If zkop dies, its agents stop (and stop their servers) instead of
-        // running on unsupervised.
-        // SAFETY: prctl is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd.spawn()
-    }
-
-    fn next_address(&self, file: &FleetFile) -> Result<String, FleetError> {
-        let used: BTreeSet<&str> = file
-            .instances
-            .values()
-            .map(|i| i.address.as_str())
-            .collect();
-        let base = u32::from(self.network.0) & (u32::MAX << (32 - self.network.1));
-        let hosts = (1u32 << (32 - self.network.1)) - 2;
-        // Never reuse an address an instance of this state dir ever had: it may
-        // still be listed in the config.
-        (1..=hosts)
-            .map(|h| Ipv4Addr::from(base + h).to_string())
-            .find(|a| !used.contains(a.as_str()))
-            .ok_or_else(|| FleetError::NoAddress(format!("{}/{}", self.network.0, self.network.1)))
-    }
-
     /// Starts the agents of every instance that is not terminated (after a stop).
     pub async fn resume(&self) -> Result<(), FleetError> {
-        let mut inner = self.inner.lock().await;
-        let ids: Vec<String> = inner
-            .file
-            .instances
-            .values()
-            .filter(|i| !i.terminated)
-            .map(|i| i.id.clone())
-            .collect();
-        for id in ids {
-            let rec = inner.file.instances[&id].clone();
-            let child = self.spawn_agent(&rec)?;
-            info!(instance = %id, address = %rec.address, pid = child.id(), "instance resumed");
-            if let Some(r) = inner.file.instances.get_mut(&id) {
-                r.agent_pid = child.id();
-            }
-            inner.children.insert(id, child);
+        let mut guard = self.inner.lock().await;
+        let inner = &mut *guard;
+        for rec in inner.file.instances.values_mut().filter(|i| !i.terminated) {
+            rec.agent_pid = inner.agents.spawn(&rec.id, &rec.address)?;
+            info!(instance = %rec.id, address = %rec.address, pid = rec.agent_pid, "instance resumed");
         }
         self.save(&inner.file)?;
         Ok(())
@@ -213,21 +141,7 @@ impl LocalFleet {
     /// Stops every agent (each stops its server), without terminating instances.
     pub async fn stop_all(&self) {
         let mut inner = self.inner.lock().await;
-        let children: Vec<(String, Child)> =
-            std::mem::take(&mut inner.children).into_iter().collect();
-        // Signal all first, then wait: they stop in parallel.
-        for (_, child) in &children {
-            signal(child, libc::SIGTERM);
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        for (id, mut child) in children {
-            if tokio::time::timeout_at(deadline, child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-            }
-            kill_server_of(&Self::instance_dir(&self.state_dir, &id));
+        for id in inner.agents.stop_all(Duration::from_secs(20)).await {
             if let Some(r) = inner.file.instances.get_mut(&id) {
                 r.agent_pid = None;
             }
@@ -238,38 +152,14 @@ impl LocalFleet {
     }
 }
 
-fn signal(child: &Child, sig: libc::c_int) {
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe {
-            libc::kill(pid as libc::pid_t, sig);
-        }
-    }
-}
-
-/// SIGTERM, wait up to `grace`, then SIGKILL.
-async fn stop_child(mut child: Child, grace: Duration) {
-    signal(&child, libc::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = child.kill().await;
-    }
-}
-
 impl Fleet for LocalFleet {
     async fn observe(&self) -> Result<FleetView, FleetError> {
-        let mut inner = self.inner.lock().await;
+        let mut guard = self.inner.lock().await;
+        let inner = &mut *guard;
         let mut changed = false;
         // An agent that exited without being told to: its instance is lost, as an
         // EC2 instance that failed its health check.
-        let mut lost = Vec::new();
-        for (id, child) in inner.children.iter_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                lost.push((id.clone(), status));
-            }
-        }
-        for (id, status) in lost {
-            inner.children.remove(&id);
-            kill_server_of(&Self::instance_dir(&self.state_dir, &id));
+        for (id, status) in inner.agents.reap() {
             if let Some(r) = inner.file.instances.get_mut(&id) {
                 warn!(instance = %id, %status, "agent died; instance terminated");
                 r.terminated = true;
@@ -286,17 +176,21 @@ impl Fleet for LocalFleet {
         for _ in running..inner.file.desired_capacity {
             inner.file.next_instance += 1;
             let id = format!("i-{:04}", inner.file.next_instance);
-            let address = self.next_address(&inner.file)?;
-            let mut rec = LocalInstanceRecord {
+            let used: BTreeSet<&str> = inner
+                .file
+                .instances
+                .values()
+                .map(|i| i.address.as_str())
+                .collect();
+            let address = free_address(self.network, &used)?;
+            let agent_pid = inner.agents.spawn(&id, &address)?;
+            info!(instance = %id, %address, pid = agent_pid, "instance launched");
+            let rec = LocalInstanceRecord {
                 id: id.clone(),
-                address: address.clone(),
+                address,
                 terminated: false,
-                agent_pid: None,
+                agent_pid,
             };
-            let child = self.spawn_agent(&rec)?;
-            rec.agent_pid = child.id();
-            info!(instance = %id, %address, pid = child.id(), "instance launched");
-            inner.children.insert(id.clone(), child);
             inner.file.instances.insert(id, rec);
             changed = true;
         }
@@ -335,10 +229,7 @@ impl Fleet for LocalFleet {
         if !inner.file.instances.contains_key(instance) {
             return Err(FleetError::UnknownInstance(instance.to_string()));
         }
-        if let Some(child) = inner.children.remove(instance) {
-            stop_child(child, Duration::from_secs(20)).await;
-        }
-        kill_server_of(&Self::instance_dir(&self.state_dir, instance));
+        inner.agents.stop(instance, Duration::from_secs(20)).await;
         if let Some(r) = inner.file.instances.get_mut(instance) {
             r.terminated = true;
             r.agent_pid = None;
@@ -347,31 +238,6 @@ impl Fleet for LocalFleet {
         self.save(&inner.file)?;
         Ok(())
     }
-}
-
-/// Kills the ZooKeeper server an agent left behind (normally it dies with its
-/// agent), checking the PID still is a ZooKeeper server first.
-pub fn kill_server_of(instance_dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(instance_dir.join("zookeeper.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    if !process_is(pid, "QuorumPeerMain") {
-        return None;
-    }
-    // SAFETY: kill(2) on a PID we checked runs ZooKeeper.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
-    Some(pid)
-}
-
-/// Whether `pid` runs a command line containing `needle` (guards against PID reuse).
-pub fn process_is(pid: u32, needle: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains(needle))
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
 //! Local adapters: processes on loopback addresses, files in the state directory.
 
+mod agents;
 mod fleet;
 mod ids;
 mod store;
 
-pub use fleet::{AgentCommand, LocalFleet, LocalInstanceRecord, read_fleet_file};
+pub use agents::{AgentCommand, AgentProcesses};
+pub use fleet::{LocalFleet, LocalInstanceRecord, free_address, read_fleet_file};
 
 /// Helpers of the local fleet that `zkop local` commands share.
 pub mod fleet_support {
-    pub use super::fleet::{kill_server_of, parse_network, process_is};
+    pub use super::agents::{kill_server_of, process_is};
+    pub use super::fleet::parse_network;
 }
 pub use ids::FileLedger;
 pub use store::FileStore;
