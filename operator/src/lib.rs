@@ -15,5 +15,8 @@ pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod run;
+pub mod sandbox;
 pub mod secrets;
+pub mod serve;
 pub mod status;

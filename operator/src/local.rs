@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 use tracing::info;
 
 use zkop_spec::cluster::Fleet;
@@ -22,7 +20,7 @@ use crate::controller::{Controller, Shared, SpecFile};
 use crate::leadership::AlwaysLeader;
 use crate::model::Persisted;
 use crate::secrets::ensure_secret;
-use crate::status::ApiFile;
+use crate::serve;
 
 /// The default loopback range for agents.
 pub const DEFAULT_NETWORK: &str = "127.0.10.0/24";
@@ -84,7 +82,8 @@ pub fn find_state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn agent_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// The `zkop-agent` binary: the flag, `$ZKOP_AGENT_BIN`, or the one beside `zkop`.
+pub fn agent_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let path = match flag.or_else(|| std::env::var_os("ZKOP_AGENT_BIN").map(PathBuf::from)) {
         Some(p) => p,
         None => std::env::current_exe()
@@ -180,20 +179,8 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     persisted.epoch += 1;
     persisted.store_version = store.save(&persisted).await?;
 
-    let listener = tokio::net::TcpListener::bind(opts.api)
-        .await
-        .with_context(|| format!("binding the API on {}", opts.api))?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let api_file = ApiFile {
-        url: url.clone(),
-        token_file: token_file.clone(),
-    };
-    crate::adapters::local::write_atomic(
-        &dir.join("api.json"),
-        &serde_json::to_vec_pretty(&api_file)?,
-        0o644,
-    )?;
-
+    let api = serve::Api::bind(opts.api, None, &dir, &token_file).await?;
+    let url = api.url.clone();
     let fleet = Arc::new(LocalFleet::open(
         &dir,
         network,
@@ -205,18 +192,6 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         },
     )?);
     let shared = Shared::new(token, spec.clone(), persisted.clone());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = {
-        let router = crate::api::router(shared.clone());
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-        })
-    };
     info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch = persisted.epoch, "zkop local up");
     eprintln!(
         "zkop: cluster {} (epoch {}), API {url}, state in {}; Ctrl-C stops it",
@@ -235,20 +210,12 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             epoch: persisted.epoch,
         },
     );
-    let looping = tokio::spawn(controller.run(stop_rx));
-
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = sigterm.recv() => {}
-        _ = sigint.recv() => {}
-    }
+    let mut running = serve::start(api, shared, controller);
+    serve::until_signalled().await?;
     eprintln!("zkop: stopping (a stop, not a scale-in: every member stays in the config)");
-    let _ = stop_tx.send(true);
-    let _ = looping.await;
+    running.stop_loop().await;
     fleet.stop_all().await;
-    let _ = server.await;
-    let _ = std::fs::remove_file(dir.join("api.json"));
+    running.finish().await;
     eprintln!("zkop: stopped");
     Ok(())
 }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use zkop::local::{self, InputError, UpOptions};
+use zkop::run::RunOptions;
+use zkop::sandbox::SimulatorOptions;
 use zkop::status;
 
 #[derive(Debug, Parser)]
@@ -32,6 +34,23 @@ enum Command {
     /// Run a cluster on this machine.
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Run the controller of a cluster on an EC2 Auto Scaling group.
+    Run {
+        /// The spec (YAML) with fleet.aws.
+        file: PathBuf,
+        /// Where this controller keeps api.json and its secrets (default .zkop/<metadata.name>).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The API's listen address (a free loopback port by default).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        api: SocketAddr,
+        /// The URL agents and other controllers reach this one at (default: the bound address).
+        #[arg(long)]
+        advertise_url: Option<String>,
+    },
+    /// Tools for the AWS sandbox (a moto server standing in for AWS).
+    #[command(subcommand, hide = true)]
+    Sandbox(SandboxCommand),
     /// Show a running cluster's members.
     Status {
         /// The cluster's state directory (reads its api.json).
@@ -46,6 +65,24 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCommand {
+    /// Run an agent on a loopback address for every running instance of the group.
+    Fleet {
+        /// The spec (YAML) with fleet.aws.
+        file: PathBuf,
+        /// The controller's state directory (its api.json).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The loopback range for the agents.
+        #[arg(long, default_value = "127.0.20.0/24")]
+        network: String,
+        /// The zkop-agent binary (default: beside zkop).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
     },
 }
 
@@ -115,6 +152,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 api,
                 network,
                 agent_bin,
+            })
+            .await?;
+        }
+        Command::Run {
+            file,
+            state_dir,
+            api,
+            advertise_url,
+        } => {
+            init_logs();
+            zkop::run::run(RunOptions {
+                spec: file,
+                state_dir,
+                api,
+                advertise_url,
+            })
+            .await?;
+        }
+        Command::Sandbox(SandboxCommand::Fleet {
+            file,
+            state_dir,
+            network,
+            agent_bin,
+        }) => {
+            init_logs();
+            zkop::sandbox::simulate(SimulatorOptions {
+                spec: file,
+                state_dir,
+                network,
+                agent_bin: local::agent_binary(agent_bin)?,
             })
             .await?;
         }

@@ -114,12 +114,12 @@ pub fn render_table(s: &StatusReply) -> String {
         s.reason
     );
     out.push_str(&format!(
-        "{:<4} {:<10} {:<16} {:<7} {:<9} {:<14} {}\n",
+        "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {}\n",
         "ID", "INSTANCE", "ADDRESS", "CLIENT", "ROLE", "ZXID", "HEALTHY"
     ));
     for m in &s.members {
         out.push_str(&format!(
-            "{:<4} {:<10} {:<16} {:<7} {:<9} {:<14} {}\n",
+            "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {}\n",
             m.id.to_string(),
             m.instance,
             m.address,

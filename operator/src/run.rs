@@ -1,0 +1,107 @@
+//! `zkop run`: the controller on the AWS path. The fleet is the spec's Auto
+//! Scaling group, ids are CloudWatch Logs streams, state and the leader lease
+//! live in DynamoDB. Several controllers may run; the lease holder acts, the
+//! others answer 503 naming it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+use tracing::info;
+
+use zkop_spec::cluster::{Fleet, Ids};
+
+use crate::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger, sdk_config};
+use crate::controller::{Controller, Shared, SpecFile};
+use crate::leadership::LeaseKeeper;
+use crate::local::{InputError, load_spec, state_dir_for};
+use crate::model::Persisted;
+use crate::secrets::ensure_secret;
+use crate::serve;
+
+/// How long the leader lease lasts without a renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// Options of `zkop run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--api`.
+    pub api: SocketAddr,
+    /// `--advertise-url`: the URL other controllers and agents reach this one at.
+    pub advertise_url: Option<String>,
+}
+
+/// Runs the controller until SIGINT or SIGTERM.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let (spec, text) = load_spec(&opts.spec)?;
+    let (Fleet::Aws(aws), Ids::CloudwatchLogs(ids), Some(state)) =
+        (&spec.fleet, &spec.ids, &spec.state)
+    else {
+        bail!(InputError::Usage(format!(
+            "{}: spec.fleet: `zkop run` needs fleet.aws (use `zkop local up` for fleet.local)",
+            opts.spec.display()
+        )));
+    };
+    let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let token_file = dir.join("token");
+    let token = ensure_secret(&token_file).with_context(|| token_file.display().to_string())?;
+    let password_file = dir.join("super-password");
+    ensure_secret(&password_file).with_context(|| password_file.display().to_string())?;
+
+    let sdk = sdk_config(Some(aws.region.clone())).await;
+    let api = serve::Api::bind(opts.api, opts.advertise_url.clone(), &dir, &token_file).await?;
+    let fleet = Arc::new(AsgFleet::new(&sdk, &aws.auto_scaling_group_name));
+    let ledger = LogStreamLedger::open(&sdk, &ids.log_group).await?;
+    let store = DynamoStore::new(&sdk, &state.table, &spec.name);
+    let mut nonce = [0u8; 4];
+    rand::rng().fill_bytes(&mut nonce);
+    let holder = format!(
+        "{}-{}-{:02x}{:02x}{:02x}{:02x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "zkop".into()),
+        std::process::id(),
+        nonce[0],
+        nonce[1],
+        nonce[2],
+        nonce[3]
+    );
+    let lease = DynamoLease::new(&sdk, &state.table, &spec.name, &holder, &api.url, LEASE_TTL);
+    let shared = Shared::new(
+        token,
+        spec.clone(),
+        Persisted {
+            cluster: spec.name.clone(),
+            ..Persisted::default()
+        },
+    );
+    info!(cluster = %spec.name, api = %api.url, holder = %holder, group = %aws.auto_scaling_group_name, "zkop run");
+    eprintln!(
+        "zkop: cluster {} on group {} ({}), API {}, state in {}; Ctrl-C stops this controller",
+        spec.name,
+        aws.auto_scaling_group_name,
+        aws.region,
+        api.url,
+        dir.display()
+    );
+    let controller = Controller::new(
+        shared.clone(),
+        fleet,
+        ledger,
+        store,
+        Some(SpecFile::new(opts.spec.clone(), text)),
+        LeaseKeeper::new(lease),
+    );
+    let running = serve::start(api, shared, controller);
+    serve::until_signalled().await?;
+    eprintln!("zkop: stopping this controller; the ensemble keeps running");
+    running.finish().await;
+    Ok(())
+}

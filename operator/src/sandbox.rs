@@ -1,0 +1,117 @@
+//! The AWS sandbox's fleet simulator: moto's instances run nothing, so this
+//! starts a `zkop-agent` on its own loopback address for every instance the
+//! Auto Scaling group lists as running, and SIGKILLs it (and its ZooKeeper) when
+//! the group no longer does, so the AWS code path is exercised for real.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tracing::{info, warn};
+
+use zkop_spec::cluster::Fleet as FleetSpec;
+
+use crate::adapters::Fleet;
+use crate::adapters::aws::{AsgFleet, sdk_config};
+use crate::adapters::local::fleet_support::parse_network;
+use crate::adapters::local::{AgentCommand, AgentProcesses, free_address};
+use crate::local::{InputError, load_spec, state_dir_for};
+use crate::model::InstanceState;
+use crate::status::read_api_file;
+
+/// Options of `zkop sandbox fleet`.
+#[derive(Debug, Clone)]
+pub struct SimulatorOptions {
+    /// The spec (with fleet.aws).
+    pub spec: PathBuf,
+    /// The controller's state dir (its `api.json` names the controller).
+    pub state_dir: Option<PathBuf>,
+    /// Loopback range for the agents.
+    pub network: String,
+    /// The zkop-agent binary.
+    pub agent_bin: PathBuf,
+}
+
+/// Runs the simulator until SIGINT or SIGTERM.
+pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
+    let (spec, _) = load_spec(&opts.spec)?;
+    let FleetSpec::Aws(aws) = &spec.fleet else {
+        bail!(InputError::Usage(
+            "spec.fleet: the sandbox needs fleet.aws".into()
+        ));
+    };
+    let network = parse_network(&opts.network).map_err(InputError::Usage)?;
+    let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
+    let api = loop {
+        match read_api_file(&dir) {
+            Ok(a) => break a,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let sdk = sdk_config(Some(aws.region.clone())).await;
+    let fleet = AsgFleet::new(&sdk, &aws.auto_scaling_group_name);
+    let mut agents = AgentProcesses::new(
+        &dir.join("sandbox"),
+        AgentCommand {
+            binary: opts.agent_bin.clone(),
+            controller_urls: vec![api.url.clone()],
+            token_file: api.token_file.clone(),
+            password_file: dir.join("super-password"),
+        },
+    );
+    // Every address ever handed out: an instance's address is never reused.
+    let mut addresses: BTreeMap<String, String> = BTreeMap::new();
+    let mut lost: BTreeSet<String> = BTreeSet::new();
+    let stop = crate::serve::until_signalled();
+    tokio::pin!(stop);
+    loop {
+        match fleet.observe().await {
+            Ok(view) => {
+                let up: BTreeSet<&str> = view
+                    .instances
+                    .iter()
+                    .filter(|i| i.state == InstanceState::Running)
+                    .map(|i| i.id.as_str())
+                    .collect();
+                for id in agents.ids() {
+                    if !up.contains(id.as_str()) {
+                        warn!(instance = %id, "instance gone from the group; killing its agent and server");
+                        agents.kill(&id).await;
+                        lost.insert(id);
+                    }
+                }
+                for (id, status) in agents.reap() {
+                    warn!(instance = %id, %status, "agent exited");
+                    lost.insert(id);
+                }
+                for id in up {
+                    if agents.runs(id) || lost.contains(id) {
+                        continue;
+                    }
+                    let address = match addresses.get(id) {
+                        Some(a) => a.clone(),
+                        None => {
+                            let used: BTreeSet<&str> =
+                                addresses.values().map(String::as_str).collect();
+                            let a = free_address(network, &used)?;
+                            addresses.insert(id.to_string(), a.clone());
+                            a
+                        }
+                    };
+                    let pid = agents
+                        .spawn(id, &address)
+                        .with_context(|| format!("starting the agent of {id}"))?;
+                    info!(instance = %id, %address, pid, "agent started for instance");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot observe the group"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            r = &mut stop => { r?; break; }
+        }
+    }
+    agents.stop_all(Duration::from_secs(20)).await;
+    Ok(())
+}

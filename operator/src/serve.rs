@@ -1,0 +1,118 @@
+//! What `zkop local up` and `zkop run` share: the API listener and `api.json`,
+//! the HTTP server and the reconcile loop as tasks, and an orderly stop on
+//! SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::adapters::{Fleet, IdLedger, StateStore};
+use crate::controller::{Controller, Shared};
+use crate::leadership::Leadership;
+use crate::status::ApiFile;
+
+/// The API's listener, bound, and its URL written to `DIR/api.json`.
+pub struct Api {
+    listener: TcpListener,
+    /// The URL agents and the CLI use.
+    pub url: String,
+    api_file: PathBuf,
+}
+
+impl Api {
+    /// Binds `addr` and writes `state_dir/api.json` naming `advertise` (or the
+    /// bound address) and the token file.
+    pub async fn bind(
+        addr: SocketAddr,
+        advertise: Option<String>,
+        state_dir: &Path,
+        token_file: &Path,
+    ) -> anyhow::Result<Api> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the API on {addr}"))?;
+        let url = advertise.unwrap_or(format!("http://{}", listener.local_addr()?));
+        let api_file = state_dir.join("api.json");
+        let f = ApiFile {
+            url: url.clone(),
+            token_file: token_file.to_path_buf(),
+        };
+        crate::adapters::local::write_atomic(&api_file, &serde_json::to_vec_pretty(&f)?, 0o644)?;
+        Ok(Api {
+            listener,
+            url,
+            api_file,
+        })
+    }
+}
+
+/// The server and the loop, running.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    looping: JoinHandle<()>,
+    api_file: PathBuf,
+}
+
+/// Starts serving `shared` on `api` and running `controller`.
+pub fn start<F, L, S, E>(
+    api: Api,
+    shared: Arc<Shared>,
+    controller: Controller<F, L, S, E>,
+) -> Running
+where
+    F: Fleet + 'static,
+    L: IdLedger + 'static,
+    S: StateStore + 'static,
+    E: Leadership + 'static,
+{
+    let (stop, stop_rx) = watch::channel(false);
+    let router = crate::api::router(shared);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(api.listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.changed().await;
+            })
+            .await
+    });
+    let looping = tokio::spawn(controller.run(stop_rx));
+    Running {
+        stop,
+        server,
+        looping,
+        api_file: api.api_file,
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn until_signalled() -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = sigint.recv() => {}
+    }
+    Ok(())
+}
+
+impl Running {
+    /// Stops the loop (the API keeps answering until [`Running::finish`]).
+    pub async fn stop_loop(&mut self) {
+        let _ = self.stop.send(true);
+        let _ = (&mut self.looping).await;
+    }
+
+    /// Stops the server and removes `api.json`.
+    pub async fn finish(mut self) {
+        self.stop_loop().await;
+        let _ = self.server.await;
+        let _ = std::fs::remove_file(&self.api_file);
+    }
+}
