@@ -7,67 +7,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{LocalCluster, SERIAL, example_spec, write_until, zk_client};
+use common::{
+    LocalCluster, SERIAL, committed_config, example_spec, removed_before_terminated, settled,
+    write_until, zk_client,
+};
 use zkop_spec::wire::StatusReply;
-use zkop_spec::zk::{DynamicConfig, MemberRole};
-
-fn voters(s: &StatusReply) -> usize {
-    s.members
-        .iter()
-        .filter(|m| m.config_role == Some(MemberRole::Participant))
-        .count()
-}
-
-fn observers(s: &StatusReply) -> usize {
-    s.members
-        .iter()
-        .filter(|m| m.config_role == Some(MemberRole::Observer))
-        .count()
-}
-
-/// `n` voters and `o` observers, all healthy, one leader, nothing else.
-fn settled(s: &StatusReply, n: usize, o: usize) -> bool {
-    s.phase == "Running"
-        && s.members.len() == n + o
-        && voters(s) == n
-        && observers(s) == o
-        && s.members.iter().all(|m| m.healthy)
-        && s.members.iter().filter(|m| m.role == "leader").count() == 1
-}
-
-async fn committed_config(hosts: &str) -> DynamicConfig {
-    let client = zk_client(hosts).await;
-    client.sync("/zookeeper/config").await.unwrap();
-    let (data, _) = client.get_config().await.unwrap();
-    DynamicConfig::parse(&String::from_utf8_lossy(&data)).unwrap()
-}
-
-/// For every instance terminated, its member had already left the config:
-/// some earlier completed reconfig's resulting config does not list it.
-fn removed_before_terminated(s: &StatusReply, instance: &str, id: u64) {
-    let terminated = s
-        .events
-        .iter()
-        .position(|e| e.kind == "terminate_instance" && e.message.contains(instance))
-        .unwrap_or_else(|| panic!("no termination event for {instance}: {:#?}", s.events));
-    let removed = s.events[..terminated].iter().any(|e| {
-        e.kind == "complete_reconfig" && {
-            let tail = e
-                .message
-                .rsplit_once("): ")
-                .map(|(_, t)| t)
-                .unwrap_or_default();
-            !tail
-                .split(|c: char| !c.is_ascii_digit())
-                .any(|n| n == id.to_string())
-        }
-    });
-    assert!(
-        removed,
-        "{instance} (member {id}) terminated before leaving the config: {:#?}",
-        s.events
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writes() {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod moto;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zkop_spec::wire::StatusReply;
+use zkop_spec::zk::{DynamicConfig, MemberRole};
 use zookeeper_client::{Acls, Client, CreateMode};
 
 /// End-to-end tests start JVMs: one test at a time on 2 cores.
@@ -154,14 +156,9 @@ impl LocalCluster {
 
     /// `GET /v1/status`, `None` while the controller does not answer.
     pub async fn status(&self) -> Option<StatusReply> {
-        let resp = self
-            .http
-            .get(format!("{}/v1/status", self.url))
-            .bearer_auth(&self.token)
-            .send()
+        api_client(&self.http, &self.url, &self.token)
+            .status()
             .await
-            .ok()?;
-        resp.json().await.ok()
     }
 
     /// Waits until `pred` holds on the status, failing with the last status seen.
@@ -171,29 +168,14 @@ impl LocalCluster {
         limit: Duration,
         pred: impl Fn(&StatusReply) -> bool,
     ) -> StatusReply {
-        let deadline = Instant::now() + limit;
-        let mut last = None;
-        while Instant::now() < deadline {
-            if let Some(s) = self.status().await {
-                if pred(&s) {
-                    return s;
-                }
-                last = Some(s);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!(
-            "timed out after {limit:?} waiting for {what}; last status: {}\nzkop log tail:\n{}",
-            serde_json::to_string_pretty(&last).unwrap(),
-            self.log_tail()
-        );
+        api_client(&self.http, &self.url, &self.token)
+            .wait_status(what, limit, pred, || self.log_tail())
+            .await
     }
 
     /// The end of zkop's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("zkop.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        tail(&self.dir.path().join("zkop.log"))
     }
 
     /// `zkop status --state-dir DIR --json`, as a person would run it.
@@ -415,4 +397,132 @@ pub async fn write_until(hosts: String, stop: tokio::sync::watch::Receiver<bool>
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     acked
+}
+
+/// The controller API as a test sees it.
+pub struct ApiClient<'a> {
+    http: &'a reqwest::Client,
+    url: &'a str,
+    token: &'a str,
+}
+
+/// A client of the API at `url`.
+pub fn api_client<'a>(http: &'a reqwest::Client, url: &'a str, token: &'a str) -> ApiClient<'a> {
+    ApiClient { http, url, token }
+}
+
+impl ApiClient<'_> {
+    /// `GET /v1/status`, `None` while the controller does not answer.
+    pub async fn status(&self) -> Option<StatusReply> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/status", self.url))
+            .bearer_auth(self.token)
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// Waits until `pred` holds on the status; fails with the last status seen
+    /// and `log_tail()`.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&StatusReply) -> bool,
+        log_tail: impl Fn() -> String,
+    ) -> StatusReply {
+        let deadline = Instant::now() + limit;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some(s) = self.status().await {
+                if pred(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "timed out after {limit:?} waiting for {what}; last status: {}\nlog tail:\n{}",
+            serde_json::to_string_pretty(&last).unwrap(),
+            log_tail()
+        );
+    }
+}
+
+/// The last 40 lines of a log file.
+pub fn tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Whether `pid` is alive (zombies count as gone).
+pub fn alive(pid: u32) -> bool {
+    pid_alive(pid)
+}
+
+/// Whether `pid` runs a command line containing `needle`.
+pub fn runs(pid: u32, needle: &str) -> bool {
+    cmdline_has(pid, needle)
+}
+
+pub fn voters(s: &StatusReply) -> usize {
+    s.members
+        .iter()
+        .filter(|m| m.config_role == Some(MemberRole::Participant))
+        .count()
+}
+
+pub fn observers(s: &StatusReply) -> usize {
+    s.members
+        .iter()
+        .filter(|m| m.config_role == Some(MemberRole::Observer))
+        .count()
+}
+
+/// `n` voters and `o` observers, all healthy, one leader, nothing else.
+pub fn settled(s: &StatusReply, n: usize, o: usize) -> bool {
+    s.phase == "Running"
+        && s.members.len() == n + o
+        && voters(s) == n
+        && observers(s) == o
+        && s.members.iter().all(|m| m.healthy)
+        && s.members.iter().filter(|m| m.role == "leader").count() == 1
+}
+
+pub async fn committed_config(hosts: &str) -> DynamicConfig {
+    let client = zk_client(hosts).await;
+    client.sync("/zookeeper/config").await.unwrap();
+    let (data, _) = client.get_config().await.unwrap();
+    DynamicConfig::parse(&String::from_utf8_lossy(&data)).unwrap()
+}
+
+/// For every instance terminated, its member had already left the config:
+/// some earlier completed reconfig's resulting config does not list it.
+pub fn removed_before_terminated(s: &StatusReply, instance: &str, id: u64) {
+    let terminated = s
+        .events
+        .iter()
+        .position(|e| e.kind == "terminate_instance" && e.message.contains(instance))
+        .unwrap_or_else(|| panic!("no termination event for {instance}: {:#?}", s.events));
+    let removed = s.events[..terminated].iter().any(|e| {
+        e.kind == "complete_reconfig" && {
+            let tail = e
+                .message
+                .rsplit_once("): ")
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+            !tail
+                .split(|c: char| !c.is_ascii_digit())
+                .any(|n| n == id.to_string())
+        }
+    });
+    assert!(
+        removed,
+        "{instance} (member {id}) terminated before leaving the config: {:#?}",
+        s.events
+    );
 }

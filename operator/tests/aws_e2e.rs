@@ -1,0 +1,166 @@
+//! End-to-end on the AWS path: `zkop run` against a moto server through the
+//! real AWS SDK, with an agent and a real ZooKeeper server per instance on
+//! loopback (the sandbox's fleet simulator). One test at a time.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::aws::{AwsCluster, GROUP, LOG_GROUP};
+use common::{
+    LocalCluster, SERIAL, committed_config, removed_before_terminated, settled, write_until,
+    zk_client,
+};
+use zkop::adapters::aws::LogStreamLedger;
+use zkop_spec::wire::StatusReply;
+
+/// The id streams of the log group, each with the instance its first event names.
+async fn leases(c: &AwsCluster) -> BTreeMap<u64, String> {
+    let ledger = LogStreamLedger::open(&c.config, LOG_GROUP).await.unwrap();
+    let mut out = BTreeMap::new();
+    for id in ledger.held().await.unwrap() {
+        out.insert(id.0, ledger.holder(id).await.unwrap().unwrap_or_default());
+    }
+    out
+}
+
+fn members(s: &StatusReply) -> BTreeMap<u64, String> {
+    s.members
+        .iter()
+        .map(|m| (m.id.0, m.instance.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_replacement() {
+    let _serial = SERIAL.lock().await;
+    let c = AwsCluster::start(3, "127.0.45.0/24").await;
+    let log = || c.log_tail();
+    let limit = Duration::from_secs(90);
+
+    // 1. A group of 3 becomes three voters; the API, ZooKeeper's own config
+    // and the log group's id streams agree.
+    let s = c
+        .api()
+        .wait_status("three voters", limit, |s| settled(s, 3, 0), log)
+        .await;
+    let hosts = LocalCluster::endpoints(&s);
+    let config = committed_config(&hosts).await;
+    let in_zk: BTreeSet<(u64, String)> = config
+        .servers
+        .values()
+        .map(|m| (m.id.0, m.address.clone()))
+        .collect();
+    let in_status: BTreeSet<(u64, String)> = s
+        .members
+        .iter()
+        .map(|m| (m.id.0, m.address.clone()))
+        .collect();
+    assert_eq!(in_zk, in_status);
+    assert_eq!(leases(&c).await, members(&s), "id streams vs members");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(hosts, stop_rx));
+
+    // 2. 3 -> 5 -> 3: the desired capacity follows; members leave the config
+    // before their instances are terminated; their id streams go afterwards.
+    c.set_replicas(3, 5);
+    let s5 = c
+        .api()
+        .wait_status("five voters", limit, |s| settled(s, 5, 0), log)
+        .await;
+    assert_eq!(c.desired_capacity().await, 5);
+    c.set_replicas(5, 3);
+    let s3 = c
+        .api()
+        .wait_status(
+            "three voters again",
+            limit,
+            |s| {
+                settled(s, 3, 0)
+                    && s.events
+                        .iter()
+                        .filter(|e| e.kind == "forget_member")
+                        .count()
+                        >= 2
+            },
+            log,
+        )
+        .await;
+    assert_eq!(c.desired_capacity().await, 3);
+    for m in s5
+        .members
+        .iter()
+        .filter(|m| !s3.members.iter().any(|k| k.id == m.id))
+    {
+        removed_before_terminated(&s3, &m.instance, m.id.0);
+    }
+    assert_eq!(
+        leases(&c).await,
+        members(&s3),
+        "the id streams of terminated instances remain"
+    );
+
+    // 3. An instance terminated through the Auto Scaling API (the group
+    // replaces it): its member is replaced in the config, its lease deleted.
+    let victim = s3
+        .members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap()
+        .clone();
+    aws_sdk_autoscaling::Client::new(&c.config)
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(&victim.instance)
+        .should_decrement_desired_capacity(false)
+        .send()
+        .await
+        .unwrap();
+    let s = c
+        .api()
+        .wait_status(
+            "the terminated member replaced",
+            limit,
+            |s| {
+                settled(s, 3, 0)
+                    && s.members.iter().all(|m| m.instance != victim.instance)
+                    && s.events
+                        .iter()
+                        .filter(|e| e.kind == "forget_member")
+                        .count()
+                        >= 3
+            },
+            log,
+        )
+        .await;
+    let config = committed_config(&LocalCluster::endpoints(&s)).await;
+    assert!(!config.servers.contains_key(&victim.id));
+    assert_eq!(
+        leases(&c).await,
+        members(&s),
+        "the lost instance's lease remains"
+    );
+    let group = aws_sdk_autoscaling::Client::new(&c.config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(GROUP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(group.auto_scaling_groups()[0].desired_capacity(), Some(3));
+
+    // 7. No acknowledged write lost.
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    assert!(acked.len() > 20, "only {} writes got through", acked.len());
+    let client = zk_client(&LocalCluster::endpoints(&s)).await;
+    client.sync("/acc").await.unwrap();
+    let present: BTreeSet<String> = client
+        .list_children("/acc")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|a| !present.contains(*a)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}

@@ -1,0 +1,197 @@
+//! The AWS path under test: a moto server with the group, table and log group,
+//! `zkop run`, and the sandbox fleet simulator giving each instance an agent on
+//! loopback. Every process is killed by PID when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::moto::{Moto, create_group, create_table};
+use super::{ApiClient, agent_bin, alive, api_client, repo_root, runs, tail, wait_until, zkop_bin};
+
+/// The group, table and cluster names of `examples/aws-3.yaml`.
+pub const GROUP: &str = "aws-3";
+/// The log group of `examples/aws-3.yaml`.
+pub const LOG_GROUP: &str = "/zkop/aws-3/ids";
+/// The table of `examples/aws-3.yaml`.
+pub const TABLE: &str = "zkop-aws-3";
+
+/// A controller (or several) and the fleet simulator against one moto server.
+pub struct AwsCluster {
+    pub moto: Moto,
+    pub config: aws_config::SdkConfig,
+    pub dir: tempfile::TempDir,
+    pub spec_path: PathBuf,
+    children: Vec<Child>,
+    http: reqwest::Client,
+    pub url: String,
+    pub token: String,
+}
+
+impl AwsCluster {
+    /// A group of `replicas` instances, the table, `zkop run` and the simulator.
+    pub async fn start(replicas: u32, network: &str) -> AwsCluster {
+        let moto = Moto::start();
+        let config = moto.sdk_config().await;
+        create_group(&config, GROUP, replicas as i32).await;
+        create_table(&config, TABLE).await;
+        let dir = tempfile::tempdir().unwrap();
+        let spec_path = dir.path().join("spec.yaml");
+        let spec = std::fs::read_to_string(repo_root().join("examples/aws-3.yaml"))
+            .unwrap()
+            .replace("replicas: 3", &format!("replicas: {replicas}"));
+        std::fs::write(&spec_path, spec).unwrap();
+        let mut c = AwsCluster {
+            moto,
+            config,
+            dir,
+            spec_path,
+            children: Vec::new(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            url: String::new(),
+            token: String::new(),
+        };
+        c.spawn_controller("run");
+        let api = c.state_dir().join("api.json");
+        wait_until("api.json", Duration::from_secs(60), || async {
+            std::fs::read_to_string(&api)
+                .ok()
+                .filter(|t| t.contains("url"))
+        })
+        .await;
+        let f: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
+        c.url = f["url"].as_str().unwrap().to_string();
+        c.token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap())
+            .unwrap()
+            .trim()
+            .to_string();
+        let sim = c
+            .command("sim")
+            .args(["sandbox", "fleet"])
+            .arg(&c.spec_path)
+            .arg("--state-dir")
+            .arg(c.state_dir())
+            .args(["--network", network])
+            .arg("--agent-bin")
+            .arg(agent_bin())
+            .spawn()
+            .unwrap();
+        c.children.push(sim);
+        c
+    }
+
+    /// The controller's state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn command(&self, log: &str) -> Command {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{log}.log")))
+            .unwrap();
+        let mut cmd = Command::new(zkop_bin());
+        cmd.env("AWS_ENDPOINT_URL", &self.moto.url)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        cmd
+    }
+
+    /// Starts a `zkop run` logging to `<log>.log`.
+    pub fn spawn_controller(&mut self, log: &str) -> u32 {
+        let child = self
+            .command(log)
+            .arg("run")
+            .arg(&self.spec_path)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// The first controller's API.
+    pub fn api(&self) -> ApiClient<'_> {
+        api_client(&self.http, &self.url, &self.token)
+    }
+
+    /// The controller's and the simulator's log tails.
+    pub fn log_tail(&self) -> String {
+        format!(
+            "-- run.log\n{}\n-- sim.log\n{}",
+            tail(&self.dir.path().join("run.log")),
+            tail(&self.dir.path().join("sim.log"))
+        )
+    }
+
+    /// Edits `replicas` in the spec file.
+    pub fn set_replicas(&self, from: u32, to: u32) {
+        let text = std::fs::read_to_string(&self.spec_path).unwrap();
+        let new = text.replace(&format!("replicas: {from}"), &format!("replicas: {to}"));
+        assert_ne!(text, new);
+        std::fs::write(&self.spec_path, new).unwrap();
+    }
+
+    /// The group's desired capacity.
+    pub async fn desired_capacity(&self) -> i32 {
+        let out = aws_sdk_autoscaling::Client::new(&self.config)
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(GROUP)
+            .send()
+            .await
+            .unwrap();
+        out.auto_scaling_groups()[0].desired_capacity().unwrap()
+    }
+
+    /// PIDs of every process of this cluster still alive: zkop's, the agents'
+    /// (found by this test's own directory on their command line) and the servers'.
+    fn pids(&self) -> Vec<u32> {
+        let dir = self.dir.path().display().to_string();
+        let mut pids: Vec<u32> = self
+            .children
+            .iter()
+            .map(Child::id)
+            .filter(|p| alive(*p))
+            .collect();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+                    && alive(pid)
+                    && runs(pid, &dir)
+                    && (runs(pid, "zkop-agent") || runs(pid, "QuorumPeerMain"))
+                {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for AwsCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for pid in self.pids() {
+            // SAFETY: kill(2) on PIDs checked to be this test's agents or servers.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
