@@ -83,6 +83,9 @@ enum SandboxCommand {
         /// The zkop-agent binary (default: beside zkop).
         #[arg(long)]
         agent_bin: Option<PathBuf>,
+        /// A controller URL for the agents; repeat for each (default: api.json's).
+        #[arg(long = "controller")]
+        controllers: Vec<String>,
     },
 }
 
@@ -175,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             network,
             agent_bin,
+            controllers,
         }) => {
             init_logs();
             zkop::sandbox::simulate(SimulatorOptions {
@@ -182,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 state_dir,
                 network,
                 agent_bin: local::agent_binary(agent_bin)?,
+                controllers,
             })
             .await?;
         }

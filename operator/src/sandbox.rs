@@ -31,6 +31,8 @@ pub struct SimulatorOptions {
     pub network: String,
     /// The zkop-agent binary.
     pub agent_bin: PathBuf,
+    /// Every controller's URL for the agents (default: the one in `api.json`).
+    pub controllers: Vec<String>,
 }
 
 /// Runs the simulator until SIGINT or SIGTERM.
@@ -55,7 +57,11 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
         &dir.join("sandbox"),
         AgentCommand {
             binary: opts.agent_bin.clone(),
-            controller_urls: vec![api.url.clone()],
+            controller_urls: if opts.controllers.is_empty() {
+                vec![api.url.clone()]
+            } else {
+                opts.controllers.clone()
+            },
             token_file: api.token_file.clone(),
             password_file: dir.join("super-password"),
         },

@@ -164,3 +164,122 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
     let lost: Vec<&String> = acked.iter().filter(|a| !present.contains(*a)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
 }
+
+/// Controller `i`'s answer to `GET /v1/status`: its HTTP status and body.
+async fn status_of(c: &AwsCluster, i: usize) -> (u16, serde_json::Value) {
+    let resp = c
+        .http()
+        .get(format!("{}/v1/status", c.urls[i]))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or_default())
+}
+
+/// Steps a controller carried out, from its metrics.
+async fn steps_taken(c: &AwsCluster, i: usize) -> u64 {
+    let text = c
+        .http()
+        .get(format!("{}/metrics", c.urls[i]))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("zkop_step_duration_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
+    let _serial = SERIAL.lock().await;
+    let c = AwsCluster::start_with(3, "127.0.46.0/24", 2).await;
+    let log = || c.log_tail();
+    let first = c
+        .api()
+        .wait_status(
+            "three voters",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 0),
+            log,
+        )
+        .await;
+    // Exactly one leads: the other answers 503 naming it, and has done nothing.
+    let (code0, _) = status_of(&c, 0).await;
+    let (code1, body1) = status_of(&c, 1).await;
+    assert_eq!(
+        (code0, code1),
+        (200, 503),
+        "controller 0 started first and leads"
+    );
+    assert_eq!(
+        body1["leader"].as_str(),
+        Some(c.urls[0].as_str()),
+        "{body1}"
+    );
+    assert!(steps_taken(&c, 0).await > 0);
+    assert_eq!(steps_taken(&c, 1).await, 0, "the follower acted");
+
+    // A change in flight, then the leader dies.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(LocalCluster::endpoints(&first), stop_rx));
+    c.set_replicas(3, 5);
+    c.api()
+        .wait_status(
+            "the scale-out under way",
+            Duration::from_secs(30),
+            |s| {
+                s.events
+                    .iter()
+                    .any(|e| e.kind == "set_desired_capacity" && e.message.contains('5'))
+            },
+            log,
+        )
+        .await;
+    c.kill_controller(0);
+    // The lease lasts 15 s, is renewed every 5 s: the follower takes over within
+    // TTL + one renew interval + 5 s, and finishes the change.
+    let s = c
+        .api_of(1)
+        .wait_status(
+            "controller 1 leading five voters",
+            Duration::from_secs(25 + 60),
+            |s| settled(s, 5, 0),
+            log,
+        )
+        .await;
+    let took_over = s
+        .events
+        .iter()
+        .find(|e| e.kind == "leader")
+        .expect("no leadership event");
+    assert!(
+        took_over.message.contains("epoch 2"),
+        "{}",
+        took_over.message
+    );
+    let ids: BTreeSet<u64> = s.members.iter().map(|m| m.id.0).collect();
+    assert_eq!(ids.len(), 5, "duplicate ids: {s:#?}");
+    assert_eq!(leases(&c).await, members(&s));
+
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    let client = zk_client(&LocalCluster::endpoints(&s)).await;
+    client.sync("/acc").await.unwrap();
+    let present: BTreeSet<String> = client
+        .list_children("/acc")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(
+        acked.iter().all(|a| present.contains(a)),
+        "acknowledged writes lost"
+    );
+}

@@ -23,14 +23,23 @@ pub struct AwsCluster {
     pub dir: tempfile::TempDir,
     pub spec_path: PathBuf,
     children: Vec<Child>,
+    /// Each controller's PID.
+    pub pids: Vec<u32>,
     http: reqwest::Client,
-    pub url: String,
+    /// Each controller's URL.
+    pub urls: Vec<String>,
     pub token: String,
 }
 
 impl AwsCluster {
     /// A group of `replicas` instances, the table, `zkop run` and the simulator.
     pub async fn start(replicas: u32, network: &str) -> AwsCluster {
+        Self::start_with(replicas, network, 1).await
+    }
+
+    /// The same with `controllers` controllers sharing the table and secrets;
+    /// agents get every controller's URL. `urls[i]` is controller i's.
+    pub async fn start_with(replicas: u32, network: &str, controllers: usize) -> AwsCluster {
         let moto = Moto::start();
         let config = moto.sdk_config().await;
         create_group(&config, GROUP, replicas as i32).await;
@@ -47,42 +56,64 @@ impl AwsCluster {
             dir,
             spec_path,
             children: Vec::new(),
+            pids: Vec::new(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-            url: String::new(),
+            urls: Vec::new(),
             token: String::new(),
         };
-        c.spawn_controller("run");
-        let api = c.state_dir().join("api.json");
-        wait_until("api.json", Duration::from_secs(60), || async {
-            std::fs::read_to_string(&api)
-                .ok()
-                .filter(|t| t.contains("url"))
-        })
-        .await;
-        let f: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
-        c.url = f["url"].as_str().unwrap().to_string();
-        c.token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap())
-            .unwrap()
-            .trim()
-            .to_string();
-        let sim = c
-            .command("sim")
-            .args(["sandbox", "fleet"])
+        for i in 0..controllers {
+            let state = c.controller_dir(i);
+            if i > 0 {
+                // Controllers share the API token and super-user password (on AWS,
+                // one SSM parameter).
+                std::fs::create_dir_all(&state).unwrap();
+                for f in ["token", "super-password"] {
+                    std::fs::copy(c.controller_dir(0).join(f), state.join(f)).unwrap();
+                }
+            }
+            let pid = c.spawn_controller(i);
+            c.pids.push(pid);
+            let api = state.join("api.json");
+            wait_until("api.json", Duration::from_secs(60), || async {
+                std::fs::read_to_string(&api)
+                    .ok()
+                    .filter(|t| t.contains("url"))
+            })
+            .await;
+            let f: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
+            c.urls.push(f["url"].as_str().unwrap().to_string());
+            c.token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap())
+                .unwrap()
+                .trim()
+                .to_string();
+        }
+        let mut sim = c.command("sim");
+        sim.args(["sandbox", "fleet"])
             .arg(&c.spec_path)
             .arg("--state-dir")
             .arg(c.state_dir())
             .args(["--network", network])
             .arg("--agent-bin")
-            .arg(agent_bin())
-            .spawn()
-            .unwrap();
-        c.children.push(sim);
+            .arg(agent_bin());
+        for url in &c.urls {
+            sim.arg("--controller").arg(url);
+        }
+        c.children.push(sim.spawn().unwrap());
         c
+    }
+
+    /// Controller `i`'s state directory.
+    pub fn controller_dir(&self, i: usize) -> PathBuf {
+        if i == 0 {
+            self.state_dir()
+        } else {
+            self.dir.path().join(format!("state-{i}"))
+        }
     }
 
     /// The controller's state directory.
@@ -108,14 +139,14 @@ impl AwsCluster {
         cmd
     }
 
-    /// Starts a `zkop run` logging to `<log>.log`.
-    pub fn spawn_controller(&mut self, log: &str) -> u32 {
+    /// Starts controller `i` (`zkop run`, logging to `run-<i>.log`).
+    fn spawn_controller(&mut self, i: usize) -> u32 {
         let child = self
-            .command(log)
+            .command(&format!("run-{i}"))
             .arg("run")
             .arg(&self.spec_path)
             .arg("--state-dir")
-            .arg(self.state_dir())
+            .arg(self.controller_dir(i))
             .spawn()
             .unwrap();
         let pid = child.id();
@@ -123,16 +154,34 @@ impl AwsCluster {
         pid
     }
 
+    /// SIGKILLs controller `i` (reaped when the cluster is dropped).
+    pub fn kill_controller(&self, i: usize) {
+        // SAFETY: kill(2) on a child this harness started and has not reaped.
+        unsafe {
+            libc::kill(self.pids[i] as libc::pid_t, libc::SIGKILL);
+        }
+    }
+
     /// The first controller's API.
     pub fn api(&self) -> ApiClient<'_> {
-        api_client(&self.http, &self.url, &self.token)
+        self.api_of(0)
+    }
+
+    /// Controller `i`'s API.
+    pub fn api_of(&self, i: usize) -> ApiClient<'_> {
+        api_client(&self.http, &self.urls[i], &self.token)
+    }
+
+    /// An HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The controller's and the simulator's log tails.
     pub fn log_tail(&self) -> String {
         format!(
-            "-- run.log\n{}\n-- sim.log\n{}",
-            tail(&self.dir.path().join("run.log")),
+            "-- run-0.log\n{}\n-- sim.log\n{}",
+            tail(&self.dir.path().join("run-0.log")),
             tail(&self.dir.path().join("sim.log"))
         )
     }
