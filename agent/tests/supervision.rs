@@ -8,10 +8,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zkop_spec::wire::{DesiredNodeState, MemberAssignment, NodeAssignment};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use zkop_spec::wire::{AgentReport, DesiredNodeState, MemberAssignment, NodeAssignment};
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, static_properties};
 
-const ADDRESS: &str = "127.0.44.1";
+/// Each test's server gets its own loopback address.
+const FIRST: &str = "127.0.44.1";
+const SECOND: &str = "127.0.44.2";
+
+/// Tests that start JVMs run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Kills the agent and its server by PID when dropped.
 struct Guard {
@@ -45,9 +55,9 @@ impl Drop for Guard {
     }
 }
 
-fn srvr() -> Option<String> {
+fn srvr(address: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(
-        &format!("{ADDRESS}:2181").parse().ok()?,
+        &format!("{address}:2181").parse().ok()?,
         Duration::from_secs(1),
     )
     .ok()?;
@@ -69,20 +79,20 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn desired(dir: &Path) {
+fn member_state(address: &str, epoch: u64, revision: u64) -> DesiredNodeState {
     let server = Server {
         id: ServerId(1),
-        address: ADDRESS.into(),
+        address: address.into(),
         quorum_port: 2888,
         election_port: 3888,
         role: MemberRole::Participant,
-        client_address: ADDRESS.into(),
+        client_address: address.into(),
         client_port: 2181,
     };
-    let d = DesiredNodeState {
+    DesiredNodeState {
         cluster: "t".into(),
-        epoch: 1,
-        revision: 1,
+        epoch,
+        revision,
         instance: "i-0001".into(),
         node: NodeAssignment::Member(MemberAssignment {
             server_id: ServerId(1),
@@ -92,38 +102,50 @@ fn desired(dir: &Path) {
             jvm_flags: vec!["-XX:+UseSerialGC".into()],
             reconfig: None,
         }),
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("desired.json"), serde_json::to_string(&d).unwrap()).unwrap();
+    }
 }
 
-#[test]
-fn runs_zookeeper_without_a_controller_and_restarts_it_after_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = dir.path().join("node");
-    desired(&node);
-    std::fs::write(dir.path().join("token"), "t0k3n\n").unwrap();
-    std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
-    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-    let agent = Command::new(env!("CARGO_BIN_EXE_zkop-agent"))
-        .args(["--instance", "i-0001", "--address", ADDRESS])
+fn desired(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("desired.json"),
+        serde_json::to_string(&member_state(FIRST, 1, 1)).unwrap(),
+    )
+    .unwrap();
+}
+
+fn spawn_agent(dir: &Path, address: &str, controller: &str) -> Child {
+    std::fs::write(dir.join("token"), "t0k3n\n").unwrap();
+    std::fs::write(dir.join("pw"), "secret\n").unwrap();
+    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_zkop-agent"))
+        .args(["--instance", "i-0001", "--address", address])
         .arg("--data-dir")
-        .arg(&node)
-        // Nothing listens on port 1: the controller is unreachable.
-        .args(["--controller", "http://127.0.0.1:1"])
+        .arg(dir.join("node"))
+        .args(["--controller", controller])
         .arg("--token-file")
-        .arg(dir.path().join("token"))
+        .arg(dir.join("token"))
         .arg("--super-password-file")
-        .arg(dir.path().join("pw"))
+        .arg(dir.join("pw"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn runs_zookeeper_without_a_controller_and_restarts_it_after_a_crash() {
+    let _serial = SERIAL.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node");
+    desired(&node);
+    // Nothing listens on port 1: the controller is unreachable.
+    let agent = spawn_agent(dir.path(), FIRST, "http://127.0.0.1:1");
     let guard = Guard { agent, dir };
 
     wait_for("the server to lead", Duration::from_secs(60), || {
-        srvr().is_some_and(|r| r.contains("Mode: leader"))
+        srvr(FIRST).is_some_and(|r| r.contains("Mode: leader"))
     });
     let first = guard.server_pid().expect("no zookeeper.pid");
     let log = std::fs::read_to_string(guard.dir.path().join("agent.log")).unwrap();
@@ -135,7 +157,7 @@ fn runs_zookeeper_without_a_controller_and_restarts_it_after_a_crash() {
     }
     wait_for("a restarted server", Duration::from_secs(60), || {
         guard.server_pid().is_some_and(|p| p != first)
-            && srvr().is_some_and(|r| r.contains("Mode: leader"))
+            && srvr(FIRST).is_some_and(|r| r.contains("Mode: leader"))
     });
     // The data directory was kept: the same myid, the same epoch files.
     assert_eq!(
@@ -144,4 +166,95 @@ fn runs_zookeeper_without_a_controller_and_restarts_it_after_a_crash() {
             .trim(),
         "1"
     );
+}
+
+/// A stand-in controller: serves whatever desired state the test sets and
+/// keeps the reports it gets.
+#[derive(Clone, Default)]
+struct StandIn {
+    desired: Arc<Mutex<Option<DesiredNodeState>>>,
+    reports: Arc<Mutex<Vec<AgentReport>>>,
+}
+
+async fn serve(standin: StandIn) -> String {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/v1/agents/{instance}/desired",
+            get(|State(s): State<StandIn>| async move {
+                // A short poll is enough for a test.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                match s.desired.lock().unwrap().clone() {
+                    Some(d) => Json(d).into_response(),
+                    None => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                }
+            }),
+        )
+        .route(
+            "/v1/agents/{instance}/report",
+            post(
+                |State(s): State<StandIn>, Json(r): Json<AgentReport>| async move {
+                    s.reports.lock().unwrap().push(r);
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(standin);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_desired_state_from_an_older_controller_epoch() {
+    let _serial = SERIAL.lock().await;
+    let standin = StandIn::default();
+    *standin.desired.lock().unwrap() = Some(member_state(SECOND, 2, 1));
+    let url = serve(standin.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(dir.path(), SECOND, &url);
+    let guard = Guard { agent, dir };
+    let leads = || srvr(SECOND).is_some_and(|r| r.contains("Mode: leader"));
+    wait_for_async("the server to lead", Duration::from_secs(60), || leads()).await;
+    let pid = guard.server_pid().unwrap();
+
+    // A controller of epoch 1 (an old leader) says: stop. The agent refuses.
+    let mut stale = member_state(SECOND, 1, 2);
+    stale.node = NodeAssignment::Idle;
+    *standin.desired.lock().unwrap() = Some(stale);
+    wait_for_async("the refusal in a report", Duration::from_secs(30), || {
+        standin.reports.lock().unwrap().iter().any(|r| {
+            r.errors
+                .iter()
+                .any(|e| e.contains("refused a desired state of epoch 1"))
+        })
+    })
+    .await;
+    assert_eq!(guard.server_pid(), Some(pid), "the server was touched");
+    assert!(leads(), "the server stopped serving");
+    assert_eq!(
+        standin.reports.lock().unwrap().last().unwrap().epoch_seen,
+        2
+    );
+
+    // The current leader (epoch 3) says the same: the agent obeys.
+    let mut current = member_state(SECOND, 3, 3);
+    current.node = NodeAssignment::Idle;
+    *standin.desired.lock().unwrap() = Some(current);
+    wait_for_async("the server stopped", Duration::from_secs(30), || {
+        guard.server_pid().is_none() && srvr(SECOND).is_none()
+    })
+    .await;
+}
+
+async fn wait_for_async(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
