@@ -216,7 +216,7 @@ async fn refuses_a_desired_state_from_an_older_controller_epoch() {
     let agent = spawn_agent(dir.path(), SECOND, &url);
     let guard = Guard { agent, dir };
     let leads = || srvr(SECOND).is_some_and(|r| r.contains("Mode: leader"));
-    wait_for_async("the server to lead", Duration::from_secs(60), || leads()).await;
+    wait_for_async("the server to lead", Duration::from_secs(60), &leads).await;
     let pid = guard.server_pid().unwrap();
 
     // A controller of epoch 1 (an old leader) says: stop. The agent refuses.
