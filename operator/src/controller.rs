@@ -22,7 +22,7 @@ use crate::desired::desired_for;
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::model::{Instance, Observed, Persisted, SeenReport};
-use crate::plan::{Plan, plan};
+use crate::plan::{Plan, Step, plan};
 
 /// Events kept for `zkop status`.
 const MAX_EVENTS: usize = 50;
@@ -319,6 +319,17 @@ impl Shared {
     }
 }
 
+/// Whether `ZKOP_TEST_KILL_AT=reconfig-outcome` asks this controller to die
+/// before persisting what a reconfig did (for crash-recovery tests only).
+fn crash_point(step: &Step, p: &Persisted) -> bool {
+    std::env::var("ZKOP_TEST_KILL_AT").is_ok_and(|v| v == "reconfig-outcome")
+        && p.reconfig.is_some()
+        && matches!(
+            step,
+            Step::CompleteReconfig { .. } | Step::RecordConfig { .. }
+        )
+}
+
 /// Where the spec comes from: re-read each pass, so edits apply while running.
 #[derive(Debug)]
 pub struct SpecFile {
@@ -476,6 +487,18 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         let Some(step) = plan.steps.first() else {
             return Ok(Requeue::after(Duration::from_millis(500)));
         };
+        if crash_point(step, &persisted) {
+            // Tests of crash recovery: die exactly as a SIGKILL would, before the
+            // outcome of a reconfig is persisted.
+            warn!(
+                step = step.kind(),
+                "ZKOP_TEST_KILL_AT: killing this controller"
+            );
+            // SAFETY: kill(2) on our own PID.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
         let t = Instant::now();
         let outcome = act(
             step,

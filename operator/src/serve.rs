@@ -56,7 +56,7 @@ impl Api {
 pub struct Running {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
-    looping: JoinHandle<()>,
+    looping: Option<JoinHandle<()>>,
     api_file: PathBuf,
 }
 
@@ -86,7 +86,7 @@ where
     Running {
         stop,
         server,
-        looping,
+        looping: Some(looping),
         api_file: api.api_file,
     }
 }
@@ -106,7 +106,9 @@ impl Running {
     /// Stops the loop (the API keeps answering until [`Running::finish`]).
     pub async fn stop_loop(&mut self) {
         let _ = self.stop.send(true);
-        let _ = (&mut self.looping).await;
+        if let Some(looping) = self.looping.take() {
+            let _ = looping.await;
+        }
     }
 
     /// Stops the server and removes `api.json`.

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::aws::{AwsCluster, GROUP, LOG_GROUP};
+use common::wait_until;
 use common::{
     LocalCluster, SERIAL, committed_config, removed_before_terminated, settled, write_until,
     zk_client,
@@ -267,6 +268,83 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
     let ids: BTreeSet<u64> = s.members.iter().map(|m| m.id.0).collect();
     assert_eq!(ids.len(), 5, "duplicate ids: {s:#?}");
     assert_eq!(leases(&c).await, members(&s));
+
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    let client = zk_client(&LocalCluster::endpoints(&s)).await;
+    client.sync("/acc").await.unwrap();
+    let present: BTreeSet<String> = client
+        .list_children("/acc")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(
+        acked.iter().all(|a| present.contains(a)),
+        "acknowledged writes lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restart() {
+    let _serial = SERIAL.lock().await;
+    let mut c = AwsCluster::start_full(
+        3,
+        "127.0.47.0/24",
+        1,
+        vec![("ZKOP_TEST_KILL_AT".into(), "reconfig-outcome".into())],
+    )
+    .await;
+    let first = c
+        .api()
+        .wait_status(
+            "three voters",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 0),
+            || c.log_tail(),
+        )
+        .await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(LocalCluster::endpoints(&first), stop_rx));
+
+    // The scale-out's reconfig runs; the controller dies before persisting it.
+    c.set_replicas(3, 5);
+    wait_until("the controller to die", Duration::from_secs(90), || async {
+        (!c.controller_alive(0)).then_some(())
+    })
+    .await;
+    let run_log = std::fs::read_to_string(c.dir.path().join("run-0.log")).unwrap();
+    assert!(
+        run_log.contains("ZKOP_TEST_KILL_AT"),
+        "it died for another reason:\n{run_log}"
+    );
+    // ZooKeeper already has five voters; the stored state does not know it yet.
+    let config = committed_config(&LocalCluster::endpoints(&first)).await;
+    assert_eq!(
+        config.voter_count(),
+        5,
+        "the reconfig did not run before the kill"
+    );
+
+    // A new controller on the same table (after the dead one's lease expires)
+    // converges: no duplicate id, no lost member, no extra member.
+    c.restart_controller(0);
+    let s = c
+        .api()
+        .wait_status(
+            "five voters after the restart",
+            Duration::from_secs(25 + 60),
+            |s| settled(s, 5, 0),
+            || c.log_tail(),
+        )
+        .await;
+    let config = committed_config(&LocalCluster::endpoints(&s)).await;
+    let in_zk: BTreeSet<u64> = config.servers.keys().map(|id| id.0).collect();
+    let in_status: BTreeSet<u64> = s.members.iter().map(|m| m.id.0).collect();
+    assert_eq!(in_zk, in_status);
+    assert_eq!(in_status.len(), 5);
+    assert_eq!(leases(&c).await, members(&s));
+    assert_eq!(c.desired_capacity().await, 5);
 
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();

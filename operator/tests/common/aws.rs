@@ -28,6 +28,10 @@ pub struct AwsCluster {
     http: reqwest::Client,
     /// Each controller's URL.
     pub urls: Vec<String>,
+    /// Each controller's API address (fixed, so a restarted one is found again).
+    apis: Vec<String>,
+    /// Extra environment for controller 0 (fault injection).
+    env0: Vec<(String, String)>,
     pub token: String,
 }
 
@@ -40,6 +44,16 @@ impl AwsCluster {
     /// The same with `controllers` controllers sharing the table and secrets;
     /// agents get every controller's URL. `urls[i]` is controller i's.
     pub async fn start_with(replicas: u32, network: &str, controllers: usize) -> AwsCluster {
+        Self::start_full(replicas, network, controllers, Vec::new()).await
+    }
+
+    /// The same with extra environment for controller 0.
+    pub async fn start_full(
+        replicas: u32,
+        network: &str,
+        controllers: usize,
+        env0: Vec<(String, String)>,
+    ) -> AwsCluster {
         let moto = Moto::start();
         let config = moto.sdk_config().await;
         create_group(&config, GROUP, replicas as i32).await;
@@ -63,6 +77,8 @@ impl AwsCluster {
                 .build()
                 .unwrap(),
             urls: Vec::new(),
+            apis: Vec::new(),
+            env0,
             token: String::new(),
         };
         for i in 0..controllers {
@@ -75,6 +91,12 @@ impl AwsCluster {
                     std::fs::copy(c.controller_dir(0).join(f), state.join(f)).unwrap();
                 }
             }
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            c.apis.push(format!("127.0.0.1:{port}"));
             let pid = c.spawn_controller(i);
             c.pids.push(pid);
             let api = state.join("api.json");
@@ -141,17 +163,31 @@ impl AwsCluster {
 
     /// Starts controller `i` (`zkop run`, logging to `run-<i>.log`).
     fn spawn_controller(&mut self, i: usize) -> u32 {
-        let child = self
-            .command(&format!("run-{i}"))
-            .arg("run")
+        let mut cmd = self.command(&format!("run-{i}"));
+        cmd.arg("run")
             .arg(&self.spec_path)
             .arg("--state-dir")
             .arg(self.controller_dir(i))
-            .spawn()
-            .unwrap();
+            .args(["--api", &self.apis[i]]);
+        if i == 0 {
+            cmd.envs(self.env0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        let child = cmd.spawn().unwrap();
         let pid = child.id();
         self.children.push(child);
         pid
+    }
+
+    /// Starts controller `i` again on its address, without fault injection.
+    pub fn restart_controller(&mut self, i: usize) {
+        self.env0.clear();
+        let pid = self.spawn_controller(i);
+        self.pids[i] = pid;
+    }
+
+    /// Whether controller `i` runs.
+    pub fn controller_alive(&self, i: usize) -> bool {
+        alive(self.pids[i])
     }
 
     /// SIGKILLs controller `i` (reaped when the cluster is dropped).
