@@ -120,6 +120,8 @@ struct SharedState {
     events: VecDeque<Event>,
     /// `None` while this controller leads; otherwise the leader's URL, if known.
     follower_of: Option<Option<String>>,
+    /// The last reconcile error, cleared by a good pass.
+    last_error: Option<String>,
 }
 
 /// What the loop and the HTTP API share.
@@ -150,6 +152,7 @@ impl Shared {
                 plan: None,
                 events: VecDeque::new(),
                 follower_of: Some(None),
+                last_error: None,
             }),
             revision_tx,
         })
@@ -208,6 +211,11 @@ impl Shared {
             s.revision
         };
         self.revision_tx.send_replace(revision);
+    }
+
+    /// Records the outcome of a pass for `zkop status`.
+    pub fn set_last_error(&self, error: Option<String>) {
+        self.lock().last_error = error;
     }
 
     /// The current spec.
@@ -282,6 +290,7 @@ impl Shared {
             config_version: config.and_then(|c| c.version),
             members,
             events: s.events.iter().cloned().collect(),
+            last_error: s.last_error.clone(),
         }
     }
 
@@ -539,9 +548,14 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             let requeue = match self.reconcile().await {
                 Ok(r) => {
                     backoff = Backoff::default();
+                    self.shared.set_last_error(None);
                     r
                 }
-                Err(e) => error_policy(&e, &mut backoff, &self.shared.metrics),
+                Err(e) => {
+                    self.shared
+                        .set_last_error(Some(format!("{} error: {e}", e.category())));
+                    error_policy(&e, &mut backoff, &self.shared.metrics)
+                }
             };
             tokio::select! {
                 _ = tokio::time::sleep(requeue.delay()) => {}

@@ -113,6 +113,9 @@ pub fn render_table(s: &StatusReply) -> String {
             .unwrap_or_else(|| "-".into()),
         s.reason
     );
+    if let Some(e) = &s.last_error {
+        out.push_str(&format!("last error: {e}\n"));
+    }
     out.push_str(&format!(
         "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {}\n",
         "ID", "INSTANCE", "ADDRESS", "CLIENT", "ROLE", "ZXID", "HEALTHY"
@@ -157,6 +160,7 @@ mod tests {
             config_version: None,
             members: vec![member(1, "leader"), member(12, "follower")],
             events: vec![],
+            last_error: None,
         };
         let table = render_table(&s);
         let rows: Vec<&str> = table.lines().skip(2).collect();

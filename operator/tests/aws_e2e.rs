@@ -361,3 +361,68 @@ async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restar
         "acknowledged writes lost"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_error_shows_in_status_and_the_controller_keeps_running() {
+    let _serial = SERIAL.lock().await;
+    let moto = common::moto::Moto::start();
+    let config = moto.sdk_config().await;
+    common::moto::create_table(&config, common::aws::TABLE).await;
+    // No Auto Scaling group exists.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
+    let mut child = std::process::Command::new(common::zkop_bin())
+        .arg("run")
+        .arg(common::repo_root().join("examples/aws-3.yaml"))
+        .arg("--state-dir")
+        .arg(&state)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(&mut child);
+    let api = state.join("api.json");
+    wait_until("api.json", Duration::from_secs(60), || async {
+        std::fs::read_to_string(&api)
+            .ok()
+            .filter(|t| t.contains("url"))
+    })
+    .await;
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
+    let url = f["url"].as_str().unwrap();
+    let token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap()).unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let api = common::api_client(&http, url, token.trim());
+    let tail = || common::tail(&dir.path().join("run.log"));
+    let s = api
+        .wait_status(
+            "the error in status",
+            Duration::from_secs(30),
+            |s| {
+                s.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no group named aws-3"))
+            },
+            tail,
+        )
+        .await;
+    assert!(s.last_error.unwrap().starts_with("fleet error"));
+    assert!(
+        guard.0.try_wait().unwrap().is_none(),
+        "the controller exited"
+    );
+}

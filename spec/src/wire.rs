@@ -168,6 +168,9 @@ pub struct StatusReply {
     pub members: Vec<MemberStatus>,
     /// Recent events, oldest first.
     pub events: Vec<Event>,
+    /// The last reconcile error, until a pass succeeds again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One member in `zkop status`.
