@@ -150,6 +150,7 @@ pub async fn act<F: Fleet, L: IdLedger>(
                     server,
                     initial_config: None,
                     retiring: false,
+                    adopted: false,
                 },
             );
             format!("instance {instance} ({address}) claimed server id {id}")
@@ -205,6 +206,18 @@ pub async fn act<F: Fleet, L: IdLedger>(
         Step::TerminateInstance { instance } => {
             fleet.terminate(instance).await?;
             format!("instance {instance} terminated")
+        }
+        Step::AdoptInstance { id } => {
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            fleet.adopt(&m.instance, &spec.name, *id).await?;
+            m.adopted = true;
+            format!(
+                "instance {} tagged as member {id} and protected from scale-in",
+                m.instance
+            )
         }
         Step::RetireMember { id } => {
             let m = s

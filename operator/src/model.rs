@@ -59,6 +59,10 @@ pub struct MemberRecord {
     pub initial_config: Option<DynamicConfig>,
     /// Removed from the config on purpose; its instance is terminated next.
     pub retiring: bool,
+    /// Its instance is tagged with the cluster and id and protected from
+    /// scale-in (done after the id is claimed: tags follow the lease).
+    #[serde(default)]
+    pub adopted: bool,
 }
 
 /// A reconfig order handed to one agent.

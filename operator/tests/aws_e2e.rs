@@ -13,7 +13,7 @@ use common::{
     LocalCluster, SERIAL, committed_config, removed_before_terminated, settled, write_until,
     zk_client,
 };
-use zkop::adapters::aws::LogStreamLedger;
+use zkop::adapters::aws::{CLUSTER_TAG, LogStreamLedger, SERVER_ID_TAG};
 use zkop_spec::wire::StatusReply;
 
 /// The id streams of the log group, each with the instance its first event names.
@@ -60,6 +60,37 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
         .collect();
     assert_eq!(in_zk, in_status);
     assert_eq!(leases(&c).await, members(&s), "id streams vs members");
+    // Each member's instance carries its cluster and id as tags.
+    let ec2 = aws_sdk_ec2::Client::new(&c.config);
+    for m in &s.members {
+        let tags = ec2
+            .describe_tags()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("resource-id")
+                    .values(&m.instance)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let tags: BTreeMap<String, String> = tags
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tags.get(CLUSTER_TAG).map(String::as_str),
+            Some("aws-3"),
+            "{tags:?}"
+        );
+        assert_eq!(tags.get(SERVER_ID_TAG), Some(&m.id.to_string()), "{tags:?}");
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(hosts, stop_rx));

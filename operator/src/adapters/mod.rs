@@ -48,6 +48,14 @@ pub trait Fleet: Send + Sync {
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Terminates an instance and lowers the desired capacity by one.
     fn terminate(&self, instance: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
+    /// Marks an instance as the holder of a member: tagged with the cluster and
+    /// server id (so a person sees them) and protected from scale-in.
+    fn adopt(
+        &self,
+        instance: &str,
+        cluster: &str,
+        id: ServerId,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
 }
 
 /// Why an id claim or release failed. Expected: storage trouble; retried.

@@ -119,6 +119,12 @@ pub enum Step {
         /// The instance.
         instance: String,
     },
+    /// Tag a member's instance with its cluster and id, and protect it from
+    /// scale-in.
+    AdoptInstance {
+        /// The member.
+        id: ServerId,
+    },
     /// A member outside the config that is no longer wanted (the spec shrank
     /// before it joined): it stops, and its instance is terminated next.
     RetireMember {
@@ -146,13 +152,14 @@ impl Step {
             Step::StartJoiner { .. } => "start_joiner",
             Step::Reconfig { .. } => "reconfig",
             Step::TerminateInstance { .. } => "terminate_instance",
+            Step::AdoptInstance { .. } => "adopt_instance",
             Step::RetireMember { .. } => "retire_member",
             Step::ForgetMember { .. } => "forget_member",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -162,6 +169,7 @@ impl Step {
         "start_joiner",
         "reconfig",
         "terminate_instance",
+        "adopt_instance",
         "retire_member",
         "forget_member",
     ];
@@ -399,6 +407,8 @@ impl Ctx<'_> {
                 steps.push(Step::TerminateInstance {
                     instance: m.instance.clone(),
                 });
+            } else if up && !m.retiring && !m.adopted {
+                steps.push(Step::AdoptInstance { id: m.id });
             }
         }
         let replicas = self.spec.replicas;

@@ -103,6 +103,7 @@ impl B {
                 server: server(id, MemberRole::Observer),
                 initial_config: initial,
                 retiring: false,
+                adopted: true,
             },
         );
         self.obs.reports.insert(
@@ -484,6 +485,15 @@ impl Fleet for SimFleet {
 
     async fn set_desired_capacity(&self, capacity: u32) -> Result<(), FleetError> {
         self.inner.lock().unwrap().1 = capacity;
+        Ok(())
+    }
+
+    async fn adopt(
+        &self,
+        _instance: &str,
+        _cluster: &str,
+        _id: ServerId,
+    ) -> Result<(), FleetError> {
         Ok(())
     }
 

@@ -9,13 +9,20 @@ use aws_sdk_autoscaling::types::LifecycleState;
 
 use crate::adapters::{Fleet, FleetError, FleetView};
 use crate::model::{Instance, InstanceState};
+use zkop_spec::zk::ServerId;
 
 /// An Auto Scaling group.
 #[derive(Debug, Clone)]
 pub struct AsgFleet {
     client: Client,
+    ec2: aws_sdk_ec2::Client,
     group: String,
 }
+
+/// The tag naming an instance's cluster.
+pub const CLUSTER_TAG: &str = "zkop:cluster";
+/// The tag naming an instance's ZooKeeper server id.
+pub const SERVER_ID_TAG: &str = "zkop:server-id";
 
 fn op(what: &str, e: impl std::fmt::Display) -> FleetError {
     FleetError::Operation(format!("Auto Scaling {what}: {e}"))
@@ -60,6 +67,7 @@ impl AsgFleet {
     pub fn new(config: &aws_config::SdkConfig, group: &str) -> Self {
         Self {
             client: Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
             group: group.to_string(),
         }
     }
@@ -106,6 +114,34 @@ impl Fleet for AsgFleet {
             .send()
             .await
             .map_err(|e| op("SetDesiredCapacity", super::describe(&e)))?;
+        Ok(())
+    }
+
+    async fn adopt(&self, instance: &str, cluster: &str, id: ServerId) -> Result<(), FleetError> {
+        use aws_sdk_ec2::types::Tag;
+        self.client
+            .set_instance_protection()
+            .auto_scaling_group_name(&self.group)
+            .instance_ids(instance)
+            .protected_from_scale_in(true)
+            .send()
+            .await
+            .map_err(|e| op("SetInstanceProtection", super::describe(&e)))?;
+        self.ec2
+            .create_tags()
+            .resources(instance)
+            .tags(Tag::builder().key(CLUSTER_TAG).value(cluster).build())
+            .tags(
+                Tag::builder()
+                    .key(SERVER_ID_TAG)
+                    .value(id.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                FleetError::Operation(format!("EC2 CreateTags: {}", super::describe(&e)))
+            })?;
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::agents::{AgentCommand, AgentProcesses};
 use crate::adapters::{Fleet, FleetError, FleetView};
 use crate::model::{Instance, InstanceState};
+use zkop_spec::zk::ServerId;
 
 /// One local instance, as `fleet.json` keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +222,16 @@ impl Fleet for LocalFleet {
         let mut inner = self.inner.lock().await;
         inner.file.desired_capacity = capacity;
         self.save(&inner.file)?;
+        Ok(())
+    }
+
+    async fn adopt(
+        &self,
+        _instance: &str,
+        _cluster: &str,
+        _id: ServerId,
+    ) -> Result<(), FleetError> {
+        // Local instances have no tags, and only the controller scales them in.
         Ok(())
     }
 
