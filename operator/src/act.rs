@@ -219,6 +219,12 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 m.instance
             )
         }
+        Step::CompleteLifecycleAction { instance } => {
+            fleet.complete_termination(instance).await?;
+            format!(
+                "termination lifecycle hook of {instance} completed: its member is out of the config"
+            )
+        }
         Step::RetireMember { id } => {
             let m = s
                 .members

@@ -91,7 +91,10 @@ pub enum InstanceState {
     Pending,
     /// Running.
     Running,
-    /// Gone, or going (terminated, shutting down).
+    /// Held by a termination lifecycle hook (`Terminating:Wait`): still alive,
+    /// leaving once the controller completes the hook.
+    Terminating,
+    /// Gone, or going with nothing left to do (terminated, shutting down).
     Terminated,
 }
 
@@ -138,7 +141,14 @@ impl Observed {
     /// Whether the fleet says the instance is up (pending or running).
     pub fn instance_up(&self, id: &str) -> bool {
         self.instance(id)
-            .is_some_and(|i| i.state != InstanceState::Terminated)
+            .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
+    }
+
+    /// Whether the instance is confirmed gone (terminated, or no longer listed):
+    /// only then may its id be released.
+    pub fn instance_gone(&self, id: &str) -> bool {
+        self.instance(id)
+            .is_none_or(|i| i.state == InstanceState::Terminated)
     }
 }
 

@@ -193,3 +193,111 @@ async fn the_auto_scaling_group_is_observed_scaled_and_terminated_through() {
         4
     );
 }
+
+/// Recorded Auto Scaling answers (query protocol, XML) for an instance held in
+/// `Terminating:Wait` by a termination hook: moto never holds one, and answers
+/// `CompleteLifecycleAction` with a 500.
+fn recorded_answer(action: &str) -> &'static str {
+    match action {
+        "DescribeAutoScalingGroups" => {
+            r#"<DescribeAutoScalingGroupsResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">
+  <DescribeAutoScalingGroupsResult><AutoScalingGroups><member>
+    <AutoScalingGroupName>zk</AutoScalingGroupName>
+    <MinSize>0</MinSize><MaxSize>5</MaxSize><DesiredCapacity>2</DesiredCapacity>
+    <DefaultCooldown>300</DefaultCooldown><HealthCheckType>EC2</HealthCheckType>
+    <CreatedTime>2026-11-25T00:00:00Z</CreatedTime>
+    <AvailabilityZones><member>us-east-1a</member></AvailabilityZones>
+    <Instances>
+      <member><InstanceId>i-0aaa</InstanceId><AvailabilityZone>us-east-1a</AvailabilityZone><LifecycleState>InService</LifecycleState><HealthStatus>Healthy</HealthStatus><ProtectedFromScaleIn>true</ProtectedFromScaleIn></member>
+      <member><InstanceId>i-0bbb</InstanceId><AvailabilityZone>us-east-1b</AvailabilityZone><LifecycleState>Terminating:Wait</LifecycleState><HealthStatus>Healthy</HealthStatus><ProtectedFromScaleIn>true</ProtectedFromScaleIn></member>
+    </Instances>
+  </member></AutoScalingGroups></DescribeAutoScalingGroupsResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</DescribeAutoScalingGroupsResponse>"#
+        }
+        "DescribeLifecycleHooks" => {
+            r#"<DescribeLifecycleHooksResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">
+  <DescribeLifecycleHooksResult><LifecycleHooks>
+    <member><LifecycleHookName>zkop-launch</LifecycleHookName><AutoScalingGroupName>zk</AutoScalingGroupName><LifecycleTransition>autoscaling:EC2_INSTANCE_LAUNCHING</LifecycleTransition><HeartbeatTimeout>600</HeartbeatTimeout><DefaultResult>ABANDON</DefaultResult></member>
+    <member><LifecycleHookName>zkop-leave</LifecycleHookName><AutoScalingGroupName>zk</AutoScalingGroupName><LifecycleTransition>autoscaling:EC2_INSTANCE_TERMINATING</LifecycleTransition><HeartbeatTimeout>600</HeartbeatTimeout><DefaultResult>CONTINUE</DefaultResult></member>
+  </LifecycleHooks></DescribeLifecycleHooksResult>
+  <ResponseMetadata><RequestId>2</RequestId></ResponseMetadata>
+</DescribeLifecycleHooksResponse>"#
+        }
+        "CompleteLifecycleAction" => {
+            r#"<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">
+  <CompleteLifecycleActionResult/>
+  <ResponseMetadata><RequestId>3</RequestId></ResponseMetadata>
+</CompleteLifecycleActionResponse>"#
+        }
+        _ => "",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_held_by_a_termination_hook_is_seen_and_let_go() {
+    use std::sync::{Arc, Mutex};
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = requests.clone();
+    let app = axum::Router::new().fallback(move |body: String| {
+        let seen = seen.clone();
+        async move {
+            let action = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("Action="))
+                .unwrap_or_default()
+                .to_string();
+            seen.lock().unwrap().push(body);
+            ([("content-type", "text/xml")], recorded_answer(&action))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "t", "t", None, None, "static",
+        ))
+        .load()
+        .await;
+    let fleet = AsgFleet::new(&config, "zk");
+    let view = fleet.observe().await.unwrap();
+    let states: Vec<(&str, InstanceState)> = view
+        .instances
+        .iter()
+        .map(|i| (i.id.as_str(), i.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("i-0aaa", InstanceState::Running),
+            ("i-0bbb", InstanceState::Terminating)
+        ]
+    );
+
+    fleet.complete_termination("i-0bbb").await.unwrap();
+    let requests = requests.lock().unwrap();
+    let completes: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("Action=CompleteLifecycleAction"))
+        .collect();
+    assert_eq!(
+        completes.len(),
+        1,
+        "only the termination hook is completed: {requests:?}"
+    );
+    for part in [
+        "AutoScalingGroupName=zk",
+        "LifecycleHookName=zkop-leave",
+        "InstanceId=i-0bbb",
+        "LifecycleActionResult=CONTINUE",
+    ] {
+        assert!(
+            completes[0].contains(part),
+            "{part} missing from {}",
+            completes[0]
+        );
+    }
+}

@@ -48,6 +48,11 @@ pub trait Fleet: Send + Sync {
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Terminates an instance and lowers the desired capacity by one.
     fn terminate(&self, instance: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
+    /// Lets an instance held by a termination lifecycle hook terminate.
+    fn complete_termination(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Marks an instance as the holder of a member: tagged with the cluster and
     /// server id (so a person sees them) and protected from scale-in.
     fn adopt(

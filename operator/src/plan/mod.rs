@@ -17,7 +17,7 @@ use zkop_spec::ValidatedCluster;
 use zkop_spec::wire::{AgentReport, ReconfigOrder};
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, ServerMode};
 
-use crate::model::{MemberRecord, Observed, PendingReconfig, Persisted};
+use crate::model::{InstanceState, MemberRecord, Observed, PendingReconfig, Persisted};
 
 #[cfg(test)]
 mod tests;
@@ -131,6 +131,12 @@ pub enum Step {
         /// The member.
         id: ServerId,
     },
+    /// Let an instance held by a termination lifecycle hook go: its member (if
+    /// any) has left the config.
+    CompleteLifecycleAction {
+        /// The instance.
+        instance: String,
+    },
     /// Drop a member whose instance is gone and that is no longer in the config,
     /// releasing its id.
     ForgetMember {
@@ -154,12 +160,13 @@ impl Step {
             Step::TerminateInstance { .. } => "terminate_instance",
             Step::AdoptInstance { .. } => "adopt_instance",
             Step::RetireMember { .. } => "retire_member",
+            Step::CompleteLifecycleAction { .. } => "complete_lifecycle_action",
             Step::ForgetMember { .. } => "forget_member",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 13] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -171,6 +178,7 @@ impl Step {
         "terminate_instance",
         "adopt_instance",
         "retire_member",
+        "complete_lifecycle_action",
         "forget_member",
     ];
 }
@@ -401,7 +409,7 @@ impl Ctx<'_> {
         for m in self.p.members.values() {
             let listed = m.role_in(config).is_some();
             let up = self.obs.instance_up(&m.instance);
-            if !up && !listed {
+            if self.obs.instance_gone(&m.instance) && !listed {
                 steps.push(Step::ForgetMember { id: m.id });
             } else if up && !listed && m.retiring {
                 steps.push(Step::TerminateInstance {
@@ -409,6 +417,25 @@ impl Ctx<'_> {
                 });
             } else if up && !m.retiring && !m.adopted {
                 steps.push(Step::AdoptInstance { id: m.id });
+            }
+        }
+        // Instances a termination hook holds: let them go once no member of
+        // theirs is in the config.
+        for i in self
+            .obs
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Terminating)
+        {
+            let listed = self
+                .p
+                .members
+                .values()
+                .any(|m| m.instance == i.id && m.role_in(config).is_some());
+            if !listed {
+                steps.push(Step::CompleteLifecycleAction {
+                    instance: i.id.clone(),
+                });
             }
         }
         let replicas = self.spec.replicas;

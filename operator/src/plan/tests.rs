@@ -359,6 +359,53 @@ fn a_member_removed_on_purpose_is_terminated_and_then_forgotten() {
 }
 
 #[test]
+fn an_instance_held_by_a_termination_hook_keeps_its_lease_until_its_member_left() {
+    let mut b = cluster(3).joiner(4);
+    for i in &mut b.obs.instances {
+        if i.id == "i-3" {
+            i.state = InstanceState::Terminating;
+        }
+    }
+    // Member 3 is going: replaced in the config first, hook left waiting, id kept.
+    let plan = b.plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (vec![(4, MemberRole::Participant)], vec![3])
+    );
+    let mut c = b.p.config.clone().unwrap();
+    c.servers.remove(&ServerId(3));
+    c.servers
+        .insert(ServerId(4), server(4, MemberRole::Participant));
+    b.p.config = Some(DynamicConfig {
+        version: Some(ConfigVersion(V1 + 1)),
+        ..c
+    });
+    b = b.refresh_probes();
+    // Out of the config: the hook is completed; the lease stays until the
+    // instance is confirmed terminated.
+    let plan = b.plan();
+    assert_eq!(
+        plan.steps.first(),
+        Some(&Step::CompleteLifecycleAction {
+            instance: "i-3".into()
+        }),
+        "{plan:?}"
+    );
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::ForgetMember { .. })),
+        "{plan:?}"
+    );
+    let b = b.dead(3);
+    assert_eq!(
+        b.plan().steps.first(),
+        Some(&Step::ForgetMember { id: ServerId(3) })
+    );
+}
+
+#[test]
 fn no_second_reconfig_while_one_is_in_flight_and_its_answer_completes_it() {
     let mut b = cluster(3).replicas(4).joiner(4);
     let Some(Step::Reconfig { pending }) = b.plan().steps.first().cloned() else {
@@ -494,6 +541,10 @@ impl Fleet for SimFleet {
         _cluster: &str,
         _id: ServerId,
     ) -> Result<(), FleetError> {
+        Ok(())
+    }
+
+    async fn complete_termination(&self, _instance: &str) -> Result<(), FleetError> {
         Ok(())
     }
 

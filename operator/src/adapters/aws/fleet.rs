@@ -57,6 +57,8 @@ pub fn instance_state(s: Option<&LifecycleState>) -> InstanceState {
             | L::WarmedStopped
             | L::WarmedHibernated,
         ) => InstanceState::Pending,
+        // A termination lifecycle hook holds it: still alive until completed.
+        Some(L::TerminatingWait) => InstanceState::Terminating,
         // Terminating, terminated, quarantined, unknown: not a place for a member.
         _ => InstanceState::Terminated,
     }
@@ -114,6 +116,34 @@ impl Fleet for AsgFleet {
             .send()
             .await
             .map_err(|e| op("SetDesiredCapacity", super::describe(&e)))?;
+        Ok(())
+    }
+
+    async fn complete_termination(&self, instance: &str) -> Result<(), FleetError> {
+        let hooks = self
+            .client
+            .describe_lifecycle_hooks()
+            .auto_scaling_group_name(&self.group)
+            .send()
+            .await
+            .map_err(|e| op("DescribeLifecycleHooks", super::describe(&e)))?;
+        for hook in hooks.lifecycle_hooks() {
+            if hook.lifecycle_transition() != Some("autoscaling:EC2_INSTANCE_TERMINATING") {
+                continue;
+            }
+            let Some(name) = hook.lifecycle_hook_name() else {
+                continue;
+            };
+            self.client
+                .complete_lifecycle_action()
+                .auto_scaling_group_name(&self.group)
+                .lifecycle_hook_name(name)
+                .instance_id(instance)
+                .lifecycle_action_result("CONTINUE")
+                .send()
+                .await
+                .map_err(|e| op("CompleteLifecycleAction", super::describe(&e)))?;
+        }
         Ok(())
     }
 

@@ -8,7 +8,7 @@ mod ids;
 mod lease;
 mod store;
 
-pub use fleet::{AsgFleet, CLUSTER_TAG, SERVER_ID_TAG};
+pub use fleet::{AsgFleet, CLUSTER_TAG, SERVER_ID_TAG, instance_state};
 pub use ids::LogStreamLedger;
 pub use lease::{DynamoLease, LeaseState};
 pub use store::DynamoStore;

@@ -225,6 +225,11 @@ impl Fleet for LocalFleet {
         Ok(())
     }
 
+    async fn complete_termination(&self, _instance: &str) -> Result<(), FleetError> {
+        // Local instances have no lifecycle hooks.
+        Ok(())
+    }
+
     async fn adopt(
         &self,
         _instance: &str,
