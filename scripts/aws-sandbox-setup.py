@@ -1,8 +1,11 @@
 """Creates what `zkop run` expects in a (moto) AWS endpoint for a spec: a VPC
 with three subnets in three zones, a launch template, the Auto Scaling group
 (desired = spec.replicas, new instances protected from scale-in), the DynamoDB
-table and the id log group. Reads AWS_ENDPOINT_URL like every AWS SDK."""
+table, the id log group and the secrets parameter (random, never printed).
+Reads AWS_ENDPOINT_URL like every AWS SDK."""
 
+import json
+import secrets
 import sys
 
 import boto3
@@ -39,4 +42,9 @@ boto3.client("dynamodb", region_name=region).create_table(
     BillingMode="PAY_PER_REQUEST",
 )
 boto3.client("logs", region_name=region).create_log_group(logGroupName=spec["ids"]["cloudwatchLogs"]["logGroup"])
+if "secrets" in spec:
+    value = json.dumps({"apiToken": secrets.token_hex(24), "superPassword": secrets.token_hex(24)})
+    boto3.client("ssm", region_name=region).put_parameter(
+        Name=spec["secrets"]["ssmParameter"], Type="SecureString", Value=value
+    )
 print(f"created group {group} over {len(subnets)} subnets, table and log group")

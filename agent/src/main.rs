@@ -26,8 +26,8 @@ use controller::ControllerClient;
 use node::Layout;
 use supervisor::{JvmCommand, Supervisor};
 use zkop_spec::wire::{
-    AgentReport, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport, ProcessReport,
-    ReconfigResult,
+    AgentReport, ClusterSecrets, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport,
+    ProcessReport, ReconfigResult,
 };
 
 /// Command-line flags.
@@ -47,11 +47,15 @@ struct Args {
     #[arg(long = "controller", required = true)]
     controllers: Vec<String>,
     /// File holding the controller API's bearer token.
-    #[arg(long)]
-    token_file: PathBuf,
+    #[arg(long, required_unless_present = "secrets_ssm_parameter")]
+    token_file: Option<PathBuf>,
     /// File holding ZooKeeper's super-user password (used for reconfig).
-    #[arg(long)]
-    super_password_file: PathBuf,
+    #[arg(long, required_unless_present = "secrets_ssm_parameter")]
+    super_password_file: Option<PathBuf>,
+    /// An SSM SecureString parameter holding both secrets (instead of the files);
+    /// read once at start with the standard AWS credential chain.
+    #[arg(long, conflicts_with_all = ["token_file", "super_password_file"])]
+    secrets_ssm_parameter: Option<String>,
     /// The `java` binary.
     #[arg(long, default_value = "java")]
     java: PathBuf,
@@ -83,6 +87,28 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
     let s = s.trim().to_string();
     anyhow::ensure!(!s.is_empty(), "{} is empty", path.display());
     Ok(s)
+}
+
+/// Reads the cluster's secrets from an SSM SecureString parameter.
+async fn ssm_secrets(name: &str) -> anyhow::Result<ClusterSecrets> {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let out = aws_sdk_ssm::Client::new(&config)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "reading SSM parameter {name}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(e)
+            )
+        })?;
+    let value = out
+        .parameter()
+        .and_then(|p| p.value())
+        .with_context(|| format!("SSM parameter {name} has no value"))?;
+    ClusterSecrets::parse(value).map_err(|e| anyhow::anyhow!("SSM parameter {name}: {e}"))
 }
 
 /// The value ZooKeeper's `superDigest` takes: `super:base64(sha1("super:<password>"))`.
@@ -279,8 +305,20 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let token = read_secret(&args.token_file)?;
-    let password = read_secret(&args.super_password_file)?;
+    let (token, password) = match (
+        &args.secrets_ssm_parameter,
+        &args.token_file,
+        &args.super_password_file,
+    ) {
+        (Some(name), _, _) => {
+            let s = ssm_secrets(name).await?;
+            (s.api_token, s.super_password)
+        }
+        (None, Some(t), Some(p)) => (read_secret(t)?, read_secret(p)?),
+        _ => {
+            anyhow::bail!("give --token-file and --super-password-file, or --secrets-ssm-parameter")
+        }
+    };
     let layout = Layout::new(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;

@@ -15,7 +15,9 @@ use zkop_spec::{SpecError, ValidatedCluster};
 
 use crate::adapters::StateStore;
 use crate::adapters::local::fleet_support::{kill_server_of, parse_network, process_is};
-use crate::adapters::local::{AgentCommand, FileLedger, FileStore, LocalFleet, read_fleet_file};
+use crate::adapters::local::{
+    AgentCommand, AgentSecrets, FileLedger, FileStore, LocalFleet, read_fleet_file,
+};
 use crate::controller::{Controller, Shared, SpecFile};
 use crate::leadership::AlwaysLeader;
 use crate::model::Persisted;
@@ -187,8 +189,10 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         AgentCommand {
             binary: agent_bin,
             controller_urls: vec![url.clone()],
-            token_file,
-            password_file,
+            secrets: AgentSecrets::Files {
+                token_file,
+                password_file,
+            },
         },
     )?);
     let shared = Shared::new(token, spec.clone(), persisted.clone());

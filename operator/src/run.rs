@@ -19,7 +19,7 @@ use crate::controller::{Controller, Shared, SpecFile};
 use crate::leadership::LeaseKeeper;
 use crate::local::{InputError, load_spec, state_dir_for};
 use crate::model::Persisted;
-use crate::secrets::ensure_secret;
+use crate::secrets::{self, ensure_secret};
 use crate::serve;
 
 /// How long the leader lease lasts without a renewal.
@@ -52,12 +52,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let token_file = dir.join("token");
-    let token = ensure_secret(&token_file).with_context(|| token_file.display().to_string())?;
-    let password_file = dir.join("super-password");
-    ensure_secret(&password_file).with_context(|| password_file.display().to_string())?;
-
     let sdk = sdk_config(Some(aws.region.clone())).await;
+    let token_file = dir.join("token");
+    let password_file = dir.join("super-password");
+    let token = match &spec.secrets_parameter {
+        // Shared by every controller and agent; a 0600 copy serves the CLI here.
+        Some(name) => {
+            let s = secrets::from_ssm(&sdk, name)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            secrets::write_secret(&token_file, &s.api_token)?;
+            secrets::write_secret(&password_file, &s.super_password)?;
+            s.api_token
+        }
+        None => {
+            ensure_secret(&password_file).with_context(|| password_file.display().to_string())?;
+            ensure_secret(&token_file).with_context(|| token_file.display().to_string())?
+        }
+    };
+
     let api = serve::Api::bind(opts.api, opts.advertise_url.clone(), &dir, &token_file).await?;
     let fleet = Arc::new(AsgFleet::new(&sdk, &aws.auto_scaling_group_name));
     let ledger = LogStreamLedger::open(&sdk, &ids.log_group).await?;

@@ -15,7 +15,7 @@ use zkop_spec::cluster::Fleet as FleetSpec;
 use crate::adapters::Fleet;
 use crate::adapters::aws::{AsgFleet, sdk_config};
 use crate::adapters::local::fleet_support::parse_network;
-use crate::adapters::local::{AgentCommand, AgentProcesses, free_address};
+use crate::adapters::local::{AgentCommand, AgentProcesses, AgentSecrets, free_address};
 use crate::local::{InputError, load_spec, state_dir_for};
 use crate::model::InstanceState;
 use crate::status::read_api_file;
@@ -62,8 +62,13 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
             } else {
                 opts.controllers.clone()
             },
-            token_file: api.token_file.clone(),
-            password_file: dir.join("super-password"),
+            secrets: match &spec.secrets_parameter {
+                Some(name) => AgentSecrets::Ssm(name.clone()),
+                None => AgentSecrets::Files {
+                    token_file: api.token_file.clone(),
+                    password_file: dir.join("super-password"),
+                },
+            },
         },
     );
     // Every address ever handed out: an instance's address is never reused.

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use rand::RngCore;
 
+use zkop_spec::wire::ClusterSecrets;
+
 /// Reads the secret at `path`, creating a random one (0600) if there is none.
 pub fn ensure_secret(path: &Path) -> std::io::Result<String> {
     match std::fs::read_to_string(path) {
@@ -34,6 +36,35 @@ pub fn ensure_secret(path: &Path) -> std::io::Result<String> {
     f.write_all(format!("{secret}\n").as_bytes())?;
     f.sync_all()?;
     Ok(secret)
+}
+
+/// Reads the cluster's secrets from an SSM SecureString parameter.
+pub async fn from_ssm(
+    config: &aws_config::SdkConfig,
+    name: &str,
+) -> Result<ClusterSecrets, String> {
+    let out = aws_sdk_ssm::Client::new(config)
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading SSM parameter {name}: {}",
+                crate::adapters::aws::describe(&e)
+            )
+        })?;
+    let value = out
+        .parameter()
+        .and_then(|p| p.value())
+        .ok_or_else(|| format!("SSM parameter {name} has no value"))?;
+    ClusterSecrets::parse(value).map_err(|e| format!("SSM parameter {name}: {e}"))
+}
+
+/// Writes a secret to `path` (0600), replacing what was there.
+pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    crate::adapters::local::write_atomic(path, format!("{secret}\n").as_bytes(), 0o600)
 }
 
 #[cfg(test)]

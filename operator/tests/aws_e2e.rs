@@ -181,6 +181,32 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
         .unwrap();
     assert_eq!(group.auto_scaling_groups()[0].desired_capacity(), Some(3));
 
+    // Secrets stay in SSM: not in the state table, the logs or the tags.
+    let item = aws_sdk_dynamodb::Client::new(&c.config)
+        .scan()
+        .table_name(common::aws::TABLE)
+        .send()
+        .await
+        .unwrap();
+    let mut places = format!("{:?}", item.items());
+    for f in ["run-0.log", "sim.log"] {
+        places.push_str(&std::fs::read_to_string(c.dir.path().join(f)).unwrap());
+    }
+    for e in walk(&c.state_dir().join("sandbox")) {
+        if e.ends_with("agent.log") || e.ends_with("zookeeper.out") || e.ends_with("zoo.cfg") {
+            places.push_str(&std::fs::read_to_string(&e).unwrap_or_default());
+        }
+    }
+    let tags = aws_sdk_ec2::Client::new(&c.config)
+        .describe_tags()
+        .send()
+        .await
+        .unwrap();
+    places.push_str(&format!("{:?}", tags.tags()));
+    for secret in [common::aws::API_TOKEN, common::aws::SUPER_PASSWORD] {
+        assert!(!places.contains(secret), "a secret leaked");
+    }
+
     // 7. No acknowledged write lost.
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();
@@ -399,6 +425,7 @@ async fn an_aws_error_shows_in_status_and_the_controller_keeps_running() {
     let moto = common::moto::Moto::start();
     let config = moto.sdk_config().await;
     common::moto::create_table(&config, common::aws::TABLE).await;
+    common::aws::put_secrets(&config).await;
     // No Auto Scaling group exists.
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
@@ -456,4 +483,21 @@ async fn an_aws_error_shows_in_status_and_the_controller_keeps_running() {
         guard.0.try_wait().unwrap().is_none(),
         "the controller exited"
     );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

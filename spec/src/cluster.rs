@@ -57,6 +57,10 @@ pub struct ClusterSpec {
     /// a local cluster keeps its state in the state directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateSpec>,
+    /// Where the API token and ZooKeeper super-user password come from on AWS.
+    /// Without it they are files in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsSpec>,
     /// ZooKeeper server settings.
     #[serde(default)]
     pub zookeeper: ZookeeperSettings,
@@ -195,6 +199,15 @@ pub struct StateSpec {
 pub struct DynamodbState {
     /// Table name.
     pub table: String,
+}
+
+/// The cluster's secrets in AWS Systems Manager Parameter Store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretsSpec {
+    /// A SecureString parameter holding `{"apiToken": "...", "superPassword": "..."}`,
+    /// e.g. `/zkop/prod-zk/secrets`.
+    pub ssm_parameter: String,
 }
 
 /// ZooKeeper server settings. Changing them affects servers started afterwards.

@@ -92,6 +92,8 @@ pub struct ValidatedCluster {
     pub ids: Ids,
     /// Durable state on AWS.
     pub state: Option<DynamodbState>,
+    /// The SSM parameter holding the secrets, if any.
+    pub secrets_parameter: Option<String>,
     /// ZooKeeper settings.
     pub zookeeper: ZkSettings,
     /// Healing policy.
@@ -276,6 +278,26 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
     let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
     let healing = check_healing(&mut p, &s.healing);
+    let secrets_parameter = s.secrets.as_ref().map(|x| x.ssm_parameter.clone());
+    if let Some(name) = &secrets_parameter {
+        if s.fleet.aws.is_none() {
+            p.add(
+                "spec.secrets",
+                "only with fleet.aws: a local cluster keeps its secrets in the state directory",
+            );
+        }
+        let ok = !name.is_empty()
+            && name.len() <= 2048
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c));
+        if !ok {
+            p.add(
+                "spec.secrets.ssmParameter",
+                format!("must be an SSM parameter name (letters, digits, `/_.-`), got `{name}`"),
+            );
+        }
+    }
     let (Some((fleet, ids, state)), Some(zookeeper), Some(healing), true) =
         (placement, zookeeper, healing, p.0.is_empty())
     else {
@@ -289,6 +311,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         fleet,
         ids,
         state,
+        secrets_parameter,
         zookeeper,
         healing,
     })
@@ -543,6 +566,20 @@ mod tests {
             SpecError::Malformed { line, .. } => assert!(line >= 2),
             other => panic!("expected malformed, got {other}"),
         }
+    }
+
+    #[test]
+    fn secrets_in_ssm_are_for_the_aws_fleet_only() {
+        let text = MINIMAL.replace(
+            "replicas: 3",
+            "replicas: 3\n  secrets:\n    ssmParameter: /zkop/x",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                "spec.secrets: only with fleet.aws: a local cluster keeps its secrets in the state directory"
+            ]
+        );
     }
 
     #[test]

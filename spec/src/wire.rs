@@ -207,6 +207,36 @@ pub struct Event {
     pub message: String,
 }
 
+/// The cluster's secrets as one SSM SecureString parameter holds them (JSON).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSecrets {
+    /// The controller API's bearer token.
+    pub api_token: String,
+    /// ZooKeeper's super-user password.
+    pub super_password: String,
+}
+
+impl std::fmt::Debug for ClusterSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a secret, not even in a debug log.
+        f.write_str("ClusterSecrets { .. }")
+    }
+}
+
+impl ClusterSecrets {
+    /// Parses the parameter's value; the error never quotes it.
+    pub fn parse(value: &str) -> Result<ClusterSecrets, String> {
+        serde_json::from_str(value).map_err(|e| {
+            format!(
+                "not a JSON object with apiToken and superPassword (at line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })
+    }
+}
+
 /// The body of every API error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

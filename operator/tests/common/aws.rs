@@ -15,6 +15,26 @@ pub const GROUP: &str = "aws-3";
 pub const LOG_GROUP: &str = "/zkop/aws-3/ids";
 /// The table of `examples/aws-3.yaml`.
 pub const TABLE: &str = "zkop-aws-3";
+/// The secrets parameter of `examples/aws-3.yaml`.
+pub const SECRETS: &str = "/zkop/aws-3/secrets";
+/// The API token the tests put in it.
+pub const API_TOKEN: &str = "test-api-token-6f1d";
+/// The super-user password the tests put in it.
+pub const SUPER_PASSWORD: &str = "test-super-password-9c2e";
+
+/// Puts the cluster's secrets parameter.
+pub async fn put_secrets(config: &aws_config::SdkConfig) {
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(SECRETS)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .value(
+            serde_json::json!({"apiToken": API_TOKEN, "superPassword": SUPER_PASSWORD}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
 
 /// A controller (or several) and the fleet simulator against one moto server.
 pub struct AwsCluster {
@@ -58,6 +78,17 @@ impl AwsCluster {
         let config = moto.sdk_config().await;
         create_group(&config, GROUP, replicas as i32).await;
         create_table(&config, TABLE).await;
+        aws_sdk_ssm::Client::new(&config)
+            .put_parameter()
+            .name(SECRETS)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .value(
+                serde_json::json!({"apiToken": API_TOKEN, "superPassword": SUPER_PASSWORD})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let spec_path = dir.path().join("spec.yaml");
         let spec = std::fs::read_to_string(repo_root().join("examples/aws-3.yaml"))
@@ -83,14 +114,6 @@ impl AwsCluster {
         };
         for i in 0..controllers {
             let state = c.controller_dir(i);
-            if i > 0 {
-                // Controllers share the API token and super-user password (on AWS,
-                // one SSM parameter).
-                std::fs::create_dir_all(&state).unwrap();
-                for f in ["token", "super-password"] {
-                    std::fs::copy(c.controller_dir(0).join(f), state.join(f)).unwrap();
-                }
-            }
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()

@@ -16,10 +16,22 @@ pub struct AgentCommand {
     pub binary: PathBuf,
     /// The controllers' URLs.
     pub controller_urls: Vec<String>,
-    /// The API token file.
-    pub token_file: PathBuf,
-    /// The super-user password file.
-    pub password_file: PathBuf,
+    /// Where the agent gets its secrets.
+    pub secrets: AgentSecrets,
+}
+
+/// Where an agent reads the API token and super-user password.
+#[derive(Debug, Clone)]
+pub enum AgentSecrets {
+    /// Files (local mode, and the sandbox without an SSM parameter).
+    Files {
+        /// The API token file.
+        token_file: PathBuf,
+        /// The super-user password file.
+        password_file: PathBuf,
+    },
+    /// One SSM SecureString parameter.
+    Ssm(String),
 }
 
 /// The running agents, by instance id.
@@ -73,11 +85,21 @@ impl AgentProcesses {
         for url in &self.command.controller_urls {
             cmd.arg("--controller").arg(url);
         }
-        cmd.arg("--token-file")
-            .arg(&self.command.token_file)
-            .arg("--super-password-file")
-            .arg(&self.command.password_file)
-            .stdin(Stdio::null())
+        match &self.command.secrets {
+            AgentSecrets::Files {
+                token_file,
+                password_file,
+            } => {
+                cmd.arg("--token-file")
+                    .arg(token_file)
+                    .arg("--super-password-file")
+                    .arg(password_file);
+            }
+            AgentSecrets::Ssm(name) => {
+                cmd.arg("--secrets-ssm-parameter").arg(name);
+            }
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             // Its own process group: a Ctrl-C at the terminal reaches zkop, which

@@ -5,7 +5,7 @@ mod fleet;
 mod ids;
 mod store;
 
-pub use agents::{AgentCommand, AgentProcesses};
+pub use agents::{AgentCommand, AgentProcesses, AgentSecrets};
 pub use fleet::{LocalFleet, LocalInstanceRecord, free_address, read_fleet_file};
 
 /// Helpers of the local fleet that `zkop local` commands share.
