@@ -35,11 +35,15 @@ use zkop_spec::wire::{
 #[command(name = "zkop-agent", version, about = "zkop's per-instance agent")]
 struct Args {
     /// This instance's id (an EC2 instance id, or a local one like `i-0001`).
-    #[arg(long)]
-    instance: String,
+    #[arg(long, required_unless_present = "ec2")]
+    instance: Option<String>,
     /// The address this node's ZooKeeper server listens on and advertises.
+    #[arg(long, required_unless_present = "ec2")]
+    address: Option<String>,
+    /// On EC2: take the instance id and the private IPv4 address (when not given)
+    /// from the instance metadata service, IMDSv2.
     #[arg(long)]
-    address: String,
+    ec2: bool,
     /// Where this node keeps `conf/`, `data/` and `logs/`.
     #[arg(long)]
     data_dir: PathBuf,
@@ -71,6 +75,8 @@ const MAX_ERRORS: usize = 10;
 
 struct Agent {
     args: Args,
+    instance: String,
+    address: String,
     layout: Layout,
     password: String,
     super_digest: String,
@@ -87,6 +93,24 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
     let s = s.trim().to_string();
     anyhow::ensure!(!s.is_empty(), "{} is empty", path.display());
     Ok(s)
+}
+
+/// The instance id and private IPv4 address from IMDSv2.
+async fn from_imds() -> anyhow::Result<(String, String)> {
+    let imds = aws_config::imds::Client::builder().build();
+    let get = |path: &'static str| {
+        let imds = imds.clone();
+        async move {
+            imds.get(path)
+                .await
+                .map(|v| v.as_ref().trim().to_string())
+                .map_err(|e| anyhow::anyhow!("instance metadata {path}: {e}"))
+        }
+    };
+    Ok((
+        get("/latest/meta-data/instance-id").await?,
+        get("/latest/meta-data/local-ipv4").await?,
+    ))
 }
 
 /// Reads the cluster's secrets from an SSM SecureString parameter.
@@ -127,7 +151,7 @@ impl Agent {
 
     fn error(&mut self, e: impl Into<String>) {
         let e = e.into();
-        warn!(instance = %self.args.instance, error = %e, "agent problem");
+        warn!(instance = %self.instance, error = %e, "agent problem");
         self.errors.push_back(e);
         while self.errors.len() > MAX_ERRORS {
             self.errors.pop_front();
@@ -168,7 +192,7 @@ impl Agent {
             .servers
             .get(&m.server_id)
             .map(|s| s.client_endpoint())
-            .unwrap_or_else(|| format!("{}:2181", self.args.address))
+            .unwrap_or_else(|| format!("{}:2181", self.address))
     }
 
     /// One pass: supervise the JVM toward the desired state, probe, run a reconfig.
@@ -182,7 +206,7 @@ impl Agent {
         match &desired.node {
             NodeAssignment::Idle | NodeAssignment::Retired { .. } => {
                 if self.supervisor.running() {
-                    info!(instance = %self.args.instance, "stopping ZooKeeper: no member here");
+                    info!(instance = %self.instance, "stopping ZooKeeper: no member here");
                     self.supervisor.stop(Duration::from_secs(10)).await;
                 }
                 self.probe = None;
@@ -201,7 +225,7 @@ impl Agent {
                     let done = self.reconfig.as_ref().is_some_and(|r| r.seq == order.seq);
                     let serving = self.probe.as_ref().is_some_and(|p| p.serving);
                     if !done && serving {
-                        info!(instance = %self.args.instance, seq = order.seq, joining = ?order.joining.iter().map(|s| s.id.0).collect::<Vec<_>>(), leaving = ?order.leaving.iter().map(|s| s.0).collect::<Vec<_>>(), "running reconfig");
+                        info!(instance = %self.instance, seq = order.seq, joining = ?order.joining.iter().map(|s| s.id.0).collect::<Vec<_>>(), leaving = ?order.leaving.iter().map(|s| s.0).collect::<Vec<_>>(), "running reconfig");
                         let outcome = tokio::time::timeout(
                             Duration::from_secs(30),
                             reconfig::run(&endpoint, &self.password, order),
@@ -244,7 +268,7 @@ impl Agent {
         };
         match self.supervisor.start(&cmd) {
             Ok(pid) => {
-                info!(instance = %self.args.instance, member = %m.server_id, pid, "started ZooKeeper")
+                info!(instance = %self.instance, member = %m.server_id, pid, "started ZooKeeper")
             }
             Err(e) => self.error(format!("cannot start ZooKeeper: {e}")),
         }
@@ -252,8 +276,8 @@ impl Agent {
 
     fn report(&self) -> AgentReport {
         AgentReport {
-            instance: self.args.instance.clone(),
-            address: self.args.address.clone(),
+            instance: self.instance.clone(),
+            address: self.address.clone(),
             epoch_seen: self.max_epoch,
             revision_seen: self.desired.as_ref().map(|d| d.revision).unwrap_or(0),
             server_id: node::read_myid(&self.layout),
@@ -319,6 +343,13 @@ async fn main() -> anyhow::Result<()> {
             anyhow::bail!("give --token-file and --super-password-file, or --secrets-ssm-parameter")
         }
     };
+    let (instance, address) = match (args.instance.clone(), args.address.clone()) {
+        (Some(i), Some(a)) => (i, a),
+        (i, a) => {
+            let (imds_instance, imds_address) = from_imds().await?;
+            (i.unwrap_or(imds_instance), a.unwrap_or(imds_address))
+        }
+    };
     let layout = Layout::new(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -328,6 +359,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(0);
     let client = ControllerClient::new(args.controllers.clone(), token)?;
     let mut agent = Agent {
+        instance,
+        address,
         supervisor: Supervisor::new(layout.clone()),
         layout,
         super_digest: super_digest(&password),
@@ -346,14 +379,10 @@ async fn main() -> anyhow::Result<()> {
     {
         agent.desired = Some(d);
     }
-    info!(instance = %agent.args.instance, address = %agent.args.address, "agent started");
+    info!(instance = %agent.instance, address = %agent.address, "agent started");
 
     let (tx, mut rx) = watch::channel(None);
-    tokio::spawn(poll_desired(
-        client.clone(),
-        agent.args.instance.clone(),
-        tx,
-    ));
+    tokio::spawn(poll_desired(client.clone(), agent.instance.clone(), tx));
     let mut reporter = client;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -372,10 +401,10 @@ async fn main() -> anyhow::Result<()> {
         }
         agent.step().await;
         if let Err(e) = reporter.report(&agent.report()).await {
-            warn!(instance = %agent.args.instance, error = %e, "cannot report");
+            warn!(instance = %agent.instance, error = %e, "cannot report");
         }
     }
-    info!(instance = %agent.args.instance, "stopping");
+    info!(instance = %agent.instance, "stopping");
     agent.supervisor.stop(Duration::from_secs(10)).await;
     Ok(())
 }

@@ -258,3 +258,73 @@ async fn wait_for_async(what: &str, limit: Duration, mut f: impl FnMut() -> bool
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_ec2_the_instance_and_address_come_from_imdsv2() {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, put};
+    // A stand-in instance metadata service on loopback, IMDSv2 only: every
+    // read needs the session token a PUT hands out.
+    let imds = axum::Router::new()
+        .route(
+            "/latest/api/token",
+            put(|headers: HeaderMap| async move {
+                match headers.get("x-aws-ec2-metadata-token-ttl-seconds") {
+                    // The SDK reads the token's TTL back from the answer.
+                    Some(ttl) => (
+                        StatusCode::OK,
+                        [("x-aws-ec2-metadata-token-ttl-seconds", ttl.clone())],
+                        "session-token",
+                    )
+                        .into_response(),
+                    None => StatusCode::BAD_REQUEST.into_response(),
+                }
+            }),
+        )
+        .route(
+            "/latest/meta-data/{item}",
+            get(|axum::extract::Path(item): axum::extract::Path<String>, headers: HeaderMap| async move {
+                if headers.get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok()) != Some("session-token") {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                match item.as_str() {
+                    "instance-id" => (StatusCode::OK, "i-0imds0000000001".to_string()),
+                    "local-ipv4" => (StatusCode::OK, "127.0.44.3".to_string()),
+                    _ => (StatusCode::NOT_FOUND, String::new()),
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let imds_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, imds).await });
+    let standin = StandIn::default();
+    let controller = serve(standin.clone()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "t0k3n\n").unwrap();
+    std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+    let agent = Command::new(env!("CARGO_BIN_EXE_zkop-agent"))
+        .arg("--ec2")
+        .arg("--data-dir")
+        .arg(dir.path().join("node"))
+        .args(["--controller", &controller])
+        .arg("--token-file")
+        .arg(dir.path().join("token"))
+        .arg("--super-password-file")
+        .arg(dir.path().join("pw"))
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds_url)
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Guard { agent, dir };
+    wait_for_async("a report", Duration::from_secs(30), || {
+        !standin.reports.lock().unwrap().is_empty()
+    })
+    .await;
+    let report = standin.reports.lock().unwrap()[0].clone();
+    assert_eq!(report.instance, "i-0imds0000000001");
+    assert_eq!(report.address, "127.0.44.3");
+}
