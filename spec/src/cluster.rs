@@ -140,6 +140,22 @@ pub struct AwsFleet {
     pub region: String,
     /// Name of the Auto Scaling group whose instances run the members.
     pub auto_scaling_group_name: String,
+    /// Who sizes the group: `controller` (default: desired capacity follows
+    /// `spec.replicas`) or `external` (the group's own policies; membership
+    /// follows whatever instances exist, and `replicas` is ignored).
+    #[serde(default)]
+    pub scaling: Scaling,
+}
+
+/// Who sizes an Auto Scaling group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Scaling {
+    /// The controller sets the desired capacity to `spec.replicas`.
+    #[default]
+    Controller,
+    /// The group's own scaling policies decide; zkop follows.
+    External,
 }
 
 /// How server ids are claimed: exactly one of `local` or `cloudwatchLogs`.

@@ -117,7 +117,18 @@ impl ValidatedCluster {
     /// The voter count the spec asks for: the largest odd number no greater than
     /// `replicas` and `voters.max` (never below `voters.min`, which validation ensures).
     pub fn target_voters(&self) -> usize {
-        largest_odd_at_most(self.replicas.min(self.voters_max)) as usize
+        self.target_voters_for(self.replicas)
+    }
+
+    /// The voter count for `members` members: the largest odd number no greater
+    /// than `members` and `voters.max`.
+    pub fn target_voters_for(&self, members: u32) -> usize {
+        largest_odd_at_most(members.min(self.voters_max)) as usize
+    }
+
+    /// Whether the fleet is sized by someone else (`fleet.aws.scaling: external`).
+    pub fn externally_scaled(&self) -> bool {
+        matches!(&self.fleet, Fleet::Aws(a) if a.scaling == crate::cluster::Scaling::External)
     }
 
     /// The static `zoo.cfg` keys every server gets.

@@ -285,6 +285,26 @@ fn version_text(config: &DynamicConfig) -> String {
 }
 
 impl Ctx<'_> {
+    /// Members wanted: `spec.replicas`, or with an externally scaled group,
+    /// every instance it has.
+    fn replicas(&self) -> u32 {
+        if self.spec.externally_scaled() {
+            self.obs
+                .instances
+                .iter()
+                .filter(|i| self.obs.instance_up(&i.id))
+                .count() as u32
+        } else {
+            self.spec.replicas
+        }
+    }
+
+    /// Voters wanted for that many members (never fewer than `voters.min`).
+    fn target_voters(&self) -> usize {
+        self.spec
+            .target_voters_for(self.replicas().max(self.spec.voters_min))
+    }
+
     fn dead_after(&self) -> Duration {
         self.spec.member_dead_after()
     }
@@ -438,7 +458,7 @@ impl Ctx<'_> {
                 });
             }
         }
-        let replicas = self.spec.replicas;
+        let replicas = self.replicas();
         let up: Vec<&str> = self
             .obs
             .instances
@@ -446,7 +466,9 @@ impl Ctx<'_> {
             .filter(|i| self.obs.instance_up(&i.id))
             .map(|i| i.id.as_str())
             .collect();
-        if self.obs.desired_capacity < replicas {
+        if self.spec.externally_scaled() {
+            // The group's own policies size it.
+        } else if self.obs.desired_capacity < replicas {
             steps.push(Step::SetDesiredCapacity { capacity: replicas });
         } else if self.obs.desired_capacity > replicas.max(up.len() as u32) {
             steps.push(Step::SetDesiredCapacity {
@@ -489,7 +511,7 @@ impl Ctx<'_> {
     }
 
     fn bootstrap(&self, mut steps: Vec<Step>) -> Plan {
-        let want = self.spec.target_voters();
+        let want = self.target_voters();
         let ready: Vec<&MemberRecord> = self
             .p
             .members
@@ -523,8 +545,8 @@ impl Ctx<'_> {
     /// The next membership change, or why there is none.
     fn membership(&self, config: &DynamicConfig, leader: Option<ServerId>) -> (Vec<Step>, String) {
         let v = config.voter_count();
-        let target = self.spec.target_voters();
-        let replicas = self.spec.replicas as usize;
+        let target = self.target_voters();
+        let replicas = self.replicas() as usize;
         let dead_voters: Vec<ServerId> = config
             .voters()
             .map(|s| s.id)
@@ -646,8 +668,8 @@ impl Ctx<'_> {
         active: usize,
     ) -> Option<(Vec<Server>, Vec<ServerId>, String)> {
         let v = config.voter_count();
-        let target = self.spec.target_voters();
-        let replicas = self.spec.replicas as usize;
+        let target = self.target_voters();
+        let replicas = self.replicas() as usize;
         let server = |id: ServerId| config.servers.get(&id).cloned();
         if let Some(&dead) = dead_observers.first() {
             return Some((vec![], vec![dead], format!("remove dead observer {dead}")));

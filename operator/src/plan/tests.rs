@@ -260,6 +260,28 @@ fn a_state_that_ever_held_an_ensemble_is_never_bootstrapped_again() {
 }
 
 #[test]
+fn an_externally_scaled_group_is_followed_not_sized() {
+    let mut b = cluster(3).unstarted(4);
+    let text = "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: 3\n  fleet:\n    aws:\n      region: r\n      autoScalingGroupName: g\n      scaling: external\n  ids:\n    cloudwatchLogs:\n      logGroup: l\n  state:\n    dynamodb:\n      table: t\n";
+    b.spec = zkop_spec::parse_spec(text).unwrap();
+    // The group grew to 4 on its own (desired capacity 3 in the spec): the
+    // fourth instance joins, and nobody touches the capacity.
+    b.obs.desired_capacity = 4;
+    let plan = b.plan();
+    assert!(
+        matches!(&plan.steps[..], [Step::StartJoiner { id, .. }] if *id == ServerId(4)),
+        "{plan:?}"
+    );
+    b.obs.desired_capacity = 9;
+    assert!(
+        !b.plan()
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::SetDesiredCapacity { .. }))
+    );
+}
+
+#[test]
 fn a_dead_voter_is_replaced_by_a_serving_joiner_in_one_reconfig() {
     let plan = cluster(3).dead(3).joiner(4).plan();
     assert_eq!(
