@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    LocalCluster, SERIAL, committed_config, example_spec, removed_before_terminated, settled,
-    write_until, zk_client,
+    LocalCluster, SERIAL, assert_writes_kept, assert_zookeeper_agrees, committed_config,
+    example_spec, removed_before_terminated, settled, write_until, zk_client,
 };
 use zkop_spec::wire::StatusReply;
 
@@ -26,18 +26,7 @@ async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writ
     let s = c.status_cli();
     assert!(settled(&s, 3, 0), "zkop status --json: {s:#?}");
     let hosts = LocalCluster::endpoints(&s);
-    let config = committed_config(&hosts).await;
-    let from_status: BTreeSet<(u64, String)> = s
-        .members
-        .iter()
-        .map(|m| (m.id.0, m.address.clone()))
-        .collect();
-    let from_zk: BTreeSet<(u64, String)> = config
-        .servers
-        .values()
-        .map(|m| (m.id.0, m.address.clone()))
-        .collect();
-    assert_eq!(from_zk, from_status, "/zookeeper/config vs zkop status");
+    let config = assert_zookeeper_agrees(&s).await;
     assert_eq!(config.voter_count(), 3);
 
     // 4. An independent client writes sequential znodes throughout.
@@ -127,21 +116,7 @@ async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writ
     // 4. Every acknowledged write reads back.
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();
-    assert!(
-        acked.len() > 20,
-        "the writer got only {} writes through",
-        acked.len()
-    );
-    let client = zk_client(&LocalCluster::endpoints(&s)).await;
-    client.sync("/acc").await.unwrap();
-    let present: BTreeSet<String> = client
-        .list_children("/acc")
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    let lost: Vec<&String> = acked.iter().filter(|a| !present.contains(*a)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert_writes_kept(&s, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod moto;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -525,4 +526,37 @@ pub fn removed_before_terminated(s: &StatusReply, instance: &str, id: u64) {
         "{instance} (member {id}) terminated before leaving the config: {:#?}",
         s.events
     );
+}
+
+/// ZooKeeper's committed membership, read by an independent client, lists
+/// exactly the members (ids and addresses) the status shows; returns it.
+pub async fn assert_zookeeper_agrees(s: &StatusReply) -> DynamicConfig {
+    let config = committed_config(&LocalCluster::endpoints(s)).await;
+    let in_zk: BTreeSet<(u64, String)> = config
+        .servers
+        .values()
+        .map(|m| (m.id.0, m.address.clone()))
+        .collect();
+    let in_status: BTreeSet<(u64, String)> = s
+        .members
+        .iter()
+        .map(|m| (m.id.0, m.address.clone()))
+        .collect();
+    assert_eq!(in_zk, in_status, "/zookeeper/config vs zkop status");
+    config
+}
+
+/// Every write the writer saw acknowledged reads back from the ensemble.
+pub async fn assert_writes_kept(s: &StatusReply, acked: &[String]) {
+    assert!(acked.len() > 20, "only {} writes got through", acked.len());
+    let client = zk_client(&LocalCluster::endpoints(s)).await;
+    client.sync("/acc").await.unwrap();
+    let present: BTreeSet<String> = client
+        .list_children("/acc")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|a| !present.contains(*a)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
 }
