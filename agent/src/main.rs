@@ -12,7 +12,7 @@ mod supervisor;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
@@ -29,6 +29,7 @@ use zkop_spec::wire::{
     AgentReport, ClusterSecrets, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport,
     ProcessReport, ReconfigResult,
 };
+use zkop_spec::zk::Zxid;
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -84,6 +85,8 @@ struct Agent {
     max_epoch: u64,
     supervisor: Supervisor,
     probe: Option<ProbeReport>,
+    /// The last zxid on disk, and when it was read.
+    disk_zxid: Option<(Zxid, Instant)>,
     reconfig: Option<ReconfigResult>,
     errors: VecDeque<String>,
 }
@@ -195,6 +198,22 @@ impl Agent {
             .unwrap_or_else(|| format!("{}:2181", self.address))
     }
 
+    /// Reads the last zxid from disk while the server does not serve, at most
+    /// every few seconds (logs are preallocated to 64 MB).
+    fn refresh_disk_zxid(&mut self) {
+        let serving = self.probe.as_ref().is_some_and(|p| p.serving);
+        if serving {
+            self.disk_zxid = None;
+            return;
+        }
+        let stale = self
+            .disk_zxid
+            .is_none_or(|(_, at)| at.elapsed() >= Duration::from_secs(5));
+        if stale && let Some(z) = node::last_zxid_on_disk(&self.layout) {
+            self.disk_zxid = Some((z, Instant::now()));
+        }
+    }
+
     /// One pass: supervise the JVM toward the desired state, probe, run a reconfig.
     async fn step(&mut self) {
         if let Some(exit) = self.supervisor.reap() {
@@ -288,6 +307,7 @@ impl Agent {
                 last_exit: self.supervisor.last_exit().map(str::to_string),
             },
             probe: self.probe.clone(),
+            disk_zxid: self.disk_zxid.map(|(z, _)| z),
             reconfig: self.reconfig.clone(),
             errors: self.errors.iter().cloned().collect(),
         }
@@ -368,6 +388,7 @@ async fn main() -> anyhow::Result<()> {
         desired: None,
         max_epoch,
         probe: None,
+        disk_zxid: None,
         reconfig: None,
         errors: VecDeque::new(),
         args,
@@ -400,6 +421,7 @@ async fn main() -> anyhow::Result<()> {
             _ = sigint.recv() => break,
         }
         agent.step().await;
+        agent.refresh_disk_zxid();
         if let Err(e) = reporter.report(&agent.report()).await {
             warn!(instance = %agent.instance, error = %e, "cannot report");
         }

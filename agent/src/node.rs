@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use zkop_spec::txnlog::{FileKind, last_zxid_of_log, zxid_of_file_name};
 use zkop_spec::wire::MemberAssignment;
-use zkop_spec::zk::{DYNAMIC_CONFIG_FILE, DynamicConfig, ServerId, ZooCfg};
+use zkop_spec::zk::{DYNAMIC_CONFIG_FILE, DynamicConfig, ServerId, ZooCfg, Zxid};
 
 /// The name of the initial dynamic file the agent writes (unversioned).
 const INITIAL_DYNAMIC: &str = "zoo.cfg.dynamic";
@@ -169,6 +170,29 @@ pub fn prepare(layout: &Layout, m: &MemberAssignment) -> Result<(), NodeError> {
     write_atomic(&layout.zoo_cfg(), &ZooCfg(keys).render())
 }
 
+/// The last zxid the data directory holds: the newest transaction log's last
+/// complete record, or a newer snapshot's zxid. `None` for an empty directory.
+pub fn last_zxid_on_disk(layout: &Layout) -> Option<Zxid> {
+    let dir = layout.data_dir().join("version-2");
+    let mut snapshots = None;
+    let mut logs = Vec::new();
+    for e in std::fs::read_dir(&dir).ok()?.flatten() {
+        let name = e.file_name();
+        match name.to_str().and_then(zxid_of_file_name) {
+            Some((FileKind::Snapshot, z)) => snapshots = snapshots.max(Some(z)),
+            Some((FileKind::Log, z)) => logs.push((z, e.path())),
+            None => {}
+        }
+    }
+    // The newest log holding a record has the last zxid logged.
+    logs.sort();
+    let logged = logs.iter().rev().find_map(|(_, path)| {
+        let bytes = std::fs::read(path).ok()?;
+        last_zxid_of_log(&bytes).ok().flatten()
+    });
+    logged.max(snapshots)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +285,32 @@ mod tests {
 
         prepare(&layout, &assignment(4, joiner.clone())).unwrap();
         assert_eq!(current_dynamic_config(&layout).unwrap(), joiner);
+    }
+
+    #[test]
+    fn the_last_zxid_is_read_from_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        assert_eq!(last_zxid_on_disk(&layout), None);
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../spec/tests/fixtures/zk-3.8-data/version-2");
+        let v2 = layout.data_dir().join("version-2");
+        std::fs::create_dir_all(&v2).unwrap();
+        for f in ["log.100000001", "snapshot.0"] {
+            std::fs::copy(fixture.join(f), v2.join(f)).unwrap();
+        }
+        // A newer, still empty (preallocated) log does not hide the older one.
+        std::fs::write(v2.join("log.10000002a"), vec![0u8; 1024]).unwrap();
+        assert_eq!(
+            last_zxid_on_disk(&layout),
+            Some("0x100000029".parse().unwrap())
+        );
+        // A snapshot newer than every logged transaction wins.
+        std::fs::write(v2.join("snapshot.200000000"), b"").unwrap();
+        assert_eq!(
+            last_zxid_on_disk(&layout),
+            Some("0x200000000".parse().unwrap())
+        );
     }
 
     #[test]

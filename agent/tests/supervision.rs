@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use zkop_spec::wire::{AgentReport, DesiredNodeState, MemberAssignment, NodeAssignment};
-use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, static_properties};
+use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, Zxid, static_properties};
 
 /// Each test's server gets its own loopback address.
 const FIRST: &str = "127.0.44.1";
@@ -238,12 +238,37 @@ async fn refuses_a_desired_state_from_an_older_controller_epoch() {
         2
     );
 
+    // Something on disk: a znode written by a client.
+    let client = zookeeper_client::Client::connect(&format!("{SECOND}:2181"))
+        .await
+        .unwrap();
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client.create("/written", b"v", &options).await.unwrap();
+    drop(client);
+    let served: Zxid = srvr(SECOND)
+        .and_then(|r| {
+            r.lines()
+                .find_map(|l| l.strip_prefix("Zxid: ").map(str::to_string))
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+
     // The current leader (epoch 3) says the same: the agent obeys.
     let mut current = member_state(SECOND, 3, 3);
     current.node = NodeAssignment::Idle;
     *standin.desired.lock().unwrap() = Some(current);
     wait_for_async("the server stopped", Duration::from_secs(30), || {
         guard.server_pid().is_none() && srvr(SECOND).is_none()
+    })
+    .await;
+    // Stopped, its last zxid comes from its data directory.
+    wait_for_async("the zxid read from disk", Duration::from_secs(30), || {
+        standin.reports.lock().unwrap().last().is_some_and(|r| {
+            r.disk_zxid
+                .is_some_and(|z| z >= served && z.epoch == served.epoch)
+        })
     })
     .await;
 }

@@ -97,6 +97,10 @@ pub struct AgentReport {
     /// What the four-letter words said, when the server answered.
     #[serde(default)]
     pub probe: Option<ProbeReport>,
+    /// The last zxid in the data directory, read from its files while the
+    /// server is not serving (for choosing survivors after a quorum loss).
+    #[serde(default)]
+    pub disk_zxid: Option<Zxid>,
     /// The outcome of the last reconfig order it ran.
     #[serde(default)]
     pub reconfig: Option<ReconfigResult>,

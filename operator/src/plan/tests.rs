@@ -48,6 +48,7 @@ fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>) -> AgentR
         server_id: id.map(ServerId),
         process: ProcessReport::default(),
         probe,
+        disk_zxid: None,
         reconfig: None,
         errors: vec![],
     }

@@ -1,0 +1,212 @@
+//! ZooKeeper's data directory, read without ZooKeeper: the last zxid a server
+//! holds, for choosing survivors when no server answers. Pure: callers read
+//! the files.
+//!
+//! A transaction log (`version-2/log.<first zxid>`) is a header (magic `ZKLG`,
+//! version, dbid) followed by records: an Adler-32 of the transaction (8 bytes),
+//! its length (4 bytes), the transaction (a header of client id, cxid, zxid,
+//! time and type, then the body) and an end-of-record byte `B`. ZooKeeper
+//! preallocates the file with zeros, so a zero length ends the log. A record cut
+//! short by a crash (too short, wrong checksum, no end byte) ends it too.
+
+use crate::zk::Zxid;
+
+/// The log file magic, "ZKLG".
+const MAGIC: u32 = 0x5a4b_4c47;
+/// Bytes before the first record: magic, version, dbid.
+const FILE_HEADER: usize = 16;
+/// Bytes of a transaction header up to and including the zxid.
+const TXN_ZXID_END: usize = 20;
+/// ZooKeeper's end-of-record marker.
+const END_OF_RECORD: u8 = b'B';
+
+/// Why a transaction log could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxnLogError {
+    /// The file does not start with `ZKLG` (not a transaction log).
+    #[error("not a ZooKeeper transaction log (magic {0:#010x})")]
+    BadMagic(u32),
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Adler-32, the checksum ZooKeeper keeps per record.
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in data.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+/// The zxid of the last complete record of a transaction log, `None` if it has
+/// none (only a header, or nothing at all).
+pub fn last_zxid_of_log(bytes: &[u8]) -> Result<Option<Zxid>, TxnLogError> {
+    if bytes.len() < FILE_HEADER {
+        return Ok(None);
+    }
+    let magic = be_u32(&bytes[0..4]);
+    if magic != MAGIC {
+        return Err(TxnLogError::BadMagic(magic));
+    }
+    let mut last = None;
+    let mut at = FILE_HEADER;
+    while let Some(head) = bytes.get(at..at + 12) {
+        let crc = be_u64(&head[0..8]);
+        let len = be_u32(&head[8..12]) as usize;
+        if len == 0 {
+            break;
+        }
+        let start = at + 12;
+        let (Some(txn), Some(&eor)) = (bytes.get(start..start + len), bytes.get(start + len))
+        else {
+            break;
+        };
+        if len < TXN_ZXID_END || eor != END_OF_RECORD || crc != u64::from(adler32(txn)) {
+            break;
+        }
+        last = Some(Zxid::from_u64(be_u64(&txn[12..20])));
+        at = start + len + 1;
+    }
+    Ok(last)
+}
+
+/// The zxid a snapshot's or log's file name carries (`snapshot.100000000`,
+/// `log.100000001`), if it is one.
+pub fn zxid_of_file_name(name: &str) -> Option<(FileKind, Zxid)> {
+    let (kind, hex) = if let Some(h) = name.strip_prefix("snapshot.") {
+        (FileKind::Snapshot, h)
+    } else if let Some(h) = name.strip_prefix("log.") {
+        (FileKind::Log, h)
+    } else {
+        return None;
+    };
+    u64::from_str_radix(hex, 16)
+        .ok()
+        .map(|z| (kind, Zxid::from_u64(z)))
+}
+
+/// A file of ZooKeeper's data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `snapshot.<zxid>`: the state as of that zxid.
+    Snapshot,
+    /// `log.<zxid>`: transactions from that zxid on.
+    Log,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Vec<u8> {
+        let mut v = MAGIC.to_be_bytes().to_vec();
+        v.extend(2u32.to_be_bytes());
+        v.extend(0u64.to_be_bytes());
+        v
+    }
+
+    fn record(zxid: u64) -> Vec<u8> {
+        let mut txn = 0x1234u64.to_be_bytes().to_vec();
+        txn.extend(7u32.to_be_bytes());
+        txn.extend(zxid.to_be_bytes());
+        txn.extend(0u64.to_be_bytes());
+        txn.extend(1u32.to_be_bytes());
+        txn.extend(b"body");
+        let mut r = u64::from(adler32(&txn)).to_be_bytes().to_vec();
+        r.extend((txn.len() as u32).to_be_bytes());
+        r.extend(&txn);
+        r.push(END_OF_RECORD);
+        r
+    }
+
+    #[test]
+    fn adler32_matches_the_reference() {
+        // RFC 1950's example value for "Wikipedia".
+        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+    }
+
+    #[test]
+    fn the_last_complete_record_wins_and_padding_ends_the_log() {
+        let mut log = header();
+        for z in [0x1_0000_0001u64, 0x1_0000_0002, 0x1_0000_0003] {
+            log.extend(record(z));
+        }
+        log.extend(vec![0u8; 4096]);
+        assert_eq!(
+            last_zxid_of_log(&log),
+            Ok(Some(Zxid {
+                epoch: 1,
+                counter: 3
+            }))
+        );
+    }
+
+    #[test]
+    fn a_record_torn_by_a_crash_is_not_counted() {
+        let mut log = header();
+        log.extend(record(0x2_0000_0001));
+        let torn = record(0x2_0000_0002);
+        for cut in 1..torn.len() {
+            let mut l = log.clone();
+            l.extend(&torn[..cut]);
+            assert_eq!(
+                last_zxid_of_log(&l),
+                Ok(Some(Zxid {
+                    epoch: 2,
+                    counter: 1
+                })),
+                "cut at {cut}"
+            );
+        }
+        let mut corrupt = torn.clone();
+        corrupt[30] ^= 0xff;
+        let mut l = log.clone();
+        l.extend(&corrupt);
+        assert_eq!(
+            last_zxid_of_log(&l),
+            Ok(Some(Zxid {
+                epoch: 2,
+                counter: 1
+            }))
+        );
+    }
+
+    #[test]
+    fn empty_logs_and_other_files() {
+        assert_eq!(last_zxid_of_log(&[]), Ok(None));
+        assert_eq!(last_zxid_of_log(&header()), Ok(None));
+        assert!(matches!(
+            last_zxid_of_log(&[0u8; 32]),
+            Err(TxnLogError::BadMagic(0))
+        ));
+        assert_eq!(
+            zxid_of_file_name("snapshot.100000000"),
+            Some((
+                FileKind::Snapshot,
+                Zxid {
+                    epoch: 1,
+                    counter: 0
+                }
+            ))
+        );
+        assert_eq!(
+            zxid_of_file_name("log.200000001").map(|(k, _)| k),
+            Some(FileKind::Log)
+        );
+        assert_eq!(zxid_of_file_name("acceptedEpoch"), None);
+        assert_eq!(zxid_of_file_name("log.zz"), None);
+    }
+}
