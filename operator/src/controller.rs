@@ -22,7 +22,7 @@ use crate::desired::desired_for;
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::model::{Instance, Observed, Persisted, SeenReport};
-use crate::plan::{Plan, Step, plan};
+use crate::plan::{Phase, Plan, Step, plan};
 
 /// Events kept for `zkop status`.
 const MAX_EVENTS: usize = 50;
@@ -122,6 +122,8 @@ struct SharedState {
     follower_of: Option<Option<String>>,
     /// The last reconcile error, cleared by a good pass.
     last_error: Option<String>,
+    /// When a member last reported leading (or this controller started).
+    leader_seen_at: Instant,
 }
 
 /// What the loop and the HTTP API share.
@@ -153,6 +155,7 @@ impl Shared {
                 events: VecDeque::new(),
                 follower_of: Some(None),
                 last_error: None,
+                leader_seen_at: Instant::now(),
             }),
             revision_tx,
         })
@@ -314,17 +317,28 @@ impl Shared {
                 )
             })
             .collect();
+        let leading = s.reports.values().any(|(r, at)| {
+            at.elapsed() < Duration::from_secs(5)
+                && r.probe
+                    .as_ref()
+                    .is_some_and(|p| p.serving && p.mode == Some(ServerMode::Leader))
+        });
+        if leading {
+            s.leader_seen_at = Instant::now();
+        }
         let observed = Observed {
             instances,
             desired_capacity,
             reports,
             now_ms: now_ms(),
+            leaderless_for: s.leader_seen_at.elapsed(),
         };
         (s.spec.clone(), s.persisted.clone(), observed)
     }
 
-    fn set_plan(&self, plan: Plan) {
-        self.lock().plan = Some(plan);
+    /// Keeps the latest plan; returns the phase before it.
+    fn set_plan(&self, plan: Plan) -> Option<Phase> {
+        self.lock().plan.replace(plan).map(|p| p.phase)
     }
 }
 
@@ -459,6 +473,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
                     self.shared.set_follower_of(None);
                     // Observations made under another leader are not trusted.
                     self.started = Instant::now();
+                    self.shared.lock().leader_seen_at = Instant::now();
                     self.epoch = Some(epoch);
                     self.shared.event(
                         "leader",
@@ -492,7 +507,22 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         let (spec, persisted, observed) =
             self.shared.snapshot(view.instances, view.desired_capacity);
         let plan = plan(&spec, &observed, &persisted, self.started.elapsed());
-        self.shared.set_plan(plan.clone());
+        // Losing and regaining the leader are events; routine phases are not.
+        let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);
+        if let Some(before) = self.shared.set_plan(plan.clone())
+            && before != plan.phase
+            && (notable(before) || notable(plan.phase))
+        {
+            self.shared.event(
+                "phase",
+                format!(
+                    "{} -> {}: {}",
+                    before.as_str(),
+                    plan.phase.as_str(),
+                    plan.reason
+                ),
+            );
+        }
         let Some(step) = plan.steps.first() else {
             return Ok(Requeue::after(Duration::from_millis(500)));
         };

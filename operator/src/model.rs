@@ -130,6 +130,8 @@ pub struct Observed {
     pub reports: BTreeMap<String, SeenReport>,
     /// Wall-clock now, in ms since the Unix epoch.
     pub now_ms: u64,
+    /// How long no member has reported leading (zero while one does).
+    pub leaderless_for: Duration,
 }
 
 impl Observed {

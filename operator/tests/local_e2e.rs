@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{
@@ -251,5 +252,82 @@ async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
             .all(|e| e.kind != "reconfig" && e.kind != "bootstrap"),
         "a restart changed membership: {:#?}",
         after.events
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
+    let _serial = SERIAL.lock().await;
+    let spec = example_spec(3)
+        .replace("quorumLoss: recover", "quorumLoss: wait")
+        .replace("detectAfter: 10s", "detectAfter: 3s");
+    let c = LocalCluster::start(&spec, "127.0.48.0/24").await;
+    let before = c
+        .wait_status("three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let survivor = before
+        .members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap()
+        .clone();
+    let survivor_pid = c.server_pid(&survivor.instance).unwrap();
+    let events_before = before.events.len();
+    for m in before
+        .members
+        .iter()
+        .filter(|m| m.instance != survivor.instance)
+    {
+        c.kill_instance(&m.instance);
+    }
+    let s = c
+        .wait_status("the quorum loss reported", Duration::from_secs(30), |s| {
+            s.phase == "QuorumLost"
+        })
+        .await;
+    assert!(s.reason.contains("1 of 3 voters reachable"), "{}", s.reason);
+    assert!(
+        s.reason.contains("healing.quorumLoss: wait"),
+        "{}",
+        s.reason
+    );
+    assert!(
+        s.reason.contains(&format!("survivors [{}", survivor.id)),
+        "{}",
+        s.reason
+    );
+    let event = s
+        .events
+        .iter()
+        .find(|e| e.kind == "phase" && e.message.contains("-> QuorumLost"))
+        .unwrap_or_else(|| panic!("no quorum-loss event: {:#?}", s.events));
+    assert!(event.message.contains("lost voters"), "{}", event.message);
+    // Nothing changed: the config, the members, the survivor's server.
+    assert_eq!(s.config_version, before.config_version);
+    let ids = |s: &StatusReply| -> BTreeSet<u64> { s.members.iter().map(|m| m.id.0).collect() };
+    assert_eq!(ids(&s), ids(&before));
+    assert!(
+        s.events[events_before..].iter().all(|e| ![
+            "reconfig",
+            "bootstrap",
+            "claim_id",
+            "forget_member"
+        ]
+        .contains(&e.kind.as_str())),
+        "{:#?}",
+        s.events
+    );
+    assert_eq!(c.server_pid(&survivor.instance), Some(survivor_pid));
+    let text = Command::new(common::zkop_bin())
+        .args(["status", "--state-dir"])
+        .arg(c.state_dir())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        table.contains("phase QuorumLost") && table.contains("quorum lost"),
+        "{table}"
     );
 }

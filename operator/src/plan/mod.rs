@@ -36,8 +36,11 @@ pub enum Phase {
     Running,
     /// Working toward the spec.
     Reconciling,
-    /// No quorum: nothing can be reconfigured.
+    /// No leader: nothing can be reconfigured (yet within `healing.detectAfter`).
     Degraded,
+    /// No leader for `healing.detectAfter` with fewer than a majority of the
+    /// voters reachable: the quorum is lost.
+    QuorumLost,
 }
 
 impl Phase {
@@ -49,16 +52,18 @@ impl Phase {
             Phase::Running => "Running",
             Phase::Reconciling => "Reconciling",
             Phase::Degraded => "Degraded",
+            Phase::QuorumLost => "QuorumLost",
         }
     }
 
     /// Every phase, for metrics.
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Pending,
         Phase::Bootstrapping,
         Phase::Running,
         Phase::Reconciling,
         Phase::Degraded,
+        Phase::QuorumLost,
     ];
 }
 
@@ -249,11 +254,7 @@ pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Dura
         return Plan::new(Phase::Bootstrapping, "waiting for the first leader", steps);
     }
     if leader.is_none() {
-        return Plan::new(
-            Phase::Degraded,
-            "no leader: the ensemble has no quorum",
-            steps,
-        );
+        return c.leaderless(config, steps);
     }
     let (membership, reason) = c.membership(config, leader);
     steps.extend(membership);
@@ -361,6 +362,64 @@ impl Ctx<'_> {
             .filter_map(|s| self.p.members.get(&s.id))
             .find(|m| self.serving(m) && self.mode(m) == Some(ServerMode::Leader))
             .map(|m| m.id)
+    }
+
+    /// No leader: within `detectAfter` a pause; after it, with fewer than a
+    /// majority of voters reachable, a lost quorum (reported, nothing changed).
+    fn leaderless(&self, config: &DynamicConfig, steps: Vec<Step>) -> Plan {
+        let detect_after = self.spec.healing.detect_after;
+        let waited = self.obs.leaderless_for;
+        let reachable: Vec<&MemberRecord> = config
+            .voters()
+            .filter_map(|s| self.p.members.get(&s.id))
+            .filter(|m| {
+                self.obs.instance_up(&m.instance) && self.fresh_report(&m.instance).is_some()
+            })
+            .collect();
+        let lost: Vec<ServerId> = config
+            .voters()
+            .map(|s| s.id)
+            .filter(|id| !reachable.iter().any(|m| m.id == *id))
+            .collect();
+        if waited < detect_after || reachable.len() >= config.majority() {
+            let reason = format!(
+                "no leader for {}s: {} of {} voters reachable",
+                waited.as_secs(),
+                reachable.len(),
+                config.voter_count()
+            );
+            return Plan::new(Phase::Degraded, reason, steps);
+        }
+        let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+        let reason = if reachable.is_empty() && config.servers.keys().all(|id| self.dead_id(*id)) {
+            format!(
+                "total loss: no member of the ensemble survives (lost voters [{}]); bootstrapping a fresh ensemble would lose all data, so nothing is done (healing.onTotalLoss: {})",
+                lost_text.join(", "),
+                format!("{:?}", self.spec.healing.on_total_loss).to_lowercase()
+            )
+        } else {
+            let survivors: Vec<String> = reachable
+                .iter()
+                .map(|m| {
+                    let r = self.fresh_report(&m.instance);
+                    let zxid = r
+                        .and_then(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid))
+                        .map(|z| z.to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    format!("{} (zxid {zxid})", m.id)
+                })
+                .collect();
+            format!(
+                "quorum lost: {} of {} voters reachable, survivors [{}], lost voters [{}], no leader for {}s; healing.quorumLoss: {}: nothing is changed (automatic recovery is not implemented yet)",
+                reachable.len(),
+                config.voter_count(),
+                survivors.join(", "),
+                lost_text.join(", "),
+                waited.as_secs(),
+                format!("{:?}", self.spec.healing.quorum_loss).to_lowercase()
+            )
+        };
+        Plan::new(Phase::QuorumLost, reason, steps)
     }
 
     /// The newest config a serving member reports, if newer than the persisted one.

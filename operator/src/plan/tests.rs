@@ -283,6 +283,65 @@ fn an_externally_scaled_group_is_followed_not_sized() {
 }
 
 #[test]
+fn losing_two_of_three_voters_is_a_lost_quorum_only_after_detect_after() {
+    let mut b = cluster(3).dead(2).dead(3).joiner(4);
+    for r in b.obs.reports.values_mut() {
+        if let Some(p) = r.report.probe.as_mut() {
+            p.serving = false;
+            p.mode = None;
+        }
+        r.report.disk_zxid = Some("0x100000007".parse().unwrap());
+    }
+    b.obs.leaderless_for = Duration::from_secs(3);
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::Degraded, "{}", plan.reason);
+    b.obs.leaderless_for = Duration::from_secs(11);
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
+    assert!(
+        plan.reason.contains("1 of 3 voters reachable"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        plan.reason.contains("survivors [1 (zxid 0x100000007)]"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        plan.reason.contains("lost voters [2, 3]"),
+        "{}",
+        plan.reason
+    );
+    // Nothing is changed: no reconfig, no bootstrap, no id claimed or released.
+    assert!(
+        plan.steps
+            .iter()
+            .all(|s| matches!(s, Step::SetDesiredCapacity { .. })),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn a_total_loss_says_data_would_be_lost_and_bootstraps_nothing() {
+    let mut b = cluster(3).dead(1).dead(2).dead(3);
+    b.obs.leaderless_for = Duration::from_secs(60);
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost);
+    assert!(
+        plan.reason.contains("would lose all data"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Bootstrap { .. }))
+    );
+}
+
+#[test]
 fn a_dead_voter_is_replaced_by_a_serving_joiner_in_one_reconfig() {
     let plan = cluster(3).dead(3).joiner(4).plan();
     assert_eq!(
@@ -737,6 +796,11 @@ impl Sim {
             desired_capacity: view.desired_capacity,
             reports,
             now_ms: self.now_ms,
+            leaderless_for: if leader.is_some() {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(3600)
+            },
         }
     }
 
