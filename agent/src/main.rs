@@ -27,7 +27,7 @@ use node::Layout;
 use supervisor::{JvmCommand, Supervisor};
 use zkop_spec::wire::{
     AgentReport, ClusterSecrets, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport,
-    ProcessReport, ReconfigResult,
+    ProcessReport, ReconfigResult, Recovery,
 };
 use zkop_spec::zk::Zxid;
 
@@ -87,6 +87,8 @@ struct Agent {
     probe: Option<ProbeReport>,
     /// The last zxid on disk, and when it was read.
     disk_zxid: Option<(Zxid, Instant)>,
+    /// The last recovery generation applied (kept in the data dir).
+    recovered: u64,
     reconfig: Option<ReconfigResult>,
     errors: VecDeque<String>,
 }
@@ -231,6 +233,11 @@ impl Agent {
                 self.probe = None;
             }
             NodeAssignment::Member(m) => {
+                if let Some(rec) = &m.recovery
+                    && rec.generation > self.recovered
+                {
+                    self.recover(m, rec).await;
+                }
                 if !self.supervisor.running() && self.supervisor.may_start() {
                     self.start(m);
                 }
@@ -273,6 +280,24 @@ impl Agent {
         }
     }
 
+    /// Applies a quorum-loss recovery once: stop, force the survivors' config, restart.
+    async fn recover(&mut self, m: &MemberAssignment, rec: &Recovery) {
+        info!(instance = %self.instance, member = %m.server_id, generation = rec.generation, "recovery: restarting under the survivors' config");
+        self.supervisor.stop(Duration::from_secs(10)).await;
+        match node::force_config(&self.layout, m, &rec.config) {
+            Ok(()) => {
+                self.recovered = rec.generation;
+                if let Err(e) = node::write_atomic(
+                    &self.layout.recovery_file(),
+                    &format!("{}\n", rec.generation),
+                ) {
+                    self.error(e.to_string());
+                }
+            }
+            Err(e) => self.error(format!("recovery {}: {e}", rec.generation)),
+        }
+    }
+
     fn start(&mut self, m: &MemberAssignment) {
         if let Err(e) = node::prepare(&self.layout, m) {
             self.error(format!("cannot prepare server {}: {e}", m.server_id));
@@ -308,6 +333,7 @@ impl Agent {
             },
             probe: self.probe.clone(),
             disk_zxid: self.disk_zxid.map(|(z, _)| z),
+            disk_config_version: node::last_config_version(&self.layout),
             reconfig: self.reconfig.clone(),
             errors: self.errors.iter().cloned().collect(),
         }
@@ -377,6 +403,10 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
+    let recovered = std::fs::read_to_string(layout.recovery_file())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
     let client = ControllerClient::new(args.controllers.clone(), token)?;
     let mut agent = Agent {
         instance,
@@ -389,6 +419,7 @@ async fn main() -> anyhow::Result<()> {
         max_epoch,
         probe: None,
         disk_zxid: None,
+        recovered,
         reconfig: None,
         errors: VecDeque::new(),
         args,

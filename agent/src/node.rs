@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use zkop_spec::txnlog::{FileKind, last_zxid_of_log, zxid_of_file_name};
 use zkop_spec::wire::MemberAssignment;
-use zkop_spec::zk::{DYNAMIC_CONFIG_FILE, DynamicConfig, ServerId, ZooCfg, Zxid};
+use zkop_spec::zk::{ConfigVersion, DYNAMIC_CONFIG_FILE, DynamicConfig, ServerId, ZooCfg, Zxid};
 
 /// The name of the initial dynamic file the agent writes (unversioned).
 const INITIAL_DYNAMIC: &str = "zoo.cfg.dynamic";
@@ -41,6 +41,9 @@ pub enum NodeError {
     /// The initial config the controller sent does not list this server.
     #[error("the initial config does not list server {0}")]
     NotInInitialConfig(ServerId),
+    /// A forced config must carry the version to write it under.
+    #[error("a recovery config without a version")]
+    UnversionedRecovery,
 }
 
 /// Paths under an agent's `--data-dir`.
@@ -81,6 +84,10 @@ impl Layout {
     /// The highest controller epoch seen, kept across agent restarts.
     pub fn epoch_file(&self) -> PathBuf {
         self.root.join("epoch")
+    }
+    /// The last recovery generation applied.
+    pub fn recovery_file(&self) -> PathBuf {
+        self.root.join("recovery-generation")
     }
 }
 
@@ -170,6 +177,44 @@ pub fn prepare(layout: &Layout, m: &MemberAssignment) -> Result<(), NodeError> {
     write_atomic(&layout.zoo_cfg(), &ZooCfg(keys).render())
 }
 
+/// The highest version among the node's own `zoo.cfg.dynamic.<version>` files.
+pub fn last_config_version(layout: &Layout) -> Option<ConfigVersion> {
+    std::fs::read_dir(layout.conf_dir())
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("zoo.cfg.dynamic.")?.parse().ok()
+        })
+        .max()
+}
+
+/// Points the node at a forced config after a quorum loss: writes
+/// `zoo.cfg.dynamic.<version>`, drops a stale `zoo.cfg.dynamic.next` and
+/// rewrites `zoo.cfg` to use it. The server must be stopped.
+pub fn force_config(
+    layout: &Layout,
+    m: &MemberAssignment,
+    config: &DynamicConfig,
+) -> Result<(), NodeError> {
+    let version = config.version.ok_or(NodeError::UnversionedRecovery)?;
+    if !config.servers.contains_key(&m.server_id) {
+        return Err(NodeError::NotInInitialConfig(m.server_id));
+    }
+    let path = layout.conf_dir().join(format!("zoo.cfg.dynamic.{version}"));
+    write_atomic(&path, &config.render_servers())?;
+    let next = layout.conf_dir().join("zoo.cfg.dynamic.next");
+    match std::fs::remove_file(&next) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&next)(e)),
+    }
+    let mut keys: BTreeMap<String, String> = m.static_config.clone();
+    keys.insert("dataDir".into(), layout.data_dir().display().to_string());
+    keys.insert(DYNAMIC_CONFIG_FILE.into(), path.display().to_string());
+    write_atomic(&layout.zoo_cfg(), &ZooCfg(keys).render())
+}
+
 /// The last zxid the data directory holds: the newest transaction log's last
 /// complete record, or a newer snapshot's zxid. `None` for an empty directory.
 pub fn last_zxid_on_disk(layout: &Layout) -> Option<Zxid> {
@@ -220,6 +265,7 @@ mod tests {
             heap_mb: 128,
             jvm_flags: vec![],
             reconfig: None,
+            recovery: None,
         }
     }
 
@@ -311,6 +357,48 @@ mod tests {
             last_zxid_on_disk(&layout),
             Some("0x200000000".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_forced_config_replaces_zookeepers_own_and_survives_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let all = DynamicConfig::of((1..=3).map(|i| server(i, MemberRole::Participant)));
+        prepare(&layout, &assignment(1, all.clone())).unwrap();
+        // ZooKeeper's own files: the committed config and a reconfig left half done.
+        let own = layout.conf_dir().join("zoo.cfg.dynamic.100000003");
+        std::fs::write(&own, all.render_servers()).unwrap();
+        std::fs::write(
+            layout.conf_dir().join("zoo.cfg.dynamic.next"),
+            "server.9=x:1:2\n",
+        )
+        .unwrap();
+        let mut cfg = ZooCfg::parse(&std::fs::read_to_string(layout.zoo_cfg()).unwrap()).unwrap();
+        cfg.0
+            .insert(DYNAMIC_CONFIG_FILE.into(), own.display().to_string());
+        std::fs::write(layout.zoo_cfg(), cfg.render()).unwrap();
+        assert_eq!(
+            last_config_version(&layout),
+            Some(ConfigVersion(0x1_0000_0003))
+        );
+
+        let survivor = DynamicConfig {
+            version: Some(ConfigVersion(0x1_0000_0004)),
+            ..DynamicConfig::of([server(1, MemberRole::Participant)])
+        };
+        force_config(&layout, &assignment(1, all.clone()), &survivor).unwrap();
+        assert_eq!(current_dynamic_config(&layout).unwrap(), survivor);
+        assert!(!layout.conf_dir().join("zoo.cfg.dynamic.next").exists());
+        assert_eq!(
+            last_config_version(&layout),
+            Some(ConfigVersion(0x1_0000_0004))
+        );
+        // The next start keeps it: it lists the server.
+        prepare(&layout, &assignment(1, all)).unwrap();
+        assert_eq!(current_dynamic_config(&layout).unwrap(), survivor);
+        // A config that leaves the server out, or has no version, is refused.
+        let unversioned = DynamicConfig::of([server(1, MemberRole::Participant)]);
+        assert!(force_config(&layout, &assignment(1, unversioned.clone()), &unversioned).is_err());
     }
 
     #[test]

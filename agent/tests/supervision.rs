@@ -94,14 +94,15 @@ fn member_state(address: &str, epoch: u64, revision: u64) -> DesiredNodeState {
         epoch,
         revision,
         instance: "i-0001".into(),
-        node: NodeAssignment::Member(MemberAssignment {
+        node: NodeAssignment::Member(Box::new(MemberAssignment {
             server_id: ServerId(1),
             initial_config: DynamicConfig::of([server]),
             static_config: static_properties(500, 10, 5, &BTreeMap::new()),
             heap_mb: 128,
             jvm_flags: vec!["-XX:+UseSerialGC".into()],
             reconfig: None,
-        }),
+            recovery: None,
+        })),
     }
 }
 

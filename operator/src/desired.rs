@@ -16,7 +16,7 @@ pub fn desired_for(
     let node = match record {
         Some(m) if m.retiring => NodeAssignment::Retired { server_id: m.id },
         Some(m) => match &m.initial_config {
-            Some(initial) => NodeAssignment::Member(MemberAssignment {
+            Some(initial) => NodeAssignment::Member(Box::new(MemberAssignment {
                 server_id: m.id,
                 initial_config: initial.clone(),
                 static_config: spec.static_properties(),
@@ -27,7 +27,9 @@ pub fn desired_for(
                     .as_ref()
                     .filter(|r| r.via == instance)
                     .map(|r| r.order.clone()),
-            }),
+                // Set by quorum-loss recovery (not planned yet).
+                recovery: None,
+            })),
             None => NodeAssignment::Idle,
         },
         None => NodeAssignment::Idle,

@@ -34,7 +34,7 @@ pub enum NodeAssignment {
     /// No member here (yet): run nothing.
     Idle,
     /// Run ZooKeeper as server `server_id`.
-    Member(MemberAssignment),
+    Member(Box<MemberAssignment>),
     /// The member has left the config: stop ZooKeeper and keep it stopped.
     Retired {
         /// The id it had.
@@ -61,6 +61,21 @@ pub struct MemberAssignment {
     /// A reconfig this agent should run against its server, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconfig: Option<ReconfigOrder>,
+    /// A quorum-loss recovery: restart the server under this config (only the
+    /// survivors, versioned just above the last committed one). Applied once
+    /// per generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// A forced config after a quorum loss.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    /// Rises with every recovery; an agent applies each generation once.
+    pub generation: u64,
+    /// The survivors' config, with its version.
+    pub config: DynamicConfig,
 }
 
 /// An incremental reconfig to run, conditional on the config version.
@@ -101,6 +116,9 @@ pub struct AgentReport {
     /// server is not serving (for choosing survivors after a quorum loss).
     #[serde(default)]
     pub disk_zxid: Option<Zxid>,
+    /// The highest config version among the node's own dynamic config files.
+    #[serde(default)]
+    pub disk_config_version: Option<ConfigVersion>,
     /// The outcome of the last reconfig order it ran.
     #[serde(default)]
     pub reconfig: Option<ReconfigResult>,
@@ -278,7 +296,7 @@ mod tests {
             NodeAssignment::Retired {
                 server_id: ServerId(2),
             },
-            NodeAssignment::Member(MemberAssignment {
+            NodeAssignment::Member(Box::new(MemberAssignment {
                 server_id: ServerId(1),
                 initial_config: config.clone(),
                 static_config: BTreeMap::from([("tickTime".to_string(), "500".to_string())]),
@@ -290,7 +308,11 @@ mod tests {
                     joining: vec![server(4)],
                     leaving: vec![ServerId(2)],
                 }),
-            }),
+                recovery: Some(Recovery {
+                    generation: 1,
+                    config: config.clone(),
+                }),
+            })),
         ];
         for node in nodes {
             let d = DesiredNodeState {

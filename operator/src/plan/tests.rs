@@ -49,6 +49,7 @@ fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>) -> AgentR
         process: ProcessReport::default(),
         probe,
         disk_zxid: None,
+        disk_config_version: None,
         reconfig: None,
         errors: vec![],
     }
