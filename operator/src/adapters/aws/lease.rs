@@ -80,17 +80,7 @@ impl DynamoLease {
 
     /// Takes, renews or observes the lease at `now_ms` (ms since the Unix epoch).
     pub async fn round(&self, now_ms: u64) -> Result<LeaseState, StoreError> {
-        let current = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(self.key.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| io("GetItem", super::describe(&e)))?
-            .item()
-            .cloned();
+        let current = super::get_item(&self.client, &self.table, &self.key).await?;
         let expires = now_ms + self.ttl.as_millis() as u64;
         let (epoch, condition, values): (u64, &str, Vec<(&str, AttributeValue)>) = match &current {
             None => (1, "attribute_not_exists(pk)", vec![]),

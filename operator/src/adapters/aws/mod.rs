@@ -31,3 +31,31 @@ pub async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
 pub fn describe<E: std::error::Error + 'static>(e: &E) -> String {
     aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
 }
+
+/// One DynamoDB item by its `pk`, read consistently.
+pub(crate) async fn get_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+) -> Result<
+    Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    crate::adapters::StoreError,
+> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(key.to_string()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| {
+            crate::adapters::StoreError::Io(std::io::Error::other(format!(
+                "DynamoDB GetItem: {}",
+                describe(&e)
+            )))
+        })?;
+    Ok(out.item().cloned())
+}

@@ -37,16 +37,7 @@ impl DynamoStore {
     }
 
     async fn item(&self) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(self.key.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| io("GetItem", super::describe(&e)))?;
-        Ok(out.item().cloned())
+        super::get_item(&self.client, &self.table, &self.key).await
     }
 }
 
