@@ -8,6 +8,7 @@ use zkop_spec::zk::{DynamicConfig, MemberRole, Server};
 use crate::adapters::{Fleet, FleetError, IdLedger, LedgerError};
 use crate::model::{MemberRecord, Persisted};
 use crate::plan::Step;
+use zkop_spec::wire::Recovery;
 
 /// After a failed reconfig, wait this long before the next one.
 pub const RECONFIG_RETRY_MS: u64 = 3_000;
@@ -151,6 +152,7 @@ pub async fn act<F: Fleet, L: IdLedger>(
                     initial_config: None,
                     retiring: false,
                     adopted: false,
+                    recovery: None,
                 },
             );
             format!("instance {instance} ({address}) claimed server id {id}")
@@ -218,6 +220,37 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 "instance {} tagged as member {id} and protected from scale-in",
                 m.instance
             )
+        }
+        Step::FenceInstance { instance } => {
+            fleet.fence(instance).await?;
+            format!("instance {instance} fenced (terminated) before recovering the quorum")
+        }
+        Step::ForceConfig {
+            config,
+            left_out,
+            summary,
+        } => {
+            s.recovery_generation += 1;
+            let recovery = Recovery {
+                generation: s.recovery_generation,
+                config: config.clone(),
+            };
+            for id in config.servers.keys() {
+                let m = s
+                    .members
+                    .get_mut(id)
+                    .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+                m.recovery = Some(recovery.clone());
+                m.initial_config = Some(config.clone());
+            }
+            for id in left_out {
+                if let Some(m) = s.members.get_mut(id) {
+                    m.retiring = true;
+                }
+            }
+            s.config = Some(config.clone());
+            s.reconfig = None;
+            summary.clone()
         }
         Step::CompleteLifecycleAction { instance } => {
             fleet.complete_termination(instance).await?;

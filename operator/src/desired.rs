@@ -27,8 +27,7 @@ pub fn desired_for(
                     .as_ref()
                     .filter(|r| r.via == instance)
                     .map(|r| r.order.clone()),
-                // Set by quorum-loss recovery (not planned yet).
-                recovery: None,
+                recovery: m.recovery.clone(),
             })),
             None => NodeAssignment::Idle,
         },

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use zkop_spec::wire::{AgentReport, ReconfigOrder};
-use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId};
+use zkop_spec::wire::{AgentReport, ReconfigOrder, Recovery};
+use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, Zxid};
 
 /// What must survive a controller crash, and why:
 /// - `ever_bootstrapped`: a fresh ensemble is bootstrapped only when this is false,
@@ -43,6 +43,9 @@ pub struct Persisted {
     pub next_seq: u64,
     /// No reconfig is issued before this time (ms since the Unix epoch) after a failure.
     pub reconfig_not_before_ms: u64,
+    /// The last quorum-loss recovery's generation.
+    #[serde(default)]
+    pub recovery_generation: u64,
 }
 
 /// A server id held by an instance.
@@ -63,6 +66,9 @@ pub struct MemberRecord {
     /// scale-in (done after the id is claimed: tags follow the lease).
     #[serde(default)]
     pub adopted: bool,
+    /// The forced config this member restarts under after a quorum loss.
+    #[serde(default)]
+    pub recovery: Option<Recovery>,
 }
 
 /// A reconfig order handed to one agent.
@@ -132,6 +138,8 @@ pub struct Observed {
     pub now_ms: u64,
     /// How long no member has reported leading (zero while one does).
     pub leaderless_for: Duration,
+    /// The highest zxid any member has reported since this controller started.
+    pub max_zxid_seen: Option<Zxid>,
 }
 
 impl Observed {

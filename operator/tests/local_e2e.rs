@@ -331,3 +331,72 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_voters_killed_together_the_survivor_rebuilds_the_ensemble_with_its_data() {
+    let _serial = SERIAL.lock().await;
+    let spec = example_spec(3).replace("detectAfter: 10s", "detectAfter: 3s");
+    let c = LocalCluster::start(&spec, "127.0.49.0/24").await;
+    let before = c
+        .wait_status("three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let hosts = LocalCluster::endpoints(&before);
+    let client = zk_client(&hosts).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client.create("/kept", b"v", &options).await.unwrap();
+    for i in 0..200 {
+        client
+            .create(&format!("/kept/z{i}"), b"v", &options)
+            .await
+            .unwrap();
+    }
+    drop(client);
+    // Every member holds all of it before the loss.
+    let s = c
+        .wait_status("equal zxids", Duration::from_secs(30), |s| {
+            settled(s, 3, 0)
+                && s.members
+                    .iter()
+                    .all(|m| m.zxid.is_some() && m.zxid == s.members[0].zxid)
+        })
+        .await;
+    let survivor = s
+        .members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap()
+        .clone();
+    for m in s.members.iter().filter(|m| m.instance != survivor.instance) {
+        c.kill_instance(&m.instance);
+    }
+    let after = c
+        .wait_status(
+            "three voters after the recovery",
+            Duration::from_secs(120),
+            |s| {
+                s.events.iter().any(|e| e.kind == "force_config")
+                    && settled(s, 3, 0)
+                    && s.members.iter().any(|m| m.id == survivor.id)
+            },
+        )
+        .await;
+    let event = after
+        .events
+        .iter()
+        .find(|e| e.kind == "force_config")
+        .unwrap_or_else(|| panic!("no recovery event: {:#?}", after.events));
+    assert!(
+        event
+            .message
+            .contains(&format!("survivors [{} (zxid", survivor.id)),
+        "{}",
+        event.message
+    );
+    assert_zookeeper_agrees(&after).await;
+    let client = zk_client(&LocalCluster::endpoints(&after)).await;
+    client.sync("/kept").await.unwrap();
+    assert_eq!(client.list_children("/kept").await.unwrap().len(), 200);
+}

@@ -48,6 +48,9 @@ pub trait Fleet: Send + Sync {
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Terminates an instance and lowers the desired capacity by one.
     fn terminate(&self, instance: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
+    /// Terminates an instance to fence it off (a lost voter that may still be
+    /// running), keeping the desired capacity: it is replaced.
+    fn fence(&self, instance: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Lets an instance held by a termination lifecycle hook terminate.
     fn complete_termination(
         &self,

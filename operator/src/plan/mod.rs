@@ -142,6 +142,20 @@ pub enum Step {
         /// The instance.
         instance: String,
     },
+    /// Fence a lost voter off: terminate its instance (it is replaced).
+    FenceInstance {
+        /// The instance.
+        instance: String,
+    },
+    /// Restart the survivors of a lost quorum under a config of their own.
+    ForceConfig {
+        /// The survivors' config, versioned just above the last committed one.
+        config: DynamicConfig,
+        /// Reachable voters left out (an even survivor count): they retire.
+        left_out: Vec<ServerId>,
+        /// What the event says: survivors, their zxids, what may be lost.
+        summary: String,
+    },
     /// Drop a member whose instance is gone and that is no longer in the config,
     /// releasing its id.
     ForgetMember {
@@ -166,12 +180,14 @@ impl Step {
             Step::AdoptInstance { .. } => "adopt_instance",
             Step::RetireMember { .. } => "retire_member",
             Step::CompleteLifecycleAction { .. } => "complete_lifecycle_action",
+            Step::FenceInstance { .. } => "fence_instance",
+            Step::ForceConfig { .. } => "force_config",
             Step::ForgetMember { .. } => "forget_member",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 15] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -184,6 +200,8 @@ impl Step {
         "adopt_instance",
         "retire_member",
         "complete_lifecycle_action",
+        "fence_instance",
+        "force_config",
         "forget_member",
     ];
 }
@@ -372,8 +390,13 @@ impl Ctx<'_> {
         let reachable: Vec<&MemberRecord> = config
             .voters()
             .filter_map(|s| self.p.members.get(&s.id))
+            // Reachable: its agent reports and its server answers probes (a
+            // paused server does not).
             .filter(|m| {
-                self.obs.instance_up(&m.instance) && self.fresh_report(&m.instance).is_some()
+                self.obs.instance_up(&m.instance)
+                    && self
+                        .fresh_report(&m.instance)
+                        .is_some_and(|r| r.server_id == Some(m.id) && r.probe.is_some())
             })
             .collect();
         let lost: Vec<ServerId> = config
@@ -419,7 +442,114 @@ impl Ctx<'_> {
                 format!("{:?}", self.spec.healing.quorum_loss).to_lowercase()
             )
         };
-        Plan::new(Phase::QuorumLost, reason, steps)
+        if reachable.is_empty()
+            || self.spec.healing.quorum_loss == zkop_spec::cluster::QuorumLossPolicy::Wait
+        {
+            return Plan::new(Phase::QuorumLost, reason, steps);
+        }
+        self.recover(config, &reachable, &lost, steps)
+    }
+
+    /// Recovery from the survivors: fence every lost voter, then restart the
+    /// survivors with the highest zxids under a config of their own.
+    fn recover(
+        &self,
+        config: &DynamicConfig,
+        reachable: &[&MemberRecord],
+        lost: &[ServerId],
+        mut steps: Vec<Step>,
+    ) -> Plan {
+        let unfenced: Vec<&MemberRecord> = lost
+            .iter()
+            .filter_map(|id| self.p.members.get(id))
+            .filter(|m| !self.obs.instance_gone(&m.instance))
+            .collect();
+        if let Some(m) = unfenced.first() {
+            steps.insert(
+                0,
+                Step::FenceInstance {
+                    instance: m.instance.clone(),
+                },
+            );
+            let ids: Vec<String> = unfenced.iter().map(|m| m.id.to_string()).collect();
+            return Plan::new(
+                Phase::QuorumLost,
+                format!(
+                    "quorum lost: fencing lost voters [{}] before recovering",
+                    ids.join(", ")
+                ),
+                steps,
+            );
+        }
+        let mut known = Vec::new();
+        for m in reachable {
+            let r = self.fresh_report(&m.instance);
+            let zxid = r.and_then(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid));
+            let version = r.and_then(|r| r.disk_config_version);
+            match (zxid, version) {
+                (Some(z), Some(v)) => known.push((z, v, *m)),
+                _ => {
+                    let reason = format!(
+                        "quorum lost: waiting for survivor {} to report its zxid and config version",
+                        m.id
+                    );
+                    return Plan::new(Phase::QuorumLost, reason, steps);
+                }
+            }
+        }
+        // The highest zxids first; an odd number of them.
+        known.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.id.cmp(&b.2.id)));
+        let keep = zkop_spec::validate::largest_odd_at_most(known.len() as u32) as usize;
+        let (chosen, left) = known.split_at(keep);
+        let version = chosen
+            .iter()
+            .map(|k| k.1)
+            .max()
+            .map(|v| zkop_spec::zk::ConfigVersion(v.0 + 1));
+        let forced = DynamicConfig {
+            version,
+            ..DynamicConfig::of(chosen.iter().map(|k| {
+                config
+                    .servers
+                    .get(&k.2.id)
+                    .cloned()
+                    .unwrap_or_else(|| k.2.server.clone())
+                    .with_role(MemberRole::Participant)
+            }))
+        };
+        let best = chosen[0].0;
+        let lost_txns = match self.obs.max_zxid_seen {
+            Some(max) if max <= best => "none".to_string(),
+            Some(max) => max
+                .lead_over(best)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            None => "unknown".into(),
+        };
+        let survivors: Vec<String> = chosen
+            .iter()
+            .map(|k| format!("{} (zxid {})", k.2.id, k.0))
+            .collect();
+        let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+        let summary = format!(
+            "quorum recovered from survivors [{}] under config version {}; lost voters [{}] fenced; transactions possibly lost: {lost_txns}",
+            survivors.join(", "),
+            forced.version.map(|v| v.to_string()).unwrap_or_default(),
+            lost_text.join(", ")
+        );
+        steps.insert(
+            0,
+            Step::ForceConfig {
+                config: forced,
+                left_out: left.iter().map(|k| k.2.id).collect(),
+                summary,
+            },
+        );
+        Plan::new(
+            Phase::QuorumLost,
+            "quorum lost: restarting the survivors under their own config",
+            steps,
+        )
     }
 
     /// The newest config a serving member reports, if newer than the persisted one.

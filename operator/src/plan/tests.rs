@@ -106,6 +106,7 @@ impl B {
                 initial_config: initial,
                 retiring: false,
                 adopted: true,
+                recovery: None,
             },
         );
         self.obs.reports.insert(
@@ -293,6 +294,7 @@ fn losing_two_of_three_voters_is_a_lost_quorum_only_after_detect_after() {
         }
         r.report.disk_zxid = Some("0x100000007".parse().unwrap());
     }
+    b.spec.healing.quorum_loss = zkop_spec::cluster::QuorumLossPolicy::Wait;
     b.obs.leaderless_for = Duration::from_secs(3);
     let plan = b.plan();
     assert_eq!(plan.phase, Phase::Degraded, "{}", plan.reason);
@@ -321,6 +323,56 @@ fn losing_two_of_three_voters_is_a_lost_quorum_only_after_detect_after() {
             .all(|s| matches!(s, Step::SetDesiredCapacity { .. })),
         "{plan:?}"
     );
+}
+
+#[test]
+fn with_recover_lost_voters_are_fenced_then_the_best_survivor_restarts_alone() {
+    let mut b = cluster(5).dead(4).dead(5);
+    // Voter 3 still runs but its server does not answer (paused): lost, not gone.
+    b.obs.reports.get_mut("i-3").unwrap().report.probe = None;
+    for (inst, zxid) in [("i-1", "0x100000009"), ("i-2", "0x10000000b")] {
+        let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
+        let p = r.probe.as_mut().unwrap();
+        p.serving = false;
+        p.mode = None;
+        p.zxid = None;
+        r.disk_zxid = Some(zxid.parse().unwrap());
+        r.disk_config_version = Some(ConfigVersion(V1));
+    }
+    b.obs.leaderless_for = Duration::from_secs(30);
+    b.obs.max_zxid_seen = Some("0x10000000c".parse().unwrap());
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
+    assert_eq!(
+        plan.steps.first(),
+        Some(&Step::FenceInstance {
+            instance: "i-3".into()
+        }),
+        "{plan:?}"
+    );
+    // Once it is gone: two survivors, so only the one with the higher zxid,
+    // under version last committed + 1; the other retires.
+    let b = b.dead(3);
+    match b.plan().steps.first() {
+        Some(Step::ForceConfig {
+            config,
+            left_out,
+            summary,
+        }) => {
+            assert_eq!(
+                config.servers.keys().map(|id| id.0).collect::<Vec<_>>(),
+                vec![2]
+            );
+            assert_eq!(config.voter_count(), 1);
+            assert_eq!(config.version, Some(ConfigVersion(V1 + 1)));
+            assert_eq!(left_out, &vec![ServerId(1)]);
+            assert!(
+                summary.contains("transactions possibly lost: 1"),
+                "{summary}"
+            );
+        }
+        other => panic!("expected a forced config, got {other:?}"),
+    }
 }
 
 #[test]
@@ -631,6 +683,16 @@ impl Fleet for SimFleet {
         Ok(())
     }
 
+    async fn fence(&self, instance: &str) -> Result<(), FleetError> {
+        let mut g = self.inner.lock().unwrap();
+        for i in &mut g.0 {
+            if i.id == instance {
+                i.state = InstanceState::Terminated;
+            }
+        }
+        Ok(())
+    }
+
     async fn terminate(&self, instance: &str) -> Result<(), FleetError> {
         let mut g = self.inner.lock().unwrap();
         for i in &mut g.0 {
@@ -797,6 +859,7 @@ impl Sim {
             desired_capacity: view.desired_capacity,
             reports,
             now_ms: self.now_ms,
+            max_zxid_seen: None,
             leaderless_for: if leader.is_some() {
                 Duration::ZERO
             } else {

@@ -119,6 +119,17 @@ impl Fleet for AsgFleet {
         Ok(())
     }
 
+    async fn fence(&self, instance: &str) -> Result<(), FleetError> {
+        self.client
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance)
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await
+            .map_err(|e| op("TerminateInstanceInAutoScalingGroup", super::describe(&e)))?;
+        Ok(())
+    }
+
     async fn complete_termination(&self, instance: &str) -> Result<(), FleetError> {
         let hooks = self
             .client

@@ -225,6 +225,21 @@ impl Fleet for LocalFleet {
         Ok(())
     }
 
+    async fn fence(&self, instance: &str) -> Result<(), FleetError> {
+        let mut inner = self.inner.lock().await;
+        if !inner.file.instances.contains_key(instance) {
+            return Err(FleetError::UnknownInstance(instance.to_string()));
+        }
+        // SIGKILL: a paused or partitioned server must not get another word in.
+        inner.agents.kill(instance).await;
+        if let Some(r) = inner.file.instances.get_mut(instance) {
+            r.terminated = true;
+            r.agent_pid = None;
+        }
+        self.save(&inner.file)?;
+        Ok(())
+    }
+
     async fn complete_termination(&self, _instance: &str) -> Result<(), FleetError> {
         // Local instances have no lifecycle hooks.
         Ok(())
