@@ -332,15 +332,15 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_of_three_voters_killed_together_the_survivor_rebuilds_the_ensemble_with_its_data() {
+/// SIGKILLs `kill` voters of an ensemble of `n` together (a majority), keeping
+/// a follower, and checks the survivors rebuild `n` voters holding every znode
+/// they had.
+async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
     let _serial = SERIAL.lock().await;
-    let spec = example_spec(3).replace("detectAfter: 10s", "detectAfter: 3s");
-    let c = LocalCluster::start(&spec, "127.0.49.0/24").await;
+    let spec = example_spec(n as u32).replace("detectAfter: 10s", "detectAfter: 3s");
+    let c = LocalCluster::start(&spec, network).await;
     let before = c
-        .wait_status("three voters", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
+        .wait_status("the voters", Duration::from_secs(90), |s| settled(s, n, 0))
         .await;
     let hosts = LocalCluster::endpoints(&before);
     let client = zk_client(&hosts).await;
@@ -357,7 +357,7 @@ async fn two_of_three_voters_killed_together_the_survivor_rebuilds_the_ensemble_
     // Every member holds all of it before the loss.
     let s = c
         .wait_status("equal zxids", Duration::from_secs(30), |s| {
-            settled(s, 3, 0)
+            settled(s, n, 0)
                 && s.members
                     .iter()
                     .all(|m| m.zxid.is_some() && m.zxid == s.members[0].zxid)
@@ -369,18 +369,21 @@ async fn two_of_three_voters_killed_together_the_survivor_rebuilds_the_ensemble_
         .find(|m| m.role == "follower")
         .unwrap()
         .clone();
-    for m in s.members.iter().filter(|m| m.instance != survivor.instance) {
+    let victims: Vec<_> = s
+        .members
+        .iter()
+        .filter(|m| m.instance != survivor.instance)
+        .take(kill)
+        .collect();
+    assert_eq!(victims.len(), kill);
+    for m in &victims {
         c.kill_instance(&m.instance);
     }
     let after = c
         .wait_status(
-            "three voters after the recovery",
-            Duration::from_secs(120),
-            |s| {
-                s.events.iter().any(|e| e.kind == "force_config")
-                    && settled(s, 3, 0)
-                    && s.members.iter().any(|m| m.id == survivor.id)
-            },
+            "the voters back after the recovery",
+            Duration::from_secs(180),
+            |s| s.events.iter().any(|e| e.kind == "force_config") && settled(s, n, 0),
         )
         .await;
     let event = after
@@ -388,15 +391,31 @@ async fn two_of_three_voters_killed_together_the_survivor_rebuilds_the_ensemble_
         .iter()
         .find(|e| e.kind == "force_config")
         .unwrap_or_else(|| panic!("no recovery event: {:#?}", after.events));
+    // An odd number of survivors restarts (one here), never a killed member.
     assert!(
-        event
-            .message
-            .contains(&format!("survivors [{} (zxid", survivor.id)),
+        event.message.contains("quorum recovered from survivors ["),
         "{}",
         event.message
     );
+    for m in &victims {
+        assert!(
+            !event.message.contains(&format!("[{} (zxid", m.id)),
+            "{}",
+            event.message
+        );
+    }
     assert_zookeeper_agrees(&after).await;
     let client = zk_client(&LocalCluster::endpoints(&after)).await;
     client.sync("/kept").await.unwrap();
     assert_eq!(client.list_children("/kept").await.unwrap().len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_voters_killed_together_the_survivor_rebuilds_the_ensemble_with_its_data() {
+    survivor_rebuilds(3, 2, "127.0.49.0/24").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_of_five_voters_killed_together_the_survivor_rebuilds_five_voters() {
+    survivor_rebuilds(5, 3, "127.0.50.0/24").await;
 }
