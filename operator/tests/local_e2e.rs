@@ -419,3 +419,145 @@ async fn two_of_three_voters_killed_together_the_survivor_rebuilds_the_ensemble_
 async fn three_of_five_voters_killed_together_the_survivor_rebuilds_five_voters() {
     survivor_rebuilds(5, 3, "127.0.50.0/24").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_voters_are_fenced_before_recovery_and_no_second_leader_appears() {
+    let _serial = SERIAL.lock().await;
+    let spec = example_spec(3).replace("detectAfter: 10s", "detectAfter: 3s");
+    let c = LocalCluster::start(&spec, "127.0.51.0/24").await;
+    let s = c
+        .wait_status("three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let survivor = s
+        .members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap()
+        .clone();
+    // Pause (not kill) the servers of the two others: a partition.
+    let paused: Vec<(u64, u32)> = s
+        .members
+        .iter()
+        .filter(|m| m.instance != survivor.instance)
+        .map(|m| (m.id.0, c.server_pid(&m.instance).unwrap()))
+        .collect();
+    for (_, pid) in &paused {
+        // SAFETY: kill(2) on servers this test's cluster started.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGSTOP);
+        }
+    }
+    let after = c
+        .wait_status("the recovery", Duration::from_secs(120), |s| {
+            s.events.iter().any(|e| e.kind == "force_config")
+        })
+        .await;
+    // Both paused servers were fenced (their processes are gone) before the
+    // config was rewritten.
+    let force = after
+        .events
+        .iter()
+        .position(|e| e.kind == "force_config")
+        .unwrap();
+    let fenced = after.events[..force]
+        .iter()
+        .filter(|e| e.kind == "fence_instance")
+        .count();
+    assert_eq!(fenced, 2, "{:#?}", after.events);
+    for (id, pid) in &paused {
+        assert!(
+            !common::alive(*pid),
+            "paused server of member {id} still exists"
+        );
+        // SAFETY: a no-op on a process that is gone; it must be.
+        unsafe {
+            libc::kill(*pid as libc::pid_t, libc::SIGCONT);
+        }
+    }
+    // From here on, never two leaders.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut back = false;
+    while std::time::Instant::now() < deadline {
+        if let Some(s) = c.status().await {
+            let leaders = s.members.iter().filter(|m| m.role == "leader").count();
+            assert!(leaders <= 1, "two leaders: {s:#?}");
+            if settled(&s, 3, 0) {
+                back = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        back,
+        "the ensemble did not come back to three voters:\n{}",
+        c.log_tail()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_paused_for_less_than_member_dead_after_is_left_alone() {
+    let _serial = SERIAL.lock().await;
+    let c = LocalCluster::start(&example_spec(3), "127.0.52.0/24").await;
+    let s = c
+        .wait_status("three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let slow = s
+        .members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap()
+        .clone();
+    let pid = c.server_pid(&slow.instance).unwrap();
+    let events_before = s.events.len();
+    // SAFETY: kill(2) on a server this test's cluster started.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGSTOP);
+    }
+    // Paused for 30 s (memberDeadAfter is 60 s): watch that nothing is done.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        if let Some(s) = c.status().await {
+            let acted: Vec<_> = s.events[events_before.min(s.events.len())..]
+                .iter()
+                .filter(|e| {
+                    [
+                        "fence_instance",
+                        "reconfig",
+                        "force_config",
+                        "terminate_instance",
+                    ]
+                    .contains(&e.kind.as_str())
+                })
+                .collect();
+            assert!(acted.is_empty(), "acted on a slow member: {acted:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGCONT);
+    }
+    let after = c
+        .wait_status(
+            "the slow member following again",
+            Duration::from_secs(60),
+            |s| {
+                settled(s, 3, 0)
+                    && s.members
+                        .iter()
+                        .any(|m| m.id == slow.id && m.role == "follower")
+            },
+        )
+        .await;
+    assert_eq!(
+        c.server_pid(&slow.instance),
+        Some(pid),
+        "the slow member was restarted"
+    );
+    assert_eq!(after.members.len(), 3);
+}
