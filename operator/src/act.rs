@@ -243,13 +243,15 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 m.recovery = Some(recovery.clone());
                 m.initial_config = Some(config.clone());
             }
+            // Everyone the forced config leaves out (surplus survivors, observers)
+            // retires and is replaced; none restarts under the old config.
+            s.reconfig = None;
+            adopt_config(&mut s, config.clone());
             for id in left_out {
                 if let Some(m) = s.members.get_mut(id) {
                     m.retiring = true;
                 }
             }
-            s.config = Some(config.clone());
-            s.reconfig = None;
             summary.clone()
         }
         Step::CompleteLifecycleAction { instance } => {
