@@ -210,9 +210,15 @@ impl Shared {
     }
 
     fn commit(&self, persisted: Persisted) {
+        self.change(|s| s.persisted = persisted);
+    }
+
+    /// Changes what desired states are computed from, bumping the revision so
+    /// long polls answer.
+    fn change(&self, f: impl FnOnce(&mut SharedState)) {
         let revision = {
             let mut s = self.lock();
-            s.persisted = persisted;
+            f(&mut s);
             s.revision += 1;
             s.revision
         };
@@ -230,14 +236,8 @@ impl Shared {
     }
 
     fn set_spec(&self, spec: ValidatedCluster) {
-        self.lock().spec = spec;
         // Static config and heap ride in desired states.
-        let revision = {
-            let mut s = self.lock();
-            s.revision += 1;
-            s.revision
-        };
-        self.revision_tx.send_replace(revision);
+        self.change(|s| s.spec = spec);
     }
 
     /// The cluster as `zkop status` shows it.

@@ -421,19 +421,9 @@ async fn an_aws_error_shows_in_status_and_the_controller_keeps_running() {
         }
     }
     let guard = Kill(&mut child);
-    let api = state.join("api.json");
-    wait_until("api.json", Duration::from_secs(60), || async {
-        std::fs::read_to_string(&api)
-            .ok()
-            .filter(|t| t.contains("url"))
-    })
-    .await;
-    let f: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
-    let url = f["url"].as_str().unwrap();
-    let token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap()).unwrap();
+    let (url, token) = common::read_api_json(&state, Duration::from_secs(60)).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let api = common::api_client(&http, url, token.trim());
+    let api = common::api_client(&http, &url, &token);
     let tail = || common::tail(&dir.path().join("run.log"));
     let s = api
         .wait_status(

@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::moto::{Moto, create_group, create_table};
-use super::{ApiClient, agent_bin, alive, api_client, repo_root, runs, tail, wait_until, zkop_bin};
+use super::{
+    ApiClient, agent_bin, alive, api_client, read_api_json, repo_root, runs, tail, zkop_bin,
+};
 
 /// The group, table and cluster names of `examples/aws-3.yaml`.
 pub const GROUP: &str = "aws-3";
@@ -122,20 +124,9 @@ impl AwsCluster {
             c.apis.push(format!("127.0.0.1:{port}"));
             let pid = c.spawn_controller(i);
             c.pids.push(pid);
-            let api = state.join("api.json");
-            wait_until("api.json", Duration::from_secs(60), || async {
-                std::fs::read_to_string(&api)
-                    .ok()
-                    .filter(|t| t.contains("url"))
-            })
-            .await;
-            let f: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
-            c.urls.push(f["url"].as_str().unwrap().to_string());
-            c.token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap())
-                .unwrap()
-                .trim()
-                .to_string();
+            let (url, token) = read_api_json(&state, Duration::from_secs(60)).await;
+            c.urls.push(url);
+            c.token = token;
         }
         let mut sim = c.command("sim");
         sim.args(["sandbox", "fleet"])

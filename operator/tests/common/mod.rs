@@ -123,21 +123,7 @@ impl LocalCluster {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let api = self.state_dir().join("api.json");
-        wait_until("api.json is written", Duration::from_secs(30), || async {
-            std::fs::read_to_string(&api)
-                .ok()
-                .filter(|t| t.contains("url"))
-        })
-        .await;
-        let f: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
-        self.url = f["url"].as_str().unwrap().to_string();
-        let token_file = f["tokenFile"].as_str().unwrap();
-        self.token = std::fs::read_to_string(token_file)
-            .unwrap()
-            .trim()
-            .to_string();
+        (self.url, self.token) = read_api_json(&self.state_dir(), Duration::from_secs(30)).await;
     }
 
     /// The API's base URL.
@@ -559,4 +545,22 @@ pub async fn assert_writes_kept(s: &StatusReply, acked: &[String]) {
         .collect();
     let lost: Vec<&String> = acked.iter().filter(|a| !present.contains(*a)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
+
+/// Waits for `state_dir/api.json` and returns the controller's URL and token.
+pub async fn read_api_json(state_dir: &Path, limit: Duration) -> (String, String) {
+    let api = state_dir.join("api.json");
+    wait_until("api.json is written", limit, || async {
+        std::fs::read_to_string(&api)
+            .ok()
+            .filter(|t| t.contains("url"))
+    })
+    .await;
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&api).unwrap()).unwrap();
+    let token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap()).unwrap();
+    (
+        f["url"].as_str().unwrap().to_string(),
+        token.trim().to_string(),
+    )
 }
