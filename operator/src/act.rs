@@ -3,7 +3,7 @@
 //! returns: a crash before the state is saved repeats the step, safely.
 
 use zkop_spec::ValidatedCluster;
-use zkop_spec::zk::{DynamicConfig, MemberRole, Server};
+use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId};
 
 use crate::adapters::{Fleet, FleetError, IdLedger, LedgerError};
 use crate::model::{MemberRecord, Persisted};
@@ -267,6 +267,31 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
             m.retiring = true;
             format!("member {id} on {} is not needed and retires", m.instance)
+        }
+        Step::DiscardEnsemble { lost } => {
+            if s.members
+                .values()
+                .any(|m| m.role_in(s.config.as_ref()).is_some() && !lost.contains(&m.id))
+            {
+                return Err(ActError::Stale(
+                    "a member of the ensemble is not lost".into(),
+                ));
+            }
+            // Every member goes (their instances are fenced); the next plan
+            // forgets them, claims ids for fresh instances and bootstraps.
+            for m in s.members.values_mut() {
+                m.retiring = true;
+                m.recovery = None;
+            }
+            s.config = None;
+            s.reconfig = None;
+            s.ever_bootstrapped = false;
+            s.max_zxid_seen = None;
+            let lost: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+            format!(
+                "TOTAL LOSS: no member of the ensemble survived (lost [{}]); healing.onTotalLoss: bootstrap: the ensemble is discarded and a fresh, EMPTY one is bootstrapped; all its data is gone",
+                lost.join(", ")
+            )
         }
         Step::ForgetMember { id } => {
             ledger.release(*id).await?;

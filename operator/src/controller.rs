@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use zkop_spec::ValidatedCluster;
 use zkop_spec::wire::{AgentReport, DesiredNodeState, Event, MemberStatus, StatusReply};
-use zkop_spec::zk::{MemberRole, ServerMode, Zxid};
+use zkop_spec::zk::{MemberRole, ServerMode};
 
 use crate::act::{ActError, act};
 use crate::adapters::aws::LeaseState;
@@ -124,8 +124,6 @@ struct SharedState {
     last_error: Option<String>,
     /// When a member last reported leading (or this controller started).
     leader_seen_at: Instant,
-    /// The highest zxid any member reported.
-    max_zxid_seen: Option<Zxid>,
 }
 
 /// What the loop and the HTTP API share.
@@ -158,7 +156,6 @@ impl Shared {
                 follower_of: Some(None),
                 last_error: None,
                 leader_seen_at: Instant::now(),
-                max_zxid_seen: None,
             }),
             revision_tx,
         })
@@ -329,19 +326,22 @@ impl Shared {
         if leading {
             s.leader_seen_at = Instant::now();
         }
+        // Fresh reports only: a dead member's last report must not outlive a
+        // discarded ensemble.
         let newest = s
             .reports
             .values()
+            .filter(|(_, at)| at.elapsed() < Duration::from_secs(5))
             .filter_map(|(r, _)| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid))
             .max();
-        s.max_zxid_seen = s.max_zxid_seen.max(newest);
+        // Saved with the next state change.
+        s.persisted.max_zxid_seen = s.persisted.max_zxid_seen.max(newest);
         let observed = Observed {
             instances,
             desired_capacity,
             reports,
             now_ms: now_ms(),
             leaderless_for: s.leader_seen_at.elapsed(),
-            max_zxid_seen: s.max_zxid_seen,
         };
         (s.spec.clone(), s.persisted.clone(), observed)
     }

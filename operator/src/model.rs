@@ -46,6 +46,10 @@ pub struct Persisted {
     /// The last quorum-loss recovery's generation.
     #[serde(default)]
     pub recovery_generation: u64,
+    /// The highest zxid any member of this ensemble ever reported: what a
+    /// recovery may have lost is measured against it, across controller restarts.
+    #[serde(default)]
+    pub max_zxid_seen: Option<Zxid>,
 }
 
 /// A server id held by an instance.
@@ -138,8 +142,6 @@ pub struct Observed {
     pub now_ms: u64,
     /// How long no member has reported leading (zero while one does).
     pub leaderless_for: Duration,
-    /// The highest zxid any member has reported since this controller started.
-    pub max_zxid_seen: Option<Zxid>,
 }
 
 impl Observed {

@@ -333,8 +333,8 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
 }
 
 /// SIGKILLs `kill` voters of an ensemble of `n` together (a majority), keeping
-/// a follower, and checks the survivors rebuild `n` voters holding every znode
-/// they had.
+/// a follower, while a client writes through that follower; checks the
+/// survivors rebuild `n` voters holding every znode they had.
 async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
     let _serial = SERIAL.lock().await;
     let spec = example_spec(n as u32).replace("detectAfter: 10s", "detectAfter: 3s");
@@ -353,8 +353,6 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
             .await
             .unwrap();
     }
-    drop(client);
-    // Every member holds all of it before the loss.
     let s = c
         .wait_status("equal zxids", Duration::from_secs(30), |s| {
             settled(s, n, 0)
@@ -369,6 +367,20 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
         .find(|m| m.role == "follower")
         .unwrap()
         .clone();
+    // A follower answers a write only once it has applied it, so every write
+    // acknowledged through the survivor is one the survivor held.
+    let through_survivor = format!("{}:{}", survivor.address, survivor.client_port);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(through_survivor, stop_rx));
+    common::wait_until("writes flowing", Duration::from_secs(30), || async {
+        client
+            .list_children("/acc")
+            .await
+            .ok()
+            .filter(|c| c.len() >= 20)
+    })
+    .await;
+    drop(client);
     let victims: Vec<_> = s
         .members
         .iter()
@@ -405,6 +417,9 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
         );
     }
     assert_zookeeper_agrees(&after).await;
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    assert_writes_kept(&after, &acked).await;
     let client = zk_client(&LocalCluster::endpoints(&after)).await;
     client.sync("/kept").await.unwrap();
     assert_eq!(client.list_children("/kept").await.unwrap().len(), 200);
@@ -560,4 +575,106 @@ async fn a_voter_paused_for_less_than_member_dead_after_is_left_alone() {
         "the slow member was restarted"
     );
     assert_eq!(after.members.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_loss_waits_by_default_and_bootstraps_an_empty_ensemble_when_allowed() {
+    let _serial = SERIAL.lock().await;
+    let spec = example_spec(3).replace("detectAfter: 10s", "detectAfter: 3s");
+    assert!(spec.contains("onTotalLoss: wait"), "{spec}");
+    let c = LocalCluster::start(&spec, "127.0.53.0/24").await;
+    let before = c
+        .wait_status("three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let client = zk_client(&LocalCluster::endpoints(&before)).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client.create("/old", b"v", &options).await.unwrap();
+    drop(client);
+    let old: BTreeSet<String> = before.members.iter().map(|m| m.instance.clone()).collect();
+    let events_before = before.events.len();
+    for m in &before.members {
+        c.kill_instance(&m.instance);
+    }
+
+    // onTotalLoss: wait: reported, and nothing is bootstrapped even once
+    // fresh instances stand ready.
+    let s = c
+        .wait_status("the total loss reported", Duration::from_secs(60), |s| {
+            s.phase == "QuorumLost" && s.reason.contains("total loss")
+        })
+        .await;
+    assert!(s.reason.contains("would lose all data"), "{}", s.reason);
+    let fresh = common::wait_until("three fresh instances", Duration::from_secs(60), || async {
+        let live: Vec<String> = c
+            .live_instances()
+            .into_iter()
+            .filter(|i| !old.contains(i))
+            .collect();
+        (live.len() == 3).then_some(live)
+    })
+    .await;
+    let passes = c.reconcile_passes().await.unwrap();
+    common::wait_until(
+        "ten more reconcile passes",
+        Duration::from_secs(60),
+        || async { c.reconcile_passes().await.filter(|p| *p >= passes + 10) },
+    )
+    .await;
+    let s = c.status().await.unwrap();
+    assert_eq!(s.phase, "QuorumLost", "{}", s.reason);
+    assert!(
+        s.events[events_before..]
+            .iter()
+            .all(|e| !["bootstrap", "claim_id", "discard_ensemble"].contains(&e.kind.as_str())),
+        "{:#?}",
+        s.events
+    );
+    for i in &fresh {
+        assert_eq!(c.server_pid(i), None, "{i} runs ZooKeeper");
+    }
+    let text = Command::new(common::zkop_bin())
+        .args(["status", "--state-dir"])
+        .arg(c.state_dir())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&text.stdout);
+    assert!(table.contains("would lose all data"), "{table}");
+
+    // onTotalLoss: bootstrap (the spec is reloaded): a fresh, empty ensemble,
+    // and an event that says so.
+    c.edit_spec("onTotalLoss: wait", "onTotalLoss: bootstrap");
+    let after = c
+        .wait_status("a fresh ensemble", Duration::from_secs(120), |s| {
+            settled(s, 3, 0) && s.events.iter().any(|e| e.kind == "discard_ensemble")
+        })
+        .await;
+    let discard = after
+        .events
+        .iter()
+        .position(|e| e.kind == "discard_ensemble")
+        .unwrap();
+    assert!(
+        after.events[discard].message.contains("TOTAL LOSS")
+            && after.events[discard].message.contains("EMPTY"),
+        "{}",
+        after.events[discard].message
+    );
+    assert!(
+        after.events[discard..]
+            .iter()
+            .any(|e| e.kind == "bootstrap"),
+        "{:#?}",
+        after.events
+    );
+    assert!(
+        after.members.iter().all(|m| !old.contains(&m.instance)),
+        "{:#?}",
+        after.members
+    );
+    assert_zookeeper_agrees(&after).await;
+    let client = zk_client(&LocalCluster::endpoints(&after)).await;
+    assert_eq!(client.check_stat("/old").await.unwrap(), None);
 }

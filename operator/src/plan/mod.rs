@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use zkop_spec::ValidatedCluster;
+use zkop_spec::cluster::{QuorumLossPolicy, TotalLossPolicy};
 use zkop_spec::wire::{AgentReport, ReconfigOrder};
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, ServerMode};
 
@@ -162,6 +163,12 @@ pub enum Step {
         /// The member.
         id: ServerId,
     },
+    /// No member survived and `healing.onTotalLoss: bootstrap` allows it: give
+    /// the lost ensemble up, so that a fresh, empty one is bootstrapped next.
+    DiscardEnsemble {
+        /// The lost members (all fenced).
+        lost: Vec<ServerId>,
+    },
 }
 
 impl Step {
@@ -183,11 +190,12 @@ impl Step {
             Step::FenceInstance { .. } => "fence_instance",
             Step::ForceConfig { .. } => "force_config",
             Step::ForgetMember { .. } => "forget_member",
+            Step::DiscardEnsemble { .. } => "discard_ensemble",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 16] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -203,6 +211,7 @@ impl Step {
         "fence_instance",
         "force_config",
         "forget_member",
+        "discard_ensemble",
     ];
 }
 
@@ -413,38 +422,38 @@ impl Ctx<'_> {
             );
             return Plan::new(Phase::Degraded, reason, steps);
         }
+        if reachable.is_empty() && config.servers.keys().all(|id| self.dead_id(*id)) {
+            return self.total_loss(config, steps);
+        }
         let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
-        let reason = if reachable.is_empty() && config.servers.keys().all(|id| self.dead_id(*id)) {
-            format!(
-                "total loss: no member of the ensemble survives (lost voters [{}]); bootstrapping a fresh ensemble would lose all data, so nothing is done (healing.onTotalLoss: {})",
-                lost_text.join(", "),
-                format!("{:?}", self.spec.healing.on_total_loss).to_lowercase()
-            )
-        } else {
-            let survivors: Vec<String> = reachable
-                .iter()
-                .map(|m| {
-                    let r = self.fresh_report(&m.instance);
-                    let zxid = r
-                        .and_then(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid))
-                        .map(|z| z.to_string())
-                        .unwrap_or_else(|| "unknown".into());
-                    format!("{} (zxid {zxid})", m.id)
-                })
-                .collect();
-            format!(
-                "quorum lost: {} of {} voters reachable, survivors [{}], lost voters [{}], no leader for {}s; healing.quorumLoss: {}: nothing is changed (automatic recovery is not implemented yet)",
-                reachable.len(),
-                config.voter_count(),
-                survivors.join(", "),
-                lost_text.join(", "),
-                waited.as_secs(),
-                format!("{:?}", self.spec.healing.quorum_loss).to_lowercase()
-            )
-        };
-        if reachable.is_empty()
-            || self.spec.healing.quorum_loss == zkop_spec::cluster::QuorumLossPolicy::Wait
-        {
+        let survivors: Vec<String> = reachable
+            .iter()
+            .map(|m| {
+                let r = self.fresh_report(&m.instance);
+                let zxid = r
+                    .and_then(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid))
+                    .map(|z| z.to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                format!("{} (zxid {zxid})", m.id)
+            })
+            .collect();
+        let policy = self.spec.healing.quorum_loss;
+        let reason = format!(
+            "quorum lost: {} of {} voters reachable, survivors [{}], lost voters [{}], no leader for {}s; healing.quorumLoss: {}{}",
+            reachable.len(),
+            config.voter_count(),
+            survivors.join(", "),
+            lost_text.join(", "),
+            waited.as_secs(),
+            format!("{policy:?}").to_lowercase(),
+            match policy {
+                QuorumLossPolicy::Wait => ": nothing is changed until a person acts",
+                QuorumLossPolicy::Recover if reachable.is_empty() =>
+                    ": no voter answers, so there is no survivor to recover from yet",
+                QuorumLossPolicy::Recover => "",
+            }
+        );
+        if reachable.is_empty() || policy == QuorumLossPolicy::Wait {
             return Plan::new(Phase::QuorumLost, reason, steps);
         }
         self.recover(config, &reachable, &lost, steps)
@@ -459,27 +468,8 @@ impl Ctx<'_> {
         lost: &[ServerId],
         mut steps: Vec<Step>,
     ) -> Plan {
-        let unfenced: Vec<&MemberRecord> = lost
-            .iter()
-            .filter_map(|id| self.p.members.get(id))
-            .filter(|m| !self.obs.instance_gone(&m.instance))
-            .collect();
-        if let Some(m) = unfenced.first() {
-            steps.insert(
-                0,
-                Step::FenceInstance {
-                    instance: m.instance.clone(),
-                },
-            );
-            let ids: Vec<String> = unfenced.iter().map(|m| m.id.to_string()).collect();
-            return Plan::new(
-                Phase::QuorumLost,
-                format!(
-                    "quorum lost: fencing lost voters [{}] before recovering",
-                    ids.join(", ")
-                ),
-                steps,
-            );
+        if let Some(plan) = self.fence_first(lost, "recovering", &mut steps) {
+            return plan;
         }
         let mut known = Vec::new();
         for m in reachable {
@@ -518,7 +508,7 @@ impl Ctx<'_> {
             }))
         };
         let best = chosen[0].0;
-        let lost_txns = match self.obs.max_zxid_seen {
+        let lost_txns = match self.p.max_zxid_seen {
             Some(max) if max <= best => "none".to_string(),
             Some(max) => max
                 .lead_over(best)
@@ -550,6 +540,65 @@ impl Ctx<'_> {
             "quorum lost: restarting the survivors under their own config",
             steps,
         )
+    }
+
+    /// Fences the first of `lost` whose instance is not confirmed gone; `None`
+    /// once all are.
+    fn fence_first(&self, lost: &[ServerId], before: &str, steps: &mut Vec<Step>) -> Option<Plan> {
+        let unfenced: Vec<&MemberRecord> = lost
+            .iter()
+            .filter_map(|id| self.p.members.get(id))
+            .filter(|m| !self.obs.instance_gone(&m.instance))
+            .collect();
+        let first = unfenced.first()?;
+        steps.insert(
+            0,
+            Step::FenceInstance {
+                instance: first.instance.clone(),
+            },
+        );
+        let ids: Vec<String> = unfenced.iter().map(|m| m.id.to_string()).collect();
+        Some(Plan::new(
+            Phase::QuorumLost,
+            format!(
+                "quorum lost: fencing lost members [{}] before {before}",
+                ids.join(", ")
+            ),
+            std::mem::take(steps),
+        ))
+    }
+
+    /// No member of the config survives: report (`onTotalLoss: wait`), or fence
+    /// them all and give the ensemble up for a fresh one (`bootstrap`).
+    fn total_loss(&self, config: &DynamicConfig, mut steps: Vec<Step>) -> Plan {
+        let lost: Vec<ServerId> = config.servers.keys().copied().collect();
+        let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+        match self.spec.healing.on_total_loss {
+            TotalLossPolicy::Wait => Plan::new(
+                Phase::QuorumLost,
+                format!(
+                    "total loss: no member of the ensemble survives (lost [{}]); bootstrapping a fresh ensemble would lose all data, so nothing is done (healing.onTotalLoss: wait)",
+                    lost_text.join(", ")
+                ),
+                steps,
+            ),
+            TotalLossPolicy::Bootstrap => {
+                if let Some(plan) =
+                    self.fence_first(&lost, "bootstrapping a fresh ensemble", &mut steps)
+                {
+                    return plan;
+                }
+                steps.insert(0, Step::DiscardEnsemble { lost });
+                Plan::new(
+                    Phase::QuorumLost,
+                    format!(
+                        "total loss: no member of the ensemble survives (lost [{}]); healing.onTotalLoss: bootstrap: a fresh, empty ensemble replaces it",
+                        lost_text.join(", ")
+                    ),
+                    steps,
+                )
+            }
+        }
     }
 
     /// The newest config a serving member reports, if newer than the persisted one.

@@ -340,7 +340,7 @@ fn with_recover_lost_voters_are_fenced_then_the_best_survivor_restarts_alone() {
         r.disk_config_version = Some(ConfigVersion(V1));
     }
     b.obs.leaderless_for = Duration::from_secs(30);
-    b.obs.max_zxid_seen = Some("0x10000000c".parse().unwrap());
+    b.p.max_zxid_seen = Some("0x10000000c".parse().unwrap());
     let plan = b.plan();
     assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
     assert_eq!(
@@ -391,6 +391,86 @@ fn a_total_loss_says_data_would_be_lost_and_bootstraps_nothing() {
             .steps
             .iter()
             .any(|s| matches!(s, Step::Bootstrap { .. }))
+    );
+}
+
+#[test]
+fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replaces_them() {
+    let mut b = cluster(3).dead(1).dead(2);
+    // Member 3's instance still runs, but its agent has been silent for
+    // memberDeadAfter: dead, yet not gone.
+    b.obs.reports.get_mut("i-3").unwrap().age = Duration::from_secs(120);
+    b.obs.leaderless_for = Duration::from_secs(60);
+    b.spec.healing.on_total_loss = zkop_spec::cluster::TotalLossPolicy::Bootstrap;
+    let plan = b.plan();
+    assert_eq!(
+        plan.steps.first(),
+        Some(&Step::FenceInstance {
+            instance: "i-3".into()
+        }),
+        "{plan:?}"
+    );
+    let mut b = b.dead(3);
+    let plan = b.plan();
+    let step = plan.steps.first().cloned();
+    assert_eq!(
+        step,
+        Some(Step::DiscardEnsemble {
+            lost: vec![ServerId(1), ServerId(2), ServerId(3)]
+        }),
+        "{plan:?}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(act(
+            &step.unwrap(),
+            &b.p,
+            &b.spec,
+            &SimFleet::default(),
+            &SimLedger::default(),
+            0,
+        ))
+        .unwrap();
+    assert!(out.message.contains("TOTAL LOSS"), "{}", out.message);
+    assert!(out.message.contains("EMPTY"), "{}", out.message);
+    b.p = out.state;
+    // Next: the lost members are forgotten (ids released), and fresh
+    // instances claim ids and bootstrap.
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::Pending, "{plan:?}");
+    let forgotten: Vec<u64> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::ForgetMember { id } => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forgotten, vec![1, 2, 3], "{plan:?}");
+    for i in 4..=6 {
+        let inst = instance_of(i);
+        b.obs.instances.push(Instance {
+            id: inst.clone(),
+            state: InstanceState::Running,
+            zone: None,
+        });
+        b.obs.reports.insert(
+            inst.clone(),
+            SeenReport {
+                report: report(&inst, None, None),
+                age: Duration::ZERO,
+            },
+        );
+    }
+    assert!(
+        b.plan()
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::ClaimId { .. })),
+        "{:?}",
+        b.plan()
     );
 }
 
@@ -859,7 +939,6 @@ impl Sim {
             desired_capacity: view.desired_capacity,
             reports,
             now_ms: self.now_ms,
-            max_zxid_seen: None,
             leaderless_for: if leader.is_some() {
                 Duration::ZERO
             } else {

@@ -184,10 +184,51 @@ impl LocalCluster {
 
     /// Edits `replicas` in the spec file while it runs.
     pub fn set_replicas(&self, from: u32, to: u32) {
+        self.edit_spec(&format!("replicas: {from}"), &format!("replicas: {to}"));
+    }
+
+    /// Replaces `from` with `to` in the spec file (the controller reloads it).
+    pub fn edit_spec(&self, from: &str, to: &str) {
         let text = std::fs::read_to_string(&self.spec_path).unwrap();
-        let new = text.replace(&format!("replicas: {from}"), &format!("replicas: {to}"));
-        assert_ne!(text, new, "spec had no `replicas: {from}`");
+        let new = text.replace(from, to);
+        assert_ne!(text, new, "spec had no `{from}`");
         std::fs::write(&self.spec_path, new).unwrap();
+    }
+
+    /// The controller's `zkop_reconcile_passes_total`, from `/metrics`.
+    pub async fn reconcile_passes(&self) -> Option<u64> {
+        let text = self
+            .http()
+            .get(format!("{}/metrics", self.url()))
+            .bearer_auth(self.token())
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with("zkop_reconcile_passes_total"))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Instances of the local fleet whose agent runs.
+    pub fn live_instances(&self) -> Vec<String> {
+        let fleet =
+            std::fs::read_to_string(self.state_dir().join("fleet.json")).unwrap_or_default();
+        let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap_or_default();
+        fleet["instances"]
+            .as_object()
+            .map(|m| {
+                m.keys()
+                    .filter(|id| !self.instance_pids(id).is_empty())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `zkop local kill INSTANCE`.
@@ -376,7 +417,12 @@ pub async fn write_until(hosts: String, stop: tokio::sync::watch::Receiver<bool>
                     e,
                     zookeeper_client::Error::SessionExpired | zookeeper_client::Error::ClientClosed
                 ) {
-                    client = zk_client(&hosts).await;
+                    // The servers may stay down a while (a quorum loss): keep
+                    // trying until told to stop.
+                    match reconnect(&hosts, &stop).await {
+                        Some(c) => client = c,
+                        None => break,
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -384,6 +430,21 @@ pub async fn write_until(hosts: String, stop: tokio::sync::watch::Receiver<bool>
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     acked
+}
+
+/// A new session with `hosts`, tried until one opens or `stop` turns true.
+async fn reconnect(hosts: &str, stop: &tokio::sync::watch::Receiver<bool>) -> Option<Client> {
+    while !*stop.borrow() {
+        if let Ok(c) = Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(hosts)
+            .await
+        {
+            return Some(c);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// The controller API as a test sees it.
