@@ -6,8 +6,6 @@
 
 mod controller;
 mod node;
-mod probe;
-mod reconfig;
 mod supervisor;
 
 use std::collections::VecDeque;
@@ -15,21 +13,20 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use base64::Engine;
 use clap::Parser;
-use sha1::{Digest, Sha1};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use controller::ControllerClient;
 use node::Layout;
-use supervisor::{JvmCommand, Supervisor};
+use supervisor::Supervisor;
 use zkop_spec::wire::{
     AgentReport, ClusterSecrets, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport,
     ProcessReport, ReconfigResult, Recovery,
 };
 use zkop_spec::zk::Zxid;
+use zkop_zk::jvm::JvmCommand;
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -61,15 +58,8 @@ struct Args {
     /// read once at start with the standard AWS credential chain.
     #[arg(long, conflicts_with_all = ["token_file", "super_password_file"])]
     secrets_ssm_parameter: Option<String>,
-    /// The `java` binary.
-    #[arg(long, default_value = "java")]
-    java: PathBuf,
-    /// ZooKeeper's classpath (Debian's package by default).
-    #[arg(
-        long,
-        default_value = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf"
-    )]
-    zookeeper_classpath: String,
+    #[command(flatten)]
+    java: zkop_zk::jvm::JavaArgs,
 }
 
 const MAX_ERRORS: usize = 10;
@@ -138,15 +128,6 @@ async fn ssm_secrets(name: &str) -> anyhow::Result<ClusterSecrets> {
         .and_then(|p| p.value())
         .with_context(|| format!("SSM parameter {name} has no value"))?;
     ClusterSecrets::parse(value).map_err(|e| anyhow::anyhow!("SSM parameter {name}: {e}"))
-}
-
-/// The value ZooKeeper's `superDigest` takes: `super:base64(sha1("super:<password>"))`.
-fn super_digest(password: &str) -> String {
-    let hash = Sha1::digest(format!("super:{password}").as_bytes());
-    format!(
-        "super:{}",
-        base64::engine::general_purpose::STANDARD.encode(hash)
-    )
 }
 
 impl Agent {
@@ -243,7 +224,7 @@ impl Agent {
                 }
                 let endpoint = self.endpoint(m);
                 self.probe = if self.supervisor.running() {
-                    probe::probe(&endpoint).await.ok()
+                    zkop_zk::probe::probe(&endpoint).await.ok()
                 } else {
                     None
                 };
@@ -254,7 +235,7 @@ impl Agent {
                         info!(instance = %self.instance, seq = order.seq, joining = ?order.joining.iter().map(|s| s.id.0).collect::<Vec<_>>(), leaving = ?order.leaving.iter().map(|s| s.0).collect::<Vec<_>>(), "running reconfig");
                         let outcome = tokio::time::timeout(
                             Duration::from_secs(30),
-                            reconfig::run(&endpoint, &self.password, order),
+                            zkop_zk::reconfig::run(&endpoint, &self.password, order),
                         )
                         .await
                         .unwrap_or_else(|_| Err("reconfig timed out after 30s".into()));
@@ -304,8 +285,8 @@ impl Agent {
             return;
         }
         let cmd = JvmCommand {
-            java: self.args.java.clone(),
-            classpath: self.args.zookeeper_classpath.clone(),
+            java: self.args.java.java.clone(),
+            classpath: self.args.java.zookeeper_classpath.clone(),
             heap_mb: m.heap_mb,
             jvm_flags: m.jvm_flags.clone(),
             super_digest: self.super_digest.clone(),
@@ -413,7 +394,7 @@ async fn main() -> anyhow::Result<()> {
         address,
         supervisor: Supervisor::new(layout.clone()),
         layout,
-        super_digest: super_digest(&password),
+        super_digest: zkop_zk::super_digest(&password),
         password,
         desired: None,
         max_epoch,
@@ -460,17 +441,4 @@ async fn main() -> anyhow::Result<()> {
     info!(instance = %agent.instance, "stopping");
     agent.supervisor.stop(Duration::from_secs(10)).await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn super_digest_matches_zookeepers_digest_authentication_provider() {
-        // base64(sha1("super:secret")), as ZooKeeper's DigestAuthenticationProvider computes it
-        // (checked with Python's hashlib).
-        assert_eq!(
-            super::super_digest("secret"),
-            "super:lK75jTNcA+U9vtVEw5vB51mj/w4="
-        );
-    }
 }

@@ -1,28 +1,12 @@
 //! The supervised ZooKeeper JVM: started on demand, restarted with backoff after
 //! it exits, stopped with SIGTERM (then SIGKILL) when told.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+use zkop_zk::jvm::JvmCommand;
 
 use crate::node::{Layout, write_atomic};
-
-/// How to launch the JVM.
-#[derive(Debug, Clone)]
-pub struct JvmCommand {
-    /// The `java` binary.
-    pub java: PathBuf,
-    /// ZooKeeper's classpath.
-    pub classpath: String,
-    /// Heap in MiB.
-    pub heap_mb: u32,
-    /// Extra JVM flags.
-    pub jvm_flags: Vec<String>,
-    /// `super:<base64 sha1>` for `superDigest`.
-    pub super_digest: String,
-}
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -114,36 +98,7 @@ impl Supervisor {
             .create(true)
             .append(true)
             .open(log_dir.join("zookeeper.out"))?;
-        let err = out.try_clone()?;
-        let mut command = Command::new(&cmd.java);
-        command
-            .arg(format!("-Xmx{}m", cmd.heap_mb))
-            .args(&cmd.jvm_flags)
-            .arg(format!(
-                "-Dzookeeper.DigestAuthenticationProvider.superDigest={}",
-                cmd.super_digest
-            ))
-            .arg(format!("-Dzookeeper.log.dir={}", log_dir.display()))
-            .arg("-Dzookeeper.root.logger=INFO,CONSOLE")
-            .arg("-cp")
-            .arg(&cmd.classpath)
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(self.layout.zoo_cfg())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true);
-        // If the agent dies, its server dies with it: a server nobody supervises
-        // must not go on voting.
-        // SAFETY: prctl is async-signal-safe and touches only the child.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let mut command = cmd.command(&self.layout.zoo_cfg(), &log_dir, out)?;
         let child = command.spawn()?;
         let pid = child.id().unwrap_or_default();
         let _ = write_atomic(&self.layout.pid_file(), &format!("{pid}\n"));

@@ -21,7 +21,7 @@ use crate::adapters::{Fleet, FleetError, IdLedger, StateStore, StoreError};
 use crate::desired::desired_for;
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
-use crate::model::{Instance, Observed, Persisted, SeenReport};
+use crate::model::{Instance, InstanceState, Observed, Persisted, SeenReport};
 use crate::plan::{Phase, Plan, Step, plan};
 
 /// Events kept for `zkop status`.
@@ -317,8 +317,16 @@ impl Shared {
                 )
             })
             .collect();
-        let leading = s.reports.values().any(|(r, at)| {
-            at.elapsed() < Duration::from_secs(5)
+        // Agents report every second: a leader not heard of for 2.5 s, or on
+        // an instance the fleet lost, leads no more (detection starts there).
+        let up = |id: &str| {
+            instances
+                .iter()
+                .any(|i| i.id == id && i.state != InstanceState::Terminated)
+        };
+        let leading = s.reports.iter().any(|(id, (r, at))| {
+            at.elapsed() < Duration::from_millis(2_500)
+                && up(id)
                 && r.probe
                     .as_ref()
                     .is_some_and(|p| p.serving && p.mode == Some(ServerMode::Leader))

@@ -8,6 +8,7 @@
 pub mod act;
 pub mod adapters;
 pub mod api;
+pub mod bench;
 pub mod controller;
 pub mod desired;
 pub mod leadership;

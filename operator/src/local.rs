@@ -14,7 +14,8 @@ use zkop_spec::cluster::Fleet;
 use zkop_spec::{SpecError, ValidatedCluster};
 
 use crate::adapters::StateStore;
-use crate::adapters::local::fleet_support::{kill_server_of, parse_network, process_is};
+pub use crate::adapters::local::fleet_support::parse_network;
+use crate::adapters::local::fleet_support::{kill_server_of, process_is};
 use crate::adapters::local::{
     AgentCommand, AgentSecrets, FileLedger, FileStore, LocalFleet, read_fleet_file,
 };
@@ -224,8 +225,9 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `zkop local kill`: SIGKILLs an instance's agent and ZooKeeper server.
-pub fn kill(state_dir: &Path, instance: &str) -> anyhow::Result<()> {
+/// `zkop local kill`: SIGKILLs an instance's agent and ZooKeeper server, and
+/// says what it killed.
+pub fn kill(state_dir: &Path, instance: &str) -> anyhow::Result<String> {
     let instances = read_fleet_file(state_dir)
         .with_context(|| format!("reading {}/fleet.json", state_dir.display()))?;
     let Some(rec) = instances.iter().find(|i| i.id == instance) else {
@@ -256,6 +258,5 @@ pub fn kill(state_dir: &Path, instance: &str) -> anyhow::Result<()> {
     if killed.is_empty() {
         bail!("instance {instance} has no running processes");
     }
-    println!("killed {instance}: {}", killed.join(", "));
-    Ok(())
+    Ok(format!("killed {instance}: {}", killed.join(", ")))
 }

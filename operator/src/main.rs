@@ -51,6 +51,25 @@ enum Command {
     /// Tools for the AWS sandbox (a moto server standing in for AWS).
     #[command(subcommand, hide = true)]
     Sandbox(SandboxCommand),
+    /// Time zkop's automatic operations against the same done by hand, on
+    /// this machine with real ZooKeeper servers (takes a few minutes).
+    Bench {
+        /// Print a JSON list of {operation, voters, zkopSeconds, handSeconds, ratio}.
+        #[arg(long)]
+        json: bool,
+        /// Loopback range for the zkop-run cluster.
+        #[arg(long, default_value = "127.0.60.0/24")]
+        network: String,
+        /// Loopback range for the plain servers run by hand.
+        #[arg(long, default_value = "127.0.61.0/24")]
+        hand_network: String,
+        /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Java and ZooKeeper for the plain servers.
+        #[command(flatten)]
+        java: zkop_zk::jvm::JavaArgs,
+    },
     /// Show a running cluster's members.
     Status {
         /// The cluster's state directory (reads its api.json).
@@ -195,7 +214,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             instance,
         }) => {
             let dir = local::find_state_dir(state_dir)?;
-            local::kill(&dir, &instance)?;
+            println!("{}", local::kill(&dir, &instance)?);
+        }
+        Command::Bench {
+            json,
+            network,
+            hand_network,
+            agent_bin,
+            java,
+        } => {
+            for n in [&network, &hand_network] {
+                local::parse_network(n)
+                    .map_err(|e| local::InputError::Usage(format!("--network {n}: {e}")))?;
+            }
+            let opts = zkop::bench::BenchOptions {
+                zkop_network: network,
+                hand_network,
+                agent_bin: Some(local::agent_binary(agent_bin)?),
+                java: java.java,
+                classpath: java.zookeeper_classpath,
+            };
+            let figures = zkop::bench::run(&opts).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                print!("{}", zkop::bench::render(&figures));
+            }
         }
         Command::Status {
             state_dir,

@@ -678,3 +678,42 @@ async fn a_total_loss_waits_by_default_and_bootstraps_an_empty_ensemble_when_all
     let client = zk_client(&LocalCluster::endpoints(&after)).await;
     assert_eq!(client.check_stat("/old").await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_times_quorum_loss_recovery_against_the_same_done_by_hand() {
+    let _serial = SERIAL.lock().await;
+    let out = tokio::process::Command::new(common::zkop_bin())
+        .args([
+            "bench",
+            "--json",
+            "--network",
+            "127.0.54.0/24",
+            "--hand-network",
+            "127.0.55.0/24",
+        ])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zkop bench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &figures[0];
+    assert_eq!(f["operation"], "quorum-loss recovery (2 of 3 voters lost)");
+    assert_eq!(f["voters"], 3);
+    let zkop = f["zkopSeconds"].as_f64().unwrap();
+    let hand = f["handSeconds"].as_f64().unwrap();
+    assert!(zkop > 0.0 && hand > 0.0, "{f}");
+    assert!(
+        (f["ratio"].as_f64().unwrap() - zkop / hand).abs() < 1e-6,
+        "{f}"
+    );
+    // Detection waits for healing.detectAfter (10 s in the example spec),
+    // counted from the last time the leader was seen, just before the kill.
+    let detection = f["details"]["detectionSeconds"].as_f64().unwrap();
+    assert!((9.0..30.0).contains(&detection), "{f}");
+}

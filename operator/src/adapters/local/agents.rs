@@ -107,15 +107,7 @@ impl AgentProcesses {
             .process_group(0);
         // If zkop dies, its agents stop (and stop their servers) instead of
         // running on unsupervised.
-        // SAFETY: prctl is async-signal-safe and touches only the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        zkop_zk::jvm::die_with_parent(&mut cmd, libc::SIGTERM);
         let child = cmd.spawn()?;
         let pid = child.id();
         self.children.insert(id.to_string(), child);

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
 use zkop_spec::wire::ReconfigOrder;
 use zkop_spec::zk::DynamicConfig;
 use zookeeper_client::{Client, EnsembleUpdate};
@@ -60,4 +63,26 @@ pub async fn run(
         })?;
     DynamicConfig::parse(&String::from_utf8_lossy(&data))
         .map_err(|e| format!("reconfig reply: {e}"))
+}
+
+/// The value ZooKeeper's `superDigest` takes: `super:base64(sha1("super:<password>"))`.
+pub fn super_digest(password: &str) -> String {
+    let hash = Sha1::digest(format!("super:{password}").as_bytes());
+    format!(
+        "super:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn super_digest_matches_zookeepers_digest_authentication_provider() {
+        // base64(sha1("super:secret")), as ZooKeeper's DigestAuthenticationProvider computes it
+        // (checked with Python's hashlib).
+        assert_eq!(
+            super::super_digest("secret"),
+            "super:lK75jTNcA+U9vtVEw5vB51mj/w4="
+        );
+    }
 }

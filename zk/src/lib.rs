@@ -1,0 +1,8 @@
+//! Talking to one ZooKeeper server: what the agent does to its own server, and
+//! what `zkop bench` does by hand to plain servers.
+
+pub mod jvm;
+pub mod probe;
+pub mod reconfig;
+
+pub use reconfig::super_digest;
