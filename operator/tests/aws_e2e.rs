@@ -460,3 +460,116 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_survivor_rebuilds() {
+    let _serial = SERIAL.lock().await;
+    let c = AwsCluster::start(3, "127.0.56.0/24").await;
+    let log = || c.log_tail();
+    let s = c
+        .api()
+        .wait_status(
+            "three voters",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 0),
+            log,
+        )
+        .await;
+    let survivor = s
+        .members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap()
+        .clone();
+    // Written through the survivor: every acknowledged znode is one it holds.
+    let client = common::zk_client(&format!("{}:{}", survivor.address, survivor.client_port)).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client.create("/kept", b"v", &options).await.unwrap();
+    for i in 0..50 {
+        client
+            .create(&format!("/kept/z{i}"), b"v", &options)
+            .await
+            .unwrap();
+    }
+    drop(client);
+    let victims: Vec<_> = s
+        .members
+        .iter()
+        .filter(|m| m.instance != survivor.instance)
+        .cloned()
+        .collect();
+    for m in &victims {
+        assert!(
+            !c.kill_instance_processes(&m.instance).is_empty(),
+            "nothing ran for {}",
+            m.instance
+        );
+    }
+    let after = c
+        .api()
+        .wait_status(
+            "three voters after the recovery",
+            Duration::from_secs(240),
+            |s| s.events.iter().any(|e| e.kind == "force_config") && settled(s, 3, 0),
+            log,
+        )
+        .await;
+    // Both lost instances (still listed by the group) were fenced through the
+    // Auto Scaling API before the survivor's config was forced.
+    let forced = after
+        .events
+        .iter()
+        .position(|e| e.kind == "force_config")
+        .unwrap();
+    for m in &victims {
+        let fenced = after
+            .events
+            .iter()
+            .position(|e| e.kind == "fence_instance" && e.message.contains(&m.instance))
+            .unwrap_or_else(|| panic!("{} was not fenced: {:#?}", m.instance, after.events));
+        assert!(fenced < forced, "{:#?}", after.events);
+    }
+    assert!(
+        after.events[forced]
+            .message
+            .contains(&format!("survivors [{} (zxid", survivor.id)),
+        "{}",
+        after.events[forced].message
+    );
+    let group = aws_sdk_autoscaling::Client::new(&c.config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(GROUP)
+        .send()
+        .await
+        .unwrap();
+    let in_group: BTreeSet<String> = group.auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    for m in &victims {
+        assert!(
+            !in_group.contains(&m.instance),
+            "{} still in the group",
+            m.instance
+        );
+    }
+    assert_eq!(
+        c.desired_capacity().await,
+        3,
+        "fencing must keep the capacity"
+    );
+    assert_zookeeper_agrees(&after).await;
+    let client = common::zk_client(&LocalCluster::endpoints(&after)).await;
+    client.sync("/kept").await.unwrap();
+    assert_eq!(client.list_children("/kept").await.unwrap().len(), 50);
+    // The lost members' id streams are released; the new members hold theirs.
+    let members_now = members(&after);
+    wait_until(
+        "id streams match the members",
+        Duration::from_secs(60),
+        || async { (leases(&c).await == members_now).then_some(()) },
+    )
+    .await;
+}

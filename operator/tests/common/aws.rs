@@ -244,6 +244,34 @@ impl AwsCluster {
         std::fs::write(&self.spec_path, new).unwrap();
     }
 
+    /// SIGKILLs an instance's ZooKeeper server and then its agent, as when the
+    /// instance drops off the network: EC2 and the group still list it.
+    pub fn kill_instance_processes(&self, instance: &str) -> Vec<u32> {
+        let mut killed = Vec::new();
+        let pid_file = self
+            .state_dir()
+            .join("sandbox/instances")
+            .join(instance)
+            .join("zookeeper.pid");
+        let server = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|p| alive(*p) && runs(*p, "QuorumPeerMain"));
+        let agent_arg = format!("--instance\0{instance}\0");
+        let agents = self
+            .pids()
+            .into_iter()
+            .filter(|p| runs(*p, "zkop-agent") && runs(*p, &agent_arg));
+        for pid in server.into_iter().chain(agents) {
+            // SAFETY: kill(2) on PIDs checked to be this instance's server or agent.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            killed.push(pid);
+        }
+        killed
+    }
+
     /// The group's desired capacity.
     pub async fn desired_capacity(&self) -> i32 {
         let out = aws_sdk_autoscaling::Client::new(&self.config)
