@@ -51,6 +51,9 @@ enum Command {
     /// Tools for the AWS sandbox (a moto server standing in for AWS).
     #[command(subcommand, hide = true)]
     Sandbox(SandboxCommand),
+    /// The CloudFormation template that puts zkop on AWS.
+    #[command(subcommand)]
+    Cf(CfCommand),
     /// Time zkop's automatic operations against the same done by hand, on
     /// this machine with real ZooKeeper servers (takes a few minutes).
     Bench {
@@ -85,6 +88,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CfCommand {
+    /// Print the template (cf/zookeeper.template.json is this, checked in).
+    Render {
+        /// json or yaml.
+        #[arg(long, value_enum, default_value = "json")]
+        format: CfFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CfFormat {
+    Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +234,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let dir = local::find_state_dir(state_dir)?;
             println!("{}", local::kill(&dir, &instance)?);
+        }
+        Command::Cf(CfCommand::Render { format }) => {
+            let format = match format {
+                CfFormat::Json => zkop_cf::Format::Json,
+                CfFormat::Yaml => zkop_cf::Format::Yaml,
+            };
+            print!("{}", zkop_cf::render(format)?);
         }
         Command::Bench {
             json,

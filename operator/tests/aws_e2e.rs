@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::aws::{AwsCluster, GROUP, LOG_GROUP};
+use common::aws::{AwsCluster, LOG_GROUP};
 use common::wait_until;
 use common::{
     LocalCluster, SERIAL, assert_writes_kept, assert_zookeeper_agrees, committed_config,
@@ -162,13 +162,8 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
         members(&s),
         "the lost instance's lease remains"
     );
-    let group = aws_sdk_autoscaling::Client::new(&c.config)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(GROUP)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(group.auto_scaling_groups()[0].desired_capacity(), Some(3));
+    let group = c.group().await;
+    assert_eq!(group.desired_capacity(), Some(3));
 
     // Secrets stay in SSM: not in the state table, the logs or the tags.
     let item = aws_sdk_dynamodb::Client::new(&c.config)
@@ -537,13 +532,8 @@ async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_surviv
         "{}",
         after.events[forced].message
     );
-    let group = aws_sdk_autoscaling::Client::new(&c.config)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(GROUP)
-        .send()
-        .await
-        .unwrap();
-    let in_group: BTreeSet<String> = group.auto_scaling_groups()[0]
+    let group = c.group().await;
+    let in_group: BTreeSet<String> = group
         .instances()
         .iter()
         .filter_map(|i| i.instance_id().map(str::to_string))
@@ -572,4 +562,55 @@ async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_surviv
         || async { (leases(&c).await == members_now).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_deployed_from_the_rendered_template_becomes_an_ensemble() {
+    let _serial = SERIAL.lock().await;
+    let c = AwsCluster::start_from_stack(3, "127.0.57.0/24").await;
+    let deploy_log = common::tail(&c.dir.path().join("deploy.log"));
+    assert!(
+        deploy_log.contains("keeping the existing secrets parameter")
+            && deploy_log.contains("Successfully created/updated stack"),
+        "{deploy_log}"
+    );
+    // The group is the stack's: its launch template, its three subnets, its
+    // members protected from scale-in.
+    let group = c.group().await;
+    let g = &group;
+    assert_eq!(
+        g.launch_template().and_then(|t| t.launch_template_name()),
+        Some("aws-3-member")
+    );
+    assert_eq!(
+        g.vpc_zone_identifier()
+            .unwrap_or_default()
+            .split(',')
+            .count(),
+        3
+    );
+    let log = || c.log_tail();
+    let s = c
+        .api()
+        .wait_status(
+            "three voters on the stack's group",
+            Duration::from_secs(120),
+            |s| settled(s, 3, 0),
+            log,
+        )
+        .await;
+    assert_zookeeper_agrees(&s).await;
+    // The ids live in the stack's log group, the state in its table.
+    assert_eq!(leases(&c).await, members(&s), "id streams vs members");
+    let items = aws_sdk_dynamodb::Client::new(&c.config)
+        .scan()
+        .table_name(common::aws::TABLE)
+        .send()
+        .await
+        .unwrap();
+    assert!(items.count() >= 1, "no state in the stack's table");
+    // Not checked here, as moto does not do them: the group's
+    // LifecycleHookSpecificationList (moto creates no hook from a stack) and
+    // the stack's Outputs after `cloudformation deploy` (empty on moto).
+    // cf/tests/template.rs checks both on the rendered template.
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::moto::{Moto, create_group, create_table};
+use super::moto::{Moto, create_group, create_table, create_vpc, first_image};
 use super::{
     ApiClient, agent_bin, alive, api_client, read_api_json, repo_root, runs, tail, zkop_bin,
 };
@@ -36,6 +36,52 @@ pub async fn put_secrets(config: &aws_config::SdkConfig) {
         .send()
         .await
         .unwrap();
+}
+
+/// Deploys the rendered template with `cf/deploy.sh` on a new VPC with three
+/// subnets, naming everything after `examples/aws-3.yaml`'s cluster.
+async fn deploy_stack(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    replicas: u32,
+    dir: &std::path::Path,
+) {
+    let (vpc, subnets) = create_vpc(config, 3).await;
+    let ami = first_image(config).await;
+    let log = std::fs::File::create(dir.join("deploy.log")).unwrap();
+    let mut cmd = Command::new(repo_root().join("cf/deploy.sh"));
+    cmd.args([
+        "--stack-name",
+        "zkop-aws-3",
+        "--cluster",
+        GROUP,
+        "--vpc-id",
+        &vpc,
+    ])
+    .args(["--subnets", &subnets.join(","), "--ami", &ami])
+    .args([
+        "--num-hosts",
+        &replicas.to_string(),
+        "--secrets-parameter",
+        SECRETS,
+    ])
+    // The test runs its own controller; user data is never run on moto.
+    .args([
+        "--controller-host",
+        "false",
+        "--controller-url",
+        "http://127.0.0.1:7000",
+    ])
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().unwrap())
+    .stderr(log);
+    moto.env(&mut cmd);
+    let status = cmd.status().unwrap();
+    assert!(
+        status.success(),
+        "cf/deploy.sh failed ({status}):\n{}",
+        tail(&dir.join("deploy.log"))
+    );
 }
 
 /// A controller (or several) and the fleet simulator against one moto server.
@@ -76,22 +122,38 @@ impl AwsCluster {
         controllers: usize,
         env0: Vec<(String, String)>,
     ) -> AwsCluster {
+        Self::start_on(replicas, network, controllers, env0, false).await
+    }
+
+    /// One controller on the group, table and log group of a stack that
+    /// `cf/deploy.sh` deployed from the rendered template; its output is in
+    /// `deploy.log`.
+    pub async fn start_from_stack(replicas: u32, network: &str) -> AwsCluster {
+        Self::start_on(replicas, network, 1, Vec::new(), true).await
+    }
+
+    async fn start_on(
+        replicas: u32,
+        network: &str,
+        controllers: usize,
+        env0: Vec<(String, String)>,
+        stack: bool,
+    ) -> AwsCluster {
         let moto = Moto::start();
         let config = moto.sdk_config().await;
-        create_group(&config, GROUP, replicas as i32).await;
-        create_table(&config, TABLE).await;
-        aws_sdk_ssm::Client::new(&config)
-            .put_parameter()
-            .name(SECRETS)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .value(
-                serde_json::json!({"apiToken": API_TOKEN, "superPassword": SUPER_PASSWORD})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let deploy_log = tempfile::tempdir().unwrap();
+        if stack {
+            // The secrets first: deploy.sh keeps an existing parameter.
+            put_secrets(&config).await;
+            deploy_stack(&moto, &config, replicas, deploy_log.path()).await;
+        } else {
+            create_group(&config, GROUP, replicas as i32).await;
+            create_table(&config, TABLE).await;
+        }
+        if !stack {
+            put_secrets(&config).await;
+        }
+        let dir = deploy_log;
         let spec_path = dir.path().join("spec.yaml");
         let spec = std::fs::read_to_string(repo_root().join("examples/aws-3.yaml"))
             .unwrap()
@@ -272,15 +334,20 @@ impl AwsCluster {
         killed
     }
 
-    /// The group's desired capacity.
-    pub async fn desired_capacity(&self) -> i32 {
+    /// The group, as the Auto Scaling API describes it.
+    pub async fn group(&self) -> aws_sdk_autoscaling::types::AutoScalingGroup {
         let out = aws_sdk_autoscaling::Client::new(&self.config)
             .describe_auto_scaling_groups()
             .auto_scaling_group_names(GROUP)
             .send()
             .await
             .unwrap();
-        out.auto_scaling_groups()[0].desired_capacity().unwrap()
+        out.auto_scaling_groups()[0].clone()
+    }
+
+    /// The group's desired capacity.
+    pub async fn desired_capacity(&self) -> i32 {
+        self.group().await.desired_capacity().unwrap()
     }
 
     /// PIDs of every process of this cluster still alive: zkop's, the agents'

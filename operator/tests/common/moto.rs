@@ -67,6 +67,16 @@ impl Moto {
         moto
     }
 
+    /// Points a command (the AWS CLI, a script using it) at this server.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ENDPOINT_URL", &self.url)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+    }
+
     /// An SDK config for this server.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -118,33 +128,9 @@ pub async fn create_table(config: &aws_config::SdkConfig, table: &str) {
 pub async fn create_group(config: &aws_config::SdkConfig, name: &str, capacity: i32) -> String {
     use aws_sdk_ec2::types::RequestLaunchTemplateData;
     let ec2 = aws_sdk_ec2::Client::new(config);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.0.1.0/24")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap();
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .unwrap()
-        .to_string();
-    let images = ec2.describe_images().send().await.unwrap();
-    let image = images
-        .images()
-        .first()
-        .and_then(|i| i.image_id())
-        .unwrap()
-        .to_string();
+    let (_, subnets) = create_vpc(config, 1).await;
+    let subnet_id = subnets[0].clone();
+    let image = first_image(config).await;
     ec2.create_launch_template()
         .launch_template_name(name)
         .launch_template_data(
@@ -174,4 +160,50 @@ pub async fn create_group(config: &aws_config::SdkConfig, name: &str, capacity: 
         .await
         .unwrap();
     name.to_string()
+}
+
+/// A VPC with `n` subnets in zones a, b, c...; returns their ids.
+pub async fn create_vpc(config: &aws_config::SdkConfig, n: u8) -> (String, Vec<String>) {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    let mut subnets = Vec::new();
+    for i in 0..n {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.0.{}.0/24", i + 1))
+            .availability_zone(format!("us-east-1{}", (b'a' + i) as char))
+            .send()
+            .await
+            .unwrap();
+        subnets.push(
+            subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .unwrap()
+                .to_string(),
+        );
+    }
+    (vpc_id, subnets)
+}
+
+/// An AMI moto knows.
+pub async fn first_image(config: &aws_config::SdkConfig) -> String {
+    let images = aws_sdk_ec2::Client::new(config)
+        .describe_images()
+        .send()
+        .await
+        .unwrap();
+    images
+        .images()
+        .first()
+        .and_then(|i| i.image_id())
+        .unwrap()
+        .to_string()
 }
