@@ -23,7 +23,7 @@ use node::Layout;
 use supervisor::Supervisor;
 use zkop_spec::wire::{
     AgentReport, ClusterSecrets, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport,
-    ProcessReport, ReconfigResult, Recovery,
+    ProcessReport, ReconfigResult, Recovery, ServerSettings,
 };
 use zkop_spec::zk::Zxid;
 use zkop_zk::jvm::JvmCommand;
@@ -79,6 +79,8 @@ struct Agent {
     disk_zxid: Option<(Zxid, Instant)>,
     /// The last recovery generation applied (kept in the data dir).
     recovered: u64,
+    /// The settings the running JVM was started with.
+    started_with: Option<ServerSettings>,
     reconfig: Option<ReconfigResult>,
     errors: VecDeque<String>,
 }
@@ -219,6 +221,12 @@ impl Agent {
                 {
                     self.recover(m, rec).await;
                 }
+                // New settings (the controller hands them out one member at a
+                // time): restart under them.
+                if self.supervisor.running() && self.started_with.as_ref() != Some(&m.settings()) {
+                    info!(instance = %self.instance, member = %m.server_id, roll = m.roll, "restarting ZooKeeper under new settings");
+                    self.supervisor.stop(Duration::from_secs(10)).await;
+                }
                 if !self.supervisor.running() && self.supervisor.may_start() {
                     self.start(m);
                 }
@@ -291,6 +299,7 @@ impl Agent {
             jvm_flags: m.jvm_flags.clone(),
             super_digest: self.super_digest.clone(),
         };
+        self.started_with = Some(m.settings());
         match self.supervisor.start(&cmd) {
             Ok(pid) => {
                 info!(instance = %self.instance, member = %m.server_id, pid, "started ZooKeeper")
@@ -317,6 +326,10 @@ impl Agent {
             disk_config_version: node::last_config_version(&self.layout),
             reconfig: self.reconfig.clone(),
             errors: self.errors.iter().cloned().collect(),
+            settings: self
+                .started_with
+                .clone()
+                .filter(|_| self.supervisor.running()),
         }
     }
 }
@@ -401,6 +414,7 @@ async fn main() -> anyhow::Result<()> {
         probe: None,
         disk_zxid: None,
         recovered,
+        started_with: None,
         reconfig: None,
         errors: VecDeque::new(),
         args,

@@ -266,6 +266,7 @@ mod tests {
             jvm_flags: vec![],
             reconfig: None,
             recovery: None,
+            roll: 0,
         }
     }
 

@@ -102,6 +102,7 @@ fn member_state(address: &str, epoch: u64, revision: u64) -> DesiredNodeState {
             jvm_flags: vec!["-XX:+UseSerialGC".into()],
             reconfig: None,
             recovery: None,
+            roll: 0,
         })),
     }
 }

@@ -6,7 +6,8 @@ use zkop_spec::ValidatedCluster;
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId};
 
 use crate::adapters::{Fleet, FleetError, IdLedger, LedgerError};
-use crate::model::{MemberRecord, Persisted};
+use crate::desired::spec_settings;
+use crate::model::{MemberRecord, Persisted, RolloutStep};
 use crate::plan::Step;
 use zkop_spec::wire::Recovery;
 
@@ -153,6 +154,7 @@ pub async fn act<F: Fleet, L: IdLedger>(
                     retiring: false,
                     adopted: false,
                     recovery: None,
+                    settings: None,
                 },
             );
             format!("instance {instance} ({address}) claimed server id {id}")
@@ -161,12 +163,14 @@ pub async fn act<F: Fleet, L: IdLedger>(
             if s.ever_bootstrapped {
                 return Err(ActError::Stale("already bootstrapped".into()));
             }
+            let settings = spec_settings(spec, &s);
             for id in config.servers.keys() {
                 let m = s
                     .members
                     .get_mut(id)
                     .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
                 m.initial_config = Some(config.clone());
+                m.settings = Some(settings.clone());
             }
             s.config = Some(config.clone());
             s.ever_bootstrapped = true;
@@ -174,11 +178,13 @@ pub async fn act<F: Fleet, L: IdLedger>(
             format!("bootstrapping a fresh ensemble: {}", ids(&servers))
         }
         Step::StartJoiner { id, initial_config } => {
+            let settings = spec_settings(spec, &s);
             let m = s
                 .members
                 .get_mut(id)
                 .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
             m.initial_config = Some(initial_config.clone());
+            m.settings = Some(settings);
             format!(
                 "member {id} on {} starts as a joiner (observer)",
                 m.instance
@@ -291,6 +297,35 @@ pub async fn act<F: Fleet, L: IdLedger>(
             format!(
                 "TOTAL LOSS: no member of the ensemble survived (lost [{}]); healing.onTotalLoss: bootstrap: the ensemble is discarded and a fresh, EMPTY one is bootstrapped; all its data is gone",
                 lost.join(", ")
+            )
+        }
+        Step::RestartMember {
+            id,
+            leader_zxid,
+            role,
+            left,
+        } => {
+            let settings = spec_settings(spec, &s);
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            m.settings = Some(settings);
+            let instance = m.instance.clone();
+            s.rollout = Some(RolloutStep {
+                member: *id,
+                at_ms: now_ms,
+                leader_zxid: *leader_zxid,
+            });
+            format!(
+                "rolling restart: member {id} ({role}) on {instance} restarts with the new settings; {left} more after it"
+            )
+        }
+        Step::BeginRoll => {
+            s.roll += 1;
+            format!(
+                "rolling restart of every member requested (restart generation {})",
+                s.roll
             )
         }
         Step::ForgetMember { id } => {

@@ -4,6 +4,7 @@
 //! - `GET  /v1/agents/{instance}/desired?after=REV`: long-poll the node's desired state
 //! - `POST /v1/agents/{instance}/report`: an agent's report
 //! - `GET  /v1/status`: the cluster as `zkop status` shows it
+//! - `POST /v1/roll`: restart every member once, one at a time (`zkop roll`)
 //! - `GET  /metrics`: Prometheus text
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/agents/{instance}/desired", get(desired))
         .route("/v1/agents/{instance}/report", post(report))
         .route("/v1/status", get(status))
+        .route("/v1/roll", post(roll))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         // Layers run outside in: the token first, then leadership.
@@ -164,6 +166,18 @@ async fn report(
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.status()).into_response()
+}
+
+/// Asks for a rolling restart of every member; answers 202 with what happens.
+async fn roll(State(shared): State<Arc<Shared>>) -> Response {
+    shared.request_roll();
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "accepted": "every member restarts once, one at a time: observers, followers, the leader last"
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -124,6 +124,8 @@ struct SharedState {
     last_error: Option<String>,
     /// When a member last reported leading (or this controller started).
     leader_seen_at: Instant,
+    /// `zkop roll` asked for a restart of every member; cleared once recorded.
+    roll_requested: bool,
 }
 
 /// What the loop and the HTTP API share.
@@ -156,6 +158,7 @@ impl Shared {
                 follower_of: Some(None),
                 last_error: None,
                 leader_seen_at: Instant::now(),
+                roll_requested: false,
             }),
             revision_tx,
         })
@@ -220,6 +223,11 @@ impl Shared {
             s.revision
         };
         self.revision_tx.send_replace(revision);
+    }
+
+    /// Asks for a rolling restart of every member (`zkop roll`).
+    pub fn request_roll(&self) {
+        self.change(|s| s.roll_requested = true);
     }
 
     /// Records the outcome of a pass for `zkop status`.
@@ -350,6 +358,7 @@ impl Shared {
             reports,
             now_ms: now_ms(),
             leaderless_for: s.leader_seen_at.elapsed(),
+            roll_requested: s.roll_requested,
         };
         (s.spec.clone(), s.persisted.clone(), observed)
     }
@@ -580,6 +589,9 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
                 Err(e) => return Err(e.into()),
             }
             self.shared.commit(state);
+        }
+        if *step == Step::BeginRoll {
+            self.shared.change(|s| s.roll_requested = false);
         }
         self.shared.metrics.step(step.kind(), t.elapsed());
         self.shared.event(step.kind(), outcome.message);

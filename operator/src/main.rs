@@ -75,19 +75,46 @@ enum Command {
     },
     /// Show a running cluster's members.
     Status {
-        /// The cluster's state directory (reads its api.json).
-        #[arg(long, conflicts_with_all = ["api", "token_file"])]
-        state_dir: Option<PathBuf>,
-        /// The controller's URL (with --token-file).
-        #[arg(long, requires = "token_file")]
-        api: Option<String>,
-        /// The API token's file (with --api).
-        #[arg(long, requires = "api")]
-        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        controller: ControllerArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Restart every member once, one at a time (observers, followers, the
+    /// leader last), without a spec change: after an OS patch, say.
+    Roll {
+        #[command(flatten)]
+        controller: ControllerArgs,
+    },
+}
+
+/// Which controller to ask.
+#[derive(Debug, clap::Args)]
+struct ControllerArgs {
+    /// The cluster's state directory (reads its api.json).
+    #[arg(long, conflicts_with_all = ["api", "token_file"])]
+    state_dir: Option<PathBuf>,
+    /// The controller's URL (with --token-file).
+    #[arg(long, requires = "token_file")]
+    api: Option<String>,
+    /// The API token's file (with --api).
+    #[arg(long, requires = "api")]
+    token_file: Option<PathBuf>,
+}
+
+impl ControllerArgs {
+    /// The controller's URL and token file.
+    fn resolve(self) -> anyhow::Result<(String, PathBuf)> {
+        Ok(match (self.api, self.token_file) {
+            (Some(u), Some(t)) => (u, t),
+            _ => {
+                let dir = local::find_state_dir(self.state_dir)?;
+                let f = status::read_api_file(&dir)?;
+                (f.url, f.token_file)
+            }
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,20 +294,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", zkop::bench::render(&figures));
             }
         }
-        Command::Status {
-            state_dir,
-            api,
-            token_file,
-            json,
-        } => {
-            let (url, token_file) = match (api, token_file) {
-                (Some(u), Some(t)) => (u, t),
-                _ => {
-                    let dir = local::find_state_dir(state_dir)?;
-                    let f = status::read_api_file(&dir)?;
-                    (f.url, f.token_file)
-                }
-            };
+        Command::Roll { controller } => {
+            let (url, token_file) = controller.resolve()?;
+            let answer = status::request_roll(&url, &token_file).await?;
+            println!("{answer}");
+        }
+        Command::Status { controller, json } => {
+            let (url, token_file) = controller.resolve()?;
             let s = status::fetch(&url, &token_file).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use zkop_spec::wire::{AgentReport, ReconfigOrder, Recovery};
+use zkop_spec::wire::{AgentReport, ReconfigOrder, Recovery, ServerSettings};
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, Zxid};
 
 /// What must survive a controller crash, and why:
@@ -50,6 +50,25 @@ pub struct Persisted {
     /// recovery may have lost is measured against it, across controller restarts.
     #[serde(default)]
     pub max_zxid_seen: Option<Zxid>,
+    /// Restart generation: `zkop roll` raises it, and every member restarts
+    /// once, one at a time.
+    #[serde(default)]
+    pub roll: u64,
+    /// The member a rolling restart restarted last, until the next one.
+    #[serde(default)]
+    pub rollout: Option<RolloutStep>,
+}
+
+/// One step of a rolling restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStep {
+    /// The member restarted.
+    pub member: ServerId,
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// The leader's zxid then: the member is caught up once it reaches it.
+    pub leader_zxid: Option<Zxid>,
 }
 
 /// A server id held by an instance.
@@ -73,6 +92,10 @@ pub struct MemberRecord {
     /// The forced config this member restarts under after a quorum loss.
     #[serde(default)]
     pub recovery: Option<Recovery>,
+    /// The settings this member runs with; a rolling restart moves them to the
+    /// spec's one member at a time. `None`: the spec's.
+    #[serde(default)]
+    pub settings: Option<ServerSettings>,
 }
 
 /// A reconfig order handed to one agent.
@@ -142,6 +165,8 @@ pub struct Observed {
     pub now_ms: u64,
     /// How long no member has reported leading (zero while one does).
     pub leaderless_for: Duration,
+    /// `zkop roll` asked for a restart of every member.
+    pub roll_requested: bool,
 }
 
 impl Observed {

@@ -69,8 +69,13 @@ pub fn read_api_file(state_dir: &Path) -> Result<ApiFile, StatusError> {
     })
 }
 
-/// Fetches `/v1/status`.
-pub async fn fetch(url: &str, token_file: &Path) -> Result<StatusReply, StatusError> {
+/// Sends one API request with the token; the JSON body of a 2xx answer.
+async fn call<T: serde::de::DeserializeOwned>(
+    url: &str,
+    token_file: &Path,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<T, StatusError> {
     let token = std::fs::read_to_string(token_file).map_err(|source| StatusError::Read {
         path: token_file.to_path_buf(),
         source,
@@ -85,13 +90,13 @@ pub async fn fetch(url: &str, token_file: &Path) -> Result<StatusReply, StatusEr
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
     let resp = client
-        .get(format!("{}/v1/status", url.trim_end_matches('/')))
+        .request(method, format!("{}{path}", url.trim_end_matches('/')))
         .bearer_auth(token.trim())
         .send()
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let status = resp.status().as_u16();
-    if status != 200 {
+    if !(200..300).contains(&status) {
         let body = resp.text().await.unwrap_or_default();
         return Err(StatusError::Refused {
             url: url.to_string(),
@@ -100,6 +105,21 @@ pub async fn fetch(url: &str, token_file: &Path) -> Result<StatusReply, StatusEr
         });
     }
     resp.json().await.map_err(|e| unreachable(e.to_string()))
+}
+
+/// Fetches `/v1/status`.
+pub async fn fetch(url: &str, token_file: &Path) -> Result<StatusReply, StatusError> {
+    call(url, token_file, reqwest::Method::GET, "/v1/status").await
+}
+
+/// Asks for a rolling restart of every member (`POST /v1/roll`); what the
+/// controller answered.
+pub async fn request_roll(url: &str, token_file: &Path) -> Result<String, StatusError> {
+    let body: serde_json::Value = call(url, token_file, reqwest::Method::POST, "/v1/roll").await?;
+    Ok(format!(
+        "rolling restart requested: {}",
+        body["accepted"].as_str().unwrap_or("accepted")
+    ))
 }
 
 /// The human-readable table.

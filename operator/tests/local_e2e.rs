@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{
@@ -320,11 +319,7 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
         s.events
     );
     assert_eq!(c.server_pid(&survivor.instance), Some(survivor_pid));
-    let text = Command::new(common::zkop_bin())
-        .args(["status", "--state-dir"])
-        .arg(c.state_dir())
-        .output()
-        .unwrap();
+    let text = c.zkop(&["status"]);
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(
         table.contains("phase QuorumLost") && table.contains("quorum lost"),
@@ -635,11 +630,7 @@ async fn a_total_loss_waits_by_default_and_bootstraps_an_empty_ensemble_when_all
     for i in &fresh {
         assert_eq!(c.server_pid(i), None, "{i} runs ZooKeeper");
     }
-    let text = Command::new(common::zkop_bin())
-        .args(["status", "--state-dir"])
-        .arg(c.state_dir())
-        .output()
-        .unwrap();
+    let text = c.zkop(&["status"]);
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(table.contains("would lose all data"), "{table}");
 
@@ -716,4 +707,245 @@ async fn the_benchmark_times_quorum_loss_recovery_against_the_same_done_by_hand(
     // counted from the last time the leader was seen, just before the kill.
     let detection = f["details"]["detectionSeconds"].as_f64().unwrap();
     assert!((9.0..30.0).contains(&detection), "{f}");
+}
+
+/// Voters serving right now, by `srvr` on each member's client endpoint.
+async fn serving_voters(endpoints: &[String]) -> usize {
+    let mut n = 0;
+    for e in endpoints {
+        if let Ok(p) = zkop_zk::probe::probe(e).await
+            && p.serving
+            && matches!(
+                p.mode,
+                Some(zkop_spec::zk::ServerMode::Leader | zkop_spec::zk::ServerMode::Follower)
+            )
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// `tickTime` as each member's `conf` reports it.
+async fn tick_times(endpoints: &[String]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for e in endpoints {
+        let conf = zkop_zk::probe::four_letter_word(e, "conf")
+            .await
+            .ok()
+            .and_then(|t| zkop_spec::zk::parse_conf(&t).ok());
+        out.push(conf.and_then(|c| c.properties.get("tickTime").cloned()));
+    }
+    out
+}
+
+fn restarts(s: &StatusReply) -> Vec<(u64, String)> {
+    s.events
+        .iter()
+        .filter(|e| e.kind == "restart_member")
+        .map(|e| (e.at_ms, e.message.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a_majority() {
+    let _serial = SERIAL.lock().await;
+    let c = LocalCluster::start(&example_spec(3), "127.0.58.0/24").await;
+    let before = c
+        .wait_status("three voters, Running", Duration::from_secs(60), |s| {
+            settled(s, 3, 0) && s.phase == "Running"
+        })
+        .await;
+    let leader = before
+        .members
+        .iter()
+        .find(|m| m.role == "leader")
+        .unwrap()
+        .clone();
+    let endpoints: Vec<String> = before
+        .members
+        .iter()
+        .map(|m| format!("{}:{}", m.address, m.client_port))
+        .collect();
+    let pids: Vec<(String, u32)> = before
+        .members
+        .iter()
+        .map(|m| (m.instance.clone(), c.server_pid(&m.instance).unwrap()))
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(
+        LocalCluster::endpoints(&before),
+        stop_rx.clone(),
+    ));
+    let sampler = {
+        let endpoints = endpoints.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !*stop.borrow() {
+                let at = zkop::controller::now_ms();
+                samples.push((at, serving_voters(&endpoints).await));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            samples
+        })
+    };
+    common::wait_until("writes flowing", Duration::from_secs(30), || async {
+        let client = zk_client(&LocalCluster::endpoints(&before)).await;
+        client
+            .list_children("/acc")
+            .await
+            .ok()
+            .filter(|c| c.len() >= 10)
+    })
+    .await;
+
+    c.edit_spec("tickTime: 500", "tickTime: 400");
+    let after = c
+        .wait_status("every member restarted", Duration::from_secs(240), |s| {
+            restarts(s).len() >= 3 && s.phase == "Running" && settled(s, 3, 0)
+        })
+        .await;
+    common::wait_until(
+        "tickTime=400 on every member",
+        Duration::from_secs(30),
+        || async {
+            tick_times(&endpoints)
+                .await
+                .iter()
+                .all(|t| t.as_deref() == Some("400"))
+                .then_some(())
+        },
+    )
+    .await;
+    stop_tx.send(true).unwrap();
+    let samples = sampler.await.unwrap();
+    let acked = writer.await.unwrap();
+
+    // Every member restarted exactly once, the leader last.
+    let events = restarts(&after);
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let mut restarted: Vec<u64> = events
+        .iter()
+        .map(|(_, m)| {
+            m.split_whitespace()
+                .nth(3)
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("{m}"))
+        })
+        .collect();
+    assert_eq!(restarted.last(), Some(&leader.id.0), "{events:#?}");
+    assert!(events[2].1.contains("(leader)"), "{events:#?}");
+    restarted.sort();
+    let mut ids: Vec<u64> = before.members.iter().map(|m| m.id.0).collect();
+    ids.sort();
+    assert_eq!(restarted, ids, "{events:#?}");
+    for (instance, pid) in &pids {
+        let now = c.server_pid(instance);
+        assert!(
+            now.is_some() && now != Some(*pid),
+            "{instance}'s ZooKeeper was not restarted"
+        );
+    }
+    // A majority of voters served at every sample, but in the one election
+    // after the leader's restart.
+    assert!(samples.len() > 20, "{} samples", samples.len());
+    let leader_restart_at = events[2].0;
+    let minority: Vec<usize> = (0..samples.len()).filter(|i| samples[*i].1 < 2).collect();
+    for i in &minority {
+        assert!(
+            samples[*i].0 >= leader_restart_at,
+            "a minority served before the leader's restart: {:?}",
+            &samples[i.saturating_sub(3)..(*i + 3).min(samples.len())]
+        );
+    }
+    if let (Some(first), Some(last)) = (minority.first(), minority.last()) {
+        assert_eq!(
+            last - first + 1,
+            minority.len(),
+            "more than one outage: {samples:?}"
+        );
+    }
+    assert_writes_kept(&after, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_cannot_start_halts_the_roll_out_and_no_other_member_restarts() {
+    let _serial = SERIAL.lock().await;
+    let spec = format!("{}  rollout:\n    timeout: 15s\n", example_spec(3));
+    let c = LocalCluster::start(&spec, "127.0.59.0/24").await;
+    let before = c
+        .wait_status("three voters, Running", Duration::from_secs(60), |s| {
+            settled(s, 3, 0) && s.phase == "Running"
+        })
+        .await;
+    let pids: Vec<(String, u32)> = before
+        .members
+        .iter()
+        .map(|m| (m.instance.clone(), c.server_pid(&m.instance).unwrap()))
+        .collect();
+    // ZooKeeper refuses a non-numeric maxClientCnxns and exits at start.
+    c.edit_spec("maxClientCnxns: \"100\"", "maxClientCnxns: \"lots\"");
+    let halted = c
+        .wait_status("the roll-out halted", Duration::from_secs(120), |s| {
+            s.reason.contains("roll-out halted")
+        })
+        .await;
+    assert_eq!(halted.phase, "Degraded");
+    let events = restarts(&halted);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let victim = before
+        .members
+        .iter()
+        .find(|m| events[0].1.contains(&format!("member {} ", m.id)))
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(
+        halted
+            .reason
+            .contains(&format!("member {} on {}", victim.id, victim.instance)),
+        "{}",
+        halted.reason
+    );
+    for (instance, pid) in pids.iter().filter(|(i, _)| *i != victim.instance) {
+        assert_eq!(
+            c.server_pid(instance),
+            Some(*pid),
+            "{instance} was restarted"
+        );
+    }
+    let table = c.status_cli();
+    assert!(table.reason.contains("roll-out halted"), "{}", table.reason);
+
+    // Fixing the spec restarts the failed member with the fixed settings, and
+    // the roll-out goes on.
+    c.edit_spec("maxClientCnxns: \"lots\"", "maxClientCnxns: \"100\"");
+    let fixed = c
+        .wait_status("Running again", Duration::from_secs(180), |s| {
+            s.phase == "Running" && settled(s, 3, 0)
+        })
+        .await;
+
+    // `zkop roll`: every member restarts once more without a spec change.
+    let out = c.zkop(&["roll"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rolling restart requested"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let n = restarts(&fixed).len();
+    let rolled = c
+        .wait_status("every member rolled", Duration::from_secs(180), |s| {
+            restarts(s).len() >= n + 3 && s.phase == "Running" && settled(s, 3, 0)
+        })
+        .await;
+    assert!(
+        rolled.events.iter().any(|e| e.kind == "begin_roll"),
+        "{:#?}",
+        rolled.events
+    );
 }

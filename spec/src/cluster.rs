@@ -67,6 +67,9 @@ pub struct ClusterSpec {
     /// What zkop does when members or the quorum are lost.
     #[serde(default)]
     pub healing: Healing,
+    /// How changes that need ZooKeeper restarted are rolled out.
+    #[serde(default)]
+    pub rollout: Rollout,
 }
 
 /// Bounds on the number of voters. Both odd.
@@ -316,6 +319,29 @@ pub struct Healing {
     #[serde(default = "default_member_dead_after")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub member_dead_after: String,
+}
+
+/// Rolling restarts: one member at a time, observers first, the leader last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    /// How long a restarted member may take to serve again and catch up
+    /// before the roll-out halts (default `5m`).
+    #[serde(default = "default_rollout_timeout")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub timeout: String,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            timeout: default_rollout_timeout(),
+        }
+    }
+}
+
+fn default_rollout_timeout() -> String {
+    "5m".into()
 }
 
 // Kept as text here and parsed by validation, so that a bad duration is

@@ -98,6 +98,8 @@ pub struct ValidatedCluster {
     pub zookeeper: ZkSettings,
     /// Healing policy.
     pub healing: HealingPolicy,
+    /// `rollout.timeout`: how long a restarted member may take to come back.
+    pub rollout_timeout: Duration,
 }
 
 /// The healing policy, durations parsed.
@@ -289,6 +291,13 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
     let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
     let healing = check_healing(&mut p, &s.healing);
+    let rollout_timeout = check_duration(
+        &mut p,
+        "spec.rollout.timeout",
+        &s.rollout.timeout,
+        (10, 86_400),
+        "24h",
+    );
     let secrets_parameter = s.secrets.as_ref().map(|x| x.ssm_parameter.clone());
     if let Some(name) = &secrets_parameter {
         if s.fleet.aws.is_none() {
@@ -309,9 +318,13 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
             );
         }
     }
-    let (Some((fleet, ids, state)), Some(zookeeper), Some(healing), true) =
-        (placement, zookeeper, healing, p.0.is_empty())
-    else {
+    let (Some((fleet, ids, state)), Some(zookeeper), Some(healing), Some(rollout_timeout), true) = (
+        placement,
+        zookeeper,
+        healing,
+        rollout_timeout,
+        p.0.is_empty(),
+    ) else {
         return Err(SpecError::Invalid(p.0));
     };
     Ok(ValidatedCluster {
@@ -325,6 +338,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         secrets_parameter,
         zookeeper,
         healing,
+        rollout_timeout,
     })
 }
 
@@ -459,30 +473,45 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
     })
 }
 
+/// A duration field within `lo..=hi` seconds, or a problem at `path`.
+fn check_duration(
+    p: &mut Problems,
+    path: &str,
+    text: &str,
+    (lo, hi): (u64, u64),
+    hi_text: &str,
+) -> Option<Duration> {
+    match DurationSpec::parse(text) {
+        Ok(d) if d.get() >= Duration::from_secs(lo) && d.get() <= Duration::from_secs(hi) => {
+            Some(d.get())
+        }
+        Ok(_) => {
+            p.add(
+                path,
+                format!("must be between {lo}s and {hi_text}, got {text}"),
+            );
+            None
+        }
+        Err(e) => {
+            p.add(path, e.to_string());
+            None
+        }
+    }
+}
+
 fn check_healing(p: &mut Problems, h: &Healing) -> Option<HealingPolicy> {
-    let mut duration =
-        |path: &str, text: &str, lo: u64, hi: u64, hi_text: &str| match DurationSpec::parse(text) {
-            Ok(d) if d.get() >= Duration::from_secs(lo) && d.get() <= Duration::from_secs(hi) => {
-                Some(d.get())
-            }
-            Ok(_) => {
-                p.add(
-                    path,
-                    format!("must be between {lo}s and {hi_text}, got {text}"),
-                );
-                None
-            }
-            Err(e) => {
-                p.add(path, e.to_string());
-                None
-            }
-        };
-    let detect_after = duration("spec.healing.detectAfter", &h.detect_after, 1, 3600, "1h");
-    let member_dead_after = duration(
+    let detect_after = check_duration(
+        p,
+        "spec.healing.detectAfter",
+        &h.detect_after,
+        (1, 3600),
+        "1h",
+    );
+    let member_dead_after = check_duration(
+        p,
         "spec.healing.memberDeadAfter",
         &h.member_dead_after,
-        5,
-        86_400,
+        (5, 86_400),
         "24h",
     );
     Some(HealingPolicy {

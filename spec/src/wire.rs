@@ -66,6 +66,38 @@ pub struct MemberAssignment {
     /// per generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// Restart generation (`zkop roll`): a rise restarts the server even with
+    /// unchanged settings.
+    #[serde(default)]
+    pub roll: u64,
+}
+
+impl MemberAssignment {
+    /// What the server must run with; the agent restarts it when these differ
+    /// from what it was started with.
+    pub fn settings(&self) -> ServerSettings {
+        ServerSettings {
+            static_config: self.static_config.clone(),
+            heap_mb: self.heap_mb,
+            jvm_flags: self.jvm_flags.clone(),
+            roll: self.roll,
+        }
+    }
+}
+
+/// The settings a server runs with that only a restart changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSettings {
+    /// Static `zoo.cfg` keys.
+    pub static_config: BTreeMap<String, String>,
+    /// JVM heap in MiB.
+    pub heap_mb: u32,
+    /// Extra JVM flags.
+    pub jvm_flags: Vec<String>,
+    /// Restart generation (`zkop roll`).
+    #[serde(default)]
+    pub roll: u64,
 }
 
 /// A forced config after a quorum loss.
@@ -125,6 +157,9 @@ pub struct AgentReport {
     /// Recent problems, newest last.
     #[serde(default)]
     pub errors: Vec<String>,
+    /// The settings the running server was started with.
+    #[serde(default)]
+    pub settings: Option<ServerSettings>,
 }
 
 /// The ZooKeeper JVM as its agent supervises it.
@@ -312,6 +347,7 @@ mod tests {
                     generation: 1,
                     config: config.clone(),
                 }),
+                roll: 0,
             })),
         ];
         for node in nodes {

@@ -16,7 +16,9 @@ use std::time::Duration;
 use zkop_spec::ValidatedCluster;
 use zkop_spec::cluster::{QuorumLossPolicy, TotalLossPolicy};
 use zkop_spec::wire::{AgentReport, ReconfigOrder};
-use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, ServerMode};
+use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, ServerMode, Zxid};
+
+use crate::desired::spec_settings;
 
 use crate::model::{InstanceState, MemberRecord, Observed, PendingReconfig, Persisted};
 
@@ -163,6 +165,19 @@ pub enum Step {
         /// The member.
         id: ServerId,
     },
+    /// Restart one member under the spec's settings (a rolling restart).
+    RestartMember {
+        /// The member.
+        id: ServerId,
+        /// The leader's zxid now: the member must reach it before the next.
+        leader_zxid: Option<Zxid>,
+        /// Its role, for the event.
+        role: String,
+        /// Members still to restart after it.
+        left: usize,
+    },
+    /// `zkop roll`: raise the restart generation so every member restarts.
+    BeginRoll,
     /// No member survived and `healing.onTotalLoss: bootstrap` allows it: give
     /// the lost ensemble up, so that a fresh, empty one is bootstrapped next.
     DiscardEnsemble {
@@ -191,11 +206,13 @@ impl Step {
             Step::ForceConfig { .. } => "force_config",
             Step::ForgetMember { .. } => "forget_member",
             Step::DiscardEnsemble { .. } => "discard_ensemble",
+            Step::RestartMember { .. } => "restart_member",
+            Step::BeginRoll => "begin_roll",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 16] = [
+    pub const KINDS: [&'static str; 18] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -212,6 +229,8 @@ impl Step {
         "force_config",
         "forget_member",
         "discard_ensemble",
+        "restart_member",
+        "begin_roll",
     ];
 }
 
@@ -285,6 +304,12 @@ pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Dura
     }
     let (membership, reason) = c.membership(config, leader);
     steps.extend(membership);
+    if steps.is_empty()
+        && reason.is_empty()
+        && let Some(plan) = c.rollout(config)
+    {
+        return plan;
+    }
     if steps.is_empty() {
         let healthy = config.servers.keys().all(|id| c.serving_id(*id));
         if healthy && reason.is_empty() {
@@ -601,6 +626,110 @@ impl Ctx<'_> {
         }
     }
 
+    /// A rolling restart: members whose settings differ from the spec's restart
+    /// one at a time (observers, then followers, the leader last), each once
+    /// the previous one serves again and has caught up with the leader.
+    fn rollout(&self, config: &DynamicConfig) -> Option<Plan> {
+        let want = spec_settings(self.spec, self.p);
+        let runs_wanted = |m: &MemberRecord| m.settings.as_ref().is_none_or(|s| *s == want);
+        let listed: Vec<&MemberRecord> = config
+            .servers
+            .keys()
+            .filter_map(|id| self.p.members.get(id))
+            .collect();
+        let stale = listed.iter().filter(|m| !runs_wanted(m)).count();
+        let leader_zxid = listed
+            .iter()
+            .find(|m| self.mode(m) == Some(ServerMode::Leader))
+            .and_then(|m| self.fresh_report(&m.instance))
+            .and_then(|r| r.probe.as_ref()?.zxid);
+        if let Some(last) = &self.p.rollout
+            && let Some(m) = self.p.members.get(&last.member)
+            && listed.iter().any(|l| l.id == m.id)
+        {
+            let report = self.fresh_report(&m.instance);
+            let zxid = report.and_then(|r| r.probe.as_ref()?.zxid);
+            let back = self.serving(m)
+                && report.and_then(|r| r.settings.as_ref()) == m.settings.as_ref()
+                && zxid >= last.leader_zxid;
+            if !back {
+                if !runs_wanted(m) {
+                    // The spec changed again while it was down: it takes the
+                    // new settings at once (it is down already).
+                    return Some(Plan::new(
+                        Phase::Reconciling,
+                        format!(
+                            "roll-out: member {} restarts again with the newer settings",
+                            m.id
+                        ),
+                        vec![Step::RestartMember {
+                            id: m.id,
+                            leader_zxid: last.leader_zxid,
+                            role: "again".into(),
+                            left: stale.saturating_sub(1),
+                        }],
+                    ));
+                }
+                let waited = Duration::from_millis(self.obs.now_ms.saturating_sub(last.at_ms));
+                if waited >= self.spec.rollout_timeout {
+                    let why = report
+                        .and_then(|r| r.errors.last().cloned().or(r.process.last_exit.clone()))
+                        .unwrap_or_else(|| "no report from its agent".into());
+                    return Some(Plan::new(
+                        Phase::Degraded,
+                        format!(
+                            "roll-out halted: member {} on {} did not serve again within rollout.timeout ({}s) after its restart ({why}); {stale} member(s) not restarted and left untouched",
+                            m.id,
+                            m.instance,
+                            self.spec.rollout_timeout.as_secs()
+                        ),
+                        vec![],
+                    ));
+                }
+                return Some(Plan::new(
+                    Phase::Reconciling,
+                    format!(
+                        "roll-out: waiting for member {} to serve again and catch up ({}s so far)",
+                        m.id,
+                        waited.as_secs()
+                    ),
+                    vec![],
+                ));
+            }
+        }
+        if stale == 0 || !listed.iter().all(|m| self.serving(m)) {
+            return None;
+        }
+        let rank = |m: &MemberRecord| match self.mode(m) {
+            Some(ServerMode::Observer) => 0,
+            Some(ServerMode::Leader) => 2,
+            _ if config.role_of(m.id) == Some(MemberRole::Observer) => 0,
+            _ => 1,
+        };
+        let next = listed
+            .iter()
+            .filter(|m| !runs_wanted(m))
+            .min_by_key(|m| (rank(m), m.id))?;
+        let role = match rank(next) {
+            0 => "observer",
+            2 => "leader",
+            _ => "follower",
+        };
+        Some(Plan::new(
+            Phase::Reconciling,
+            format!(
+                "roll-out: restarting member {} ({role}), {stale} to go",
+                next.id
+            ),
+            vec![Step::RestartMember {
+                id: next.id,
+                leader_zxid,
+                role: role.into(),
+                left: stale - 1,
+            }],
+        ))
+    }
+
     /// The newest config a serving member reports, if newer than the persisted one.
     fn newer_config(&self) -> Option<DynamicConfig> {
         let known = self.p.config.as_ref().and_then(|c| c.version);
@@ -663,6 +792,9 @@ impl Ctx<'_> {
     /// Fleet and ledger hygiene that is always safe.
     fn housekeeping(&self) -> Vec<Step> {
         let mut steps = Vec::new();
+        if self.obs.roll_requested {
+            steps.push(Step::BeginRoll);
+        }
         let config = self.p.config.as_ref();
         for m in self.p.members.values() {
             let listed = m.role_in(config).is_some();

@@ -52,6 +52,7 @@ fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>) -> AgentR
         disk_config_version: None,
         reconfig: None,
         errors: vec![],
+        settings: None,
     }
 }
 
@@ -107,6 +108,7 @@ impl B {
                 retiring: false,
                 adopted: true,
                 recovery: None,
+                settings: None,
             },
         );
         self.obs.reports.insert(
@@ -472,6 +474,103 @@ fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replac
         "{:?}",
         b.plan()
     );
+}
+
+/// Three voters running the spec's settings; then the spec's tickTime changes.
+fn rolling(b: B) -> B {
+    let mut b = b;
+    let old = crate::desired::spec_settings(&b.spec, &b.p);
+    for m in b.p.members.values_mut() {
+        m.settings = Some(old.clone());
+        if let Some(r) = b.obs.reports.get_mut(&m.instance) {
+            r.report.settings = Some(old.clone());
+        }
+    }
+    b.spec.zookeeper.tick_time = 400;
+    b
+}
+
+fn restarted(plan: &Plan) -> Option<u64> {
+    match plan.steps.first() {
+        Some(Step::RestartMember { id, .. }) => Some(id.0),
+        _ => None,
+    }
+}
+
+/// What `act` and the agent do for a restart: new settings, running them.
+fn restart(b: &mut B, id: u64, at_ms: u64) {
+    let new = crate::desired::spec_settings(&b.spec, &b.p);
+    let m = b.p.members.get_mut(&ServerId(id)).unwrap();
+    m.settings = Some(new.clone());
+    b.obs.reports.get_mut(&m.instance).unwrap().report.settings = Some(new);
+    b.p.rollout = Some(crate::model::RolloutStep {
+        member: ServerId(id),
+        at_ms,
+        leader_zxid: None,
+    });
+}
+
+#[test]
+fn a_rolling_restart_goes_one_member_at_a_time_observers_first_the_leader_last() {
+    // Member 4 is in the config as an observer.
+    let mut b = cluster(3).replicas(4).joiner(4);
+    let mut config =
+        b.p.config
+            .clone()
+            .unwrap()
+            .with(server(4, MemberRole::Observer));
+    config.version = Some(ConfigVersion(V1 + 1));
+    b.p.config = Some(config);
+    let mut b = rolling(b.refresh_probes());
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let plan = b.plan();
+        let id = restarted(&plan).unwrap_or_else(|| panic!("{plan:?}"));
+        order.push(id);
+        let now = b.obs.now_ms;
+        restart(&mut b, id, now);
+        // Not back yet: its server does not serve.
+        let inst = instance_of(id);
+        let probe = b.obs.reports.get_mut(&inst).unwrap().report.probe.take();
+        let waiting = b.plan();
+        assert_eq!(restarted(&waiting), None, "{waiting:?}");
+        // (While the leader restarts, there is no leader: an election.)
+        assert!(
+            id == 1 || waiting.reason.contains("waiting for member"),
+            "{}",
+            waiting.reason
+        );
+        b.obs.reports.get_mut(&inst).unwrap().report.probe = probe;
+    }
+    assert_eq!(order, vec![4, 2, 3, 1]);
+    assert_eq!(b.plan().phase, Phase::Running, "{:?}", b.plan());
+}
+
+#[test]
+fn a_member_that_does_not_come_back_halts_the_roll_out() {
+    let mut b = rolling(cluster(3));
+    let first = restarted(&b.plan()).unwrap();
+    let now = b.obs.now_ms;
+    restart(&mut b, first, now);
+    let inst = instance_of(first);
+    let r = &mut b.obs.reports.get_mut(&inst).unwrap().report;
+    r.probe = None;
+    r.errors
+        .push("ZooKeeper exited (exit status: 1) after 0.4s".into());
+    b.obs.now_ms += b.spec.rollout_timeout.as_millis() as u64;
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::Degraded);
+    assert!(plan.steps.is_empty(), "{plan:?}");
+    assert!(
+        plan.reason
+            .contains(&format!("roll-out halted: member {first}"))
+            && plan.reason.contains("exited"),
+        "{}",
+        plan.reason
+    );
+    // Fixing the spec restarts the failed member again at once.
+    b.spec.zookeeper.tick_time = 300;
+    assert_eq!(restarted(&b.plan()), Some(first));
 }
 
 #[test]
@@ -944,6 +1043,7 @@ impl Sim {
             } else {
                 Duration::from_secs(3600)
             },
+            roll_requested: false,
         }
     }
 

@@ -167,19 +167,23 @@ impl LocalCluster {
 
     /// `zkop status --state-dir DIR --json`, as a person would run it.
     pub fn status_cli(&self) -> StatusReply {
-        let out = Command::new(zkop_bin())
-            .arg("status")
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .arg("--json")
-            .output()
-            .unwrap();
+        let out = self.zkop(&["status", "--json"]);
         assert!(
             out.status.success(),
             "zkop status: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `zkop ARGS --state-dir DIR` for this cluster.
+    pub fn zkop(&self, args: &[&str]) -> std::process::Output {
+        Command::new(zkop_bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .output()
+            .unwrap()
     }
 
     /// Edits `replicas` in the spec file while it runs.
