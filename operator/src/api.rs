@@ -6,6 +6,7 @@
 //! - `GET  /v1/status`: the cluster as `zkop status` shows it
 //! - `POST /v1/roll`: restart every member once, one at a time (`zkop roll`)
 //! - `GET  /metrics`: Prometheus text
+//! - `GET  /`: the status page (no data; it asks for the token)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/roll", post(roll))
         .route("/metrics", get(metrics))
+        .route("/", get(page))
         .fallback(not_found)
         // Layers run outside in: the token first, then leadership.
         .layer(middleware::from_fn_with_state(
@@ -62,7 +64,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The status page: static, holding no data; it asks for the token and reads
+/// the API with it.
+const PAGE: &str = include_str!("status_page.html");
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
 async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/" {
+        return next.run(req).await;
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -86,7 +106,7 @@ async fn require_leadership(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path() == "/metrics" {
+    if req.uri().path() == "/metrics" || req.uri().path() == "/" {
         return next.run(req).await;
     }
     match shared.follower_of() {

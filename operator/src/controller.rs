@@ -286,6 +286,11 @@ impl Shared {
                     config_role,
                     zxid: probe.and_then(|p| p.zxid),
                     healthy: serving,
+                    zone: s
+                        .instances
+                        .iter()
+                        .find(|i| i.id == m.instance)
+                        .and_then(|i| i.zone.clone()),
                 }
             })
             .collect();

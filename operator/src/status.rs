@@ -172,6 +172,7 @@ mod tests {
             config_role: None,
             zxid: None,
             healthy: true,
+            zone: None,
         };
         let s = StatusReply {
             cluster: "c".into(),

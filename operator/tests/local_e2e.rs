@@ -949,3 +949,92 @@ async fn a_member_that_cannot_start_halts_the_roll_out_and_no_other_member_resta
         rolled.events
     );
 }
+
+/// The page at `url` as headless Chromium renders it (scripts run, the API
+/// read), as HTML; with `screenshot`, also saved as a PNG.
+fn chromium_dom(url: &str, screenshot: Option<&std::path::Path>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+        "--window-size=1280,900",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()));
+    match screenshot {
+        Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_members_and_events_only_with_the_token() {
+    let _serial = SERIAL.lock().await;
+    let c = LocalCluster::start(&example_spec(3), "127.0.62.0/24").await;
+    let s = c
+        .wait_status("three voters", Duration::from_secs(60), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    // Without the token: the page is only the prompt; the API answers 401.
+    let page = c.http().get(format!("{}/", c.url())).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Enter the API token"), "{html}");
+    assert!(!html.contains(&s.members[0].instance), "{html}");
+    let api = c
+        .http()
+        .get(format!("{}/v1/status", c.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    let dom = chromium_dom(&format!("{}/", c.url()), None);
+    assert!(dom.contains("Enter the API token"), "{dom}");
+    for m in &s.members {
+        assert!(
+            !dom.contains(&m.instance),
+            "{} shown without the token",
+            m.instance
+        );
+    }
+    // With it: the members table and the events.
+    let dom = chromium_dom(&format!("{}/#token={}", c.url(), c.token()), None);
+    for m in &s.members {
+        assert!(
+            dom.contains(&format!("data-member=\"{}\"", m.id)) && dom.contains(&m.instance),
+            "member {} missing: {dom}",
+            m.id
+        );
+    }
+    assert!(
+        dom.contains(">leader<") && dom.contains(">healthy<"),
+        "{dom}"
+    );
+    assert!(dom.contains("bootstrap"), "no events: {dom}");
+    // `ZKOP_SCREENSHOT=path` saves a picture of it (docs/status-page.png).
+    if let Some(path) = std::env::var_os("ZKOP_SCREENSHOT") {
+        chromium_dom(
+            &format!("{}/#token={}", c.url(), c.token()),
+            Some(std::path::Path::new(&path)),
+        );
+    }
+}

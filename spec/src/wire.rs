@@ -250,6 +250,9 @@ pub struct MemberStatus {
     pub zxid: Option<Zxid>,
     /// Serving and reporting.
     pub healthy: bool,
+    /// The instance's availability zone, if the fleet says.
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 /// Something the controller did or saw.
