@@ -321,6 +321,10 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 "rolling restart: member {id} ({role}) on {instance} restarts with the new settings; {left} more after it"
             )
         }
+        Step::FinishRollout => {
+            s.rollout = None;
+            "rolling restart done: every member runs the spec's settings".to_string()
+        }
         Step::BeginRoll => {
             s.roll += 1;
             format!(

@@ -178,6 +178,8 @@ pub enum Step {
     },
     /// `zkop roll`: raise the restart generation so every member restarts.
     BeginRoll,
+    /// The last member of a rolling restart serves again: the roll-out is done.
+    FinishRollout,
     /// No member survived and `healing.onTotalLoss: bootstrap` allows it: give
     /// the lost ensemble up, so that a fresh, empty one is bootstrapped next.
     DiscardEnsemble {
@@ -208,11 +210,12 @@ impl Step {
             Step::DiscardEnsemble { .. } => "discard_ensemble",
             Step::RestartMember { .. } => "restart_member",
             Step::BeginRoll => "begin_roll",
+            Step::FinishRollout => "finish_rollout",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 18] = [
+    pub const KINDS: [&'static str; 19] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -231,6 +234,7 @@ impl Step {
         "discard_ensemble",
         "restart_member",
         "begin_roll",
+        "finish_rollout",
     ];
 }
 
@@ -643,10 +647,24 @@ impl Ctx<'_> {
             .find(|m| self.mode(m) == Some(ServerMode::Leader))
             .and_then(|m| self.fresh_report(&m.instance))
             .and_then(|r| r.probe.as_ref()?.zxid);
-        if let Some(last) = &self.p.rollout
-            && let Some(m) = self.p.members.get(&last.member)
-            && listed.iter().any(|l| l.id == m.id)
-        {
+        // A roll-out in progress lasts until its last member serves again;
+        // a member that fails later is the ordinary health checks' business.
+        let finish = || {
+            Some(Plan::new(
+                Phase::Reconciling,
+                "roll-out: every member runs the new settings",
+                vec![Step::FinishRollout],
+            ))
+        };
+        if let Some(last) = &self.p.rollout {
+            let Some(m) = self
+                .p
+                .members
+                .get(&last.member)
+                .filter(|m| listed.iter().any(|l| l.id == m.id))
+            else {
+                return if stale == 0 { finish() } else { None };
+            };
             let report = self.fresh_report(&m.instance);
             let zxid = report.and_then(|r| r.probe.as_ref()?.zxid);
             let back = self.serving(m)
@@ -695,6 +713,9 @@ impl Ctx<'_> {
                     ),
                     vec![],
                 ));
+            }
+            if stale == 0 {
+                return finish();
             }
         }
         if stale == 0 || !listed.iter().all(|m| self.serving(m)) {

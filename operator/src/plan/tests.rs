@@ -543,7 +543,12 @@ fn a_rolling_restart_goes_one_member_at_a_time_observers_first_the_leader_last()
         b.obs.reports.get_mut(&inst).unwrap().report.probe = probe;
     }
     assert_eq!(order, vec![4, 2, 3, 1]);
+    assert_eq!(b.plan().steps.first(), Some(&Step::FinishRollout));
+    b.p.rollout = None;
     assert_eq!(b.plan().phase, Phase::Running, "{:?}", b.plan());
+    // A member failing later is not a roll-out's business.
+    b.obs.reports.get_mut("i-2").unwrap().report.probe = None;
+    assert!(!b.plan().reason.contains("roll-out"), "{:?}", b.plan());
 }
 
 #[test]
