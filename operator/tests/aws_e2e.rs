@@ -125,12 +125,7 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
 
     // 3. An instance terminated through the Auto Scaling API (the group
     // replaces it): its member is replaced in the config, its lease deleted.
-    let victim = s3
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .unwrap()
-        .clone();
+    let victim = common::follower(&s3);
     aws_sdk_autoscaling::Client::new(&c.config)
         .terminate_instance_in_auto_scaling_group()
         .instance_id(&victim.instance)
@@ -470,23 +465,10 @@ async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_surviv
             log,
         )
         .await;
-    let survivor = s
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .unwrap()
-        .clone();
+    let survivor = common::follower(&s);
     // Written through the survivor: every acknowledged znode is one it holds.
-    let client = common::zk_client(&format!("{}:{}", survivor.address, survivor.client_port)).await;
-    let options =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
-    client.create("/kept", b"v", &options).await.unwrap();
-    for i in 0..50 {
-        client
-            .create(&format!("/kept/z{i}"), b"v", &options)
-            .await
-            .unwrap();
-    }
+    let client = common::zk_client(&common::endpoint(&survivor)).await;
+    common::write_kept(&client, 50).await;
     drop(client);
     let victims: Vec<_> = s
         .members

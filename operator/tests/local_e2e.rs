@@ -81,12 +81,7 @@ async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writ
     assert_eq!(terminated, 2, "{events:#?}");
 
     // 3. SIGKILL one voter (a follower): replaced; no survivor restarted.
-    let victim = s3
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .unwrap()
-        .clone();
+    let victim = common::follower(&s3);
     let survivors: Vec<(String, u32)> = s3
         .members
         .iter()
@@ -206,15 +201,7 @@ async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
     // 5. Data written, then a stop: nothing of it keeps running.
     let hosts = LocalCluster::endpoints(&before);
     let client = zk_client(&hosts).await;
-    let options =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
-    client.create("/kept", b"v", &options).await.unwrap();
-    for i in 0..20 {
-        client
-            .create(&format!("/kept/z{i}"), b"v", &options)
-            .await
-            .unwrap();
-    }
+    common::write_kept(&client, 20).await;
     drop(client);
     c.stop().await;
     assert_eq!(
@@ -266,12 +253,7 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
             settled(s, 3, 0)
         })
         .await;
-    let survivor = before
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .unwrap()
-        .clone();
+    let survivor = common::follower(&before);
     let survivor_pid = c.server_pid(&survivor.instance).unwrap();
     let events_before = before.events.len();
     for m in before
@@ -339,15 +321,7 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
         .await;
     let hosts = LocalCluster::endpoints(&before);
     let client = zk_client(&hosts).await;
-    let options =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
-    client.create("/kept", b"v", &options).await.unwrap();
-    for i in 0..200 {
-        client
-            .create(&format!("/kept/z{i}"), b"v", &options)
-            .await
-            .unwrap();
-    }
+    common::write_kept(&client, 200).await;
     let s = c
         .wait_status("equal zxids", Duration::from_secs(30), |s| {
             settled(s, n, 0)
@@ -356,15 +330,10 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
                     .all(|m| m.zxid.is_some() && m.zxid == s.members[0].zxid)
         })
         .await;
-    let survivor = s
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .unwrap()
-        .clone();
+    let survivor = common::follower(&s);
     // A follower answers a write only once it has applied it, so every write
     // acknowledged through the survivor is one the survivor held.
-    let through_survivor = format!("{}:{}", survivor.address, survivor.client_port);
+    let through_survivor = common::endpoint(&survivor);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(through_survivor, stop_rx));
     common::wait_until("writes flowing", Duration::from_secs(30), || async {
@@ -440,12 +409,7 @@ async fn paused_voters_are_fenced_before_recovery_and_no_second_leader_appears()
             settled(s, 3, 0)
         })
         .await;
-    let survivor = s
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .unwrap()
-        .clone();
+    let survivor = common::follower(&s);
     // Pause (not kill) the servers of the two others: a partition.
     let paused: Vec<(u64, u32)> = s
         .members
@@ -516,12 +480,7 @@ async fn a_voter_paused_for_less_than_member_dead_after_is_left_alone() {
             settled(s, 3, 0)
         })
         .await;
-    let slow = s
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .unwrap()
-        .clone();
+    let slow = common::follower(&s);
     let pid = c.server_pid(&slow.instance).unwrap();
     let events_before = s.events.len();
     // SAFETY: kill(2) on a server this test's cluster started.
@@ -762,11 +721,7 @@ async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a
         .find(|m| m.role == "leader")
         .unwrap()
         .clone();
-    let endpoints: Vec<String> = before
-        .members
-        .iter()
-        .map(|m| format!("{}:{}", m.address, m.client_port))
-        .collect();
+    let endpoints: Vec<String> = before.members.iter().map(common::endpoint).collect();
     let pids: Vec<(String, u32)> = before
         .members
         .iter()

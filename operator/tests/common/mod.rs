@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zkop_spec::wire::StatusReply;
+use zkop_spec::wire::{MemberStatus, StatusReply};
 use zkop_spec::zk::{DynamicConfig, MemberRole};
 use zookeeper_client::{Acls, Client, CreateMode};
 
@@ -340,7 +340,7 @@ impl LocalCluster {
         status
             .members
             .iter()
-            .map(|m| format!("{}:{}", m.address, m.client_port))
+            .map(endpoint)
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -377,6 +377,33 @@ where
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One member's client endpoint, `address:port`.
+pub fn endpoint(m: &MemberStatus) -> String {
+    format!("{}:{}", m.address, m.client_port)
+}
+
+/// A follower of the ensemble the status shows (the member tests keep while
+/// they kill or pause others).
+pub fn follower(s: &StatusReply) -> MemberStatus {
+    s.members
+        .iter()
+        .find(|m| m.role == "follower")
+        .unwrap_or_else(|| panic!("no follower: {:#?}", s.members))
+        .clone()
+}
+
+/// Creates `/kept` and `n` children under it through `client`.
+pub async fn write_kept(client: &Client, n: usize) {
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    client.create("/kept", b"v", &options).await.unwrap();
+    for i in 0..n {
+        client
+            .create(&format!("/kept/z{i}"), b"v", &options)
+            .await
+            .unwrap();
     }
 }
 
