@@ -1,8 +1,8 @@
 //! The stack: parameters, conditions, resources and outputs.
 //!
-//! IAM: every action is named (no wildcards). A few have no resource-level
-//! permissions in IAM and take `"*"`: `autoscaling:DescribeAutoScalingGroups`
-//! and `autoscaling:DescribeLifecycleHooks` ([`UNSCOPED_ACTIONS`]). Everything
+//! IAM: every action is named (no wildcards). A few read-only ones have no
+//! resource-level permissions in IAM and take `"*"` ([`UNSCOPED_ACTIONS`]).
+//! Everything
 //! else is scoped to this stack's group, log group, table, parameter, or to
 //! instances tagged with the group's name.
 
@@ -15,6 +15,8 @@ use crate::model::*;
 pub const UNSCOPED_ACTIONS: &[&str] = &[
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeLifecycleHooks",
+    "ec2:DescribeInstances",
+    "ec2:DescribeLaunchTemplates",
 ];
 
 /// ZooKeeper's client, quorum and election ports (the spec's defaults).
@@ -199,7 +201,11 @@ fn controller_policy() -> Policy {
     Policy {
         policy_name: "zkop-controller".into(),
         policy_document: document(vec![
-            statement("DescribeGroups", UNSCOPED_ACTIONS, vec![Expr::s("*")]),
+            statement(
+                "DescribeGroupsAndInstances",
+                UNSCOPED_ACTIONS,
+                vec![Expr::s("*")],
+            ),
             statement(
                 "SizeAndReplaceTheGroup",
                 &[

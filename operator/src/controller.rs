@@ -17,7 +17,7 @@ use zkop_spec::zk::{MemberRole, ServerMode};
 
 use crate::act::{ActError, act};
 use crate::adapters::aws::LeaseState;
-use crate::adapters::{Fleet, FleetError, IdLedger, StateStore, StoreError};
+use crate::adapters::{Fleet, FleetError, FleetView, IdLedger, StateStore, StoreError};
 use crate::desired::desired_for;
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
@@ -277,6 +277,7 @@ impl Shared {
                         _ => "follower",
                     }
                 };
+                let instance = s.instances.iter().find(|i| i.id == m.instance);
                 MemberStatus {
                     id: m.id,
                     instance: m.instance.clone(),
@@ -286,11 +287,8 @@ impl Shared {
                     config_role,
                     zxid: probe.and_then(|p| p.zxid),
                     healthy: serving,
-                    zone: s
-                        .instances
-                        .iter()
-                        .find(|i| i.id == m.instance)
-                        .and_then(|i| i.zone.clone()),
+                    zone: instance.and_then(|i| i.zone.clone()),
+                    launch_template: instance.and_then(|i| i.launch_template.clone()),
                 }
             })
             .collect();
@@ -310,11 +308,12 @@ impl Shared {
         }
     }
 
-    fn snapshot(
-        &self,
-        instances: Vec<Instance>,
-        desired_capacity: u32,
-    ) -> (ValidatedCluster, Persisted, Observed) {
+    fn snapshot(&self, view: FleetView) -> (ValidatedCluster, Persisted, Observed) {
+        let FleetView {
+            instances,
+            desired_capacity,
+            launch_template,
+        } = view;
         let mut s = self.lock();
         s.instances = instances.clone();
         let reports = s
@@ -364,6 +363,7 @@ impl Shared {
             now_ms: now_ms(),
             leaderless_for: s.leader_seen_at.elapsed(),
             roll_requested: s.roll_requested,
+            launch_template,
         };
         (s.spec.clone(), s.persisted.clone(), observed)
     }
@@ -536,8 +536,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             f.poll(&self.shared);
         }
         let view = self.fleet.observe().await?;
-        let (spec, persisted, observed) =
-            self.shared.snapshot(view.instances, view.desired_capacity);
+        let (spec, persisted, observed) = self.shared.snapshot(view);
         let plan = plan(&spec, &observed, &persisted, self.started.elapsed());
         // Losing and regaining the leader are events; routine phases are not.
         let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);

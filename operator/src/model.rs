@@ -141,6 +141,10 @@ pub struct Instance {
     pub state: InstanceState,
     /// Its availability zone, when the fleet knows one.
     pub zone: Option<String>,
+    /// The launch template version it was launched from (`lt-0abc:3`), when
+    /// the fleet knows it.
+    #[serde(default)]
+    pub launch_template: Option<String>,
 }
 
 /// A report and how old it is.
@@ -167,6 +171,10 @@ pub struct Observed {
     pub leaderless_for: Duration,
     /// `zkop roll` asked for a restart of every member.
     pub roll_requested: bool,
+    /// The launch template version the fleet launches new instances from
+    /// (`lt-0abc:4`), when it has one: members on instances launched from
+    /// another are replaced, one at a time.
+    pub launch_template: Option<String>,
 }
 
 impl Observed {
@@ -179,6 +187,15 @@ impl Observed {
     pub fn instance_up(&self, id: &str) -> bool {
         self.instance(id)
             .is_some_and(|i| matches!(i.state, InstanceState::Pending | InstanceState::Running))
+    }
+
+    /// Whether the instance was launched from another launch template version
+    /// than the fleet launches from now (unknown on either side: no).
+    pub fn outdated(&self, id: &str) -> bool {
+        match (&self.launch_template, self.instance(id)) {
+            (Some(want), Some(i)) => i.launch_template.as_ref().is_some_and(|v| v != want),
+            _ => false,
+        }
     }
 
     /// Whether the instance is confirmed gone (terminated, or no longer listed):

@@ -173,6 +173,7 @@ mod tests {
             zxid: None,
             healthy: true,
             zone: None,
+            launch_template: None,
         };
         let s = StatusReply {
             cluster: "c".into(),

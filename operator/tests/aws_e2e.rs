@@ -547,6 +547,141 @@ async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_surviv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_keeping_a_majority() {
+    let _serial = SERIAL.lock().await;
+    let c = AwsCluster::start(3, "127.0.64.0/24").await;
+    let log = || c.log_tail();
+    let before = c
+        .api()
+        .wait_status(
+            "three voters",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 0),
+            log,
+        )
+        .await;
+    let leader = before
+        .members
+        .iter()
+        .find(|m| m.role == "leader")
+        .unwrap()
+        .clone();
+    let old: BTreeMap<String, u64> = before
+        .members
+        .iter()
+        .map(|m| (m.instance.clone(), m.id.0))
+        .collect();
+    // Replacements get new addresses: the client and the sampler know them all.
+    let endpoints: Vec<String> = (1..=10).map(|i| format!("127.0.64.{i}:2181")).collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(endpoints.join(","), stop_rx.clone()));
+    let sampler = tokio::spawn(common::sample_until(endpoints.clone(), stop_rx.clone()));
+    let events = tokio::spawn(common::collect_events(
+        c.http().clone(),
+        c.urls[0].clone(),
+        c.token.clone(),
+        stop_rx.clone(),
+    ));
+    wait_until("writes flowing", Duration::from_secs(30), || async {
+        let client = common::zk_client(&endpoints.join(",")).await;
+        client
+            .list_children("/acc")
+            .await
+            .ok()
+            .filter(|c| c.len() >= 10)
+    })
+    .await;
+
+    let version = c.new_launch_template_version("t3.small").await;
+    let after = c
+        .api()
+        .wait_status(
+            "every member on the new launch template version",
+            Duration::from_secs(300),
+            |s| {
+                settled(s, 3, 0)
+                    && s.members
+                        .iter()
+                        .all(|m| m.launch_template.as_deref() == Some(version.as_str()))
+                    && s.members.iter().all(|m| !old.contains_key(&m.instance))
+            },
+            log,
+        )
+        .await;
+    // Wait for the last replaced instance's lease to go.
+    wait_until("the old ids released", Duration::from_secs(60), || async {
+        (leases(&c).await == members(&after)).then_some(())
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    let samples = sampler.await.unwrap();
+    let acked = writer.await.unwrap();
+    let events = events.await.unwrap();
+
+    // Every instance replaced: the group lists three, all of the new type.
+    let types = c.instance_types().await;
+    assert_eq!(types.len(), 3, "{types:?}");
+    assert!(types.values().all(|t| t == "t3.small"), "{types:?}");
+    assert!(types.keys().all(|i| !old.contains_key(i)), "{types:?}");
+    assert_eq!(c.desired_capacity().await, 3);
+
+    // One at a time: each old member left the config (its vote handed to a
+    // new member) and its instance was terminated before the next one's
+    // turn, followers first and the leader last.
+    let turns: Vec<&zkop_spec::wire::Event> = events
+        .iter()
+        .filter(|e| {
+            (e.kind == "reconfig" && e.message.contains("rolling replacement"))
+                || e.kind == "terminate_instance"
+        })
+        .collect();
+    let text: Vec<String> = turns.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(turns.len(), 6, "{text:#?}");
+    let mut order = Vec::new();
+    for pair in turns.chunks(2) {
+        let (instance, id) = old
+            .iter()
+            .find(|(i, _)| pair[0].message.contains(&format!(" on {i} ")))
+            .unwrap_or_else(|| panic!("{text:#?}"));
+        assert_eq!(pair[0].kind, "reconfig", "{text:#?}");
+        assert!(
+            pair[1].kind == "terminate_instance" && pair[1].message.contains(instance.as_str()),
+            "{text:#?}"
+        );
+        order.push(*id);
+    }
+    assert_eq!(order.last(), Some(&leader.id.0), "{text:#?}");
+    // The leader's departure drops the reply to its reconfig; the agent reads
+    // the outcome back instead of reporting a failure.
+    let failed: Vec<&String> = events
+        .iter()
+        .filter(|e| e.kind == "fail_reconfig")
+        .map(|e| &e.message)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let mut replaced = order.clone();
+    replaced.sort();
+    let mut ids: Vec<u64> = old.values().copied().collect();
+    ids.sort();
+    assert_eq!(replaced, ids, "{text:#?}");
+    // Every member left the config before its instance was terminated.
+    let all = zkop_spec::wire::StatusReply {
+        events: events.clone(),
+        ..after.clone()
+    };
+    for (instance, id) in &old {
+        removed_before_terminated(&all, instance, *id);
+    }
+
+    // A majority served at every sample but in the election the leader's
+    // departure starts; no acknowledged write was lost.
+    let leader_turn = turns[4].at_ms;
+    common::assert_majority_but_one_election(&samples, leader_turn);
+    assert_writes_kept(&after, &acked).await;
+    assert_zookeeper_agrees(&after).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stack_deployed_from_the_rendered_template_becomes_an_ensemble() {
     let _serial = SERIAL.lock().await;
     let c = AwsCluster::start_from_stack(3, "127.0.57.0/24").await;

@@ -668,23 +668,6 @@ async fn the_benchmark_times_quorum_loss_recovery_against_the_same_done_by_hand(
     assert!((9.0..30.0).contains(&detection), "{f}");
 }
 
-/// Voters serving right now, by `srvr` on each member's client endpoint.
-async fn serving_voters(endpoints: &[String]) -> usize {
-    let mut n = 0;
-    for e in endpoints {
-        if let Ok(p) = zkop_zk::probe::probe(e).await
-            && p.serving
-            && matches!(
-                p.mode,
-                Some(zkop_spec::zk::ServerMode::Leader | zkop_spec::zk::ServerMode::Follower)
-            )
-        {
-            n += 1;
-        }
-    }
-    n
-}
-
 /// `tickTime` as each member's `conf` reports it.
 async fn tick_times(endpoints: &[String]) -> Vec<Option<String>> {
     let mut out = Vec::new();
@@ -732,19 +715,7 @@ async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a
         LocalCluster::endpoints(&before),
         stop_rx.clone(),
     ));
-    let sampler = {
-        let endpoints = endpoints.clone();
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            while !*stop.borrow() {
-                let at = zkop::controller::now_ms();
-                samples.push((at, serving_voters(&endpoints).await));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            samples
-        })
-    };
+    let sampler = tokio::spawn(common::sample_until(endpoints.clone(), stop_rx.clone()));
     common::wait_until("writes flowing", Duration::from_secs(30), || async {
         let client = zk_client(&LocalCluster::endpoints(&before)).await;
         client
@@ -804,23 +775,7 @@ async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a
     }
     // A majority of voters served at every sample, but in the one election
     // after the leader's restart.
-    assert!(samples.len() > 20, "{} samples", samples.len());
-    let leader_restart_at = events[2].0;
-    let minority: Vec<usize> = (0..samples.len()).filter(|i| samples[*i].1 < 2).collect();
-    for i in &minority {
-        assert!(
-            samples[*i].0 >= leader_restart_at,
-            "a minority served before the leader's restart: {:?}",
-            &samples[i.saturating_sub(3)..(*i + 3).min(samples.len())]
-        );
-    }
-    if let (Some(first), Some(last)) = (minority.first(), minority.last()) {
-        assert_eq!(
-            last - first + 1,
-            minority.len(),
-            "more than one outage: {samples:?}"
-        );
-    }
+    common::assert_majority_but_one_election(&samples, events[2].0);
     assert_writes_kept(&after, &acked).await;
 }
 

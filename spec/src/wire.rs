@@ -253,6 +253,10 @@ pub struct MemberStatus {
     /// The instance's availability zone, if the fleet says.
     #[serde(default)]
     pub zone: Option<String>,
+    /// The launch template version its instance was launched from, if the
+    /// fleet says (`lt-0abc:3`).
+    #[serde(default)]
+    pub launch_template: Option<String>,
 }
 
 /// Something the controller did or saw.

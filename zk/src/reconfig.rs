@@ -53,16 +53,76 @@ pub async fn run(
         joinings: joining.iter().copied(),
         leavings: leaving.iter().copied(),
     };
-    let (data, _) = client
-        .update_ensemble(update, Some(stat.mzxid))
-        .await
-        .map_err(|e| match e {
-            zookeeper_client::Error::UnexpectedErrorCode(-13) => "NewConfigNoQuorum".to_string(),
-            zookeeper_client::Error::UnexpectedErrorCode(-14) => "ReconfigInProgress".to_string(),
-            other => format!("reconfig: {other}"),
-        })?;
+    let (data, _) = match client.update_ensemble(update, Some(stat.mzxid)).await {
+        Ok(reply) => reply,
+        Err(zookeeper_client::Error::UnexpectedErrorCode(-13)) => {
+            return Err("NewConfigNoQuorum".to_string());
+        }
+        Err(zookeeper_client::Error::UnexpectedErrorCode(-14)) => {
+            return Err("ReconfigInProgress".to_string());
+        }
+        // Removing the leader ends its leadership, and the servers drop their
+        // clients for the election: the reply is lost, not the reconfig.
+        Err(zookeeper_client::Error::ConnectionLoss) => {
+            return outcome_after_connection_loss(endpoint, &auth, order, &current).await;
+        }
+        Err(other) => return Err(format!("reconfig: {other}")),
+    };
     DynamicConfig::parse(&String::from_utf8_lossy(&data))
         .map_err(|e| format!("reconfig reply: {e}"))
+}
+
+/// How long to wait for the ensemble to answer again after a lost reply.
+const OUTCOME_WAIT: Duration = Duration::from_secs(15);
+
+/// Reads the config again until the ensemble serves: the reconfig happened if
+/// the config moved past the order's version to the membership it asked for.
+async fn outcome_after_connection_loss(
+    endpoint: &str,
+    auth: &str,
+    order: &ReconfigOrder,
+    before: &DynamicConfig,
+) -> Result<DynamicConfig, String> {
+    let wanted = before.apply(&order.joining, &order.leaving);
+    let members =
+        |c: &DynamicConfig| -> Vec<_> { c.servers.values().map(|s| (s.id, s.role)).collect() };
+    let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(config) = read_config(endpoint, auth).await
+            && config.version > Some(order.from_version)
+        {
+            return if members(&config) == members(&wanted) {
+                Ok(config)
+            } else {
+                Err(format!(
+                    "reconfig: the reply was lost and the config moved to version {} without this change",
+                    config.version.map(|v| v.to_string()).unwrap_or_default()
+                ))
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(format!(
+        "reconfig: connection to server has lost, and the config could not be read within {}s to tell whether it happened",
+        OUTCOME_WAIT.as_secs()
+    ))
+}
+
+/// The committed config as `endpoint` has it after a sync.
+async fn read_config(endpoint: &str, auth: &str) -> Result<DynamicConfig, String> {
+    let client = Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_secs(2))
+        .with_auth("digest", auth.as_bytes())
+        .connect(endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .sync("/zookeeper/config")
+        .await
+        .map_err(|e| e.to_string())?;
+    let (data, _) = client.get_config().await.map_err(|e| e.to_string())?;
+    DynamicConfig::parse(&String::from_utf8_lossy(&data)).map_err(|e| e.to_string())
 }
 
 /// The value ZooKeeper's `superDigest` takes: `super:base64(sha1("super:<password>"))`.

@@ -34,6 +34,9 @@ pub struct FleetView {
     pub instances: Vec<Instance>,
     /// Instances it is asked to keep.
     pub desired_capacity: u32,
+    /// The launch template version new instances are launched from
+    /// (`lt-0abc:4`), when the fleet has one.
+    pub launch_template: Option<String>,
 }
 
 /// Where instances come from: an Auto Scaling group, or local processes.

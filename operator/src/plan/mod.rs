@@ -342,9 +342,15 @@ fn version_text(config: &DynamicConfig) -> String {
 }
 
 impl Ctx<'_> {
-    /// Members wanted: `spec.replicas`, or with an externally scaled group,
-    /// every instance it has.
+    /// Members wanted: the spec's, plus one while a rolling replacement lets a
+    /// new instance join before an outdated one leaves.
     fn replicas(&self) -> u32 {
+        self.spec_replicas() + self.surge()
+    }
+
+    /// Members the spec wants: `spec.replicas`, or with an externally scaled
+    /// group, every instance it has.
+    fn spec_replicas(&self) -> u32 {
         if self.spec.externally_scaled() {
             self.obs
                 .instances
@@ -359,7 +365,53 @@ impl Ctx<'_> {
     /// Voters wanted for that many members (never fewer than `voters.min`).
     fn target_voters(&self) -> usize {
         self.spec
-            .target_voters_for(self.replicas().max(self.spec.voters_min))
+            .target_voters_for(self.spec_replicas().max(self.spec.voters_min))
+    }
+
+    /// Members of `config` on instances launched from another launch template
+    /// version than the fleet launches from now.
+    fn outdated_members(&self, config: &DynamicConfig) -> Vec<&MemberRecord> {
+        config
+            .servers
+            .keys()
+            .filter_map(|id| self.p.members.get(id))
+            .filter(|m| !m.retiring && self.obs.outdated(&m.instance))
+            .collect()
+    }
+
+    /// 1 while a rolling replacement is under way: a member of the config is
+    /// on an outdated instance, no roll-out is in progress, and the last
+    /// replaced member's instance is gone (one replacement at a time). The
+    /// extra member is the new instance's, joining before the old one leaves.
+    fn surge(&self) -> u32 {
+        let replacing = !self.spec.externally_scaled()
+            && self.p.rollout.is_none()
+            && self.p.members.values().all(|m| !m.retiring)
+            && self
+                .p
+                .config
+                .as_ref()
+                .is_some_and(|c| !self.outdated_members(c).is_empty());
+        u32::from(replacing)
+    }
+
+    /// The order members are restarted or replaced in: observers, followers,
+    /// the leader last; with the word for each.
+    fn rank(&self, config: &DynamicConfig, m: &MemberRecord) -> (u8, &'static str) {
+        match self.mode(m) {
+            Some(ServerMode::Observer) => (0, "observer"),
+            Some(ServerMode::Leader) => (2, "leader"),
+            _ if config.role_of(m.id) == Some(MemberRole::Observer) => (0, "observer"),
+            _ => (1, "follower"),
+        }
+    }
+
+    /// The launch template version an instance was launched from, for events.
+    fn launched_from(&self, instance: &str) -> &str {
+        self.obs
+            .instance(instance)
+            .and_then(|i| i.launch_template.as_deref())
+            .unwrap_or("unknown")
     }
 
     fn dead_after(&self) -> Duration {
@@ -721,21 +773,11 @@ impl Ctx<'_> {
         if stale == 0 || !listed.iter().all(|m| self.serving(m)) {
             return None;
         }
-        let rank = |m: &MemberRecord| match self.mode(m) {
-            Some(ServerMode::Observer) => 0,
-            Some(ServerMode::Leader) => 2,
-            _ if config.role_of(m.id) == Some(MemberRole::Observer) => 0,
-            _ => 1,
-        };
         let next = listed
             .iter()
             .filter(|m| !runs_wanted(m))
-            .min_by_key(|m| (rank(m), m.id))?;
-        let role = match rank(next) {
-            0 => "observer",
-            2 => "leader",
-            _ => "follower",
-        };
+            .min_by_key(|m| (self.rank(config, m).0, m.id))?;
+        let role = self.rank(config, next).1;
         Some(Plan::new(
             Phase::Reconciling,
             format!(
@@ -1043,7 +1085,45 @@ impl Ctx<'_> {
                 "{active} of {replicas} members and {v} of {target} voters; waiting for instances"
             );
         }
+        if steps.is_empty()
+            && dead_voters.is_empty()
+            && let Some(progress) = self.replacement_progress(config)
+        {
+            reason = progress;
+        }
         (steps, reason)
+    }
+
+    /// Where a rolling replacement stands, while one is under way.
+    fn replacement_progress(&self, config: &DynamicConfig) -> Option<String> {
+        let outdated = self.outdated_members(config);
+        let ids: Vec<String> = outdated.iter().map(|m| m.id.to_string()).collect();
+        let to = self.obs.launch_template.as_deref().unwrap_or("unknown");
+        let head = format!(
+            "rolling replacement to launch template {to}: members [{}] to replace",
+            ids.join(", ")
+        );
+        if outdated.is_empty() && !self.p.members.values().any(|m| m.retiring) {
+            return None;
+        }
+        if self.surge() == 1 {
+            return Some(format!(
+                "{head}; a new instance joins before the next one leaves"
+            ));
+        }
+        let leaving: Vec<String> = self
+            .p
+            .members
+            .values()
+            .filter(|m| m.retiring && !self.obs.instance_gone(&m.instance))
+            .map(|m| format!("{} ({})", m.id, m.instance))
+            .collect();
+        (!outdated.is_empty() && !leaving.is_empty()).then(|| {
+            format!(
+                "{head}; waiting for the replaced member's instance to terminate: [{}]",
+                leaving.join(", ")
+            )
+        })
     }
 
     /// Picks one reconfig: (joining, leaving, purpose).
@@ -1109,6 +1189,9 @@ impl Ctx<'_> {
             }
             return None;
         }
+        if let Some(swap) = self.replacement(config, live_observers, active) {
+            return Some(swap);
+        }
         if active > replicas {
             if let Some(&o) = live_observers.iter().max() {
                 return Some((vec![], vec![o], format!("scale in: remove observer {o}")));
@@ -1158,6 +1241,53 @@ impl Ctx<'_> {
             return Some((joining, vec![], format!("add observer {}", j.id)));
         }
         None
+    }
+
+    /// A rolling replacement's swap, once the new instance's member serves as
+    /// an observer: the next outdated member leaves the config, a voter handing
+    /// its vote to a member on the current launch template version. Only on a
+    /// healthy ensemble: every member serves and the voter count is the spec's.
+    fn replacement(
+        &self,
+        config: &DynamicConfig,
+        live_observers: &[ServerId],
+        active: usize,
+    ) -> Option<(Vec<Server>, Vec<ServerId>, String)> {
+        if self.surge() == 0
+            || active < self.replicas() as usize
+            || config.voter_count() != self.target_voters()
+            || !config.servers.keys().all(|id| self.serving_id(*id))
+        {
+            return None;
+        }
+        let old = self
+            .outdated_members(config)
+            .into_iter()
+            .min_by_key(|m| (self.rank(config, m).0, m.id))?;
+        let role = self.rank(config, old).1;
+        let from = self.launched_from(&old.instance);
+        let to = self.obs.launch_template.as_deref().unwrap_or("unknown");
+        if config.role_of(old.id) == Some(MemberRole::Observer) {
+            let purpose = format!(
+                "rolling replacement: observer {} on {} (launch template {from}) leaves; the group launches {to}",
+                old.id, old.instance
+            );
+            return Some((vec![], vec![old.id], purpose));
+        }
+        let new = live_observers
+            .iter()
+            .filter_map(|id| self.p.members.get(id))
+            .filter(|m| !self.obs.outdated(&m.instance))
+            .min_by_key(|m| m.id)?;
+        let purpose = format!(
+            "rolling replacement: {role} {} on {} (launch template {from}) hands its vote to {} on {} ({to})",
+            old.id, old.instance, new.id, new.instance
+        );
+        let joining = config
+            .servers
+            .get(&new.id)?
+            .with_role(MemberRole::Participant);
+        Some((vec![joining], vec![old.id], purpose))
     }
 
     /// Builds the step, refusing any change that would break the membership rules.

@@ -97,6 +97,7 @@ impl B {
             id: inst.clone(),
             state: InstanceState::Running,
             zone: None,
+            launch_template: None,
         });
         self.p.members.insert(
             ServerId(id),
@@ -226,6 +227,7 @@ fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
             id: inst.clone(),
             state: InstanceState::Running,
             zone: None,
+            launch_template: None,
         });
         b.obs.reports.insert(
             inst.clone(),
@@ -457,6 +459,7 @@ fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replac
             id: inst.clone(),
             state: InstanceState::Running,
             zone: None,
+            launch_template: None,
         });
         b.obs.reports.insert(
             inst.clone(),
@@ -576,6 +579,188 @@ fn a_member_that_does_not_come_back_halts_the_roll_out() {
     // Fixing the spec restarts the failed member again at once.
     b.spec.zookeeper.tick_time = 300;
     assert_eq!(restarted(&b.plan()), Some(first));
+}
+
+impl B {
+    /// The group launches from `current`; each listed instance came from its version.
+    fn launched(mut self, current: &str, from: &[(u64, &str)]) -> B {
+        self.obs.launch_template = Some(current.into());
+        for (id, version) in from {
+            let inst = instance_of(*id);
+            for i in &mut self.obs.instances {
+                if i.id == inst {
+                    i.launch_template = Some(version.to_string());
+                }
+            }
+        }
+        self
+    }
+
+    /// The fleet keeps `n` instances.
+    fn capacity(mut self, n: u32) -> B {
+        self.obs.desired_capacity = n;
+        self
+    }
+
+    /// Member `id` (a joiner) is in the config as an observer, and serves.
+    fn observer_in_config(mut self, id: u64) -> B {
+        let old = self.p.config.clone().unwrap();
+        let mut config = old.with(server(id, MemberRole::Observer));
+        config.version = old.version.map(|v| ConfigVersion(v.0 + 1));
+        self.p.config = Some(config);
+        self.refresh_probes()
+    }
+}
+
+#[test]
+fn a_new_launch_template_version_first_launches_one_extra_instance() {
+    let b = cluster(3).launched("lt:2", &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1")]);
+    let plan = b.plan();
+    assert_eq!(
+        plan.steps,
+        vec![Step::SetDesiredCapacity { capacity: 4 }],
+        "{plan:?}"
+    );
+    assert_eq!(plan.phase, Phase::Reconciling);
+    // Its instance gets an id and starts as a joiner; then joins as an observer.
+    let b = b.capacity(4).unstarted(4);
+    assert!(
+        matches!(&b.plan().steps[..], [Step::StartJoiner { id, .. }] if *id == ServerId(4)),
+        "{:?}",
+        b.plan()
+    );
+    let b = cluster(3).capacity(4).joiner(4).launched(
+        "lt:2",
+        &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1"), (4, "lt:2")],
+    );
+    assert_eq!(
+        reconfig_of(&b.plan()),
+        (vec![(4, MemberRole::Observer)], vec![])
+    );
+}
+
+#[test]
+fn the_new_member_takes_a_followers_vote_as_the_follower_leaves() {
+    let b = cluster(3)
+        .capacity(4)
+        .joiner(4)
+        .observer_in_config(4)
+        .launched(
+            "lt:2",
+            &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1"), (4, "lt:2")],
+        );
+    let plan = b.plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (vec![(4, MemberRole::Participant)], vec![2])
+    );
+    let Some(Step::Reconfig { pending }) = plan.steps.first() else {
+        unreachable!()
+    };
+    assert!(
+        pending.purpose.contains("rolling replacement: follower 2")
+            && pending.purpose.contains("lt:1"),
+        "{}",
+        pending.purpose
+    );
+}
+
+#[test]
+fn the_leader_is_replaced_last_through_another_voter() {
+    // 2 and 3 are replaced already; 1 leads.
+    let b = cluster(3)
+        .capacity(4)
+        .joiner(4)
+        .observer_in_config(4)
+        .launched(
+            "lt:2",
+            &[(1, "lt:1"), (2, "lt:2"), (3, "lt:2"), (4, "lt:2")],
+        );
+    let plan = b.plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (vec![(4, MemberRole::Participant)], vec![1])
+    );
+    let Some(Step::Reconfig { pending }) = plan.steps.first() else {
+        unreachable!()
+    };
+    assert_ne!(pending.via, instance_of(1), "the leaving leader runs it");
+}
+
+#[test]
+fn an_outdated_observer_just_leaves() {
+    // Four members (three voters and observer 4), and 5 joined for 4.
+    let b = cluster(3)
+        .replicas(4)
+        .joiner(4)
+        .observer_in_config(4)
+        .capacity(5)
+        .joiner(5)
+        .observer_in_config(5)
+        .launched(
+            "lt:2",
+            &[
+                (1, "lt:2"),
+                (2, "lt:2"),
+                (3, "lt:2"),
+                (4, "lt:1"),
+                (5, "lt:2"),
+            ],
+        );
+    assert_eq!(reconfig_of(&b.plan()), (vec![], vec![4]));
+}
+
+#[test]
+fn the_next_replacement_waits_until_the_replaced_instance_is_gone() {
+    let mut b = cluster(3)
+        .capacity(4)
+        .joiner(4)
+        .observer_in_config(4)
+        .launched(
+            "lt:2",
+            &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1"), (4, "lt:2")],
+        );
+    // The swap is done: 4 votes, 2 left the config and retires; its instance is up.
+    let mut config = DynamicConfig::of([1, 3, 4].map(|i| server(i, MemberRole::Participant)));
+    config.version = Some(ConfigVersion(V1 + 2));
+    b.p.config = Some(config);
+    b.p.members.get_mut(&ServerId(2)).unwrap().retiring = true;
+    let b = b.refresh_probes();
+    let plan = b.plan();
+    assert_eq!(
+        plan.steps,
+        vec![Step::TerminateInstance {
+            instance: instance_of(2)
+        }],
+        "{plan:?}"
+    );
+    let mut b = b;
+    b.obs.desired_capacity = 3;
+    for i in &mut b.obs.instances {
+        if i.id == instance_of(2) {
+            i.state = InstanceState::Terminating;
+        }
+    }
+    let plan = b.plan();
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::SetDesiredCapacity { .. })),
+        "{plan:?}"
+    );
+    assert!(
+        plan.reason.contains("rolling replacement"),
+        "{}",
+        plan.reason
+    );
+    // Gone: its id is released, and the next extra instance is asked for.
+    let mut b = b.dead(2);
+    b.p.members.remove(&ServerId(2));
+    assert_eq!(
+        b.plan().steps,
+        vec![Step::SetDesiredCapacity { capacity: 4 }]
+    );
 }
 
 #[test]
@@ -824,12 +1009,15 @@ fn reconfig_safety_counts_voters_of_both_configs() {
 #[derive(Default)]
 struct SimFleet {
     inner: Mutex<(Vec<Instance>, u32, u32)>,
+    /// The launch template version new instances get.
+    template: Mutex<u32>,
 }
 
 impl Fleet for SimFleet {
     async fn observe(&self) -> Result<FleetView, FleetError> {
         let mut g = self.inner.lock().unwrap();
         let (instances, capacity, next) = &mut *g;
+        let template = Some(format!("lt:{}", *self.template.lock().unwrap()));
         while (instances
             .iter()
             .filter(|i| i.state != InstanceState::Terminated)
@@ -841,11 +1029,13 @@ impl Fleet for SimFleet {
                 id: format!("i-{next}"),
                 state: InstanceState::Running,
                 zone: None,
+                launch_template: template.clone(),
             });
         }
         Ok(FleetView {
             instances: instances.clone(),
             desired_capacity: *capacity,
+            launch_template: template,
         })
     }
 
@@ -942,6 +1132,8 @@ enum Event {
     Nothing,
     Kill(usize),
     Replicas(u32),
+    /// The group gets a new launch template version.
+    NewTemplate,
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
@@ -949,6 +1141,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         4 => Just(Event::Nothing),
         1 => (0usize..10).prop_map(Event::Kill),
         1 => (3u32..=7).prop_map(Event::Replicas),
+        1 => Just(Event::NewTemplate),
     ]
 }
 
@@ -1049,6 +1242,7 @@ impl Sim {
                 Duration::from_secs(3600)
             },
             roll_requested: false,
+            launch_template: view.launch_template,
         }
     }
 
@@ -1192,6 +1386,7 @@ proptest! {
                     if kills_since_quiet > 1 { quorum_ever_lost = true; }
                 }
                 Event::Replicas(r) => sim.spec.replicas = r,
+                Event::NewTemplate => *sim.fleet.template.lock().unwrap() += 1,
             }
             for _ in 0..3 {
                 sim.pass(&rt)?;
@@ -1210,6 +1405,17 @@ proptest! {
             let config = sim.zk.config.clone().unwrap();
             prop_assert_eq!(config.voter_count(), sim.spec.target_voters());
             prop_assert_eq!(config.servers.len(), sim.spec.replicas as usize);
+            // Every member runs on an instance of the current launch template.
+            let view = rt.block_on(sim.fleet.observe()).unwrap();
+            for id in config.servers.keys() {
+                let m = &sim.p.members[id];
+                let i = view.instances.iter().find(|i| i.id == m.instance);
+                prop_assert_eq!(
+                    i.and_then(|i| i.launch_template.clone()),
+                    view.launch_template.clone(),
+                    "member {} was not replaced", id
+                );
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `zkop run`, and the sandbox fleet simulator giving each instance an agent on
 //! loopback. Every process is killed by PID when dropped.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -348,6 +349,85 @@ impl AwsCluster {
     /// The group's desired capacity.
     pub async fn desired_capacity(&self) -> i32 {
         self.group().await.desired_capacity().unwrap()
+    }
+
+    /// A new version of the group's launch template with another instance
+    /// type, which the group launches from next; returns it as the
+    /// controller names it (`lt-0abc:2`).
+    pub async fn new_launch_template_version(&self, instance_type: &str) -> String {
+        use aws_sdk_ec2::types::RequestLaunchTemplateData;
+        let ec2 = aws_sdk_ec2::Client::new(&self.config);
+        let group = self.group().await;
+        let id = group
+            .launch_template()
+            .and_then(|t| t.launch_template_id())
+            .unwrap()
+            .to_string();
+        let created = ec2
+            .create_launch_template_version()
+            .launch_template_id(&id)
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id(first_image(&self.config).await)
+                    .instance_type(instance_type.into())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let n = created
+            .launch_template_version()
+            .and_then(|v| v.version_number())
+            .unwrap()
+            .to_string();
+        // moto tags a new instance with the template's default version, not
+        // the group's: make them one (real EC2 tags the version launched).
+        ec2.modify_launch_template()
+            .launch_template_id(&id)
+            .default_version(&n)
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_autoscaling::Client::new(&self.config)
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(GROUP)
+            .launch_template(
+                aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                    .launch_template_id(&id)
+                    .version(&n)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        format!("{id}:{n}")
+    }
+
+    /// The instance type of each instance the group lists.
+    pub async fn instance_types(&self) -> BTreeMap<String, String> {
+        let ids: Vec<String> = self
+            .group()
+            .await
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        let out = aws_sdk_ec2::Client::new(&self.config)
+            .describe_instances()
+            .set_instance_ids(Some(ids))
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some((
+                    i.instance_id()?.to_string(),
+                    i.instance_type()?.as_str().to_string(),
+                ))
+            })
+            .collect()
     }
 
     /// PIDs of every process of this cluster still alive: zkop's, the agents'

@@ -580,24 +580,22 @@ pub async fn committed_config(hosts: &str) -> DynamicConfig {
 }
 
 /// For every instance terminated, its member had already left the config:
-/// some earlier completed reconfig's resulting config does not list it.
+/// some config adopted earlier does not list it.
 pub fn removed_before_terminated(s: &StatusReply, instance: &str, id: u64) {
     let terminated = s
         .events
         .iter()
         .position(|e| e.kind == "terminate_instance" && e.message.contains(instance))
         .unwrap_or_else(|| panic!("no termination event for {instance}: {:#?}", s.events));
+    // A config the controller adopted, from a reconfig's answer or from a
+    // member's report, ends "voters [..] observers [..]".
     let removed = s.events[..terminated].iter().any(|e| {
-        e.kind == "complete_reconfig" && {
-            let tail = e
-                .message
-                .rsplit_once("): ")
-                .map(|(_, t)| t)
-                .unwrap_or_default();
-            !tail
-                .split(|c: char| !c.is_ascii_digit())
-                .any(|n| n == id.to_string())
-        }
+        matches!(e.kind.as_str(), "complete_reconfig" | "record_config")
+            && e.message.rsplit_once("voters [").is_some_and(|(_, tail)| {
+                !tail
+                    .split(|c: char| !c.is_ascii_digit())
+                    .any(|n| n == id.to_string())
+            })
     });
     assert!(
         removed,
@@ -655,4 +653,126 @@ pub async fn read_api_json(state_dir: &Path, limit: Duration) -> (String, String
         f["url"].as_str().unwrap().to_string(),
         token.trim().to_string(),
     )
+}
+
+/// One look at an ensemble: the voters of the leader's config, and how many
+/// of them serve as leader or follower (no leader: none of none).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Voters serving.
+    pub serving: usize,
+    /// Voters in the leader's config.
+    pub voters: usize,
+}
+
+impl Sample {
+    /// A majority of the config's voters serves.
+    pub fn majority(&self) -> bool {
+        self.voters > 0 && self.serving > self.voters / 2
+    }
+}
+
+/// Probes every endpoint (`srvr` and the config) once.
+pub async fn sample(endpoints: &[String]) -> Sample {
+    use zkop_spec::zk::ServerMode;
+    let at_ms = zkop::controller::now_ms();
+    let mut probes = Vec::new();
+    for e in endpoints {
+        if let Ok(p) = zkop_zk::probe::probe(e).await
+            && p.serving
+        {
+            probes.push((e.clone(), p));
+        }
+    }
+    let Some(config) = probes
+        .iter()
+        .find(|(_, p)| p.mode == Some(ServerMode::Leader))
+        .and_then(|(_, p)| p.config.clone())
+    else {
+        return Sample {
+            at_ms,
+            serving: 0,
+            voters: 0,
+        };
+    };
+    let voter = |e: &str| {
+        config
+            .voters()
+            .any(|s| format!("{}:{}", s.client_address, s.client_port) == e)
+    };
+    let serving = probes
+        .iter()
+        .filter(|(e, p)| {
+            voter(e) && matches!(p.mode, Some(ServerMode::Leader | ServerMode::Follower))
+        })
+        .count();
+    Sample {
+        at_ms,
+        serving,
+        voters: config.voter_count(),
+    }
+}
+
+/// Samples `endpoints` every 100 ms until told to stop.
+pub async fn sample_until(
+    endpoints: Vec<String>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    while !*stop.borrow() {
+        samples.push(sample(&endpoints).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    samples
+}
+
+/// A majority of voters served at every sample but in one run of samples (an
+/// election) starting after `election_from_ms`.
+pub fn assert_majority_but_one_election(samples: &[Sample], election_from_ms: u64) {
+    assert!(samples.len() > 20, "{} samples", samples.len());
+    let minority: Vec<usize> = (0..samples.len())
+        .filter(|i| !samples[*i].majority())
+        .collect();
+    for i in &minority {
+        assert!(
+            samples[*i].at_ms >= election_from_ms,
+            "a majority did not serve before the leader's turn: {:?}",
+            &samples[i.saturating_sub(3)..(*i + 3).min(samples.len())]
+        );
+    }
+    if let (Some(first), Some(last)) = (minority.first(), minority.last()) {
+        assert_eq!(
+            last - first + 1,
+            minority.len(),
+            "more than one outage: {samples:?}"
+        );
+    }
+}
+
+/// Every event the controller reports until told to stop, in order (its
+/// status keeps only the last 50).
+pub async fn collect_events(
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<zkop_spec::wire::Event> {
+    let api = api_client(&http, &url, &token);
+    let mut all: Vec<zkop_spec::wire::Event> = Vec::new();
+    loop {
+        let stopping = *stop.borrow();
+        if let Some(s) = api.status().await {
+            for e in s.events {
+                if !all.contains(&e) {
+                    all.push(e);
+                }
+            }
+        }
+        if stopping {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

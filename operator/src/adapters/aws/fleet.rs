@@ -3,9 +3,19 @@
 //! advertises, never one read from EC2. Scaling in is the controller's: members
 //! are protected from scale-in, and the controller terminates an instance itself
 //! (lowering the desired capacity) once its member has left the config.
+//!
+//! Which launch template version an instance came from is read from the tags
+//! EC2 puts on every instance launched from a template
+//! (`aws:ec2launchtemplate:id`, `aws:ec2launchtemplate:version`): the group's
+//! own per-instance field may name `$Latest` rather than a number. An
+//! instance's version never changes, so EC2 is asked once per instance.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_autoscaling::Client;
-use aws_sdk_autoscaling::types::LifecycleState;
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState};
+use tracing::warn;
 
 use crate::adapters::{Fleet, FleetError, FleetView};
 use crate::model::{Instance, InstanceState};
@@ -17,7 +27,14 @@ pub struct AsgFleet {
     client: Client,
     ec2: aws_sdk_ec2::Client,
     group: String,
+    /// Each instance's launch template version (`lt-0abc:3`), once known.
+    launched_from: Arc<Mutex<BTreeMap<String, Option<String>>>>,
 }
+
+/// The tag EC2 puts on an instance launched from a template: its id.
+const TEMPLATE_ID_TAG: &str = "aws:ec2launchtemplate:id";
+/// The tag EC2 puts on an instance launched from a template: its version.
+const TEMPLATE_VERSION_TAG: &str = "aws:ec2launchtemplate:version";
 
 /// The tag naming an instance's cluster.
 pub const CLUSTER_TAG: &str = "zkop:cluster";
@@ -71,7 +88,94 @@ impl AsgFleet {
             client: Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
             group: group.to_string(),
+            launched_from: Arc::default(),
         }
+    }
+
+    /// The launch template version the group launches from (`lt-0abc:4`):
+    /// `$Latest` and `$Default` are resolved to their numbers. `None` for a
+    /// group on a launch configuration.
+    async fn launches_from(&self, group: &AutoScalingGroup) -> Result<Option<String>, FleetError> {
+        let spec = group.launch_template().or_else(|| {
+            group
+                .mixed_instances_policy()
+                .and_then(|m| m.launch_template())
+                .and_then(|l| l.launch_template_specification())
+        });
+        let Some(spec) = spec else {
+            return Ok(None);
+        };
+        let version = spec.version().unwrap_or("$Default");
+        if let (Some(id), Ok(n)) = (spec.launch_template_id(), version.parse::<u64>()) {
+            return Ok(Some(format!("{id}:{n}")));
+        }
+        let mut ask = self.ec2.describe_launch_templates();
+        ask = match (spec.launch_template_id(), spec.launch_template_name()) {
+            (Some(id), _) => ask.launch_template_ids(id),
+            (None, Some(name)) => ask.launch_template_names(name),
+            (None, None) => return Ok(None),
+        };
+        let out = ask.send().await.map_err(|e| {
+            FleetError::Operation(format!(
+                "EC2 DescribeLaunchTemplates: {}",
+                super::describe(&e)
+            ))
+        })?;
+        let Some(t) = out.launch_templates().first() else {
+            return Ok(None);
+        };
+        let number = match version {
+            "$Latest" => t.latest_version_number(),
+            "$Default" => t.default_version_number(),
+            n => n.parse().ok(),
+        };
+        Ok(t.launch_template_id()
+            .zip(number)
+            .map(|(id, n)| format!("{id}:{n}")))
+    }
+
+    /// Fills in the launch template version of instances not seen before.
+    /// Trouble is logged and retried next time: it only delays a replacement.
+    async fn learn_launch_templates(&self, ids: &[String]) {
+        let unknown: Vec<String> = {
+            let known = self.launched_from.lock().unwrap_or_else(|e| e.into_inner());
+            ids.iter()
+                .filter(|id| !known.contains_key(*id))
+                .cloned()
+                .collect()
+        };
+        if unknown.is_empty() {
+            return;
+        }
+        let out = match self
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(unknown.clone()))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                warn!(error = %super::describe(&e), "EC2 DescribeInstances failed; launch template versions unknown for now");
+                return;
+            }
+        };
+        let mut known = self.launched_from.lock().unwrap_or_else(|e| e.into_inner());
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            let Some(id) = i.instance_id() else { continue };
+            let tag = |key: &str| {
+                i.tags()
+                    .iter()
+                    .find(|t| t.key() == Some(key))
+                    .and_then(|t| t.value())
+            };
+            let version = tag(TEMPLATE_ID_TAG)
+                .zip(tag(TEMPLATE_VERSION_TAG))
+                .map(|(t, v)| format!("{t}:{v}"));
+            known.insert(id.to_string(), version);
+        }
+        // Forget instances the group no longer lists.
+        known.retain(|id, _| ids.contains(id));
     }
 }
 
@@ -90,12 +194,28 @@ impl Fleet for AsgFleet {
                 format!("no group named {}", self.group),
             )
         })?;
+        let launch_template = self.launches_from(group).await?;
+        let ids: Vec<String> = group
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        if launch_template.is_some() {
+            self.learn_launch_templates(&ids).await;
+        }
+        let known = self
+            .launched_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let instances = group
             .instances()
             .iter()
             .filter_map(|i| {
+                let id = i.instance_id()?.to_string();
                 Some(Instance {
-                    id: i.instance_id()?.to_string(),
+                    launch_template: known.get(&id).cloned().flatten(),
+                    id,
                     state: instance_state(i.lifecycle_state()),
                     zone: i.availability_zone().map(str::to_string),
                 })
@@ -104,6 +224,7 @@ impl Fleet for AsgFleet {
         Ok(FleetView {
             instances,
             desired_capacity: group.desired_capacity().unwrap_or(0).max(0) as u32,
+            launch_template,
         })
     }
 

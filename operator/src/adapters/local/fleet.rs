@@ -210,11 +210,13 @@ impl Fleet for LocalFleet {
                     InstanceState::Running
                 },
                 zone: Some("local".into()),
+                launch_template: None,
             })
             .collect();
         Ok(FleetView {
             instances,
             desired_capacity: inner.file.desired_capacity,
+            launch_template: None,
         })
     }
 
