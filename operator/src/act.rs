@@ -332,9 +332,18 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 s.roll
             )
         }
+        Step::ReplaceInstance { instance } => {
+            s.replace.insert(instance.clone());
+            format!(
+                "replacement of the member on {instance} requested: a new instance joins, then it leaves"
+            )
+        }
         Step::ForgetMember { id } => {
             ledger.release(*id).await?;
             let m = s.members.remove(id);
+            if let Some(m) = &m {
+                s.replace.remove(&m.instance);
+            }
             format!(
                 "member {id} forgotten (instance {} gone), id released",
                 m.map(|m| m.instance).unwrap_or_default()

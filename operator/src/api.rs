@@ -5,6 +5,7 @@
 //! - `POST /v1/agents/{instance}/report`: an agent's report
 //! - `GET  /v1/status`: the cluster as `zkop status` shows it
 //! - `POST /v1/roll`: restart every member once, one at a time (`zkop roll`)
+//! - `POST /v1/replace/{instance}`: replace that member's instance (`zkop replace`)
 //! - `GET  /metrics`: Prometheus text
 //! - `GET  /`: the status page (no data; it asks for the token)
 
@@ -33,6 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/agents/{instance}/report", post(report))
         .route("/v1/status", get(status))
         .route("/v1/roll", post(roll))
+        .route("/v1/replace/{instance}", post(replace))
         .route("/metrics", get(metrics))
         .route("/", get(page))
         .fallback(not_found)
@@ -198,6 +200,23 @@ async fn roll(State(shared): State<Arc<Shared>>) -> Response {
         })),
     )
         .into_response()
+}
+
+/// Asks for the member on an instance to be replaced; 202, or 404 naming why.
+async fn replace(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(instance): axum::extract::Path<String>,
+) -> Response {
+    match shared.request_replace(&instance) {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "accepted": format!("member {id} on {instance} is replaced: a new instance joins, takes its place in the config, then {instance} is terminated")
+            })),
+        )
+            .into_response(),
+        Err(e) => api_error(StatusCode::NOT_FOUND, e),
+    }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

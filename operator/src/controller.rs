@@ -126,6 +126,7 @@ struct SharedState {
     leader_seen_at: Instant,
     /// `zkop roll` asked for a restart of every member; cleared once recorded.
     roll_requested: bool,
+    replace_requested: std::collections::BTreeSet<String>,
 }
 
 /// What the loop and the HTTP API share.
@@ -159,6 +160,7 @@ impl Shared {
                 last_error: None,
                 leader_seen_at: Instant::now(),
                 roll_requested: false,
+                replace_requested: Default::default(),
             }),
             revision_tx,
         })
@@ -228,6 +230,26 @@ impl Shared {
     /// Asks for a rolling restart of every member (`zkop roll`).
     pub fn request_roll(&self) {
         self.change(|s| s.roll_requested = true);
+    }
+
+    /// Asks for the member on `instance` to be replaced (`zkop replace`);
+    /// `Err` names why not: no member of the config runs there.
+    pub fn request_replace(&self, instance: &str) -> Result<u64, String> {
+        let id = {
+            let s = self.lock();
+            let config = s.persisted.config.as_ref();
+            s.persisted
+                .members
+                .values()
+                .find(|m| m.instance == instance && !m.retiring && m.role_in(config).is_some())
+                .map(|m| m.id.0)
+        };
+        let id =
+            id.ok_or_else(|| format!("no member of the config runs on instance {instance}"))?;
+        self.change(|s| {
+            s.replace_requested.insert(instance.to_string());
+        });
+        Ok(id)
     }
 
     /// Records the outcome of a pass for `zkop status`.
@@ -363,6 +385,7 @@ impl Shared {
             now_ms: now_ms(),
             leaderless_for: s.leader_seen_at.elapsed(),
             roll_requested: s.roll_requested,
+            replace_requested: s.replace_requested.clone(),
             launch_template,
         };
         (s.spec.clone(), s.persisted.clone(), observed)
@@ -463,7 +486,16 @@ pub struct Controller<F, L, S, E> {
     /// The epoch this controller leads under, while it leads.
     epoch: Option<u64>,
     started: Instant,
+    /// The fleet as last observed while the cluster was Running with nothing
+    /// to do, and when: reused for `IDLE_FLEET_REFRESH`.
+    idle_view: Option<(FleetView, Instant)>,
 }
+
+/// How often an idle controller asks the fleet (every pass otherwise): the
+/// agents' one-second reports still show a lost member at once, and on AWS
+/// this keeps the steady state at about 12 `DescribeAutoScalingGroups` a
+/// minute instead of 120.
+pub const IDLE_FLEET_REFRESH: Duration = Duration::from_secs(5);
 
 impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E> {
     /// A controller over these adapters.
@@ -484,6 +516,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             leadership,
             epoch: None,
             started: Instant::now(),
+            idle_view: None,
         }
     }
 
@@ -535,8 +568,17 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         if let Some(f) = self.spec_file.as_mut() {
             f.poll(&self.shared);
         }
-        let view = self.fleet.observe().await?;
-        let (spec, persisted, observed) = self.shared.snapshot(view);
+        let cached = self
+            .idle_view
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < IDLE_FLEET_REFRESH)
+            .map(|(v, _)| v.clone());
+        let fresh = cached.is_none();
+        let view = match cached {
+            Some(v) => v,
+            None => self.fleet.observe().await?,
+        };
+        let (spec, persisted, observed) = self.shared.snapshot(view.clone());
         let plan = plan(&spec, &observed, &persisted, self.started.elapsed());
         // Losing and regaining the leader are events; routine phases are not.
         let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);
@@ -555,8 +597,14 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             );
         }
         let Some(step) = plan.steps.first() else {
+            if plan.phase != Phase::Running {
+                self.idle_view = None;
+            } else if fresh {
+                self.idle_view = Some((view, Instant::now()));
+            }
             return Ok(Requeue::after(Duration::from_millis(500)));
         };
+        self.idle_view = None;
         if crash_point(step, &persisted) {
             // Tests of crash recovery: die exactly as a SIGKILL would, before the
             // outcome of a reconfig is persisted.
@@ -596,6 +644,11 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         }
         if *step == Step::BeginRoll {
             self.shared.change(|s| s.roll_requested = false);
+        }
+        if let Step::ReplaceInstance { instance } = step {
+            self.shared.change(|s| {
+                s.replace_requested.remove(instance);
+            });
         }
         self.shared.metrics.step(step.kind(), t.elapsed());
         self.shared.event(step.kind(), outcome.message);

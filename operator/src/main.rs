@@ -60,6 +60,19 @@ enum Command {
         /// Print a JSON list of {operation, voters, zkopSeconds, handSeconds, ratio}.
         #[arg(long)]
         json: bool,
+        /// Only 3 voters: bootstrap, adding a member and removing a follower.
+        #[arg(long)]
+        quick: bool,
+        /// Instead: the AWS API calls per minute of a running controller (the
+        /// AWS sandbox's, say), by operation, over --window-seconds.
+        #[arg(long)]
+        aws_calls: bool,
+        /// The window --aws-calls counts over.
+        #[arg(long, default_value_t = 60, requires = "aws_calls")]
+        window_seconds: u64,
+        /// The controller --aws-calls asks.
+        #[command(flatten)]
+        controller: ControllerArgs,
         /// Loopback range for the zkop-run cluster.
         #[arg(long, default_value = "127.0.60.0/24")]
         network: String,
@@ -84,6 +97,14 @@ enum Command {
     /// Restart every member once, one at a time (observers, followers, the
     /// leader last), without a spec change: after an OS patch, say.
     Roll {
+        #[command(flatten)]
+        controller: ControllerArgs,
+    },
+    /// Replace one member's instance: a new instance joins and takes its
+    /// place in the config, then the old one leaves and is terminated.
+    Replace {
+        /// The instance id (`zkop status` lists them).
+        instance: String,
         #[command(flatten)]
         controller: ControllerArgs,
     },
@@ -271,10 +292,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench {
             json,
+            aws_calls: true,
+            window_seconds,
+            controller,
+            ..
+        } => {
+            let (url, token_file) = controller.resolve()?;
+            let window = std::time::Duration::from_secs(window_seconds.max(1));
+            let rates = zkop::bench::aws_call_rates(&url, &token_file, window).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rates)?);
+            } else {
+                print!("{}", zkop::bench::render_rates(&rates, window));
+            }
+        }
+        Command::Bench {
+            json,
+            quick,
             network,
             hand_network,
             agent_bin,
             java,
+            ..
         } => {
             for n in [&network, &hand_network] {
                 local::parse_network(n)
@@ -286,6 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 agent_bin: Some(local::agent_binary(agent_bin)?),
                 java: java.java,
                 classpath: java.zookeeper_classpath,
+                quick,
             };
             let figures = zkop::bench::run(&opts).await?;
             if json {
@@ -297,6 +337,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Roll { controller } => {
             let (url, token_file) = controller.resolve()?;
             let answer = status::request_roll(&url, &token_file).await?;
+            println!("{answer}");
+        }
+        Command::Replace {
+            instance,
+            controller,
+        } => {
+            let (url, token_file) = controller.resolve()?;
+            let answer = status::request_replace(&url, &token_file, &instance).await?;
             println!("{answer}");
         }
         Command::Status { controller, json } => {

@@ -110,6 +110,17 @@ impl Metrics {
                 );
             }
         });
+        let _ = writeln!(
+            out,
+            "# HELP zkop_aws_calls_total AWS API calls made, by service and operation."
+        );
+        let _ = writeln!(out, "# TYPE zkop_aws_calls_total counter");
+        for ((service, operation), n) in crate::adapters::aws::calls::calls() {
+            let _ = writeln!(
+                out,
+                "zkop_aws_calls_total{{cluster=\"{cluster}\",service=\"{service}\",operation=\"{operation}\"}} {n}"
+            );
+        }
         out
     }
 }

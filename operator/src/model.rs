@@ -57,6 +57,10 @@ pub struct Persisted {
     /// The member a rolling restart restarted last, until the next one.
     #[serde(default)]
     pub rollout: Option<RolloutStep>,
+    /// Instances `zkop replace` asked to replace: their members are replaced
+    /// as on a new launch template version, one at a time.
+    #[serde(default)]
+    pub replace: std::collections::BTreeSet<String>,
 }
 
 /// One step of a rolling restart.
@@ -171,6 +175,8 @@ pub struct Observed {
     pub leaderless_for: Duration,
     /// `zkop roll` asked for a restart of every member.
     pub roll_requested: bool,
+    /// `zkop replace` asked to replace these instances.
+    pub replace_requested: std::collections::BTreeSet<String>,
     /// The launch template version the fleet launches new instances from
     /// (`lt-0abc:4`), when it has one: members on instances launched from
     /// another are replaced, one at a time.

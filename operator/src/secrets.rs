@@ -43,7 +43,7 @@ pub async fn from_ssm(
     config: &aws_config::SdkConfig,
     name: &str,
 ) -> Result<ClusterSecrets, String> {
-    let out = aws_sdk_ssm::Client::new(config)
+    let out = crate::adapters::aws::calls::ssm(config)
         .get_parameter()
         .name(name)
         .with_decryption(true)

@@ -76,6 +76,25 @@ async fn call<T: serde::de::DeserializeOwned>(
     method: reqwest::Method,
     path: &str,
 ) -> Result<T, StatusError> {
+    let body = send(url, token_file, method, path).await?;
+    serde_json::from_str(&body).map_err(|e| StatusError::Unreachable {
+        url: url.to_string(),
+        reason: format!("the answer to {path} is not the JSON expected: {e}"),
+    })
+}
+
+/// The controller's Prometheus text (`GET /metrics`).
+pub async fn metrics(url: &str, token_file: &Path) -> Result<String, StatusError> {
+    send(url, token_file, reqwest::Method::GET, "/metrics").await
+}
+
+/// Sends one API request with the token; the body of a 2xx answer.
+async fn send(
+    url: &str,
+    token_file: &Path,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<String, StatusError> {
     let token = std::fs::read_to_string(token_file).map_err(|source| StatusError::Read {
         path: token_file.to_path_buf(),
         source,
@@ -104,7 +123,7 @@ async fn call<T: serde::de::DeserializeOwned>(
             body,
         });
     }
-    resp.json().await.map_err(|e| unreachable(e.to_string()))
+    resp.text().await.map_err(|e| unreachable(e.to_string()))
 }
 
 /// Fetches `/v1/status`.
@@ -120,6 +139,18 @@ pub async fn request_roll(url: &str, token_file: &Path) -> Result<String, Status
         "rolling restart requested: {}",
         body["accepted"].as_str().unwrap_or("accepted")
     ))
+}
+
+/// Asks for the member on `instance` to be replaced
+/// (`POST /v1/replace/{instance}`); what the controller answered.
+pub async fn request_replace(
+    url: &str,
+    token_file: &Path,
+    instance: &str,
+) -> Result<String, StatusError> {
+    let path = format!("/v1/replace/{instance}");
+    let body: serde_json::Value = call(url, token_file, reqwest::Method::POST, &path).await?;
+    Ok(body["accepted"].as_str().unwrap_or("accepted").to_string())
 }
 
 /// The human-readable table.

@@ -566,6 +566,46 @@ async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_kee
         .find(|m| m.role == "leader")
         .unwrap()
         .clone();
+
+    // In steady state the controller only reads (and renews its lease), as
+    // `zkop bench --aws-calls` counts it.
+    let state_dir = c.state_dir();
+    let args = [
+        "bench",
+        "--aws-calls",
+        "--json",
+        "--window-seconds",
+        "10",
+        "--state-dir",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    args.push(state_dir.as_os_str());
+    let rates: Vec<serde_json::Value> = common::zkop_json(&args).await;
+    let rate = |op: &str| {
+        rates
+            .iter()
+            .find(|r| r["operation"] == op)
+            .and_then(|r| r["callsPerMinute"].as_f64())
+    };
+    assert!(
+        rate("DescribeAutoScalingGroups").is_some_and(|r| r > 0.0),
+        "{rates:?}"
+    );
+    for change in [
+        "SetDesiredCapacity",
+        "TerminateInstanceInAutoScalingGroup",
+        "CreateLogStream",
+        "DeleteLogStream",
+    ] {
+        assert_eq!(rate(change), None, "{change} in steady state: {rates:?}");
+    }
+    let sum: f64 = rates
+        .iter()
+        .filter(|r| r["operation"] != "all")
+        .filter_map(|r| r["callsPerMinute"].as_f64())
+        .sum();
+    assert!((rate("all").unwrap() - sum).abs() < 0.1, "{rates:?}");
+
     let old: BTreeMap<String, u64> = before
         .members
         .iter()

@@ -629,43 +629,96 @@ async fn a_total_loss_waits_by_default_and_bootstraps_an_empty_ensemble_when_all
     assert_eq!(client.check_stat("/old").await.unwrap(), None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_benchmark_times_quorum_loss_recovery_against_the_same_done_by_hand() {
-    let _serial = SERIAL.lock().await;
-    let out = tokio::process::Command::new(common::zkop_bin())
-        .args([
-            "bench",
-            "--json",
-            "--network",
-            "127.0.54.0/24",
-            "--hand-network",
-            "127.0.55.0/24",
-        ])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "zkop bench: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let f = &figures[0];
-    assert_eq!(f["operation"], "quorum-loss recovery (2 of 3 voters lost)");
-    assert_eq!(f["voters"], 3);
+/// `zkop bench --json` with `extra` flags; its figures.
+async fn bench(extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "bench",
+        "--json",
+        "--network",
+        "127.0.54.0/24",
+        "--hand-network",
+        "127.0.55.0/24",
+    ];
+    args.extend(extra);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    common::zkop_json(&args).await
+}
+
+/// Each figure has both times, their ratio and the controller's RSS.
+fn check_figure(f: &serde_json::Value) {
     let zkop = f["zkopSeconds"].as_f64().unwrap();
     let hand = f["handSeconds"].as_f64().unwrap();
     assert!(zkop > 0.0 && hand > 0.0, "{f}");
+    let ratio = f["ratio"].as_f64().unwrap();
+    // Each is rounded to hundredths.
     assert!(
-        (f["ratio"].as_f64().unwrap() - zkop / hand).abs() < 1e-6,
+        (ratio - zkop / hand).abs() <= 0.02 * zkop / hand + 0.01,
         "{f}"
     );
+    let rss = f["details"]["controllerRssMiB"].as_f64().unwrap();
+    assert!((1.0..1024.0).contains(&rss), "{f}");
+}
+
+const BENCH_OPERATIONS: [&str; 5] = [
+    "bootstrap to first leader",
+    "add a member (joins as an observer)",
+    "remove a follower (a new member takes its vote)",
+    "remove the leader (a new member takes its vote)",
+    "rolling restart of every member",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_prints_every_operation_for_3_and_5_voters_beside_the_same_by_hand() {
+    let _serial = SERIAL.lock().await;
+    let figures = bench(&[]).await;
+    let names: Vec<(String, u64)> = figures
+        .iter()
+        .map(|f| {
+            (
+                f["operation"].as_str().unwrap().to_string(),
+                f["voters"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for n in [3u64, 5] {
+        for op in BENCH_OPERATIONS {
+            expected.push((op.to_string(), n));
+        }
+        expected.push((
+            format!("quorum-loss recovery ({} of {n} voters lost)", n / 2 + 1),
+            n,
+        ));
+    }
+    assert_eq!(names, expected);
+    for f in &figures {
+        check_figure(f);
+    }
     // Detection waits for healing.detectAfter (10 s in the example spec),
     // counted from the last time the leader was seen, just before the kill.
-    let detection = f["details"]["detectionSeconds"].as_f64().unwrap();
-    assert!((9.0..30.0).contains(&detection), "{f}");
+    for f in figures.iter().filter(|f| {
+        f["operation"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("quorum-loss"))
+    }) {
+        let detection = f["details"]["detectionSeconds"].as_f64().unwrap();
+        assert!((9.0..30.0).contains(&detection), "{f}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quick_benchmark_runs_the_first_three_operations_on_three_voters() {
+    let _serial = SERIAL.lock().await;
+    let figures = bench(&["--quick"]).await;
+    let names: Vec<&str> = figures
+        .iter()
+        .map(|f| f["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BENCH_OPERATIONS[..3]);
+    for f in &figures {
+        assert_eq!(f["voters"], 3, "{f}");
+        check_figure(f);
+    }
 }
 
 /// `tickTime` as each member's `conf` reports it.

@@ -372,6 +372,13 @@ impl Zxid {
         (u64::from(self.epoch) << 32) | u64::from(self.counter)
     }
 
+    /// Whether a transaction can have this id. Counter 0 only opens an epoch:
+    /// a new leader's `srvr` shows it until the first write, and no other
+    /// server's zxid reaches it, however caught up.
+    pub fn is_transaction(self) -> bool {
+        self.counter > 0
+    }
+
     /// How many transactions `self` is ahead of `other`, when both are in one epoch.
     pub fn lead_over(self, other: Zxid) -> Option<u64> {
         (self.epoch == other.epoch && self.counter >= other.counter)

@@ -143,91 +143,319 @@ fn address(network: &str, n: u32) -> Result<String, BenchError> {
     Ok(Ipv4Addr::from(u32::from(base) + n).to_string())
 }
 
-/// Three plain servers; SIGKILL the leader and a follower; time the recovery
-/// from that moment (nothing to fence: they are dead) to three voters serving.
-pub async fn quorum_loss_recovery(
-    opts: &BenchOptions,
-    spec: &ValidatedCluster,
-    root: &Path,
-) -> Result<Duration, BenchError> {
-    let mut servers = Vec::new();
-    for n in 1..=5u32 {
-        servers.push(PlainServer::new(
-            root,
+/// An ensemble of plain servers a person runs by hand; each method is one
+/// operation, timed from its first action to the ensemble serving again.
+pub struct HandEnsemble<'a> {
+    opts: &'a BenchOptions,
+    spec: &'a ValidatedCluster,
+    root: PathBuf,
+    servers: Vec<PlainServer>,
+    /// The committed config, as the last reconfig or forced config left it.
+    config: DynamicConfig,
+}
+
+impl<'a> HandEnsemble<'a> {
+    /// No servers yet; they go under `root`.
+    pub fn new(opts: &'a BenchOptions, spec: &'a ValidatedCluster, root: &Path) -> Self {
+        HandEnsemble {
+            opts,
             spec,
-            &address(&opts.hand_network, n)?,
-            u64::from(n),
-        ));
-    }
-    let first = DynamicConfig::of(servers[..3].iter().map(|s| s.server.clone()));
-    for s in &mut servers[..3] {
-        s.configure(spec, &first, "zoo.cfg.dynamic")?;
-        s.start(opts, spec)?;
-    }
-    for s in &servers[..3] {
-        s.wait_mode(&[ServerMode::Leader, ServerMode::Follower])
-            .await?;
-    }
-    let mut modes = Vec::new();
-    for s in &servers[..3] {
-        modes.push(probe(&s.endpoint()).await.ok().and_then(|p| p.mode));
-    }
-    let keep = modes
-        .iter()
-        .position(|m| *m == Some(ServerMode::Follower))
-        .ok_or_else(|| BenchError::Setup("no follower to keep".into()))?;
-    for (i, s) in servers[..3].iter_mut().enumerate() {
-        if i != keep {
-            s.stop(libc::SIGKILL).await?;
+            root: root.to_path_buf(),
+            servers: Vec::new(),
+            config: DynamicConfig::default(),
         }
     }
-    let started = Instant::now();
 
-    // 1. Stop the survivor; give it a config of its own at version + 1.
-    let survivor = &mut servers[keep];
-    survivor.stop(libc::SIGTERM).await?;
-    let version = ConfigVersion(survivor.config_version()?.0 + 1);
-    let alone = DynamicConfig {
-        version: Some(version),
-        ..DynamicConfig::of([survivor.server.clone()])
-    };
-    survivor.configure(spec, &alone, &format!("zoo.cfg.dynamic.{version}"))?;
-    survivor.start(opts, spec)?;
-    survivor.wait_mode(&[ServerMode::Leader]).await?;
-    let survivor_server = survivor.server.clone();
-    let survivor_endpoint = survivor.endpoint();
+    /// A new server on the next address, not started.
+    fn add_server(&mut self) -> Result<usize, BenchError> {
+        let n = self.servers.len() as u32 + 1;
+        let address = address(&self.opts.hand_network, n)?;
+        self.servers.push(PlainServer::new(
+            &self.root,
+            self.spec,
+            &address,
+            u64::from(n),
+        ));
+        Ok(self.servers.len() - 1)
+    }
 
-    // 2. Two fresh servers join as observers of it, then become voters.
-    let mut joining = Vec::new();
-    for s in &mut servers[3..] {
-        let observer = s.server.with_role(MemberRole::Observer);
-        let initial = DynamicConfig::of([survivor_server.clone(), observer]);
-        s.configure(spec, &initial, "zoo.cfg.dynamic")?;
-        s.start(opts, spec)?;
-        joining.push(s.server.clone());
+    fn index_of(&self, id: ServerId) -> Option<usize> {
+        self.servers.iter().position(|s| s.server.id == id)
     }
-    // A server the leader's config does not list yet syncs as a follower
-    // without a vote; either way it serves.
-    for s in &servers[3..] {
-        s.wait_mode(&[ServerMode::Observer, ServerMode::Follower])
-            .await?;
+
+    /// Running servers the config lists, with their modes.
+    async fn modes(&self) -> Vec<(usize, Option<ServerMode>)> {
+        let mut out = Vec::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            if s.jvm.is_some() && self.config.servers.contains_key(&s.server.id) {
+                out.push((i, probe(&s.endpoint()).await.ok().and_then(|p| p.mode)));
+            }
+        }
+        out
     }
-    let order = ReconfigOrder {
-        seq: 1,
-        from_version: version,
-        joining,
-        leaving: vec![],
-    };
-    zkop_zk::reconfig::run(&survivor_endpoint, PASSWORD, &order)
+
+    /// The serving leader's index.
+    pub async fn leader(&self) -> Result<usize, BenchError> {
+        wait_for("a leader", || async {
+            self.modes()
+                .await
+                .into_iter()
+                .find(|(_, m)| *m == Some(ServerMode::Leader))
+                .map(|(i, _)| i)
+        })
         .await
-        .map_err(BenchError::ZooKeeper)?;
-    for s in servers.iter().filter(|s| s.jvm.is_some()) {
-        s.wait_mode(&[ServerMode::Leader, ServerMode::Follower])
+    }
+
+    /// Waits until every voter of the config serves as leader or follower and
+    /// every observer as observer.
+    async fn settle(&self) -> Result<(), BenchError> {
+        for (id, server) in &self.config.servers {
+            let i = self
+                .index_of(*id)
+                .ok_or_else(|| BenchError::Setup(format!("no server {id}")))?;
+            let modes = match server.role {
+                MemberRole::Participant => &[ServerMode::Leader, ServerMode::Follower][..],
+                MemberRole::Observer => &[ServerMode::Observer][..],
+            };
+            self.servers[i].wait_mode(modes).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `n` servers' configs and starts them; to the first leader. Then
+    /// waits (untimed) for all to serve.
+    pub async fn bootstrap(&mut self, n: usize) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        for _ in 0..n {
+            self.add_server()?;
+        }
+        self.config = DynamicConfig::of(self.servers.iter().map(|s| s.server.clone()));
+        for s in &mut self.servers {
+            s.configure(self.spec, &self.config, "zoo.cfg.dynamic")?;
+            s.start(self.opts, self.spec)?;
+        }
+        self.leader().await?;
+        let took = started.elapsed();
+        self.settle().await?;
+        Ok(took)
+    }
+
+    /// `reconfig` as the super user through the leader; adopts the result.
+    async fn reconfig(
+        &mut self,
+        joining: Vec<Server>,
+        leaving: Vec<ServerId>,
+    ) -> Result<(), BenchError> {
+        let leader = self.leader().await?;
+        let version = self
+            .config
+            .version
+            .ok_or_else(|| BenchError::Setup("the config has no version".into()))?;
+        let order = ReconfigOrder {
+            seq: 1,
+            from_version: version,
+            joining,
+            leaving,
+        };
+        self.config = zkop_zk::reconfig::run(&self.servers[leader].endpoint(), PASSWORD, &order)
+            .await
+            .map_err(BenchError::ZooKeeper)?;
+        Ok(())
+    }
+
+    /// Reads the committed config (its version is set only once committed).
+    async fn read_config(&mut self) -> Result<(), BenchError> {
+        let leader = self.leader().await?;
+        let endpoint = self.servers[leader].endpoint();
+        self.config = wait_for("the committed config", || async {
+            probe(&endpoint).await.ok().and_then(|p| p.config)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A new server starts with the config plus itself as an observer, and a
+    /// reconfig adds it as one.
+    pub async fn add_observer(&mut self) -> Result<Duration, BenchError> {
+        if self.config.version.is_none() {
+            self.read_config().await?;
+        }
+        let started = Instant::now();
+        let i = self.add_server()?;
+        let observer = self.servers[i].server.with_role(MemberRole::Observer);
+        let initial = self.config.with(observer.clone());
+        self.servers[i].configure(self.spec, &initial, "zoo.cfg.dynamic")?;
+        self.servers[i].start(self.opts, self.spec)?;
+        // Not yet in the leader's config, it syncs as a follower without a vote.
+        self.servers[i]
+            .wait_mode(&[ServerMode::Observer, ServerMode::Follower])
             .await?;
+        self.reconfig(vec![observer], vec![]).await?;
+        self.settle().await?;
+        Ok(started.elapsed())
     }
-    let took = started.elapsed();
-    for s in &mut servers {
-        s.stop(libc::SIGTERM).await?;
+
+    /// Replaces a voter (the leader, or a follower): a new observer joins,
+    /// the lowest-id observer takes the voter's place in one reconfig, and
+    /// the voter's server is stopped once the new config serves.
+    pub async fn replace_voter(&mut self, leader: bool) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        let current = self.leader().await?;
+        let old = if leader {
+            current
+        } else {
+            self.modes()
+                .await
+                .into_iter()
+                .find(|(_, m)| *m == Some(ServerMode::Follower))
+                .map(|(i, _)| i)
+                .ok_or_else(|| BenchError::Setup("no follower".into()))?
+        };
+        let old_id = self.servers[old].server.id;
+        self.add_observer().await?;
+        let promoted = self
+            .config
+            .observers()
+            .map(|s| s.with_role(MemberRole::Participant))
+            .min_by_key(|s| s.id)
+            .ok_or_else(|| BenchError::Setup("no observer".into()))?;
+        // (Removing the leader drops the reply; `reconfig::run` reads the
+        // outcome back, as a person would with `config`.)
+        self.reconfig(vec![promoted], vec![old_id]).await?;
+        self.settle().await?;
+        self.servers[old].stop(libc::SIGTERM).await?;
+        Ok(started.elapsed())
     }
-    Ok(took)
+
+    /// Restarts every server once, observers, followers, the leader last; each
+    /// waits for the last to serve and reach the leader's zxid as of its stop.
+    pub async fn rolling_restart(&mut self) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        let mut order: Vec<(u8, usize)> = self
+            .modes()
+            .await
+            .into_iter()
+            .map(|(i, m)| {
+                let rank = match m {
+                    Some(ServerMode::Observer) => 0,
+                    Some(ServerMode::Leader) => 2,
+                    _ => 1,
+                };
+                (rank, i)
+            })
+            .collect();
+        order.sort();
+        for (rank, i) in order {
+            let leader = self.leader().await?;
+            // (An epoch's opening zxid is no transaction to reach.)
+            let leader_zxid = probe(&self.servers[leader].endpoint())
+                .await
+                .ok()
+                .and_then(|p| p.zxid)
+                .filter(|z| z.is_transaction());
+            self.servers[i].stop(libc::SIGTERM).await?;
+            self.servers[i].start(self.opts, self.spec)?;
+            let endpoint = self.servers[i].endpoint();
+            wait_for(&format!("{endpoint} back and caught up"), || async {
+                probe(&endpoint)
+                    .await
+                    .ok()
+                    .filter(|p| p.serving && (rank == 2 || p.zxid >= leader_zxid))
+            })
+            .await?;
+        }
+        self.settle().await?;
+        Ok(started.elapsed())
+    }
+
+    /// Drops every observer (untimed), so the quorum loss starts from voters only.
+    pub async fn remove_observers(&mut self) -> Result<(), BenchError> {
+        let observers: Vec<ServerId> = self.config.observers().map(|s| s.id).collect();
+        if observers.is_empty() {
+            return Ok(());
+        }
+        self.reconfig(vec![], observers.clone()).await?;
+        for id in observers {
+            if let Some(i) = self.index_of(id) {
+                self.servers[i].stop(libc::SIGTERM).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the leader and followers until a minority of voters is left;
+    /// then, timed: stop the survivors, give the first a config of its own at
+    /// version + 1, restart it, start fresh servers as its observers and
+    /// reconfig them in, back to as many voters as before.
+    pub async fn quorum_loss_recovery(&mut self) -> Result<Duration, BenchError> {
+        let voters = self.config.voter_count();
+        let lost = self.config.majority();
+        let modes = self.modes().await;
+        let leader = self.leader().await?;
+        let mut killed = vec![leader];
+        killed.extend(
+            modes
+                .iter()
+                .filter(|(i, m)| *i != leader && *m == Some(ServerMode::Follower))
+                .map(|(i, _)| *i)
+                .take(lost - 1),
+        );
+        let survivors: Vec<usize> = modes
+            .iter()
+            .map(|(i, _)| *i)
+            .filter(|i| !killed.contains(i))
+            .collect();
+        for i in &killed {
+            self.servers[*i].stop(libc::SIGKILL).await?;
+        }
+        let started = Instant::now();
+
+        // 1. Stop the survivors; the first gets a config of its own at version + 1.
+        for i in &survivors {
+            self.servers[*i].stop(libc::SIGTERM).await?;
+        }
+        let keep = *survivors
+            .first()
+            .ok_or_else(|| BenchError::Setup("no survivor".into()))?;
+        let version = ConfigVersion(self.servers[keep].config_version()?.0 + 1);
+        let alone = DynamicConfig {
+            version: Some(version),
+            ..DynamicConfig::of([self.servers[keep].server.clone()])
+        };
+        self.servers[keep].configure(self.spec, &alone, &format!("zoo.cfg.dynamic.{version}"))?;
+        self.servers[keep].start(self.opts, self.spec)?;
+        self.servers[keep].wait_mode(&[ServerMode::Leader]).await?;
+        self.config = alone;
+
+        // 2. Fresh servers join as its observers, then become voters together.
+        let mut joining = Vec::new();
+        for _ in 1..voters {
+            let i = self.add_server()?;
+            let observer = self.servers[i].server.with_role(MemberRole::Observer);
+            let initial = self.config.with(observer);
+            self.servers[i].configure(self.spec, &initial, "zoo.cfg.dynamic")?;
+            self.servers[i].start(self.opts, self.spec)?;
+            joining.push(i);
+        }
+        for i in &joining {
+            self.servers[*i]
+                .wait_mode(&[ServerMode::Observer, ServerMode::Follower])
+                .await?;
+        }
+        let servers: Vec<Server> = joining
+            .iter()
+            .map(|i| self.servers[*i].server.clone())
+            .collect();
+        self.reconfig(servers, vec![]).await?;
+        self.settle().await?;
+        Ok(started.elapsed())
+    }
+
+    /// Stops every server.
+    pub async fn stop(&mut self) -> Result<(), BenchError> {
+        for s in &mut self.servers {
+            s.stop(libc::SIGTERM).await?;
+        }
+        Ok(())
+    }
 }

@@ -1,8 +1,10 @@
 //! `zkop bench`: how long zkop's automatic operations take, each next to the
 //! same operation done by hand on plain ZooKeeper servers in the same run.
 //!
-//! Operations: losing two of three voters at once (detection, then recovery
-//! from the moment the lost voters are fenced to three voters serving again).
+//! Operations, for 3 and 5 voters: bootstrap to the first leader, adding a
+//! member, removing a follower and the leader (each replaced: a new member
+//! takes its vote), a rolling restart, and quorum-loss recovery (detection
+//! apart, then from the lost voters fenced to every voter serving again).
 
 mod by_hand;
 mod operated;
@@ -35,6 +37,9 @@ pub struct BenchOptions {
     pub java: PathBuf,
     /// ZooKeeper's classpath.
     pub classpath: String,
+    /// Only 3 voters, and only bootstrap, adding a member and removing a
+    /// follower (for the test suite).
+    pub quick: bool,
 }
 
 /// One measured operation, as `--json` prints it.
@@ -135,58 +140,229 @@ pub async fn run(opts: &BenchOptions) -> Result<Vec<Figure>, BenchError> {
         .prefix("zkop-bench-")
         .tempdir()
         .map_err(io("creating a work directory"))?;
-    let runs = async {
-        let hand = by_hand::quorum_loss_recovery(opts, &spec, &work.path().join("hand")).await?;
-        let zkop = operated::quorum_loss_recovery(opts, &text, &work.path().join("zkop")).await?;
-        Ok::<_, BenchError>((hand, zkop))
-    };
-    let (hand, zkop) = match runs.await {
-        Ok(r) => r,
-        Err(e) => {
-            // Keep the servers' logs and configs for a look.
-            let kept = work.keep();
-            return Err(BenchError::Failed {
-                error: Box::new(e),
-                work_dir: kept,
-            });
+    let sizes: &[usize] = if opts.quick { &[3] } else { &[3, 5] };
+    let mut figures = Vec::new();
+    for &n in sizes {
+        let root = work.path().join(format!("{n}-voters"));
+        match run_size(opts, &text, &spec, n, &root).await {
+            Ok(f) => figures.extend(f),
+            Err(e) => {
+                // Keep the servers' logs and configs for a look.
+                let kept = work.keep();
+                return Err(BenchError::Failed {
+                    error: Box::new(e),
+                    work_dir: kept,
+                });
+            }
         }
+    }
+    Ok(figures)
+}
+
+/// The operations on `n` voters: by hand on plain servers first, then zkop.
+async fn run_size(
+    opts: &BenchOptions,
+    text: &str,
+    spec: &ValidatedCluster,
+    n: usize,
+    root: &std::path::Path,
+) -> Result<Vec<Figure>, BenchError> {
+    let ops = [
+        "bootstrap to first leader".to_string(),
+        "add a member (joins as an observer)".to_string(),
+        "remove a follower (a new member takes its vote)".to_string(),
+        "remove the leader (a new member takes its vote)".to_string(),
+        "rolling restart of every member".to_string(),
+        format!("quorum-loss recovery ({} of {n} voters lost)", n / 2 + 1),
+    ];
+    let count = if opts.quick { 3 } else { ops.len() };
+
+    let mut hand = by_hand::HandEnsemble::new(opts, spec, &root.join("hand"));
+    let mut hand_times = Vec::new();
+    let result = async {
+        hand_times.push(hand.bootstrap(n).await?);
+        hand_times.push(hand.add_observer().await?);
+        hand_times.push(hand.replace_voter(false).await?);
+        if !opts.quick {
+            hand_times.push(hand.replace_voter(true).await?);
+            hand_times.push(hand.rolling_restart().await?);
+            hand.remove_observers().await?;
+            hand_times.push(hand.quorum_loss_recovery().await?);
+        }
+        Ok::<_, BenchError>(())
+    }
+    .await;
+    hand.stop().await?;
+    result?;
+
+    let (session, bootstrap) = operated::Session::start(opts, text, n, &root.join("zkop")).await?;
+    let mut zkop_times: Vec<(Duration, BTreeMap<String, f64>)> = Vec::new();
+    let rss = |s: &operated::Session| {
+        let mut d = BTreeMap::new();
+        if let Some(mib) = s.controller_rss_mib() {
+            d.insert("controllerRssMiB".to_string(), (mib * 10.0).round() / 10.0);
+        }
+        d
     };
-    let mut details = BTreeMap::new();
-    details.insert("detectionSeconds".to_string(), zkop.detection.as_secs_f64());
-    details.insert(
-        "detectAfterSeconds".to_string(),
-        spec.healing.detect_after.as_secs_f64(),
-    );
-    Ok(vec![Figure {
-        operation: "quorum-loss recovery (2 of 3 voters lost)".into(),
-        voters: 3,
-        zkop_seconds: zkop.recovery.as_secs_f64(),
-        hand_seconds: hand.as_secs_f64(),
-        ratio: zkop.recovery.as_secs_f64() / hand.as_secs_f64().max(f64::EPSILON),
-        details,
-    }])
+    zkop_times.push((bootstrap, rss(&session)));
+    let result = async {
+        zkop_times.push((session.add_member().await?, rss(&session)));
+        zkop_times.push((session.replace_voter(false).await?, rss(&session)));
+        if !opts.quick {
+            zkop_times.push((session.replace_voter(true).await?, rss(&session)));
+            zkop_times.push((session.rolling_restart().await?, rss(&session)));
+            session.remove_observer().await?;
+            let m = session.quorum_loss().await?;
+            let mut details = rss(&session);
+            details.insert("detectionSeconds".to_string(), m.detection.as_secs_f64());
+            details.insert(
+                "detectAfterSeconds".to_string(),
+                spec.healing.detect_after.as_secs_f64(),
+            );
+            zkop_times.push((m.recovery, details));
+        }
+        Ok::<_, BenchError>(())
+    }
+    .await;
+    session.stop().await;
+    result?;
+
+    Ok(ops
+        .into_iter()
+        .take(count)
+        .zip(hand_times)
+        .zip(zkop_times)
+        .map(|((operation, hand), (zkop, details))| Figure {
+            operation,
+            voters: n,
+            zkop_seconds: round(zkop.as_secs_f64()),
+            hand_seconds: round(hand.as_secs_f64()),
+            ratio: round(zkop.as_secs_f64() / hand.as_secs_f64().max(f64::EPSILON)),
+            details,
+        })
+        .collect())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// The figures as a table, with what each one measures.
 pub fn render(figures: &[Figure]) -> String {
     let mut out = format!(
-        "{:<44} {:>6} {:>9} {:>9} {:>6}\n",
-        "operation", "voters", "zkop s", "hand s", "ratio"
+        "{:<52} {:>6} {:>8} {:>8} {:>6} {:>8}\n",
+        "operation", "voters", "zkop s", "hand s", "ratio", "RSS MiB"
     );
     for f in figures {
+        let rss = f
+            .details
+            .get("controllerRssMiB")
+            .map(|r| format!("{r:.1}"))
+            .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<44} {:>6} {:>9.2} {:>9.2} {:>6.2}\n",
-            f.operation, f.voters, f.zkop_seconds, f.hand_seconds, f.ratio
+            "{:<52} {:>6} {:>8.2} {:>8.2} {:>6.2} {:>8}\n",
+            f.operation, f.voters, f.zkop_seconds, f.hand_seconds, f.ratio, rss
         ));
         if let Some(d) = f.details.get("detectionSeconds") {
             let after = f.details.get("detectAfterSeconds").copied().unwrap_or(0.0);
             out.push_str(&format!(
-                "  detection: {d:.2} s from the kill to phase QuorumLost (healing.detectAfter {after:.0} s); not part of either recovery time\n"
+                "  detection: {d:.2} s from the kill to phase QuorumLost (healing.detectAfter {after:.0} s); in neither time\n"
             ));
         }
     }
     out.push_str(
-        "recovery: from the lost voters fenced to three voters serving; by hand: stop the survivor, rewrite its dynamic config to itself at version+1, restart it, start two fresh servers as observers, reconfig them in, as a script does it (a person at a prompt takes longer)\n",
+        "zkop: from the user's action (start, spec edit, zkop replace, zkop roll; for a quorum loss, the lost voters fenced) to the cluster settled, read from its status; by hand: the same ZooKeeper steps scripted on plain servers (config files, starts and stops, reconfig as the super user), with no waiting for a person. RSS: the zkop local up process (controller and local fleet) after the operation. See docs/performance.md.\n",
     );
     out
+}
+
+/// One operation's AWS API call rate, as `--aws-calls --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRate {
+    /// The AWS service (`all` for the total).
+    pub service: String,
+    /// The API operation (`all` for the total).
+    pub operation: String,
+    /// Calls per minute over the window.
+    pub calls_per_minute: f64,
+}
+
+/// `zkop_aws_calls_total` from Prometheus text, by (service, operation).
+fn parse_calls(text: &str) -> BTreeMap<(String, String), f64> {
+    let label = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_string())
+    };
+    text.lines()
+        .filter(|l| l.starts_with("zkop_aws_calls_total{"))
+        .filter_map(|l| {
+            let value = l.rsplit(' ').next()?.parse().ok()?;
+            Some(((label(l, "service")?, label(l, "operation")?), value))
+        })
+        .collect()
+}
+
+/// Reads the controller's call counters twice, `window` apart.
+pub async fn aws_call_rates(
+    url: &str,
+    token_file: &std::path::Path,
+    window: Duration,
+) -> Result<Vec<CallRate>, BenchError> {
+    let before = parse_calls(&crate::status::metrics(url, token_file).await?);
+    tokio::time::sleep(window).await;
+    let after = parse_calls(&crate::status::metrics(url, token_file).await?);
+    let per_minute = 60.0 / window.as_secs_f64();
+    let mut rates: Vec<CallRate> = after
+        .iter()
+        .map(|(k, n)| CallRate {
+            service: k.0.clone(),
+            operation: k.1.clone(),
+            calls_per_minute: round((n - before.get(k).copied().unwrap_or(0.0)) * per_minute),
+        })
+        .filter(|r| r.calls_per_minute > 0.0)
+        .collect();
+    let total = rates.iter().map(|r| r.calls_per_minute).sum();
+    rates.push(CallRate {
+        service: "all".into(),
+        operation: "all".into(),
+        calls_per_minute: round(total),
+    });
+    Ok(rates)
+}
+
+/// The call rates as a table.
+pub fn render_rates(rates: &[CallRate], window: Duration) -> String {
+    let mut out = format!(
+        "AWS API calls per minute over {} s\n{:<20} {:<36} {:>10}\n",
+        window.as_secs(),
+        "service",
+        "operation",
+        "calls/min"
+    );
+    for r in rates {
+        out.push_str(&format!(
+            "{:<20} {:<36} {:>10.1}\n",
+            r.service, r.operation, r.calls_per_minute
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn call_counters_are_read_from_prometheus_text() {
+        let text = "# HELP x\nzkop_aws_calls_total{cluster=\"c\",service=\"Auto Scaling\",operation=\"DescribeAutoScalingGroups\"} 42\nzkop_passes 3\n";
+        let calls = super::parse_calls(text);
+        assert_eq!(
+            calls.get(&(
+                "Auto Scaling".to_string(),
+                "DescribeAutoScalingGroups".to_string()
+            )),
+            Some(&42.0)
+        );
+        assert_eq!(calls.len(), 1);
+    }
 }

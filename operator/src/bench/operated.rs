@@ -1,16 +1,16 @@
-//! The zkop side: a `zkop local up` child process, driven and read through
-//! its API as a user would.
+//! The zkop side: a `zkop local up` child process, driven through its spec
+//! file and API and read through its status, as a user would.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 use zkop_spec::wire::StatusReply;
 
 use super::{BenchError, BenchOptions, io, wait_for};
 use crate::local;
-use crate::status::{fetch, read_api_file};
+use crate::status::{fetch, read_api_file, request_replace, request_roll};
 
 /// The zkop run's times.
 pub struct Measured {
@@ -70,76 +70,226 @@ fn voters_serving(s: &StatusReply, n: usize) -> bool {
         .filter(|m| m.role == "leader" || m.role == "follower")
         .collect();
     voters.len() == n
-        && s.members.len() == n
         && voters.iter().all(|m| m.healthy)
         && voters.iter().filter(|m| m.role == "leader").count() == 1
 }
 
-/// Brings up three voters, SIGKILLs the leader and one follower, and times
-/// detection and recovery from the controller's own events.
-pub async fn quorum_loss_recovery(
-    opts: &BenchOptions,
-    spec_text: &str,
-    dir: &Path,
-) -> Result<Measured, BenchError> {
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    let spec = dir.join("spec.yaml");
-    std::fs::write(&spec, spec_text).map_err(io(format!("writing {}", spec.display())))?;
-    let state_dir = dir.join("state");
-    let up = LocalUp::start(opts, &spec, &state_dir)?;
-    let result = measure(&state_dir).await;
-    up.stop().await;
-    result
+/// `n` voters and `o` observers, all serving, and nothing left to do.
+fn settled(s: &StatusReply, n: usize, o: usize) -> bool {
+    s.phase == "Running"
+        && s.members.len() == n + o
+        && voters_serving(s, n)
+        && s.members.iter().filter(|m| m.role == "observer").count() == o
+        && s.members.iter().all(|m| m.healthy)
 }
 
-async fn measure(state_dir: &Path) -> Result<Measured, BenchError> {
-    let api = wait_for("the controller's api.json", || async {
-        read_api_file(state_dir).ok()
-    })
-    .await?;
-    let status = || async { fetch(&api.url, &api.token_file).await.ok() };
-    // Running: the controller has seen the leader, so detection starts at the kill.
-    let before = wait_for("three voters serving, phase Running", || async {
-        status()
-            .await
-            .filter(|s| s.phase == "Running" && voters_serving(s, 3))
-    })
-    .await?;
-    let survivor = before
-        .members
-        .iter()
-        .find(|m| m.role == "follower")
-        .ok_or_else(|| BenchError::Setup("no follower to keep".into()))?
-        .clone();
-    let killed_at = crate::controller::now_ms();
-    for m in before.members.iter().filter(|m| m.id != survivor.id) {
-        local::kill(state_dir, &m.instance).map_err(|e| BenchError::Setup(e.to_string()))?;
+/// One `zkop local up` cluster, driven through its spec file and API as a
+/// user would, each operation timed from the user's action to the cluster
+/// settled again.
+pub struct Session {
+    up: LocalUp,
+    spec_path: PathBuf,
+    state_dir: PathBuf,
+    url: String,
+    token_file: PathBuf,
+    voters: usize,
+}
+
+impl Session {
+    /// Starts `zkop local up` with `voters` replicas; returns the session and
+    /// the time from the start to the first leader (then waits, untimed, for
+    /// every voter to serve).
+    pub async fn start(
+        opts: &BenchOptions,
+        spec_text: &str,
+        voters: usize,
+        dir: &Path,
+    ) -> Result<(Session, Duration), BenchError> {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let spec_path = dir.join("spec.yaml");
+        let text = spec_text.replace("replicas: 3", &format!("replicas: {voters}"));
+        std::fs::write(&spec_path, text).map_err(io(format!("writing {}", spec_path.display())))?;
+        let state_dir = dir.join("state");
+        let started = Instant::now();
+        let up = LocalUp::start(opts, &spec_path, &state_dir)?;
+        let api = wait_for("the controller's api.json", || async {
+            read_api_file(&state_dir).ok()
+        })
+        .await?;
+        let session = Session {
+            up,
+            spec_path,
+            state_dir,
+            url: api.url,
+            token_file: api.token_file,
+            voters,
+        };
+        session
+            .wait("a first leader", |s| {
+                s.members.iter().any(|m| m.role == "leader" && m.healthy)
+            })
+            .await?;
+        let took = started.elapsed();
+        session
+            .wait("every voter serving", |s| settled(s, voters, 0))
+            .await?;
+        Ok((session, took))
     }
-    let after = wait_for("three voters serving after the recovery", || async {
-        status()
+
+    async fn wait(
+        &self,
+        what: &str,
+        pred: impl Fn(&StatusReply) -> bool,
+    ) -> Result<StatusReply, BenchError> {
+        wait_for(what, || async {
+            fetch(&self.url, &self.token_file)
+                .await
+                .ok()
+                .filter(|s| pred(s))
+        })
+        .await
+    }
+
+    fn set_replicas(&self, from: usize, to: usize) -> Result<(), BenchError> {
+        let text = std::fs::read_to_string(&self.spec_path)
+            .map_err(io(format!("reading {}", self.spec_path.display())))?;
+        let text = text.replace(&format!("replicas: {from}"), &format!("replicas: {to}"));
+        std::fs::write(&self.spec_path, text)
+            .map_err(io(format!("writing {}", self.spec_path.display())))
+    }
+
+    /// One more replica: a new member joins as an observer.
+    pub async fn add_member(&self) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        self.set_replicas(self.voters, self.voters + 1)?;
+        self.wait("the new member serving as an observer", |s| {
+            settled(s, self.voters, 1)
+        })
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    /// `zkop replace` on the leader's or a follower's instance: to the old
+    /// instance terminated and the cluster settled.
+    pub async fn replace_voter(&self, leader: bool) -> Result<Duration, BenchError> {
+        let before = self.wait("settled", |s| settled(s, self.voters, 1)).await?;
+        let role = if leader { "leader" } else { "follower" };
+        let old = before
+            .members
+            .iter()
+            .find(|m| m.role == role)
+            .ok_or_else(|| BenchError::Setup(format!("no {role}")))?
+            .instance
+            .clone();
+        let started = Instant::now();
+        request_replace(&self.url, &self.token_file, &old).await?;
+        self.wait(&format!("{old} replaced"), |s| {
+            settled(s, self.voters, 1)
+                && !s.members.iter().any(|m| m.instance == old)
+                && s.events
+                    .iter()
+                    .any(|e| e.kind == "terminate_instance" && e.message.contains(&old))
+        })
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    /// `zkop roll`: to the roll-out finished.
+    pub async fn rolling_restart(&self) -> Result<Duration, BenchError> {
+        let from = crate::controller::now_ms();
+        let started = Instant::now();
+        request_roll(&self.url, &self.token_file).await?;
+        self.wait("the roll-out finished", |s| {
+            settled(s, self.voters, 1)
+                && s.events
+                    .iter()
+                    .any(|e| e.at_ms >= from && e.kind == "finish_rollout")
+        })
+        .await?;
+        Ok(started.elapsed())
+    }
+
+    /// Back to voters only (untimed).
+    pub async fn remove_observer(&self) -> Result<(), BenchError> {
+        self.set_replicas(self.voters + 1, self.voters)?;
+        self.wait("voters only", |s| settled(s, self.voters, 0))
             .await
-            .filter(|s| s.events.iter().any(|e| e.kind == "force_config") && voters_serving(s, 3))
-    })
-    .await?;
-    let done_at = crate::controller::now_ms();
-    let detected_at = after
-        .events
-        .iter()
-        .find(|e| e.at_ms >= killed_at && e.kind == "phase" && e.message.contains("-> QuorumLost"))
-        .map(|e| e.at_ms)
-        .ok_or_else(|| BenchError::Setup("no QuorumLost event after the kill".into()))?;
-    // Fencing is done at the last fence, or at detection when the lost voters
-    // were already gone (killed instances are).
-    let fenced_at = after
-        .events
-        .iter()
-        .filter(|e| e.at_ms >= killed_at && e.kind == "fence_instance")
-        .map(|e| e.at_ms)
-        .max()
-        .unwrap_or(detected_at)
-        .max(detected_at);
-    Ok(Measured {
-        detection: Duration::from_millis(detected_at - killed_at),
-        recovery: Duration::from_millis(done_at.saturating_sub(fenced_at)),
-    })
+            .map(|_| ())
+    }
+
+    /// SIGKILLs the leader and followers until a minority is left; times
+    /// detection and recovery from the controller's own events.
+    pub async fn quorum_loss(&self) -> Result<Measured, BenchError> {
+        let n = self.voters;
+        let before = self.wait("settled", |s| settled(s, n, 0)).await?;
+        let lost = n / 2 + 1;
+        let mut victims: Vec<_> = before
+            .members
+            .iter()
+            .filter(|m| m.role == "leader")
+            .collect();
+        victims.extend(
+            before
+                .members
+                .iter()
+                .filter(|m| m.role == "follower")
+                .take(lost - 1),
+        );
+        let killed_at = crate::controller::now_ms();
+        for m in victims {
+            local::kill(&self.state_dir, &m.instance)
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+        }
+        let after = self
+            .wait(&format!("{n} voters serving after the recovery"), |s| {
+                s.events
+                    .iter()
+                    .any(|e| e.at_ms >= killed_at && e.kind == "force_config")
+                    && settled(s, n, 0)
+            })
+            .await?;
+        let done_at = crate::controller::now_ms();
+        let detected_at = after
+            .events
+            .iter()
+            .find(|e| {
+                e.at_ms >= killed_at && e.kind == "phase" && e.message.contains("-> QuorumLost")
+            })
+            .map(|e| e.at_ms)
+            .ok_or_else(|| BenchError::Setup("no QuorumLost event after the kill".into()))?;
+        // Fencing is done at the last fence, or at detection when the lost
+        // voters were already gone (killed instances are).
+        let fenced_at = after
+            .events
+            .iter()
+            .filter(|e| e.at_ms >= killed_at && e.kind == "fence_instance")
+            .map(|e| e.at_ms)
+            .max()
+            .unwrap_or(detected_at)
+            .max(detected_at);
+        Ok(Measured {
+            detection: Duration::from_millis(detected_at - killed_at),
+            recovery: Duration::from_millis(done_at.saturating_sub(fenced_at)),
+        })
+    }
+
+    /// The controller's resident memory now, in MiB (`zkop local up` is the
+    /// controller and the local fleet's bookkeeping in one process).
+    pub fn controller_rss_mib(&self) -> Option<f64> {
+        let pid = self.up.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
+    }
+
+    /// Stops the cluster (every agent and server).
+    pub async fn stop(self) {
+        self.up.stop().await;
+    }
 }

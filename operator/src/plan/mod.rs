@@ -178,6 +178,11 @@ pub enum Step {
     },
     /// `zkop roll`: raise the restart generation so every member restarts.
     BeginRoll,
+    /// `zkop replace`: record that the member on this instance is replaced.
+    ReplaceInstance {
+        /// The instance.
+        instance: String,
+    },
     /// The last member of a rolling restart serves again: the roll-out is done.
     FinishRollout,
     /// No member survived and `healing.onTotalLoss: bootstrap` allows it: give
@@ -210,12 +215,13 @@ impl Step {
             Step::DiscardEnsemble { .. } => "discard_ensemble",
             Step::RestartMember { .. } => "restart_member",
             Step::BeginRoll => "begin_roll",
+            Step::ReplaceInstance { .. } => "replace_instance",
             Step::FinishRollout => "finish_rollout",
         }
     }
 
     /// Every kind, for metrics.
-    pub const KINDS: [&'static str; 19] = [
+    pub const KINDS: [&'static str; 20] = [
         "record_config",
         "complete_reconfig",
         "fail_reconfig",
@@ -235,6 +241,7 @@ impl Step {
         "restart_member",
         "begin_roll",
         "finish_rollout",
+        "replace_instance",
     ];
 }
 
@@ -375,8 +382,14 @@ impl Ctx<'_> {
             .servers
             .keys()
             .filter_map(|id| self.p.members.get(id))
-            .filter(|m| !m.retiring && self.obs.outdated(&m.instance))
+            .filter(|m| !m.retiring && self.outdated(m))
             .collect()
+    }
+
+    /// To be replaced: launched from another launch template version than
+    /// the fleet launches from now, or named by `zkop replace`.
+    fn outdated(&self, m: &MemberRecord) -> bool {
+        self.obs.outdated(&m.instance) || self.p.replace.contains(&m.instance)
     }
 
     /// 1 while a rolling replacement is under way: a member of the config is
@@ -406,12 +419,18 @@ impl Ctx<'_> {
         }
     }
 
-    /// The launch template version an instance was launched from, for events.
-    fn launched_from(&self, instance: &str) -> &str {
-        self.obs
+    /// Why a member is replaced, for events: the launch template version its
+    /// instance was launched from, or `zkop replace`.
+    fn replaced_because(&self, instance: &str) -> String {
+        if self.p.replace.contains(instance) && !self.obs.outdated(instance) {
+            return "zkop replace".into();
+        }
+        let from = self
+            .obs
             .instance(instance)
             .and_then(|i| i.launch_template.as_deref())
-            .unwrap_or("unknown")
+            .unwrap_or("unknown");
+        format!("launch template {from}")
     }
 
     fn dead_after(&self) -> Duration {
@@ -694,11 +713,14 @@ impl Ctx<'_> {
             .filter_map(|id| self.p.members.get(id))
             .collect();
         let stale = listed.iter().filter(|m| !runs_wanted(m)).count();
+        // An epoch's opening zxid is no transaction to catch up to (a member
+        // serves only once synced with the leader anyway).
         let leader_zxid = listed
             .iter()
             .find(|m| self.mode(m) == Some(ServerMode::Leader))
             .and_then(|m| self.fresh_report(&m.instance))
-            .and_then(|r| r.probe.as_ref()?.zxid);
+            .and_then(|r| r.probe.as_ref()?.zxid)
+            .filter(|z| z.is_transaction());
         // A roll-out in progress lasts until its last member serves again;
         // a member that fails later is the ordinary health checks' business.
         let finish = || {
@@ -857,6 +879,11 @@ impl Ctx<'_> {
         let mut steps = Vec::new();
         if self.obs.roll_requested {
             steps.push(Step::BeginRoll);
+        }
+        for instance in &self.obs.replace_requested {
+            steps.push(Step::ReplaceInstance {
+                instance: instance.clone(),
+            });
         }
         let config = self.p.config.as_ref();
         for m in self.p.members.values() {
@@ -1098,9 +1125,8 @@ impl Ctx<'_> {
     fn replacement_progress(&self, config: &DynamicConfig) -> Option<String> {
         let outdated = self.outdated_members(config);
         let ids: Vec<String> = outdated.iter().map(|m| m.id.to_string()).collect();
-        let to = self.obs.launch_template.as_deref().unwrap_or("unknown");
         let head = format!(
-            "rolling replacement to launch template {to}: members [{}] to replace",
+            "rolling replacement: members [{}] to replace",
             ids.join(", ")
         );
         if outdated.is_empty() && !self.p.members.values().any(|m| m.retiring) {
@@ -1265,11 +1291,16 @@ impl Ctx<'_> {
             .into_iter()
             .min_by_key(|m| (self.rank(config, m).0, m.id))?;
         let role = self.rank(config, old).1;
-        let from = self.launched_from(&old.instance);
-        let to = self.obs.launch_template.as_deref().unwrap_or("unknown");
+        let why = self.replaced_because(&old.instance);
+        let to = self
+            .obs
+            .launch_template
+            .as_deref()
+            .map(|t| format!(" (launch template {t})"))
+            .unwrap_or_default();
         if config.role_of(old.id) == Some(MemberRole::Observer) {
             let purpose = format!(
-                "rolling replacement: observer {} on {} (launch template {from}) leaves; the group launches {to}",
+                "rolling replacement: observer {} on {} ({why}) leaves",
                 old.id, old.instance
             );
             return Some((vec![], vec![old.id], purpose));
@@ -1277,10 +1308,10 @@ impl Ctx<'_> {
         let new = live_observers
             .iter()
             .filter_map(|id| self.p.members.get(id))
-            .filter(|m| !self.obs.outdated(&m.instance))
+            .filter(|m| !self.outdated(m))
             .min_by_key(|m| m.id)?;
         let purpose = format!(
-            "rolling replacement: {role} {} on {} (launch template {from}) hands its vote to {} on {} ({to})",
+            "rolling replacement: {role} {} on {} ({why}) hands its vote to {} on {}{to}",
             old.id, old.instance, new.id, new.instance
         );
         let joining = config

@@ -555,6 +555,38 @@ fn a_rolling_restart_goes_one_member_at_a_time_observers_first_the_leader_last()
 }
 
 #[test]
+fn a_leader_zxid_that_only_opens_an_epoch_is_not_waited_for() {
+    let mut b = rolling(cluster(3));
+    let leader = b.obs.reports.get_mut("i-1").unwrap();
+    leader.report.probe.as_mut().unwrap().zxid = Some(Zxid {
+        epoch: 3,
+        counter: 0,
+    });
+    match b.plan().steps.first() {
+        Some(Step::RestartMember { leader_zxid, .. }) => assert_eq!(*leader_zxid, None),
+        other => panic!("{other:?}"),
+    }
+    b.obs
+        .reports
+        .get_mut("i-1")
+        .unwrap()
+        .report
+        .probe
+        .as_mut()
+        .unwrap()
+        .zxid = Some(Zxid {
+        epoch: 3,
+        counter: 7,
+    });
+    match b.plan().steps.first() {
+        Some(Step::RestartMember { leader_zxid, .. }) => {
+            assert_eq!(leader_zxid.map(|z| z.counter), Some(7))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_member_that_does_not_come_back_halts_the_roll_out() {
     let mut b = rolling(cluster(3));
     let first = restarted(&b.plan()).unwrap();
@@ -708,6 +740,34 @@ fn an_outdated_observer_just_leaves() {
             ],
         );
     assert_eq!(reconfig_of(&b.plan()), (vec![], vec![4]));
+}
+
+#[test]
+fn zkop_replace_replaces_one_member_without_a_launch_template() {
+    let mut b = cluster(3);
+    b.obs.replace_requested.insert(instance_of(2));
+    assert_eq!(
+        b.plan().steps.first(),
+        Some(&Step::ReplaceInstance {
+            instance: instance_of(2)
+        })
+    );
+    b.obs.replace_requested.clear();
+    b.p.replace.insert(instance_of(2));
+    assert_eq!(
+        b.plan().steps,
+        vec![Step::SetDesiredCapacity { capacity: 4 }]
+    );
+    let b = b.capacity(4).joiner(4).observer_in_config(4);
+    let plan = b.plan();
+    assert_eq!(
+        reconfig_of(&plan),
+        (vec![(4, MemberRole::Participant)], vec![2])
+    );
+    assert!(
+        matches!(&plan.steps[0], Step::Reconfig { pending } if pending.purpose.contains("(zkop replace)")),
+        "{plan:?}"
+    );
 }
 
 #[test]
@@ -1134,6 +1194,8 @@ enum Event {
     Replicas(u32),
     /// The group gets a new launch template version.
     NewTemplate,
+    /// `zkop replace` names the nth member's instance.
+    Replace(usize),
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
@@ -1142,6 +1204,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
         1 => (0usize..10).prop_map(Event::Kill),
         1 => (3u32..=7).prop_map(Event::Replicas),
         1 => Just(Event::NewTemplate),
+        1 => (0usize..10).prop_map(Event::Replace),
     ]
 }
 
@@ -1242,6 +1305,7 @@ impl Sim {
                 Duration::from_secs(3600)
             },
             roll_requested: false,
+            replace_requested: Default::default(),
             launch_template: view.launch_template,
         }
     }
@@ -1387,6 +1451,13 @@ proptest! {
                 }
                 Event::Replicas(r) => sim.spec.replicas = r,
                 Event::NewTemplate => *sim.fleet.template.lock().unwrap() += 1,
+                Event::Replace(n) => {
+                    let instances: Vec<String> =
+                        sim.p.members.values().map(|m| m.instance.clone()).collect();
+                    if !instances.is_empty() {
+                        sim.p.replace.insert(instances[n % instances.len()].clone());
+                    }
+                }
             }
             for _ in 0..3 {
                 sim.pass(&rt)?;
@@ -1415,6 +1486,7 @@ proptest! {
                     view.launch_template.clone(),
                     "member {} was not replaced", id
                 );
+                prop_assert!(!sim.p.replace.contains(&m.instance), "member {} was not replaced", id);
             }
         }
     }

@@ -776,3 +776,20 @@ pub async fn collect_events(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Runs `zkop` with `args`, expects success, and parses what it printed as JSON.
+pub async fn zkop_json<T: serde::de::DeserializeOwned>(args: &[&std::ffi::OsStr]) -> T {
+    let out = tokio::process::Command::new(zkop_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zkop {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -85,8 +85,8 @@ impl AsgFleet {
     /// The group named `group`.
     pub fn new(config: &aws_config::SdkConfig, group: &str) -> Self {
         Self {
-            client: Client::new(config),
-            ec2: aws_sdk_ec2::Client::new(config),
+            client: super::calls::autoscaling(config),
+            ec2: super::calls::ec2(config),
             group: group.to_string(),
             launched_from: Arc::default(),
         }

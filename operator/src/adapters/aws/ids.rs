@@ -31,7 +31,7 @@ fn io(what: &str, e: impl std::fmt::Display) -> LedgerError {
 impl LogStreamLedger {
     /// A ledger in `group` (created if missing).
     pub async fn open(config: &aws_config::SdkConfig, group: &str) -> Result<Self, LedgerError> {
-        let client = Client::new(config);
+        let client = super::calls::logs(config);
         match client.create_log_group().log_group_name(group).send().await {
             Ok(_) => {}
             Err(e)

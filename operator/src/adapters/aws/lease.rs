@@ -64,7 +64,7 @@ impl DynamoLease {
         ttl: Duration,
     ) -> Self {
         Self {
-            client: Client::new(config),
+            client: super::calls::dynamodb(config),
             table: table.to_string(),
             key: format!("lease#{cluster}"),
             holder: holder.to_string(),

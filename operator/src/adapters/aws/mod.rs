@@ -3,6 +3,7 @@
 //! Credentials, region and endpoint come from the standard chain
 //! (`AWS_ENDPOINT_URL` points every client at a local emulator in tests).
 
+pub mod calls;
 mod fleet;
 mod ids;
 mod lease;

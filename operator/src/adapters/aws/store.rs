@@ -30,7 +30,7 @@ impl DynamoStore {
     /// The state of `cluster` in `table`.
     pub fn new(config: &aws_config::SdkConfig, table: &str, cluster: &str) -> Self {
         Self {
-            client: Client::new(config),
+            client: super::calls::dynamodb(config),
             table: table.to_string(),
             key: format!("state#{cluster}"),
         }

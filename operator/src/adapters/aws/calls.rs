@@ -1,0 +1,72 @@
+//! Counts the controller's AWS API calls by service and operation (an SDK
+//! interceptor on every client it builds), for `/metrics` and `zkop bench
+//! --aws-calls`. Retries of one call count once.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use aws_sdk_ec2::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+
+static CALLS: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
+
+/// The interceptor that counts.
+#[derive(Debug, Clone, Copy)]
+pub struct CountCalls;
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "zkop-count-calls"
+    }
+
+    // Not `read_before_execution`: the operation's name is in the config
+    // bag only once the operation's own configuration is applied.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            let mut calls = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+            *calls
+                .entry((m.service().to_string(), m.name().to_string()))
+                .or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Calls so far, by (service, operation).
+pub fn calls() -> BTreeMap<(String, String), u64> {
+    CALLS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// `fn $name(config) -> $sdk::Client`: a client of that service whose calls
+/// are counted.
+macro_rules! counted_client {
+    ($(#[$doc:meta] $name:ident => $sdk:ident;)*) => {$(
+        #[$doc]
+        pub fn $name(config: &aws_config::SdkConfig) -> $sdk::Client {
+            $sdk::Client::from_conf(
+                $sdk::config::Builder::from(config)
+                    .interceptor(CountCalls)
+                    .build(),
+            )
+        }
+    )*};
+}
+
+counted_client! {
+    /// An Auto Scaling client that counts its calls.
+    autoscaling => aws_sdk_autoscaling;
+    /// An EC2 client that counts its calls.
+    ec2 => aws_sdk_ec2;
+    /// A DynamoDB client that counts its calls.
+    dynamodb => aws_sdk_dynamodb;
+    /// A CloudWatch Logs client that counts its calls.
+    logs => aws_sdk_cloudwatchlogs;
+    /// An SSM client that counts its calls.
+    ssm => aws_sdk_ssm;
+}
