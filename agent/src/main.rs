@@ -431,7 +431,13 @@ async fn main() -> anyhow::Result<()> {
     let (tx, mut rx) = watch::channel(None);
     tokio::spawn(poll_desired(client.clone(), agent.instance.clone(), tx));
     let mut reporter = client;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Probe often, report on a change at once and otherwise once a second:
+    // the controller's next step often waits for this agent's news.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_sent: Option<AgentReport> = None;
+    // When the last report was tried and whether it went through: after a
+    // failure, the next try waits a second (no warning every tick).
+    let mut last_try: Option<(Instant, bool)> = None;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -448,8 +454,23 @@ async fn main() -> anyhow::Result<()> {
         }
         agent.step().await;
         agent.refresh_disk_zxid();
-        if let Err(e) = reporter.report(&agent.report()).await {
-            warn!(instance = %agent.instance, error = %e, "cannot report");
+        let report = agent.report();
+        let due = last_try.is_none_or(|(at, ok)| {
+            at.elapsed() >= Duration::from_secs(1)
+                || (ok && last_sent.as_ref().is_none_or(|l| report.differs_from(l)))
+        });
+        if !due {
+            continue;
+        }
+        match reporter.report(&report).await {
+            Ok(()) => {
+                last_sent = Some(report);
+                last_try = Some((Instant::now(), true));
+            }
+            Err(e) => {
+                warn!(instance = %agent.instance, error = %e, "cannot report");
+                last_try = Some((Instant::now(), false));
+            }
         }
     }
     info!(instance = %agent.instance, "stopping");

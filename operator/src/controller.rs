@@ -137,6 +137,9 @@ pub struct Shared {
     pub metrics: Metrics,
     state: Mutex<SharedState>,
     revision_tx: watch::Sender<u64>,
+    /// Wakes the loop early: an agent reported something new, or a person
+    /// asked for something.
+    news: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -163,6 +166,7 @@ impl Shared {
                 replace_requested: Default::default(),
             }),
             revision_tx,
+            news: tokio::sync::Notify::new(),
         })
     }
 
@@ -192,9 +196,19 @@ impl Shared {
 
     /// Keeps an agent's report.
     pub fn record_report(&self, report: AgentReport) {
-        let mut s = self.lock();
-        s.reports
-            .insert(report.instance.clone(), (report, Instant::now()));
+        let news = {
+            let mut s = self.lock();
+            let news = s
+                .reports
+                .get(&report.instance)
+                .is_none_or(|(last, _)| report.differs_from(last));
+            s.reports
+                .insert(report.instance.clone(), (report, Instant::now()));
+            news
+        };
+        if news {
+            self.news.notify_one();
+        }
     }
 
     /// Records an event and logs it.
@@ -230,6 +244,7 @@ impl Shared {
     /// Asks for a rolling restart of every member (`zkop roll`).
     pub fn request_roll(&self) {
         self.change(|s| s.roll_requested = true);
+        self.news.notify_one();
     }
 
     /// Asks for the member on `instance` to be replaced (`zkop replace`);
@@ -249,6 +264,7 @@ impl Shared {
         self.change(|s| {
             s.replace_requested.insert(instance.to_string());
         });
+        self.news.notify_one();
         Ok(id)
     }
 
@@ -662,20 +678,22 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             if *shutdown.borrow() {
                 return;
             }
-            let requeue = match self.reconcile().await {
+            let (requeue, healthy) = match self.reconcile().await {
                 Ok(r) => {
                     backoff = Backoff::default();
                     self.shared.set_last_error(None);
-                    r
+                    (r, true)
                 }
                 Err(e) => {
                     self.shared
                         .set_last_error(Some(format!("{} error: {e}", e.category())));
-                    error_policy(&e, &mut backoff, &self.shared.metrics)
+                    (error_policy(&e, &mut backoff, &self.shared.metrics), false)
                 }
             };
+            // News cuts the wait short, but never a backoff after an error.
             tokio::select! {
                 _ = tokio::time::sleep(requeue.delay()) => {}
+                _ = self.shared.news.notified(), if healthy => {}
                 _ = shutdown.changed() => return,
             }
         }

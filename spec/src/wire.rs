@@ -162,6 +162,22 @@ pub struct AgentReport {
     pub settings: Option<ServerSettings>,
 }
 
+impl AgentReport {
+    /// Whether `other` says something this one does not, zxids aside (they
+    /// move with every write): worth telling the controller at once.
+    pub fn differs_from(&self, other: &AgentReport) -> bool {
+        let without_zxids = |r: &AgentReport| {
+            let mut r = r.clone();
+            r.disk_zxid = None;
+            if let Some(p) = r.probe.as_mut() {
+                p.zxid = None;
+            }
+            r
+        };
+        without_zxids(self) != without_zxids(other)
+    }
+}
+
 /// The ZooKeeper JVM as its agent supervises it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -316,6 +332,38 @@ pub struct ApiError {
 mod tests {
     use super::*;
     use crate::zk::ConfigVersion;
+
+    #[test]
+    fn a_report_is_news_when_more_than_its_zxids_moved() {
+        let base = AgentReport {
+            instance: "i-1".into(),
+            address: "127.0.10.1".into(),
+            epoch_seen: 1,
+            revision_seen: 1,
+            server_id: Some(ServerId(1)),
+            process: ProcessReport::default(),
+            probe: Some(ProbeReport {
+                serving: true,
+                mode: Some(ServerMode::Follower),
+                zxid: Some(Zxid::from_u64(0x1_0000_0005)),
+                config: None,
+            }),
+            disk_zxid: None,
+            disk_config_version: None,
+            reconfig: None,
+            errors: vec![],
+            settings: None,
+        };
+        let mut writes = base.clone();
+        writes.probe.as_mut().unwrap().zxid = Some(Zxid::from_u64(0x1_0000_0009));
+        assert!(!writes.differs_from(&base));
+        let mut leading = base.clone();
+        leading.probe.as_mut().unwrap().mode = Some(ServerMode::Leader);
+        assert!(leading.differs_from(&base));
+        let mut down = base.clone();
+        down.probe = None;
+        assert!(down.differs_from(&base));
+    }
 
     fn server(id: u64) -> Server {
         Server {
