@@ -215,7 +215,12 @@ async fn replace(
             })),
         )
             .into_response(),
-        Err(e) => api_error(StatusCode::NOT_FOUND, e),
+        Err(e @ crate::controller::ReplaceRefused::NoMember(_)) => {
+            api_error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ crate::controller::ReplaceRefused::ExternallyScaled) => {
+            api_error(StatusCode::CONFLICT, e.to_string())
+        }
     }
 }
 

@@ -129,6 +129,20 @@ struct SharedState {
     replace_requested: std::collections::BTreeSet<String>,
 }
 
+/// Why `zkop replace` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplaceRefused {
+    /// No member of the config runs on the instance.
+    #[error("no member of the config runs on instance {0}")]
+    NoMember(String),
+    /// The group's own policies size it, so the controller cannot add the
+    /// replacement's instance.
+    #[error(
+        "the group is scaled externally (spec.fleet.aws.scaling: external): terminate the instance through Auto Scaling instead; its termination hook holds it until its member has left the config"
+    )]
+    ExternallyScaled,
+}
+
 /// What the loop and the HTTP API share.
 pub struct Shared {
     /// The API's bearer token.
@@ -247,11 +261,13 @@ impl Shared {
         self.news.notify_one();
     }
 
-    /// Asks for the member on `instance` to be replaced (`zkop replace`);
-    /// `Err` names why not: no member of the config runs there.
-    pub fn request_replace(&self, instance: &str) -> Result<u64, String> {
+    /// Asks for the member on `instance` to be replaced (`zkop replace`).
+    pub fn request_replace(&self, instance: &str) -> Result<u64, ReplaceRefused> {
         let id = {
             let s = self.lock();
+            if s.spec.externally_scaled() {
+                return Err(ReplaceRefused::ExternallyScaled);
+            }
             let config = s.persisted.config.as_ref();
             s.persisted
                 .members
@@ -259,8 +275,7 @@ impl Shared {
                 .find(|m| m.instance == instance && !m.retiring && m.role_in(config).is_some())
                 .map(|m| m.id.0)
         };
-        let id =
-            id.ok_or_else(|| format!("no member of the config runs on instance {instance}"))?;
+        let id = id.ok_or_else(|| ReplaceRefused::NoMember(instance.to_string()))?;
         self.change(|s| {
             s.replace_requested.insert(instance.to_string());
         });
