@@ -315,6 +315,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             java,
             ..
         } => {
+            if let Some(missing) = java.missing_zookeeper() {
+                return Err(local::InputError::Usage(missing).into());
+            }
             for n in [&network, &hand_network] {
                 local::parse_network(n)
                     .map_err(|e| local::InputError::Usage(format!("--network {n}: {e}")))?;

@@ -151,3 +151,22 @@ fn schema_prints_the_checked_in_schema() {
     .unwrap();
     assert_eq!(printed, checked_in);
 }
+
+#[test]
+fn bench_without_zookeeper_says_which_jar_is_missing_and_starts_nothing() {
+    let out = Command::new(zkop_bin())
+        .args([
+            "bench",
+            "--zookeeper-classpath",
+            "/nonexistent/zookeeper.jar:/etc/zookeeper/conf",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/zookeeper.jar does not exist"),
+        "{stderr}"
+    );
+}

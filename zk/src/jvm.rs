@@ -20,6 +20,24 @@ pub struct JavaArgs {
     pub zookeeper_classpath: String,
 }
 
+impl JavaArgs {
+    /// What is missing of ZooKeeper, in words, when a `.jar` on the classpath
+    /// does not exist (a server would fail to start, later and less clearly).
+    pub fn missing_zookeeper(&self) -> Option<String> {
+        let missing: Vec<&str> = self
+            .zookeeper_classpath
+            .split(':')
+            .filter(|e| e.ends_with(".jar") && !Path::new(e).exists())
+            .collect();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "--zookeeper-classpath: {} does not exist; install Debian's zookeeper package (scripts/install-deps does) or point the flag at ZooKeeper's jars",
+                missing.join(", ")
+            )
+        })
+    }
+}
+
 /// How to launch a ZooKeeper server's JVM.
 #[derive(Debug, Clone)]
 pub struct JvmCommand {
