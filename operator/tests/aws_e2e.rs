@@ -454,17 +454,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_survivor_rebuilds() {
     let _serial = SERIAL.lock().await;
-    let c = AwsCluster::start(3, "127.0.56.0/24").await;
+    let (c, s) = AwsCluster::start_settled(3, "127.0.56.0/24").await;
     let log = || c.log_tail();
-    let s = c
-        .api()
-        .wait_status(
-            "three voters",
-            Duration::from_secs(90),
-            |s| settled(s, 3, 0),
-            log,
-        )
-        .await;
     let survivor = common::follower(&s);
     // Written through the survivor: every acknowledged znode is one it holds.
     let client = common::zk_client(&common::endpoint(&survivor)).await;
@@ -549,23 +540,9 @@ async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_surviv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_keeping_a_majority() {
     let _serial = SERIAL.lock().await;
-    let c = AwsCluster::start(3, "127.0.64.0/24").await;
+    let (c, before) = AwsCluster::start_settled(3, "127.0.64.0/24").await;
     let log = || c.log_tail();
-    let before = c
-        .api()
-        .wait_status(
-            "three voters",
-            Duration::from_secs(90),
-            |s| settled(s, 3, 0),
-            log,
-        )
-        .await;
-    let leader = before
-        .members
-        .iter()
-        .find(|m| m.role == "leader")
-        .unwrap()
-        .clone();
+    let leader = common::leader(&before);
 
     // In steady state the controller only reads (and renews its lease), as
     // `zkop bench --aws-calls` counts it.
@@ -622,15 +599,7 @@ async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_kee
         c.token.clone(),
         stop_rx.clone(),
     ));
-    wait_until("writes flowing", Duration::from_secs(30), || async {
-        let client = common::zk_client(&endpoints.join(",")).await;
-        client
-            .list_children("/acc")
-            .await
-            .ok()
-            .filter(|c| c.len() >= 10)
-    })
-    .await;
+    common::wait_writes_flowing(&common::zk_client(&endpoints.join(",")).await, 10).await;
 
     let version = c.new_launch_template_version("t3.small").await;
     let after = c

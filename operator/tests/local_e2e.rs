@@ -171,6 +171,21 @@ async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
             .starts_with("malformed report"),
         "{body}"
     );
+    // Replacing an instance that holds no member is refused by name; nothing
+    // is replaced (the cluster stays three healthy voters, checked below).
+    let resp = c
+        .http()
+        .post(format!("{url}/v1/replace/i-9999"))
+        .bearer_auth(c.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"], "no member of the config runs on instance i-9999",
+        "{body}"
+    );
     let metrics = c
         .http()
         .get(format!("{url}/metrics"))
@@ -336,14 +351,7 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
     let through_survivor = common::endpoint(&survivor);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(through_survivor, stop_rx));
-    common::wait_until("writes flowing", Duration::from_secs(30), || async {
-        client
-            .list_children("/acc")
-            .await
-            .ok()
-            .filter(|c| c.len() >= 20)
-    })
-    .await;
+    common::wait_writes_flowing(&client, 20).await;
     drop(client);
     let victims: Vec<_> = s
         .members
@@ -751,12 +759,7 @@ async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a
             settled(s, 3, 0) && s.phase == "Running"
         })
         .await;
-    let leader = before
-        .members
-        .iter()
-        .find(|m| m.role == "leader")
-        .unwrap()
-        .clone();
+    let leader = common::leader(&before);
     let endpoints: Vec<String> = before.members.iter().map(common::endpoint).collect();
     let pids: Vec<(String, u32)> = before
         .members
@@ -769,15 +772,7 @@ async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a
         stop_rx.clone(),
     ));
     let sampler = tokio::spawn(common::sample_until(endpoints.clone(), stop_rx.clone()));
-    common::wait_until("writes flowing", Duration::from_secs(30), || async {
-        let client = zk_client(&LocalCluster::endpoints(&before)).await;
-        client
-            .list_children("/acc")
-            .await
-            .ok()
-            .filter(|c| c.len() >= 10)
-    })
-    .await;
+    common::wait_writes_flowing(&zk_client(&LocalCluster::endpoints(&before)).await, 10).await;
 
     c.edit_spec("tickTime: 500", "tickTime: 400");
     let after = c

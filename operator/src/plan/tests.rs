@@ -628,6 +628,12 @@ impl B {
         self
     }
 
+    /// `zkop replace` named member `id`'s instance.
+    fn replace(mut self, id: u64) -> B {
+        self.p.replace.insert(instance_of(id));
+        self
+    }
+
     /// The fleet keeps `n` instances.
     fn capacity(mut self, n: u32) -> B {
         self.obs.desired_capacity = n;
@@ -642,6 +648,12 @@ impl B {
         self.p.config = Some(config);
         self.refresh_probes()
     }
+}
+
+/// Three voters, and a fourth member on a new instance in the config as an
+/// observer: a replacement's swap is next.
+fn new_observer_joined() -> B {
+    cluster(3).capacity(4).joiner(4).observer_in_config(4)
 }
 
 #[test]
@@ -673,14 +685,10 @@ fn a_new_launch_template_version_first_launches_one_extra_instance() {
 
 #[test]
 fn the_new_member_takes_a_followers_vote_as_the_follower_leaves() {
-    let b = cluster(3)
-        .capacity(4)
-        .joiner(4)
-        .observer_in_config(4)
-        .launched(
-            "lt:2",
-            &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1"), (4, "lt:2")],
-        );
+    let b = new_observer_joined().launched(
+        "lt:2",
+        &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1"), (4, "lt:2")],
+    );
     let plan = b.plan();
     assert_eq!(
         reconfig_of(&plan),
@@ -700,14 +708,10 @@ fn the_new_member_takes_a_followers_vote_as_the_follower_leaves() {
 #[test]
 fn the_leader_is_replaced_last_through_another_voter() {
     // 2 and 3 are replaced already; 1 leads.
-    let b = cluster(3)
-        .capacity(4)
-        .joiner(4)
-        .observer_in_config(4)
-        .launched(
-            "lt:2",
-            &[(1, "lt:1"), (2, "lt:2"), (3, "lt:2"), (4, "lt:2")],
-        );
+    let b = new_observer_joined().launched(
+        "lt:2",
+        &[(1, "lt:1"), (2, "lt:2"), (3, "lt:2"), (4, "lt:2")],
+    );
     let plan = b.plan();
     assert_eq!(
         reconfig_of(&plan),
@@ -758,7 +762,7 @@ fn zkop_replace_replaces_one_member_without_a_launch_template() {
         b.plan().steps,
         vec![Step::SetDesiredCapacity { capacity: 4 }]
     );
-    let b = b.capacity(4).joiner(4).observer_in_config(4);
+    let b = new_observer_joined().replace(2);
     let plan = b.plan();
     assert_eq!(
         reconfig_of(&plan),
@@ -772,14 +776,10 @@ fn zkop_replace_replaces_one_member_without_a_launch_template() {
 
 #[test]
 fn the_next_replacement_waits_until_the_replaced_instance_is_gone() {
-    let mut b = cluster(3)
-        .capacity(4)
-        .joiner(4)
-        .observer_in_config(4)
-        .launched(
-            "lt:2",
-            &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1"), (4, "lt:2")],
-        );
+    let mut b = new_observer_joined().launched(
+        "lt:2",
+        &[(1, "lt:1"), (2, "lt:1"), (3, "lt:1"), (4, "lt:2")],
+    );
     // The swap is done: 4 votes, 2 left the config and retires; its instance is up.
     let mut config = DynamicConfig::of([1, 3, 4].map(|i| server(i, MemberRole::Participant)));
     config.version = Some(ConfigVersion(V1 + 2));

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use zkop_spec::wire::StatusReply;
+
 use super::moto::{Moto, create_group, create_table, create_vpc, first_image};
 use super::{
     ApiClient, agent_bin, alive, api_client, read_api_json, repo_root, runs, tail, zkop_bin,
@@ -140,6 +142,7 @@ impl AwsCluster {
         env0: Vec<(String, String)>,
         stack: bool,
     ) -> AwsCluster {
+        super::require_zookeeper();
         let moto = Moto::start();
         let config = moto.sdk_config().await;
         let deploy_log = tempfile::tempdir().unwrap();
@@ -204,6 +207,22 @@ impl AwsCluster {
         }
         c.children.push(sim.spawn().unwrap());
         c
+    }
+
+    /// `start`, then waits until the group is `replicas` voters; returns the
+    /// cluster and that status.
+    pub async fn start_settled(replicas: u32, network: &str) -> (AwsCluster, StatusReply) {
+        let c = Self::start(replicas, network).await;
+        let s = c
+            .api()
+            .wait_status(
+                &format!("{replicas} voters"),
+                Duration::from_secs(90),
+                |s| super::settled(s, replicas as usize, 0),
+                || c.log_tail(),
+            )
+            .await;
+        (c, s)
     }
 
     /// Controller `i`'s state directory.

@@ -16,6 +16,17 @@ use zkop_spec::wire::{MemberStatus, StatusReply};
 use zkop_spec::zk::{DynamicConfig, MemberRole};
 use zookeeper_client::{Acls, Client, CreateMode};
 
+/// Fails at once, saying why, when ZooKeeper is not installed: the servers
+/// would otherwise fail to start and the test time out waiting for them.
+pub fn require_zookeeper() {
+    let jar = Path::new("/usr/share/java/zookeeper.jar");
+    assert!(
+        jar.exists(),
+        "{} is missing: install ZooKeeper with scripts/install-deps (scripts/test runs it)",
+        jar.display()
+    );
+}
+
 /// End-to-end tests start JVMs: one test at a time on 2 cores.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -76,6 +87,7 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts `zkop local up` on `spec` in a new state directory.
     pub async fn start(spec: &str, network: &str) -> LocalCluster {
+        require_zookeeper();
         let dir = tempfile::tempdir().unwrap();
         let spec_path = dir.path().join("spec.yaml");
         std::fs::write(&spec_path, spec).unwrap();
@@ -388,11 +400,32 @@ pub fn endpoint(m: &MemberStatus) -> String {
 /// A follower of the ensemble the status shows (the member tests keep while
 /// they kill or pause others).
 pub fn follower(s: &StatusReply) -> MemberStatus {
+    with_role(s, "follower")
+}
+
+/// The leader.
+pub fn leader(s: &StatusReply) -> MemberStatus {
+    with_role(s, "leader")
+}
+
+fn with_role(s: &StatusReply, role: &str) -> MemberStatus {
     s.members
         .iter()
-        .find(|m| m.role == "follower")
-        .unwrap_or_else(|| panic!("no follower: {:#?}", s.members))
+        .find(|m| m.role == role)
+        .unwrap_or_else(|| panic!("no {role}: {:#?}", s.members))
         .clone()
+}
+
+/// Waits until a writer has acknowledged `n` writes under `/acc`, read through `client`.
+pub async fn wait_writes_flowing(client: &Client, n: usize) {
+    wait_until("writes flowing", Duration::from_secs(30), || async {
+        client
+            .list_children("/acc")
+            .await
+            .ok()
+            .filter(|c| c.len() >= n)
+    })
+    .await;
 }
 
 /// Creates `/kept` and `n` children under it through `client`.
