@@ -714,3 +714,43 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(fleet: &str) -> ValidatedCluster {
+        let text = format!(
+            "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: 3\n{fleet}"
+        );
+        match zkop_spec::parse_spec(&text) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn replacing_an_instance_without_a_member_is_refused_by_name() {
+        let shared = Shared::new("t".into(), spec(""), Persisted::default());
+        assert_eq!(
+            shared.request_replace("i-9"),
+            Err(ReplaceRefused::NoMember("i-9".into()))
+        );
+        assert!(shared.lock().replace_requested.is_empty());
+    }
+
+    #[test]
+    fn an_externally_scaled_group_refuses_zkop_replace_and_records_nothing() {
+        let fleet = "  fleet:\n    aws:\n      region: us-east-1\n      autoScalingGroupName: g\n      scaling: external\n  ids:\n    cloudwatchLogs:\n      logGroup: /zkop/t/ids\n  state:\n    dynamodb:\n      table: t\n";
+        let shared = Shared::new("t".into(), spec(fleet), Persisted::default());
+        let refused = shared.request_replace("i-1");
+        assert_eq!(refused, Err(ReplaceRefused::ExternallyScaled));
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("spec.fleet.aws.scaling: external")
+        );
+        assert!(shared.lock().replace_requested.is_empty());
+    }
+}
