@@ -133,7 +133,9 @@ pub async fn act<F: Fleet, L: IdLedger>(
             if s.members.values().any(|m| &m.instance == instance) {
                 return Err(ActError::Stale(format!("{instance} already holds an id")));
             }
-            let id = ledger.claim(instance).await?;
+            let recorded = s.members.keys().copied().collect();
+            let claim = ledger.claim(instance, &recorded).await?;
+            let id = claim.id;
             let z = &spec.zookeeper;
             let server = Server {
                 id,
@@ -157,7 +159,13 @@ pub async fn act<F: Fleet, L: IdLedger>(
                     settings: None,
                 },
             );
-            format!("instance {instance} ({address}) claimed server id {id}")
+            if claim.resumed {
+                format!(
+                    "instance {instance} ({address}) claimed server id {id} again: its earlier claim was never recorded (a controller stopped between claiming and saving)"
+                )
+            } else {
+                format!("instance {instance} ({address}) claimed server id {id}")
+            }
         }
         Step::Bootstrap { config } => {
             if s.ever_bootstrapped {

@@ -428,15 +428,33 @@ impl Shared {
     }
 }
 
-/// Whether `ZKOP_TEST_KILL_AT=reconfig-outcome` asks this controller to die
-/// before persisting what a reconfig did (for crash-recovery tests only).
-fn crash_point(step: &Step, p: &Persisted) -> bool {
-    std::env::var("ZKOP_TEST_KILL_AT").is_ok_and(|v| v == "reconfig-outcome")
-        && p.reconfig.is_some()
-        && matches!(
-            step,
-            Step::CompleteReconfig { .. } | Step::RecordConfig { .. }
-        )
+/// Whether `ZKOP_TEST_KILL_AT` asks this controller to die here (crash-recovery
+/// tests only): `reconfig-outcome` before acting on a reconfig's outcome, so
+/// it is never persisted; `claim-outcome` once an id is claimed for a
+/// scale-out but before the claim is saved. `acted` says which side of the act.
+fn crash_point(step: &Step, p: &Persisted, acted: bool) -> bool {
+    let Ok(at) = std::env::var("ZKOP_TEST_KILL_AT") else {
+        return false;
+    };
+    match (at.as_str(), step) {
+        ("reconfig-outcome", Step::CompleteReconfig { .. } | Step::RecordConfig { .. }) => {
+            !acted && p.reconfig.is_some()
+        }
+        ("claim-outcome", Step::ClaimId { .. }) => acted && p.ever_bootstrapped,
+        _ => false,
+    }
+}
+
+/// Dies exactly as a SIGKILL would, for `crash_point`.
+fn die_for_test(step: &Step) {
+    warn!(
+        step = step.kind(),
+        "ZKOP_TEST_KILL_AT: killing this controller"
+    );
+    // SAFETY: kill(2) on our own PID.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
 }
 
 /// Where the spec comes from: re-read each pass, so edits apply while running.
@@ -636,17 +654,8 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             return Ok(Requeue::after(Duration::from_millis(500)));
         };
         self.idle_view = None;
-        if crash_point(step, &persisted) {
-            // Tests of crash recovery: die exactly as a SIGKILL would, before the
-            // outcome of a reconfig is persisted.
-            warn!(
-                step = step.kind(),
-                "ZKOP_TEST_KILL_AT: killing this controller"
-            );
-            // SAFETY: kill(2) on our own PID.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+        if crash_point(step, &persisted, false) {
+            die_for_test(step);
         }
         let t = Instant::now();
         let outcome = act(
@@ -658,6 +667,9 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             observed.now_ms,
         )
         .await?;
+        if crash_point(step, &persisted, true) {
+            die_for_test(step);
+        }
         if outcome.state != persisted {
             let mut state = outcome.state;
             match self.store.save(&state).await {

@@ -24,7 +24,9 @@ async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
         claims.push(tokio::spawn(async move {
             let ledger = LogStreamLedger::open(&config, group).await.unwrap();
             let instance = format!("i-{i:017}");
-            (ledger.claim(&instance).await.unwrap(), instance)
+            let claim = ledger.claim(&instance, &BTreeSet::new()).await.unwrap();
+            assert!(!claim.resumed, "{claim:?}");
+            (claim.id, instance)
         }));
     }
     let mut got = Vec::new();
@@ -45,9 +47,33 @@ async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
     let (first, _) = got[0];
     ledger.release(first).await.unwrap();
     assert!(!ledger.held().await.unwrap().contains(&first));
-    assert_eq!(ledger.claim("i-new").await.unwrap(), first);
+    let recorded: BTreeSet<_> = got[1..].iter().map(|(id, _)| *id).collect();
+    assert_eq!(ledger.claim("i-new", &recorded).await.unwrap().id, first);
     ledger.release(first).await.unwrap();
     ledger.release(first).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_the_state_never_recorded_goes_back_to_its_instance_only() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let ledger = LogStreamLedger::open(&config, "/zkop/test/ids")
+        .await
+        .unwrap();
+    let none = BTreeSet::new();
+    // A controller claimed 1 for i-a and stopped before saving it.
+    let a = ledger.claim("i-a", &none).await.unwrap();
+    assert_eq!(a.id.0, 1);
+    // Its successor's claim for i-a finds that stream again; i-b's does not.
+    let again = ledger.claim("i-a", &none).await.unwrap();
+    assert_eq!((again.id, again.resumed), (a.id, true));
+    let b = ledger.claim("i-b", &none).await.unwrap();
+    assert_eq!((b.id.0, b.resumed), (2, false));
+    assert_eq!(ledger.held().await.unwrap().len(), 2);
+    // A recorded id is never handed out again, even to its own instance.
+    let recorded = BTreeSet::from([a.id, b.id]);
+    let c = ledger.claim("i-a", &recorded).await.unwrap();
+    assert_eq!((c.id.0, c.resumed), (3, false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

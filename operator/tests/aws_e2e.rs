@@ -379,6 +379,74 @@ async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restar
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_between_claiming_an_id_and_saving_it_leaves_no_orphaned_lease() {
+    let _serial = SERIAL.lock().await;
+    let mut c = AwsCluster::start_full(
+        3,
+        "127.0.66.0/24",
+        1,
+        vec![("ZKOP_TEST_KILL_AT".into(), "claim-outcome".into())],
+    )
+    .await;
+    let first = c
+        .api()
+        .wait_status(
+            "three voters",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 0),
+            || c.log_tail(),
+        )
+        .await;
+
+    // The scale-out's new instance gets its id stream; the controller dies
+    // before the stored state records it.
+    c.set_replicas(3, 4);
+    wait_until("the controller to die", Duration::from_secs(90), || async {
+        (!c.controller_alive(0)).then_some(())
+    })
+    .await;
+    let run_log = std::fs::read_to_string(c.dir.path().join("run-0.log")).unwrap();
+    assert!(
+        run_log.contains("ZKOP_TEST_KILL_AT"),
+        "it died for another reason:\n{run_log}"
+    );
+    let held = leases(&c).await;
+    assert_eq!(
+        held.len(),
+        4,
+        "the claim did not run before the kill: {held:?}"
+    );
+    let (orphan, holder) = held
+        .iter()
+        .find(|(id, _)| !members(&first).contains_key(id))
+        .map(|(id, i)| (*id, i.clone()))
+        .unwrap();
+
+    // The next controller claims for the same instance, finds its stream
+    // again and uses that id: no second stream, none left unused.
+    c.restart_controller(0);
+    let s = c
+        .api()
+        .wait_status(
+            "three voters and an observer after the restart",
+            Duration::from_secs(25 + 60),
+            |s| settled(s, 3, 1),
+            || c.log_tail(),
+        )
+        .await;
+    assert_eq!(leases(&c).await, members(&s));
+    assert_eq!(members(&s).get(&orphan), Some(&holder), "{s:#?}");
+    assert!(
+        s.events.iter().any(|e| e.kind == "claim_id"
+            && e.message
+                .contains(&format!("claimed server id {orphan} again"))),
+        "{:#?}",
+        s.events
+    );
+    assert_zookeeper_agrees(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aws_error_shows_in_status_and_the_controller_keeps_running() {
     let _serial = SERIAL.lock().await;
     let moto = common::moto::Moto::start();

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod local;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use zkop_spec::zk::ServerId;
@@ -80,10 +81,27 @@ pub enum LedgerError {
     Exhausted(u64),
 }
 
+/// An id the ledger issued to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The id.
+    pub id: ServerId,
+    /// Whether it is an earlier claim of the same instance that the state
+    /// never recorded (a controller stopped between claiming and saving).
+    pub resumed: bool,
+}
+
 /// Issues server ids so that no two instances hold one at a time.
 pub trait IdLedger: Send + Sync {
-    /// Claims the lowest free id for `instance` (a lost race moves on to the next).
-    fn claim(&self, instance: &str) -> impl Future<Output = Result<ServerId, LedgerError>> + Send;
+    /// Claims an id for `instance`: the one an unrecorded earlier claim of the
+    /// same instance holds, else the lowest free id (a lost race moves on to
+    /// the next). `recorded` are the ids the state holds; only the other held
+    /// ids are looked at for an earlier claim.
+    fn claim(
+        &self,
+        instance: &str,
+        recorded: &BTreeSet<ServerId>,
+    ) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
     /// Releases an id whose instance is confirmed gone.
     fn release(&self, id: ServerId) -> impl Future<Output = Result<(), LedgerError>> + Send;
 }

@@ -10,7 +10,7 @@ use zkop_spec::zk::ConfigVersion;
 
 use super::*;
 use crate::act::act;
-use crate::adapters::{Fleet, FleetError, FleetView, IdLedger, LedgerError};
+use crate::adapters::{Claim, Fleet, FleetError, FleetView, IdLedger, LedgerError};
 use crate::desired::desired_for;
 use crate::model::{Instance, InstanceState, SeenReport};
 
@@ -1164,14 +1164,27 @@ struct SimLedger {
 }
 
 impl IdLedger for SimLedger {
-    async fn claim(&self, instance: &str) -> Result<ServerId, LedgerError> {
+    async fn claim(
+        &self,
+        instance: &str,
+        recorded: &BTreeSet<ServerId>,
+    ) -> Result<Claim, LedgerError> {
         let mut held = self.held.lock().unwrap();
+        if let Some((id, _)) = held
+            .iter()
+            .find(|(id, i)| !recorded.contains(id) && i.as_str() == instance)
+        {
+            return Ok(Claim {
+                id: *id,
+                resumed: true,
+            });
+        }
         let id = (1..)
             .map(ServerId)
             .find(|id| !held.contains_key(id))
             .unwrap();
         held.insert(id, instance.to_string());
-        Ok(id)
+        Ok(Claim { id, resumed: false })
     }
     async fn release(&self, id: ServerId) -> Result<(), LedgerError> {
         self.held.lock().unwrap().remove(&id);

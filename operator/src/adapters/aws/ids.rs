@@ -1,7 +1,9 @@
 //! Server ids leased as CloudWatch Logs streams: one log group per cluster, one
 //! stream per live id, named by the id. Creating a stream that exists fails, so a
-//! claim is atomic; the stream's first event names the instance holding it.
+//! claim is atomic; the stream's first event names the instance holding it, so
+//! a claim the state never recorded is found again by its instance.
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatchlogs::Client;
@@ -9,7 +11,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 
 use zkop_spec::zk::ServerId;
 
-use crate::adapters::{IdLedger, LedgerError};
+use crate::adapters::{Claim, IdLedger, LedgerError};
 
 /// ZooKeeper's ids are longs; zkop issues them from 1 and stops well before
 /// any sane ensemble would need more.
@@ -88,8 +90,22 @@ impl LogStreamLedger {
 }
 
 impl IdLedger for LogStreamLedger {
-    async fn claim(&self, instance: &str) -> Result<ServerId, LedgerError> {
+    async fn claim(
+        &self,
+        instance: &str,
+        recorded: &BTreeSet<ServerId>,
+    ) -> Result<Claim, LedgerError> {
         let held = self.held().await?;
+        // Unrecorded streams are rare (a controller stopped mid-claim): each
+        // costs one GetLogEvents here.
+        for id in held.iter().filter(|id| !recorded.contains(id)) {
+            if self.holder(*id).await?.as_deref() == Some(instance) {
+                return Ok(Claim {
+                    id: *id,
+                    resumed: true,
+                });
+            }
+        }
         for n in 1..=MAX_ID {
             let id = ServerId(n);
             if held.contains(&id) {
@@ -132,7 +148,7 @@ impl IdLedger for LogStreamLedger {
                 .send()
                 .await
                 .map_err(|e| io("PutLogEvents", super::describe(&e)))?;
-            return Ok(id);
+            return Ok(Claim { id, resumed: false });
         }
         Err(LedgerError::Exhausted(MAX_ID))
     }

@@ -1,11 +1,13 @@
-//! Ids claimed as create-exclusive files: `ids/<id>` holds the instance.
+//! Ids claimed as create-exclusive files: `ids/<id>` holds the instance, so a
+//! claim the state never recorded is found again by its instance.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 
 use zkop_spec::zk::ServerId;
 
-use crate::adapters::{IdLedger, LedgerError};
+use crate::adapters::{Claim, IdLedger, LedgerError};
 
 /// ZooKeeper ids go up to 255 for zkop's local clusters; far more than a loopback
 /// network holds.
@@ -24,9 +26,37 @@ impl FileLedger {
     }
 }
 
+impl FileLedger {
+    /// The unrecorded id whose file names `instance`, if any.
+    fn earlier_claim(
+        &self,
+        instance: &str,
+        recorded: &BTreeSet<ServerId>,
+    ) -> Result<Option<ServerId>, LedgerError> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let id = ServerId(id);
+            if !recorded.contains(&id) && std::fs::read_to_string(entry.path())? == instance {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl IdLedger for FileLedger {
-    async fn claim(&self, instance: &str) -> Result<ServerId, LedgerError> {
+    async fn claim(
+        &self,
+        instance: &str,
+        recorded: &BTreeSet<ServerId>,
+    ) -> Result<Claim, LedgerError> {
         std::fs::create_dir_all(&self.dir)?;
+        if let Some(id) = self.earlier_claim(instance, recorded)? {
+            return Ok(Claim { id, resumed: true });
+        }
         for id in 1..=MAX_ID {
             let path = self.dir.join(id.to_string());
             match std::fs::OpenOptions::new()
@@ -37,7 +67,10 @@ impl IdLedger for FileLedger {
                 Ok(mut f) => {
                     f.write_all(instance.as_bytes())?;
                     f.sync_all()?;
-                    return Ok(ServerId(id));
+                    return Ok(Claim {
+                        id: ServerId(id),
+                        resumed: false,
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
@@ -63,14 +96,44 @@ mod tests {
     async fn two_claims_never_get_one_id_and_a_released_id_is_reissued() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = FileLedger::new(dir.path().join("ids"));
-        let a = ledger.claim("i-a").await.unwrap();
-        let b = ledger.claim("i-b").await.unwrap();
+        let none = BTreeSet::new();
+        let a = ledger.claim("i-a", &none).await.unwrap().id;
+        let b = ledger.claim("i-b", &none).await.unwrap().id;
         assert_ne!(a, b);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("ids").join(a.to_string())).unwrap(),
             "i-a"
         );
         ledger.release(a).await.unwrap();
-        assert_eq!(ledger.claim("i-c").await.unwrap(), a);
+        assert_eq!(
+            ledger.claim("i-c", &BTreeSet::from([b])).await.unwrap().id,
+            a
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unrecorded_claim_is_resumed_by_its_instance_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = FileLedger::new(dir.path().join("ids"));
+        let none = BTreeSet::new();
+        let a = ledger.claim("i-a", &none).await.unwrap().id;
+        // The state never recorded `a`: i-a gets it back, nobody else does.
+        let again = ledger.claim("i-a", &none).await.unwrap();
+        assert_eq!(
+            again,
+            Claim {
+                id: a,
+                resumed: true
+            }
+        );
+        let b = ledger.claim("i-b", &none).await.unwrap();
+        assert!(!b.resumed, "{b:?}");
+        assert_ne!(b.id, a);
+        // Once recorded, an id is not looked at again.
+        let c = ledger
+            .claim("i-a", &BTreeSet::from([a, b.id]))
+            .await
+            .unwrap();
+        assert!(!c.resumed && c.id != a && c.id != b.id, "{c:?}");
     }
 }
