@@ -117,12 +117,7 @@ async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
     let _serial = SERIAL.lock().await;
-    let mut c = LocalCluster::start(&example_spec(3), "127.0.42.0/24").await;
-    let before = c
-        .wait_status("three voters", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
+    let (mut c, before) = LocalCluster::start_settled(&example_spec(3), "127.0.42.0/24", 3).await;
 
     // 8. The API: no token or a wrong one is 401; a malformed report is 400;
     // errors are JSON; the controller keeps running.
@@ -262,12 +257,7 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
     let spec = example_spec(3)
         .replace("quorumLoss: recover", "quorumLoss: wait")
         .replace("detectAfter: 10s", "detectAfter: 3s");
-    let c = LocalCluster::start(&spec, "127.0.48.0/24").await;
-    let before = c
-        .wait_status("three voters", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
+    let (c, before) = LocalCluster::start_settled(&spec, "127.0.48.0/24", 3).await;
     let survivor = common::follower(&before);
     let survivor_pid = c.server_pid(&survivor.instance).unwrap();
     let events_before = before.events.len();
@@ -330,10 +320,7 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
 async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
     let _serial = SERIAL.lock().await;
     let spec = example_spec(n as u32).replace("detectAfter: 10s", "detectAfter: 3s");
-    let c = LocalCluster::start(&spec, network).await;
-    let before = c
-        .wait_status("the voters", Duration::from_secs(90), |s| settled(s, n, 0))
-        .await;
+    let (c, before) = LocalCluster::start_settled(&spec, network, n).await;
     let hosts = LocalCluster::endpoints(&before);
     let client = zk_client(&hosts).await;
     common::write_kept(&client, 200).await;
@@ -411,12 +398,7 @@ async fn three_of_five_voters_killed_together_the_survivor_rebuilds_five_voters(
 async fn paused_voters_are_fenced_before_recovery_and_no_second_leader_appears() {
     let _serial = SERIAL.lock().await;
     let spec = example_spec(3).replace("detectAfter: 10s", "detectAfter: 3s");
-    let c = LocalCluster::start(&spec, "127.0.51.0/24").await;
-    let s = c
-        .wait_status("three voters", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
+    let (c, s) = LocalCluster::start_settled(&spec, "127.0.51.0/24", 3).await;
     let survivor = common::follower(&s);
     // Pause (not kill) the servers of the two others: a partition.
     let paused: Vec<(u64, u32)> = s
@@ -482,12 +464,7 @@ async fn paused_voters_are_fenced_before_recovery_and_no_second_leader_appears()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_paused_for_less_than_member_dead_after_is_left_alone() {
     let _serial = SERIAL.lock().await;
-    let c = LocalCluster::start(&example_spec(3), "127.0.52.0/24").await;
-    let s = c
-        .wait_status("three voters", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
+    let (c, s) = LocalCluster::start_settled(&example_spec(3), "127.0.52.0/24", 3).await;
     let slow = common::follower(&s);
     let pid = c.server_pid(&slow.instance).unwrap();
     let events_before = s.events.len();
@@ -544,12 +521,7 @@ async fn a_total_loss_waits_by_default_and_bootstraps_an_empty_ensemble_when_all
     let _serial = SERIAL.lock().await;
     let spec = example_spec(3).replace("detectAfter: 10s", "detectAfter: 3s");
     assert!(spec.contains("onTotalLoss: wait"), "{spec}");
-    let c = LocalCluster::start(&spec, "127.0.53.0/24").await;
-    let before = c
-        .wait_status("three voters", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
+    let (c, before) = LocalCluster::start_settled(&spec, "127.0.53.0/24", 3).await;
     let client = zk_client(&LocalCluster::endpoints(&before)).await;
     let options =
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
@@ -753,12 +725,7 @@ fn restarts(s: &StatusReply) -> Vec<(u64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a_majority() {
     let _serial = SERIAL.lock().await;
-    let c = LocalCluster::start(&example_spec(3), "127.0.58.0/24").await;
-    let before = c
-        .wait_status("three voters, Running", Duration::from_secs(60), |s| {
-            settled(s, 3, 0) && s.phase == "Running"
-        })
-        .await;
+    let (c, before) = LocalCluster::start_settled(&example_spec(3), "127.0.58.0/24", 3).await;
     let leader = common::leader(&before);
     let endpoints: Vec<String> = before.members.iter().map(common::endpoint).collect();
     let pids: Vec<(String, u32)> = before
@@ -831,12 +798,7 @@ async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a
 async fn a_member_that_cannot_start_halts_the_roll_out_and_no_other_member_restarts() {
     let _serial = SERIAL.lock().await;
     let spec = format!("{}  rollout:\n    timeout: 15s\n", example_spec(3));
-    let c = LocalCluster::start(&spec, "127.0.59.0/24").await;
-    let before = c
-        .wait_status("three voters, Running", Duration::from_secs(60), |s| {
-            settled(s, 3, 0) && s.phase == "Running"
-        })
-        .await;
+    let (c, before) = LocalCluster::start_settled(&spec, "127.0.59.0/24", 3).await;
     let pids: Vec<(String, u32)> = before
         .members
         .iter()
@@ -946,12 +908,7 @@ fn chromium_dom(url: &str, screenshot: Option<&std::path::Path>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_members_and_events_only_with_the_token() {
     let _serial = SERIAL.lock().await;
-    let c = LocalCluster::start(&example_spec(3), "127.0.62.0/24").await;
-    let s = c
-        .wait_status("three voters", Duration::from_secs(60), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
+    let (c, s) = LocalCluster::start_settled(&example_spec(3), "127.0.62.0/24", 3).await;
     // Without the token: the page is only the prompt; the API answers 401.
     let page = c.http().get(format!("{}/", c.url())).send().await.unwrap();
     assert_eq!(page.status(), 200);

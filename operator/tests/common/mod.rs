@@ -108,6 +108,22 @@ impl LocalCluster {
         c
     }
 
+    /// `start`, then waits until the cluster is `voters` voters, settled;
+    /// returns the cluster and that status.
+    pub async fn start_settled(
+        spec: &str,
+        network: &str,
+        voters: usize,
+    ) -> (LocalCluster, StatusReply) {
+        let c = Self::start(spec, network).await;
+        let s = c
+            .wait_status(&format!("{voters} voters"), Duration::from_secs(90), |s| {
+                settled(s, voters, 0)
+            })
+            .await;
+        (c, s)
+    }
+
     /// The state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
