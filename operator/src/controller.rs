@@ -303,7 +303,7 @@ impl Shared {
         let s = self.lock();
         let config = s.persisted.config.as_ref();
         let fresh = Duration::from_secs(10);
-        let members = s
+        let mut members: Vec<MemberStatus> = s
             .persisted
             .members
             .values()
@@ -339,12 +339,20 @@ impl Shared {
                     role: role.to_string(),
                     config_role,
                     zxid: probe.and_then(|p| p.zxid),
+                    zxid_lag: None,
                     healthy: serving,
                     zone: instance.and_then(|i| i.zone.clone()),
                     launch_template: instance.and_then(|i| i.launch_template.clone()),
                 }
             })
             .collect();
+        let leader_zxid = members
+            .iter()
+            .find(|m| m.role == "leader")
+            .and_then(|m| m.zxid);
+        for m in members.iter_mut().filter(|m| m.healthy) {
+            m.zxid_lag = m.zxid.zip(leader_zxid).and_then(|(z, l)| z.lag_behind(l));
+        }
         let (phase, reason) = s
             .plan
             .as_ref()

@@ -168,18 +168,21 @@ pub fn render_table(s: &StatusReply) -> String {
         out.push_str(&format!("last error: {e}\n"));
     }
     out.push_str(&format!(
-        "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {}\n",
-        "ID", "INSTANCE", "ADDRESS", "CLIENT", "ROLE", "ZXID", "HEALTHY"
+        "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {:<5} {}\n",
+        "ID", "INSTANCE", "ADDRESS", "CLIENT", "ROLE", "ZXID", "LAG", "HEALTHY"
     ));
     for m in &s.members {
         out.push_str(&format!(
-            "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {}\n",
+            "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {:<5} {}\n",
             m.id.to_string(),
             m.instance,
             m.address,
             m.client_port,
             m.role,
             m.zxid.map(|z| z.to_string()).unwrap_or_else(|| "-".into()),
+            m.zxid_lag
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into()),
             if m.healthy { "yes" } else { "no" }
         ));
     }
@@ -202,6 +205,7 @@ mod tests {
             role: role.into(),
             config_role: None,
             zxid: None,
+            zxid_lag: None,
             healthy: true,
             zone: None,
             launch_template: None,

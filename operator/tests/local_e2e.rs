@@ -944,6 +944,18 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
         dom.contains(">leader<") && dom.contains(">healthy<"),
         "{dom}"
     );
+    // Nothing written since the bootstrap: every member is caught up, though
+    // the followers' zxids are still in the epoch before the leader's.
+    assert!(
+        s.members.iter().all(|m| m.zxid_lag == Some(0)),
+        "{:#?}",
+        s.members
+    );
+    assert_eq!(
+        dom.matches("class=\"num lag\">0<").count(),
+        3,
+        "lag column: {dom}"
+    );
     assert!(dom.contains("bootstrap"), "no events: {dom}");
     // `ZKOP_SCREENSHOT=path` saves a picture of it (docs/status-page.png).
     if let Some(path) = std::env::var_os("ZKOP_SCREENSHOT") {

@@ -264,6 +264,10 @@ pub struct MemberStatus {
     pub config_role: Option<MemberRole>,
     /// Last zxid seen.
     pub zxid: Option<Zxid>,
+    /// Transactions behind the leader's zxid, for a serving member when
+    /// countable (`Zxid::lag_behind`).
+    #[serde(default)]
+    pub zxid_lag: Option<u64>,
     /// Serving and reporting.
     pub healthy: bool,
     /// The instance's availability zone, if the fleet says.

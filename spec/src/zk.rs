@@ -384,6 +384,18 @@ impl Zxid {
         (self.epoch == other.epoch && self.counter >= other.counter)
             .then(|| u64::from(self.counter - other.counter))
     }
+
+    /// How many transactions a serving member at `self` is behind the leader
+    /// at `leader`: the difference within one epoch, 0 when the leader's
+    /// epoch has no transaction yet (serving, the member synced with it, and
+    /// its zxid stays in the epoch before until the first write), unknown
+    /// across epochs otherwise.
+    pub fn lag_behind(self, leader: Zxid) -> Option<u64> {
+        if self >= leader || !leader.is_transaction() {
+            return Some(0);
+        }
+        leader.lead_over(self)
+    }
 }
 
 impl fmt::Display for Zxid {
@@ -714,6 +726,19 @@ mod tests {
         assert_eq!(a.lead_over(b), None);
         let c: Zxid = "0x200000005".parse().unwrap();
         assert_eq!(c.lead_over(a), Some(4));
+    }
+
+    #[test]
+    fn a_members_lag_is_counted_within_the_leaders_epoch() {
+        let z = |s: &str| s.parse::<Zxid>().unwrap();
+        assert_eq!(z("0x200000001").lag_behind(z("0x200000005")), Some(4));
+        assert_eq!(z("0x200000005").lag_behind(z("0x200000005")), Some(0));
+        // A new leader's epoch without a write yet: a synced follower shows
+        // the last zxid of the epoch before, and lags by nothing.
+        assert_eq!(z("0x0").lag_behind(z("0x100000000")), Some(0));
+        assert_eq!(z("0x1000000ff").lag_behind(z("0x200000000")), Some(0));
+        // Writes in the leader's epoch the member has none of: not countable.
+        assert_eq!(z("0x1000000ff").lag_behind(z("0x200000003")), None);
     }
 
     #[test]
