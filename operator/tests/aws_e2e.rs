@@ -315,36 +315,14 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restart() {
     let _serial = SERIAL.lock().await;
-    let mut c = AwsCluster::start_full(
-        3,
-        "127.0.47.0/24",
-        1,
-        vec![("ZKOP_TEST_KILL_AT".into(), "reconfig-outcome".into())],
-    )
-    .await;
-    let first = c
-        .api()
-        .wait_status(
-            "three voters",
-            Duration::from_secs(90),
-            |s| settled(s, 3, 0),
-            || c.log_tail(),
-        )
-        .await;
+    let (mut c, first) =
+        AwsCluster::start_settled_killing_at("reconfig-outcome", "127.0.47.0/24").await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(LocalCluster::endpoints(&first), stop_rx));
 
     // The scale-out's reconfig runs; the controller dies before persisting it.
     c.set_replicas(3, 5);
-    wait_until("the controller to die", Duration::from_secs(90), || async {
-        (!c.controller_alive(0)).then_some(())
-    })
-    .await;
-    let run_log = std::fs::read_to_string(c.dir.path().join("run-0.log")).unwrap();
-    assert!(
-        run_log.contains("ZKOP_TEST_KILL_AT"),
-        "it died for another reason:\n{run_log}"
-    );
+    c.wait_killed_at_test_point().await;
     // ZooKeeper already has five voters; the stored state does not know it yet.
     let config = committed_config(&LocalCluster::endpoints(&first)).await;
     assert_eq!(
@@ -381,35 +359,13 @@ async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_between_claiming_an_id_and_saving_it_leaves_no_orphaned_lease() {
     let _serial = SERIAL.lock().await;
-    let mut c = AwsCluster::start_full(
-        3,
-        "127.0.66.0/24",
-        1,
-        vec![("ZKOP_TEST_KILL_AT".into(), "claim-outcome".into())],
-    )
-    .await;
-    let first = c
-        .api()
-        .wait_status(
-            "three voters",
-            Duration::from_secs(90),
-            |s| settled(s, 3, 0),
-            || c.log_tail(),
-        )
-        .await;
+    let (mut c, first) =
+        AwsCluster::start_settled_killing_at("claim-outcome", "127.0.66.0/24").await;
 
     // The scale-out's new instance gets its id stream; the controller dies
     // before the stored state records it.
     c.set_replicas(3, 4);
-    wait_until("the controller to die", Duration::from_secs(90), || async {
-        (!c.controller_alive(0)).then_some(())
-    })
-    .await;
-    let run_log = std::fs::read_to_string(c.dir.path().join("run-0.log")).unwrap();
-    assert!(
-        run_log.contains("ZKOP_TEST_KILL_AT"),
-        "it died for another reason:\n{run_log}"
-    );
+    c.wait_killed_at_test_point().await;
     let held = leases(&c).await;
     assert_eq!(
         held.len(),

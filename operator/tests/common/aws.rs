@@ -212,17 +212,41 @@ impl AwsCluster {
     /// `start`, then waits until the group is `replicas` voters; returns the
     /// cluster and that status.
     pub async fn start_settled(replicas: u32, network: &str) -> (AwsCluster, StatusReply) {
-        let c = Self::start(replicas, network).await;
-        let s = c
+        Self::start(replicas, network).await.settled(replicas).await
+    }
+
+    /// Three voters whose first controller SIGKILLs itself at `point`
+    /// (`ZKOP_TEST_KILL_AT`), once settled; with that status.
+    pub async fn start_settled_killing_at(point: &str, network: &str) -> (AwsCluster, StatusReply) {
+        let env = vec![("ZKOP_TEST_KILL_AT".to_string(), point.to_string())];
+        Self::start_full(3, network, 1, env).await.settled(3).await
+    }
+
+    async fn settled(self, replicas: u32) -> (AwsCluster, StatusReply) {
+        let s = self
             .api()
             .wait_status(
                 &format!("{replicas} voters"),
                 Duration::from_secs(90),
                 |s| super::settled(s, replicas as usize, 0),
-                || c.log_tail(),
+                || self.log_tail(),
             )
             .await;
-        (c, s)
+        (self, s)
+    }
+
+    /// Waits until controller 0 has died at its `ZKOP_TEST_KILL_AT` point
+    /// (and not for another reason).
+    pub async fn wait_killed_at_test_point(&self) {
+        super::wait_until("the controller to die", Duration::from_secs(90), || async {
+            (!self.controller_alive(0)).then_some(())
+        })
+        .await;
+        let run_log = std::fs::read_to_string(self.dir.path().join("run-0.log")).unwrap();
+        assert!(
+            run_log.contains("ZKOP_TEST_KILL_AT"),
+            "it died for another reason:\n{run_log}"
+        );
     }
 
     /// Controller `i`'s state directory.
