@@ -1222,7 +1222,11 @@ impl Ctx<'_> {
             if let Some(&o) = live_observers.iter().max() {
                 return Some((vec![], vec![o], format!("scale in: remove observer {o}")));
             }
-            if v >= 3 && followers.len() >= 2 {
+            // Removing one voter and demoting another takes two votes: only
+            // while that leaves the target. An observer that is not serving
+            // yet (one just demoted re-syncs) is waited for, not replaced by
+            // another voter's removal.
+            if v >= target + 2 && followers.len() >= 2 {
                 let (gone, demoted) = (followers[0], followers[1]);
                 let joining = vec![server(demoted)?.with_role(MemberRole::Observer)];
                 return Some((

@@ -1504,3 +1504,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn scale_in_waits_for_a_demoted_observer_instead_of_removing_another_voter() {
+    // 5 -> 3: one voter left and 4 was demoted; 4 re-syncs as an observer
+    // and does not serve yet. Three voters are the target: none goes.
+    let mut b = new_observer_joined();
+    b.obs.desired_capacity = 3;
+    let r = &mut b.obs.reports.get_mut(&instance_of(4)).unwrap().report;
+    r.probe = None;
+    let plan = b.plan();
+    let touches_a_voter = plan.steps.iter().any(|s| match s {
+        Step::Reconfig { pending } => {
+            pending.order.leaving.iter().any(|id| id.0 <= 3)
+                || pending.order.joining.iter().any(|j| j.id.0 <= 3)
+        }
+        _ => false,
+    });
+    assert!(!touches_a_voter, "{plan:?}");
+}
