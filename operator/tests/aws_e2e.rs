@@ -333,16 +333,7 @@ async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restar
 
     // A new controller on the same table (after the dead one's lease expires)
     // converges: no duplicate id, no lost member, no extra member.
-    c.restart_controller(0);
-    let s = c
-        .api()
-        .wait_status(
-            "five voters after the restart",
-            Duration::from_secs(25 + 60),
-            |s| settled(s, 5, 0),
-            || c.log_tail(),
-        )
-        .await;
+    let s = c.restart_controller_settled(5, 0).await;
     let config = committed_config(&LocalCluster::endpoints(&s)).await;
     let in_zk: BTreeSet<u64> = config.servers.keys().map(|id| id.0).collect();
     let in_status: BTreeSet<u64> = s.members.iter().map(|m| m.id.0).collect();
@@ -380,16 +371,7 @@ async fn a_controller_killed_between_claiming_an_id_and_saving_it_leaves_no_orph
 
     // The next controller claims for the same instance, finds its stream
     // again and uses that id: no second stream, none left unused.
-    c.restart_controller(0);
-    let s = c
-        .api()
-        .wait_status(
-            "three voters and an observer after the restart",
-            Duration::from_secs(25 + 60),
-            |s| settled(s, 3, 1),
-            || c.log_tail(),
-        )
-        .await;
+    let s = c.restart_controller_settled(3, 1).await;
     assert_eq!(leases(&c).await, members(&s));
     assert_eq!(members(&s).get(&orphan), Some(&holder), "{s:#?}");
     assert!(

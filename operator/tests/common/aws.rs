@@ -305,6 +305,24 @@ impl AwsCluster {
         self.pids[i] = pid;
     }
 
+    /// Starts controller 0 again without fault injection and waits, past the
+    /// dead one's lease, until `voters` voters and `observers` observers settle.
+    pub async fn restart_controller_settled(
+        &mut self,
+        voters: usize,
+        observers: usize,
+    ) -> StatusReply {
+        self.restart_controller(0);
+        self.api()
+            .wait_status(
+                &format!("{voters} voters and {observers} observers after the restart"),
+                Duration::from_secs(25 + 60),
+                |s| super::settled(s, voters, observers),
+                || self.log_tail(),
+            )
+            .await
+    }
+
     /// Whether controller `i` runs.
     pub fn controller_alive(&self, i: usize) -> bool {
         alive(self.pids[i])

@@ -24,9 +24,7 @@ impl FileLedger {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
     }
-}
 
-impl FileLedger {
     /// The unrecorded id whose file names `instance`, if any.
     fn earlier_claim(
         &self,
