@@ -227,10 +227,15 @@ impl Shared {
 
     /// Records an event and logs it.
     pub fn event(&self, kind: &str, message: String) {
+        self.event_at(kind, message, now_ms());
+    }
+
+    /// Records an event stamped `at_ms` and logs it.
+    fn event_at(&self, kind: &str, message: String, at_ms: u64) {
         let mut s = self.lock();
         info!(cluster = %s.spec.name, kind, "{message}");
         s.events.push_back(Event {
-            at_ms: now_ms(),
+            at_ms,
             kind: kind.to_string(),
             message,
         });
@@ -666,6 +671,9 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             die_for_test(step);
         }
         let t = Instant::now();
+        // A step's event is stamped when the step began: once its outcome is
+        // committed, agents act on it before the event is recorded.
+        let began_ms = now_ms();
         let outcome = act(
             step,
             &persisted,
@@ -702,7 +710,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             });
         }
         self.shared.metrics.step(step.kind(), t.elapsed());
-        self.shared.event(step.kind(), outcome.message);
+        self.shared.event_at(step.kind(), outcome.message, began_ms);
         Ok(Requeue::soon())
     }
 
