@@ -113,23 +113,8 @@ async fn from_imds() -> anyhow::Result<(String, String)> {
 /// Reads the cluster's secrets from an SSM SecureString parameter.
 async fn ssm_secrets(name: &str) -> anyhow::Result<ClusterSecrets> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let out = aws_sdk_ssm::Client::new(&config)
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "reading SSM parameter {name}: {}",
-                aws_sdk_ssm::error::DisplayErrorContext(e)
-            )
-        })?;
-    let value = out
-        .parameter()
-        .and_then(|p| p.value())
-        .with_context(|| format!("SSM parameter {name} has no value"))?;
-    ClusterSecrets::parse(value).map_err(|e| anyhow::anyhow!("SSM parameter {name}: {e}"))
+    let client = aws_sdk_ssm::Client::new(&config);
+    Ok(zkop_runtime::secrets::from_ssm(&client, name).await?)
 }
 
 impl Agent {
@@ -360,14 +345,7 @@ async fn poll_desired(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    zkop_runtime::logging::init();
     let args = Args::parse();
     let (token, password) = match (
         &args.secrets_ssm_parameter,

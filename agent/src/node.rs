@@ -7,7 +7,6 @@
 //! adopted the last committed config, where it is absent).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use zkop_spec::txnlog::{FileKind, last_zxid_of_log, zxid_of_file_name};
@@ -100,13 +99,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
 
 /// Writes `text` to `path` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), NodeError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    zkop_runtime::files::write_atomic(path, text.as_bytes(), 0o644).map_err(io(path))
 }
 
 /// The server id in `myid`, if the file exists and holds a number.

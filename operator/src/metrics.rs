@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use zkop_spec::wire::StatusReply;
+use zkop_spec::wire::{StatusReply, StatusRole};
 
 use crate::plan::{Phase, Step};
 
@@ -53,16 +53,14 @@ impl Metrics {
         let cluster = &status.cluster;
         let _ = writeln!(out, "# HELP zkop_members Members by role and health.");
         let _ = writeln!(out, "# TYPE zkop_members gauge");
-        let mut by: BTreeMap<(String, bool), u64> = BTreeMap::new();
-        for role in [
-            "leader", "follower", "observer", "joining", "leaving", "down",
-        ] {
+        let mut by: BTreeMap<(&str, bool), u64> = BTreeMap::new();
+        for role in <StatusRole as strum::VariantArray>::VARIANTS {
             for healthy in [true, false] {
-                by.insert((role.to_string(), healthy), 0);
+                by.insert((role.as_str(), healthy), 0);
             }
         }
         for m in &status.members {
-            *by.entry((m.role.clone(), m.healthy)).or_default() += 1;
+            *by.entry((m.role.as_str(), m.healthy)).or_default() += 1;
         }
         for ((role, healthy), n) in by {
             let _ = writeln!(
@@ -75,7 +73,7 @@ impl Metrics {
             "# HELP zkop_cluster_phase 1 for the cluster's current phase."
         );
         let _ = writeln!(out, "# TYPE zkop_cluster_phase gauge");
-        for phase in Phase::ALL {
+        for phase in <Phase as strum::VariantArray>::VARIANTS.iter().copied() {
             let v = u8::from(phase.as_str() == status.phase);
             let _ = writeln!(
                 out,
@@ -98,7 +96,7 @@ impl Metrics {
             }
             let _ = writeln!(out, "# HELP zkop_step_duration_seconds Time spent carrying out steps, by kind.");
             let _ = writeln!(out, "# TYPE zkop_step_duration_seconds summary");
-            for kind in Step::KINDS {
+            for kind in <Step as strum::VariantNames>::VARIANTS.iter().copied() {
                 let (sum, count) = c.steps.get(kind).copied().unwrap_or((0.0, 0));
                 let _ = writeln!(
                     out,

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::moto::{Moto, create_group, create_table};
-use zkop::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LeaseState, LogStreamLedger};
+use zkop::adapters::LeaseState;
+use zkop::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger};
 use zkop::adapters::{Fleet, IdLedger, StateStore, StoreError};
 use zkop::model::{InstanceState, Persisted};
 

@@ -258,8 +258,8 @@ pub struct MemberStatus {
     pub address: String,
     /// Client port.
     pub client_port: u16,
-    /// `leader`, `follower`, `observer`, `joining` or `down`.
-    pub role: String,
+    /// What it is now, as `zkop status` shows it.
+    pub role: StatusRole,
     /// Its role in the committed config, if listed.
     pub config_role: Option<MemberRole>,
     /// Last zxid seen.
@@ -277,6 +277,53 @@ pub struct MemberStatus {
     /// fleet says (`lt-0abc:3`).
     #[serde(default)]
     pub launch_template: Option<String>,
+}
+
+/// A member's role as `zkop status`, metrics and the page show it: its role
+/// in ZooKeeper when it serves, else where it stands.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::Display,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum StatusRole {
+    /// Serving as the leader.
+    Leader,
+    /// Serving as a voter that follows.
+    Follower,
+    /// Serving as a non-voting observer.
+    Observer,
+    /// Serving, not yet in the committed config.
+    Joining,
+    /// Leaving: out of the config or on its way out; its instance goes next.
+    Leaving,
+    /// Not serving (or not reporting).
+    Down,
+}
+
+impl StatusRole {
+    /// The word status shows (`leader`).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl PartialEq<&str> for StatusRole {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// Something the controller did or saw.

@@ -1,11 +1,17 @@
-//! The controller's ports: small traits for the fleet, the id ledger and the
-//! state store, with adapters beside them (`local/` now, `aws/` next).
+//! The controller's ports, all declared here: [`Fleet`], [`IdLedger`],
+//! [`StateStore`] and [`Lease`] (with [`LeaseState`]). Their adapters sit
+//! beside them: `aws/` (Auto Scaling + EC2, CloudWatch Logs, DynamoDB),
+//! `local/` (processes on loopback, files) and `memory` (for tests).
+//! Adapters never import the controller or the planner.
 
 pub mod aws;
 pub mod local;
+pub mod memory;
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use zkop_spec::zk::ServerId;
 
@@ -138,4 +144,61 @@ pub trait StateStore: Send + Sync {
     /// Replaces the stored state if it is still at `state.store_version`;
     /// returns the new version.
     fn save(&self, state: &Persisted) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// What this controller is after a lease round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// It holds the lease under this epoch.
+    Leader {
+        /// The epoch every desired state carries.
+        epoch: u64,
+    },
+    /// Another controller holds it.
+    Follower {
+        /// The holder's API URL, for the 503s this controller answers.
+        leader_url: Option<String>,
+    },
+}
+
+/// The leader lease: at most one controller holds it at a time.
+pub trait Lease: Send + Sync {
+    /// How long the lease lasts after a round that holds it.
+    fn ttl(&self) -> Duration;
+    /// Takes, renews or observes the lease at `now_ms` (ms since the Unix epoch).
+    fn round(&self, now_ms: u64) -> impl Future<Output = Result<LeaseState, StoreError>> + Send;
+}
+
+impl<T: Lease> Lease for Arc<T> {
+    fn ttl(&self) -> Duration {
+        self.as_ref().ttl()
+    }
+
+    fn round(&self, now_ms: u64) -> impl Future<Output = Result<LeaseState, StoreError>> + Send {
+        self.as_ref().round(now_ms)
+    }
+}
+
+impl<T: IdLedger> IdLedger for Arc<T> {
+    fn claim(
+        &self,
+        instance: &str,
+        recorded: &BTreeSet<ServerId>,
+    ) -> impl Future<Output = Result<Claim, LedgerError>> + Send {
+        self.as_ref().claim(instance, recorded)
+    }
+
+    fn release(&self, id: ServerId) -> impl Future<Output = Result<(), LedgerError>> + Send {
+        self.as_ref().release(id)
+    }
+}
+
+impl<T: StateStore> StateStore for Arc<T> {
+    fn load(&self) -> impl Future<Output = Result<Option<Persisted>, StoreError>> + Send {
+        self.as_ref().load()
+    }
+
+    fn save(&self, state: &Persisted) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.as_ref().save(state)
+    }
 }

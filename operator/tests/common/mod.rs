@@ -726,7 +726,7 @@ impl Sample {
 /// Probes every endpoint (`srvr` and the config) once.
 pub async fn sample(endpoints: &[String]) -> Sample {
     use zkop_spec::zk::ServerMode;
-    let at_ms = zkop::controller::now_ms();
+    let at_ms = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
     let mut probes = Vec::new();
     for e in endpoints {
         if let Ok(p) = zkop_zk::probe::probe(e).await

@@ -9,22 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::adapters::StoreError;
-
-/// What this controller is after a lease round.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseState {
-    /// It holds the lease under this epoch.
-    Leader {
-        /// The epoch every desired state carries.
-        epoch: u64,
-    },
-    /// Another controller holds it.
-    Follower {
-        /// The holder's API URL, for the 503s this controller answers.
-        leader_url: Option<String>,
-    },
-}
+use crate::adapters::{Lease, LeaseState, StoreError};
 
 /// A leader lease in a DynamoDB table whose hash key is the string `pk`.
 #[derive(Debug, Clone)]
@@ -134,5 +119,15 @@ impl DynamoLease {
             }
             Err(e) => Err(io("PutItem", super::describe(&e))),
         }
+    }
+}
+
+impl Lease for DynamoLease {
+    fn ttl(&self) -> Duration {
+        DynamoLease::ttl(self)
+    }
+
+    async fn round(&self, now_ms: u64) -> Result<LeaseState, StoreError> {
+        DynamoLease::round(self, now_ms).await
     }
 }

@@ -11,7 +11,7 @@ mod store;
 
 pub use fleet::{AsgFleet, CLUSTER_TAG, SERVER_ID_TAG, instance_state};
 pub use ids::LogStreamLedger;
-pub use lease::{DynamoLease, LeaseState};
+pub use lease::DynamoLease;
 pub use store::DynamoStore;
 
 use aws_config::BehaviorVersion;

@@ -1,7 +1,8 @@
-//! What `zkop local up` and `zkop run` share: the API listener and `api.json`,
-//! the HTTP server and the reconcile loop as tasks, and an orderly stop on
-//! SIGINT or SIGTERM.
+//! The one start-up path of `zkop local up` and `zkop run`: the state
+//! directory and its secrets, the API listener and `api.json`, the HTTP server
+//! and the reconcile loop as tasks, and an orderly stop on SIGINT or SIGTERM.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,9 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::adapters::{Fleet, IdLedger, StateStore};
-use crate::controller::{Controller, Shared};
-use crate::leadership::Leadership;
-use crate::status::ApiFile;
+use crate::cli::client::ApiFile;
+use crate::controller::{Controller, Leadership, Shared};
 
 /// The API's listener, bound, and its URL written to `DIR/api.json`.
 pub struct Api {
@@ -43,7 +43,7 @@ impl Api {
             url: url.clone(),
             token_file: token_file.to_path_buf(),
         };
-        crate::adapters::local::write_atomic(&api_file, &serde_json::to_vec_pretty(&f)?, 0o644)?;
+        zkop_runtime::files::write_atomic(&api_file, &serde_json::to_vec_pretty(&f)?, 0o644)?;
         Ok(Api {
             listener,
             url,
@@ -117,4 +117,64 @@ impl Running {
         let _ = self.server.await;
         let _ = std::fs::remove_file(&self.api_file);
     }
+}
+
+/// The state directory (created, absolute) and the paths of its secrets.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The API token's file (0600).
+    pub token_file: PathBuf,
+    /// ZooKeeper's super-user password's file (0600).
+    pub password_file: PathBuf,
+}
+
+impl StateDir {
+    /// Creates `dir` (private: it holds secrets and, locally, every instance's data).
+    pub fn create(dir: &Path) -> anyhow::Result<StateDir> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        Ok(StateDir {
+            token_file: dir.join("token"),
+            password_file: dir.join("super-password"),
+            dir,
+        })
+    }
+
+    /// The API token, with both secrets made (random, 0600) where missing.
+    pub fn ensure_secrets(&self) -> anyhow::Result<String> {
+        use zkop_runtime::secrets::ensure_secret;
+        ensure_secret(&self.password_file)
+            .with_context(|| self.password_file.display().to_string())?;
+        ensure_secret(&self.token_file).with_context(|| self.token_file.display().to_string())
+    }
+}
+
+/// Serves `shared` on `api` and runs `controller` until SIGINT or SIGTERM;
+/// then stops the loop, runs `after_loop` (local mode stops its processes
+/// there) while the API still answers, and stops the server.
+pub async fn serve_until_signalled<F, L, S, E>(
+    api: Api,
+    shared: Arc<Shared>,
+    controller: Controller<F, L, S, E>,
+    stopping: &str,
+    after_loop: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    F: Fleet + 'static,
+    L: IdLedger + 'static,
+    S: StateStore + 'static,
+    E: Leadership + 'static,
+{
+    let mut running = start(api, shared, controller);
+    until_signalled().await?;
+    eprintln!("zkop: {stopping}");
+    running.stop_loop().await;
+    after_loop.await;
+    running.finish().await;
+    Ok(())
 }

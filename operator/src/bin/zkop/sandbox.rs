@@ -12,13 +12,13 @@ use tracing::{info, warn};
 
 use zkop_spec::cluster::Fleet as FleetSpec;
 
-use crate::adapters::Fleet;
-use crate::adapters::aws::{AsgFleet, sdk_config};
-use crate::adapters::local::fleet_support::parse_network;
-use crate::adapters::local::{AgentCommand, AgentProcesses, AgentSecrets, free_address};
-use crate::local::{InputError, load_spec, state_dir_for};
-use crate::model::InstanceState;
-use crate::status::read_api_file;
+use zkop::adapters::Fleet;
+use zkop::adapters::aws::{AsgFleet, sdk_config};
+use zkop::adapters::local::fleet_support::parse_network;
+use zkop::adapters::local::{AgentCommand, AgentProcesses, AgentSecrets, free_address};
+use zkop::cli::client::read_api_file;
+use zkop::cli::input::{InputError, load_spec, state_dir_for};
+use zkop::model::InstanceState;
 
 /// Options of `zkop sandbox fleet`.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
     // Every address ever handed out: an instance's address is never reused.
     let mut addresses: BTreeMap<String, String> = BTreeMap::new();
     let mut lost: BTreeSet<String> = BTreeSet::new();
-    let stop = crate::serve::until_signalled();
+    let stop = zkop::cli::serve::until_signalled();
     tokio::pin!(stop);
     loop {
         match fleet.observe().await {

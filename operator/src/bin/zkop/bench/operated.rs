@@ -9,8 +9,8 @@ use tokio::process::{Child, Command};
 use zkop_spec::wire::StatusReply;
 
 use super::{BenchError, BenchOptions, io, wait_for};
-use crate::local;
-use crate::status::{fetch, read_api_file, request_replace, request_roll};
+use zkop::cli::client::{fetch, read_api_file, request_replace, request_roll};
+use zkop::cli::local;
 
 /// The zkop run's times.
 pub struct Measured {
@@ -196,7 +196,7 @@ impl Session {
 
     /// `zkop roll`: to the roll-out finished.
     pub async fn rolling_restart(&self) -> Result<Duration, BenchError> {
-        let from = crate::controller::now_ms();
+        let from = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
         let started = Instant::now();
         request_roll(&self.url, &self.token_file).await?;
         self.wait("the roll-out finished", |s| {
@@ -235,7 +235,7 @@ impl Session {
                 .filter(|m| m.role == "follower")
                 .take(lost - 1),
         );
-        let killed_at = crate::controller::now_ms();
+        let killed_at = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
         for m in victims {
             local::kill(&self.state_dir, &m.instance)
                 .map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -248,7 +248,7 @@ impl Session {
                     && settled(s, n, 0)
             })
             .await?;
-        let done_at = crate::controller::now_ms();
+        let done_at = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
         let detected_at = after
             .events
             .iter()

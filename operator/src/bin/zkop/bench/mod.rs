@@ -16,10 +16,10 @@ use std::time::Duration;
 use serde::Serialize;
 use zkop_spec::ValidatedCluster;
 
-use crate::status::StatusError;
+use zkop::cli::client::StatusError;
 
 /// The spec both sides use: the local example, under its own name.
-const SPEC: &str = include_str!("../../../examples/local-3.yaml");
+const SPEC: &str = include_str!("../../../../../examples/local-3.yaml");
 
 /// How long any one wait of the bench may take before it gives up.
 const WAIT_LIMIT: Duration = Duration::from_secs(180);
@@ -310,9 +310,9 @@ pub async fn aws_call_rates(
     token_file: &std::path::Path,
     window: Duration,
 ) -> Result<Vec<CallRate>, BenchError> {
-    let before = parse_calls(&crate::status::metrics(url, token_file).await?);
+    let before = parse_calls(&zkop::cli::client::metrics(url, token_file).await?);
     tokio::time::sleep(window).await;
-    let after = parse_calls(&crate::status::metrics(url, token_file).await?);
+    let after = parse_calls(&zkop::cli::client::metrics(url, token_file).await?);
     let per_minute = 60.0 / window.as_secs_f64();
     let mut rates: Vec<CallRate> = after
         .iter()

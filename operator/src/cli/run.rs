@@ -8,19 +8,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use rand::RngCore;
 use tracing::info;
 
 use zkop_spec::cluster::{Fleet, Ids};
 
+use super::input::{InputError, load_spec, state_dir_for};
+use super::serve::{self, StateDir};
 use crate::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger, sdk_config};
-use crate::controller::{Controller, Shared, SpecFile};
-use crate::leadership::LeaseKeeper;
-use crate::local::{InputError, load_spec, state_dir_for};
+use crate::controller::{Controller, LeaseKeeper, Shared, SpecFile};
 use crate::model::Persisted;
-use crate::secrets::{self, ensure_secret};
-use crate::serve;
+use zkop_runtime::secrets;
 
 /// How long the leader lease lasts without a renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
@@ -50,25 +49,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         )));
     };
     let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
+    let state_dir = StateDir::create(&dir)?;
+    let dir = state_dir.dir.clone();
     let sdk = sdk_config(Some(aws.region.clone())).await;
-    let token_file = dir.join("token");
-    let password_file = dir.join("super-password");
+    let token_file = state_dir.token_file.clone();
     let token = match &spec.secrets_parameter {
         // Shared by every controller and agent; a 0600 copy serves the CLI here.
         Some(name) => {
-            let s = secrets::from_ssm(&sdk, name)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            let s = secrets::from_ssm(&crate::adapters::aws::calls::ssm(&sdk), name).await?;
             secrets::write_secret(&token_file, &s.api_token)?;
-            secrets::write_secret(&password_file, &s.super_password)?;
+            secrets::write_secret(&state_dir.password_file, &s.super_password)?;
             s.api_token
         }
-        None => {
-            ensure_secret(&password_file).with_context(|| password_file.display().to_string())?;
-            ensure_secret(&token_file).with_context(|| token_file.display().to_string())?
-        }
+        None => state_dir.ensure_secrets()?,
     };
 
     let api = serve::Api::bind(opts.api, opts.advertise_url.clone(), &dir, &token_file).await?;
@@ -110,11 +103,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ledger,
         store,
         Some(SpecFile::new(opts.spec.clone(), text)),
-        LeaseKeeper::new(lease),
+        LeaseKeeper::new(lease, shared.clock.clone()),
     );
-    let running = serve::start(api, shared, controller);
-    serve::until_signalled().await?;
-    eprintln!("zkop: stopping this controller; the ensemble keeps running");
-    running.finish().await;
-    Ok(())
+    serve::serve_until_signalled(
+        api,
+        shared,
+        controller,
+        "stopping this controller; the ensemble keeps running",
+        async {},
+    )
+    .await
 }

@@ -1,13 +1,19 @@
 //! Who may act: exactly one controller per cluster. Local mode has one
-//! controller and always leads; on AWS a DynamoDB lease decides, renewed every
-//! third of its time to live, and a controller that cannot renew stops acting
-//! before its lease can have expired.
+//! controller and always leads; on AWS a lease decides, renewed every third of
+//! its time to live, and a controller that cannot renew stops acting before
+//! its lease can have expired. Ages are counted on the controller's clock.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::adapters::StoreError;
-use crate::adapters::aws::{DynamoLease, LeaseState};
+use tokio::time::Instant;
+
+use crate::adapters::{Lease, LeaseState, StoreError};
+use crate::clock::SharedClock;
+
+/// How long before its lease runs out a controller that cannot renew stops
+/// acting.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Answers "do I lead, and under which epoch?" before every pass.
 pub trait Leadership: Send {
@@ -29,30 +35,37 @@ impl Leadership for AlwaysLeader {
     }
 }
 
-/// A DynamoDB lease, renewed only as often as needed.
-pub struct LeaseKeeper {
-    lease: DynamoLease,
+/// A lease, renewed only as often as needed.
+pub struct LeaseKeeper<L> {
+    lease: L,
+    clock: SharedClock,
     held: Option<(u64, Instant)>,
 }
 
-impl LeaseKeeper {
-    /// Keeps `lease`.
-    pub fn new(lease: DynamoLease) -> Self {
-        Self { lease, held: None }
+impl<L: Lease> LeaseKeeper<L> {
+    /// Keeps `lease`, counting its age on `clock`.
+    pub fn new(lease: L, clock: SharedClock) -> Self {
+        Self {
+            lease,
+            clock,
+            held: None,
+        }
     }
 }
 
-impl Leadership for LeaseKeeper {
+impl<L: Lease> Leadership for LeaseKeeper<L> {
     async fn check(&mut self, now_ms: u64) -> Result<LeaseState, StoreError> {
         let ttl = self.lease.ttl();
+        let age =
+            |renewed: Instant, clock: &SharedClock| clock.now().saturating_duration_since(renewed);
         if let Some((epoch, renewed)) = self.held
-            && renewed.elapsed() < ttl / 3
+            && age(renewed, &self.clock) < ttl / 3
         {
             return Ok(LeaseState::Leader { epoch });
         }
         match self.lease.round(now_ms).await {
             Ok(LeaseState::Leader { epoch }) => {
-                self.held = Some((epoch, Instant::now()));
+                self.held = Some((epoch, self.clock.now()));
                 Ok(LeaseState::Leader { epoch })
             }
             Ok(other) => {
@@ -62,7 +75,7 @@ impl Leadership for LeaseKeeper {
             Err(e) => {
                 // Could not renew: keep leading only while the lease surely holds.
                 match self.held {
-                    Some((epoch, renewed)) if renewed.elapsed() + Duration::from_secs(2) < ttl => {
+                    Some((epoch, renewed)) if age(renewed, &self.clock) + LEASE_MARGIN < ttl => {
                         Ok(LeaseState::Leader { epoch })
                     }
                     _ => {

@@ -178,7 +178,7 @@ pub fn render_table(s: &StatusReply) -> String {
             m.instance,
             m.address,
             m.client_port,
-            m.role,
+            m.role.as_str(),
             m.zxid.map(|z| z.to_string()).unwrap_or_else(|| "-".into()),
             m.zxid_lag
                 .map(|l| l.to_string())
@@ -192,17 +192,17 @@ pub fn render_table(s: &StatusReply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zkop_spec::wire::MemberStatus;
+    use zkop_spec::wire::{MemberStatus, StatusRole};
     use zkop_spec::zk::ServerId;
 
     #[test]
     fn the_table_lines_up_its_columns() {
-        let member = |id: u64, role: &str| MemberStatus {
+        let member = |id: u64, role: StatusRole| MemberStatus {
             id: ServerId(id),
             instance: format!("i-{id:04}"),
             address: format!("127.0.10.{id}"),
             client_port: 2181,
-            role: role.into(),
+            role,
             config_role: None,
             zxid: None,
             zxid_lag: None,
@@ -215,7 +215,10 @@ mod tests {
             phase: "Running".into(),
             reason: "ok".into(),
             config_version: None,
-            members: vec![member(1, "leader"), member(12, "follower")],
+            members: vec![
+                member(1, StatusRole::Leader),
+                member(12, StatusRole::Follower),
+            ],
             events: vec![],
             last_error: None,
         };

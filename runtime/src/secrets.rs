@@ -1,5 +1,5 @@
-//! Per-cluster secrets kept in the state directory (0600): the API token and
-//! ZooKeeper's super-user password.
+//! The cluster's secrets: the API token and ZooKeeper's super-user password,
+//! kept in private files (0600) or read from an SSM SecureString parameter.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -38,33 +38,59 @@ pub fn ensure_secret(path: &Path) -> std::io::Result<String> {
     Ok(secret)
 }
 
-/// Reads the cluster's secrets from an SSM SecureString parameter.
+/// Why the cluster's secrets could not be read from SSM.
+#[derive(Debug, thiserror::Error)]
+pub enum SsmSecretsError {
+    /// The call failed.
+    #[error("reading SSM parameter {name}: {reason}")]
+    Call {
+        /// The parameter.
+        name: String,
+        /// The SDK's words.
+        reason: String,
+    },
+    /// The parameter has no value, or not the secrets' JSON.
+    #[error("SSM parameter {name}: {reason}")]
+    Value {
+        /// The parameter.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Reads the cluster's secrets from an SSM SecureString parameter through
+/// `client` (built by the caller, which may count its calls).
 pub async fn from_ssm(
-    config: &aws_config::SdkConfig,
+    client: &aws_sdk_ssm::Client,
     name: &str,
-) -> Result<ClusterSecrets, String> {
-    let out = crate::adapters::aws::calls::ssm(config)
+) -> Result<ClusterSecrets, SsmSecretsError> {
+    let out = client
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "reading SSM parameter {name}: {}",
-                crate::adapters::aws::describe(&e)
-            )
+        .map_err(|e| SsmSecretsError::Call {
+            name: name.to_string(),
+            reason: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
         })?;
     let value = out
         .parameter()
         .and_then(|p| p.value())
-        .ok_or_else(|| format!("SSM parameter {name} has no value"))?;
-    ClusterSecrets::parse(value).map_err(|e| format!("SSM parameter {name}: {e}"))
+        .ok_or_else(|| SsmSecretsError::Value {
+            name: name.to_string(),
+            reason: "no value".into(),
+        })?;
+    ClusterSecrets::parse(value).map_err(|e| SsmSecretsError::Value {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes a secret to `path` (0600), replacing what was there.
 pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
-    crate::adapters::local::write_atomic(path, format!("{secret}\n").as_bytes(), 0o600)
+    crate::files::write_atomic(path, format!("{secret}\n").as_bytes(), 0o600)
 }
 
 #[cfg(test)]

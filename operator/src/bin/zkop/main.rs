@@ -6,10 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use zkop::local::{self, InputError, UpOptions};
-use zkop::run::RunOptions;
-use zkop::sandbox::SimulatorOptions;
-use zkop::status;
+mod bench;
+mod sandbox;
+
+use sandbox::SimulatorOptions;
+use zkop::cli::client as status;
+use zkop::cli::input::{self, InputError};
+use zkop::cli::local::{self, UpOptions};
+use zkop::cli::run::RunOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -130,7 +134,7 @@ impl ControllerArgs {
         Ok(match (self.api, self.token_file) {
             (Some(u), Some(t)) => (u, t),
             _ => {
-                let dir = local::find_state_dir(self.state_dir)?;
+                let dir = input::find_state_dir(self.state_dir)?;
                 let f = status::read_api_file(&dir)?;
                 (f.url, f.token_file)
             }
@@ -205,20 +209,13 @@ enum LocalCommand {
 }
 
 fn init_logs() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    zkop_runtime::logging::init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Validate { file } => {
-            let (spec, _) = local::load_spec(&file)?;
+            let (spec, _) = input::load_spec(&file)?;
             println!("{}: valid: {}", file.display(), spec.summary());
         }
         Command::Schema => {
@@ -251,7 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             advertise_url,
         } => {
             init_logs();
-            zkop::run::run(RunOptions {
+            zkop::cli::run::run(RunOptions {
                 spec: file,
                 state_dir,
                 api,
@@ -267,11 +264,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             controllers,
         }) => {
             init_logs();
-            zkop::sandbox::simulate(SimulatorOptions {
+            sandbox::simulate(SimulatorOptions {
                 spec: file,
                 state_dir,
                 network,
-                agent_bin: local::agent_binary(agent_bin)?,
+                agent_bin: input::agent_binary(agent_bin)?,
                 controllers,
             })
             .await?;
@@ -280,7 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             instance,
         }) => {
-            let dir = local::find_state_dir(state_dir)?;
+            let dir = input::find_state_dir(state_dir)?;
             println!("{}", local::kill(&dir, &instance)?);
         }
         Command::Cf(CfCommand::Render { format }) => {
@@ -299,11 +296,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let (url, token_file) = controller.resolve()?;
             let window = std::time::Duration::from_secs(window_seconds.max(1));
-            let rates = zkop::bench::aws_call_rates(&url, &token_file, window).await?;
+            let rates = bench::aws_call_rates(&url, &token_file, window).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rates)?);
             } else {
-                print!("{}", zkop::bench::render_rates(&rates, window));
+                print!("{}", bench::render_rates(&rates, window));
             }
         }
         Command::Bench {
@@ -316,25 +313,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => {
             if let Some(missing) = java.missing_zookeeper() {
-                return Err(local::InputError::Usage(missing).into());
+                return Err(input::InputError::Usage(missing).into());
             }
             for n in [&network, &hand_network] {
                 local::parse_network(n)
-                    .map_err(|e| local::InputError::Usage(format!("--network {n}: {e}")))?;
+                    .map_err(|e| input::InputError::Usage(format!("--network {n}: {e}")))?;
             }
-            let opts = zkop::bench::BenchOptions {
+            let opts = bench::BenchOptions {
                 zkop_network: network,
                 hand_network,
-                agent_bin: Some(local::agent_binary(agent_bin)?),
+                agent_bin: Some(input::agent_binary(agent_bin)?),
                 java: java.java,
                 classpath: java.zookeeper_classpath,
                 quick,
             };
-            let figures = zkop::bench::run(&opts).await?;
+            let figures = bench::run(&opts).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&figures)?);
             } else {
-                print!("{}", zkop::bench::render(&figures));
+                print!("{}", bench::render(&figures));
             }
         }
         Command::Roll { controller } => {

@@ -11,96 +11,20 @@ use anyhow::{Context, bail};
 use tracing::info;
 
 use zkop_spec::cluster::Fleet;
-use zkop_spec::{SpecError, ValidatedCluster};
 
+use super::input::{InputError, agent_binary, load_spec, state_dir_for};
+use super::serve::{self, StateDir};
 use crate::adapters::StateStore;
 pub use crate::adapters::local::fleet_support::parse_network;
 use crate::adapters::local::fleet_support::{kill_server_of, process_is};
 use crate::adapters::local::{
     AgentCommand, AgentSecrets, FileLedger, FileStore, LocalFleet, read_fleet_file,
 };
-use crate::controller::{Controller, Shared, SpecFile};
-use crate::leadership::AlwaysLeader;
+use crate::controller::{AlwaysLeader, Controller, Shared, SpecFile};
 use crate::model::Persisted;
-use crate::secrets::ensure_secret;
-use crate::serve;
 
 /// The default loopback range for agents.
 pub const DEFAULT_NETWORK: &str = "127.0.10.0/24";
-
-/// Refusals of bad input, before anything is started or changed (exit code 2).
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    /// The spec file is invalid.
-    #[error("{path}:\n{error}")]
-    Spec {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        error: SpecError,
-    },
-    /// A flag or the spec does not fit this command.
-    #[error("{0}")]
-    Usage(String),
-}
-
-/// Reads and validates a spec file.
-pub fn load_spec(path: &Path) -> anyhow::Result<(ValidatedCluster, String)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::Usage(format!("{}: {e}", path.display())))?;
-    let spec = zkop_spec::parse_spec(&text).map_err(|error| InputError::Spec {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    Ok((spec, text))
-}
-
-/// The state directory: the flag, or `.zkop/<metadata.name>`.
-pub fn state_dir_for(flag: Option<PathBuf>, name: &str) -> PathBuf {
-    flag.unwrap_or_else(|| PathBuf::from(".zkop").join(name))
-}
-
-/// Resolves `--state-dir` for commands without a spec: the flag, or the only
-/// cluster under `.zkop/`.
-pub fn find_state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(d) = flag {
-        return Ok(d);
-    }
-    let dirs: Vec<PathBuf> = std::fs::read_dir(".zkop")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect()
-        })
-        .unwrap_or_default();
-    match dirs.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!(InputError::Usage(
-            "no cluster under .zkop/: pass --state-dir DIR".into()
-        )),
-        _ => bail!(InputError::Usage(
-            "several clusters under .zkop/: pass --state-dir DIR".into()
-        )),
-    }
-}
-
-/// The `zkop-agent` binary: the flag, `$ZKOP_AGENT_BIN`, or the one beside `zkop`.
-pub fn agent_binary(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let path = match flag.or_else(|| std::env::var_os("ZKOP_AGENT_BIN").map(PathBuf::from)) {
-        Some(p) => p,
-        None => std::env::current_exe()
-            .context("locating the zkop binary")?
-            .with_file_name("zkop-agent"),
-    };
-    if !path.is_file() {
-        bail!(InputError::Usage(format!(
-            "zkop-agent not found at {} (build it with `cargo build --workspace`, or pass --agent-bin)",
-            path.display()
-        )));
-    }
-    Ok(path)
-}
 
 /// Holds an exclusive lock on the state directory while `local up` runs.
 fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -167,14 +91,15 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             spec.name
         )));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
+    let state = StateDir::create(&dir)?;
+    let dir = state.dir.clone();
     let _lock = lock_state_dir(&dir)?;
-
-    let token_file = dir.join("token");
-    let password_file = dir.join("super-password");
-    let token = ensure_secret(&token_file).with_context(|| token_file.display().to_string())?;
-    ensure_secret(&password_file).with_context(|| password_file.display().to_string())?;
+    let token = state.ensure_secrets()?;
+    let StateDir {
+        token_file,
+        password_file,
+        ..
+    } = state;
     let mut persisted = store.load().await?.unwrap_or_else(|| Persisted {
         cluster: spec.name.clone(),
         ..Persisted::default()
@@ -215,12 +140,14 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             epoch: persisted.epoch,
         },
     );
-    let mut running = serve::start(api, shared, controller);
-    serve::until_signalled().await?;
-    eprintln!("zkop: stopping (a stop, not a scale-in: every member stays in the config)");
-    running.stop_loop().await;
-    fleet.stop_all().await;
-    running.finish().await;
+    serve::serve_until_signalled(
+        api,
+        shared,
+        controller,
+        "stopping (a stop, not a scale-in: every member stays in the config)",
+        fleet.stop_all(),
+    )
+    .await?;
     eprintln!("zkop: stopped");
     Ok(())
 }

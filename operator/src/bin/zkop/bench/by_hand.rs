@@ -17,7 +17,7 @@ use zkop_zk::jvm::JvmCommand;
 use zkop_zk::probe::probe;
 
 use super::{BenchError, BenchOptions, io, wait_for};
-use crate::adapters::local::fleet_support::parse_network;
+use zkop::adapters::local::fleet_support::parse_network;
 
 const PASSWORD: &str = "bench";
 

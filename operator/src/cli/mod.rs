@@ -1,0 +1,10 @@
+//! The commands' side of the controller: input loading and its refusals
+//! (`input`), one start-up path that `zkop local up` (`local`) and `zkop run`
+//! (`run`) share (`serve`: secrets, the API, the loop, an orderly stop), and
+//! the client that `zkop status`, `roll` and `replace` use (`client`).
+
+pub mod client;
+pub mod input;
+pub mod local;
+pub mod run;
+pub mod serve;

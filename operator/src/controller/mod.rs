@@ -1,0 +1,260 @@
+//! The controller: the reconcile loop, modelled on kube-runtime's controller.
+//! One pass: lead (or follow) -> follow the spec file -> observe (fleet, agent
+//! reports, persisted state; I/O) -> plan (pure) -> act on the first step
+//! (I/O) -> persist -> requeue. `reconcile` returns a [`Requeue`]; errors go
+//! through [`error_policy`], which backs off.
+//!
+//! Rooms: `requeue` (when the next pass runs, the error policy), `observe`
+//! (report cache and leader clock -> [`Observed`](crate::model::Observed)),
+//! `state` (what the loop and the API share), `status_view` (a pure status),
+//! `spec_file` (live spec edits), `test_points` (crash tests). Time comes from
+//! the [`Clock`](crate::clock::Clock) in [`Shared`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::act::act;
+use crate::adapters::{Fleet, FleetView, IdLedger, LeaseState, StateStore, StoreError};
+use crate::model::Persisted;
+use crate::plan::{Phase, Step, plan};
+
+mod leadership;
+mod observe;
+mod requeue;
+mod spec_file;
+mod state;
+mod status_view;
+mod test_points;
+#[cfg(test)]
+mod tests;
+
+pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper};
+pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
+pub use requeue::{BACKOFF_FIRST, BACKOFF_MAX, Backoff, ReconcileError, Requeue, error_policy};
+pub use spec_file::SpecFile;
+pub use state::{MAX_EVENTS, ReplaceRefused, Shared};
+pub use status_view::{STATUS_FRESH, StatusInput, status_role, status_view};
+pub use test_points::TestPoints;
+
+/// The controller: the loop and its adapters.
+pub struct Controller<F, L, S, E> {
+    /// State shared with the API.
+    pub shared: Arc<Shared>,
+    /// The fleet.
+    pub fleet: Arc<F>,
+    /// The id ledger.
+    pub ledger: L,
+    /// The state store.
+    pub store: S,
+    /// The spec file to follow, if any.
+    pub spec_file: Option<SpecFile>,
+    /// Decides whether this controller may act.
+    pub leadership: E,
+    /// The epoch this controller leads under, while it leads.
+    epoch: Option<u64>,
+    /// When this controller began observing (under its current epoch).
+    started: Instant,
+    test_points: TestPoints,
+    /// The fleet as last observed while the cluster was Running with nothing
+    /// to do, and when: reused for `IDLE_FLEET_REFRESH`.
+    idle_view: Option<(FleetView, Instant)>,
+}
+
+/// How often an idle controller asks the fleet (every pass otherwise): the
+/// agents' one-second reports still show a lost member at once, and on AWS
+/// this keeps the steady state at about 12 `DescribeAutoScalingGroups` a
+/// minute instead of 120.
+pub const IDLE_FLEET_REFRESH: Duration = Duration::from_secs(5);
+
+impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E> {
+    /// A controller over these adapters.
+    pub fn new(
+        shared: Arc<Shared>,
+        fleet: Arc<F>,
+        ledger: L,
+        store: S,
+        spec_file: Option<SpecFile>,
+        leadership: E,
+    ) -> Self {
+        Self {
+            fleet,
+            ledger,
+            store,
+            spec_file,
+            leadership,
+            epoch: None,
+            started: shared.clock.now(),
+            test_points: TestPoints::from_env(),
+            idle_view: None,
+            shared,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.shared.clock.now()
+    }
+
+    /// Leads or follows; on taking over, adopts the stored state under the new epoch.
+    async fn lead(&mut self) -> Result<bool, ReconcileError> {
+        match self.leadership.check(self.shared.clock.wall_ms()).await? {
+            LeaseState::Leader { epoch } => {
+                if self.epoch != Some(epoch) {
+                    let name = self.shared.spec().name;
+                    let mut p = self.store.load().await?.unwrap_or_else(|| Persisted {
+                        cluster: name.clone(),
+                        ..Persisted::default()
+                    });
+                    if p.epoch < epoch {
+                        p.epoch = epoch;
+                        p.store_version = self.store.save(&p).await?;
+                    }
+                    self.shared.commit(p);
+                    self.shared.set_follower_of(None);
+                    // Observations made under another leader are not trusted.
+                    let now = self.now();
+                    self.started = now;
+                    self.shared.lock().reports.restart_leader_clock(now);
+                    self.epoch = Some(epoch);
+                    self.shared.event(
+                        "leader",
+                        format!("leading cluster {name} with epoch {epoch}"),
+                    );
+                }
+                Ok(true)
+            }
+            LeaseState::Follower { leader_url } => {
+                if self.epoch.take().is_some()
+                    || self.shared.follower_of() != Some(leader_url.clone())
+                {
+                    info!(leader = ?leader_url, "following");
+                }
+                self.shared.set_follower_of(Some(leader_url));
+                Ok(false)
+            }
+        }
+    }
+
+    /// One pass: observe, plan, act on the first step, persist.
+    pub async fn reconcile(&mut self) -> Result<Requeue, ReconcileError> {
+        self.shared.metrics.pass();
+        if !self.lead().await? {
+            return Ok(Requeue::after(Duration::from_secs(2)));
+        }
+        if let Some(f) = self.spec_file.as_mut() {
+            f.poll(&self.shared);
+        }
+        let cached = self
+            .idle_view
+            .as_ref()
+            .filter(|(_, at)| self.now().saturating_duration_since(*at) < IDLE_FLEET_REFRESH)
+            .map(|(v, _)| v.clone());
+        let fresh = cached.is_none();
+        let view = match cached {
+            Some(v) => v,
+            None => self.fleet.observe().await?,
+        };
+        let (spec, persisted, observed) = self.shared.snapshot(view.clone());
+        let uptime = self.now().saturating_duration_since(self.started);
+        let plan = plan(&spec, &observed, &persisted, uptime);
+        // Losing and regaining the leader are events; routine phases are not.
+        let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);
+        if let Some(before) = self.shared.set_plan(plan.clone())
+            && before != plan.phase
+            && (notable(before) || notable(plan.phase))
+        {
+            self.shared.event(
+                "phase",
+                format!(
+                    "{} -> {}: {}",
+                    before.as_str(),
+                    plan.phase.as_str(),
+                    plan.reason
+                ),
+            );
+        }
+        let Some(step) = plan.steps.first() else {
+            if plan.phase != Phase::Running {
+                self.idle_view = None;
+            } else if fresh {
+                self.idle_view = Some((view, self.now()));
+            }
+            return Ok(Requeue::after(Duration::from_millis(500)));
+        };
+        self.idle_view = None;
+        self.test_points.check(step, &persisted, false);
+        let t = self.now();
+        // A step's event is stamped when the step began: once its outcome is
+        // committed, agents act on it before the event is recorded.
+        let began_ms = self.shared.clock.wall_ms();
+        let outcome = act(
+            step,
+            &persisted,
+            &spec,
+            self.fleet.as_ref(),
+            &self.ledger,
+            observed.now_ms,
+        )
+        .await?;
+        self.test_points.check(step, &persisted, true);
+        if outcome.state != persisted {
+            let mut state = outcome.state;
+            match self.store.save(&state).await {
+                Ok(v) => state.store_version = v,
+                Err(e @ StoreError::Conflict { .. }) => {
+                    // Someone else wrote: adopt what is stored, then plan again.
+                    if let Some(stored) = self.store.load().await? {
+                        self.shared.commit(stored);
+                    }
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.shared.commit(state);
+        }
+        if *step == Step::BeginRoll {
+            self.shared.change(|s| s.requests.roll = false);
+        }
+        if let Step::ReplaceInstance { instance } = step {
+            self.shared.change(|s| {
+                s.requests.replace.remove(instance);
+            });
+        }
+        self.shared
+            .metrics
+            .step(step.kind(), self.now().saturating_duration_since(t));
+        self.shared.event_at(step.kind(), outcome.message, began_ms);
+        Ok(Requeue::soon())
+    }
+
+    /// Runs passes until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::default();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let (requeue, healthy) = match self.reconcile().await {
+                Ok(r) => {
+                    backoff = Backoff::default();
+                    self.shared.set_last_error(None);
+                    (r, true)
+                }
+                Err(e) => {
+                    self.shared
+                        .set_last_error(Some(format!("{} error: {e}", e.category())));
+                    (error_policy(&e, &mut backoff, &self.shared.metrics), false)
+                }
+            };
+            // News cuts the wait short, but never a backoff after an error.
+            tokio::select! {
+                _ = tokio::time::sleep(requeue.delay()) => {}
+                _ = self.shared.news.notified(), if healthy => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! When the next pass runs, and what a failed pass does: kube-runtime's
+//! `Action` and `error_policy`, as values the loop acts on.
+
+use std::time::Duration;
+
+use tracing::warn;
+
+use crate::act::ActError;
+use crate::adapters::{FleetError, StoreError};
+use crate::metrics::Metrics;
+
+/// When to run the next pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requeue {
+    after: Duration,
+}
+
+impl Requeue {
+    /// Work remains: run the next pass almost at once.
+    #[must_use]
+    pub fn soon() -> Self {
+        Self {
+            after: Duration::from_millis(100),
+        }
+    }
+
+    /// Nothing to do now: look again after `after` (agents report every second).
+    #[must_use]
+    pub fn after(after: Duration) -> Self {
+        Self { after }
+    }
+
+    /// The delay.
+    pub fn delay(self) -> Duration {
+        self.after
+    }
+}
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The fleet could not be observed (expected; retried).
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    /// A step failed (see [`ActError`]).
+    #[error(transparent)]
+    Act(#[from] ActError),
+    /// The new state could not be saved; the step's effect is re-planned.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ReconcileError {
+    /// A short category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Fleet(_) => "fleet",
+            ReconcileError::Act(e) => e.category(),
+            ReconcileError::Store(_) => "store",
+        }
+    }
+}
+
+/// The first wait after a failed pass.
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait after failed passes.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Backoff for failing passes: 500 ms doubling to 10 s, reset by a good pass.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: BACKOFF_FIRST,
+        }
+    }
+}
+
+/// What to do after a failed pass: count it, log it, back off.
+pub fn error_policy(err: &ReconcileError, backoff: &mut Backoff, metrics: &Metrics) -> Requeue {
+    metrics.error(err.category());
+    warn!(category = err.category(), error = %err, "reconcile failed; retrying");
+    let r = Requeue::after(backoff.next);
+    backoff.next = (backoff.next * 2).min(BACKOFF_MAX);
+    r
+}

@@ -1,0 +1,294 @@
+//! What the loop and the HTTP API share: the running spec, the persisted state
+//! and its revision (desired states are computed from them), the report cache,
+//! the people's requests, the last plan, the event log, and who leads.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+use zkop_spec::ValidatedCluster;
+use zkop_spec::wire::{AgentReport, DesiredNodeState, Event, StatusReply};
+
+use super::observe::{ReportCache, Requests};
+use super::status_view::{StatusInput, status_view};
+use crate::adapters::FleetView;
+use crate::clock::{SharedClock, system};
+use crate::desired::desired_for;
+use crate::metrics::Metrics;
+use crate::model::{Instance, Observed, Persisted};
+use crate::plan::{Phase, Plan};
+
+/// Events kept for `zkop status`.
+pub const MAX_EVENTS: usize = 50;
+
+pub(super) struct SharedState {
+    pub(super) spec: ValidatedCluster,
+    pub(super) persisted: Persisted,
+    revision: u64,
+    pub(super) reports: ReportCache,
+    instances: Vec<Instance>,
+    plan: Option<Plan>,
+    events: VecDeque<Event>,
+    /// `None` while this controller leads; otherwise the leader's URL, if known.
+    follower_of: Option<Option<String>>,
+    /// The last reconcile error, cleared by a good pass.
+    last_error: Option<String>,
+    pub(super) requests: Requests,
+}
+
+/// Why `zkop replace` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplaceRefused {
+    /// No member of the config runs on the instance.
+    #[error("no member of the config runs on instance {0}")]
+    NoMember(String),
+    /// The group's own policies size it, so the controller cannot add the
+    /// replacement's instance.
+    #[error(
+        "the group is scaled externally (spec.fleet.aws.scaling: external): terminate the instance through Auto Scaling instead; its termination hook holds it until its member has left the config"
+    )]
+    ExternallyScaled,
+}
+
+/// What the loop and the HTTP API share.
+pub struct Shared {
+    /// The API's bearer token.
+    pub token: String,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Where time comes from.
+    pub clock: SharedClock,
+    state: Mutex<SharedState>,
+    revision_tx: watch::Sender<u64>,
+    /// Wakes the loop early: an agent reported something new, or a person
+    /// asked for something.
+    pub(super) news: Notify,
+}
+
+impl Shared {
+    /// Shared state for a controller of `spec`, starting from `persisted`.
+    pub fn new(token: String, spec: ValidatedCluster, persisted: Persisted) -> Arc<Self> {
+        Self::with_clock(token, spec, persisted, system())
+    }
+
+    /// The same, on `clock`.
+    pub fn with_clock(
+        token: String,
+        spec: ValidatedCluster,
+        persisted: Persisted,
+        clock: SharedClock,
+    ) -> Arc<Self> {
+        // Revisions start at the wall clock so that they keep rising across restarts.
+        let revision = clock.wall_ms();
+        let (revision_tx, _) = watch::channel(revision);
+        let now = clock.now();
+        Arc::new(Self {
+            token,
+            metrics: Metrics::default(),
+            clock,
+            state: Mutex::new(SharedState {
+                spec,
+                persisted,
+                revision,
+                reports: ReportCache::new(now),
+                instances: Vec::new(),
+                plan: None,
+                events: VecDeque::new(),
+                follower_of: Some(None),
+                last_error: None,
+                requests: Requests::default(),
+            }),
+            revision_tx,
+            news: Notify::new(),
+        })
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The desired state of an instance's node, and the current revision.
+    pub fn desired(&self, instance: &str) -> DesiredNodeState {
+        let s = self.lock();
+        desired_for(&s.spec, &s.persisted, instance, s.revision)
+    }
+
+    /// Notified when the revision changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision_tx.subscribe()
+    }
+
+    /// `None` while this controller leads; otherwise the leader's URL, if known.
+    pub fn follower_of(&self) -> Option<Option<String>> {
+        self.lock().follower_of.clone()
+    }
+
+    pub(super) fn set_follower_of(&self, follower_of: Option<Option<String>>) {
+        self.lock().follower_of = follower_of;
+    }
+
+    /// Keeps an agent's report; news wakes the loop.
+    pub fn record_report(&self, report: AgentReport) {
+        let now = self.clock.now();
+        let news = self.lock().reports.record(report, now);
+        if news {
+            self.news.notify_one();
+        }
+    }
+
+    /// Records an event and logs it.
+    pub fn event(&self, kind: &str, message: String) {
+        self.event_at(kind, message, self.clock.wall_ms());
+    }
+
+    /// Records an event stamped `at_ms` and logs it.
+    pub(super) fn event_at(&self, kind: &str, message: String, at_ms: u64) {
+        let mut s = self.lock();
+        info!(cluster = %s.spec.name, kind, "{message}");
+        s.events.push_back(Event {
+            at_ms,
+            kind: kind.to_string(),
+            message,
+        });
+        while s.events.len() > MAX_EVENTS {
+            s.events.pop_front();
+        }
+    }
+
+    pub(super) fn commit(&self, persisted: Persisted) {
+        self.change(|s| s.persisted = persisted);
+    }
+
+    /// Changes what desired states are computed from, bumping the revision so
+    /// long polls answer.
+    pub(super) fn change(&self, f: impl FnOnce(&mut SharedState)) {
+        let revision = {
+            let mut s = self.lock();
+            f(&mut s);
+            s.revision += 1;
+            s.revision
+        };
+        self.revision_tx.send_replace(revision);
+    }
+
+    /// Asks for a rolling restart of every member (`zkop roll`).
+    pub fn request_roll(&self) {
+        self.change(|s| s.requests.roll = true);
+        self.news.notify_one();
+    }
+
+    /// Asks for the member on `instance` to be replaced (`zkop replace`).
+    pub fn request_replace(&self, instance: &str) -> Result<u64, ReplaceRefused> {
+        let id = {
+            let s = self.lock();
+            if s.spec.externally_scaled() {
+                return Err(ReplaceRefused::ExternallyScaled);
+            }
+            let config = s.persisted.config.as_ref();
+            s.persisted
+                .members
+                .values()
+                .find(|m| m.instance == instance && !m.retiring && m.role_in(config).is_some())
+                .map(|m| m.id.0)
+        };
+        let id = id.ok_or_else(|| ReplaceRefused::NoMember(instance.to_string()))?;
+        self.change(|s| {
+            s.requests.replace.insert(instance.to_string());
+        });
+        self.news.notify_one();
+        Ok(id)
+    }
+
+    /// Records the outcome of a pass for `zkop status`.
+    pub fn set_last_error(&self, error: Option<String>) {
+        self.lock().last_error = error;
+    }
+
+    /// The current spec.
+    pub fn spec(&self) -> ValidatedCluster {
+        self.lock().spec.clone()
+    }
+
+    pub(super) fn set_spec(&self, spec: ValidatedCluster) {
+        // Static config and heap ride in desired states.
+        self.change(|s| s.spec = spec);
+    }
+
+    /// The cluster as `zkop status` shows it.
+    pub fn status(&self) -> StatusReply {
+        let now = self.clock.now();
+        let s = self.lock();
+        status_view(StatusInput {
+            cluster: &s.spec.name,
+            persisted: &s.persisted,
+            reports: &s.reports,
+            instances: &s.instances,
+            plan: s.plan.as_ref(),
+            events: s.events.iter().cloned().collect(),
+            last_error: s.last_error.clone(),
+            now,
+        })
+    }
+
+    /// This pass's inputs: the spec, the persisted state (with the highest
+    /// zxid fresh reports carry folded in, saved with the next state change)
+    /// and the observation.
+    pub(super) fn snapshot(&self, view: FleetView) -> (ValidatedCluster, Persisted, Observed) {
+        let now = self.clock.now();
+        let wall_ms = self.clock.wall_ms();
+        let mut s = self.lock();
+        s.instances = view.instances.clone();
+        let requests = s.requests.clone();
+        let observed = s.reports.observe(view, &requests, now, wall_ms);
+        let newest = s.reports.newest_zxid(now);
+        s.persisted.max_zxid_seen = s.persisted.max_zxid_seen.max(newest);
+        (s.spec.clone(), s.persisted.clone(), observed)
+    }
+
+    /// Keeps the latest plan; returns the phase before it.
+    pub(super) fn set_plan(&self, plan: Plan) -> Option<Phase> {
+        self.lock().plan.replace(plan).map(|p| p.phase)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(fleet: &str) -> ValidatedCluster {
+        let text = format!(
+            "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: 3\n{fleet}"
+        );
+        match zkop_spec::parse_spec(&text) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn replacing_an_instance_without_a_member_is_refused_by_name() {
+        let shared = Shared::new("t".into(), spec(""), Persisted::default());
+        assert_eq!(
+            shared.request_replace("i-9"),
+            Err(ReplaceRefused::NoMember("i-9".into()))
+        );
+        assert!(shared.lock().requests.replace.is_empty());
+    }
+
+    #[test]
+    fn an_externally_scaled_group_refuses_zkop_replace_and_records_nothing() {
+        let fleet = "  fleet:\n    aws:\n      region: us-east-1\n      autoScalingGroupName: g\n      scaling: external\n  ids:\n    cloudwatchLogs:\n      logGroup: /zkop/t/ids\n  state:\n    dynamodb:\n      table: t\n";
+        let shared = Shared::new("t".into(), spec(fleet), Persisted::default());
+        let refused = shared.request_replace("i-1");
+        assert_eq!(refused, Err(ReplaceRefused::ExternallyScaled));
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("spec.fleet.aws.scaling: external")
+        );
+        assert!(shared.lock().requests.replace.is_empty());
+    }
+}

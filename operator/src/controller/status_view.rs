@@ -1,0 +1,111 @@
+//! The cluster as `zkop status`, metrics and the page show it: a pure view of
+//! the persisted state, the fresh reports and the last plan.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zkop_spec::wire::{AgentReport, Event, MemberStatus, StatusReply, StatusRole};
+use zkop_spec::zk::{DynamicConfig, MemberRole, ServerMode};
+
+use super::observe::ReportCache;
+use crate::model::{Instance, MemberRecord, Persisted};
+use crate::plan::Plan;
+
+/// Reports older than this show a member as down.
+pub const STATUS_FRESH: Duration = Duration::from_secs(10);
+
+/// What the status view is computed from.
+pub struct StatusInput<'a> {
+    /// The cluster's name.
+    pub cluster: &'a str,
+    /// The persisted state.
+    pub persisted: &'a Persisted,
+    /// The agents' reports.
+    pub reports: &'a ReportCache,
+    /// The fleet's instances as last observed.
+    pub instances: &'a [Instance],
+    /// The last plan, if a pass ran.
+    pub plan: Option<&'a Plan>,
+    /// Recent events, oldest first.
+    pub events: Vec<Event>,
+    /// The last reconcile error.
+    pub last_error: Option<String>,
+    /// Now, on the controller's clock.
+    pub now: Instant,
+}
+
+/// A member's role as status shows it: leaving, down, joining (not in the
+/// config yet), or its role in ZooKeeper.
+pub fn status_role(
+    m: &MemberRecord,
+    config: Option<&DynamicConfig>,
+    report: Option<&AgentReport>,
+) -> StatusRole {
+    let probe = report.and_then(|r| r.probe.as_ref());
+    let config_role = m.role_in(config);
+    if m.retiring {
+        StatusRole::Leaving
+    } else if !probe.is_some_and(|p| p.serving) {
+        StatusRole::Down
+    } else if config_role.is_none() {
+        StatusRole::Joining
+    } else {
+        match probe.and_then(|p| p.mode) {
+            Some(ServerMode::Leader) => StatusRole::Leader,
+            Some(ServerMode::Observer) => StatusRole::Observer,
+            _ if config_role == Some(MemberRole::Observer) => StatusRole::Observer,
+            _ => StatusRole::Follower,
+        }
+    }
+}
+
+/// The status reply.
+pub fn status_view(input: StatusInput<'_>) -> StatusReply {
+    let p = input.persisted;
+    let config = p.config.as_ref();
+    let mut members: Vec<MemberStatus> = p
+        .members
+        .values()
+        .map(|m| {
+            let report = input
+                .reports
+                .fresh(&m.instance, STATUS_FRESH, input.now)
+                .filter(|r| r.server_id == Some(m.id));
+            let probe = report.and_then(|r| r.probe.as_ref());
+            let instance = input.instances.iter().find(|i| i.id == m.instance);
+            MemberStatus {
+                id: m.id,
+                instance: m.instance.clone(),
+                address: m.server.address.clone(),
+                client_port: m.server.client_port,
+                role: status_role(m, config, report),
+                config_role: m.role_in(config),
+                zxid: probe.and_then(|p| p.zxid),
+                zxid_lag: None,
+                healthy: probe.is_some_and(|p| p.serving),
+                zone: instance.and_then(|i| i.zone.clone()),
+                launch_template: instance.and_then(|i| i.launch_template.clone()),
+            }
+        })
+        .collect();
+    let leader_zxid = members
+        .iter()
+        .find(|m| m.role == StatusRole::Leader)
+        .and_then(|m| m.zxid);
+    for m in members.iter_mut().filter(|m| m.healthy) {
+        m.zxid_lag = m.zxid.zip(leader_zxid).and_then(|(z, l)| z.lag_behind(l));
+    }
+    let (phase, reason) = input
+        .plan
+        .map(|p| (p.phase.as_str().to_string(), p.reason.clone()))
+        .unwrap_or_else(|| ("Pending".into(), "starting".into()));
+    StatusReply {
+        cluster: input.cluster.to_string(),
+        phase,
+        reason,
+        config_version: config.and_then(|c| c.version),
+        members,
+        events: input.events,
+        last_error: input.last_error,
+    }
+}

@@ -1,0 +1,95 @@
+//! The questions every rule asks of a member: is it dead, serving, leading;
+//! and how many members and voters the spec wants.
+
+use std::time::Duration;
+
+use zkop_spec::wire::AgentReport;
+use zkop_spec::zk::{DynamicConfig, ServerId, ServerMode};
+
+use super::Ctx;
+use crate::model::MemberRecord;
+
+impl Ctx<'_> {
+    /// Members wanted: the spec's, plus one while a rolling replacement lets a
+    /// new instance join before an outdated one leaves.
+    pub(super) fn replicas(&self) -> u32 {
+        self.spec_replicas() + self.surge()
+    }
+
+    /// Members the spec wants: `spec.replicas`, or with an externally scaled
+    /// group, every instance it has.
+    pub(super) fn spec_replicas(&self) -> u32 {
+        if self.spec.externally_scaled() {
+            self.obs
+                .instances
+                .iter()
+                .filter(|i| self.obs.instance_up(&i.id))
+                .count() as u32
+        } else {
+            self.spec.replicas
+        }
+    }
+
+    /// Voters wanted for that many members (never fewer than `voters.min`).
+    pub(super) fn target_voters(&self) -> usize {
+        self.spec
+            .target_voters_for(self.spec_replicas().max(self.spec.voters_min))
+    }
+    pub(super) fn dead_after(&self) -> Duration {
+        self.spec.member_dead_after()
+    }
+
+    pub(super) fn fresh_report(&self, instance: &str) -> Option<&AgentReport> {
+        self.obs
+            .reports
+            .get(instance)
+            .filter(|r| r.age < self.dead_after())
+            .map(|r| &r.report)
+    }
+
+    pub(super) fn record_of_instance(&self, instance: &str) -> Option<&MemberRecord> {
+        self.p.members.values().find(|m| m.instance == instance)
+    }
+
+    /// Dead: its instance is gone, or its agent has been silent for `memberDeadAfter`.
+    pub(super) fn dead(&self, m: &MemberRecord) -> bool {
+        if !self.obs.instance_up(&m.instance) {
+            return true;
+        }
+        match self.obs.reports.get(&m.instance) {
+            Some(r) => r.age >= self.dead_after(),
+            None => self.uptime >= self.dead_after(),
+        }
+    }
+
+    pub(super) fn dead_id(&self, id: ServerId) -> bool {
+        self.p.members.get(&id).is_none_or(|m| self.dead(m))
+    }
+
+    /// Serving: alive, its agent runs this id, and its server has a quorum.
+    pub(super) fn serving(&self, m: &MemberRecord) -> bool {
+        self.obs.instance_up(&m.instance)
+            && self.fresh_report(&m.instance).is_some_and(|r| {
+                r.server_id == Some(m.id) && r.probe.as_ref().is_some_and(|p| p.serving)
+            })
+    }
+
+    pub(super) fn serving_id(&self, id: ServerId) -> bool {
+        self.p.members.get(&id).is_some_and(|m| self.serving(m))
+    }
+
+    pub(super) fn mode(&self, m: &MemberRecord) -> Option<ServerMode> {
+        self.fresh_report(&m.instance)
+            .filter(|r| r.server_id == Some(m.id))
+            .and_then(|r| r.probe.as_ref())
+            .and_then(|p| p.mode)
+    }
+
+    pub(super) fn leader(&self, config: &DynamicConfig) -> Option<ServerId> {
+        config
+            .voters()
+            .filter_map(|s| self.p.members.get(&s.id))
+            .find(|m| self.serving(m) && self.mode(m) == Some(ServerMode::Leader))
+            .map(|m| m.id)
+    }
+}

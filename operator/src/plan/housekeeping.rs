@@ -1,0 +1,103 @@
+//! Fleet and ledger hygiene that is always safe: capacity, adoption,
+//! termination of what left, lifecycle hooks, forgetting the gone.
+
+use super::{Ctx, Step};
+use crate::model::InstanceState;
+
+impl Ctx<'_> {
+    /// Fleet and ledger hygiene that is always safe.
+    pub(super) fn housekeeping(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if self.obs.roll_requested {
+            steps.push(Step::BeginRoll);
+        }
+        for instance in &self.obs.replace_requested {
+            steps.push(Step::ReplaceInstance {
+                instance: instance.clone(),
+            });
+        }
+        let config = self.p.config.as_ref();
+        for m in self.p.members.values() {
+            let listed = m.role_in(config).is_some();
+            let up = self.obs.instance_up(&m.instance);
+            if self.obs.instance_gone(&m.instance) && !listed {
+                steps.push(Step::ForgetMember { id: m.id });
+            } else if up && !listed && m.retiring {
+                steps.push(Step::TerminateInstance {
+                    instance: m.instance.clone(),
+                });
+            } else if up && !m.retiring && !m.adopted {
+                steps.push(Step::AdoptInstance { id: m.id });
+            }
+        }
+        // Instances a termination hook holds: let them go once no member of
+        // theirs is in the config.
+        for i in self
+            .obs
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Terminating)
+        {
+            let listed = self
+                .p
+                .members
+                .values()
+                .any(|m| m.instance == i.id && m.role_in(config).is_some());
+            if !listed {
+                steps.push(Step::CompleteLifecycleAction {
+                    instance: i.id.clone(),
+                });
+            }
+        }
+        let replicas = self.replicas();
+        let up: Vec<&str> = self
+            .obs
+            .instances
+            .iter()
+            .filter(|i| self.obs.instance_up(&i.id))
+            .map(|i| i.id.as_str())
+            .collect();
+        if self.spec.externally_scaled() {
+            // The group's own policies size it.
+        } else if self.obs.desired_capacity < replicas {
+            steps.push(Step::SetDesiredCapacity { capacity: replicas });
+        } else if self.obs.desired_capacity > replicas.max(up.len() as u32) {
+            steps.push(Step::SetDesiredCapacity {
+                capacity: replicas.max(up.len() as u32),
+            });
+        }
+        // Spare instances that hold no member, beyond what the spec wants.
+        let holding = up
+            .iter()
+            .filter(|i| self.record_of_instance(i).is_some_and(|m| !m.retiring))
+            .count();
+        let mut spare = (up.len() as u32).saturating_sub(replicas.max(holding as u32));
+        for i in up.iter().rev() {
+            if spare == 0 {
+                break;
+            }
+            if self.record_of_instance(i).is_none() {
+                steps.push(Step::TerminateInstance {
+                    instance: i.to_string(),
+                });
+                spare -= 1;
+            }
+        }
+        steps
+    }
+
+    /// An up instance with a report and no member, to claim an id for.
+    pub(super) fn claim_candidate(&self) -> Option<Step> {
+        self.obs
+            .instances
+            .iter()
+            .filter(|i| self.obs.instance_up(&i.id) && self.record_of_instance(&i.id).is_none())
+            .find_map(|i| {
+                let r = self.fresh_report(&i.id)?;
+                Some(Step::ClaimId {
+                    instance: i.id.clone(),
+                    address: r.address.clone(),
+                })
+            })
+    }
+}

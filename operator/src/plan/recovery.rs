@@ -1,0 +1,225 @@
+//! No leader: a pause, a lost quorum recovered from its survivors, or a
+//! total loss.
+
+use zkop_spec::cluster::{QuorumLossPolicy, TotalLossPolicy};
+use zkop_spec::zk::{DynamicConfig, MemberRole, ServerId};
+
+use super::{Ctx, Phase, Plan, Step};
+use crate::model::MemberRecord;
+
+impl Ctx<'_> {
+    /// No leader: within `detectAfter` a pause; after it, with fewer than a
+    /// majority of voters reachable, a lost quorum (reported, nothing changed).
+    pub(super) fn leaderless(&self, config: &DynamicConfig, steps: Vec<Step>) -> Plan {
+        let detect_after = self.spec.healing.detect_after;
+        let waited = self.obs.leaderless_for;
+        let reachable: Vec<&MemberRecord> = config
+            .voters()
+            .filter_map(|s| self.p.members.get(&s.id))
+            // Reachable: its agent reports and its server answers probes (a
+            // paused server does not).
+            .filter(|m| {
+                self.obs.instance_up(&m.instance)
+                    && self
+                        .fresh_report(&m.instance)
+                        .is_some_and(|r| r.server_id == Some(m.id) && r.probe.is_some())
+            })
+            .collect();
+        let lost: Vec<ServerId> = config
+            .voters()
+            .map(|s| s.id)
+            .filter(|id| !reachable.iter().any(|m| m.id == *id))
+            .collect();
+        if waited < detect_after || reachable.len() >= config.majority() {
+            let reason = format!(
+                "no leader for {}s: {} of {} voters reachable",
+                waited.as_secs(),
+                reachable.len(),
+                config.voter_count()
+            );
+            return Plan::new(Phase::Degraded, reason, steps);
+        }
+        if reachable.is_empty() && config.servers.keys().all(|id| self.dead_id(*id)) {
+            return self.total_loss(config, steps);
+        }
+        let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+        let survivors: Vec<String> = reachable
+            .iter()
+            .map(|m| {
+                let r = self.fresh_report(&m.instance);
+                let zxid = r
+                    .and_then(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid))
+                    .map(|z| z.to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                format!("{} (zxid {zxid})", m.id)
+            })
+            .collect();
+        let policy = self.spec.healing.quorum_loss;
+        let reason = format!(
+            "quorum lost: {} of {} voters reachable, survivors [{}], lost voters [{}], no leader for {}s; healing.quorumLoss: {}{}",
+            reachable.len(),
+            config.voter_count(),
+            survivors.join(", "),
+            lost_text.join(", "),
+            waited.as_secs(),
+            format!("{policy:?}").to_lowercase(),
+            match policy {
+                QuorumLossPolicy::Wait => ": nothing is changed until a person acts",
+                QuorumLossPolicy::Recover if reachable.is_empty() =>
+                    ": no voter answers, so there is no survivor to recover from yet",
+                QuorumLossPolicy::Recover => "",
+            }
+        );
+        if reachable.is_empty() || policy == QuorumLossPolicy::Wait {
+            return Plan::new(Phase::QuorumLost, reason, steps);
+        }
+        self.recover(config, &reachable, &lost, steps)
+    }
+
+    /// Recovery from the survivors: fence every lost voter, then restart the
+    /// survivors with the highest zxids under a config of their own.
+    pub(super) fn recover(
+        &self,
+        config: &DynamicConfig,
+        reachable: &[&MemberRecord],
+        lost: &[ServerId],
+        mut steps: Vec<Step>,
+    ) -> Plan {
+        if let Some(plan) = self.fence_first(lost, "recovering", &mut steps) {
+            return plan;
+        }
+        let mut known = Vec::new();
+        for m in reachable {
+            let r = self.fresh_report(&m.instance);
+            let zxid = r.and_then(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid));
+            let version = r.and_then(|r| r.disk_config_version);
+            match (zxid, version) {
+                (Some(z), Some(v)) => known.push((z, v, *m)),
+                _ => {
+                    let reason = format!(
+                        "quorum lost: waiting for survivor {} to report its zxid and config version",
+                        m.id
+                    );
+                    return Plan::new(Phase::QuorumLost, reason, steps);
+                }
+            }
+        }
+        // The highest zxids first; an odd number of them.
+        known.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.id.cmp(&b.2.id)));
+        let keep = zkop_spec::validate::largest_odd_at_most(known.len() as u32) as usize;
+        let (chosen, left) = known.split_at(keep);
+        let version = chosen
+            .iter()
+            .map(|k| k.1)
+            .max()
+            .map(|v| zkop_spec::zk::ConfigVersion(v.0 + 1));
+        let forced = DynamicConfig {
+            version,
+            ..DynamicConfig::of(chosen.iter().map(|k| {
+                config
+                    .servers
+                    .get(&k.2.id)
+                    .cloned()
+                    .unwrap_or_else(|| k.2.server.clone())
+                    .with_role(MemberRole::Participant)
+            }))
+        };
+        let best = chosen[0].0;
+        let lost_txns = match self.p.max_zxid_seen {
+            Some(max) if max <= best => "none".to_string(),
+            Some(max) => max
+                .lead_over(best)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            None => "unknown".into(),
+        };
+        let survivors: Vec<String> = chosen
+            .iter()
+            .map(|k| format!("{} (zxid {})", k.2.id, k.0))
+            .collect();
+        let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+        let summary = format!(
+            "quorum recovered from survivors [{}] under config version {}; lost voters [{}] fenced; transactions possibly lost: {lost_txns}",
+            survivors.join(", "),
+            forced.version.map(|v| v.to_string()).unwrap_or_default(),
+            lost_text.join(", ")
+        );
+        steps.insert(
+            0,
+            Step::ForceConfig {
+                config: forced,
+                left_out: left.iter().map(|k| k.2.id).collect(),
+                summary,
+            },
+        );
+        Plan::new(
+            Phase::QuorumLost,
+            "quorum lost: restarting the survivors under their own config",
+            steps,
+        )
+    }
+
+    /// Fences the first of `lost` whose instance is not confirmed gone; `None`
+    /// once all are.
+    pub(super) fn fence_first(
+        &self,
+        lost: &[ServerId],
+        before: &str,
+        steps: &mut Vec<Step>,
+    ) -> Option<Plan> {
+        let unfenced: Vec<&MemberRecord> = lost
+            .iter()
+            .filter_map(|id| self.p.members.get(id))
+            .filter(|m| !self.obs.instance_gone(&m.instance))
+            .collect();
+        let first = unfenced.first()?;
+        steps.insert(
+            0,
+            Step::FenceInstance {
+                instance: first.instance.clone(),
+            },
+        );
+        let ids: Vec<String> = unfenced.iter().map(|m| m.id.to_string()).collect();
+        Some(Plan::new(
+            Phase::QuorumLost,
+            format!(
+                "quorum lost: fencing lost members [{}] before {before}",
+                ids.join(", ")
+            ),
+            std::mem::take(steps),
+        ))
+    }
+
+    /// No member of the config survives: report (`onTotalLoss: wait`), or fence
+    /// them all and give the ensemble up for a fresh one (`bootstrap`).
+    pub(super) fn total_loss(&self, config: &DynamicConfig, mut steps: Vec<Step>) -> Plan {
+        let lost: Vec<ServerId> = config.servers.keys().copied().collect();
+        let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+        match self.spec.healing.on_total_loss {
+            TotalLossPolicy::Wait => Plan::new(
+                Phase::QuorumLost,
+                format!(
+                    "total loss: no member of the ensemble survives (lost [{}]); bootstrapping a fresh ensemble would lose all data, so nothing is done (healing.onTotalLoss: wait)",
+                    lost_text.join(", ")
+                ),
+                steps,
+            ),
+            TotalLossPolicy::Bootstrap => {
+                if let Some(plan) =
+                    self.fence_first(&lost, "bootstrapping a fresh ensemble", &mut steps)
+                {
+                    return plan;
+                }
+                steps.insert(0, Step::DiscardEnsemble { lost });
+                Plan::new(
+                    Phase::QuorumLost,
+                    format!(
+                        "total loss: no member of the ensemble survives (lost [{}]); healing.onTotalLoss: bootstrap: a fresh, empty ensemble replaces it",
+                        lost_text.join(", ")
+                    ),
+                    steps,
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The steps the planner returns and `act` carries out, one per ZooKeeper,
+//! fleet, ledger or state action.
+
+use zkop_spec::zk::{DynamicConfig, ServerId, Zxid};
+
+use crate::model::PendingReconfig;
+
+/// One thing to do to the fleet, the ledger, the persisted state or ZooKeeper.
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum Step {
+    /// A member reports a newer committed config than the one persisted.
+    RecordConfig {
+        /// The newer config.
+        config: DynamicConfig,
+    },
+    /// The reconfig in flight succeeded.
+    CompleteReconfig {
+        /// Its seq.
+        seq: u64,
+        /// The config it produced.
+        config: DynamicConfig,
+    },
+    /// The reconfig in flight failed or went unanswered; re-observe and retry later.
+    FailReconfig {
+        /// Its seq.
+        seq: u64,
+        /// Why.
+        error: String,
+    },
+    /// Ask the fleet for this many instances.
+    SetDesiredCapacity {
+        /// Instances wanted.
+        capacity: u32,
+    },
+    /// Claim the next free server id for an instance.
+    ClaimId {
+        /// The instance.
+        instance: String,
+        /// The address its agent advertises.
+        address: String,
+    },
+    /// Start a fresh ensemble of these servers (all participants).
+    Bootstrap {
+        /// The initial config.
+        config: DynamicConfig,
+    },
+    /// Start a member as a joiner: the current config plus itself as an observer.
+    StartJoiner {
+        /// The member.
+        id: ServerId,
+        /// Its initial config.
+        initial_config: DynamicConfig,
+    },
+    /// Hand a reconfig order to an agent.
+    Reconfig {
+        /// The order and where it goes.
+        pending: PendingReconfig,
+    },
+    /// Terminate an instance (its member has left the config, or it has none),
+    /// lowering the fleet's desired capacity by one.
+    TerminateInstance {
+        /// The instance.
+        instance: String,
+    },
+    /// Tag a member's instance with its cluster and id, and protect it from
+    /// scale-in.
+    AdoptInstance {
+        /// The member.
+        id: ServerId,
+    },
+    /// A member outside the config that is no longer wanted (the spec shrank
+    /// before it joined): it stops, and its instance is terminated next.
+    RetireMember {
+        /// The member.
+        id: ServerId,
+    },
+    /// Let an instance held by a termination lifecycle hook go: its member (if
+    /// any) has left the config.
+    CompleteLifecycleAction {
+        /// The instance.
+        instance: String,
+    },
+    /// Fence a lost voter off: terminate its instance (it is replaced).
+    FenceInstance {
+        /// The instance.
+        instance: String,
+    },
+    /// Restart the survivors of a lost quorum under a config of their own.
+    ForceConfig {
+        /// The survivors' config, versioned just above the last committed one.
+        config: DynamicConfig,
+        /// Reachable voters left out (an even survivor count): they retire.
+        left_out: Vec<ServerId>,
+        /// What the event says: survivors, their zxids, what may be lost.
+        summary: String,
+    },
+    /// Drop a member whose instance is gone and that is no longer in the config,
+    /// releasing its id.
+    ForgetMember {
+        /// The member.
+        id: ServerId,
+    },
+    /// Restart one member under the spec's settings (a rolling restart).
+    RestartMember {
+        /// The member.
+        id: ServerId,
+        /// The leader's zxid now: the member must reach it before the next.
+        leader_zxid: Option<Zxid>,
+        /// Its role, for the event.
+        role: String,
+        /// Members still to restart after it.
+        left: usize,
+    },
+    /// `zkop roll`: raise the restart generation so every member restarts.
+    BeginRoll,
+    /// `zkop replace`: record that the member on this instance is replaced.
+    ReplaceInstance {
+        /// The instance.
+        instance: String,
+    },
+    /// The last member of a rolling restart serves again: the roll-out is done.
+    FinishRollout,
+    /// No member survived and `healing.onTotalLoss: bootstrap` allows it: give
+    /// the lost ensemble up, so that a fresh, empty one is bootstrapped next.
+    DiscardEnsemble {
+        /// The lost members (all fenced).
+        lost: Vec<ServerId>,
+    },
+}
+
+impl Step {
+    /// A short name for logs and metrics (`record_config`); every name is in
+    /// [`strum::VariantNames::VARIANTS`].
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
+}

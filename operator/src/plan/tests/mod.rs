@@ -1,0 +1,11 @@
+//! Planner tests: table tests per concern on builders (`kit`), and a property
+//! test that drives the real planner and `act` against an in-memory fleet and
+//! a simulated ensemble (`sim`).
+
+mod bootstrap;
+mod kit;
+mod membership;
+mod recovery;
+mod replacement;
+mod rollout;
+mod sim;

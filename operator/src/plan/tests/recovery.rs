@@ -1,0 +1,194 @@
+//! No leader: lost quorum, fencing, total loss.
+
+use super::kit::*;
+
+#[test]
+fn losing_two_of_three_voters_is_a_lost_quorum_only_after_detect_after() {
+    let mut b = cluster(3).dead(2).dead(3).joiner(4);
+    for r in b.obs.reports.values_mut() {
+        if let Some(p) = r.report.probe.as_mut() {
+            p.serving = false;
+            p.mode = None;
+        }
+        r.report.disk_zxid = Some("0x100000007".parse().unwrap());
+    }
+    b.spec.healing.quorum_loss = zkop_spec::cluster::QuorumLossPolicy::Wait;
+    b.obs.leaderless_for = Duration::from_secs(3);
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::Degraded, "{}", plan.reason);
+    b.obs.leaderless_for = Duration::from_secs(11);
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
+    assert!(
+        plan.reason.contains("1 of 3 voters reachable"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        plan.reason.contains("survivors [1 (zxid 0x100000007)]"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        plan.reason.contains("lost voters [2, 3]"),
+        "{}",
+        plan.reason
+    );
+    // Nothing is changed: no reconfig, no bootstrap, no id claimed or released.
+    assert!(
+        plan.steps
+            .iter()
+            .all(|s| matches!(s, Step::SetDesiredCapacity { .. })),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn with_recover_lost_voters_are_fenced_then_the_best_survivor_restarts_alone() {
+    let mut b = cluster(5).dead(4).dead(5);
+    // Voter 3 still runs but its server does not answer (paused): lost, not gone.
+    b.obs.reports.get_mut("i-3").unwrap().report.probe = None;
+    for (inst, zxid) in [("i-1", "0x100000009"), ("i-2", "0x10000000b")] {
+        let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
+        let p = r.probe.as_mut().unwrap();
+        p.serving = false;
+        p.mode = None;
+        p.zxid = None;
+        r.disk_zxid = Some(zxid.parse().unwrap());
+        r.disk_config_version = Some(ConfigVersion(V1));
+    }
+    b.obs.leaderless_for = Duration::from_secs(30);
+    b.p.max_zxid_seen = Some("0x10000000c".parse().unwrap());
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
+    assert_eq!(
+        plan.steps.first(),
+        Some(&Step::FenceInstance {
+            instance: "i-3".into()
+        }),
+        "{plan:?}"
+    );
+    // Once it is gone: two survivors, so only the one with the higher zxid,
+    // under version last committed + 1; the other retires.
+    let b = b.dead(3);
+    match b.plan().steps.first() {
+        Some(Step::ForceConfig {
+            config,
+            left_out,
+            summary,
+        }) => {
+            assert_eq!(
+                config.servers.keys().map(|id| id.0).collect::<Vec<_>>(),
+                vec![2]
+            );
+            assert_eq!(config.voter_count(), 1);
+            assert_eq!(config.version, Some(ConfigVersion(V1 + 1)));
+            assert_eq!(left_out, &vec![ServerId(1)]);
+            assert!(
+                summary.contains("transactions possibly lost: 1"),
+                "{summary}"
+            );
+        }
+        other => panic!("expected a forced config, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_total_loss_says_data_would_be_lost_and_bootstraps_nothing() {
+    let mut b = cluster(3).dead(1).dead(2).dead(3);
+    b.obs.leaderless_for = Duration::from_secs(60);
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost);
+    assert!(
+        plan.reason.contains("would lose all data"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Bootstrap { .. }))
+    );
+}
+
+#[test]
+fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replaces_them() {
+    let mut b = cluster(3).dead(1).dead(2);
+    // Member 3's instance still runs, but its agent has been silent for
+    // memberDeadAfter: dead, yet not gone.
+    b.obs.reports.get_mut("i-3").unwrap().age = Duration::from_secs(120);
+    b.obs.leaderless_for = Duration::from_secs(60);
+    b.spec.healing.on_total_loss = zkop_spec::cluster::TotalLossPolicy::Bootstrap;
+    let plan = b.plan();
+    assert_eq!(
+        plan.steps.first(),
+        Some(&Step::FenceInstance {
+            instance: "i-3".into()
+        }),
+        "{plan:?}"
+    );
+    let mut b = b.dead(3);
+    let plan = b.plan();
+    let step = plan.steps.first().cloned();
+    assert_eq!(
+        step,
+        Some(Step::DiscardEnsemble {
+            lost: vec![ServerId(1), ServerId(2), ServerId(3)]
+        }),
+        "{plan:?}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(crate::act::act(
+            &step.unwrap(),
+            &b.p,
+            &b.spec,
+            &crate::adapters::memory::MemoryFleet::default(),
+            &crate::adapters::memory::MemoryLedger::default(),
+            0,
+        ))
+        .unwrap();
+    assert!(out.message.contains("TOTAL LOSS"), "{}", out.message);
+    assert!(out.message.contains("EMPTY"), "{}", out.message);
+    b.p = out.state;
+    // Next: the lost members are forgotten (ids released), and fresh
+    // instances claim ids and bootstrap.
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::Pending, "{plan:?}");
+    let forgotten: Vec<u64> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::ForgetMember { id } => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forgotten, vec![1, 2, 3], "{plan:?}");
+    for i in 4..=6 {
+        let inst = instance_of(i);
+        b.obs.instances.push(Instance {
+            id: inst.clone(),
+            state: InstanceState::Running,
+            zone: None,
+            launch_template: None,
+        });
+        b.obs.reports.insert(
+            inst.clone(),
+            SeenReport {
+                report: report(&inst, None, None),
+                age: Duration::ZERO,
+            },
+        );
+    }
+    assert!(
+        b.plan()
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::ClaimId { .. })),
+        "{:?}",
+        b.plan()
+    );
+}

@@ -1,0 +1,103 @@
+//! Rolling restarts.
+
+use super::kit::*;
+
+#[test]
+fn a_rolling_restart_goes_one_member_at_a_time_observers_first_the_leader_last() {
+    // Member 4 is in the config as an observer.
+    let mut b = cluster(3).replicas(4).joiner(4);
+    let mut config =
+        b.p.config
+            .clone()
+            .unwrap()
+            .with(server(4, MemberRole::Observer));
+    config.version = Some(ConfigVersion(V1 + 1));
+    b.p.config = Some(config);
+    let mut b = rolling(b.refresh_probes());
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let plan = b.plan();
+        let id = restarted(&plan).unwrap_or_else(|| panic!("{plan:?}"));
+        order.push(id);
+        let now = b.obs.now_ms;
+        restart(&mut b, id, now);
+        // Not back yet: its server does not serve.
+        let inst = instance_of(id);
+        let probe = b.obs.reports.get_mut(&inst).unwrap().report.probe.take();
+        let waiting = b.plan();
+        assert_eq!(restarted(&waiting), None, "{waiting:?}");
+        // (While the leader restarts, there is no leader: an election.)
+        assert!(
+            id == 1 || waiting.reason.contains("waiting for member"),
+            "{}",
+            waiting.reason
+        );
+        b.obs.reports.get_mut(&inst).unwrap().report.probe = probe;
+    }
+    assert_eq!(order, vec![4, 2, 3, 1]);
+    assert_eq!(b.plan().steps.first(), Some(&Step::FinishRollout));
+    b.p.rollout = None;
+    assert_eq!(b.plan().phase, Phase::Running, "{:?}", b.plan());
+    // A member failing later is not a roll-out's business.
+    b.obs.reports.get_mut("i-2").unwrap().report.probe = None;
+    assert!(!b.plan().reason.contains("roll-out"), "{:?}", b.plan());
+}
+
+#[test]
+fn a_leader_zxid_that_only_opens_an_epoch_is_not_waited_for() {
+    let mut b = rolling(cluster(3));
+    let leader = b.obs.reports.get_mut("i-1").unwrap();
+    leader.report.probe.as_mut().unwrap().zxid = Some(Zxid {
+        epoch: 3,
+        counter: 0,
+    });
+    match b.plan().steps.first() {
+        Some(Step::RestartMember { leader_zxid, .. }) => assert_eq!(*leader_zxid, None),
+        other => panic!("{other:?}"),
+    }
+    b.obs
+        .reports
+        .get_mut("i-1")
+        .unwrap()
+        .report
+        .probe
+        .as_mut()
+        .unwrap()
+        .zxid = Some(Zxid {
+        epoch: 3,
+        counter: 7,
+    });
+    match b.plan().steps.first() {
+        Some(Step::RestartMember { leader_zxid, .. }) => {
+            assert_eq!(leader_zxid.map(|z| z.counter), Some(7))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_member_that_does_not_come_back_halts_the_roll_out() {
+    let mut b = rolling(cluster(3));
+    let first = restarted(&b.plan()).unwrap();
+    let now = b.obs.now_ms;
+    restart(&mut b, first, now);
+    let inst = instance_of(first);
+    let r = &mut b.obs.reports.get_mut(&inst).unwrap().report;
+    r.probe = None;
+    r.errors
+        .push("ZooKeeper exited (exit status: 1) after 0.4s".into());
+    b.obs.now_ms += b.spec.rollout_timeout.as_millis() as u64;
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::Degraded);
+    assert!(plan.steps.is_empty(), "{plan:?}");
+    assert!(
+        plan.reason
+            .contains(&format!("roll-out halted: member {first}"))
+            && plan.reason.contains("exited"),
+        "{}",
+        plan.reason
+    );
+    // Fixing the spec restarts the failed member again at once.
+    b.spec.zookeeper.tick_time = 300;
+    assert_eq!(restarted(&b.plan()), Some(first));
+}
