@@ -343,6 +343,57 @@ async fn poll_desired(
     }
 }
 
+/// Follows the controller's desired states and reports, until SIGTERM or
+/// SIGINT.
+async fn serve(agent: &mut Agent, client: ControllerClient) -> anyhow::Result<()> {
+    let (tx, mut rx) = watch::channel(None);
+    tokio::spawn(poll_desired(client.clone(), agent.instance.clone(), tx));
+    let mut reporter = client;
+    // Probe often, report on a change at once and otherwise once a second:
+    // the controller's next step often waits for this agent's news.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_sent: Option<AgentReport> = None;
+    // When the last report was tried and whether it went through: after a
+    // failure, the next try waits a second (no warning every tick).
+    let mut last_try: Option<(Instant, bool)> = None;
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() { break; }
+                let d = rx.borrow_and_update().clone();
+                if let Some(d) = d { agent.accept(d); }
+            }
+            _ = tick.tick() => {}
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+        agent.step().await;
+        agent.refresh_disk_zxid();
+        let report = agent.report();
+        let due = last_try.is_none_or(|(at, ok)| {
+            at.elapsed() >= Duration::from_secs(1)
+                || (ok && last_sent.as_ref().is_none_or(|l| report.differs_from(l)))
+        });
+        if !due {
+            continue;
+        }
+        match reporter.report(&report).await {
+            Ok(()) => {
+                last_sent = Some(report);
+                last_try = Some((Instant::now(), true));
+            }
+            Err(e) => {
+                warn!(instance = %agent.instance, error = %e, "cannot report");
+                last_try = Some((Instant::now(), false));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     zkop_runtime::logging::init();
@@ -406,51 +457,7 @@ async fn main() -> anyhow::Result<()> {
     }
     info!(instance = %agent.instance, address = %agent.address, "agent started");
 
-    let (tx, mut rx) = watch::channel(None);
-    tokio::spawn(poll_desired(client.clone(), agent.instance.clone(), tx));
-    let mut reporter = client;
-    // Probe often, report on a change at once and otherwise once a second:
-    // the controller's next step often waits for this agent's news.
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut last_sent: Option<AgentReport> = None;
-    // When the last report was tried and whether it went through: after a
-    // failure, the next try waits a second (no warning every tick).
-    let mut last_try: Option<(Instant, bool)> = None;
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() { break; }
-                let d = rx.borrow_and_update().clone();
-                if let Some(d) = d { agent.accept(d); }
-            }
-            _ = tick.tick() => {}
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-        }
-        agent.step().await;
-        agent.refresh_disk_zxid();
-        let report = agent.report();
-        let due = last_try.is_none_or(|(at, ok)| {
-            at.elapsed() >= Duration::from_secs(1)
-                || (ok && last_sent.as_ref().is_none_or(|l| report.differs_from(l)))
-        });
-        if !due {
-            continue;
-        }
-        match reporter.report(&report).await {
-            Ok(()) => {
-                last_sent = Some(report);
-                last_try = Some((Instant::now(), true));
-            }
-            Err(e) => {
-                warn!(instance = %agent.instance, error = %e, "cannot report");
-                last_try = Some((Instant::now(), false));
-            }
-        }
-    }
+    serve(&mut agent, client).await?;
     info!(instance = %agent.instance, "stopping");
     agent.supervisor.stop(Duration::from_secs(10)).await;
     Ok(())

@@ -4,6 +4,7 @@
 //! optional controller host. `zkop cf render` prints it.
 
 pub mod expr;
+mod iam;
 pub mod model;
 pub mod template;
 

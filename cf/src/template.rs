@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::expr::Expr;
+use crate::iam::{controller_policy, ec2_role, member_policy};
 use crate::model::*;
 
 /// Actions IAM cannot scope to a resource: they get `"*"` (also in docs/deploy.md).
@@ -29,7 +30,7 @@ pub const ELECTION_PORT: i64 = 3888;
 /// The termination hook's name (the controller completes it).
 pub const TERMINATION_HOOK: &str = "zkop-termination";
 
-const CREATE_ROLES: &str = "CreateRoles";
+pub(crate) const CREATE_ROLES: &str = "CreateRoles";
 const HAS_KEY: &str = "HasKeyName";
 const HAS_SSH: &str = "HasSshSource";
 const CONTROLLER: &str = "CreateControllerHost";
@@ -120,127 +121,6 @@ fn ingress(group: &str, description: &str, port: Expr, source: Expr) -> Resource
         to_port: port,
         source_security_group_id: source,
     }))
-}
-
-fn statement(sid: &str, actions: &[&str], resources: Vec<Expr>) -> Statement {
-    Statement {
-        sid: sid.into(),
-        effect: "Allow".into(),
-        principal: None,
-        action: actions.iter().map(|a| a.to_string()).collect(),
-        resource: Some(resources),
-        condition: None,
-    }
-}
-
-fn document(statement: Vec<Statement>) -> PolicyDocument {
-    PolicyDocument {
-        version: "2012-10-17".into(),
-        statement,
-    }
-}
-
-fn ec2_role(policies: Vec<Policy>) -> Resource {
-    Resource::new(Kind::Role(Role {
-        assume_role_policy_document: document(vec![Statement {
-            sid: "Ec2AssumesIt".into(),
-            effect: "Allow".into(),
-            principal: Some(Expr::obj([("Service", Expr::s("ec2.amazonaws.com"))])),
-            action: vec!["sts:AssumeRole".into()],
-            resource: None,
-            condition: None,
-        }]),
-        policies,
-    }))
-    .when(CREATE_ROLES)
-}
-
-fn secrets_arn() -> Expr {
-    Expr::sub(
-        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsParameterName}",
-    )
-}
-
-/// What agents call: read the secrets parameter at start. Nothing else.
-fn member_policy() -> Policy {
-    Policy {
-        policy_name: "zkop-agent".into(),
-        policy_document: document(vec![statement(
-            "ReadTheClusterSecrets",
-            &["ssm:GetParameter"],
-            vec![secrets_arn()],
-        )]),
-    }
-}
-
-/// What the controller calls, each scoped as tightly as IAM allows.
-fn controller_policy() -> Policy {
-    let group_arn = Expr::sub(
-        "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/${ClusterName}",
-    );
-    let log_group_arn = Expr::sub(
-        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/zkop/${ClusterName}/ids:*",
-    );
-    let table_arn = Expr::sub(
-        "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/zkop-${ClusterName}",
-    );
-    let mut tag_members = statement(
-        "TagTheGroupsInstances",
-        &["ec2:CreateTags"],
-        vec![Expr::sub(
-            "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*",
-        )],
-    );
-    tag_members.condition = Some(Expr::obj([(
-        "StringEquals",
-        Expr::obj([(
-            "aws:ResourceTag/aws:autoscaling:groupName",
-            Expr::r("ClusterName"),
-        )]),
-    )]));
-    Policy {
-        policy_name: "zkop-controller".into(),
-        policy_document: document(vec![
-            statement(
-                "DescribeGroupsAndInstances",
-                UNSCOPED_ACTIONS,
-                vec![Expr::s("*")],
-            ),
-            statement(
-                "SizeAndReplaceTheGroup",
-                &[
-                    "autoscaling:SetDesiredCapacity",
-                    "autoscaling:TerminateInstanceInAutoScalingGroup",
-                    "autoscaling:SetInstanceProtection",
-                    "autoscaling:CompleteLifecycleAction",
-                ],
-                vec![group_arn],
-            ),
-            tag_members,
-            statement(
-                "IdLeases",
-                &[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DeleteLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:GetLogEvents",
-                ],
-                vec![log_group_arn],
-            ),
-            statement(
-                "StateAndLeaderLease",
-                &["dynamodb:GetItem", "dynamodb:PutItem"],
-                vec![table_arn],
-            ),
-            statement(
-                "ReadTheClusterSecrets",
-                &["ssm:GetParameter"],
-                vec![secrets_arn()],
-            ),
-        ]),
-    }
 }
 
 fn profile_name(created: &str) -> Expr {
@@ -373,6 +253,14 @@ fn resources() -> BTreeMap<String, Resource> {
     let mut add = |id: &str, res: Resource| {
         r.insert(id.to_string(), res);
     };
+    security_groups(&mut add);
+    storage_and_roles(&mut add);
+    hosts(&mut add);
+    r
+}
+
+/// Security groups and their rules.
+fn security_groups(add: &mut impl FnMut(&str, Resource)) {
     // Security groups. Clients and admins join the two empty groups; members
     // reach each other on the quorum and election ports; agents listen on
     // nothing of their own.
@@ -427,6 +315,12 @@ fn resources() -> BTreeMap<String, Resource> {
             ),
         );
     }
+    controller_and_ssh_rules(add);
+}
+
+/// The controller's group, its ingress from members and admins, and SSH
+/// when asked for.
+fn controller_and_ssh_rules(add: &mut impl FnMut(&str, Resource)) {
     add(
         "ControllerSecurityGroup",
         group("zkop controller", "controller", vec![]).when(CONTROLLER),
@@ -474,6 +368,10 @@ fn resources() -> BTreeMap<String, Resource> {
         )
         .when(CONTROLLER_SSH),
     );
+}
+
+/// The id leases' log group, the state table, and the two roles.
+fn storage_and_roles(add: &mut impl FnMut(&str, Resource)) {
     // State: id leases and the controller's table outlive the stack.
     add(
         "IdLeaseLogGroup",
@@ -519,6 +417,10 @@ fn resources() -> BTreeMap<String, Resource> {
         }))
         .when(CREATE_ROLES),
     );
+}
+
+/// The controller host and the members' launch template and group.
+fn hosts(add: &mut impl FnMut(&str, Resource)) {
     // The controller host.
     add(
         "ControllerLaunchTemplate",
@@ -593,7 +495,6 @@ fn resources() -> BTreeMap<String, Resource> {
             ],
         }))),
     );
-    r
 }
 
 fn outputs() -> BTreeMap<String, Output> {

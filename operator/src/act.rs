@@ -96,13 +96,88 @@ pub async fn act<F: Fleet, L: IdLedger>(
 ) -> Result<Outcome, ActError> {
     let mut s = p.clone();
     let message = match step {
+        Step::SetDesiredCapacity { .. }
+        | Step::TerminateInstance { .. }
+        | Step::AdoptInstance { .. }
+        | Step::FenceInstance { .. }
+        | Step::CompleteLifecycleAction { .. } => act_on_fleet(step, &mut s, spec, fleet).await?,
+        Step::ClaimId { .. } | Step::ForgetMember { .. } => {
+            use_ledger(step, &mut s, spec, ledger).await?
+        }
+        Step::RecordConfig { .. }
+        | Step::CompleteReconfig { .. }
+        | Step::FailReconfig { .. }
+        | Step::Reconfig { .. } => record_reconfig(step, &mut s, now_ms)?,
+        Step::Bootstrap { .. } | Step::StartJoiner { .. } | Step::RetireMember { .. } => {
+            change_members(step, &mut s, spec)?
+        }
+        Step::ForceConfig { .. } | Step::DiscardEnsemble { .. } => record_recovery(step, &mut s)?,
+        Step::RestartMember { .. }
+        | Step::FinishRollout
+        | Step::BeginRoll
+        | Step::ReplaceInstance { .. } => record_rollout(step, &mut s, spec, now_ms)?,
+    };
+    Ok(Outcome { state: s, message })
+}
+
+/// A step handed to the wrong group (a bug, not expected).
+fn not_a(step: &Step, group: &str) -> ActError {
+    ActError::Stale(format!("{} is not a {group} step", step.kind()))
+}
+
+/// Steps that ask the fleet.
+async fn act_on_fleet<F: Fleet>(
+    step: &Step,
+    s: &mut Persisted,
+    spec: &ValidatedCluster,
+    fleet: &F,
+) -> Result<String, ActError> {
+    let message = match step {
+        Step::SetDesiredCapacity { capacity } => {
+            fleet.set_desired_capacity(*capacity).await?;
+            format!("desired capacity set to {capacity}")
+        }
+        Step::TerminateInstance { instance } => {
+            fleet.terminate(instance).await?;
+            format!("instance {instance} terminated")
+        }
+        Step::AdoptInstance { id } => {
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            fleet.adopt(&m.instance, &spec.name, *id).await?;
+            m.adopted = true;
+            format!(
+                "instance {} tagged as member {id} and protected from scale-in",
+                m.instance
+            )
+        }
+        Step::FenceInstance { instance } => {
+            fleet.fence(instance).await?;
+            format!("instance {instance} fenced (terminated) before recovering the quorum")
+        }
+        Step::CompleteLifecycleAction { instance } => {
+            fleet.complete_termination(instance).await?;
+            format!(
+                "termination lifecycle hook of {instance} completed: its member is out of the config"
+            )
+        }
+        other => return Err(not_a(other, "fleet")),
+    };
+    Ok(message)
+}
+
+/// Steps that record a reconfig: issued, answered, or a newer config seen.
+fn record_reconfig(step: &Step, s: &mut Persisted, now_ms: u64) -> Result<String, ActError> {
+    let message = match step {
         Step::RecordConfig { config } => {
             let msg = format!(
                 "config version {} recorded: {}",
                 config.version.map(|v| v.to_string()).unwrap_or_default(),
                 describe(config)
             );
-            adopt_config(&mut s, config.clone());
+            adopt_config(s, config.clone());
             msg
         }
         Step::CompleteReconfig { seq, config } => {
@@ -111,7 +186,7 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 .clone()
                 .filter(|r| r.order.seq == *seq)
                 .ok_or_else(|| ActError::Stale(format!("reconfig {seq} is not in flight")))?;
-            adopt_config(&mut s, config.clone());
+            adopt_config(s, config.clone());
             s.reconfig = None;
             format!(
                 "reconfig {seq} done ({}): version {}, {}",
@@ -125,10 +200,206 @@ pub async fn act<F: Fleet, L: IdLedger>(
             s.reconfig_not_before_ms = now_ms + RECONFIG_RETRY_MS;
             format!("reconfig {seq} failed: {error}; re-observing")
         }
-        Step::SetDesiredCapacity { capacity } => {
-            fleet.set_desired_capacity(*capacity).await?;
-            format!("desired capacity set to {capacity}")
+        Step::Reconfig { pending } => {
+            if s.reconfig.is_some() {
+                return Err(ActError::Stale("a reconfig is already in flight".into()));
+            }
+            s.reconfig = Some(pending.clone());
+            s.next_seq = pending.order.seq + 1;
+            let leaving: Vec<String> = pending
+                .order
+                .leaving
+                .iter()
+                .map(|i| i.to_string())
+                .collect();
+            format!(
+                "reconfig {} via {}: {} (joining [{}], leaving [{}])",
+                pending.order.seq,
+                pending.via,
+                pending.purpose,
+                ids(&pending.order.joining),
+                leaving.join(", ")
+            )
         }
+        other => return Err(not_a(other, "reconfig")),
+    };
+    Ok(message)
+}
+
+/// Steps that change members' records: bootstrap, joiners, retirement,
+/// a forced config, a discarded ensemble.
+fn change_members(
+    step: &Step,
+    s: &mut Persisted,
+    spec: &ValidatedCluster,
+) -> Result<String, ActError> {
+    let message = match step {
+        Step::Bootstrap { config } => {
+            if s.ever_bootstrapped {
+                return Err(ActError::Stale("already bootstrapped".into()));
+            }
+            let settings = spec_settings(spec, s);
+            for id in config.servers.keys() {
+                let m = s
+                    .members
+                    .get_mut(id)
+                    .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+                m.initial_config = Some(config.clone());
+                m.settings = Some(settings.clone());
+            }
+            s.config = Some(config.clone());
+            s.ever_bootstrapped = true;
+            let servers: Vec<Server> = config.servers.values().cloned().collect();
+            format!("bootstrapping a fresh ensemble: {}", ids(&servers))
+        }
+        Step::StartJoiner { id, initial_config } => {
+            let settings = spec_settings(spec, s);
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            m.initial_config = Some(initial_config.clone());
+            m.settings = Some(settings);
+            format!(
+                "member {id} on {} starts as a joiner (observer)",
+                m.instance
+            )
+        }
+        Step::RetireMember { id } => {
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            m.retiring = true;
+            format!("member {id} on {} is not needed and retires", m.instance)
+        }
+        other => return Err(not_a(other, "membership")),
+    };
+    Ok(message)
+}
+
+/// Steps of a quorum-loss recovery: a forced config, or a discarded ensemble.
+fn record_recovery(step: &Step, s: &mut Persisted) -> Result<String, ActError> {
+    let message = match step {
+        Step::ForceConfig {
+            config,
+            left_out,
+            summary,
+        } => {
+            s.recovery_generation += 1;
+            let recovery = Recovery {
+                generation: s.recovery_generation,
+                config: config.clone(),
+            };
+            for id in config.servers.keys() {
+                let m = s
+                    .members
+                    .get_mut(id)
+                    .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+                m.recovery = Some(recovery.clone());
+                m.initial_config = Some(config.clone());
+            }
+            // Everyone the forced config leaves out (surplus survivors, observers)
+            // retires and is replaced; none restarts under the old config.
+            s.reconfig = None;
+            adopt_config(s, config.clone());
+            for id in left_out {
+                if let Some(m) = s.members.get_mut(id) {
+                    m.retiring = true;
+                }
+            }
+            summary.clone()
+        }
+        Step::DiscardEnsemble { lost } => {
+            if s.members
+                .values()
+                .any(|m| m.role_in(s.config.as_ref()).is_some() && !lost.contains(&m.id))
+            {
+                return Err(ActError::Stale(
+                    "a member of the ensemble is not lost".into(),
+                ));
+            }
+            // Every member goes (their instances are fenced); the next plan
+            // forgets them, claims ids for fresh instances and bootstraps.
+            for m in s.members.values_mut() {
+                m.retiring = true;
+                m.recovery = None;
+            }
+            s.config = None;
+            s.reconfig = None;
+            s.ever_bootstrapped = false;
+            s.max_zxid_seen = None;
+            let lost: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+            format!(
+                "TOTAL LOSS: no member of the ensemble survived (lost [{}]); healing.onTotalLoss: bootstrap: the ensemble is discarded and a fresh, EMPTY one is bootstrapped; all its data is gone",
+                lost.join(", ")
+            )
+        }
+        other => return Err(not_a(other, "recovery")),
+    };
+    Ok(message)
+}
+
+/// Steps of rolling restarts and replacements.
+fn record_rollout(
+    step: &Step,
+    s: &mut Persisted,
+    spec: &ValidatedCluster,
+    now_ms: u64,
+) -> Result<String, ActError> {
+    let message = match step {
+        Step::RestartMember {
+            id,
+            leader_zxid,
+            role,
+            left,
+        } => {
+            let settings = spec_settings(spec, s);
+            let m = s
+                .members
+                .get_mut(id)
+                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
+            m.settings = Some(settings);
+            let instance = m.instance.clone();
+            s.rollout = Some(RolloutStep {
+                member: *id,
+                at_ms: now_ms,
+                leader_zxid: *leader_zxid,
+            });
+            format!(
+                "rolling restart: member {id} ({role}) on {instance} restarts with the new settings; {left} more after it"
+            )
+        }
+        Step::FinishRollout => {
+            s.rollout = None;
+            "rolling restart done: every member runs the spec's settings".to_string()
+        }
+        Step::BeginRoll => {
+            s.roll += 1;
+            format!(
+                "rolling restart of every member requested (restart generation {})",
+                s.roll
+            )
+        }
+        Step::ReplaceInstance { instance } => {
+            s.replace.insert(instance.clone());
+            format!(
+                "replacement of the member on {instance} requested: a new instance joins, then it leaves"
+            )
+        }
+        other => return Err(not_a(other, "roll-out")),
+    };
+    Ok(message)
+}
+
+/// Steps that claim or release an id.
+async fn use_ledger<L: IdLedger>(
+    step: &Step,
+    s: &mut Persisted,
+    spec: &ValidatedCluster,
+    ledger: &L,
+) -> Result<String, ActError> {
+    let message = match step {
         Step::ClaimId { instance, address } => {
             if s.members.values().any(|m| &m.instance == instance) {
                 return Err(ActError::Stale(format!("{instance} already holds an id")));
@@ -167,185 +438,6 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 format!("instance {instance} ({address}) claimed server id {id}")
             }
         }
-        Step::Bootstrap { config } => {
-            if s.ever_bootstrapped {
-                return Err(ActError::Stale("already bootstrapped".into()));
-            }
-            let settings = spec_settings(spec, &s);
-            for id in config.servers.keys() {
-                let m = s
-                    .members
-                    .get_mut(id)
-                    .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
-                m.initial_config = Some(config.clone());
-                m.settings = Some(settings.clone());
-            }
-            s.config = Some(config.clone());
-            s.ever_bootstrapped = true;
-            let servers: Vec<Server> = config.servers.values().cloned().collect();
-            format!("bootstrapping a fresh ensemble: {}", ids(&servers))
-        }
-        Step::StartJoiner { id, initial_config } => {
-            let settings = spec_settings(spec, &s);
-            let m = s
-                .members
-                .get_mut(id)
-                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
-            m.initial_config = Some(initial_config.clone());
-            m.settings = Some(settings);
-            format!(
-                "member {id} on {} starts as a joiner (observer)",
-                m.instance
-            )
-        }
-        Step::Reconfig { pending } => {
-            if s.reconfig.is_some() {
-                return Err(ActError::Stale("a reconfig is already in flight".into()));
-            }
-            s.reconfig = Some(pending.clone());
-            s.next_seq = pending.order.seq + 1;
-            let leaving: Vec<String> = pending
-                .order
-                .leaving
-                .iter()
-                .map(|i| i.to_string())
-                .collect();
-            format!(
-                "reconfig {} via {}: {} (joining [{}], leaving [{}])",
-                pending.order.seq,
-                pending.via,
-                pending.purpose,
-                ids(&pending.order.joining),
-                leaving.join(", ")
-            )
-        }
-        Step::TerminateInstance { instance } => {
-            fleet.terminate(instance).await?;
-            format!("instance {instance} terminated")
-        }
-        Step::AdoptInstance { id } => {
-            let m = s
-                .members
-                .get_mut(id)
-                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
-            fleet.adopt(&m.instance, &spec.name, *id).await?;
-            m.adopted = true;
-            format!(
-                "instance {} tagged as member {id} and protected from scale-in",
-                m.instance
-            )
-        }
-        Step::FenceInstance { instance } => {
-            fleet.fence(instance).await?;
-            format!("instance {instance} fenced (terminated) before recovering the quorum")
-        }
-        Step::ForceConfig {
-            config,
-            left_out,
-            summary,
-        } => {
-            s.recovery_generation += 1;
-            let recovery = Recovery {
-                generation: s.recovery_generation,
-                config: config.clone(),
-            };
-            for id in config.servers.keys() {
-                let m = s
-                    .members
-                    .get_mut(id)
-                    .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
-                m.recovery = Some(recovery.clone());
-                m.initial_config = Some(config.clone());
-            }
-            // Everyone the forced config leaves out (surplus survivors, observers)
-            // retires and is replaced; none restarts under the old config.
-            s.reconfig = None;
-            adopt_config(&mut s, config.clone());
-            for id in left_out {
-                if let Some(m) = s.members.get_mut(id) {
-                    m.retiring = true;
-                }
-            }
-            summary.clone()
-        }
-        Step::CompleteLifecycleAction { instance } => {
-            fleet.complete_termination(instance).await?;
-            format!(
-                "termination lifecycle hook of {instance} completed: its member is out of the config"
-            )
-        }
-        Step::RetireMember { id } => {
-            let m = s
-                .members
-                .get_mut(id)
-                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
-            m.retiring = true;
-            format!("member {id} on {} is not needed and retires", m.instance)
-        }
-        Step::DiscardEnsemble { lost } => {
-            if s.members
-                .values()
-                .any(|m| m.role_in(s.config.as_ref()).is_some() && !lost.contains(&m.id))
-            {
-                return Err(ActError::Stale(
-                    "a member of the ensemble is not lost".into(),
-                ));
-            }
-            // Every member goes (their instances are fenced); the next plan
-            // forgets them, claims ids for fresh instances and bootstraps.
-            for m in s.members.values_mut() {
-                m.retiring = true;
-                m.recovery = None;
-            }
-            s.config = None;
-            s.reconfig = None;
-            s.ever_bootstrapped = false;
-            s.max_zxid_seen = None;
-            let lost: Vec<String> = lost.iter().map(ServerId::to_string).collect();
-            format!(
-                "TOTAL LOSS: no member of the ensemble survived (lost [{}]); healing.onTotalLoss: bootstrap: the ensemble is discarded and a fresh, EMPTY one is bootstrapped; all its data is gone",
-                lost.join(", ")
-            )
-        }
-        Step::RestartMember {
-            id,
-            leader_zxid,
-            role,
-            left,
-        } => {
-            let settings = spec_settings(spec, &s);
-            let m = s
-                .members
-                .get_mut(id)
-                .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
-            m.settings = Some(settings);
-            let instance = m.instance.clone();
-            s.rollout = Some(RolloutStep {
-                member: *id,
-                at_ms: now_ms,
-                leader_zxid: *leader_zxid,
-            });
-            format!(
-                "rolling restart: member {id} ({role}) on {instance} restarts with the new settings; {left} more after it"
-            )
-        }
-        Step::FinishRollout => {
-            s.rollout = None;
-            "rolling restart done: every member runs the spec's settings".to_string()
-        }
-        Step::BeginRoll => {
-            s.roll += 1;
-            format!(
-                "rolling restart of every member requested (restart generation {})",
-                s.roll
-            )
-        }
-        Step::ReplaceInstance { instance } => {
-            s.replace.insert(instance.clone());
-            format!(
-                "replacement of the member on {instance} requested: a new instance joins, then it leaves"
-            )
-        }
         Step::ForgetMember { id } => {
             ledger.release(*id).await?;
             let m = s.members.remove(id);
@@ -357,6 +449,7 @@ pub async fn act<F: Fleet, L: IdLedger>(
                 m.map(|m| m.instance).unwrap_or_default()
             )
         }
+        other => return Err(not_a(other, "ledger")),
     };
-    Ok(Outcome { state: s, message })
+    Ok(message)
 }

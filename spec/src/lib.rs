@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod duration;
+pub mod fourlw;
 pub mod txnlog;
 pub mod validate;
 pub mod wire;

@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::cluster::{
-    API_VERSION, DynamodbState, Fleet, FleetSpec, Healing, Ids, IdsSpec, KIND, QuorumLossPolicy,
-    StateSpec, TotalLossPolicy, ZookeeperCluster, ZookeeperSettings,
+    API_VERSION, ClusterSpec, DynamodbState, Fleet, FleetSpec, Healing, Ids, IdsSpec, KIND,
+    QuorumLossPolicy, StateSpec, TotalLossPolicy, ZookeeperCluster, ZookeeperSettings,
 };
 use crate::duration::DurationSpec;
 use crate::zk;
@@ -236,6 +236,46 @@ impl Problems {
 /// Checks the rules the types cannot express.
 pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let mut p = Problems(Vec::new());
+    check_header(&mut p, &raw);
+    let s = &raw.spec;
+    check_counts(&mut p, s);
+    let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
+    let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
+    let healing = check_healing(&mut p, &s.healing);
+    let rollout_timeout = check_duration(
+        &mut p,
+        "spec.rollout.timeout",
+        &s.rollout.timeout,
+        (10, 86_400),
+        "24h",
+    );
+    let secrets_parameter = check_secrets(&mut p, s);
+    let (Some((fleet, ids, state)), Some(zookeeper), Some(healing), Some(rollout_timeout), true) = (
+        placement,
+        zookeeper,
+        healing,
+        rollout_timeout,
+        p.0.is_empty(),
+    ) else {
+        return Err(SpecError::Invalid(p.0));
+    };
+    Ok(ValidatedCluster {
+        name: raw.metadata.name,
+        replicas: s.replicas,
+        voters_min: s.voters.min,
+        voters_max: s.voters.max,
+        fleet,
+        ids,
+        state,
+        secrets_parameter,
+        zookeeper,
+        healing,
+        rollout_timeout,
+    })
+}
+
+/// `apiVersion`, `kind` and `metadata.name`.
+fn check_header(p: &mut Problems, raw: &ZookeeperCluster) {
     if raw.api_version != API_VERSION {
         p.add(
             "apiVersion",
@@ -259,7 +299,10 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
             ),
         );
     }
-    let s = &raw.spec;
+}
+
+/// Voter bounds and replicas.
+fn check_counts(p: &mut Problems, s: &ClusterSpec) {
     for (path, v) in [
         ("spec.voters.min", s.voters.min),
         ("spec.voters.max", s.voters.max),
@@ -288,16 +331,10 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
             ),
         );
     }
-    let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
-    let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
-    let healing = check_healing(&mut p, &s.healing);
-    let rollout_timeout = check_duration(
-        &mut p,
-        "spec.rollout.timeout",
-        &s.rollout.timeout,
-        (10, 86_400),
-        "24h",
-    );
+}
+
+/// `spec.secrets`: only with fleet.aws, and a valid SSM parameter name.
+fn check_secrets(p: &mut Problems, s: &ClusterSpec) -> Option<String> {
     let secrets_parameter = s.secrets.as_ref().map(|x| x.ssm_parameter.clone());
     if let Some(name) = &secrets_parameter {
         if s.fleet.aws.is_none() {
@@ -318,28 +355,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
             );
         }
     }
-    let (Some((fleet, ids, state)), Some(zookeeper), Some(healing), Some(rollout_timeout), true) = (
-        placement,
-        zookeeper,
-        healing,
-        rollout_timeout,
-        p.0.is_empty(),
-    ) else {
-        return Err(SpecError::Invalid(p.0));
-    };
-    Ok(ValidatedCluster {
-        name: raw.metadata.name,
-        replicas: s.replicas,
-        voters_min: s.voters.min,
-        voters_max: s.voters.max,
-        fleet,
-        ids,
-        state,
-        secrets_parameter,
-        zookeeper,
-        healing,
-        rollout_timeout,
-    })
+    secrets_parameter
 }
 
 fn check_placement(

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::fourlw::{ConfReply, SrvrReply, parse_conf, parse_mntr, parse_srvr};
+
 /// A ZooKeeper server id (`myid`), issued by the id ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -454,117 +456,6 @@ impl FromStr for ServerMode {
             other => Err(format!("unknown mode `{other}`")),
         }
     }
-}
-
-/// What `srvr` says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrvrReply {
-    /// `Mode:` when serving.
-    pub mode: Option<ServerMode>,
-    /// `Zxid:` when serving.
-    pub zxid: Option<Zxid>,
-    /// False when the server says it is not currently serving requests.
-    pub serving: bool,
-}
-
-/// Parses a `srvr` reply.
-pub fn parse_srvr(text: &str) -> Result<SrvrReply, ParseError> {
-    if text.contains("not currently serving requests") {
-        return Ok(SrvrReply {
-            mode: None,
-            zxid: None,
-            serving: false,
-        });
-    }
-    let mut reply = SrvrReply {
-        mode: None,
-        zxid: None,
-        serving: true,
-    };
-    for (i, raw) in text.lines().enumerate() {
-        let err = |reason: String| ParseError {
-            line: i + 1,
-            text: raw.to_string(),
-            reason,
-        };
-        if let Some(m) = raw.strip_prefix("Mode:") {
-            reply.mode = Some(m.parse().map_err(err)?);
-        } else if let Some(z) = raw.strip_prefix("Zxid:") {
-            reply.zxid = Some(z.parse().map_err(err)?);
-        }
-    }
-    if reply.mode.is_none() {
-        return Err(ParseError {
-            line: 0,
-            text: text.lines().next().unwrap_or_default().to_string(),
-            reason: "no `Mode:` line in srvr reply".into(),
-        });
-    }
-    Ok(reply)
-}
-
-/// Parses a `mntr` reply into its tab-separated keys and values.
-pub fn parse_mntr(text: &str) -> Result<BTreeMap<String, String>, ParseError> {
-    let mut out = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let (k, v) = raw.split_once('\t').ok_or_else(|| ParseError {
-            line: i + 1,
-            text: raw.to_string(),
-            reason: "expected `key<TAB>value`".into(),
-        })?;
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
-}
-
-/// What `conf` says that zkop uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfReply {
-    /// `serverId=`.
-    pub server_id: Option<ServerId>,
-    /// The membership block and its `version=`.
-    pub config: DynamicConfig,
-    /// Every `key=value` line before the membership block.
-    pub properties: BTreeMap<String, String>,
-}
-
-/// Parses a `conf` reply.
-pub fn parse_conf(text: &str) -> Result<ConfReply, ParseError> {
-    let mut properties = BTreeMap::new();
-    let mut membership = String::new();
-    let mut in_membership = false;
-    for (i, raw) in text.lines().enumerate() {
-        if in_membership {
-            // Keep line numbers meaningful for errors in the block.
-            membership.push_str(raw);
-            membership.push('\n');
-            continue;
-        }
-        if raw.trim_start().starts_with("membership:") {
-            in_membership = true;
-            membership.push_str(&"\n".repeat(i + 1));
-            continue;
-        }
-        if let Some((k, v)) = raw.split_once('=') {
-            properties.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    let server_id = match properties.get("serverId") {
-        Some(v) => Some(ServerId(v.parse().map_err(|_| ParseError {
-            line: 0,
-            text: v.clone(),
-            reason: "serverId is not a number".into(),
-        })?)),
-        None => None,
-    };
-    Ok(ConfReply {
-        server_id,
-        config: DynamicConfig::parse(&membership)?,
-        properties,
-    })
 }
 
 /// `zoo.cfg` as ordered `key=value` pairs.

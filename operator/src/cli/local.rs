@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tracing::info;
 
+use zkop_spec::ValidatedCluster;
 use zkop_spec::cluster::Fleet;
 
 use super::input::{InputError, agent_binary, load_spec, state_dir_for};
@@ -60,9 +61,18 @@ pub struct UpOptions {
     pub agent_bin: Option<PathBuf>,
 }
 
-/// Runs the cluster in the foreground until SIGINT or SIGTERM.
-pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
-    // Everything that can be refused is checked before anything is touched.
+/// What `local up` starts from, once every refusal is past.
+struct Checked {
+    spec: ValidatedCluster,
+    text: String,
+    network: (std::net::Ipv4Addr, u8),
+    agent_bin: PathBuf,
+    dir: PathBuf,
+    store: FileStore,
+}
+
+/// Everything that can be refused is checked before anything is touched.
+async fn check(opts: &UpOptions) -> anyhow::Result<Checked> {
     let (spec, text) = load_spec(&opts.spec)?;
     if !matches!(spec.fleet, Fleet::Local(_)) {
         bail!(InputError::Usage(format!(
@@ -91,6 +101,26 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             spec.name
         )));
     }
+    Ok(Checked {
+        spec,
+        text,
+        network,
+        agent_bin,
+        dir,
+        store,
+    })
+}
+
+/// Runs the cluster in the foreground until SIGINT or SIGTERM.
+pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
+    let Checked {
+        spec,
+        text,
+        network,
+        agent_bin,
+        dir,
+        store,
+    } = check(&opts).await?;
     let state = StateDir::create(&dir)?;
     let dir = state.dir.clone();
     let _lock = lock_state_dir(&dir)?;

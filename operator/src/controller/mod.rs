@@ -160,22 +160,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         let (spec, persisted, observed) = self.shared.snapshot(view.clone());
         let uptime = self.now().saturating_duration_since(self.started);
         let plan = plan(&spec, &observed, &persisted, uptime);
-        // Losing and regaining the leader are events; routine phases are not.
-        let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);
-        if let Some(before) = self.shared.set_plan(plan.clone())
-            && before != plan.phase
-            && (notable(before) || notable(plan.phase))
-        {
-            self.shared.event(
-                "phase",
-                format!(
-                    "{} -> {}: {}",
-                    before.as_str(),
-                    plan.phase.as_str(),
-                    plan.reason
-                ),
-            );
-        }
+        self.keep_plan(&plan);
         let Some(step) = plan.steps.first() else {
             if plan.phase != Phase::Running {
                 self.idle_view = None;
@@ -201,33 +186,57 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         .await?;
         self.test_points.check(step, &persisted, true);
         if outcome.state != persisted {
-            let mut state = outcome.state;
-            match self.store.save(&state).await {
-                Ok(v) => state.store_version = v,
-                Err(e @ StoreError::Conflict { .. }) => {
-                    // Someone else wrote: adopt what is stored, then plan again.
-                    if let Some(stored) = self.store.load().await? {
-                        self.shared.commit(stored);
-                    }
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
-            }
-            self.shared.commit(state);
+            self.persist(outcome.state).await?;
         }
-        if *step == Step::BeginRoll {
-            self.shared.change(|s| s.requests.roll = false);
-        }
-        if let Step::ReplaceInstance { instance } = step {
-            self.shared.change(|s| {
+        self.shared.change(|s| match step {
+            Step::BeginRoll => s.requests.roll = false,
+            Step::ReplaceInstance { instance } => {
                 s.requests.replace.remove(instance);
-            });
-        }
+            }
+            _ => {}
+        });
         self.shared
             .metrics
             .step(step.kind(), self.now().saturating_duration_since(t));
         self.shared.event_at(step.kind(), outcome.message, began_ms);
         Ok(Requeue::soon())
+    }
+
+    /// Keeps the pass's plan for status; losing and regaining the leader are
+    /// events, routine phases are not.
+    fn keep_plan(&self, plan: &crate::plan::Plan) {
+        let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);
+        if let Some(before) = self.shared.set_plan(plan.clone())
+            && before != plan.phase
+            && (notable(before) || notable(plan.phase))
+        {
+            self.shared.event(
+                "phase",
+                format!(
+                    "{} -> {}: {}",
+                    before.as_str(),
+                    plan.phase.as_str(),
+                    plan.reason
+                ),
+            );
+        }
+    }
+
+    /// Saves a step's new state (compare-and-set) and hands it to the API.
+    async fn persist(&mut self, mut state: Persisted) -> Result<(), ReconcileError> {
+        match self.store.save(&state).await {
+            Ok(v) => state.store_version = v,
+            Err(e @ StoreError::Conflict { .. }) => {
+                // Someone else wrote: adopt what is stored, then plan again.
+                if let Some(stored) = self.store.load().await? {
+                    self.shared.commit(stored);
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.shared.commit(state);
+        Ok(())
     }
 
     /// Runs passes until `shutdown` turns true.

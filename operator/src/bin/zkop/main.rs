@@ -60,36 +60,7 @@ enum Command {
     Cf(CfCommand),
     /// Time zkop's automatic operations against the same done by hand, on
     /// this machine with real ZooKeeper servers (takes a few minutes).
-    Bench {
-        /// Print a JSON list of {operation, voters, zkopSeconds, handSeconds, ratio}.
-        #[arg(long)]
-        json: bool,
-        /// Only 3 voters: bootstrap, adding a member and removing a follower.
-        #[arg(long)]
-        quick: bool,
-        /// Instead: the AWS API calls per minute of a running controller (the
-        /// AWS sandbox's, say), by operation, over --window-seconds.
-        #[arg(long)]
-        aws_calls: bool,
-        /// The window --aws-calls counts over.
-        #[arg(long, default_value_t = 60, requires = "aws_calls")]
-        window_seconds: u64,
-        /// The controller --aws-calls asks.
-        #[command(flatten)]
-        controller: ControllerArgs,
-        /// Loopback range for the zkop-run cluster.
-        #[arg(long, default_value = "127.0.60.0/24")]
-        network: String,
-        /// Loopback range for the plain servers run by hand.
-        #[arg(long, default_value = "127.0.61.0/24")]
-        hand_network: String,
-        /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
-        #[arg(long)]
-        agent_bin: Option<PathBuf>,
-        /// Java and ZooKeeper for the plain servers.
-        #[command(flatten)]
-        java: zkop_zk::jvm::JavaArgs,
-    },
+    Bench(BenchArgs),
     /// Show a running cluster's members.
     Status {
         #[command(flatten)]
@@ -208,6 +179,39 @@ enum LocalCommand {
     },
 }
 
+/// `zkop bench`'s flags.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Print a JSON list of {operation, voters, zkopSeconds, handSeconds, ratio}.
+    #[arg(long)]
+    json: bool,
+    /// Only 3 voters: bootstrap, adding a member and removing a follower.
+    #[arg(long)]
+    quick: bool,
+    /// Instead: the AWS API calls per minute of a running controller (the
+    /// AWS sandbox's, say), by operation, over --window-seconds.
+    #[arg(long)]
+    aws_calls: bool,
+    /// The window --aws-calls counts over.
+    #[arg(long, default_value_t = 60, requires = "aws_calls")]
+    window_seconds: u64,
+    /// The controller --aws-calls asks.
+    #[command(flatten)]
+    controller: ControllerArgs,
+    /// Loopback range for the zkop-run cluster.
+    #[arg(long, default_value = "127.0.60.0/24")]
+    network: String,
+    /// Loopback range for the plain servers run by hand.
+    #[arg(long, default_value = "127.0.61.0/24")]
+    hand_network: String,
+    /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
+    /// Java and ZooKeeper for the plain servers.
+    #[command(flatten)]
+    java: zkop_zk::jvm::JavaArgs,
+}
+
 fn init_logs() {
     zkop_runtime::logging::init();
 }
@@ -280,60 +284,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = input::find_state_dir(state_dir)?;
             println!("{}", local::kill(&dir, &instance)?);
         }
-        Command::Cf(CfCommand::Render { format }) => {
-            let format = match format {
-                CfFormat::Json => zkop_cf::Format::Json,
-                CfFormat::Yaml => zkop_cf::Format::Yaml,
-            };
-            print!("{}", zkop_cf::render(format)?);
+        Command::Cf(CfCommand::Render { format }) => print!("{}", render_cf(format)?),
+        Command::Bench(args) => bench_command(args).await?,
+        Command::Roll { .. } | Command::Replace { .. } | Command::Status { .. } => {
+            client_command(cli.command).await?;
         }
-        Command::Bench {
-            json,
-            aws_calls: true,
-            window_seconds,
-            controller,
-            ..
-        } => {
-            let (url, token_file) = controller.resolve()?;
-            let window = std::time::Duration::from_secs(window_seconds.max(1));
-            let rates = bench::aws_call_rates(&url, &token_file, window).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rates)?);
-            } else {
-                print!("{}", bench::render_rates(&rates, window));
-            }
-        }
-        Command::Bench {
-            json,
-            quick,
-            network,
-            hand_network,
-            agent_bin,
-            java,
-            ..
-        } => {
-            if let Some(missing) = java.missing_zookeeper() {
-                return Err(input::InputError::Usage(missing).into());
-            }
-            for n in [&network, &hand_network] {
-                local::parse_network(n)
-                    .map_err(|e| input::InputError::Usage(format!("--network {n}: {e}")))?;
-            }
-            let opts = bench::BenchOptions {
-                zkop_network: network,
-                hand_network,
-                agent_bin: Some(input::agent_binary(agent_bin)?),
-                java: java.java,
-                classpath: java.zookeeper_classpath,
-                quick,
-            };
-            let figures = bench::run(&opts).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&figures)?);
-            } else {
-                print!("{}", bench::render(&figures));
-            }
-        }
+    }
+    Ok(())
+}
+
+/// `zkop cf render`: the CloudFormation template.
+fn render_cf(format: CfFormat) -> anyhow::Result<String> {
+    let format = match format {
+        CfFormat::Json => zkop_cf::Format::Json,
+        CfFormat::Yaml => zkop_cf::Format::Yaml,
+    };
+    Ok(zkop_cf::render(format)?)
+}
+
+/// The commands that ask a running controller: `roll`, `replace`, `status`.
+async fn client_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Roll { controller } => {
             let (url, token_file) = controller.resolve()?;
             let answer = status::request_roll(&url, &token_file).await?;
@@ -356,6 +327,56 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", status::render_table(&s));
             }
         }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `zkop bench`: the AWS call rates of a running controller, or every
+/// operation timed against the same done by hand.
+async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
+    let BenchArgs {
+        json,
+        quick,
+        aws_calls,
+        window_seconds,
+        controller,
+        network,
+        hand_network,
+        agent_bin,
+        java,
+    } = args;
+    if aws_calls {
+        let (url, token_file) = controller.resolve()?;
+        let window = std::time::Duration::from_secs(window_seconds.max(1));
+        let rates = bench::aws_call_rates(&url, &token_file, window).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rates)?);
+        } else {
+            print!("{}", bench::render_rates(&rates, window));
+        }
+        return Ok(());
+    }
+    if let Some(missing) = java.missing_zookeeper() {
+        return Err(input::InputError::Usage(missing).into());
+    }
+    for n in [&network, &hand_network] {
+        local::parse_network(n)
+            .map_err(|e| input::InputError::Usage(format!("--network {n}: {e}")))?;
+    }
+    let opts = bench::BenchOptions {
+        zkop_network: network,
+        hand_network,
+        agent_bin: Some(input::agent_binary(agent_bin)?),
+        java: java.java,
+        classpath: java.zookeeper_classpath,
+        quick,
+    };
+    let figures = bench::run(&opts).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        print!("{}", bench::render(&figures));
     }
     Ok(())
 }

@@ -12,10 +12,10 @@ use tracing::{info, warn};
 
 use zkop_spec::cluster::Fleet as FleetSpec;
 
-use zkop::adapters::Fleet;
 use zkop::adapters::aws::{AsgFleet, sdk_config};
 use zkop::adapters::local::fleet_support::parse_network;
 use zkop::adapters::local::{AgentCommand, AgentProcesses, AgentSecrets, free_address};
+use zkop::adapters::{Fleet, FleetView};
 use zkop::cli::client::read_api_file;
 use zkop::cli::input::{InputError, load_spec, state_dir_for};
 use zkop::model::InstanceState;
@@ -53,7 +53,7 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
     };
     let sdk = sdk_config(Some(aws.region.clone())).await;
     let fleet = AsgFleet::new(&sdk, &aws.auto_scaling_group_name);
-    let mut agents = AgentProcesses::new(
+    let agents = AgentProcesses::new(
         &dir.join("sandbox"),
         AgentCommand {
             binary: opts.agent_bin.clone(),
@@ -71,51 +71,17 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
             },
         },
     );
-    // Every address ever handed out: an instance's address is never reused.
-    let mut addresses: BTreeMap<String, String> = BTreeMap::new();
-    let mut lost: BTreeSet<String> = BTreeSet::new();
+    let mut sim = Simulator {
+        agents,
+        network,
+        addresses: BTreeMap::new(),
+        lost: BTreeSet::new(),
+    };
     let stop = zkop::cli::serve::until_signalled();
     tokio::pin!(stop);
     loop {
         match fleet.observe().await {
-            Ok(view) => {
-                let up: BTreeSet<&str> = view
-                    .instances
-                    .iter()
-                    .filter(|i| i.state == InstanceState::Running)
-                    .map(|i| i.id.as_str())
-                    .collect();
-                for id in agents.ids() {
-                    if !up.contains(id.as_str()) {
-                        warn!(instance = %id, "instance gone from the group; killing its agent and server");
-                        agents.kill(&id).await;
-                        lost.insert(id);
-                    }
-                }
-                for (id, status) in agents.reap() {
-                    warn!(instance = %id, %status, "agent exited");
-                    lost.insert(id);
-                }
-                for id in up {
-                    if agents.runs(id) || lost.contains(id) {
-                        continue;
-                    }
-                    let address = match addresses.get(id) {
-                        Some(a) => a.clone(),
-                        None => {
-                            let used: BTreeSet<&str> =
-                                addresses.values().map(String::as_str).collect();
-                            let a = free_address(network, &used)?;
-                            addresses.insert(id.to_string(), a.clone());
-                            a
-                        }
-                    };
-                    let pid = agents
-                        .spawn(id, &address)
-                        .with_context(|| format!("starting the agent of {id}"))?;
-                    info!(instance = %id, %address, pid, "agent started for instance");
-                }
-            }
+            Ok(view) => sim.follow(&view).await?,
             Err(e) => warn!(error = %e, "cannot observe the group"),
         }
         tokio::select! {
@@ -123,6 +89,61 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
             r = &mut stop => { r?; break; }
         }
     }
-    agents.stop_all(Duration::from_secs(20)).await;
+    sim.agents.stop_all(Duration::from_secs(20)).await;
     Ok(())
+}
+
+/// The moto instances' stand-ins: one agent process per running instance.
+struct Simulator {
+    agents: AgentProcesses,
+    network: (std::net::Ipv4Addr, u8),
+    /// Every address ever handed out: an instance's address is never reused.
+    addresses: BTreeMap<String, String>,
+    /// Instances whose agent died or whose instance left: never restarted.
+    lost: BTreeSet<String>,
+}
+
+impl Simulator {
+    /// Kills the agents of instances gone from the group and starts one for
+    /// each new running instance.
+    async fn follow(&mut self, view: &FleetView) -> anyhow::Result<()> {
+        let up: BTreeSet<&str> = view
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .map(|i| i.id.as_str())
+            .collect();
+        for id in self.agents.ids() {
+            if !up.contains(id.as_str()) {
+                warn!(instance = %id, "instance gone from the group; killing its agent and server");
+                self.agents.kill(&id).await;
+                self.lost.insert(id);
+            }
+        }
+        for (id, status) in self.agents.reap() {
+            warn!(instance = %id, %status, "agent exited");
+            self.lost.insert(id);
+        }
+        for id in up {
+            if self.agents.runs(id) || self.lost.contains(id) {
+                continue;
+            }
+            let address = match self.addresses.get(id) {
+                Some(a) => a.clone(),
+                None => {
+                    let used: BTreeSet<&str> =
+                        self.addresses.values().map(String::as_str).collect();
+                    let a = free_address(self.network, &used)?;
+                    self.addresses.insert(id.to_string(), a.clone());
+                    a
+                }
+            };
+            let pid = self
+                .agents
+                .spawn(id, &address)
+                .with_context(|| format!("starting the agent of {id}"))?;
+            info!(instance = %id, %address, pid, "agent started for instance");
+        }
+        Ok(())
+    }
 }

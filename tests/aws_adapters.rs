@@ -2,7 +2,7 @@
 //! loopback: id leases as log streams, conditional state writes, the leader
 //! lease, and the Auto Scaling group as the fleet.
 
-mod common;
+use zkop_tests::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! checked-in template, and the two scripts refuse missing parameters by name
 //! (before anything reaches AWS).
 
-mod common;
+use zkop_tests::common;
 
 use std::process::Command;
 

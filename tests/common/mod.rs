@@ -30,20 +30,35 @@ pub fn require_zookeeper() {
 /// End-to-end tests start JVMs: one test at a time on 2 cores.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The `zkop` binary under test.
-pub fn zkop_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_zkop"))
-}
-
-/// The `zkop-agent` binary beside it (built by `cargo build --workspace`).
-pub fn agent_bin() -> PathBuf {
-    let p = zkop_bin().with_file_name("zkop-agent");
+/// A workspace binary under test. The suites live in their own package, so
+/// Cargo gives them no `CARGO_BIN_EXE_*`: the binaries are found in the
+/// target directory, the parent of the `deps/` directory that holds the
+/// running test executable (`$ZKOP_BIN_DIR` overrides it).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ZKOP_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| PathBuf::from("target/debug"));
+    let p = dir.join(name);
     assert!(
         p.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        "{} is missing: run `cargo build --workspace --all-targets` first (scripts/test does)",
         p.display()
     );
     p
+}
+
+/// The `zkop` binary under test.
+pub fn zkop_bin() -> PathBuf {
+    workspace_bin("zkop")
+}
+
+/// The `zkop-agent` binary beside it.
+pub fn agent_bin() -> PathBuf {
+    workspace_bin("zkop-agent")
 }
 
 /// The repository root.

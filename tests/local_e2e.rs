@@ -2,7 +2,7 @@
 //! from the outside (the API, `zkop status`, an independent ZooKeeper client,
 //! process IDs). One test at a time.
 
-mod common;
+use zkop_tests::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -33,80 +33,8 @@ async fn bootstrap_scale_out_and_in_and_replace_a_dead_voter_without_losing_writ
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(hosts.clone(), stop_rx));
 
-    // 2. 3 -> 5 -> 4 -> 3.
-    c.set_replicas(3, 5);
-    c.wait_status("five voters", Duration::from_secs(90), |s| settled(s, 5, 0))
-        .await;
-    c.set_replicas(5, 4);
-    let s4 = c
-        .wait_status(
-            "three voters and an observer",
-            Duration::from_secs(90),
-            |s| settled(s, 3, 1),
-        )
-        .await;
-    c.set_replicas(4, 3);
-    let s3 = c
-        .wait_status("three voters", Duration::from_secs(90), |s| {
-            settled(s, 3, 0)
-        })
-        .await;
-    let kept: BTreeSet<u64> = s3.members.iter().map(|m| m.id.0).collect();
-    let all_seen: BTreeSet<(u64, String)> = s4
-        .members
-        .iter()
-        .map(|m| (m.id.0, m.instance.clone()))
-        .chain(s.members.iter().map(|m| (m.id.0, m.instance.clone())))
-        .collect();
-    let mut surplus = 0;
-    for (id, instance) in all_seen.iter().filter(|(id, _)| !kept.contains(id)) {
-        surplus += 1;
-        removed_before_terminated(&s3, instance, *id);
-        assert_eq!(
-            c.instance_pids(instance),
-            Vec::<u32>::new(),
-            "{instance}'s processes are still running"
-        );
-    }
-    assert!(
-        surplus >= 1,
-        "expected surplus members between 5 and 3: {all_seen:?} kept {kept:?}"
-    );
-    // Five members were seen at the 5-voter step: two left in all.
-    let events = &s3.events;
-    let terminated = events
-        .iter()
-        .filter(|e| e.kind == "terminate_instance")
-        .count();
-    assert_eq!(terminated, 2, "{events:#?}");
-
-    // 3. SIGKILL one voter (a follower): replaced; no survivor restarted.
-    let victim = common::follower(&s3);
-    let survivors: Vec<(String, u32)> = s3
-        .members
-        .iter()
-        .filter(|m| m.instance != victim.instance)
-        .map(|m| (m.instance.clone(), c.server_pid(&m.instance).unwrap()))
-        .collect();
-    c.kill_instance(&victim.instance);
-    let s = c
-        .wait_status("the dead voter replaced", Duration::from_secs(90), |s| {
-            settled(s, 3, 0) && s.members.iter().all(|m| m.instance != victim.instance)
-        })
-        .await;
-    for (instance, pid) in &survivors {
-        assert_eq!(
-            c.server_pid(instance),
-            Some(*pid),
-            "{instance}'s ZooKeeper was restarted"
-        );
-    }
-    let config = committed_config(&LocalCluster::endpoints(&s)).await;
-    assert!(
-        !config.servers.contains_key(&victim.id),
-        "the dead member is still in the config"
-    );
-    assert_eq!(config.voter_count(), 3);
+    let s3 = scale_three_five_four_three(&c, &s).await;
+    let s = a_killed_follower_is_replaced(&c, &s3).await;
 
     // 4. Every acknowledged write reads back.
     stop_tx.send(true).unwrap();
@@ -119,88 +47,7 @@ async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
     let _serial = SERIAL.lock().await;
     let (mut c, before) = LocalCluster::start_settled(&example_spec(3), "127.0.42.0/24", 3).await;
 
-    // 8. The API: no token or a wrong one is 401; a malformed report is 400;
-    // errors are JSON; the controller keeps running.
-    let url = c.url().to_string();
-    let resp = c
-        .http()
-        .get(format!("{url}/v1/status"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
-    let resp = c
-        .http()
-        .get(format!("{url}/v1/agents/i-0001/desired"))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-    let resp = c
-        .http()
-        .post(format!("{url}/v1/agents/i-0001/report"))
-        .bearer_auth("wrong")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-    let resp = c
-        .http()
-        .post(format!("{url}/v1/agents/i-0001/report"))
-        .bearer_auth(c.token())
-        .header("content-type", "application/json")
-        .body(r#"{"instance": "i-0001", "address": 7}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed report"),
-        "{body}"
-    );
-    // Replacing an instance that holds no member is refused by name; nothing
-    // is replaced (the cluster stays three healthy voters, checked below).
-    let resp = c
-        .http()
-        .post(format!("{url}/v1/replace/i-9999"))
-        .bearer_auth(c.token())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["error"], "no member of the config runs on instance i-9999",
-        "{body}"
-    );
-    let metrics = c
-        .http()
-        .get(format!("{url}/metrics"))
-        .bearer_auth(c.token())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("zkop_members{cluster=\"local-3\",role=\"leader\",healthy=\"true\"} 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("zkop_reconcile_passes_total"), "{metrics}");
-    assert!(
-        metrics
-            .contains("zkop_step_duration_seconds_count{cluster=\"local-3\",step=\"bootstrap\"} 1"),
-        "{metrics}"
-    );
+    the_api_guards_itself(&c).await;
     let after_bad = c
         .wait_status("still three healthy voters", Duration::from_secs(10), |s| {
             settled(s, 3, 0)
@@ -533,45 +380,7 @@ async fn a_total_loss_waits_by_default_and_bootstraps_an_empty_ensemble_when_all
         c.kill_instance(&m.instance);
     }
 
-    // onTotalLoss: wait: reported, and nothing is bootstrapped even once
-    // fresh instances stand ready.
-    let s = c
-        .wait_status("the total loss reported", Duration::from_secs(60), |s| {
-            s.phase == "QuorumLost" && s.reason.contains("total loss")
-        })
-        .await;
-    assert!(s.reason.contains("would lose all data"), "{}", s.reason);
-    let fresh = common::wait_until("three fresh instances", Duration::from_secs(60), || async {
-        let live: Vec<String> = c
-            .live_instances()
-            .into_iter()
-            .filter(|i| !old.contains(i))
-            .collect();
-        (live.len() == 3).then_some(live)
-    })
-    .await;
-    let passes = c.reconcile_passes().await.unwrap();
-    common::wait_until(
-        "ten more reconcile passes",
-        Duration::from_secs(60),
-        || async { c.reconcile_passes().await.filter(|p| *p >= passes + 10) },
-    )
-    .await;
-    let s = c.status().await.unwrap();
-    assert_eq!(s.phase, "QuorumLost", "{}", s.reason);
-    assert!(
-        s.events[events_before..]
-            .iter()
-            .all(|e| !["bootstrap", "claim_id", "discard_ensemble"].contains(&e.kind.as_str())),
-        "{:#?}",
-        s.events
-    );
-    for i in &fresh {
-        assert_eq!(c.server_pid(i), None, "{i} runs ZooKeeper");
-    }
-    let text = c.zkop(&["status"]);
-    let table = String::from_utf8_lossy(&text.stdout);
-    assert!(table.contains("would lose all data"), "{table}");
+    a_total_loss_is_only_reported(&c, &old, events_before).await;
 
     // onTotalLoss: bootstrap (the spec is reloaded): a fresh, empty ensemble,
     // and an event that says so.
@@ -964,4 +773,224 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
             Some(std::path::Path::new(&path)),
         );
     }
+}
+
+/// 3 -> 5 -> 4 -> 3: each surplus member left the config before its instance
+/// was terminated, and its processes are gone. Returns the final status.
+async fn scale_three_five_four_three(c: &LocalCluster, s: &StatusReply) -> StatusReply {
+    // 2. 3 -> 5 -> 4 -> 3.
+    c.set_replicas(3, 5);
+    c.wait_status("five voters", Duration::from_secs(90), |s| settled(s, 5, 0))
+        .await;
+    c.set_replicas(5, 4);
+    let s4 = c
+        .wait_status(
+            "three voters and an observer",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 1),
+        )
+        .await;
+    c.set_replicas(4, 3);
+    let s3 = c
+        .wait_status("three voters", Duration::from_secs(90), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let kept: BTreeSet<u64> = s3.members.iter().map(|m| m.id.0).collect();
+    let all_seen: BTreeSet<(u64, String)> = s4
+        .members
+        .iter()
+        .map(|m| (m.id.0, m.instance.clone()))
+        .chain(s.members.iter().map(|m| (m.id.0, m.instance.clone())))
+        .collect();
+    let mut surplus = 0;
+    for (id, instance) in all_seen.iter().filter(|(id, _)| !kept.contains(id)) {
+        surplus += 1;
+        removed_before_terminated(&s3, instance, *id);
+        assert_eq!(
+            c.instance_pids(instance),
+            Vec::<u32>::new(),
+            "{instance}'s processes are still running"
+        );
+    }
+    assert!(
+        surplus >= 1,
+        "expected surplus members between 5 and 3: {all_seen:?} kept {kept:?}"
+    );
+    // Five members were seen at the 5-voter step: two left in all.
+    let events = &s3.events;
+    let terminated = events
+        .iter()
+        .filter(|e| e.kind == "terminate_instance")
+        .count();
+    assert_eq!(terminated, 2, "{events:#?}");
+    s3
+}
+
+/// SIGKILL one voter (a follower): it is replaced and no survivor's server is
+/// restarted; ZooKeeper's config drops it. Returns the final status.
+async fn a_killed_follower_is_replaced(c: &LocalCluster, s3: &StatusReply) -> StatusReply {
+    // 3. SIGKILL one voter (a follower): replaced; no survivor restarted.
+    let victim = common::follower(s3);
+    let survivors: Vec<(String, u32)> = s3
+        .members
+        .iter()
+        .filter(|m| m.instance != victim.instance)
+        .map(|m| (m.instance.clone(), c.server_pid(&m.instance).unwrap()))
+        .collect();
+    c.kill_instance(&victim.instance);
+    let s = c
+        .wait_status("the dead voter replaced", Duration::from_secs(90), |s| {
+            settled(s, 3, 0) && s.members.iter().all(|m| m.instance != victim.instance)
+        })
+        .await;
+    for (instance, pid) in &survivors {
+        assert_eq!(
+            c.server_pid(instance),
+            Some(*pid),
+            "{instance}'s ZooKeeper was restarted"
+        );
+    }
+    let config = committed_config(&LocalCluster::endpoints(&s)).await;
+    assert!(
+        !config.servers.contains_key(&victim.id),
+        "the dead member is still in the config"
+    );
+    assert_eq!(config.voter_count(), 3);
+    s
+}
+
+/// The API: no token or a wrong one is 401; a malformed report is 400; an
+/// unknown instance to replace is 404; errors are JSON; metrics count.
+async fn the_api_guards_itself(c: &LocalCluster) {
+    // 8. The API: no token or a wrong one is 401; a malformed report is 400;
+    // errors are JSON; the controller keeps running.
+    let url = c.url().to_string();
+    let resp = c
+        .http()
+        .get(format!("{url}/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+    let resp = c
+        .http()
+        .get(format!("{url}/v1/agents/i-0001/desired"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .http()
+        .post(format!("{url}/v1/agents/i-0001/report"))
+        .bearer_auth("wrong")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .http()
+        .post(format!("{url}/v1/agents/i-0001/report"))
+        .bearer_auth(c.token())
+        .header("content-type", "application/json")
+        .body(r#"{"instance": "i-0001", "address": 7}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed report"),
+        "{body}"
+    );
+    // Replacing an instance that holds no member is refused by name; nothing
+    // is replaced (the cluster stays three healthy voters, checked below).
+    let resp = c
+        .http()
+        .post(format!("{url}/v1/replace/i-9999"))
+        .bearer_auth(c.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"], "no member of the config runs on instance i-9999",
+        "{body}"
+    );
+    let metrics = c
+        .http()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(c.token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("zkop_members{cluster=\"local-3\",role=\"leader\",healthy=\"true\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("zkop_reconcile_passes_total"), "{metrics}");
+    assert!(
+        metrics
+            .contains("zkop_step_duration_seconds_count{cluster=\"local-3\",step=\"bootstrap\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// `onTotalLoss: wait`: the total loss is reported, and nothing is
+/// bootstrapped even once fresh instances stand ready.
+async fn a_total_loss_is_only_reported(
+    c: &LocalCluster,
+    old: &BTreeSet<String>,
+    events_before: usize,
+) {
+    // onTotalLoss: wait: reported, and nothing is bootstrapped even once
+    // fresh instances stand ready.
+    let s = c
+        .wait_status("the total loss reported", Duration::from_secs(60), |s| {
+            s.phase == "QuorumLost" && s.reason.contains("total loss")
+        })
+        .await;
+    assert!(s.reason.contains("would lose all data"), "{}", s.reason);
+    let fresh = common::wait_until("three fresh instances", Duration::from_secs(60), || async {
+        let live: Vec<String> = c
+            .live_instances()
+            .into_iter()
+            .filter(|i| !old.contains(i))
+            .collect();
+        (live.len() == 3).then_some(live)
+    })
+    .await;
+    let passes = c.reconcile_passes().await.unwrap();
+    common::wait_until(
+        "ten more reconcile passes",
+        Duration::from_secs(60),
+        || async { c.reconcile_passes().await.filter(|p| *p >= passes + 10) },
+    )
+    .await;
+    let s = c.status().await.unwrap();
+    assert_eq!(s.phase, "QuorumLost", "{}", s.reason);
+    assert!(
+        s.events[events_before..]
+            .iter()
+            .all(|e| !["bootstrap", "claim_id", "discard_ensemble"].contains(&e.kind.as_str())),
+        "{:#?}",
+        s.events
+    );
+    for i in &fresh {
+        assert_eq!(c.server_pid(i), None, "{i} runs ZooKeeper");
+    }
+    let text = c.zkop(&["status"]);
+    let table = String::from_utf8_lossy(&text.stdout);
+    assert!(table.contains("would lose all data"), "{table}");
 }

@@ -2,7 +2,7 @@
 //! real AWS SDK, with an agent and a real ZooKeeper server per instance on
 //! loopback (the sandbox's fleet simulator). One test at a time.
 
-mod common;
+use zkop_tests::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -49,37 +49,7 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
     let hosts = LocalCluster::endpoints(&s);
     assert_zookeeper_agrees(&s).await;
     assert_eq!(leases(&c).await, members(&s), "id streams vs members");
-    // Each member's instance carries its cluster and id as tags.
-    let ec2 = aws_sdk_ec2::Client::new(&c.config);
-    for m in &s.members {
-        let tags = ec2
-            .describe_tags()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("resource-id")
-                    .values(&m.instance)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let tags: BTreeMap<String, String> = tags
-            .tags()
-            .iter()
-            .map(|t| {
-                (
-                    t.key().unwrap_or_default().to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            tags.get(CLUSTER_TAG).map(String::as_str),
-            Some("aws-3"),
-            "{tags:?}"
-        );
-        assert_eq!(tags.get(SERVER_ID_TAG), Some(&m.id.to_string()), "{tags:?}");
-    }
+    instances_carry_cluster_and_id_tags(&c, &s).await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(hosts, stop_rx));
@@ -123,68 +93,8 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
         "the id streams of terminated instances remain"
     );
 
-    // 3. An instance terminated through the Auto Scaling API (the group
-    // replaces it): its member is replaced in the config, its lease deleted.
-    let victim = common::follower(&s3);
-    aws_sdk_autoscaling::Client::new(&c.config)
-        .terminate_instance_in_auto_scaling_group()
-        .instance_id(&victim.instance)
-        .should_decrement_desired_capacity(false)
-        .send()
-        .await
-        .unwrap();
-    let s = c
-        .api()
-        .wait_status(
-            "the terminated member replaced",
-            limit,
-            |s| {
-                settled(s, 3, 0)
-                    && s.members.iter().all(|m| m.instance != victim.instance)
-                    && s.events
-                        .iter()
-                        .filter(|e| e.kind == "forget_member")
-                        .count()
-                        >= 3
-            },
-            log,
-        )
-        .await;
-    let config = committed_config(&LocalCluster::endpoints(&s)).await;
-    assert!(!config.servers.contains_key(&victim.id));
-    assert_eq!(
-        leases(&c).await,
-        members(&s),
-        "the lost instance's lease remains"
-    );
-    let group = c.group().await;
-    assert_eq!(group.desired_capacity(), Some(3));
-
-    // Secrets stay in SSM: not in the state table, the logs or the tags.
-    let item = aws_sdk_dynamodb::Client::new(&c.config)
-        .scan()
-        .table_name(common::aws::TABLE)
-        .send()
-        .await
-        .unwrap();
-    let mut places = format!("{:?}", item.items());
-    for f in ["run-0.log", "sim.log"] {
-        places.push_str(&std::fs::read_to_string(c.dir.path().join(f)).unwrap());
-    }
-    for e in walk(&c.state_dir().join("sandbox")) {
-        if e.ends_with("agent.log") || e.ends_with("zookeeper.out") || e.ends_with("zoo.cfg") {
-            places.push_str(&std::fs::read_to_string(&e).unwrap_or_default());
-        }
-    }
-    let tags = aws_sdk_ec2::Client::new(&c.config)
-        .describe_tags()
-        .send()
-        .await
-        .unwrap();
-    places.push_str(&format!("{:?}", tags.tags()));
-    for secret in [common::aws::API_TOKEN, common::aws::SUPER_PASSWORD] {
-        assert!(!places.contains(secret), "a secret leaked");
-    }
+    let s = a_terminated_instance_is_replaced(&c, &s3).await;
+    secrets_stay_in_ssm(&c).await;
 
     // 7. No acknowledged write lost.
     stop_tx.send(true).unwrap();
@@ -550,44 +460,7 @@ async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_kee
     let log = || c.log_tail();
     let leader = common::leader(&before);
 
-    // In steady state the controller only reads (and renews its lease), as
-    // `zkop bench --aws-calls` counts it.
-    let state_dir = c.state_dir();
-    let args = [
-        "bench",
-        "--aws-calls",
-        "--json",
-        "--window-seconds",
-        "10",
-        "--state-dir",
-    ];
-    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-    args.push(state_dir.as_os_str());
-    let rates: Vec<serde_json::Value> = common::zkop_json(&args).await;
-    let rate = |op: &str| {
-        rates
-            .iter()
-            .find(|r| r["operation"] == op)
-            .and_then(|r| r["callsPerMinute"].as_f64())
-    };
-    assert!(
-        rate("DescribeAutoScalingGroups").is_some_and(|r| r > 0.0),
-        "{rates:?}"
-    );
-    for change in [
-        "SetDesiredCapacity",
-        "TerminateInstanceInAutoScalingGroup",
-        "CreateLogStream",
-        "DeleteLogStream",
-    ] {
-        assert_eq!(rate(change), None, "{change} in steady state: {rates:?}");
-    }
-    let sum: f64 = rates
-        .iter()
-        .filter(|r| r["operation"] != "all")
-        .filter_map(|r| r["callsPerMinute"].as_f64())
-        .sum();
-    assert!((rate("all").unwrap() - sum).abs() < 0.1, "{rates:?}");
+    the_steady_state_only_reads(&c).await;
 
     let old: BTreeMap<String, u64> = before
         .members
@@ -640,45 +513,7 @@ async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_kee
     assert!(types.keys().all(|i| !old.contains_key(i)), "{types:?}");
     assert_eq!(c.desired_capacity().await, 3);
 
-    // One at a time: each old member left the config (its vote handed to a
-    // new member) and its instance was terminated before the next one's
-    // turn, followers first and the leader last.
-    let turns: Vec<&zkop_spec::wire::Event> = events
-        .iter()
-        .filter(|e| {
-            (e.kind == "reconfig" && e.message.contains("rolling replacement"))
-                || e.kind == "terminate_instance"
-        })
-        .collect();
-    let text: Vec<String> = turns.iter().map(|e| e.message.clone()).collect();
-    assert_eq!(turns.len(), 6, "{text:#?}");
-    let mut order = Vec::new();
-    for pair in turns.chunks(2) {
-        let (instance, id) = old
-            .iter()
-            .find(|(i, _)| pair[0].message.contains(&format!(" on {i} ")))
-            .unwrap_or_else(|| panic!("{text:#?}"));
-        assert_eq!(pair[0].kind, "reconfig", "{text:#?}");
-        assert!(
-            pair[1].kind == "terminate_instance" && pair[1].message.contains(instance.as_str()),
-            "{text:#?}"
-        );
-        order.push(*id);
-    }
-    assert_eq!(order.last(), Some(&leader.id.0), "{text:#?}");
-    // The leader's departure drops the reply to its reconfig; the agent reads
-    // the outcome back instead of reporting a failure.
-    let failed: Vec<&String> = events
-        .iter()
-        .filter(|e| e.kind == "fail_reconfig")
-        .map(|e| &e.message)
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
-    let mut replaced = order.clone();
-    replaced.sort();
-    let mut ids: Vec<u64> = old.values().copied().collect();
-    ids.sort();
-    assert_eq!(replaced, ids, "{text:#?}");
+    let leader_turn = one_at_a_time_the_leader_last(&events, &old, leader.id.0);
     // Every member left the config before its instance was terminated.
     let all = zkop_spec::wire::StatusReply {
         events: events.clone(),
@@ -690,7 +525,6 @@ async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_kee
 
     // A majority served at every sample but in the election the leader's
     // departure starts; no acknowledged write was lost.
-    let leader_turn = turns[4].at_ms;
     common::assert_majority_but_one_election(&samples, leader_turn);
     assert_writes_kept(&after, &acked).await;
     assert_zookeeper_agrees(&after).await;
@@ -745,4 +579,198 @@ async fn a_stack_deployed_from_the_rendered_template_becomes_an_ensemble() {
     // LifecycleHookSpecificationList (moto creates no hook from a stack) and
     // the stack's Outputs after `cloudformation deploy` (empty on moto).
     // cf/tests/template.rs checks both on the rendered template.
+}
+
+/// Each member's instance carries its cluster and id as tags.
+async fn instances_carry_cluster_and_id_tags(c: &AwsCluster, s: &StatusReply) {
+    let ec2 = aws_sdk_ec2::Client::new(&c.config);
+    for m in &s.members {
+        let tags = ec2
+            .describe_tags()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("resource-id")
+                    .values(&m.instance)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let tags: BTreeMap<String, String> = tags
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tags.get(CLUSTER_TAG).map(String::as_str),
+            Some("aws-3"),
+            "{tags:?}"
+        );
+        assert_eq!(tags.get(SERVER_ID_TAG), Some(&m.id.to_string()), "{tags:?}");
+    }
+}
+
+/// Secrets stay in SSM: not in the state table, the logs or the tags.
+async fn secrets_stay_in_ssm(c: &AwsCluster) {
+    let item = aws_sdk_dynamodb::Client::new(&c.config)
+        .scan()
+        .table_name(common::aws::TABLE)
+        .send()
+        .await
+        .unwrap();
+    let mut places = format!("{:?}", item.items());
+    for f in ["run-0.log", "sim.log"] {
+        places.push_str(&std::fs::read_to_string(c.dir.path().join(f)).unwrap());
+    }
+    for e in walk(&c.state_dir().join("sandbox")) {
+        if e.ends_with("agent.log") || e.ends_with("zookeeper.out") || e.ends_with("zoo.cfg") {
+            places.push_str(&std::fs::read_to_string(&e).unwrap_or_default());
+        }
+    }
+    let tags = aws_sdk_ec2::Client::new(&c.config)
+        .describe_tags()
+        .send()
+        .await
+        .unwrap();
+    places.push_str(&format!("{:?}", tags.tags()));
+    for secret in [common::aws::API_TOKEN, common::aws::SUPER_PASSWORD] {
+        assert!(!places.contains(secret), "a secret leaked");
+    }
+}
+
+/// In steady state the controller only reads (and renews its lease), as
+/// `zkop bench --aws-calls` counts it.
+async fn the_steady_state_only_reads(c: &AwsCluster) {
+    let state_dir = c.state_dir();
+    let args = [
+        "bench",
+        "--aws-calls",
+        "--json",
+        "--window-seconds",
+        "10",
+        "--state-dir",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    args.push(state_dir.as_os_str());
+    let rates: Vec<serde_json::Value> = common::zkop_json(&args).await;
+    let rate = |op: &str| {
+        rates
+            .iter()
+            .find(|r| r["operation"] == op)
+            .and_then(|r| r["callsPerMinute"].as_f64())
+    };
+    assert!(
+        rate("DescribeAutoScalingGroups").is_some_and(|r| r > 0.0),
+        "{rates:?}"
+    );
+    for change in [
+        "SetDesiredCapacity",
+        "TerminateInstanceInAutoScalingGroup",
+        "CreateLogStream",
+        "DeleteLogStream",
+    ] {
+        assert_eq!(rate(change), None, "{change} in steady state: {rates:?}");
+    }
+    let sum: f64 = rates
+        .iter()
+        .filter(|r| r["operation"] != "all")
+        .filter_map(|r| r["callsPerMinute"].as_f64())
+        .sum();
+    assert!((rate("all").unwrap() - sum).abs() < 0.1, "{rates:?}");
+}
+
+/// One at a time: each old member left the config (its vote handed to a new
+/// member) and its instance was terminated before the next one's turn,
+/// followers first and the leader last; every old member was replaced and no
+/// reconfig failed. Returns when the leader's turn began (ms).
+fn one_at_a_time_the_leader_last(
+    events: &[zkop_spec::wire::Event],
+    old: &BTreeMap<String, u64>,
+    leader: u64,
+) -> u64 {
+    let turns: Vec<&zkop_spec::wire::Event> = events
+        .iter()
+        .filter(|e| {
+            (e.kind == "reconfig" && e.message.contains("rolling replacement"))
+                || e.kind == "terminate_instance"
+        })
+        .collect();
+    let text: Vec<String> = turns.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(turns.len(), 6, "{text:#?}");
+    let mut order = Vec::new();
+    for pair in turns.chunks(2) {
+        let (instance, id) = old
+            .iter()
+            .find(|(i, _)| pair[0].message.contains(&format!(" on {i} ")))
+            .unwrap_or_else(|| panic!("{text:#?}"));
+        assert_eq!(pair[0].kind, "reconfig", "{text:#?}");
+        assert!(
+            pair[1].kind == "terminate_instance" && pair[1].message.contains(instance.as_str()),
+            "{text:#?}"
+        );
+        order.push(*id);
+    }
+    assert_eq!(order.last(), Some(&leader), "{text:#?}");
+    // The leader's departure drops the reply to its reconfig; the agent reads
+    // the outcome back instead of reporting a failure.
+    let failed: Vec<&String> = events
+        .iter()
+        .filter(|e| e.kind == "fail_reconfig")
+        .map(|e| &e.message)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let mut replaced = order.clone();
+    replaced.sort();
+    let mut ids: Vec<u64> = old.values().copied().collect();
+    ids.sort();
+    assert_eq!(replaced, ids, "{text:#?}");
+    turns[4].at_ms
+}
+
+/// An instance terminated through the Auto Scaling API (the group
+/// replaces it): its member is replaced in the config, its lease deleted.
+/// Returns the status after.
+async fn a_terminated_instance_is_replaced(c: &AwsCluster, s3: &StatusReply) -> StatusReply {
+    let log = || c.log_tail();
+    let limit = Duration::from_secs(90);
+    let victim = common::follower(s3);
+    aws_sdk_autoscaling::Client::new(&c.config)
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(&victim.instance)
+        .should_decrement_desired_capacity(false)
+        .send()
+        .await
+        .unwrap();
+    let s = c
+        .api()
+        .wait_status(
+            "the terminated member replaced",
+            limit,
+            |s| {
+                settled(s, 3, 0)
+                    && s.members.iter().all(|m| m.instance != victim.instance)
+                    && s.events
+                        .iter()
+                        .filter(|e| e.kind == "forget_member")
+                        .count()
+                        >= 3
+            },
+            log,
+        )
+        .await;
+    let config = committed_config(&LocalCluster::endpoints(&s)).await;
+    assert!(!config.servers.contains_key(&victim.id));
+    assert_eq!(
+        leases(c).await,
+        members(&s),
+        "the lost instance's lease remains"
+    );
+    let group = c.group().await;
+    assert_eq!(group.desired_capacity(), Some(3));
+    s
 }

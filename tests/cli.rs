@@ -1,7 +1,7 @@
 //! The CLI's answers to good and bad input: `zkop validate`, `zkop schema`, and
 //! `zkop local up` refusing an invalid spec before touching anything.
 
-mod common;
+use zkop_tests::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::process::Command;
 use common::{repo_root, zkop_bin};
 
 fn corpus() -> Vec<(std::path::PathBuf, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid-specs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("invalid-specs");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();
