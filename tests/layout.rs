@@ -181,3 +181,39 @@ fn the_controller_reads_time_only_from_its_clock() {
         found.join("\n")
     );
 }
+
+/// The membership rules docs/design.md lists, and the prefix of the planner
+/// test that names each.
+const RULES: &[(&str, &str)] = &[
+    ("odd voters", "odd_voters_"),
+    ("a live majority kept", "live_majority_kept_"),
+    ("one id one instance", "one_id_one_instance_"),
+    ("remove before terminate", "remove_before_terminate_"),
+    ("leader last", "leader_last_"),
+    ("never wipe data", "never_wipe_data_"),
+    ("fence before recovery", "fence_before_recovery_"),
+];
+
+#[test]
+fn every_membership_rule_in_the_design_is_named_by_a_planner_test() {
+    let root = repo_root();
+    let design = read(&root.join("docs/design.md"));
+    let tests: String = rust_files(&root.join("operator/src/plan/tests"))
+        .iter()
+        .map(|p| read(p))
+        .collect();
+    for (rule, prefix) in RULES {
+        assert!(
+            design.contains(&format!("**{rule}**")),
+            "docs/design.md does not list the rule `{rule}`"
+        );
+        assert!(
+            design.contains(prefix),
+            "docs/design.md does not name the test of `{rule}` ({prefix}...)"
+        );
+        assert!(
+            tests.contains(&format!("fn {prefix}")),
+            "no planner test named {prefix}... for the rule `{rule}`"
+        );
+    }
+}

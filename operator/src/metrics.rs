@@ -33,6 +33,16 @@ impl Metrics {
         self.with(|c| c.passes += 1);
     }
 
+    /// Reconcile passes run so far.
+    pub fn passes(&self) -> u64 {
+        self.with(|c| c.passes)
+    }
+
+    /// Failed passes of `category` so far.
+    pub fn errors(&self, category: &str) -> u64 {
+        self.with(|c| c.errors.get(category).copied().unwrap_or(0))
+    }
+
     /// Counts a failed pass by category.
     pub fn error(&self, category: &'static str) {
         self.with(|c| *c.errors.entry(category).or_default() += 1);

@@ -44,7 +44,7 @@ pub use safety::reconfig_is_safe;
 pub use step::Step;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// How long an agent may take to answer a reconfig order before it is abandoned.
 pub const RECONFIG_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,1 +1,205 @@
-//! Controller tests.
+//! The controller's timing rules on tokio's paused time, with in-memory
+//! adapters: no real sleeps; every wait is an `advance` of the clock the
+//! controller reads (`PausedClock`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::advance;
+use zkop_spec::wire::{AgentReport, StatusRole};
+
+use super::*;
+use crate::adapters::Fleet;
+use crate::adapters::memory::{MemoryFleet, MemoryLease, MemoryLedger, MemoryStore};
+use crate::clock::PausedClock;
+use crate::plan::tests::kit::{B, cluster};
+
+type TestController = Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, AlwaysLeader>;
+
+/// A controller of `b`'s cluster on paused time: its state stored, its
+/// instances in the fleet (i-1.. as the fleet names them).
+async fn controller_of(b: &B, spec_yaml_extra: &str) -> (TestController, Arc<MemoryFleet>) {
+    let mut spec = b.spec.clone();
+    if !spec_yaml_extra.is_empty() {
+        let text = format!(
+            "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: {}\n{spec_yaml_extra}",
+            spec.replicas
+        );
+        spec = zkop_spec::parse_spec(&text).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let store = Arc::new(MemoryStore::default());
+    store.save(&b.p).await.unwrap();
+    let fleet = Arc::new(MemoryFleet::default());
+    fleet
+        .set_desired_capacity(b.p.members.len() as u32)
+        .await
+        .unwrap();
+    let clock = Arc::new(PausedClock::new(1_000_000));
+    let shared = Shared::with_clock("t".into(), spec, b.p.clone(), clock);
+    let ctl = Controller::new(
+        shared,
+        fleet.clone(),
+        Arc::new(MemoryLedger::default()),
+        store,
+        None,
+        AlwaysLeader { epoch: b.p.epoch },
+    );
+    (ctl, fleet)
+}
+
+/// The kit's report of `instance` (serving; member 1 leads).
+fn report_of(b: &B, instance: &str) -> AgentReport {
+    b.obs.reports[instance].report.clone()
+}
+
+/// The agents of `instances` report now.
+fn reports_from(ctl: &TestController, b: &B, instances: &[&str]) {
+    for i in instances {
+        ctl.shared.record_report(report_of(b, i));
+    }
+}
+
+/// Runs a pass and returns the phase and reason status shows.
+async fn pass(ctl: &mut TestController) -> (String, String) {
+    ctl.reconcile().await.unwrap();
+    let s = ctl.shared.status();
+    (s.phase, s.reason)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_quorum_is_declared_only_after_detect_after() {
+    let b = cluster(3);
+    let healing = "  healing:\n    detectAfter: 10s\n    quorumLoss: wait\n";
+    let (mut ctl, _) = controller_of(&b, healing).await;
+    // Member 1 answers but no longer leads or serves; 2 and 3 are silent.
+    let mut r1 = report_of(&b, "i-1");
+    if let Some(p) = r1.probe.as_mut() {
+        p.serving = false;
+        p.mode = None;
+    }
+    for (secs, want) in [(0, "Degraded"), (9, "Degraded"), (2, "QuorumLost")] {
+        advance(Duration::from_secs(secs)).await;
+        ctl.shared.record_report(r1.clone());
+        let (phase, reason) = pass(&mut ctl).await;
+        assert_eq!(phase, want, "after +{secs}s: {reason}");
+    }
+    let (_, reason) = pass(&mut ctl).await;
+    assert!(reason.contains("1 of 3 voters reachable"), "{reason}");
+    assert!(reason.contains("nothing is changed"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_voter_is_dead_only_after_member_dead_after() {
+    let b = cluster(3);
+    let healing = "  healing:\n    memberDeadAfter: 30s\n";
+    let (mut ctl, _) = controller_of(&b, healing).await;
+    reports_from(&ctl, &b, &["i-1", "i-2", "i-3"]);
+    assert_eq!(pass(&mut ctl).await.0, "Running");
+    // Member 3's agent falls silent; 1 and 2 keep reporting.
+    for _ in 0..29 {
+        advance(Duration::from_secs(1)).await;
+        reports_from(&ctl, &b, &["i-1", "i-2"]);
+    }
+    let (_, reason) = pass(&mut ctl).await;
+    assert!(!reason.contains("dead"), "after 29 s: {reason}");
+    advance(Duration::from_secs(2)).await;
+    reports_from(&ctl, &b, &["i-1", "i-2"]);
+    let (phase, reason) = pass(&mut ctl).await;
+    assert_eq!(phase, "Reconciling", "{reason}");
+    assert!(reason.contains("are dead"), "after 31 s: {reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_counts_while_its_report_is_fresh_and_status_shows_silent_members_down() {
+    let b = cluster(3);
+    let (ctl, _) = controller_of(&b, "").await;
+    let now = || ctl.shared.clock.now();
+    let mut cache = ReportCache::new(now());
+    for i in ["i-1", "i-2", "i-3"] {
+        cache.record(report_of(&b, i), now());
+    }
+    let view = || ctl.fleet.observe();
+    // The leader's report is 2 s old: it still leads.
+    advance(Duration::from_secs(2)).await;
+    let obs = cache.observe(view().await.unwrap(), &Requests::default(), now(), 0);
+    assert_eq!(obs.leaderless_for, Duration::ZERO);
+    // At 3 s it is stale: leaderless since it was last seen fresh (at 2 s).
+    advance(Duration::from_secs(1)).await;
+    let obs = cache.observe(view().await.unwrap(), &Requests::default(), now(), 0);
+    assert_eq!(obs.leaderless_for, Duration::from_secs(1));
+    assert_eq!(obs.reports["i-1"].age, Duration::from_secs(3));
+    // Status: fresh for STATUS_FRESH, then down.
+    reports_from(&ctl, &b, &["i-1", "i-2", "i-3"]);
+    advance(STATUS_FRESH - Duration::from_millis(1)).await;
+    let roles: Vec<StatusRole> = ctl.shared.status().members.iter().map(|m| m.role).collect();
+    assert_eq!(
+        roles,
+        [
+            StatusRole::Leader,
+            StatusRole::Follower,
+            StatusRole::Follower
+        ]
+    );
+    advance(Duration::from_millis(1)).await;
+    let s = ctl.shared.status();
+    assert!(
+        s.members
+            .iter()
+            .all(|m| m.role == StatusRole::Down && !m.healthy),
+        "{s:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_controller_that_cannot_renew_stops_leading_before_its_lease_expires() {
+    let clock: crate::clock::SharedClock = Arc::new(PausedClock::new(1_000_000));
+    let lease = Arc::new(MemoryLease::new(7, Duration::from_secs(15)));
+    let mut keeper = LeaseKeeper::new(lease.clone(), clock);
+    let leader = LeaseState::Leader { epoch: 7 };
+    assert_eq!(keeper.check(0).await.unwrap(), leader);
+    lease.set_cut_off(true);
+    // Within a third of the lease no round is needed; later the failed round
+    // is survived while the lease surely holds (age + margin < ttl).
+    for (secs, leads) in [(4, true), (5, true), (3, true), (1, false)] {
+        advance(Duration::from_secs(secs)).await;
+        let standing = keeper.check(0).await;
+        assert_eq!(standing.is_ok(), leads, "+{secs}s: {standing:?}");
+    }
+    // Once the lease is reachable again, a round takes it back.
+    lease.set_cut_off(false);
+    assert_eq!(keeper.check(0).await.unwrap(), leader);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_passes_back_off_doubling_to_the_maximum_and_a_good_pass_resets_it() {
+    let b = cluster(3);
+    let (ctl, fleet) = controller_of(&b, "").await;
+    let shared = ctl.shared.clone();
+    fleet.set_failing(true);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let looping = tokio::spawn(ctl.run(stopped));
+    // Passes at 0, 0.5, 1.5, 3.5, 7.5, 15.5 s, then every 10 s: 25.5, 35.5.
+    tokio::time::sleep(Duration::from_millis(15_400)).await;
+    assert_eq!(shared.metrics.passes(), 5);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(shared.metrics.passes(), 6);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(shared.metrics.passes(), 8);
+    assert_eq!(shared.metrics.errors("fleet"), 8);
+    assert!(shared.status().last_error.is_some());
+    // The fleet answers again: the next pass (at 45.5 s) succeeds, and so do
+    // the passes after it, at most 0.5 s apart.
+    fleet.set_failing(false);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let passes = shared.metrics.passes();
+    assert!(passes >= 9, "{passes}");
+    assert_eq!(shared.metrics.errors("fleet"), 8);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(shared.metrics.passes() >= passes + 2);
+    // A new failure starts again at the first backoff (0.5 s), not at 10 s.
+    fleet.set_failing(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(shared.metrics.errors("fleet") >= 10);
+    stop.send(true).unwrap();
+    looping.await.unwrap();
+}

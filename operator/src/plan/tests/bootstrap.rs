@@ -56,7 +56,7 @@ fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
 }
 
 #[test]
-fn a_state_that_ever_held_an_ensemble_is_never_bootstrapped_again() {
+fn never_wipe_data_a_state_that_ever_held_an_ensemble_is_never_bootstrapped_again() {
     // Every member is down and nothing reports: wait, never bootstrap.
     let b = cluster(3).dead(1).dead(2).dead(3);
     let plan = b.plan();

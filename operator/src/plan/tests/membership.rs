@@ -29,7 +29,7 @@ fn a_dead_voter_without_a_replacement_gets_one_started_as_an_observer() {
 }
 
 #[test]
-fn scaling_out_to_five_adds_two_voters_together_and_only_once_both_serve() {
+fn odd_voters_scaling_out_to_five_adds_two_voters_together_and_only_once_both_serve() {
     let b = cluster(3).replicas(5).joiner(4).unstarted(5);
     let plan = b.plan();
     assert!(
@@ -83,7 +83,7 @@ fn scaling_in_removes_an_observer_first() {
 }
 
 #[test]
-fn a_member_removed_on_purpose_is_terminated_and_then_forgotten() {
+fn remove_before_terminate_a_member_removed_on_purpose_is_terminated_and_then_forgotten() {
     let mut b = cluster(3);
     let mut c = b.p.config.clone().unwrap();
     c.servers.remove(&ServerId(3));
@@ -201,7 +201,7 @@ fn a_slow_member_is_left_alone_until_member_dead_after() {
 }
 
 #[test]
-fn no_reconfig_runs_without_a_majority_of_serving_voters() {
+fn live_majority_kept_no_reconfig_runs_without_a_majority_of_serving_voters() {
     let plan = cluster(3).dead(2).dead(3).joiner(4).plan();
     assert!(
         !plan
@@ -240,4 +240,55 @@ fn reconfig_safety_counts_voters_of_both_configs() {
         &[ServerId(3), ServerId(2)],
         only_one
     ));
+}
+
+#[test]
+fn one_id_one_instance_an_id_is_released_only_once_its_instance_is_gone_and_claimed_only_for_a_new_instance()
+ {
+    // Member 3 left the config and retires; a fourth instance comes up.
+    let mut b = cluster(3).replicas(4);
+    let mut c = b.p.config.clone().unwrap();
+    c.servers.remove(&ServerId(3));
+    b.p.config = Some(c);
+    b.p.members.get_mut(&ServerId(3)).unwrap().retiring = true;
+    b.obs.instances.push(Instance {
+        id: "i-9".into(),
+        state: InstanceState::Running,
+        zone: None,
+        launch_template: None,
+    });
+    b.obs.reports.insert(
+        "i-9".into(),
+        SeenReport {
+            report: report("i-9", None, None),
+            age: Duration::ZERO,
+        },
+    );
+    let claims = |plan: &Plan| -> Vec<String> {
+        plan.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::ClaimId { instance, .. } => Some(instance.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let forgets = |plan: &Plan| {
+        plan.steps
+            .iter()
+            .any(|s| matches!(s, Step::ForgetMember { .. }))
+    };
+    // While i-3 runs, its id stays held; only the new instance is claimed for.
+    let plan = b.plan();
+    assert!(!forgets(&plan), "{plan:?}");
+    assert_eq!(claims(&plan), ["i-9"], "{plan:?}");
+    // Once i-3 is gone, its id is released; no instance holding a member is
+    // ever claimed for.
+    let b = b.dead(3);
+    let plan = b.plan();
+    assert!(
+        plan.steps.contains(&Step::ForgetMember { id: ServerId(3) }),
+        "{plan:?}"
+    );
+    assert_eq!(claims(&plan), ["i-9"], "{plan:?}");
 }

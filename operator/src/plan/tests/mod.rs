@@ -3,7 +3,7 @@
 //! a simulated ensemble (`sim`).
 
 mod bootstrap;
-mod kit;
+pub(crate) mod kit;
 mod membership;
 mod recovery;
 mod replacement;

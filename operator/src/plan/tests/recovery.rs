@@ -44,7 +44,7 @@ fn losing_two_of_three_voters_is_a_lost_quorum_only_after_detect_after() {
 }
 
 #[test]
-fn with_recover_lost_voters_are_fenced_then_the_best_survivor_restarts_alone() {
+fn fence_before_recovery_lost_voters_are_fenced_then_the_best_survivor_restarts_alone() {
     let mut b = cluster(5).dead(4).dead(5);
     // Voter 3 still runs but its server does not answer (paused): lost, not gone.
     b.obs.reports.get_mut("i-3").unwrap().report.probe = None;

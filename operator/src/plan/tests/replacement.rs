@@ -52,7 +52,7 @@ fn the_new_member_takes_a_followers_vote_as_the_follower_leaves() {
 }
 
 #[test]
-fn the_leader_is_replaced_last_through_another_voter() {
+fn leader_last_a_rolling_replacement_replaces_the_leader_last_through_another_voter() {
     // 2 and 3 are replaced already; 1 leads.
     let b = new_observer_joined().launched(
         "lt:2",
