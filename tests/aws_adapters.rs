@@ -12,6 +12,7 @@ use zkop::adapters::LeaseState;
 use zkop::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger};
 use zkop::adapters::{Fleet, IdLedger, StateStore, StoreError};
 use zkop::model::{InstanceState, Persisted};
+use zkop_spec::InstanceId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
@@ -25,7 +26,10 @@ async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
         claims.push(tokio::spawn(async move {
             let ledger = LogStreamLedger::open(&config, group).await.unwrap();
             let instance = format!("i-{i:017}");
-            let claim = ledger.claim(&instance, &BTreeSet::new()).await.unwrap();
+            let claim = ledger
+                .claim(&InstanceId::from(instance.as_str()), &BTreeSet::new())
+                .await
+                .unwrap();
             assert!(!claim.resumed, "{claim:?}");
             (claim.id, instance)
         }));
@@ -49,7 +53,14 @@ async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
     ledger.release(first).await.unwrap();
     assert!(!ledger.held().await.unwrap().contains(&first));
     let recorded: BTreeSet<_> = got[1..].iter().map(|(id, _)| *id).collect();
-    assert_eq!(ledger.claim("i-new", &recorded).await.unwrap().id, first);
+    assert_eq!(
+        ledger
+            .claim(&InstanceId::from("i-new"), &recorded)
+            .await
+            .unwrap()
+            .id,
+        first
+    );
     ledger.release(first).await.unwrap();
     ledger.release(first).await.unwrap();
 }
@@ -63,17 +74,20 @@ async fn a_claim_the_state_never_recorded_goes_back_to_its_instance_only() {
         .unwrap();
     let none = BTreeSet::new();
     // A controller claimed 1 for i-a and stopped before saving it.
-    let a = ledger.claim("i-a", &none).await.unwrap();
+    let a = ledger.claim(&InstanceId::from("i-a"), &none).await.unwrap();
     assert_eq!(a.id.0, 1);
     // Its successor's claim for i-a finds that stream again; i-b's does not.
-    let again = ledger.claim("i-a", &none).await.unwrap();
+    let again = ledger.claim(&InstanceId::from("i-a"), &none).await.unwrap();
     assert_eq!((again.id, again.resumed), (a.id, true));
-    let b = ledger.claim("i-b", &none).await.unwrap();
+    let b = ledger.claim(&InstanceId::from("i-b"), &none).await.unwrap();
     assert_eq!((b.id.0, b.resumed), (2, false));
     assert_eq!(ledger.held().await.unwrap().len(), 2);
     // A recorded id is never handed out again, even to its own instance.
     let recorded = BTreeSet::from([a.id, b.id]);
-    let c = ledger.claim("i-a", &recorded).await.unwrap();
+    let c = ledger
+        .claim(&InstanceId::from("i-a"), &recorded)
+        .await
+        .unwrap();
     assert_eq!((c.id.0, c.resumed), (3, false));
 }
 
@@ -304,7 +318,10 @@ async fn an_instance_held_by_a_termination_hook_is_seen_and_let_go() {
         ]
     );
 
-    fleet.complete_termination("i-0bbb").await.unwrap();
+    fleet
+        .complete_termination(&InstanceId::from("i-0bbb"))
+        .await
+        .unwrap();
     let requests = requests.lock().unwrap();
     let completes: Vec<&String> = requests
         .iter()

@@ -29,7 +29,7 @@ async fn leases(c: &AwsCluster) -> BTreeMap<u64, String> {
 fn members(s: &StatusReply) -> BTreeMap<u64, String> {
     s.members
         .iter()
-        .map(|m| (m.id.0, m.instance.clone()))
+        .map(|m| (m.id.0, m.instance.to_string()))
         .collect()
 }
 
@@ -410,7 +410,7 @@ async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_surviv
         let fenced = after
             .events
             .iter()
-            .position(|e| e.kind == "fence_instance" && e.message.contains(&m.instance))
+            .position(|e| e.kind == "fence_instance" && e.message.contains(&*m.instance))
             .unwrap_or_else(|| panic!("{} was not fenced: {:#?}", m.instance, after.events));
         assert!(fenced < forced, "{:#?}", after.events);
     }
@@ -429,7 +429,7 @@ async fn two_of_three_lost_instances_are_fenced_through_the_group_and_the_surviv
         .collect();
     for m in &victims {
         assert!(
-            !in_group.contains(&m.instance),
+            !in_group.contains(m.instance.as_str()),
             "{} still in the group",
             m.instance
         );
@@ -465,7 +465,7 @@ async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_kee
     let old: BTreeMap<String, u64> = before
         .members
         .iter()
-        .map(|m| (m.instance.clone(), m.id.0))
+        .map(|m| (m.instance.to_string(), m.id.0))
         .collect();
     // Replacements get new addresses: the client and the sampler know them all.
     let endpoints: Vec<String> = (1..=10).map(|i| format!("127.0.64.{i}:2181")).collect();
@@ -491,7 +491,9 @@ async fn a_new_launch_template_version_replaces_every_instance_one_at_a_time_kee
                     && s.members
                         .iter()
                         .all(|m| m.launch_template.as_deref() == Some(version.as_str()))
-                    && s.members.iter().all(|m| !old.contains_key(&m.instance))
+                    && s.members
+                        .iter()
+                        .all(|m| !old.contains_key(m.instance.as_str()))
             },
             log,
         )

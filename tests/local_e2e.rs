@@ -11,6 +11,7 @@ use common::{
     LocalCluster, SERIAL, assert_writes_kept, assert_zookeeper_agrees, committed_config,
     example_spec, removed_before_terminated, settled, write_until, zk_client,
 };
+use zkop_spec::InstanceId;
 use zkop_spec::wire::StatusReply;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +79,7 @@ async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
             settled(s, 3, 0)
         })
         .await;
-    let ids = |s: &StatusReply| -> BTreeSet<(u64, String)> {
+    let ids = |s: &StatusReply| -> BTreeSet<(u64, InstanceId)> {
         s.members
             .iter()
             .map(|m| (m.id.0, m.instance.clone()))
@@ -374,7 +375,7 @@ async fn a_total_loss_waits_by_default_and_bootstraps_an_empty_ensemble_when_all
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     client.create("/old", b"v", &options).await.unwrap();
     drop(client);
-    let old: BTreeSet<String> = before.members.iter().map(|m| m.instance.clone()).collect();
+    let old: BTreeSet<InstanceId> = before.members.iter().map(|m| m.instance.clone()).collect();
     let events_before = before.events.len();
     for m in &before.members {
         c.kill_instance(&m.instance);
@@ -537,7 +538,7 @@ async fn a_tick_time_change_restarts_every_member_once_the_leader_last_keeping_a
     let (c, before) = LocalCluster::start_settled(&example_spec(3), "127.0.58.0/24", 3).await;
     let leader = common::leader(&before);
     let endpoints: Vec<String> = before.members.iter().map(common::endpoint).collect();
-    let pids: Vec<(String, u32)> = before
+    let pids: Vec<(InstanceId, u32)> = before
         .members
         .iter()
         .map(|m| (m.instance.clone(), c.server_pid(&m.instance).unwrap()))
@@ -608,7 +609,7 @@ async fn a_member_that_cannot_start_halts_the_roll_out_and_no_other_member_resta
     let _serial = SERIAL.lock().await;
     let spec = format!("{}  rollout:\n    timeout: 15s\n", example_spec(3));
     let (c, before) = LocalCluster::start_settled(&spec, "127.0.59.0/24", 3).await;
-    let pids: Vec<(String, u32)> = before
+    let pids: Vec<(InstanceId, u32)> = before
         .members
         .iter()
         .map(|m| (m.instance.clone(), c.server_pid(&m.instance).unwrap()))
@@ -723,7 +724,7 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("Enter the API token"), "{html}");
-    assert!(!html.contains(&s.members[0].instance), "{html}");
+    assert!(!html.contains(&*s.members[0].instance), "{html}");
     let api = c
         .http()
         .get(format!("{}/v1/status", c.url()))
@@ -735,7 +736,7 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
     assert!(dom.contains("Enter the API token"), "{dom}");
     for m in &s.members {
         assert!(
-            !dom.contains(&m.instance),
+            !dom.contains(&*m.instance),
             "{} shown without the token",
             m.instance
         );
@@ -744,7 +745,7 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
     let dom = chromium_dom(&format!("{}/#token={}", c.url(), c.token()), None);
     for m in &s.members {
         assert!(
-            dom.contains(&format!("data-member=\"{}\"", m.id)) && dom.contains(&m.instance),
+            dom.contains(&format!("data-member=\"{}\"", m.id)) && dom.contains(&*m.instance),
             "member {} missing: {dom}",
             m.id
         );
@@ -797,7 +798,7 @@ async fn scale_three_five_four_three(c: &LocalCluster, s: &StatusReply) -> Statu
         })
         .await;
     let kept: BTreeSet<u64> = s3.members.iter().map(|m| m.id.0).collect();
-    let all_seen: BTreeSet<(u64, String)> = s4
+    let all_seen: BTreeSet<(u64, InstanceId)> = s4
         .members
         .iter()
         .map(|m| (m.id.0, m.instance.clone()))
@@ -832,7 +833,7 @@ async fn scale_three_five_four_three(c: &LocalCluster, s: &StatusReply) -> Statu
 async fn a_killed_follower_is_replaced(c: &LocalCluster, s3: &StatusReply) -> StatusReply {
     // 3. SIGKILL one voter (a follower): replaced; no survivor restarted.
     let victim = common::follower(s3);
-    let survivors: Vec<(String, u32)> = s3
+    let survivors: Vec<(InstanceId, u32)> = s3
         .members
         .iter()
         .filter(|m| m.instance != victim.instance)
@@ -951,7 +952,7 @@ async fn the_api_guards_itself(c: &LocalCluster) {
 /// bootstrapped even once fresh instances stand ready.
 async fn a_total_loss_is_only_reported(
     c: &LocalCluster,
-    old: &BTreeSet<String>,
+    old: &BTreeSet<InstanceId>,
     events_before: usize,
 ) {
     // onTotalLoss: wait: reported, and nothing is bootstrapped even once
@@ -966,7 +967,7 @@ async fn a_total_loss_is_only_reported(
         let live: Vec<String> = c
             .live_instances()
             .into_iter()
-            .filter(|i| !old.contains(i))
+            .filter(|i| !old.contains(i.as_str()))
             .collect();
         (live.len() == 3).then_some(live)
     })

@@ -295,7 +295,7 @@ impl Agent {
 
     fn report(&self) -> AgentReport {
         AgentReport {
-            instance: self.instance.clone(),
+            instance: self.instance.clone().into(),
             address: self.address.clone(),
             epoch_seen: self.max_epoch,
             revision_seen: self.desired.as_ref().map(|d| d.revision).unwrap_or(0),

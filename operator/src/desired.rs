@@ -51,7 +51,7 @@ pub fn desired_for(
         cluster: p.cluster.clone(),
         epoch: p.epoch,
         revision,
-        instance: instance.to_string(),
+        instance: instance.to_string().into(),
         node,
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use zkop_spec::InstanceId;
 use zkop_spec::wire::{AgentReport, ReconfigOrder, Recovery, ServerSettings};
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId, Zxid};
 
@@ -60,7 +61,7 @@ pub struct Persisted {
     /// Instances `zkop replace` asked to replace: their members are replaced
     /// as on a new launch template version, one at a time.
     #[serde(default)]
-    pub replace: std::collections::BTreeSet<String>,
+    pub replace: std::collections::BTreeSet<InstanceId>,
 }
 
 /// One step of a rolling restart.
@@ -82,7 +83,7 @@ pub struct MemberRecord {
     /// The id.
     pub id: ServerId,
     /// The instance holding it.
-    pub instance: String,
+    pub instance: InstanceId,
     /// Its server line (address from its agent, ports from the spec).
     pub server: Server,
     /// The config it starts with; `None` until it is told to start.
@@ -109,7 +110,7 @@ pub struct PendingReconfig {
     /// The order.
     pub order: ReconfigOrder,
     /// The instance whose agent runs it.
-    pub via: String,
+    pub via: InstanceId,
     /// Why, in words.
     pub purpose: String,
     /// Members it removes only to add them back (an observer becoming the
@@ -140,7 +141,7 @@ pub enum InstanceState {
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
     /// Its id.
-    pub id: String,
+    pub id: InstanceId,
     /// Its lifecycle state.
     pub state: InstanceState,
     /// Its availability zone, when the fleet knows one.
@@ -168,7 +169,7 @@ pub struct Observed {
     /// The fleet's desired capacity.
     pub desired_capacity: u32,
     /// The latest report of each instance's agent.
-    pub reports: BTreeMap<String, SeenReport>,
+    pub reports: BTreeMap<InstanceId, SeenReport>,
     /// Wall-clock now, in ms since the Unix epoch.
     pub now_ms: u64,
     /// How long no member has reported leading (zero while one does).
@@ -176,7 +177,7 @@ pub struct Observed {
     /// `zkop roll` asked for a restart of every member.
     pub roll_requested: bool,
     /// `zkop replace` asked to replace these instances.
-    pub replace_requested: std::collections::BTreeSet<String>,
+    pub replace_requested: std::collections::BTreeSet<InstanceId>,
     /// The launch template version the fleet launches new instances from
     /// (`lt-0abc:4`), when it has one: members on instances launched from
     /// another are replaced, one at a time.

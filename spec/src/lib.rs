@@ -6,11 +6,13 @@
 pub mod cluster;
 pub mod duration;
 pub mod fourlw;
+pub mod instance;
 pub mod txnlog;
 pub mod validate;
 pub mod wire;
 pub mod zk;
 
+pub use instance::InstanceId;
 pub use validate::{SpecError, ValidatedCluster, parse_spec};
 
 /// The spec's JSON Schema, as `zkop schema` prints it.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::InstanceId;
 use crate::zk::{ConfigVersion, DynamicConfig, MemberRole, Server, ServerId, ServerMode, Zxid};
 
 /// What the controller wants one instance's agent to do. Agents long-poll it.
@@ -18,7 +19,7 @@ pub struct DesiredNodeState {
     /// Bumped whenever anything the controller wants changes.
     pub revision: u64,
     /// The instance this is for.
-    pub instance: String,
+    pub instance: InstanceId,
     /// The work this agent's node should do.
     pub node: NodeAssignment,
 }
@@ -129,7 +130,7 @@ pub struct ReconfigOrder {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentReport {
     /// The instance id.
-    pub instance: String,
+    pub instance: InstanceId,
     /// The address the agent advertises for its server.
     pub address: String,
     /// The highest controller epoch it has seen.
@@ -253,7 +254,7 @@ pub struct MemberStatus {
     /// Server id.
     pub id: ServerId,
     /// Instance id.
-    pub instance: String,
+    pub instance: InstanceId,
     /// Advertised address.
     pub address: String,
     /// Client port.

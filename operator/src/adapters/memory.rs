@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use zkop_spec::InstanceId;
 
 use zkop_spec::zk::ServerId;
 
@@ -100,7 +101,7 @@ impl Fleet for MemoryFleet {
             g.launched += 1;
             let id = format!("i-{}", g.launched);
             g.instances.push(Instance {
-                id,
+                id: id.into(),
                 state: InstanceState::Running,
                 zone: None,
                 launch_template: template.clone(),
@@ -119,7 +120,7 @@ impl Fleet for MemoryFleet {
         Ok(())
     }
 
-    async fn terminate(&self, instance: &str) -> Result<(), FleetError> {
+    async fn terminate(&self, instance: &InstanceId) -> Result<(), FleetError> {
         self.check()?;
         self.set_state(instance, InstanceState::Terminated);
         let mut g = lock(&self.inner);
@@ -127,19 +128,19 @@ impl Fleet for MemoryFleet {
         Ok(())
     }
 
-    async fn fence(&self, instance: &str) -> Result<(), FleetError> {
+    async fn fence(&self, instance: &InstanceId) -> Result<(), FleetError> {
         self.check()?;
         self.set_state(instance, InstanceState::Terminated);
         Ok(())
     }
 
-    async fn complete_termination(&self, _instance: &str) -> Result<(), FleetError> {
+    async fn complete_termination(&self, _instance: &InstanceId) -> Result<(), FleetError> {
         self.check()
     }
 
     async fn adopt(
         &self,
-        _instance: &str,
+        _instance: &InstanceId,
         _cluster: &str,
         _id: ServerId,
     ) -> Result<(), FleetError> {
@@ -163,7 +164,7 @@ impl MemoryLedger {
 impl IdLedger for MemoryLedger {
     async fn claim(
         &self,
-        instance: &str,
+        instance: &InstanceId,
         recorded: &BTreeSet<ServerId>,
     ) -> Result<Claim, LedgerError> {
         let mut held = lock(&self.held);

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use zkop_spec::InstanceId;
 
 use zkop_spec::zk::ServerId;
 
@@ -57,20 +58,23 @@ pub trait Fleet: Send + Sync {
         capacity: u32,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Terminates an instance and lowers the desired capacity by one.
-    fn terminate(&self, instance: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
+    fn terminate(
+        &self,
+        instance: &InstanceId,
+    ) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Terminates an instance to fence it off (a lost voter that may still be
     /// running), keeping the desired capacity: it is replaced.
-    fn fence(&self, instance: &str) -> impl Future<Output = Result<(), FleetError>> + Send;
+    fn fence(&self, instance: &InstanceId) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Lets an instance held by a termination lifecycle hook terminate.
     fn complete_termination(
         &self,
-        instance: &str,
+        instance: &InstanceId,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
     /// Marks an instance as the holder of a member: tagged with the cluster and
     /// server id (so a person sees them) and protected from scale-in.
     fn adopt(
         &self,
-        instance: &str,
+        instance: &InstanceId,
         cluster: &str,
         id: ServerId,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
@@ -105,7 +109,7 @@ pub trait IdLedger: Send + Sync {
     /// ids are looked at for an earlier claim.
     fn claim(
         &self,
-        instance: &str,
+        instance: &InstanceId,
         recorded: &BTreeSet<ServerId>,
     ) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
     /// Releases an id whose instance is confirmed gone.
@@ -182,7 +186,7 @@ impl<T: Lease> Lease for Arc<T> {
 impl<T: IdLedger> IdLedger for Arc<T> {
     fn claim(
         &self,
-        instance: &str,
+        instance: &InstanceId,
         recorded: &BTreeSet<ServerId>,
     ) -> impl Future<Output = Result<Claim, LedgerError>> + Send {
         self.as_ref().claim(instance, recorded)

@@ -199,7 +199,7 @@ mod tests {
     fn the_table_lines_up_its_columns() {
         let member = |id: u64, role: StatusRole| MemberStatus {
             id: ServerId(id),
-            instance: format!("i-{id:04}"),
+            instance: format!("i-{id:04}").into(),
             address: format!("127.0.10.{id}"),
             client_port: 2181,
             role,

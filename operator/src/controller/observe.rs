@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use zkop_spec::InstanceId;
 use zkop_spec::wire::AgentReport;
 use zkop_spec::zk::{ServerMode, Zxid};
 
@@ -25,14 +26,14 @@ pub struct Requests {
     /// `zkop roll` asked for a restart of every member.
     pub roll: bool,
     /// `zkop replace` asked to replace these instances.
-    pub replace: BTreeSet<String>,
+    pub replace: BTreeSet<InstanceId>,
 }
 
 /// The latest report of each agent and when it arrived, and when a member
 /// was last seen leading.
 #[derive(Debug, Clone)]
 pub struct ReportCache {
-    reports: BTreeMap<String, (AgentReport, Instant)>,
+    reports: BTreeMap<InstanceId, (AgentReport, Instant)>,
     leader_seen_at: Instant,
 }
 

@@ -195,7 +195,7 @@ impl Shared {
         };
         let id = id.ok_or_else(|| ReplaceRefused::NoMember(instance.to_string()))?;
         self.change(|s| {
-            s.requests.replace.insert(instance.to_string());
+            s.requests.replace.insert(instance.to_string().into());
         });
         self.news.notify_one();
         Ok(id)

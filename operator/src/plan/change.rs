@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use zkop_spec::InstanceId;
 use zkop_spec::zk::{Server, ServerId};
 
 /// One incremental reconfig the planner wants.
@@ -92,7 +93,7 @@ pub enum ChangeReason {
         /// The observer.
         id: ServerId,
         /// Its instance.
-        instance: String,
+        instance: InstanceId,
         /// Why it is replaced (launch template, or `zkop replace`).
         because: String,
     },
@@ -103,13 +104,13 @@ pub enum ChangeReason {
         /// The old member.
         old: ServerId,
         /// Its instance.
-        old_instance: String,
+        old_instance: InstanceId,
         /// Why it is replaced.
         because: String,
         /// The member taking the vote.
         new: ServerId,
         /// Its instance.
-        new_instance: String,
+        new_instance: InstanceId,
         /// The launch template version the fleet launches from, when known.
         to: Option<String>,
     },

@@ -78,7 +78,7 @@ impl Ctx<'_> {
             }
             if self.record_of_instance(i).is_none() {
                 steps.push(Step::TerminateInstance {
-                    instance: i.to_string(),
+                    instance: i.to_string().into(),
                 });
                 spare -= 1;
             }

@@ -1,6 +1,7 @@
 //! The steps the planner returns and `act` carries out, one per ZooKeeper,
 //! fleet, ledger or state action.
 
+use zkop_spec::InstanceId;
 use zkop_spec::zk::{DynamicConfig, ServerId, Zxid};
 
 use crate::model::PendingReconfig;
@@ -36,7 +37,7 @@ pub enum Step {
     /// Claim the next free server id for an instance.
     ClaimId {
         /// The instance.
-        instance: String,
+        instance: InstanceId,
         /// The address its agent advertises.
         address: String,
     },
@@ -61,7 +62,7 @@ pub enum Step {
     /// lowering the fleet's desired capacity by one.
     TerminateInstance {
         /// The instance.
-        instance: String,
+        instance: InstanceId,
     },
     /// Tag a member's instance with its cluster and id, and protect it from
     /// scale-in.
@@ -79,12 +80,12 @@ pub enum Step {
     /// any) has left the config.
     CompleteLifecycleAction {
         /// The instance.
-        instance: String,
+        instance: InstanceId,
     },
     /// Fence a lost voter off: terminate its instance (it is replaced).
     FenceInstance {
         /// The instance.
-        instance: String,
+        instance: InstanceId,
     },
     /// Restart the survivors of a lost quorum under a config of their own.
     ForceConfig {
@@ -117,7 +118,7 @@ pub enum Step {
     /// `zkop replace`: record that the member on this instance is replaced.
     ReplaceInstance {
         /// The instance.
-        instance: String,
+        instance: InstanceId,
     },
     /// The last member of a rolling restart serves again: the roll-out is done.
     FinishRollout,

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use zkop_spec::InstanceId;
 
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState};
@@ -215,7 +216,7 @@ impl Fleet for AsgFleet {
                 let id = i.instance_id()?.to_string();
                 Some(Instance {
                     launch_template: known.get(&id).cloned().flatten(),
-                    id,
+                    id: id.into(),
                     state: instance_state(i.lifecycle_state()),
                     zone: i.availability_zone().map(str::to_string),
                 })
@@ -240,7 +241,7 @@ impl Fleet for AsgFleet {
         Ok(())
     }
 
-    async fn fence(&self, instance: &str) -> Result<(), FleetError> {
+    async fn fence(&self, instance: &InstanceId) -> Result<(), FleetError> {
         self.client
             .terminate_instance_in_auto_scaling_group()
             .instance_id(instance)
@@ -251,7 +252,7 @@ impl Fleet for AsgFleet {
         Ok(())
     }
 
-    async fn complete_termination(&self, instance: &str) -> Result<(), FleetError> {
+    async fn complete_termination(&self, instance: &InstanceId) -> Result<(), FleetError> {
         let hooks = self
             .client
             .describe_lifecycle_hooks()
@@ -279,7 +280,12 @@ impl Fleet for AsgFleet {
         Ok(())
     }
 
-    async fn adopt(&self, instance: &str, cluster: &str, id: ServerId) -> Result<(), FleetError> {
+    async fn adopt(
+        &self,
+        instance: &InstanceId,
+        cluster: &str,
+        id: ServerId,
+    ) -> Result<(), FleetError> {
         use aws_sdk_ec2::types::Tag;
         self.client
             .set_instance_protection()
@@ -307,7 +313,7 @@ impl Fleet for AsgFleet {
         Ok(())
     }
 
-    async fn terminate(&self, instance: &str) -> Result<(), FleetError> {
+    async fn terminate(&self, instance: &InstanceId) -> Result<(), FleetError> {
         self.client
             .terminate_instance_in_auto_scaling_group()
             .instance_id(instance)

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
+use zkop_spec::InstanceId;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
@@ -92,7 +93,7 @@ impl LogStreamLedger {
 impl IdLedger for LogStreamLedger {
     async fn claim(
         &self,
-        instance: &str,
+        instance: &InstanceId,
         recorded: &BTreeSet<ServerId>,
     ) -> Result<Claim, LedgerError> {
         let held = self.held().await?;

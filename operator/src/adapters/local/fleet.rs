@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::agents::{AgentCommand, AgentProcesses};
 use crate::adapters::{Fleet, FleetError, FleetView};
 use crate::model::{Instance, InstanceState};
+use zkop_spec::InstanceId;
 use zkop_spec::zk::ServerId;
 
 /// One local instance, as `fleet.json` keeps it.
@@ -203,7 +204,7 @@ impl Fleet for LocalFleet {
             .instances
             .values()
             .map(|r| Instance {
-                id: r.id.clone(),
+                id: r.id.clone().into(),
                 state: if r.terminated {
                     InstanceState::Terminated
                 } else {
@@ -227,14 +228,14 @@ impl Fleet for LocalFleet {
         Ok(())
     }
 
-    async fn fence(&self, instance: &str) -> Result<(), FleetError> {
+    async fn fence(&self, instance: &InstanceId) -> Result<(), FleetError> {
         let mut inner = self.inner.lock().await;
-        if !inner.file.instances.contains_key(instance) {
+        if !inner.file.instances.contains_key(instance.as_str()) {
             return Err(FleetError::UnknownInstance(instance.to_string()));
         }
         // SIGKILL: a paused or partitioned server must not get another word in.
         inner.agents.kill(instance).await;
-        if let Some(r) = inner.file.instances.get_mut(instance) {
+        if let Some(r) = inner.file.instances.get_mut(instance.as_str()) {
             r.terminated = true;
             r.agent_pid = None;
         }
@@ -242,14 +243,14 @@ impl Fleet for LocalFleet {
         Ok(())
     }
 
-    async fn complete_termination(&self, _instance: &str) -> Result<(), FleetError> {
+    async fn complete_termination(&self, _instance: &InstanceId) -> Result<(), FleetError> {
         // Local instances have no lifecycle hooks.
         Ok(())
     }
 
     async fn adopt(
         &self,
-        _instance: &str,
+        _instance: &InstanceId,
         _cluster: &str,
         _id: ServerId,
     ) -> Result<(), FleetError> {
@@ -257,13 +258,13 @@ impl Fleet for LocalFleet {
         Ok(())
     }
 
-    async fn terminate(&self, instance: &str) -> Result<(), FleetError> {
+    async fn terminate(&self, instance: &InstanceId) -> Result<(), FleetError> {
         let mut inner = self.inner.lock().await;
-        if !inner.file.instances.contains_key(instance) {
+        if !inner.file.instances.contains_key(instance.as_str()) {
             return Err(FleetError::UnknownInstance(instance.to_string()));
         }
         inner.agents.stop(instance, Duration::from_secs(20)).await;
-        if let Some(r) = inner.file.instances.get_mut(instance) {
+        if let Some(r) = inner.file.instances.get_mut(instance.as_str()) {
             r.terminated = true;
             r.agent_pid = None;
         }

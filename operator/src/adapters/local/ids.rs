@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
+use zkop_spec::InstanceId;
 
 use zkop_spec::zk::ServerId;
 
@@ -48,7 +49,7 @@ impl FileLedger {
 impl IdLedger for FileLedger {
     async fn claim(
         &self,
-        instance: &str,
+        instance: &InstanceId,
         recorded: &BTreeSet<ServerId>,
     ) -> Result<Claim, LedgerError> {
         std::fs::create_dir_all(&self.dir)?;
@@ -95,8 +96,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = FileLedger::new(dir.path().join("ids"));
         let none = BTreeSet::new();
-        let a = ledger.claim("i-a", &none).await.unwrap().id;
-        let b = ledger.claim("i-b", &none).await.unwrap().id;
+        let a = ledger
+            .claim(&InstanceId::from("i-a"), &none)
+            .await
+            .unwrap()
+            .id;
+        let b = ledger
+            .claim(&InstanceId::from("i-b"), &none)
+            .await
+            .unwrap()
+            .id;
         assert_ne!(a, b);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("ids").join(a.to_string())).unwrap(),
@@ -104,7 +113,11 @@ mod tests {
         );
         ledger.release(a).await.unwrap();
         assert_eq!(
-            ledger.claim("i-c", &BTreeSet::from([b])).await.unwrap().id,
+            ledger
+                .claim(&InstanceId::from("i-c"), &BTreeSet::from([b]))
+                .await
+                .unwrap()
+                .id,
             a
         );
     }
@@ -114,9 +127,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = FileLedger::new(dir.path().join("ids"));
         let none = BTreeSet::new();
-        let a = ledger.claim("i-a", &none).await.unwrap().id;
+        let a = ledger
+            .claim(&InstanceId::from("i-a"), &none)
+            .await
+            .unwrap()
+            .id;
         // The state never recorded `a`: i-a gets it back, nobody else does.
-        let again = ledger.claim("i-a", &none).await.unwrap();
+        let again = ledger.claim(&InstanceId::from("i-a"), &none).await.unwrap();
         assert_eq!(
             again,
             Claim {
@@ -124,12 +141,12 @@ mod tests {
                 resumed: true
             }
         );
-        let b = ledger.claim("i-b", &none).await.unwrap();
+        let b = ledger.claim(&InstanceId::from("i-b"), &none).await.unwrap();
         assert!(!b.resumed, "{b:?}");
         assert_ne!(b.id, a);
         // Once recorded, an id is not looked at again.
         let c = ledger
-            .claim("i-a", &BTreeSet::from([a, b.id]))
+            .claim(&InstanceId::from("i-a"), &BTreeSet::from([a, b.id]))
             .await
             .unwrap();
         assert!(!c.resumed && c.id != a && c.id != b.id, "{c:?}");

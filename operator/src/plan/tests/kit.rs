@@ -5,13 +5,13 @@
 pub(crate) use std::collections::{BTreeMap, BTreeSet};
 pub(crate) use std::time::Duration;
 
-pub(crate) use zkop_spec::ValidatedCluster;
 pub(crate) use zkop_spec::wire::{
     AgentReport, NodeAssignment, ProbeReport, ProcessReport, ReconfigOrder, ReconfigResult,
 };
 pub(crate) use zkop_spec::zk::{
     ConfigVersion, DynamicConfig, MemberRole, Server, ServerId, ServerMode, Zxid,
 };
+pub(crate) use zkop_spec::{InstanceId, ValidatedCluster};
 
 pub(crate) use crate::model::{
     Instance, InstanceState, MemberRecord, Observed, PendingReconfig, Persisted, SeenReport,
@@ -27,8 +27,8 @@ pub(crate) fn spec(replicas: u32, min: u32, max: u32) -> ValidatedCluster {
     zkop_spec::parse_spec(&text).unwrap()
 }
 
-pub(crate) fn instance_of(id: u64) -> String {
-    format!("i-{id}")
+pub(crate) fn instance_of(id: u64) -> InstanceId {
+    InstanceId::new(format!("i-{id}"))
 }
 
 pub(crate) fn server(id: u64, role: MemberRole) -> Server {
@@ -45,7 +45,7 @@ pub(crate) fn server(id: u64, role: MemberRole) -> Server {
 
 pub(crate) fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>) -> AgentReport {
     AgentReport {
-        instance: instance.to_string(),
+        instance: instance.to_string().into(),
         address: "127.0.10.99".into(),
         epoch_seen: 1,
         revision_seen: 1,

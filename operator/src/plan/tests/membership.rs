@@ -264,7 +264,7 @@ fn one_id_one_instance_an_id_is_released_only_once_its_instance_is_gone_and_clai
             age: Duration::ZERO,
         },
     );
-    let claims = |plan: &Plan| -> Vec<String> {
+    let claims = |plan: &Plan| -> Vec<InstanceId> {
         plan.steps
             .iter()
             .filter_map(|s| match s {

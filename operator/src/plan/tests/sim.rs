@@ -13,7 +13,7 @@ use crate::desired::desired_for;
 #[derive(Default)]
 struct SimZk {
     config: Option<DynamicConfig>,
-    results: BTreeMap<String, ReconfigResult>,
+    results: BTreeMap<InstanceId, ReconfigResult>,
     done: BTreeSet<u64>,
 }
 
@@ -282,7 +282,7 @@ proptest! {
                 Event::Replicas(r) => sim.spec.replicas = r,
                 Event::NewTemplate => sim.fleet.new_launch_template_version(),
                 Event::Replace(n) => {
-                    let instances: Vec<String> =
+                    let instances: Vec<InstanceId> =
                         sim.p.members.values().map(|m| m.instance.clone()).collect();
                     if !instances.is_empty() {
                         sim.p.replace.insert(instances[n % instances.len()].clone());

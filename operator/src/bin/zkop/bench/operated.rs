@@ -188,7 +188,7 @@ impl Session {
                 && !s.members.iter().any(|m| m.instance == old)
                 && s.events
                     .iter()
-                    .any(|e| e.kind == "terminate_instance" && e.message.contains(&old))
+                    .any(|e| e.kind == "terminate_instance" && e.message.contains(&*old))
         })
         .await?;
         Ok(started.elapsed())
