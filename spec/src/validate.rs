@@ -11,6 +11,7 @@ use crate::cluster::{
 };
 use crate::duration::DurationSpec;
 use crate::zk;
+use crate::zk::largest_odd_at_most;
 
 /// One thing wrong with a spec, at a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,17 +166,6 @@ impl ValidatedCluster {
             fleet,
             self.zookeeper.client_port
         )
-    }
-}
-
-/// The largest odd number `<= n` (1 for 0).
-pub fn largest_odd_at_most(n: u32) -> u32 {
-    if n == 0 {
-        1
-    } else if n % 2 == 1 {
-        n
-    } else {
-        n - 1
     }
 }
 

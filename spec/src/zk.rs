@@ -351,6 +351,19 @@ impl DynamicConfig {
     }
 }
 
+/// Voter arithmetic: the largest odd number of voters `<= n` (1 for 0). An
+/// ensemble runs an odd number of voters, so that a majority is a strict
+/// one and an even count adds no tolerance.
+pub fn largest_odd_at_most(n: u32) -> u32 {
+    if n == 0 {
+        1
+    } else if n % 2 == 1 {
+        n
+    } else {
+        n - 1
+    }
+}
+
 /// A ZooKeeper transaction id: an (epoch, counter) pair. Compare as a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Zxid {

@@ -106,7 +106,7 @@ impl Ctx<'_> {
         }
         // The highest zxids first; an odd number of them.
         known.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.id.cmp(&b.2.id)));
-        let keep = zkop_spec::validate::largest_odd_at_most(known.len() as u32) as usize;
+        let keep = zkop_spec::zk::largest_odd_at_most(known.len() as u32) as usize;
         let (chosen, left) = known.split_at(keep);
         let version = chosen
             .iter()
