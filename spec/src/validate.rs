@@ -456,6 +456,10 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
         let path = format!("spec.zookeeper.serverProperties.{k}");
         if k.is_empty() || k.contains(['=', '\n', ' ', '#']) {
             p.add(&path, "is not a valid zoo.cfg key");
+        } else if k.contains("superDigest") {
+            // ZooKeeper reads system properties from zoo.cfg too: a super
+            // digest here would replace the one zkop derives from its secret.
+            p.add(&path, "zkop sets ZooKeeper's authentication itself");
         } else if zk::is_owned_key(k) {
             p.add(
                 &path,

@@ -514,6 +514,9 @@ pub const FOUR_LETTER_WORDS: &str = "ruok,srvr,mntr,conf";
 /// `zoo.cfg` keys zkop owns: refused in `serverProperties`.
 pub const OWNED_KEYS: &[&str] = &[
     "dataDir",
+    // The transaction logs stay in dataDir's version-2: zxids read from disk
+    // and the data a recovery keeps are found there.
+    "dataLogDir",
     DYNAMIC_CONFIG_FILE,
     "clientPort",
     "clientPortAddress",
