@@ -70,7 +70,8 @@ impl AgentProcesses {
     /// Starts the agent of instance `id` on `address`; returns its PID.
     pub fn spawn(&mut self, id: &str, address: &str) -> std::io::Result<Option<u32>> {
         let dir = Self::instance_dir(&self.state_dir, id);
-        std::fs::create_dir_all(&dir)?;
+        // Private: the server's data, configs and logs.
+        zkop_runtime::files::create_private_dir(&dir)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -204,4 +205,29 @@ pub fn process_is(pid: u32, needle: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| String::from_utf8_lossy(&c).contains(needle))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_instance_directory_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agents = AgentProcesses::new(
+            dir.path(),
+            AgentCommand {
+                binary: PathBuf::from("/bin/true"),
+                controller_urls: vec![],
+                secrets: AgentSecrets::Ssm("unused".into()),
+            },
+        );
+        agents.spawn("i-0001", "127.0.0.1").unwrap();
+        let instance = AgentProcesses::instance_dir(dir.path(), "i-0001");
+        let mode = std::fs::metadata(&instance).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", instance.display());
+        agents.stop_all(std::time::Duration::from_secs(5)).await;
+    }
 }
