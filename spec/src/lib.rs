@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod duration;
 pub mod fourlw;
 pub mod instance;
+pub mod live;
 pub mod txnlog;
 pub mod validate;
 pub mod wire;

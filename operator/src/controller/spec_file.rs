@@ -1,8 +1,11 @@
 //! The spec file, followed while running: re-read each pass, so edits apply
-//! live; an invalid or renamed spec is refused with an event and the running
+//! live; an invalid or renamed spec, or one that changes a field that cannot
+//! change live (`zkop_spec::live`), is refused with an event and the running
 //! spec kept.
 
 use std::path::PathBuf;
+
+use zkop_spec::live::fixed_fields_changed;
 
 use super::state::Shared;
 
@@ -44,6 +47,14 @@ impl SpecFile {
                 ),
             ),
             Ok(spec) if spec == current => {}
+            Ok(spec) if !fixed_fields_changed(&current, &spec).is_empty() => shared.event(
+                "spec-refused",
+                format!(
+                    "{}: {} cannot change while the cluster runs; keeping the running spec",
+                    self.path.display(),
+                    fixed_fields_changed(&current, &spec).join(", ")
+                ),
+            ),
             Ok(spec) => {
                 shared.event(
                     "spec",
@@ -66,5 +77,39 @@ impl SpecFile {
                 ),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Persisted;
+
+    const SPEC: &str = "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: 3\n  fleet:\n    local: {}\n";
+
+    #[test]
+    fn a_live_edit_that_cannot_apply_is_refused_naming_the_field_and_the_running_spec_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, SPEC).unwrap();
+        let running = zkop_spec::parse_spec(SPEC).unwrap();
+        let shared = Shared::new("t".into(), running.clone(), Persisted::default());
+        let mut file = SpecFile::new(path.clone(), SPEC.to_string());
+        let edit = format!("{SPEC}  zookeeper:\n    clientPort: 2182\n");
+        std::fs::write(&path, &edit).unwrap();
+        file.poll(&shared);
+        assert_eq!(shared.spec(), running);
+        let events = shared.status().events;
+        let last = events.last().unwrap();
+        assert_eq!(last.kind, "spec-refused", "{events:?}");
+        assert!(
+            last.message.contains("spec.zookeeper.clientPort"),
+            "{}",
+            last.message
+        );
+        // A change that can apply live still does.
+        std::fs::write(&path, SPEC.replace("replicas: 3", "replicas: 5")).unwrap();
+        file.poll(&shared);
+        assert_eq!(shared.spec().replicas, 5);
     }
 }

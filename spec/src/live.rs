@@ -1,0 +1,73 @@
+//! Which spec fields may change while a cluster runs. Replicas, voter bounds,
+//! ZooKeeper settings that roll, healing and roll-out policies apply live;
+//! the ports (every member's address in the config), where the fleet, ids,
+//! state and secrets live cannot: a controller that took such an edit would
+//! keep running the old values while its spec said otherwise.
+
+use crate::ValidatedCluster;
+use crate::cluster::Fleet;
+
+/// The field paths `new` changes that cannot change while `running` runs;
+/// empty when every change can apply live.
+pub fn fixed_fields_changed(
+    running: &ValidatedCluster,
+    new: &ValidatedCluster,
+) -> Vec<&'static str> {
+    let (a, b) = (&running.zookeeper, &new.zookeeper);
+    let mut changed = Vec::new();
+    for (path, differs) in [
+        ("spec.zookeeper.clientPort", a.client_port != b.client_port),
+        ("spec.zookeeper.quorumPort", a.quorum_port != b.quorum_port),
+        (
+            "spec.zookeeper.electionPort",
+            a.election_port != b.election_port,
+        ),
+        ("spec.ids", running.ids != new.ids),
+        ("spec.state", running.state != new.state),
+        (
+            "spec.secrets",
+            running.secrets_parameter != new.secrets_parameter,
+        ),
+    ] {
+        if differs {
+            changed.push(path);
+        }
+    }
+    match (&running.fleet, &new.fleet) {
+        (Fleet::Local(_), Fleet::Local(_)) => {}
+        (Fleet::Aws(x), Fleet::Aws(y)) => {
+            if x.region != y.region {
+                changed.push("spec.fleet.aws.region");
+            }
+            if x.auto_scaling_group_name != y.auto_scaling_group_name {
+                changed.push("spec.fleet.aws.autoScalingGroupName");
+            }
+        }
+        _ => changed.push("spec.fleet"),
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> ValidatedCluster {
+        let text = format!(
+            "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: 3\n  fleet:\n    local: {{}}\n{extra}"
+        );
+        crate::parse_spec(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn ports_cannot_change_live_but_settings_that_roll_can() {
+        let running = spec("");
+        let ports = spec("  zookeeper:\n    clientPort: 2182\n    electionPort: 3889\n");
+        assert_eq!(
+            fixed_fields_changed(&running, &ports),
+            ["spec.zookeeper.clientPort", "spec.zookeeper.electionPort"]
+        );
+        let rolls = spec("  zookeeper:\n    tickTime: 400\n");
+        assert!(fixed_fields_changed(&running, &rolls).is_empty());
+    }
+}
