@@ -40,12 +40,6 @@ impl Borrow<str> for InstanceId {
     }
 }
 
-impl AsRef<str> for InstanceId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)
@@ -61,12 +55,6 @@ impl From<&str> for InstanceId {
 impl From<String> for InstanceId {
     fn from(id: String) -> Self {
         Self(id)
-    }
-}
-
-impl From<&InstanceId> for InstanceId {
-    fn from(id: &InstanceId) -> Self {
-        id.clone()
     }
 }
 
@@ -103,18 +91,6 @@ impl PartialEq<String> for InstanceId {
 impl PartialEq<InstanceId> for str {
     fn eq(&self, other: &InstanceId) -> bool {
         self == other.0
-    }
-}
-
-impl PartialEq<InstanceId> for &str {
-    fn eq(&self, other: &InstanceId) -> bool {
-        *self == other.0
-    }
-}
-
-impl PartialEq<InstanceId> for String {
-    fn eq(&self, other: &InstanceId) -> bool {
-        *self == other.0
     }
 }
 

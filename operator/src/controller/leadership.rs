@@ -51,15 +51,18 @@ impl<L: Lease> LeaseKeeper<L> {
             held: None,
         }
     }
+
+    /// Time since `renewed`, on the controller's clock.
+    fn age(&self, renewed: Instant) -> Duration {
+        self.clock.now().saturating_duration_since(renewed)
+    }
 }
 
 impl<L: Lease> Leadership for LeaseKeeper<L> {
     async fn check(&mut self, now_ms: u64) -> Result<LeaseState, StoreError> {
         let ttl = self.lease.ttl();
-        let age =
-            |renewed: Instant, clock: &SharedClock| clock.now().saturating_duration_since(renewed);
         if let Some((epoch, renewed)) = self.held
-            && age(renewed, &self.clock) < ttl / 3
+            && self.age(renewed) < ttl / 3
         {
             return Ok(LeaseState::Leader { epoch });
         }
@@ -75,7 +78,7 @@ impl<L: Lease> Leadership for LeaseKeeper<L> {
             Err(e) => {
                 // Could not renew: keep leading only while the lease surely holds.
                 match self.held {
-                    Some((epoch, renewed)) if age(renewed, &self.clock) + LEASE_MARGIN < ttl => {
+                    Some((epoch, renewed)) if self.age(renewed) + LEASE_MARGIN < ttl => {
                         Ok(LeaseState::Leader { epoch })
                     }
                     _ => {

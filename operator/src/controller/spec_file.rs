@@ -47,15 +47,19 @@ impl SpecFile {
                 ),
             ),
             Ok(spec) if spec == current => {}
-            Ok(spec) if !fixed_fields_changed(&current, &spec).is_empty() => shared.event(
-                "spec-refused",
-                format!(
-                    "{}: {} cannot change while the cluster runs; keeping the running spec",
-                    self.path.display(),
-                    fixed_fields_changed(&current, &spec).join(", ")
-                ),
-            ),
             Ok(spec) => {
+                let fixed = fixed_fields_changed(&current, &spec);
+                if !fixed.is_empty() {
+                    shared.event(
+                        "spec-refused",
+                        format!(
+                            "{}: {} cannot change while the cluster runs; keeping the running spec",
+                            self.path.display(),
+                            fixed.join(", ")
+                        ),
+                    );
+                    return;
+                }
                 shared.event(
                     "spec",
                     format!(

@@ -238,10 +238,10 @@ impl Shared {
     pub(super) fn snapshot(&self, view: FleetView) -> (ValidatedCluster, Persisted, Observed) {
         let now = self.clock.now();
         let wall_ms = self.clock.wall_ms();
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        let s = &mut *guard;
         s.instances = view.instances.clone();
-        let requests = s.requests.clone();
-        let observed = s.reports.observe(view, &requests, now, wall_ms);
+        let observed = s.reports.observe(view, &s.requests, now, wall_ms);
         let newest = s.reports.newest_zxid(now);
         s.persisted.max_zxid_seen = s.persisted.max_zxid_seen.max(newest);
         (s.spec.clone(), s.persisted.clone(), observed)
