@@ -5,12 +5,14 @@
 use zkop_tests::common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::moto::{Moto, create_group, create_table};
-use zkop::adapters::LeaseState;
 use zkop::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger};
-use zkop::adapters::{Fleet, IdLedger, StateStore, StoreError};
+use zkop::adapters::{Fleet, IdLedger, Lease, StateStore, StoreError};
+use zkop::clock::{Clock, SystemClock};
+use zkop::controller::{Leadership, LeaseKeeper, Standing};
 use zkop::model::{InstanceState, Persisted};
 use zkop_spec::InstanceId;
 
@@ -137,53 +139,77 @@ async fn state_writes_are_conditional_on_the_version_and_fenced_by_the_epoch() {
     );
 }
 
+/// The machine's clocks, with the wall clock `skew_ms` off.
+#[derive(Debug)]
+struct Skewed(i64);
+
+impl Clock for Skewed {
+    fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+
+    fn wall_ms(&self) -> u64 {
+        SystemClock.wall_ms().saturating_add_signed(self.0)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_controller_holds_the_lease_and_another_takes_over_only_after_expiry() {
+async fn lease_loss_takeover_on_dynamodb_waits_a_whole_lease_whatever_the_wall_clocks_say() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
     create_table(&config, "zkop-test").await;
-    let ttl = Duration::from_secs(15);
-    let a = DynamoLease::new(
-        &config,
-        "zkop-test",
-        "c1",
-        "controller-a",
-        "http://127.0.0.1:1",
-        ttl,
+    let ttl = Duration::from_secs(3);
+    let lease = |holder: &str, url: &str| {
+        Arc::new(DynamoLease::new(
+            &config,
+            "zkop-test",
+            "c1",
+            holder,
+            url,
+            ttl,
+        ))
+    };
+    let (a_lease, b_lease) = (
+        lease("controller-a", "http://127.0.0.1:1"),
+        lease("controller-b", "http://127.0.0.1:2"),
     );
-    let b = DynamoLease::new(
-        &config,
-        "zkop-test",
-        "c1",
-        "controller-b",
-        "http://127.0.0.1:2",
-        ttl,
-    );
-    let t0 = 1_000_000;
-    assert_eq!(a.round(t0).await.unwrap(), LeaseState::Leader { epoch: 1 });
-    assert_eq!(
-        b.round(t0 + 1).await.unwrap(),
-        LeaseState::Follower {
-            leader_url: Some("http://127.0.0.1:1".into())
-        }
-    );
-    // Renewals keep the epoch and push the expiry.
-    assert_eq!(
-        a.round(t0 + 10_000).await.unwrap(),
-        LeaseState::Leader { epoch: 1 }
-    );
+    let mut a = LeaseKeeper::new(a_lease.clone(), Arc::new(SystemClock));
+    // B's wall clock runs an hour ahead: A's stored expiry looks long past.
+    let mut b = LeaseKeeper::new(b_lease, Arc::new(Skewed(3_600_000)));
     assert!(matches!(
-        b.round(t0 + 20_000).await.unwrap(),
-        LeaseState::Follower { .. }
+        a.check().await.unwrap(),
+        Standing::Leader { epoch: 1, .. }
     ));
-    // A stops renewing; once the lease expires B takes it with a higher epoch.
+    let first_read = std::time::Instant::now();
     assert_eq!(
-        b.round(t0 + 26_000).await.unwrap(),
-        LeaseState::Leader { epoch: 2 }
+        b.check().await.unwrap(),
+        Standing::Follower {
+            leader_url: Some("http://127.0.0.1:1".into())
+        },
+        "B took a lease A had just written"
     );
+    // A write from a stale read fails: the record changed since.
+    let record = a_lease.read().await.unwrap().unwrap();
+    assert!(a_lease.write(Some(&record), 1, 1).await.unwrap());
+    assert!(!a_lease.write(Some(&record), 1, 2).await.unwrap());
+    // A stops renewing. B takes over only after seeing one record for a
+    // whole time to live, on its own clock, with the next epoch.
+    let taken = loop {
+        if let Standing::Leader { epoch, .. } = b.check().await.unwrap() {
+            break epoch;
+        }
+        assert!(first_read.elapsed() < ttl * 3, "B never took over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        first_read.elapsed() >= ttl,
+        "B took over after {:?}",
+        first_read.elapsed()
+    );
+    assert_eq!(taken, 2);
     assert_eq!(
-        a.round(t0 + 26_001).await.unwrap(),
-        LeaseState::Follower {
+        a.check().await.unwrap(),
+        Standing::Follower {
             leader_url: Some("http://127.0.0.1:2".into())
         }
     );

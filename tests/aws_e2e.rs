@@ -223,6 +223,76 @@ async fn one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_loss_a_controller_cut_from_dynamodb_answers_503_within_its_lease_and_the_other_leads()
+ {
+    let _serial = SERIAL.lock().await;
+    let c = AwsCluster::start_with_dynamodb_proxy(3, "127.0.67.0/24", 2).await;
+    let log = || c.log_tail();
+    let first = c
+        .api()
+        .wait_status(
+            "three voters",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 0),
+            log,
+        )
+        .await;
+    assert_eq!(status_of(&c, 1).await.0, 503, "controller 1 leads too");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(LocalCluster::endpoints(&first), stop_rx));
+
+    // Controller 0's DynamoDB calls now hang: it cannot renew its lease.
+    let cut = std::time::Instant::now();
+    c.dynamodb_proxy.as_ref().unwrap().set_cut(true);
+    // Within its lease (15 s from its last renewal's send) it answers 503 ...
+    wait_until(
+        "controller 0 to answer 503",
+        Duration::from_secs(15),
+        || async { (status_of(&c, 0).await.0 == 503).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "controller 0 answered 503 {:?} after the cut",
+        cut.elapsed()
+    );
+    // ... and controller 1 takes over once a whole lease passed unrenewed;
+    // the agents follow it and it sees the same three voters serving.
+    wait_until("controller 1 to lead", Duration::from_secs(45), || async {
+        (status_of(&c, 1).await.0 == 200).then_some(())
+    })
+    .await;
+    eprintln!("controller 1 led {:?} after the cut", cut.elapsed());
+    let s = c
+        .api_of(1)
+        .wait_status(
+            "controller 1 hearing three serving voters",
+            Duration::from_secs(60),
+            |s| settled(s, 3, 0),
+            log,
+        )
+        .await;
+    assert_eq!(members(&s), members(&first), "members changed");
+    let drastic = [
+        "terminate_instance",
+        "fence_instance",
+        "force_config",
+        "discard_ensemble",
+    ];
+    let taken: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| drastic.contains(&e.kind.as_str()))
+        .collect();
+    assert!(taken.is_empty(), "{taken:#?}");
+    assert_eq!(status_of(&c, 0).await.0, 503, "controller 0 leads again");
+
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
+    assert!(!acked.is_empty());
+    assert_writes_kept(&s, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restart() {
     let _serial = SERIAL.lock().await;
     let (mut c, first) =

@@ -87,6 +87,9 @@ async fn deploy_stack(
     );
 }
 
+/// The AWS SDK's variable for DynamoDB's endpoint alone.
+const DYNAMODB_PROXY: &str = "AWS_ENDPOINT_URL_DYNAMODB";
+
 /// A controller (or several) and the fleet simulator against one moto server.
 pub struct AwsCluster {
     pub moto: Moto,
@@ -104,6 +107,8 @@ pub struct AwsCluster {
     /// Extra environment for controller 0 (fault injection).
     env0: Vec<(String, String)>,
     pub token: String,
+    /// The proxy controller 0 reaches DynamoDB through, when asked for.
+    pub dynamodb_proxy: Option<super::proxy::Proxy>,
 }
 
 impl AwsCluster {
@@ -125,6 +130,17 @@ impl AwsCluster {
         controllers: usize,
         env0: Vec<(String, String)>,
     ) -> AwsCluster {
+        Self::start_on(replicas, network, controllers, env0, false).await
+    }
+
+    /// `start_with`, controller 0 reaching DynamoDB (its lease and state)
+    /// through a proxy the test can cut.
+    pub async fn start_with_dynamodb_proxy(
+        replicas: u32,
+        network: &str,
+        controllers: usize,
+    ) -> AwsCluster {
+        let env0 = vec![(DYNAMODB_PROXY.to_string(), String::new())];
         Self::start_on(replicas, network, controllers, env0, false).await
     }
 
@@ -158,6 +174,14 @@ impl AwsCluster {
             put_secrets(&config).await;
         }
         let dir = deploy_log;
+        let mut env0 = env0;
+        let mut dynamodb_proxy = None;
+        if let Some(slot) = env0.iter_mut().find(|(k, _)| k == DYNAMODB_PROXY) {
+            let target = moto.url.trim_start_matches("http://").to_string();
+            let proxy = super::proxy::Proxy::start(&target).await;
+            *slot = (DYNAMODB_PROXY.to_string(), proxy.url.clone());
+            dynamodb_proxy = Some(proxy);
+        }
         let spec_path = dir.path().join("spec.yaml");
         let spec = std::fs::read_to_string(repo_root().join("examples/aws-3.yaml"))
             .unwrap()
@@ -179,6 +203,7 @@ impl AwsCluster {
             apis: Vec::new(),
             env0,
             token: String::new(),
+            dynamodb_proxy,
         };
         for i in 0..controllers {
             let state = c.controller_dir(i);

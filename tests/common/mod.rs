@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod moto;
+pub mod proxy;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -5,14 +5,15 @@
 //! the store is compare-and-set) and can be told to fail.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use zkop_spec::InstanceId;
 
 use zkop_spec::zk::ServerId;
 
 use super::{
-    Claim, Fleet, FleetError, FleetView, IdLedger, Lease, LeaseState, LedgerError, StateStore,
+    Claim, Fleet, FleetError, FleetView, IdLedger, Lease, LeaseRecord, LedgerError, StateStore,
     StoreError,
 };
 use crate::model::{Instance, InstanceState, Persisted};
@@ -225,42 +226,99 @@ impl StateStore for MemoryStore {
     }
 }
 
-/// A leader lease in memory that one holder takes; it can be cut off (every
-/// round fails, as when the controller cannot reach DynamoDB).
+/// A lease table in memory: every [`MemoryLease`] on it competes for its one
+/// record, with DynamoDB's conditional writes.
+#[derive(Debug, Default)]
+pub struct MemoryLeaseTable {
+    record: Mutex<Option<LeaseRecord>>,
+}
+
+impl MemoryLeaseTable {
+    /// The stored record.
+    pub fn record(&self) -> Option<LeaseRecord> {
+        lock(&self.record).clone()
+    }
+}
+
+/// One controller's view of a [`MemoryLeaseTable`]. It can be cut off (every
+/// call fails, as when the controller cannot reach DynamoDB) or slowed (every
+/// call takes a while on tokio's clock, as a slow network does).
 #[derive(Debug)]
 pub struct MemoryLease {
-    epoch: u64,
-    ttl: std::time::Duration,
+    table: Arc<MemoryLeaseTable>,
+    holder: String,
+    ttl: Duration,
     cut_off: AtomicBool,
+    delay: Mutex<Duration>,
 }
 
 impl MemoryLease {
-    /// A lease this controller holds under `epoch`, valid `ttl` after each round.
-    pub fn new(epoch: u64, ttl: std::time::Duration) -> Self {
+    /// `holder`'s view of `table`, whose lease lasts `ttl` after each write.
+    pub fn new(table: Arc<MemoryLeaseTable>, holder: &str, ttl: Duration) -> Self {
         Self {
-            epoch,
+            table,
+            holder: holder.to_string(),
             ttl,
             cut_off: AtomicBool::new(false),
+            delay: Mutex::new(Duration::ZERO),
         }
     }
 
-    /// Makes every round fail (or succeed again).
+    /// Makes every call fail (or succeed again).
     pub fn set_cut_off(&self, cut_off: bool) {
         self.cut_off.store(cut_off, Ordering::SeqCst);
     }
-}
 
-impl Lease for MemoryLease {
-    fn ttl(&self) -> std::time::Duration {
-        self.ttl
+    /// Makes every call take `delay` before it reaches the table.
+    pub fn set_delay(&self, delay: Duration) {
+        *lock(&self.delay) = delay;
     }
 
-    async fn round(&self, _now_ms: u64) -> Result<LeaseState, StoreError> {
+    async fn reach(&self) -> Result<(), StoreError> {
+        let delay = *lock(&self.delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if self.cut_off.load(Ordering::SeqCst) {
             return Err(StoreError::Io(std::io::Error::other(
                 "the lease table is unreachable",
             )));
         }
-        Ok(LeaseState::Leader { epoch: self.epoch })
+        Ok(())
+    }
+}
+
+impl Lease for MemoryLease {
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    async fn read(&self) -> Result<Option<LeaseRecord>, StoreError> {
+        self.reach().await?;
+        Ok(self.table.record())
+    }
+
+    async fn write(
+        &self,
+        prev: Option<&LeaseRecord>,
+        epoch: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.reach().await?;
+        let mut record = lock(&self.table.record);
+        if record.as_ref() != prev {
+            return Ok(false);
+        }
+        *record = Some(LeaseRecord {
+            holder: self.holder.clone(),
+            url: Some(format!("http://{}", self.holder)),
+            epoch,
+            expires_at_ms,
+        });
+        Ok(true)
     }
 }

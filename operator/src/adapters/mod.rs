@@ -1,5 +1,5 @@
 //! The controller's ports, all declared here: [`Fleet`], [`IdLedger`],
-//! [`StateStore`] and [`Lease`] (with [`LeaseState`]). Their adapters sit
+//! [`StateStore`] and [`Lease`] (with [`LeaseRecord`]). Their adapters sit
 //! beside them: `aws/` (Auto Scaling + EC2, CloudWatch Logs, DynamoDB),
 //! `local/` (processes on loopback, files) and `memory` (for tests).
 //! Adapters never import the controller or the planner.
@@ -150,27 +150,40 @@ pub trait StateStore: Send + Sync {
     fn save(&self, state: &Persisted) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// What this controller is after a lease round.
+/// The leader lease as stored: who holds it, under which epoch, and until
+/// when by the holder's wall clock (for people; no controller compares its
+/// own wall clock with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseState {
-    /// It holds the lease under this epoch.
-    Leader {
-        /// The epoch every desired state carries.
-        epoch: u64,
-    },
-    /// Another controller holds it.
-    Follower {
-        /// The holder's API URL, for the 503s this controller answers.
-        leader_url: Option<String>,
-    },
+pub struct LeaseRecord {
+    /// The holding controller (unique per process).
+    pub holder: String,
+    /// The holder's API URL, for the 503s other controllers answer.
+    pub url: Option<String>,
+    /// Rises with every change of holder.
+    pub epoch: u64,
+    /// The holder's wall time at its last write plus the time to live.
+    pub expires_at_ms: u64,
 }
 
-/// The leader lease: at most one controller holds it at a time.
+/// The leader lease: one record, changed only by conditional writes, so at
+/// most one controller holds it at a time. Deciding who may take it is the
+/// controller's (`LeaseKeeper`), on its own monotonic clock.
 pub trait Lease: Send + Sync {
-    /// How long the lease lasts after a round that holds it.
+    /// How long the lease lasts after a write that holds it.
     fn ttl(&self) -> Duration;
-    /// Takes, renews or observes the lease at `now_ms` (ms since the Unix epoch).
-    fn round(&self, now_ms: u64) -> impl Future<Output = Result<LeaseState, StoreError>> + Send;
+    /// This controller's name as a holder.
+    fn holder(&self) -> &str;
+    /// The stored record, if any.
+    fn read(&self) -> impl Future<Output = Result<Option<LeaseRecord>, StoreError>> + Send;
+    /// Writes this controller's record under `epoch`, expiring at
+    /// `expires_at_ms`, if the stored record is still exactly `prev` (none:
+    /// no record). False when it was not: someone else wrote.
+    fn write(
+        &self,
+        prev: Option<&LeaseRecord>,
+        epoch: u64,
+        expires_at_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 impl<T: Lease> Lease for Arc<T> {
@@ -178,8 +191,21 @@ impl<T: Lease> Lease for Arc<T> {
         self.as_ref().ttl()
     }
 
-    fn round(&self, now_ms: u64) -> impl Future<Output = Result<LeaseState, StoreError>> + Send {
-        self.as_ref().round(now_ms)
+    fn holder(&self) -> &str {
+        self.as_ref().holder()
+    }
+
+    fn read(&self) -> impl Future<Output = Result<Option<LeaseRecord>, StoreError>> + Send {
+        self.as_ref().read()
+    }
+
+    fn write(
+        &self,
+        prev: Option<&LeaseRecord>,
+        epoch: u64,
+        expires_at_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.as_ref().write(prev, epoch, expires_at_ms)
     }
 }
 

@@ -130,12 +130,12 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         password_file,
         ..
     } = state;
-    let mut persisted = store.load().await?.unwrap_or_else(|| Persisted {
+    let persisted = store.load().await?.unwrap_or_else(|| Persisted {
         cluster: spec.name.clone(),
         ..Persisted::default()
     });
-    persisted.epoch += 1;
-    persisted.store_version = store.save(&persisted).await?;
+    // The controller's first pass stores this epoch, above every one before.
+    let epoch = persisted.epoch + 1;
 
     let api = serve::Api::bind(opts.api, None, &dir, &token_file).await?;
     let url = api.url.clone();
@@ -151,12 +151,11 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             },
         },
     )?);
-    let shared = Shared::new(token, spec.clone(), persisted.clone());
-    info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch = persisted.epoch, "zkop local up");
+    let shared = Shared::new(token, spec.clone(), persisted);
+    info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch, "zkop local up");
     eprintln!(
-        "zkop: cluster {} (epoch {}), API {url}, state in {}; Ctrl-C stops it",
+        "zkop: cluster {} (epoch {epoch}), API {url}, state in {}; Ctrl-C stops it",
         spec.name,
-        persisted.epoch,
         dir.display()
     );
     fleet.resume().await?;
@@ -166,9 +165,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         FileLedger::new(dir.join("ids")),
         store,
         Some(SpecFile::new(opts.spec.clone(), text)),
-        AlwaysLeader {
-            epoch: persisted.epoch,
-        },
+        AlwaysLeader { epoch },
     );
     serve::serve_until_signalled(
         api,

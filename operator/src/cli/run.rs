@@ -24,6 +24,13 @@ use zkop_runtime::secrets;
 /// How long the leader lease lasts without a renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
 
+// An AWS call started under the lease ends, by the SDK's clock too, before
+// the lease stops letting its controller act.
+const _: () = assert!(
+    crate::adapters::aws::CALL_DEADLINE.as_millis() + crate::controller::LEASE_MARGIN.as_millis()
+        < LEASE_TTL.as_millis()
+);
+
 /// Options of `zkop run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {

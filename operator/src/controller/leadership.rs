@@ -1,25 +1,50 @@
 //! Who may act: exactly one controller per cluster. Local mode has one
-//! controller and always leads; on AWS a lease decides, renewed every third of
-//! its time to live, and a controller that cannot renew stops acting before
-//! its lease can have expired. Ages are counted on the controller's clock.
+//! controller and always leads; on AWS a lease decides. Every time here is
+//! the controller's own monotonic clock, never a wall clock compared with
+//! another machine's:
+//!
+//! - the holder's lease is valid until `LEASE_MARGIN` before its time to
+//!   live runs out, counted from when the renewing round was SENT (the
+//!   stored expiry cannot be older than that);
+//! - another controller takes the lease over only after it has seen the very
+//!   same record, unchanged, for a whole time to live, counted from when its
+//!   read RETURNED (the record cannot be younger than that). The holder's
+//!   renewal was sent before then, so it stopped acting `LEASE_MARGIN`
+//!   before the takeover.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::adapters::{Lease, LeaseState, StoreError};
+use crate::adapters::{Lease, LeaseRecord, StoreError};
 use crate::clock::SharedClock;
 
 /// How long before its lease runs out a controller that cannot renew stops
 /// acting.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
+/// This controller's standing after a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// It leads under `epoch`, and may act until `until` (none: for good).
+    Leader {
+        /// The lease's epoch.
+        epoch: u64,
+        /// When its lease stops letting it act, on its monotonic clock.
+        until: Option<Instant>,
+    },
+    /// Another controller leads.
+    Follower {
+        /// The leader's API URL, when known, for the 503s this one answers.
+        leader_url: Option<String>,
+    },
+}
+
 /// Answers "do I lead, and under which epoch?" before every pass.
 pub trait Leadership: Send {
     /// This controller's standing now.
-    fn check(&mut self, now_ms: u64)
-    -> impl Future<Output = Result<LeaseState, StoreError>> + Send;
+    fn check(&mut self) -> impl Future<Output = Result<Standing, StoreError>> + Send;
 }
 
 /// The only controller there is (local mode).
@@ -30,63 +55,122 @@ pub struct AlwaysLeader {
 }
 
 impl Leadership for AlwaysLeader {
-    async fn check(&mut self, _now_ms: u64) -> Result<LeaseState, StoreError> {
-        Ok(LeaseState::Leader { epoch: self.epoch })
+    async fn check(&mut self) -> Result<Standing, StoreError> {
+        Ok(Standing::Leader {
+            epoch: self.epoch,
+            until: None,
+        })
     }
 }
 
-/// A lease, renewed only as often as needed.
+/// A lease, renewed every third of its time to live.
 pub struct LeaseKeeper<L> {
     lease: L,
     clock: SharedClock,
+    /// The epoch held, and when the round that last renewed it was sent.
     held: Option<(u64, Instant)>,
+    /// Another holder's record, and when this controller first read it.
+    watched: Option<(LeaseRecord, Instant)>,
 }
 
 impl<L: Lease> LeaseKeeper<L> {
-    /// Keeps `lease`, counting its age on `clock`.
+    /// Keeps `lease`, counting on `clock`.
     pub fn new(lease: L, clock: SharedClock) -> Self {
         Self {
             lease,
             clock,
             held: None,
+            watched: None,
         }
     }
 
-    /// Time since `renewed`, on the controller's clock.
-    fn age(&self, renewed: Instant) -> Duration {
-        self.clock.now().saturating_duration_since(renewed)
+    /// When a lease renewed by a round sent at `sent` stops letting it act.
+    fn until(&self, sent: Instant) -> Instant {
+        sent + self.lease.ttl().saturating_sub(LEASE_MARGIN)
+    }
+
+    /// The lease held now, if it still lets this controller act.
+    fn holding(&self) -> Option<Standing> {
+        let (epoch, sent) = self.held?;
+        let until = self.until(sent);
+        (self.clock.now() < until).then_some(Standing::Leader {
+            epoch,
+            until: Some(until),
+        })
+    }
+
+    /// Reads the record, then renews it, takes it, or follows its holder.
+    async fn round(&mut self) -> Result<Standing, StoreError> {
+        let sent = self.clock.now();
+        let record = self.lease.read().await?;
+        let read_at = self.clock.now();
+        let ttl = self.lease.ttl();
+        let (prev, epoch) = match &record {
+            None => (None, 1),
+            Some(r) if r.holder == self.lease.holder() => (Some(r), r.epoch),
+            Some(r) => {
+                let since = match &self.watched {
+                    Some((seen, since)) if seen == r => *since,
+                    _ => {
+                        self.watched = Some((r.clone(), read_at));
+                        read_at
+                    }
+                };
+                if read_at.saturating_duration_since(since) < ttl {
+                    self.held = None;
+                    return Ok(Standing::Follower {
+                        leader_url: r.url.clone(),
+                    });
+                }
+                // Unchanged for a whole time to live: its holder stopped.
+                (Some(r), r.epoch + 1)
+            }
+        };
+        let expires_at_ms = self.clock.wall_ms() + ttl.as_millis() as u64;
+        if !self.lease.write(prev, epoch, expires_at_ms).await? {
+            self.held = None;
+            return Ok(Standing::Follower { leader_url: None });
+        }
+        self.held = Some((epoch, sent));
+        self.watched = None;
+        Ok(Standing::Leader {
+            epoch,
+            until: Some(self.until(sent)),
+        })
     }
 }
 
 impl<L: Lease> Leadership for LeaseKeeper<L> {
-    async fn check(&mut self, now_ms: u64) -> Result<LeaseState, StoreError> {
+    async fn check(&mut self) -> Result<Standing, StoreError> {
+        let now = self.clock.now();
         let ttl = self.lease.ttl();
-        if let Some((epoch, renewed)) = self.held
-            && self.age(renewed) < ttl / 3
+        if let Some((_, sent)) = self.held
+            && now.saturating_duration_since(sent) < ttl / 3
+            && let Some(standing) = self.holding()
         {
-            return Ok(LeaseState::Leader { epoch });
+            return Ok(standing);
         }
-        match self.lease.round(now_ms).await {
-            Ok(LeaseState::Leader { epoch }) => {
-                self.held = Some((epoch, self.clock.now()));
-                Ok(LeaseState::Leader { epoch })
-            }
-            Ok(other) => {
+        // A round may take no longer than the lease left (when none is held:
+        // than a lease it took would last).
+        let deadline = match self.holding() {
+            Some(Standing::Leader {
+                until: Some(until), ..
+            }) => until,
+            _ => self.until(now),
+        };
+        let outcome = match tokio::time::timeout_at(deadline, self.round()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the lease round outlasted the lease left",
+            ))),
+        };
+        outcome.or_else(|e| {
+            // Could not renew: keep leading only while the lease surely holds.
+            self.holding().ok_or_else(|| {
                 self.held = None;
-                Ok(other)
-            }
-            Err(e) => {
-                // Could not renew: keep leading only while the lease surely holds.
-                match self.held {
-                    Some((epoch, renewed)) if self.age(renewed) + LEASE_MARGIN < ttl => {
-                        Ok(LeaseState::Leader { epoch })
-                    }
-                    _ => {
-                        self.held = None;
-                        Err(e)
-                    }
-                }
-            }
-        }
+                e
+            })
+        })
     }
 }

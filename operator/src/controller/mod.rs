@@ -10,6 +10,7 @@
 //! `spec_file` (live spec edits), `test_points` (crash tests). Time comes from
 //! the [`Clock`](crate::clock::Clock) in [`Shared`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::act::act;
-use crate::adapters::{Fleet, FleetView, IdLedger, LeaseState, StateStore, StoreError};
+use crate::adapters::{Fleet, FleetView, IdLedger, StateStore, StoreError};
 use crate::model::Persisted;
 use crate::plan::{Phase, Step, plan};
 
@@ -32,7 +33,7 @@ mod test_points;
 #[cfg(test)]
 mod tests;
 
-pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper};
+pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, Standing};
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use requeue::{BACKOFF_FIRST, BACKOFF_MAX, Backoff, ReconcileError, Requeue, error_policy};
 pub use spec_file::SpecFile;
@@ -98,43 +99,77 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         self.shared.clock.now()
     }
 
-    /// Leads or follows; on taking over, adopts the stored state under the new epoch.
+    /// Leads or follows; on taking over, adopts the stored state under a new epoch.
     async fn lead(&mut self) -> Result<bool, ReconcileError> {
-        match self.leadership.check(self.shared.clock.wall_ms()).await? {
-            LeaseState::Leader { epoch } => {
+        let standing = match self.leadership.check().await {
+            Ok(standing) => standing,
+            Err(e) => {
+                if self.shared.lease_left().is_zero() {
+                    // Lapsed: acting again is a takeover, with its waits.
+                    self.epoch = None;
+                }
+                return Err(e.into());
+            }
+        };
+        let before = self.shared.follower_of();
+        self.shared.set_standing(standing.clone());
+        match standing {
+            Standing::Leader { epoch, .. } => {
                 if self.epoch != Some(epoch) {
-                    let name = self.shared.spec().name;
-                    let mut p = self.store.load().await?.unwrap_or_else(|| Persisted {
-                        cluster: name.clone(),
-                        ..Persisted::default()
-                    });
-                    if p.epoch < epoch {
-                        p.epoch = epoch;
-                        p.store_version = self.store.save(&p).await?;
-                    }
-                    self.shared.commit(p);
-                    self.shared.set_follower_of(None);
-                    // Observations made under another leader are not trusted.
-                    let now = self.now();
-                    self.started = now;
-                    self.shared.lock().reports.restart_leader_clock(now);
-                    self.epoch = Some(epoch);
-                    self.shared.event(
-                        "leader",
-                        format!("leading cluster {name} with epoch {epoch}"),
-                    );
+                    self.take_over(epoch).await?;
                 }
                 Ok(true)
             }
-            LeaseState::Follower { leader_url } => {
-                if self.epoch.take().is_some()
-                    || self.shared.follower_of() != Some(leader_url.clone())
-                {
+            Standing::Follower { leader_url } => {
+                if self.epoch.take().is_some() || before != Some(leader_url.clone()) {
                     info!(leader = ?leader_url, "following");
                 }
-                self.shared.set_follower_of(Some(leader_url));
                 Ok(false)
             }
+        }
+    }
+
+    /// Adopts the stored state under an epoch above every epoch stored before
+    /// (a lost lease record restarts the lease's epochs, and no two leaders
+    /// may share one), and restarts the leader clock.
+    async fn take_over(&mut self, lease_epoch: u64) -> Result<(), ReconcileError> {
+        let name = self.shared.spec().name;
+        let mut p = Self::within_lease(&self.shared, self.store.load())
+            .await?
+            .unwrap_or_else(|| Persisted {
+                cluster: name.clone(),
+                ..Persisted::default()
+            });
+        p.epoch = lease_epoch.max(p.epoch + 1);
+        p.store_version = Self::within_lease(&self.shared, self.store.save(&p)).await?;
+        let epoch = p.epoch;
+        self.shared.commit(p);
+        // Observations made under another leader are not trusted.
+        let now = self.now();
+        self.started = now;
+        self.shared.lock().reports.restart_leader_clock(now);
+        self.epoch = Some(lease_epoch);
+        self.shared.event(
+            "leader",
+            format!("leading cluster {name} with epoch {epoch}"),
+        );
+        Ok(())
+    }
+
+    /// Runs `effect` only while the lease lets this controller act, and for
+    /// no longer than it does: every call that observes or changes the
+    /// cluster goes through here.
+    async fn within_lease<T, X: Into<ReconcileError>>(
+        shared: &Shared,
+        effect: impl Future<Output = Result<T, X>>,
+    ) -> Result<T, ReconcileError> {
+        let left = shared.lease_left();
+        if left.is_zero() {
+            return Err(ReconcileError::LeaseLapsed);
+        }
+        match tokio::time::timeout(left, effect).await {
+            Ok(outcome) => outcome.map_err(Into::into),
+            Err(_) => Err(ReconcileError::LeaseLapsed),
         }
     }
 
@@ -155,7 +190,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         let fresh = cached.is_none();
         let view = match cached {
             Some(v) => v,
-            None => self.fleet.observe().await?,
+            None => Self::within_lease(&self.shared, self.fleet.observe()).await?,
         };
         let (spec, persisted, observed) = self.shared.snapshot(view.clone());
         let uptime = self.now().saturating_duration_since(self.started);
@@ -175,13 +210,16 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         // A step's event is stamped when the step began: once its outcome is
         // committed, agents act on it before the event is recorded.
         let began_ms = self.shared.clock.wall_ms();
-        let outcome = act(
-            step,
-            &persisted,
-            &spec,
-            self.fleet.as_ref(),
-            &self.ledger,
-            observed.now_ms,
+        let outcome = Self::within_lease(
+            &self.shared,
+            act(
+                step,
+                &persisted,
+                &spec,
+                self.fleet.as_ref(),
+                &self.ledger,
+                observed.now_ms,
+            ),
         )
         .await?;
         self.test_points.check(step, &persisted, true);
@@ -224,16 +262,16 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
 
     /// Saves a step's new state (compare-and-set) and hands it to the API.
     async fn persist(&mut self, mut state: Persisted) -> Result<(), ReconcileError> {
-        match self.store.save(&state).await {
+        match Self::within_lease(&self.shared, self.store.save(&state)).await {
             Ok(v) => state.store_version = v,
-            Err(e @ StoreError::Conflict { .. }) => {
+            Err(ReconcileError::Store(e @ StoreError::Conflict { .. })) => {
                 // Someone else wrote: adopt what is stored, then plan again.
-                if let Some(stored) = self.store.load().await? {
+                if let Some(stored) = Self::within_lease(&self.shared, self.store.load()).await? {
                     self.shared.commit(stored);
                 }
                 return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         self.shared.commit(state);
         Ok(())

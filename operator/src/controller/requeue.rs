@@ -48,6 +48,10 @@ pub enum ReconcileError {
     /// The new state could not be saved; the step's effect is re-planned.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The lease ran out before (or while) a call that needs it ran: this
+    /// controller acts no more until it holds the lease again.
+    #[error("the leader lease lapsed: acting no more until it is held again")]
+    LeaseLapsed,
 }
 
 impl ReconcileError {
@@ -57,6 +61,7 @@ impl ReconcileError {
             ReconcileError::Fleet(_) => "fleet",
             ReconcileError::Act(e) => e.category(),
             ReconcileError::Store(_) => "store",
+            ReconcileError::LeaseLapsed => "lease",
         }
     }
 }

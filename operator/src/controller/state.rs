@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tracing::info;
@@ -11,6 +12,7 @@ use tracing::info;
 use zkop_spec::ValidatedCluster;
 use zkop_spec::wire::{AgentReport, DesiredNodeState, Event, StatusReply};
 
+use super::leadership::Standing;
 use super::observe::{ReportCache, Requests};
 use super::status_view::{StatusInput, status_view};
 use crate::adapters::FleetView;
@@ -31,8 +33,8 @@ pub(super) struct SharedState {
     instances: Vec<Instance>,
     plan: Option<Plan>,
     events: VecDeque<Event>,
-    /// `None` while this controller leads; otherwise the leader's URL, if known.
-    follower_of: Option<Option<String>>,
+    /// Whether this controller leads, and until when.
+    standing: Standing,
     /// The last reconcile error, cleared by a good pass.
     last_error: Option<String>,
     pub(super) requests: Requests,
@@ -96,7 +98,7 @@ impl Shared {
                 instances: Vec::new(),
                 plan: None,
                 events: VecDeque::new(),
-                follower_of: Some(None),
+                standing: Standing::Follower { leader_url: None },
                 last_error: None,
                 requests: Requests::default(),
             }),
@@ -120,13 +122,30 @@ impl Shared {
         self.revision_tx.subscribe()
     }
 
-    /// `None` while this controller leads; otherwise the leader's URL, if known.
+    /// `None` while this controller leads and its lease holds; otherwise the
+    /// leader's URL, if known.
     pub fn follower_of(&self) -> Option<Option<String>> {
-        self.lock().follower_of.clone()
+        match &self.lock().standing {
+            Standing::Follower { leader_url } => Some(leader_url.clone()),
+            Standing::Leader { until: Some(u), .. } if self.clock.now() >= *u => Some(None),
+            Standing::Leader { .. } => None,
+        }
     }
 
-    pub(super) fn set_follower_of(&self, follower_of: Option<Option<String>>) {
-        self.lock().follower_of = follower_of;
+    /// How much longer this controller may act: zero once its lease lapsed
+    /// or while it follows, `Duration::MAX` when no lease bounds it.
+    pub fn lease_left(&self) -> Duration {
+        match &self.lock().standing {
+            Standing::Follower { .. } => Duration::ZERO,
+            Standing::Leader { until: None, .. } => Duration::MAX,
+            Standing::Leader { until: Some(u), .. } => {
+                u.saturating_duration_since(self.clock.now())
+            }
+        }
+    }
+
+    pub(super) fn set_standing(&self, standing: Standing) {
+        self.lock().standing = standing;
     }
 
     /// Keeps an agent's report; news wakes the loop.

@@ -43,8 +43,14 @@ pub fn calls() -> BTreeMap<(String, String), u64> {
     CALLS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// The longest any AWS call may take, retries included: shorter than the
+/// leader lease's validity (its time to live less the margin), so that no
+/// call started under the lease outlives it by the SDK's own clock either.
+/// The controller also bounds each call by the lease left.
+pub const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `fn $name(config) -> $sdk::Client`: a client of that service whose calls
-/// are counted.
+/// are counted and bounded by [`CALL_DEADLINE`].
 macro_rules! counted_client {
     ($(#[$doc:meta] $name:ident => $sdk:ident;)*) => {$(
         #[$doc]
@@ -52,6 +58,11 @@ macro_rules! counted_client {
             $sdk::Client::from_conf(
                 $sdk::config::Builder::from(config)
                     .interceptor(CountCalls)
+                    .timeout_config(
+                        $sdk::config::timeout::TimeoutConfig::builder()
+                            .operation_timeout(CALL_DEADLINE)
+                            .build(),
+                    )
                     .build(),
             )
         }

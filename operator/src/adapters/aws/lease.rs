@@ -1,7 +1,8 @@
 //! The controller's leader lease: one DynamoDB item (`pk = lease#<cluster>`)
 //! with its holder, the holder's API URL, an expiry and an epoch that rises with
-//! every change of holder. Every change is a conditional write, so two
-//! controllers never both believe they lead; only the holder acts.
+//! every change of holder. Every write is conditional on the record read, so
+//! two controllers never both hold it; when one may take it over is the
+//! controller's decision (`LeaseKeeper`), on its own monotonic clock.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::adapters::{Lease, LeaseState, StoreError};
+use crate::adapters::{Lease, LeaseRecord, StoreError};
 
 /// A leader lease in a DynamoDB table whose hash key is the string `pk`.
 #[derive(Debug, Clone)]
@@ -58,44 +59,36 @@ impl DynamoLease {
         }
     }
 
-    /// The lease's time to live.
-    pub fn ttl(&self) -> Duration {
+    fn record(item: &HashMap<String, AttributeValue>) -> LeaseRecord {
+        LeaseRecord {
+            holder: text(item, "holder").unwrap_or_default(),
+            url: text(item, "url"),
+            epoch: number(item, "epoch"),
+            expires_at_ms: number(item, "expiresAtMs"),
+        }
+    }
+}
+
+impl Lease for DynamoLease {
+    fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    /// Takes, renews or observes the lease at `now_ms` (ms since the Unix epoch).
-    pub async fn round(&self, now_ms: u64) -> Result<LeaseState, StoreError> {
-        let current = super::get_item(&self.client, &self.table, &self.key).await?;
-        let expires = now_ms + self.ttl.as_millis() as u64;
-        let (epoch, condition, values): (u64, &str, Vec<(&str, AttributeValue)>) = match &current {
-            None => (1, "attribute_not_exists(pk)", vec![]),
-            Some(item) => {
-                let epoch = number(item, "epoch");
-                let holder = text(item, "holder");
-                if holder.as_deref() == Some(self.holder.as_str()) {
-                    // Renew our own lease, unless someone took it meanwhile.
-                    (
-                        epoch,
-                        "holder = :me AND epoch = :epoch",
-                        vec![
-                            (":me", AttributeValue::S(self.holder.clone())),
-                            (":epoch", AttributeValue::N(epoch.to_string())),
-                        ],
-                    )
-                } else if number(item, "expiresAtMs") < now_ms {
-                    // Expired: take it over with the next epoch.
-                    (
-                        epoch + 1,
-                        "epoch = :epoch",
-                        vec![(":epoch", AttributeValue::N(epoch.to_string()))],
-                    )
-                } else {
-                    return Ok(LeaseState::Follower {
-                        leader_url: text(item, "url"),
-                    });
-                }
-            }
-        };
+    fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    async fn read(&self) -> Result<Option<LeaseRecord>, StoreError> {
+        let item = super::get_item(&self.client, &self.table, &self.key).await?;
+        Ok(item.as_ref().map(Self::record))
+    }
+
+    async fn write(
+        &self,
+        prev: Option<&LeaseRecord>,
+        epoch: u64,
+        expires_at_ms: u64,
+    ) -> Result<bool, StoreError> {
         let mut put = self
             .client
             .put_item()
@@ -103,31 +96,32 @@ impl DynamoLease {
             .item("pk", AttributeValue::S(self.key.clone()))
             .item("holder", AttributeValue::S(self.holder.clone()))
             .item("url", AttributeValue::S(self.url.clone()))
-            .item("expiresAtMs", AttributeValue::N(expires.to_string()))
-            .item("epoch", AttributeValue::N(epoch.to_string()))
-            .condition_expression(condition);
-        for (k, v) in values {
-            put = put.expression_attribute_values(k, v);
-        }
+            .item("expiresAtMs", AttributeValue::N(expires_at_ms.to_string()))
+            .item("epoch", AttributeValue::N(epoch.to_string()));
+        put = match prev {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            // Exactly the record read: any write since (a renewal, a
+            // takeover) makes this one fail.
+            Some(p) => put
+                .condition_expression(
+                    "holder = :holder AND epoch = :epoch AND expiresAtMs = :expires",
+                )
+                .expression_attribute_values(":holder", AttributeValue::S(p.holder.clone()))
+                .expression_attribute_values(":epoch", AttributeValue::N(p.epoch.to_string()))
+                .expression_attribute_values(
+                    ":expires",
+                    AttributeValue::N(p.expires_at_ms.to_string()),
+                ),
+        };
         match put.send().await {
-            Ok(_) => Ok(LeaseState::Leader { epoch }),
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(LeaseState::Follower { leader_url: None })
+                Ok(false)
             }
             Err(e) => Err(io("PutItem", super::describe(&e))),
         }
-    }
-}
-
-impl Lease for DynamoLease {
-    fn ttl(&self) -> Duration {
-        DynamoLease::ttl(self)
-    }
-
-    async fn round(&self, now_ms: u64) -> Result<LeaseState, StoreError> {
-        DynamoLease::round(self, now_ms).await
     }
 }

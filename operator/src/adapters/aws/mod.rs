@@ -4,6 +4,7 @@
 //! (`AWS_ENDPOINT_URL` points every client at a local emulator in tests).
 
 pub mod calls;
+pub use calls::CALL_DEADLINE;
 mod fleet;
 mod ids;
 mod lease;

@@ -10,15 +10,35 @@ use zkop_spec::wire::{AgentReport, StatusRole};
 
 use super::*;
 use crate::adapters::Fleet;
-use crate::adapters::memory::{MemoryFleet, MemoryLease, MemoryLedger, MemoryStore};
+use crate::adapters::memory::{MemoryFleet, MemoryLedger, MemoryStore};
 use crate::clock::PausedClock;
 use crate::plan::tests::kit::{B, cluster};
+
+mod lease;
 
 type TestController = Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, AlwaysLeader>;
 
 /// A controller of `b`'s cluster on paused time: its state stored, its
 /// instances in the fleet (i-1.. as the fleet names them).
 async fn controller_of(b: &B, spec_yaml_extra: &str) -> (TestController, Arc<MemoryFleet>) {
+    let leader = AlwaysLeader { epoch: b.p.epoch };
+    let clock = Arc::new(PausedClock::new(1_000_000));
+    let store = Arc::new(MemoryStore::default());
+    let fleet = Arc::new(MemoryFleet::default());
+    let ctl = controller_with(b, spec_yaml_extra, leader, clock, store, fleet.clone()).await;
+    (ctl, fleet)
+}
+
+/// A controller of `b`'s cluster deciding leadership by `leadership`, on
+/// `clock`, over `store` and `fleet` (shared with other controllers).
+async fn controller_with<E: Leadership>(
+    b: &B,
+    spec_yaml_extra: &str,
+    leadership: E,
+    clock: crate::clock::SharedClock,
+    store: Arc<MemoryStore>,
+    fleet: Arc<MemoryFleet>,
+) -> Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, E> {
     let mut spec = b.spec.clone();
     if !spec_yaml_extra.is_empty() {
         let text = format!(
@@ -27,24 +47,22 @@ async fn controller_of(b: &B, spec_yaml_extra: &str) -> (TestController, Arc<Mem
         );
         spec = zkop_spec::parse_spec(&text).unwrap_or_else(|e| panic!("{e}"));
     }
-    let store = Arc::new(MemoryStore::default());
-    store.save(&b.p).await.unwrap();
-    let fleet = Arc::new(MemoryFleet::default());
-    fleet
-        .set_desired_capacity(b.p.members.len() as u32)
-        .await
-        .unwrap();
-    let clock = Arc::new(PausedClock::new(1_000_000));
+    if store.load().await.unwrap().is_none() {
+        store.save(&b.p).await.unwrap();
+        fleet
+            .set_desired_capacity(b.p.members.len() as u32)
+            .await
+            .unwrap();
+    }
     let shared = Shared::with_clock("t".into(), spec, b.p.clone(), clock);
-    let ctl = Controller::new(
+    Controller::new(
         shared,
-        fleet.clone(),
+        fleet,
         Arc::new(MemoryLedger::default()),
         store,
         None,
-        AlwaysLeader { epoch: b.p.epoch },
-    );
-    (ctl, fleet)
+        leadership,
+    )
 }
 
 /// The kit's report of `instance` (serving; member 1 leads).
@@ -148,26 +166,6 @@ async fn a_leader_counts_while_its_report_is_fresh_and_status_shows_silent_membe
             .all(|m| m.role == StatusRole::Down && !m.healthy),
         "{s:#?}"
     );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_controller_that_cannot_renew_stops_leading_before_its_lease_expires() {
-    let clock: crate::clock::SharedClock = Arc::new(PausedClock::new(1_000_000));
-    let lease = Arc::new(MemoryLease::new(7, Duration::from_secs(15)));
-    let mut keeper = LeaseKeeper::new(lease.clone(), clock);
-    let leader = LeaseState::Leader { epoch: 7 };
-    assert_eq!(keeper.check(0).await.unwrap(), leader);
-    lease.set_cut_off(true);
-    // Within a third of the lease no round is needed; later the failed round
-    // is survived while the lease surely holds (age + margin < ttl).
-    for (secs, leads) in [(4, true), (5, true), (3, true), (1, false)] {
-        advance(Duration::from_secs(secs)).await;
-        let standing = keeper.check(0).await;
-        assert_eq!(standing.is_ok(), leads, "+{secs}s: {standing:?}");
-    }
-    // Once the lease is reachable again, a round takes it back.
-    lease.set_cut_off(false);
-    assert_eq!(keeper.check(0).await.unwrap(), leader);
 }
 
 #[tokio::test(start_paused = true)]

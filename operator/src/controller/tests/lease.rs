@@ -1,0 +1,165 @@
+//! Lease loss (issue 12, finding 1): the leader lease on paused time, with
+//! controllers sharing an in-memory lease table, store and fleet. Each
+//! controller has its own clock; their wall clocks disagree on purpose.
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+use tower::ServiceExt;
+
+use super::*;
+use crate::adapters::StateStore;
+use crate::adapters::memory::{MemoryLease, MemoryLeaseTable};
+
+const TTL: Duration = Duration::from_secs(15);
+
+type Keeper = LeaseKeeper<Arc<MemoryLease>>;
+
+/// `holder`'s lease on `table`, and a keeper of it on a clock whose wall
+/// time reads `wall_ms` now.
+fn keeper(table: &Arc<MemoryLeaseTable>, holder: &str, wall_ms: u64) -> (Arc<MemoryLease>, Keeper) {
+    let lease = Arc::new(MemoryLease::new(table.clone(), holder, TTL));
+    let clock = Arc::new(PausedClock::new(wall_ms));
+    (lease.clone(), LeaseKeeper::new(lease, clock))
+}
+
+/// The HTTP status the controller's API answers an agent's report with.
+async fn report_status(shared: &Arc<Shared>, report: &AgentReport) -> u16 {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/agents/{}/report", report.instance))
+        .header("authorization", format!("Bearer {}", shared.token))
+        .body(Body::from(serde_json::to_vec(report).unwrap()))
+        .unwrap();
+    let response = crate::api::router(shared.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+fn leads(standing: &Result<Standing, StoreError>) -> bool {
+    matches!(standing, Ok(Standing::Leader { .. }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_loss_past_its_lease_a_controller_answers_agents_503_and_acts_no_more() {
+    // Five replicas wanted, three there: the plan's next step scales the fleet.
+    let b = cluster(3).replicas(5);
+    let table = Arc::new(MemoryLeaseTable::default());
+    let (lease, keeper) = keeper(&table, "a", 1_000_000);
+    let clock = Arc::new(PausedClock::new(1_000_000));
+    let (store, fleet) = (
+        Arc::new(MemoryStore::default()),
+        Arc::new(MemoryFleet::default()),
+    );
+    let mut ctl = controller_with(&b, "", keeper, clock, store, fleet.clone()).await;
+    let report = report_of(&b, "i-1");
+    ctl.reconcile().await.unwrap();
+    assert_eq!(report_status(&ctl.shared, &report).await, 204);
+    // DynamoDB becomes unreachable right after the renewal was sent.
+    lease.set_cut_off(true);
+    let capacity = fleet.observe().await.unwrap().desired_capacity;
+    advance(TTL - LEASE_MARGIN - Duration::from_millis(1)).await;
+    let _ = ctl.reconcile().await;
+    assert_eq!(report_status(&ctl.shared, &report).await, 204);
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(report_status(&ctl.shared, &report).await, 503);
+    for _ in 0..5 {
+        let pass = ctl.reconcile().await;
+        assert!(pass.is_err(), "a pass ran without the lease: {pass:?}");
+        advance(Duration::from_secs(1)).await;
+    }
+    assert_eq!(report_status(&ctl.shared, &report).await, 503);
+    let after = fleet.observe().await.unwrap().desired_capacity;
+    assert_eq!(after, capacity, "the fleet was changed without the lease");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_loss_the_lease_counts_from_when_its_renewal_was_sent() {
+    let table = Arc::new(MemoryLeaseTable::default());
+    let (lease, mut keeper) = keeper(&table, "a", 1_000_000);
+    // The round is slow: read and write take 4 s each.
+    lease.set_delay(Duration::from_secs(4));
+    let sent = tokio::time::Instant::now();
+    assert!(leads(&keeper.check().await));
+    assert_eq!(sent.elapsed(), Duration::from_secs(8));
+    lease.set_delay(Duration::ZERO);
+    lease.set_cut_off(true);
+    let lapse = TTL - LEASE_MARGIN;
+    advance(lapse - sent.elapsed() - Duration::from_millis(1)).await;
+    assert!(leads(&keeper.check().await), "still within the lease");
+    advance(Duration::from_millis(1)).await;
+    let standing = keeper.check().await;
+    assert!(
+        !leads(&standing),
+        "{standing:?} at ttl - margin after the send"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_loss_takeover_waits_a_whole_lease_on_its_own_clock_whatever_the_wall_clocks_say() {
+    let table = Arc::new(MemoryLeaseTable::default());
+    let (a_lease, mut a) = keeper(&table, "a", 1_000_000);
+    // B's wall clock runs an hour ahead: A's stored expiry looks long past.
+    let (_, mut b) = keeper(&table, "b", 1_000_000 + 3_600_000);
+    assert!(leads(&a.check().await));
+    assert!(
+        !leads(&b.check().await),
+        "B took a lease A had just renewed"
+    );
+    a_lease.set_cut_off(true);
+    // Step through time: never do both lead; B leads within ttl + a step.
+    let mut b_leads_after = None;
+    for step in 1..=200u32 {
+        advance(Duration::from_millis(100)).await;
+        let a_leads = leads(&a.check().await);
+        let b_leads = leads(&b.check().await);
+        assert!(!(a_leads && b_leads), "both lead at +{step}00 ms");
+        if b_leads {
+            b_leads_after = Some(step);
+            break;
+        }
+    }
+    let step = b_leads_after.expect("B never took over");
+    assert!(
+        step * 100 >= TTL.as_millis() as u32,
+        "B took over at +{step}00 ms"
+    );
+    assert_eq!(
+        table.record().map(|r| (r.holder, r.epoch)),
+        Some(("b".into(), 2))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_loss_a_stored_epoch_above_the_lease_s_is_never_shared_by_two_leaders() {
+    // The state says epoch 7; the lease record was lost and restarts at 1.
+    let mut b = cluster(3);
+    b.p.epoch = 7;
+    let table = Arc::new(MemoryLeaseTable::default());
+    let (store, fleet) = (
+        Arc::new(MemoryStore::default()),
+        Arc::new(MemoryFleet::default()),
+    );
+    let (a_lease, a) = keeper(&table, "a", 1_000_000);
+    let clock = Arc::new(PausedClock::new(1_000_000));
+    let mut ctl_a = controller_with(&b, "", a, clock, store.clone(), fleet.clone()).await;
+    ctl_a.reconcile().await.unwrap();
+    let a_epoch = store.load().await.unwrap().unwrap().epoch;
+    assert!(a_epoch > 7, "A leads under stored epoch {a_epoch}");
+    // A is cut off; B takes the lease (epoch 2) and must lead above A.
+    a_lease.set_cut_off(true);
+    let (_, k) = keeper(&table, "b", 1_000_000);
+    let clock = Arc::new(PausedClock::new(1_000_000));
+    let mut ctl_b = controller_with(&b, "", k, clock, store.clone(), fleet).await;
+    let deadline = tokio::time::Instant::now() + TTL * 2;
+    while ctl_b.shared.follower_of().is_some() && tokio::time::Instant::now() < deadline {
+        let _ = ctl_b.reconcile().await;
+        advance(Duration::from_millis(500)).await;
+    }
+    let b_epoch = store.load().await.unwrap().unwrap().epoch;
+    assert!(
+        b_epoch > a_epoch,
+        "B leads under {b_epoch}, A under {a_epoch}"
+    );
+}
