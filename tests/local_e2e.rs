@@ -100,6 +100,61 @@ async fn stop_and_start_again_keeps_ids_and_data_and_the_api_guards_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_starters_a_whole_restart_slower_than_detect_after_fences_and_forces_nothing() {
+    let _serial = SERIAL.lock().await;
+    let spec = example_spec(3).replace("detectAfter: 10s", "detectAfter: 1s");
+    let (mut c, before) = LocalCluster::start_settled(&spec, "127.0.68.0/24", 3).await;
+    // A few MB of data for every server to load.
+    let hosts = LocalCluster::endpoints(&before);
+    let client = zk_client(&hosts).await;
+    common::write_kept(&client, 5).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let blob = vec![7u8; 64 * 1024];
+    client.create("/bulk", b"", &options).await.unwrap();
+    for i in 0..64 {
+        client
+            .create(&format!("/bulk/b{i}"), &blob, &options)
+            .await
+            .unwrap();
+    }
+    drop(client);
+    c.stop().await;
+
+    // Every node restarts at once, its JVM interpreted: loading the data
+    // takes the servers far longer than detectAfter, each a different time.
+    c.up_with_env(&[("JAVA_TOOL_OPTIONS", "-Xint")]).await;
+    let after = c
+        .wait_status("the same three voters", Duration::from_secs(180), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    let ids = |s: &StatusReply| -> BTreeSet<(u64, InstanceId)> {
+        s.members
+            .iter()
+            .map(|m| (m.id.0, m.instance.clone()))
+            .collect()
+    };
+    assert_eq!(ids(&after), ids(&before));
+    let drastic = [
+        "fence_instance",
+        "force_config",
+        "discard_ensemble",
+        "reconfig",
+        "bootstrap",
+    ];
+    let taken: Vec<_> = after
+        .events
+        .iter()
+        .filter(|e| drastic.contains(&e.kind.as_str()))
+        .collect();
+    assert!(taken.is_empty(), "a restart fenced or forced: {taken:#?}");
+    let client = zk_client(&hosts).await;
+    client.sync("/bulk").await.unwrap();
+    assert_eq!(client.list_children("/bulk").await.unwrap().len(), 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
     let _serial = SERIAL.lock().await;
     let spec = example_spec(3)

@@ -75,6 +75,8 @@ struct Agent {
     max_epoch: u64,
     supervisor: Supervisor,
     probe: Option<ProbeReport>,
+    /// The PID of the JVM that last answered a probe.
+    answered_pid: Option<u32>,
     /// The last zxid on disk, and when it was read.
     disk_zxid: Option<(Zxid, Instant)>,
     /// The last recovery generation applied (kept in the data dir).
@@ -221,6 +223,9 @@ impl Agent {
                 } else {
                     None
                 };
+                if self.probe.is_some() {
+                    self.answered_pid = self.supervisor.pid();
+                }
                 if let Some(order) = &m.reconfig {
                     let done = self.reconfig.as_ref().is_some_and(|r| r.seq == order.seq);
                     let serving = self.probe.as_ref().is_some_and(|p| p.serving);
@@ -305,6 +310,7 @@ impl Agent {
                 pid: self.supervisor.pid(),
                 starts: self.supervisor.starts(),
                 last_exit: self.supervisor.last_exit().map(str::to_string),
+                answered: self.answered_pid.is_some() && self.answered_pid == self.supervisor.pid(),
             },
             probe: self.probe.clone(),
             disk_zxid: self.disk_zxid.map(|(z, _)| z),
@@ -441,6 +447,7 @@ async fn main() -> anyhow::Result<()> {
         desired: None,
         max_epoch,
         probe: None,
+        answered_pid: None,
         disk_zxid: None,
         recovered,
         started_with: None,

@@ -193,6 +193,11 @@ pub struct ProcessReport {
     /// How the last run ended, if one did.
     #[serde(default)]
     pub last_exit: Option<String>,
+    /// Whether this JVM (this PID) has answered a probe since it started.
+    /// Running without having answered is starting (loading its database);
+    /// running after having answered and silent since is hung or paused.
+    #[serde(default)]
+    pub answered: bool,
 }
 
 /// What `srvr` and `conf` said.

@@ -147,6 +147,11 @@ impl LocalCluster {
 
     /// (Re)starts `zkop local up` on the same state directory.
     pub async fn up(&mut self) {
+        self.up_with_env(&[]).await;
+    }
+
+    /// The same with extra environment, which its agents and servers inherit.
+    pub async fn up_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already up");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -161,6 +166,7 @@ impl LocalCluster {
             .args(["--network", &self.network, "--api", "127.0.0.1:0"])
             .arg("--agent-bin")
             .arg(agent_bin())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -226,8 +226,12 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         if outcome.state != persisted {
             self.persist(outcome.state).await?;
         }
+        let now = self.now();
         self.shared.change(|s| match step {
             Step::BeginRoll => s.requests.roll = false,
+            // The survivors restart under the forced config: the time they
+            // take is not a new loss.
+            Step::ForceConfig { .. } => s.reports.restart_leader_clock(now),
             Step::ReplaceInstance { instance } => {
                 s.requests.replace.remove(instance);
             }

@@ -9,6 +9,11 @@ use zkop_spec::zk::{DynamicConfig, ServerId, ServerMode};
 use super::Ctx;
 use crate::model::MemberRecord;
 
+/// How old a report may be and still show its member serving or leading: a
+/// few report intervals (agents report every second). An older report only
+/// shows its agent alive: a hung server must not count toward a quorum.
+pub const SERVING_FRESH: Duration = Duration::from_secs(5);
+
 impl Ctx<'_> {
     /// Members wanted: the spec's, plus one while a rolling replacement lets a
     /// new instance join before an outdated one leaves.
@@ -47,6 +52,15 @@ impl Ctx<'_> {
             .map(|r| &r.report)
     }
 
+    /// The instance's report, if recent enough to say what its server does now.
+    fn serving_report(&self, instance: &str) -> Option<&AgentReport> {
+        self.obs
+            .reports
+            .get(instance)
+            .filter(|r| r.age < SERVING_FRESH.min(self.dead_after()))
+            .map(|r| &r.report)
+    }
+
     pub(super) fn record_of_instance(&self, instance: &str) -> Option<&MemberRecord> {
         self.p.members.values().find(|m| m.instance == instance)
     }
@@ -66,10 +80,11 @@ impl Ctx<'_> {
         self.p.members.get(&id).is_none_or(|m| self.dead(m))
     }
 
-    /// Serving: alive, its agent runs this id, and its server has a quorum.
+    /// Serving: alive, its agent runs this id, and its server has a quorum,
+    /// as a recent report says.
     pub(super) fn serving(&self, m: &MemberRecord) -> bool {
         self.obs.instance_up(&m.instance)
-            && self.fresh_report(&m.instance).is_some_and(|r| {
+            && self.serving_report(&m.instance).is_some_and(|r| {
                 r.server_id == Some(m.id) && r.probe.as_ref().is_some_and(|p| p.serving)
             })
     }
@@ -79,7 +94,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn mode(&self, m: &MemberRecord) -> Option<ServerMode> {
-        self.fresh_report(&m.instance)
+        self.serving_report(&m.instance)
             .filter(|r| r.server_id == Some(m.id))
             .and_then(|r| r.probe.as_ref())
             .and_then(|p| p.mode)

@@ -39,6 +39,7 @@ mod safety;
 mod step;
 
 pub use change::{ChangeReason, MembershipChange};
+pub use health::SERVING_FRESH;
 pub use phase::Phase;
 pub use safety::reconfig_is_safe;
 pub use step::Step;

@@ -8,23 +8,53 @@ use super::{Ctx, Phase, Plan, Step};
 use crate::model::MemberRecord;
 
 impl Ctx<'_> {
+    /// Its agent, reporting for this id, says its server answers probes.
+    fn answers_probes(&self, m: &MemberRecord) -> bool {
+        self.fresh_report(&m.instance)
+            .is_some_and(|r| r.server_id == Some(m.id) && r.probe.is_some())
+    }
+
+    /// Not lost: its instance is up and its agent, reporting for this id,
+    /// says its server answers probes or is starting (its JVM runs and has
+    /// not answered yet: a server loading its database has not opened its
+    /// client port; one that answered and went silent is hung or paused, and
+    /// lost); or this controller has
+    /// not heard from its agent at all yet (just started, as after a whole
+    /// restart) and has not observed for `memberDeadAfter`. Only a voter
+    /// known to be down is lost.
+    fn alive_member(&self, m: &MemberRecord) -> bool {
+        if !self.obs.instance_up(&m.instance) {
+            return false;
+        }
+        match self.fresh_report(&m.instance) {
+            Some(r) => {
+                let starting = r.process.running && !r.process.answered;
+                r.server_id == Some(m.id) && (r.probe.is_some() || starting)
+            }
+            None => !self.obs.reports.contains_key(&m.instance) && self.uptime < self.dead_after(),
+        }
+    }
+
     /// No leader: within `detectAfter` a pause; after it, with fewer than a
-    /// majority of voters reachable, a lost quorum (reported, nothing changed).
+    /// majority of voters alive, a lost quorum (reported, or recovered from
+    /// the survivors).
     pub(super) fn leaderless(&self, config: &DynamicConfig, steps: Vec<Step>) -> Plan {
         let detect_after = self.spec.healing.detect_after;
         let waited = self.obs.leaderless_for;
-        let reachable: Vec<&MemberRecord> = config
-            .voters()
-            .filter_map(|s| self.p.members.get(&s.id))
-            // Reachable: its agent reports and its server answers probes (a
-            // paused server does not).
-            .filter(|m| {
-                self.obs.instance_up(&m.instance)
-                    && self
-                        .fresh_report(&m.instance)
-                        .is_some_and(|r| r.server_id == Some(m.id) && r.probe.is_some())
-            })
+        // Every alive member of the config may be a survivor: an observer
+        // receives every commit and may be ahead of the surviving voters.
+        let alive: Vec<&MemberRecord> = config
+            .servers
+            .keys()
+            .filter_map(|id| self.p.members.get(id))
+            .filter(|m| self.alive_member(m))
             .collect();
+        let reachable: Vec<&MemberRecord> = alive
+            .iter()
+            .copied()
+            .filter(|m| config.voters().any(|s| s.id == m.id))
+            .collect();
+        let starting = reachable.iter().filter(|m| !self.answers_probes(m)).count();
         let lost: Vec<ServerId> = config
             .voters()
             .map(|s| s.id)
@@ -32,18 +62,23 @@ impl Ctx<'_> {
             .collect();
         if waited < detect_after || reachable.len() >= config.majority() {
             let reason = format!(
-                "no leader for {}s: {} of {} voters reachable",
+                "no leader for {}s: {} of {} voters reachable{}",
                 waited.as_secs(),
                 reachable.len(),
-                config.voter_count()
+                config.voter_count(),
+                if starting > 0 {
+                    format!(" ({starting} starting: JVM loading, not answering yet)")
+                } else {
+                    String::new()
+                }
             );
             return Plan::new(Phase::Degraded, reason, steps);
         }
-        if reachable.is_empty() && config.servers.keys().all(|id| self.dead_id(*id)) {
+        if alive.is_empty() && config.servers.keys().all(|id| self.dead_id(*id)) {
             return self.total_loss(config, steps);
         }
         let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
-        let survivors: Vec<String> = reachable
+        let survivors: Vec<String> = alive
             .iter()
             .map(|m| {
                 let r = self.fresh_report(&m.instance);
@@ -65,23 +100,24 @@ impl Ctx<'_> {
             format!("{policy:?}").to_lowercase(),
             match policy {
                 QuorumLossPolicy::Wait => ": nothing is changed until a person acts",
-                QuorumLossPolicy::Recover if reachable.is_empty() =>
-                    ": no voter answers, so there is no survivor to recover from yet",
+                QuorumLossPolicy::Recover if alive.is_empty() =>
+                    ": no member answers, so there is no survivor to recover from yet",
                 QuorumLossPolicy::Recover => "",
             }
         );
-        if reachable.is_empty() || policy == QuorumLossPolicy::Wait {
+        if alive.is_empty() || policy == QuorumLossPolicy::Wait {
             return Plan::new(Phase::QuorumLost, reason, steps);
         }
-        self.recover(config, &reachable, &lost, steps)
+        self.recover(config, &alive, &lost, steps)
     }
 
-    /// Recovery from the survivors: fence every lost voter, then restart the
-    /// survivors with the highest zxids under a config of their own.
+    /// Recovery from the survivors (voters and observers): fence every lost
+    /// voter, then restart the survivors with the highest zxids as voters
+    /// under a config of their own.
     pub(super) fn recover(
         &self,
         config: &DynamicConfig,
-        reachable: &[&MemberRecord],
+        survivors: &[&MemberRecord],
         lost: &[ServerId],
         mut steps: Vec<Step>,
     ) -> Plan {
@@ -89,7 +125,7 @@ impl Ctx<'_> {
             return plan;
         }
         let mut known = Vec::new();
-        for m in reachable {
+        for m in survivors {
             let r = self.fresh_report(&m.instance);
             let zxid = r.and_then(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid));
             let version = r.and_then(|r| r.disk_config_version);

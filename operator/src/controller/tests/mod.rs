@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::advance;
-use zkop_spec::wire::{AgentReport, StatusRole};
+use zkop_spec::wire::{AgentReport, ProbeReport, StatusRole};
 
 use super::*;
 use crate::adapters::Fleet;
@@ -89,15 +89,25 @@ async fn a_lost_quorum_is_declared_only_after_detect_after() {
     let b = cluster(3);
     let healing = "  healing:\n    detectAfter: 10s\n    quorumLoss: wait\n";
     let (mut ctl, _) = controller_of(&b, healing).await;
-    // Member 1 answers but no longer leads or serves; 2 and 3 are silent.
+    // Member 1 answers but no longer leads or serves; the agents of 2 and 3
+    // report that their JVMs exited.
     let mut r1 = report_of(&b, "i-1");
     if let Some(p) = r1.probe.as_mut() {
         p.serving = false;
         p.mode = None;
     }
+    let exited: Vec<AgentReport> = ["i-2", "i-3"]
+        .iter()
+        .map(|i| AgentReport {
+            probe: None,
+            ..report_of(&b, i)
+        })
+        .collect();
     for (secs, want) in [(0, "Degraded"), (9, "Degraded"), (2, "QuorumLost")] {
         advance(Duration::from_secs(secs)).await;
-        ctl.shared.record_report(r1.clone());
+        for r in exited.iter().chain([&r1]) {
+            ctl.shared.record_report(r.clone());
+        }
         let (phase, reason) = pass(&mut ctl).await;
         assert_eq!(phase, want, "after +{secs}s: {reason}");
     }
@@ -200,4 +210,43 @@ async fn failing_passes_back_off_doubling_to_the_maximum_and_a_good_pass_resets_
     assert!(shared.metrics.errors("fleet") >= 10);
     stop.send(true).unwrap();
     looping.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_starters_the_leader_clock_restarts_after_a_forced_config() {
+    let b = cluster(3);
+    let (mut ctl, fleet) = controller_of(&b, "  healing:\n    detectAfter: 2s\n").await;
+    // Instances 2 and 3 are gone; member 1 answers, without a quorum.
+    fleet.observe().await.unwrap();
+    fleet.kill(1);
+    fleet.kill(1);
+    let mut r1 = report_of(&b, "i-1");
+    r1.probe = r1.probe.map(|p| ProbeReport {
+        serving: false,
+        mode: None,
+        ..p
+    });
+    r1.disk_zxid = Some("0x100000009".parse().unwrap());
+    r1.disk_config_version = b.p.config.as_ref().and_then(|c| c.version);
+    let mut forced = false;
+    for _ in 0..20 {
+        advance(Duration::from_secs(1)).await;
+        ctl.shared.record_report(r1.clone());
+        ctl.reconcile().await.unwrap();
+        forced = ctl
+            .shared
+            .status()
+            .events
+            .iter()
+            .any(|e| e.kind == "force_config");
+        if forced {
+            break;
+        }
+    }
+    assert!(forced, "no forced config: {:#?}", ctl.shared.status());
+    // The survivor restarts under its new config: no leader has been seen,
+    // yet the wait for one starts now, not at the loss.
+    let view = ctl.fleet.observe().await.unwrap();
+    let (_, _, observed) = ctl.shared.snapshot(view);
+    assert_eq!(observed.leaderless_for, Duration::ZERO);
 }

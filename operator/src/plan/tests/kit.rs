@@ -16,7 +16,9 @@ pub(crate) use zkop_spec::{InstanceId, ValidatedCluster};
 pub(crate) use crate::model::{
     Instance, InstanceState, MemberRecord, Observed, PendingReconfig, Persisted, SeenReport,
 };
-pub(crate) use crate::plan::{ChangeReason, Phase, Plan, Step, plan, reconfig_is_safe};
+pub(crate) use crate::plan::{
+    ChangeReason, Phase, Plan, SERVING_FRESH, Step, plan, reconfig_is_safe,
+};
 
 pub(crate) const V1: u64 = 0x1_0000_0000;
 

@@ -192,3 +192,105 @@ fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replac
         b.plan()
     );
 }
+
+/// No leader for 30 s: member 1's server answers but does not serve; the
+/// others' agents report `(running, answering)`; every agent has the data's
+/// zxid on disk.
+fn leaderless_restart(others: (bool, bool)) -> B {
+    let mut b = cluster(3);
+    for r in b.obs.reports.values_mut() {
+        let r = &mut r.report;
+        let p = r.probe.as_mut().unwrap();
+        p.serving = false;
+        p.mode = None;
+        r.process.running = true;
+        r.disk_zxid = Some("0x100000009".parse().unwrap());
+        r.disk_config_version = Some(ConfigVersion(V1));
+    }
+    for inst in ["i-2", "i-3"] {
+        let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
+        r.process.running = others.0;
+        if !others.1 {
+            r.probe = None;
+        }
+    }
+    b.obs.leaderless_for = Duration::from_secs(30);
+    b
+}
+
+fn drastic(plan: &Plan) -> Vec<&Step> {
+    plan.steps
+        .iter()
+        .filter(|s| matches!(s, Step::FenceInstance { .. } | Step::ForceConfig { .. }))
+        .collect()
+}
+
+#[test]
+fn slow_starters_a_whole_restart_whose_servers_still_load_fences_and_forces_nothing() {
+    // Voters 2 and 3 run their JVMs but load their data: no client port yet.
+    let plan = leaderless_restart((true, false)).plan();
+    assert_eq!(plan.phase, Phase::Degraded, "{}", plan.reason);
+    assert!(drastic(&plan).is_empty(), "{plan:?}");
+    assert!(
+        plan.reason.contains("3 of 3 voters reachable (2 starting"),
+        "{}",
+        plan.reason
+    );
+    // Their JVMs exited: lost, and voter 1 recovers alone (fencing first).
+    let plan = leaderless_restart((false, false)).plan();
+    assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
+    assert!(!drastic(&plan).is_empty(), "{plan:?}");
+}
+
+#[test]
+fn slow_starters_a_voter_not_heard_from_since_the_controller_started_is_not_lost() {
+    // The controller restarted with the ensemble; two agents have not
+    // reported to it yet.
+    let mut b = leaderless_restart((true, true));
+    b.obs.reports.remove("i-2");
+    b.obs.reports.remove("i-3");
+    let just_started = plan(&b.spec, &b.obs, &b.p, Duration::from_secs(5));
+    assert!(drastic(&just_started).is_empty(), "{just_started:?}");
+    assert_eq!(
+        just_started.phase,
+        Phase::Degraded,
+        "{}",
+        just_started.reason
+    );
+    // Silent for memberDeadAfter of observing: lost.
+    let later = plan(&b.spec, &b.obs, &b.p, Duration::from_secs(300));
+    assert_eq!(later.phase, Phase::QuorumLost, "{}", later.reason);
+}
+
+#[test]
+fn recovery_chooses_the_survivor_with_the_highest_zxid_among_voters_and_observers() {
+    // Voters 2 and 3 are gone; voter 1 and observer 4 survive, and the
+    // observer received more commits than the voter.
+    let mut b = cluster(3)
+        .capacity(4)
+        .joiner(4)
+        .observer_in_config(4)
+        .dead(2)
+        .dead(3);
+    for (inst, zxid) in [("i-1", "0x100000009"), ("i-4", "0x10000000b")] {
+        let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
+        let p = r.probe.as_mut().unwrap();
+        p.serving = false;
+        p.mode = None;
+        r.disk_zxid = Some(zxid.parse().unwrap());
+        r.disk_config_version = Some(ConfigVersion(V1 + 1));
+    }
+    b.obs.leaderless_for = Duration::from_secs(30);
+    let plan = b.plan();
+    match plan.steps.first() {
+        Some(Step::ForceConfig {
+            config, left_out, ..
+        }) => {
+            let ids: Vec<u64> = config.servers.keys().map(|id| id.0).collect();
+            assert_eq!(ids, vec![4], "the observer has the newest data");
+            assert_eq!(config.voter_count(), 1);
+            assert_eq!(left_out, &vec![ServerId(1)]);
+        }
+        other => panic!("expected a forced config, got {other:?}: {}", plan.reason),
+    }
+}

@@ -101,3 +101,20 @@ fn a_member_that_does_not_come_back_halts_the_roll_out() {
     b.spec.zookeeper.tick_time = 300;
     assert_eq!(restarted(&b.plan()), Some(first));
 }
+
+#[test]
+fn serving_needs_a_recent_report_a_voter_silent_for_seconds_halts_the_roll_out() {
+    // Voter 3's last report said it served, 10 s ago: within memberDeadAfter
+    // (its agent is not dead), but nothing says it serves now.
+    let mut b = rolling(cluster(3));
+    b.obs.reports.get_mut("i-3").unwrap().age = Duration::from_secs(10);
+    let plan = b.plan();
+    // Restarting 2 (or 1) now could leave one serving voter of three.
+    assert!(
+        matches!(restarted(&plan), None | Some(3)),
+        "restarted another voter while 3 may be hung: {plan:?}"
+    );
+    // A report within a few report intervals still counts.
+    b.obs.reports.get_mut("i-3").unwrap().age = SERVING_FRESH - Duration::from_millis(1);
+    assert_eq!(restarted(&b.plan()), Some(2), "{:?}", b.plan());
+}
