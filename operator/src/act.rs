@@ -11,8 +11,18 @@ use crate::model::{MemberRecord, Persisted, RolloutStep};
 use crate::plan::Step;
 use zkop_spec::wire::Recovery;
 
-/// After a failed reconfig, wait this long before the next one.
+/// After a failed reconfig, wait this long before the next one; doubled with
+/// every failure in a row, up to [`RECONFIG_RETRY_MAX_MS`].
 pub const RECONFIG_RETRY_MS: u64 = 3_000;
+/// The longest wait between failing reconfigs.
+pub const RECONFIG_RETRY_MAX_MS: u64 = 60_000;
+
+/// The wait after the `failures`-th reconfig failure in a row.
+pub fn reconfig_retry_ms(failures: u32) -> u64 {
+    RECONFIG_RETRY_MS
+        .saturating_mul(1 << failures.saturating_sub(1).min(10))
+        .min(RECONFIG_RETRY_MAX_MS)
+}
 
 /// Why a step could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +198,10 @@ fn record_reconfig(step: &Step, s: &mut Persisted, now_ms: u64) -> Result<String
                 .ok_or_else(|| ActError::Stale(format!("reconfig {seq} is not in flight")))?;
             adopt_config(s, config.clone());
             s.reconfig = None;
+            s.reconfig_failures = 0;
+            // Promoted at last: a participant now, or out of the config to rejoin.
+            s.promote_by_rejoining
+                .retain(|id| config.role_of(*id) != Some(MemberRole::Participant));
             format!(
                 "reconfig {seq} done ({}): version {}, {}",
                 pending.purpose,
@@ -196,9 +210,36 @@ fn record_reconfig(step: &Step, s: &mut Persisted, now_ms: u64) -> Result<String
             )
         }
         Step::FailReconfig { seq, error } => {
-            s.reconfig = None;
-            s.reconfig_not_before_ms = now_ms + RECONFIG_RETRY_MS;
-            format!("reconfig {seq} failed: {error}; re-observing")
+            let failed = s.reconfig.take();
+            s.reconfig_failures += 1;
+            let wait = reconfig_retry_ms(s.reconfig_failures);
+            s.reconfig_not_before_ms = now_ms + wait;
+            // A promotion ZooKeeper refused is done the other way next time.
+            let promoted = failed
+                .iter()
+                .flat_map(|f| &f.order.joining)
+                .filter(|j| {
+                    j.role == MemberRole::Participant
+                        && s.config.as_ref().and_then(|c| c.role_of(j.id))
+                            == Some(MemberRole::Observer)
+                })
+                .map(|j| j.id)
+                .collect::<Vec<_>>();
+            let rejoin = if promoted.is_empty() {
+                String::new()
+            } else {
+                s.promote_by_rejoining.extend(promoted.iter().copied());
+                let ids: Vec<String> = promoted.iter().map(ToString::to_string).collect();
+                format!(
+                    "; observers [{}] will leave and rejoin as participants instead",
+                    ids.join(", ")
+                )
+            };
+            format!(
+                "reconfig {seq} failed ({} in a row): {error}; retrying in {}s{rejoin}",
+                s.reconfig_failures,
+                wait / 1000
+            )
         }
         Step::Reconfig { pending } => {
             if s.reconfig.is_some() {

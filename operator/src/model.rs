@@ -62,6 +62,13 @@ pub struct Persisted {
     /// as on a new launch template version, one at a time.
     #[serde(default)]
     pub replace: std::collections::BTreeSet<InstanceId>,
+    /// Reconfigs failed in a row: the wait before the next one doubles with each.
+    #[serde(default)]
+    pub reconfig_failures: u32,
+    /// Observers whose promotion ZooKeeper refused: each leaves the config
+    /// first and is added back as a participant (ARCHITECTURE's rule).
+    #[serde(default)]
+    pub promote_by_rejoining: std::collections::BTreeSet<ServerId>,
 }
 
 /// One step of a rolling restart.
@@ -159,6 +166,12 @@ pub struct SeenReport {
     pub report: AgentReport,
     /// Time since it arrived.
     pub age: Duration,
+    /// Time since a report last said its server serves (or since this
+    /// controller began observing); `None`: unknown, never judged by.
+    pub served_ago: Option<Duration>,
+    /// Time since a report last said its JVM runs (or since this controller
+    /// began observing); `None`: unknown, never judged by.
+    pub running_ago: Option<Duration>,
 }
 
 /// This pass's observation.

@@ -147,7 +147,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         // Observations made under another leader are not trusted.
         let now = self.now();
         self.started = now;
-        self.shared.lock().reports.restart_leader_clock(now);
+        self.shared.lock().reports.restart_observation(now);
         self.epoch = Some(lease_epoch);
         self.shared.event(
             "leader",

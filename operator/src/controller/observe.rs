@@ -29,12 +29,27 @@ pub struct Requests {
     pub replace: BTreeSet<InstanceId>,
 }
 
-/// The latest report of each agent and when it arrived, and when a member
-/// was last seen leading.
+/// An agent's latest report and what this controller saw of it over time.
+#[derive(Debug, Clone)]
+struct Heard {
+    report: AgentReport,
+    /// When the latest report arrived.
+    at: Instant,
+    /// When a report last said its server serves.
+    served_at: Option<Instant>,
+    /// When a report last said its JVM runs.
+    running_at: Option<Instant>,
+}
+
+/// The latest report of each agent and when it arrived, when each server
+/// last served and each JVM last ran, and when a member was last seen leading.
 #[derive(Debug, Clone)]
 pub struct ReportCache {
-    reports: BTreeMap<InstanceId, (AgentReport, Instant)>,
+    reports: BTreeMap<InstanceId, Heard>,
     leader_seen_at: Instant,
+    /// Since when this controller observes: what it has not seen since
+    /// counts as not seen for that long.
+    since: Instant,
 }
 
 impl ReportCache {
@@ -43,18 +58,43 @@ impl ReportCache {
         Self {
             reports: BTreeMap::new(),
             leader_seen_at: now,
+            since: now,
         }
     }
 
     /// Keeps a report received at `now`; true when it is news (it differs
     /// from the last one in more than its zxid).
     pub fn record(&mut self, report: AgentReport, now: Instant) -> bool {
-        let news = self
-            .reports
-            .get(&report.instance)
-            .is_none_or(|(last, _)| report.differs_from(last));
-        self.reports.insert(report.instance.clone(), (report, now));
+        let last = self.reports.get(&report.instance);
+        let news = last.is_none_or(|h| report.differs_from(&h.report));
+        let serving = report.probe.as_ref().is_some_and(|p| p.serving);
+        let heard = Heard {
+            served_at: if serving {
+                Some(now)
+            } else {
+                last.and_then(|h| h.served_at)
+            },
+            running_at: if report.process.running {
+                Some(now)
+            } else {
+                last.and_then(|h| h.running_at)
+            },
+            at: now,
+            report,
+        };
+        self.reports.insert(heard.report.instance.clone(), heard);
         news
+    }
+
+    /// Starts observing anew (a takeover): what was seen before, under
+    /// another leader or before a lapse, no longer counts toward a death.
+    pub fn restart_observation(&mut self, now: Instant) {
+        self.since = now;
+        self.leader_seen_at = now;
+        for h in self.reports.values_mut() {
+            h.served_at = None;
+            h.running_at = None;
+        }
     }
 
     /// Restarts the leader clock: observations made before (under another
@@ -67,16 +107,17 @@ impl ReportCache {
     pub fn fresh(&self, instance: &str, within: Duration, now: Instant) -> Option<&AgentReport> {
         self.reports
             .get(instance)
-            .filter(|(_, at)| now.saturating_duration_since(*at) < within)
-            .map(|(r, _)| r)
+            .filter(|h| now.saturating_duration_since(h.at) < within)
+            .map(|h| &h.report)
     }
 
     /// The highest zxid fresh reports carry (served, else read from disk).
     pub fn newest_zxid(&self, now: Instant) -> Option<Zxid> {
         self.reports
             .values()
-            .filter(|(_, at)| now.saturating_duration_since(*at) < ZXID_FRESH)
-            .filter_map(|(r, _)| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid))
+            .filter(|h| now.saturating_duration_since(h.at) < ZXID_FRESH)
+            .map(|h| &h.report)
+            .filter_map(|r| r.probe.as_ref().and_then(|p| p.zxid).or(r.disk_zxid))
             .max()
     }
 
@@ -100,10 +141,11 @@ impl ReportCache {
                 .iter()
                 .any(|i| i.id == id && i.state != InstanceState::Terminated)
         };
-        let leading = self.reports.iter().any(|(id, (r, at))| {
-            now.saturating_duration_since(*at) < LEADER_FRESH
+        let leading = self.reports.iter().any(|(id, h)| {
+            now.saturating_duration_since(h.at) < LEADER_FRESH
                 && up(id)
-                && r.probe
+                && h.report
+                    .probe
                     .as_ref()
                     .is_some_and(|p| p.serving && p.mode == Some(ServerMode::Leader))
         });
@@ -113,11 +155,14 @@ impl ReportCache {
         let reports = self
             .reports
             .iter()
-            .map(|(k, (r, at))| {
-                let age = now.saturating_duration_since(*at);
+            .map(|(k, h)| {
+                let ago =
+                    |t: Option<Instant>| now.saturating_duration_since(t.unwrap_or(self.since));
                 let seen = SeenReport {
-                    report: r.clone(),
-                    age,
+                    report: h.report.clone(),
+                    age: now.saturating_duration_since(h.at),
+                    served_ago: Some(ago(h.served_at)),
+                    running_ago: Some(ago(h.running_at)),
                 };
                 (k.clone(), seen)
             })

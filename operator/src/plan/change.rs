@@ -61,6 +61,12 @@ pub enum ChangeReason {
         /// The dead voter it replaces.
         dead: ServerId,
     },
+    /// ZooKeeper refused to promote this observer: it leaves the config, to
+    /// be added back as a participant.
+    ObserverRejoinsForPromotion {
+        /// The observer.
+        observer: ServerId,
+    },
     /// Scale-in: an observer leaves.
     ScaleInObserver {
         /// The observer.
@@ -134,6 +140,10 @@ impl fmt::Display for ChangeReason {
             Self::ObserverRejoinsForDeadVoter { observer, dead } => write!(
                 f,
                 "observer {observer} leaves to rejoin as the replacement of dead voter {dead}"
+            ),
+            Self::ObserverRejoinsForPromotion { observer } => write!(
+                f,
+                "observer {observer} leaves to rejoin as a participant (its promotion was refused)"
             ),
             Self::ScaleInObserver { observer } => write!(f, "scale in: remove observer {observer}"),
             Self::ScaleInVoter { gone, demoted } => {

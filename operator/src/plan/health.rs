@@ -65,15 +65,37 @@ impl Ctx<'_> {
         self.p.members.values().find(|m| m.instance == instance)
     }
 
-    /// Dead: its instance is gone, or its agent has been silent for `memberDeadAfter`.
+    /// Dead: its instance is gone; or, while a majority of the config's
+    /// voters serve, its agent has been silent or (a member of the config)
+    /// its server has not served for `memberDeadAfter`: crash-looping or
+    /// hung. Without a serving majority, silence and not serving may be the
+    /// quorum loss's, not the member's: then only a JVM its agent has
+    /// reported not running for `memberDeadAfter` is dead. Before the first
+    /// config, silence for `memberDeadAfter`.
     pub(super) fn dead(&self, m: &MemberRecord) -> bool {
         if !self.obs.instance_up(&m.instance) {
             return true;
         }
-        match self.obs.reports.get(&m.instance) {
-            Some(r) => r.age >= self.dead_after(),
-            None => self.uptime >= self.dead_after(),
+        let after = self.dead_after();
+        let seen = self.obs.reports.get(&m.instance);
+        let silent = || seen.map_or(self.uptime, |r| r.age) >= after;
+        let Some(config) = self.p.config.as_ref() else {
+            return silent();
+        };
+        if self.majority_serves(config) {
+            let not_serving = m.role_in(Some(config)).is_some()
+                && seen.is_some_and(|r| r.served_ago.is_some_and(|d| d >= after));
+            silent() || not_serving
+        } else {
+            seen.is_some_and(|r| {
+                !r.report.process.running && r.running_ago.is_some_and(|d| d >= after)
+            })
         }
+    }
+
+    /// Whether a majority of `config`'s voters serve.
+    pub(super) fn majority_serves(&self, config: &DynamicConfig) -> bool {
+        config.voters().filter(|s| self.serving_id(s.id)).count() >= config.majority()
     }
 
     pub(super) fn dead_id(&self, id: ServerId) -> bool {

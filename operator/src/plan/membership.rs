@@ -122,7 +122,8 @@ impl Ctx<'_> {
         let reconfig_allowed = self.obs.now_ms >= self.p.reconfig_not_before_ms;
         if reconfig_allowed
             && let Some(change) = self.choose_reconfig(config, leader, &r)
-            && let Some(step) = self.reconfig_step(config, leader, change)
+            && let Some(step) =
+                self.reconfig_step(config, leader, self.rejoin_instead(config, change))
         {
             return (vec![step], String::new());
         }
@@ -365,6 +366,24 @@ impl Ctx<'_> {
         })
     }
 
+    /// A change promoting an observer whose promotion ZooKeeper refused
+    /// before becomes that observer's removal: it rejoins as a participant.
+    fn rejoin_instead(&self, config: &DynamicConfig, change: MembershipChange) -> MembershipChange {
+        let refused = change.joining.iter().find(|j| {
+            j.role == MemberRole::Participant
+                && config.role_of(j.id) == Some(MemberRole::Observer)
+                && self.p.promote_by_rejoining.contains(&j.id)
+        });
+        match refused {
+            Some(j) => MembershipChange::new(
+                vec![],
+                vec![j.id],
+                ChangeReason::ObserverRejoinsForPromotion { observer: j.id },
+            ),
+            None => change,
+        }
+    }
+
     /// Builds the step, refusing any change that would break the membership rules.
     pub(super) fn reconfig_step(
         &self,
@@ -393,18 +412,18 @@ impl Ctx<'_> {
                     .find(|id| stays(*id) && self.serving_id(*id))
             })
             .and_then(|id| self.p.members.get(&id))?;
-        // Observers that leave while a voter is dead come back as its replacement.
-        let rejoining = if config.voters().any(|s| self.dead_id(s.id)) {
-            leaving
-                .iter()
-                .copied()
-                .filter(|id| {
-                    config.role_of(*id) == Some(MemberRole::Observer) && self.serving_id(*id)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // Observers that leave while a voter is dead come back as its
+        // replacement, and those whose promotion was refused as participants.
+        let voter_dead = config.voters().any(|s| self.dead_id(s.id));
+        let rejoining = leaving
+            .iter()
+            .copied()
+            .filter(|id| {
+                (voter_dead || self.p.promote_by_rejoining.contains(id))
+                    && config.role_of(*id) == Some(MemberRole::Observer)
+                    && self.serving_id(*id)
+            })
+            .collect();
         Some(Step::Reconfig {
             pending: PendingReconfig {
                 order: ReconfigOrder {

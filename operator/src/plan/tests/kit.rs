@@ -123,6 +123,8 @@ impl B {
             SeenReport {
                 report: report(&inst, Some(id), None),
                 age: Duration::ZERO,
+                served_ago: None,
+                running_ago: None,
             },
         );
         self

@@ -262,6 +262,8 @@ fn one_id_one_instance_an_id_is_released_only_once_its_instance_is_gone_and_clai
         SeenReport {
             report: report("i-9", None, None),
             age: Duration::ZERO,
+            served_ago: None,
+            running_ago: None,
         },
     );
     let claims = |plan: &Plan| -> Vec<InstanceId> {

@@ -4,6 +4,7 @@
 
 mod bootstrap;
 pub(crate) mod kit;
+mod liveness;
 mod membership;
 mod recovery;
 mod replacement;

@@ -115,9 +115,12 @@ fn a_total_loss_says_data_would_be_lost_and_bootstraps_nothing() {
 #[test]
 fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replaces_them() {
     let mut b = cluster(3).dead(1).dead(2);
-    // Member 3's instance still runs, but its agent has been silent for
-    // memberDeadAfter: dead, yet not gone.
-    b.obs.reports.get_mut("i-3").unwrap().age = Duration::from_secs(120);
+    // Member 3's instance still runs, but its agent has reported its JVM
+    // not running for memberDeadAfter: dead, yet not gone.
+    let r3 = b.obs.reports.get_mut("i-3").unwrap();
+    r3.report.probe = None;
+    r3.report.process.running = false;
+    r3.running_ago = Some(Duration::from_secs(120));
     b.obs.leaderless_for = Duration::from_secs(60);
     b.spec.healing.on_total_loss = zkop_spec::cluster::TotalLossPolicy::Bootstrap;
     let plan = b.plan();
@@ -180,6 +183,8 @@ fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replac
             SeenReport {
                 report: report(&inst, None, None),
                 age: Duration::ZERO,
+                served_ago: None,
+                running_ago: None,
             },
         );
     }

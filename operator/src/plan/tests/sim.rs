@@ -121,6 +121,8 @@ impl Sim {
                 SeenReport {
                     report: r,
                     age: Duration::ZERO,
+                    served_ago: None,
+                    running_ago: None,
                 },
             );
         }
