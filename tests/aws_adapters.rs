@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use common::moto::{Moto, create_group, create_table};
 use zkop::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger};
-use zkop::adapters::{Fleet, IdLedger, Lease, StateStore, StoreError};
+use zkop::adapters::{Fleet, IdLedger, Lease, StateStore, StoreError, TakenIds};
 use zkop::clock::{Clock, SystemClock};
 use zkop::controller::{Leadership, LeaseKeeper, Standing};
 use zkop::model::{InstanceState, Persisted};
 use zkop_spec::InstanceId;
+use zkop_spec::zk::ServerId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
@@ -29,7 +30,7 @@ async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
             let ledger = LogStreamLedger::open(&config, group).await.unwrap();
             let instance = format!("i-{i:017}");
             let claim = ledger
-                .claim(&InstanceId::from(instance.as_str()), &BTreeSet::new())
+                .claim(&InstanceId::from(instance.as_str()), &TakenIds::new())
                 .await
                 .unwrap();
             assert!(!claim.resumed, "{claim:?}");
@@ -54,7 +55,7 @@ async fn twenty_concurrent_id_claims_never_hand_one_id_to_two_instances() {
     let (first, _) = got[0];
     ledger.release(first).await.unwrap();
     assert!(!ledger.held().await.unwrap().contains(&first));
-    let recorded: BTreeSet<_> = got[1..].iter().map(|(id, _)| *id).collect();
+    let recorded: TakenIds = got[1..].iter().map(|(id, _)| (*id, None)).collect();
     assert_eq!(
         ledger
             .claim(&InstanceId::from("i-new"), &recorded)
@@ -74,7 +75,7 @@ async fn a_claim_the_state_never_recorded_goes_back_to_its_instance_only() {
     let ledger = LogStreamLedger::open(&config, "/zkop/test/ids")
         .await
         .unwrap();
-    let none = BTreeSet::new();
+    let none = TakenIds::new();
     // A controller claimed 1 for i-a and stopped before saving it.
     let a = ledger.claim(&InstanceId::from("i-a"), &none).await.unwrap();
     assert_eq!(a.id.0, 1);
@@ -85,12 +86,47 @@ async fn a_claim_the_state_never_recorded_goes_back_to_its_instance_only() {
     assert_eq!((b.id.0, b.resumed), (2, false));
     assert_eq!(ledger.held().await.unwrap().len(), 2);
     // A recorded id is never handed out again, even to its own instance.
-    let recorded = BTreeSet::from([a.id, b.id]);
+    let recorded = TakenIds::from([(a.id, None), (b.id, None)]);
     let c = ledger
         .claim(&InstanceId::from("i-a"), &recorded)
         .await
         .unwrap();
     assert_eq!((c.id.0, c.resumed), (3, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uniqueness_at_claim_a_lost_entry_is_recreated_and_its_id_never_handed_out() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let ledger = LogStreamLedger::open(&config, "/zkop/test/ids")
+        .await
+        .unwrap();
+    let mut taken = TakenIds::new();
+    for i in ["i-a", "i-b", "i-c"] {
+        let instance = InstanceId::from(i);
+        let claim = ledger.claim(&instance, &taken).await.unwrap();
+        taken.insert(claim.id, Some(instance));
+    }
+    // Member 2's stream is deleted by hand (or lost).
+    ledger.release(ServerId(2)).await.unwrap();
+    // A new instance gets a fresh id; 2 goes back to its holder, i-b.
+    let d = ledger
+        .claim(&InstanceId::from("i-d"), &taken)
+        .await
+        .unwrap();
+    assert_eq!((d.id, d.resumed), (ServerId(4), false));
+    assert_eq!(d.restored, vec![ServerId(2)]);
+    assert_eq!(
+        ledger.holder(ServerId(2)).await.unwrap().as_deref(),
+        Some("i-b")
+    );
+    // An id the config lists without a record is never handed out either.
+    let taken = TakenIds::from([(ServerId(5), None)]);
+    let e = ledger
+        .claim(&InstanceId::from("i-e"), &taken)
+        .await
+        .unwrap();
+    assert_eq!(e.id, ServerId(6));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use common::{
     LocalCluster, SERIAL, assert_writes_kept, assert_zookeeper_agrees, committed_config,
     removed_before_terminated, settled, write_until,
 };
+use zkop::adapters::IdLedger;
 use zkop::adapters::aws::{CLUSTER_TAG, LogStreamLedger, SERVER_ID_TAG};
 use zkop_spec::wire::StatusReply;
 
@@ -289,6 +290,77 @@ async fn lease_loss_a_controller_cut_from_dynamodb_answers_503_within_its_lease_
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();
     assert!(!acked.is_empty());
+    assert_writes_kept(&s, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uniqueness_a_lost_state_is_rebuilt_and_a_lost_ledger_entry_never_moves_an_id() {
+    let _serial = SERIAL.lock().await;
+    let (mut c, first) = AwsCluster::start_settled(3, "127.0.69.0/24").await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(LocalCluster::endpoints(&first), stop_rx));
+
+    // The controller dies and its stored state is lost.
+    c.kill_controller(0);
+    aws_sdk_dynamodb::Client::new(&c.config)
+        .delete_item()
+        .table_name(common::aws::TABLE)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("state#{}", common::aws::GROUP)),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.restart_controller(0);
+    let log = || c.log_tail();
+    let s = c
+        .api()
+        .wait_status(
+            "the state rebuilt from the agents",
+            Duration::from_secs(25 + 60),
+            |s| settled(s, 3, 0) && s.events.iter().any(|e| e.kind == "rebuild_state"),
+            log,
+        )
+        .await;
+    assert_eq!(members(&s), members(&first), "members changed");
+    let drastic = [
+        "bootstrap",
+        "fence_instance",
+        "force_config",
+        "retire_member",
+    ];
+    let taken: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| drastic.contains(&e.kind.as_str()))
+        .collect();
+    assert!(taken.is_empty(), "{taken:#?}");
+
+    // Member 2's id stream is deleted; then a scale-out: the new instance
+    // gets a fresh id and every id stays with its holder.
+    let ledger = LogStreamLedger::open(&c.config, LOG_GROUP).await.unwrap();
+    let second = s.members.iter().map(|m| m.id).find(|id| id.0 == 2).unwrap();
+    ledger.release(second).await.unwrap();
+    c.set_replicas(3, 4);
+    let s = c
+        .api()
+        .wait_status(
+            "four members",
+            Duration::from_secs(90),
+            |s| s.members.len() == 4 && s.members.iter().all(|m| m.healthy),
+            log,
+        )
+        .await;
+    let ids: BTreeSet<u64> = s.members.iter().map(|m| m.id.0).collect();
+    assert_eq!(ids, BTreeSet::from([1, 2, 3, 4]), "{s:#?}");
+    for (id, instance) in members(&first) {
+        assert_eq!(members(&s)[&id], instance, "member {id} moved");
+    }
+    assert_eq!(leases(&c).await, members(&s));
+
+    stop_tx.send(true).unwrap();
+    let acked = writer.await.unwrap();
     assert_writes_kept(&s, &acked).await;
 }
 

@@ -77,6 +77,9 @@ struct Agent {
     probe: Option<ProbeReport>,
     /// The PID of the JVM that last answered a probe.
     answered_pid: Option<u32>,
+    /// The client endpoint last probed, to keep probing a server the
+    /// controller does not know (a lost state).
+    last_endpoint: Option<String>,
     /// The last zxid on disk, and when it was read.
     disk_zxid: Option<(Zxid, Instant)>,
     /// The last recovery generation applied (kept in the data dir).
@@ -162,6 +165,24 @@ impl Agent {
         }
     }
 
+    /// A node holding a member's data is stopped only when told its member
+    /// retired: "no member here" from a controller that lost its state must
+    /// not stop the ensemble (it rebuilds the state from these reports).
+    async fn keep_unknown_member(&mut self) {
+        self.probe = None;
+        if self.supervisor.running() {
+            let endpoint = self
+                .last_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("{}:2181", self.address));
+            self.probe = zkop_zk::probe::probe(&endpoint).await.ok();
+            let kept = "told no member runs here, yet this node holds one: kept running until the controller knows it";
+            if self.errors.back().map(String::as_str) != Some(kept) {
+                self.error(kept);
+            }
+        }
+    }
+
     fn endpoint(&self, m: &MemberAssignment) -> String {
         m.initial_config
             .servers
@@ -195,6 +216,9 @@ impl Agent {
             return;
         };
         match &desired.node {
+            NodeAssignment::Idle if node::read_myid(&self.layout).is_some() => {
+                self.keep_unknown_member().await;
+            }
             NodeAssignment::Idle | NodeAssignment::Retired { .. } => {
                 if self.supervisor.running() {
                     info!(instance = %self.instance, "stopping ZooKeeper: no member here");
@@ -218,6 +242,7 @@ impl Agent {
                     self.start(m);
                 }
                 let endpoint = self.endpoint(m);
+                self.last_endpoint = Some(endpoint.clone());
                 self.probe = if self.supervisor.running() {
                     zkop_zk::probe::probe(&endpoint).await.ok()
                 } else {
@@ -448,6 +473,7 @@ async fn main() -> anyhow::Result<()> {
         max_epoch,
         probe: None,
         answered_pid: None,
+        last_endpoint: None,
         disk_zxid: None,
         recovered,
         started_with: None,

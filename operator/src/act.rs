@@ -5,7 +5,7 @@
 use zkop_spec::ValidatedCluster;
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId};
 
-use crate::adapters::{Fleet, FleetError, IdLedger, LedgerError};
+use crate::adapters::{Fleet, FleetError, IdLedger, LedgerError, TakenIds};
 use crate::desired::spec_settings;
 use crate::model::{MemberRecord, Persisted, RolloutStep};
 use crate::plan::Step;
@@ -122,6 +122,7 @@ pub async fn act<F: Fleet, L: IdLedger>(
             change_members(step, &mut s, spec)?
         }
         Step::ForceConfig { .. } | Step::DiscardEnsemble { .. } => record_recovery(step, &mut s)?,
+        Step::RebuildState { config, members } => rebuild_state(&mut s, config, members, now_ms),
         Step::RestartMember { .. }
         | Step::FinishRollout
         | Step::BeginRoll
@@ -209,38 +210,7 @@ fn record_reconfig(step: &Step, s: &mut Persisted, now_ms: u64) -> Result<String
                 describe(config)
             )
         }
-        Step::FailReconfig { seq, error } => {
-            let failed = s.reconfig.take();
-            s.reconfig_failures += 1;
-            let wait = reconfig_retry_ms(s.reconfig_failures);
-            s.reconfig_not_before_ms = now_ms + wait;
-            // A promotion ZooKeeper refused is done the other way next time.
-            let promoted = failed
-                .iter()
-                .flat_map(|f| &f.order.joining)
-                .filter(|j| {
-                    j.role == MemberRole::Participant
-                        && s.config.as_ref().and_then(|c| c.role_of(j.id))
-                            == Some(MemberRole::Observer)
-                })
-                .map(|j| j.id)
-                .collect::<Vec<_>>();
-            let rejoin = if promoted.is_empty() {
-                String::new()
-            } else {
-                s.promote_by_rejoining.extend(promoted.iter().copied());
-                let ids: Vec<String> = promoted.iter().map(ToString::to_string).collect();
-                format!(
-                    "; observers [{}] will leave and rejoin as participants instead",
-                    ids.join(", ")
-                )
-            };
-            format!(
-                "reconfig {seq} failed ({} in a row): {error}; retrying in {}s{rejoin}",
-                s.reconfig_failures,
-                wait / 1000
-            )
-        }
+        Step::FailReconfig { seq, error } => fail_reconfig(s, *seq, error, now_ms),
         Step::Reconfig { pending } => {
             if s.reconfig.is_some() {
                 return Err(ActError::Stale("a reconfig is already in flight".into()));
@@ -265,6 +235,40 @@ fn record_reconfig(step: &Step, s: &mut Persisted, now_ms: u64) -> Result<String
         other => return Err(not_a(other, "reconfig")),
     };
     Ok(message)
+}
+
+/// A failed reconfig: back off, and remember a promotion ZooKeeper refused
+/// so that it is done the other way next time.
+fn fail_reconfig(s: &mut Persisted, seq: u64, error: &str, now_ms: u64) -> String {
+    let failed = s.reconfig.take();
+    s.reconfig_failures += 1;
+    let wait = reconfig_retry_ms(s.reconfig_failures);
+    s.reconfig_not_before_ms = now_ms + wait;
+    // A promotion ZooKeeper refused is done the other way next time.
+    let promoted = failed
+        .iter()
+        .flat_map(|f| &f.order.joining)
+        .filter(|j| {
+            j.role == MemberRole::Participant
+                && s.config.as_ref().and_then(|c| c.role_of(j.id)) == Some(MemberRole::Observer)
+        })
+        .map(|j| j.id)
+        .collect::<Vec<_>>();
+    let rejoin = if promoted.is_empty() {
+        String::new()
+    } else {
+        s.promote_by_rejoining.extend(promoted.iter().copied());
+        let ids: Vec<String> = promoted.iter().map(ToString::to_string).collect();
+        format!(
+            "; observers [{}] will leave and rejoin as participants instead",
+            ids.join(", ")
+        )
+    };
+    format!(
+        "reconfig {seq} failed ({} in a row): {error}; retrying in {}s{rejoin}",
+        s.reconfig_failures,
+        wait / 1000
+    )
 }
 
 /// Steps that change members' records: bootstrap, joiners, retirement,
@@ -317,6 +321,30 @@ fn change_members(
         other => return Err(not_a(other, "membership")),
     };
     Ok(message)
+}
+
+/// Records the members and config a lost state's agents report.
+fn rebuild_state(
+    s: &mut Persisted,
+    config: &DynamicConfig,
+    members: &[MemberRecord],
+    now_ms: u64,
+) -> String {
+    s.members = members.iter().map(|m| (m.id, m.clone())).collect();
+    s.config = Some(config.clone());
+    s.ever_bootstrapped = true;
+    // The agents keep the last recovery generation they applied, which the
+    // lost state knew: start above any of them.
+    s.recovery_generation = s.recovery_generation.max(now_ms);
+    let ids: Vec<String> = members
+        .iter()
+        .map(|m| format!("{} on {}", m.id, m.instance))
+        .collect();
+    format!(
+        "state rebuilt from the agents' reports and ZooKeeper's config version {}: members [{}]",
+        config.version.map(|v| v.to_string()).unwrap_or_default(),
+        ids.join(", ")
+    )
 }
 
 /// Steps of a quorum-loss recovery: a forced config, or a discarded ensemble.
@@ -433,6 +461,19 @@ fn record_rollout(
     Ok(message)
 }
 
+/// Ids the state records (with their instances) or the config lists.
+fn taken_ids(s: &Persisted) -> TakenIds {
+    let mut taken: TakenIds = s
+        .members
+        .values()
+        .map(|m| (m.id, Some(m.instance.clone())))
+        .collect();
+    for id in s.config.iter().flat_map(|c| c.servers.keys()) {
+        taken.entry(*id).or_insert(None);
+    }
+    taken
+}
+
 /// Steps that claim or release an id.
 async fn use_ledger<L: IdLedger>(
     step: &Step,
@@ -445,9 +486,15 @@ async fn use_ledger<L: IdLedger>(
             if s.members.values().any(|m| &m.instance == instance) {
                 return Err(ActError::Stale(format!("{instance} already holds an id")));
             }
-            let recorded = s.members.keys().copied().collect();
-            let claim = ledger.claim(instance, &recorded).await?;
+            let claim = ledger.claim(instance, &taken_ids(s)).await?;
             let id = claim.id;
+            if let Some(holder) = s.members.get(&id) {
+                // Never overwrite a member: the ledger broke its promise.
+                return Err(ActError::Stale(format!(
+                    "the id ledger handed out id {id}, which member {id} on {} holds",
+                    holder.instance
+                )));
+            }
             let z = &spec.zookeeper;
             let server = Server {
                 id,
@@ -471,12 +518,21 @@ async fn use_ledger<L: IdLedger>(
                     settings: None,
                 },
             );
+            let restored = if claim.restored.is_empty() {
+                String::new()
+            } else {
+                let ids: Vec<String> = claim.restored.iter().map(ToString::to_string).collect();
+                format!(
+                    "; the ledger had lost the entries of members [{}]: re-created for their instances",
+                    ids.join(", ")
+                )
+            };
             if claim.resumed {
                 format!(
-                    "instance {instance} ({address}) claimed server id {id} again: its earlier claim was never recorded (a controller stopped between claiming and saving)"
+                    "instance {instance} ({address}) claimed server id {id} again: its earlier claim was never recorded (a controller stopped between claiming and saving){restored}"
                 )
             } else {
-                format!("instance {instance} ({address}) claimed server id {id}")
+                format!("instance {instance} ({address}) claimed server id {id}{restored}")
             }
         }
         Step::ForgetMember { id } => {

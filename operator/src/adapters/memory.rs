@@ -4,7 +4,7 @@
 //! Auto Scaling group does; the ledger hands an id to one instance at a time;
 //! the store is compare-and-set) and can be told to fail.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use zkop_spec::zk::ServerId;
 
 use super::{
     Claim, Fleet, FleetError, FleetView, IdLedger, Lease, LeaseRecord, LedgerError, StateStore,
-    StoreError,
+    StoreError, TakenIds,
 };
 use crate::model::{Instance, InstanceState, Persisted};
 
@@ -160,30 +160,45 @@ impl MemoryLedger {
     pub fn held(&self) -> BTreeMap<ServerId, String> {
         lock(&self.held).clone()
     }
+
+    /// Loses an entry, as a deleted ledger record would be lost.
+    pub fn lose(&self, id: ServerId) {
+        lock(&self.held).remove(&id);
+    }
 }
 
 impl IdLedger for MemoryLedger {
-    async fn claim(
-        &self,
-        instance: &InstanceId,
-        recorded: &BTreeSet<ServerId>,
-    ) -> Result<Claim, LedgerError> {
+    async fn claim(&self, instance: &InstanceId, taken: &TakenIds) -> Result<Claim, LedgerError> {
         let mut held = lock(&self.held);
+        let mut restored = Vec::new();
+        for (id, holder) in taken {
+            if let Some(holder) = holder
+                && !held.contains_key(id)
+            {
+                held.insert(*id, holder.to_string());
+                restored.push(*id);
+            }
+        }
         if let Some((id, _)) = held
             .iter()
-            .find(|(id, i)| !recorded.contains(id) && i.as_str() == instance)
+            .find(|(id, i)| !taken.contains_key(id) && i.as_str() == instance)
         {
             return Ok(Claim {
                 id: *id,
                 resumed: true,
+                restored,
             });
         }
         let id = (1..=u64::from(u8::MAX))
             .map(ServerId)
-            .find(|id| !held.contains_key(id))
+            .find(|id| !held.contains_key(id) && !taken.contains_key(id))
             .ok_or(LedgerError::Exhausted(u64::from(u8::MAX)))?;
         held.insert(id, instance.to_string());
-        Ok(Claim { id, resumed: false })
+        Ok(Claim {
+            id,
+            resumed: false,
+            restored,
+        })
     }
 
     async fn release(&self, id: ServerId) -> Result<(), LedgerError> {

@@ -8,7 +8,7 @@ pub mod aws;
 pub mod local;
 pub mod memory;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,25 +92,33 @@ pub enum LedgerError {
 }
 
 /// An id the ledger issued to an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// The id.
     pub id: ServerId,
     /// Whether it is an earlier claim of the same instance that the state
     /// never recorded (a controller stopped between claiming and saving).
     pub resumed: bool,
+    /// Ids the state holds whose ledger entries were missing, re-created
+    /// for their holders.
+    pub restored: Vec<ServerId>,
 }
+
+/// Ids already taken, as the state and the config say: never handed out.
+/// With the instance holding it when the state records one, so that a
+/// missing ledger entry is re-created for it.
+pub type TakenIds = BTreeMap<ServerId, Option<InstanceId>>;
 
 /// Issues server ids so that no two instances hold one at a time.
 pub trait IdLedger: Send + Sync {
-    /// Claims an id for `instance`: the one an unrecorded earlier claim of the
-    /// same instance holds, else the lowest free id (a lost race moves on to
-    /// the next). `recorded` are the ids the state holds; only the other held
-    /// ids are looked at for an earlier claim.
+    /// Claims an id for `instance`: the one an earlier claim of the same
+    /// instance holds that `taken` does not list, else the lowest id neither
+    /// held nor taken (a lost race moves on to the next). First re-creates
+    /// the missing entries of taken ids whose holder is known.
     fn claim(
         &self,
         instance: &InstanceId,
-        recorded: &BTreeSet<ServerId>,
+        taken: &TakenIds,
     ) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
     /// Releases an id whose instance is confirmed gone.
     fn release(&self, id: ServerId) -> impl Future<Output = Result<(), LedgerError>> + Send;
@@ -213,9 +221,9 @@ impl<T: IdLedger> IdLedger for Arc<T> {
     fn claim(
         &self,
         instance: &InstanceId,
-        recorded: &BTreeSet<ServerId>,
+        taken: &TakenIds,
     ) -> impl Future<Output = Result<Claim, LedgerError>> + Send {
-        self.as_ref().claim(instance, recorded)
+        self.as_ref().claim(instance, taken)
     }
 
     fn release(&self, id: ServerId) -> impl Future<Output = Result<(), LedgerError>> + Send {

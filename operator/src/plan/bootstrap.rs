@@ -7,6 +7,26 @@ use crate::model::MemberRecord;
 
 impl Ctx<'_> {
     pub(super) fn bootstrap(&self, mut steps: Vec<Step>) -> Plan {
+        // A node that holds a member's data the state does not know means a
+        // lost state, not a fresh start: never bootstrap over it.
+        let holding: Vec<String> = self
+            .obs
+            .instances
+            .iter()
+            .filter(|i| self.obs.instance_up(&i.id) && self.record_of_instance(&i.id).is_none())
+            .filter(|i| {
+                self.fresh_report(&i.id)
+                    .is_some_and(|r| r.server_id.is_some())
+            })
+            .map(|i| i.id.to_string())
+            .collect();
+        if !holding.is_empty() {
+            let reason = format!(
+                "instances [{}] hold members' data the stored state does not know (a lost state): waiting for a majority of their config's voters to report serving, to rebuild the state from them; never bootstrapping over them",
+                holding.join(", ")
+            );
+            return Plan::new(Phase::Pending, reason, steps);
+        }
         let want = self.target_voters();
         let ready: Vec<&MemberRecord> = self
             .p

@@ -53,7 +53,7 @@ impl Ctx<'_> {
     }
 
     /// The instance's report, if recent enough to say what its server does now.
-    fn serving_report(&self, instance: &str) -> Option<&AgentReport> {
+    pub(super) fn serving_report(&self, instance: &str) -> Option<&AgentReport> {
         self.obs
             .reports
             .get(instance)

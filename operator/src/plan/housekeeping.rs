@@ -94,10 +94,24 @@ impl Ctx<'_> {
             .filter(|i| self.obs.instance_up(&i.id) && self.record_of_instance(&i.id).is_none())
             .find_map(|i| {
                 let r = self.fresh_report(&i.id)?;
-                Some(Step::ClaimId {
+                // EC2 reuses private IPs: an address a member or the config
+                // still holds is never handed out again.
+                (!self.address_taken(&r.address)).then(|| Step::ClaimId {
                     instance: i.id.clone(),
                     address: r.address.clone(),
                 })
             })
+    }
+
+    /// Whether a member record or the config holds `address`.
+    pub(super) fn address_taken(&self, address: &str) -> bool {
+        let held = |s: &zkop_spec::zk::Server| s.address == address || s.client_address == address;
+        self.p.members.values().any(|m| held(&m.server))
+            || self
+                .p
+                .config
+                .iter()
+                .flat_map(|c| c.servers.values())
+                .any(held)
     }
 }

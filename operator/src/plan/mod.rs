@@ -32,6 +32,7 @@ mod health;
 mod housekeeping;
 mod membership;
 mod phase;
+mod rebuild;
 mod recovery;
 mod replacement;
 mod rollout;
@@ -98,6 +99,9 @@ pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Dura
     }
     if let Some(pending) = &p.reconfig {
         return c.follow_reconfig(pending);
+    }
+    if let Some(plan) = c.rebuild_from_reports() {
+        return plan;
     }
     let mut steps = c.housekeeping();
     if !p.ever_bootstrapped {

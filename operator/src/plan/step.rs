@@ -4,7 +4,7 @@
 use zkop_spec::InstanceId;
 use zkop_spec::zk::{DynamicConfig, ServerId, Zxid};
 
-use crate::model::PendingReconfig;
+use crate::model::{MemberRecord, PendingReconfig};
 
 /// One thing to do to the fleet, the ledger, the persisted state or ZooKeeper.
 #[derive(Debug, Clone, PartialEq, strum::IntoStaticStr, strum::VariantNames)]
@@ -127,6 +127,14 @@ pub enum Step {
     DiscardEnsemble {
         /// The lost members (all fenced).
         lost: Vec<ServerId>,
+    },
+    /// The state was lost while the ensemble runs: record the members and
+    /// the config its agents report.
+    RebuildState {
+        /// The config a majority of its voters serve under.
+        config: DynamicConfig,
+        /// The members found serving it.
+        members: Vec<MemberRecord>,
     },
 }
 

@@ -3,7 +3,6 @@
 //! claim is atomic; the stream's first event names the instance holding it, so
 //! a claim the state never recorded is found again by its instance.
 
-use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 use zkop_spec::InstanceId;
 
@@ -12,7 +11,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 
 use zkop_spec::zk::ServerId;
 
-use crate::adapters::{Claim, IdLedger, LedgerError};
+use crate::adapters::{Claim, IdLedger, LedgerError, TakenIds};
 
 /// ZooKeeper's ids are longs; zkop issues them from 1 and stops well before
 /// any sane ensemble would need more.
@@ -90,66 +89,80 @@ impl LogStreamLedger {
     }
 }
 
+impl LogStreamLedger {
+    /// Creates `id`'s stream naming `instance`; false when it exists.
+    async fn create(&self, id: ServerId, instance: &str) -> Result<bool, LedgerError> {
+        match self
+            .client
+            .create_log_stream()
+            .log_group_name(&self.group)
+            .log_stream_name(id.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_already_exists_exception()) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(io("CreateLogStream", super::describe(&e))),
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let message = serde_json::json!({ "instance": instance, "claimedAtMs": now }).to_string();
+        let event = InputLogEvent::builder()
+            .timestamp(now)
+            .message(message)
+            .build()
+            .map_err(|e| io("InputLogEvent", e))?;
+        self.client
+            .put_log_events()
+            .log_group_name(&self.group)
+            .log_stream_name(id.to_string())
+            .log_events(event)
+            .send()
+            .await
+            .map_err(|e| io("PutLogEvents", super::describe(&e)))?;
+        Ok(true)
+    }
+}
+
 impl IdLedger for LogStreamLedger {
-    async fn claim(
-        &self,
-        instance: &InstanceId,
-        recorded: &BTreeSet<ServerId>,
-    ) -> Result<Claim, LedgerError> {
+    async fn claim(&self, instance: &InstanceId, taken: &TakenIds) -> Result<Claim, LedgerError> {
         let held = self.held().await?;
-        // Unrecorded streams are rare (a controller stopped mid-claim): each
+        let mut restored = Vec::new();
+        for (id, holder) in taken {
+            if let Some(holder) = holder
+                && !held.contains(id)
+                && self.create(*id, holder).await?
+            {
+                restored.push(*id);
+            }
+        }
+        // Streams not taken are rare (a controller stopped mid-claim): each
         // costs one GetLogEvents here.
-        for id in held.iter().filter(|id| !recorded.contains(id)) {
+        for id in held.iter().filter(|id| !taken.contains_key(id)) {
             if self.holder(*id).await?.as_deref() == Some(instance) {
                 return Ok(Claim {
                     id: *id,
                     resumed: true,
+                    restored,
                 });
             }
         }
-        for n in 1..=MAX_ID {
-            let id = ServerId(n);
-            if held.contains(&id) {
-                continue;
+        for id in (1..=MAX_ID).map(ServerId) {
+            // Lost a race for a name: move on to the next id.
+            if !held.contains(&id) && !taken.contains_key(&id) && self.create(id, instance).await? {
+                return Ok(Claim {
+                    id,
+                    resumed: false,
+                    restored,
+                });
             }
-            match self
-                .client
-                .create_log_stream()
-                .log_group_name(&self.group)
-                .log_stream_name(id.to_string())
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                // Lost a race for this name: move on to the next id.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_already_exists_exception()) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(io("CreateLogStream", super::describe(&e))),
-            }
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
-            let message =
-                serde_json::json!({ "instance": instance, "claimedAtMs": now }).to_string();
-            let event = InputLogEvent::builder()
-                .timestamp(now)
-                .message(message)
-                .build()
-                .map_err(|e| io("InputLogEvent", e))?;
-            self.client
-                .put_log_events()
-                .log_group_name(&self.group)
-                .log_stream_name(id.to_string())
-                .log_events(event)
-                .send()
-                .await
-                .map_err(|e| io("PutLogEvents", super::describe(&e)))?;
-            return Ok(Claim { id, resumed: false });
         }
         Err(LedgerError::Exhausted(MAX_ID))
     }

@@ -1,14 +1,13 @@
 //! Ids claimed as create-exclusive files: `ids/<id>` holds the instance, so a
 //! claim the state never recorded is found again by its instance.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use zkop_spec::InstanceId;
 
 use zkop_spec::zk::ServerId;
 
-use crate::adapters::{Claim, IdLedger, LedgerError};
+use crate::adapters::{Claim, IdLedger, LedgerError, TakenIds};
 
 /// ZooKeeper ids go up to 255 for zkop's local clusters; far more than a loopback
 /// network holds.
@@ -26,11 +25,11 @@ impl FileLedger {
         Self { dir: dir.into() }
     }
 
-    /// The unrecorded id whose file names `instance`, if any.
+    /// The id not taken whose file names `instance`, if any.
     fn earlier_claim(
         &self,
         instance: &str,
-        recorded: &BTreeSet<ServerId>,
+        taken: &TakenIds,
     ) -> Result<Option<ServerId>, LedgerError> {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -38,41 +37,57 @@ impl FileLedger {
                 continue;
             };
             let id = ServerId(id);
-            if !recorded.contains(&id) && std::fs::read_to_string(entry.path())? == instance {
+            if !taken.contains_key(&id) && std::fs::read_to_string(entry.path())? == instance {
                 return Ok(Some(id));
             }
         }
         Ok(None)
     }
+
+    /// Creates `id`'s file for `instance`; false when it exists.
+    fn create(&self, id: ServerId, instance: &str) -> Result<bool, LedgerError> {
+        let path = self.dir.join(id.to_string());
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(instance.as_bytes())?;
+                f.sync_all()?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 impl IdLedger for FileLedger {
-    async fn claim(
-        &self,
-        instance: &InstanceId,
-        recorded: &BTreeSet<ServerId>,
-    ) -> Result<Claim, LedgerError> {
+    async fn claim(&self, instance: &InstanceId, taken: &TakenIds) -> Result<Claim, LedgerError> {
         std::fs::create_dir_all(&self.dir)?;
-        if let Some(id) = self.earlier_claim(instance, recorded)? {
-            return Ok(Claim { id, resumed: true });
-        }
-        for id in 1..=MAX_ID {
-            let path = self.dir.join(id.to_string());
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
+        let mut restored = Vec::new();
+        for (id, holder) in taken {
+            if let Some(holder) = holder
+                && self.create(*id, holder)?
             {
-                Ok(mut f) => {
-                    f.write_all(instance.as_bytes())?;
-                    f.sync_all()?;
-                    return Ok(Claim {
-                        id: ServerId(id),
-                        resumed: false,
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e.into()),
+                restored.push(*id);
+            }
+        }
+        if let Some(id) = self.earlier_claim(instance, taken)? {
+            return Ok(Claim {
+                id,
+                resumed: true,
+                restored,
+            });
+        }
+        for id in (1..=MAX_ID).map(ServerId) {
+            if !taken.contains_key(&id) && self.create(id, instance)? {
+                return Ok(Claim {
+                    id,
+                    resumed: false,
+                    restored,
+                });
             }
         }
         Err(LedgerError::Exhausted(MAX_ID))
@@ -95,7 +110,7 @@ mod tests {
     async fn two_claims_never_get_one_id_and_a_released_id_is_reissued() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = FileLedger::new(dir.path().join("ids"));
-        let none = BTreeSet::new();
+        let none = TakenIds::new();
         let a = ledger
             .claim(&InstanceId::from("i-a"), &none)
             .await
@@ -114,7 +129,7 @@ mod tests {
         ledger.release(a).await.unwrap();
         assert_eq!(
             ledger
-                .claim(&InstanceId::from("i-c"), &BTreeSet::from([b]))
+                .claim(&InstanceId::from("i-c"), &TakenIds::from([(b, None)]))
                 .await
                 .unwrap()
                 .id,
@@ -126,7 +141,7 @@ mod tests {
     async fn an_unrecorded_claim_is_resumed_by_its_instance_only() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = FileLedger::new(dir.path().join("ids"));
-        let none = BTreeSet::new();
+        let none = TakenIds::new();
         let a = ledger
             .claim(&InstanceId::from("i-a"), &none)
             .await
@@ -138,7 +153,8 @@ mod tests {
             again,
             Claim {
                 id: a,
-                resumed: true
+                resumed: true,
+                restored: vec![]
             }
         );
         let b = ledger.claim(&InstanceId::from("i-b"), &none).await.unwrap();
@@ -146,9 +162,34 @@ mod tests {
         assert_ne!(b.id, a);
         // Once recorded, an id is not looked at again.
         let c = ledger
-            .claim(&InstanceId::from("i-a"), &BTreeSet::from([a, b.id]))
+            .claim(
+                &InstanceId::from("i-a"),
+                &TakenIds::from([(a, None), (b.id, None)]),
+            )
             .await
             .unwrap();
         assert!(!c.resumed && c.id != a && c.id != b.id, "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn uniqueness_at_claim_a_lost_entry_is_recreated_for_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = FileLedger::new(dir.path().join("ids"));
+        let mut taken = TakenIds::new();
+        for i in ["i-a", "i-b", "i-c"] {
+            let instance = InstanceId::from(i);
+            let claim = ledger.claim(&instance, &taken).await.unwrap();
+            taken.insert(claim.id, Some(instance));
+        }
+        std::fs::remove_file(dir.path().join("ids").join("2")).unwrap();
+        let d = ledger
+            .claim(&InstanceId::from("i-d"), &taken)
+            .await
+            .unwrap();
+        assert_eq!((d.id, d.restored), (ServerId(4), vec![ServerId(2)]));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ids").join("2")).unwrap(),
+            "i-b"
+        );
     }
 }

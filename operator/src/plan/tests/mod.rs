@@ -10,3 +10,4 @@ mod recovery;
 mod replacement;
 mod rollout;
 mod sim;
+mod uniqueness;

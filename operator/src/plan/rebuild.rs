@@ -1,0 +1,75 @@
+//! A lost state (an empty store while an ensemble runs): rebuilt from the
+//! agents' reports and ZooKeeper's own config, never by stopping everyone.
+
+use zkop_spec::zk::DynamicConfig;
+
+use super::{Ctx, Phase, Plan, Step};
+use crate::model::MemberRecord;
+
+impl Ctx<'_> {
+    /// With no member recorded and no bootstrap ever stored, agents that
+    /// report a myid and serve under one config mean the state was lost:
+    /// rebuild it from them. The config is believed only when a majority of
+    /// its voters report serving under it (ZooKeeper's quorum confirms it).
+    pub(super) fn rebuild_from_reports(&self) -> Option<Plan> {
+        if self.p.ever_bootstrapped || !self.p.members.is_empty() {
+            return None;
+        }
+        let serving = || {
+            self.obs
+                .instances
+                .iter()
+                .filter(|i| self.obs.instance_up(&i.id))
+                .filter_map(|i| self.serving_report(&i.id).map(|r| (i, r)))
+                .filter(|(_, r)| {
+                    r.server_id.is_some() && r.probe.as_ref().is_some_and(|p| p.serving)
+                })
+        };
+        let config: DynamicConfig = serving()
+            .filter_map(|(_, r)| r.probe.as_ref()?.config.clone())
+            .filter(|c| c.version.is_some())
+            .max_by_key(|c| c.version)?;
+        let confirming = config
+            .voters()
+            .filter(|s| {
+                serving().any(|(_, r)| {
+                    r.server_id == Some(s.id)
+                        && r.probe
+                            .as_ref()
+                            .and_then(|p| p.config.as_ref())
+                            .map(|c| c.version)
+                            == Some(config.version)
+                })
+            })
+            .count();
+        if confirming < config.majority() {
+            return None;
+        }
+        let members: Vec<MemberRecord> = serving()
+            .filter_map(|(i, r)| {
+                let id = r.server_id?;
+                let server = config.servers.get(&id)?.clone();
+                Some(MemberRecord {
+                    id,
+                    instance: i.id.clone(),
+                    server,
+                    initial_config: Some(config.clone()),
+                    retiring: false,
+                    adopted: false,
+                    recovery: None,
+                    settings: r.settings.clone(),
+                })
+            })
+            .collect();
+        let reason = format!(
+            "no state stored, yet {} agents report serving config version {}: rebuilding the state from them",
+            members.len(),
+            config.version.map(|v| v.to_string()).unwrap_or_default()
+        );
+        Some(Plan::new(
+            Phase::Reconciling,
+            reason,
+            vec![Step::RebuildState { config, members }],
+        ))
+    }
+}

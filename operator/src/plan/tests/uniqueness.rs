@@ -1,0 +1,149 @@
+//! Uniqueness at claim (issue 12, finding 7): no id or address the state or
+//! the config holds is handed out again.
+
+use super::kit::*;
+use crate::adapters::memory::{MemoryFleet, MemoryLedger};
+use crate::adapters::{IdLedger, TakenIds};
+
+/// Three voters, four wanted, and a new instance `i-9` reporting `address`.
+fn new_instance_at(address: &str) -> B {
+    let mut b = cluster(3).replicas(4);
+    b.obs.instances.push(Instance {
+        id: "i-9".into(),
+        state: InstanceState::Running,
+        zone: None,
+        launch_template: None,
+    });
+    let mut r = report("i-9", None, None);
+    r.address = address.into();
+    b.obs.reports.insert(
+        "i-9".into(),
+        SeenReport {
+            report: r,
+            age: Duration::ZERO,
+            served_ago: None,
+            running_ago: None,
+        },
+    );
+    b
+}
+
+fn claims(plan: &Plan) -> Vec<&Step> {
+    plan.steps
+        .iter()
+        .filter(|s| matches!(s, Step::ClaimId { .. }))
+        .collect()
+}
+
+#[test]
+fn uniqueness_at_claim_an_address_the_config_holds_is_not_handed_out_again() {
+    // EC2 gave the new instance the private IP member 2 still holds.
+    let plan = new_instance_at("127.0.10.2").plan();
+    assert!(claims(&plan).is_empty(), "{plan:?}");
+    let plan = new_instance_at("127.0.10.9").plan();
+    assert_eq!(claims(&plan).len(), 1, "{plan:?}");
+}
+
+#[tokio::test]
+async fn uniqueness_at_claim_a_lost_ledger_entry_never_hands_a_live_member_s_id_to_a_new_instance()
+{
+    let b = new_instance_at("127.0.10.9");
+    let ledger = MemoryLedger::default();
+    for id in 1..=3 {
+        let instance = instance_of(id);
+        let claim = ledger.claim(&instance, &TakenIds::new()).await.unwrap();
+        assert_eq!(claim.id, ServerId(id));
+    }
+    // Member 2's ledger entry is lost; then the new instance claims.
+    ledger.lose(ServerId(2));
+    let step = claims(&b.plan())[0].clone();
+    let fleet = MemoryFleet::default();
+    let out = crate::act::act(&step, &b.p, &b.spec, &fleet, &ledger, 0)
+        .await
+        .unwrap();
+    let held = ledger.held();
+    assert_eq!(held.get(&ServerId(4)).map(String::as_str), Some("i-9"));
+    assert_eq!(
+        held.get(&ServerId(2)).map(String::as_str),
+        Some("i-2"),
+        "{held:?}"
+    );
+    assert_eq!(out.state.members[&ServerId(2)].instance, instance_of(2));
+    assert!(out.message.contains("re-created"), "{}", out.message);
+}
+
+#[tokio::test]
+async fn a_lost_state_is_rebuilt_from_the_agents_reports_not_by_stopping_everyone() {
+    let running = cluster(3);
+    let config = running.p.config.clone().unwrap();
+    let mut b = cluster(3);
+    b.p = Persisted {
+        cluster: "t".into(),
+        epoch: 2,
+        ..Persisted::default()
+    };
+    // Before anything: every agent would be told that no member runs on it.
+    let idle = crate::desired::desired_for(&b.spec, &b.p, "i-1", 1);
+    assert!(matches!(idle.node, NodeAssignment::Idle));
+    let plan = b.plan();
+    let step = plan.steps.first().cloned();
+    let Some(Step::RebuildState {
+        config: found,
+        members,
+    }) = &step
+    else {
+        panic!("expected a rebuild, got {plan:?}");
+    };
+    assert_eq!(found, &config);
+    let held: Vec<(u64, InstanceId)> = members
+        .iter()
+        .map(|m| (m.id.0, m.instance.clone()))
+        .collect();
+    assert_eq!(
+        held,
+        (1..=3).map(|i| (i, instance_of(i))).collect::<Vec<_>>()
+    );
+    let (fleet, ledger) = (MemoryFleet::default(), MemoryLedger::default());
+    let out = crate::act::act(step.as_ref().unwrap(), &b.p, &b.spec, &fleet, &ledger, 1)
+        .await
+        .unwrap();
+    assert!(out.message.contains("state rebuilt"), "{}", out.message);
+    for i in 1..=3 {
+        let d = crate::desired::desired_for(&b.spec, &out.state, &format!("i-{i}"), 1);
+        assert!(matches!(d.node, NodeAssignment::Member(_)), "{d:?}");
+    }
+    // Next only the instances are tagged again: nothing restarts or changes.
+    b.p = out.state;
+    let next = b.plan();
+    assert!(
+        next.steps
+            .iter()
+            .all(|s| matches!(s, Step::AdoptInstance { .. })),
+        "{next:?}"
+    );
+}
+
+#[test]
+fn a_config_one_agent_reports_is_not_believed_for_a_rebuild() {
+    // Only member 1's agent reports: a majority of the config does not confirm it.
+    let mut b = cluster(3);
+    b.p = Persisted {
+        cluster: "t".into(),
+        epoch: 2,
+        ..Persisted::default()
+    };
+    b.obs.reports.retain(|i, _| i.as_str() == "i-1");
+    let plan = b.plan();
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::RebuildState { .. } | Step::Bootstrap { .. })),
+        "{plan:?}"
+    );
+    assert!(
+        plan.reason.contains("never bootstrapping"),
+        "{}",
+        plan.reason
+    );
+}
