@@ -313,6 +313,9 @@ fn recorded_answer(action: &str) -> &'static str {
     <Instances>
       <member><InstanceId>i-0aaa</InstanceId><AvailabilityZone>us-east-1a</AvailabilityZone><LifecycleState>InService</LifecycleState><HealthStatus>Healthy</HealthStatus><ProtectedFromScaleIn>true</ProtectedFromScaleIn></member>
       <member><InstanceId>i-0bbb</InstanceId><AvailabilityZone>us-east-1b</AvailabilityZone><LifecycleState>Terminating:Wait</LifecycleState><HealthStatus>Healthy</HealthStatus><ProtectedFromScaleIn>true</ProtectedFromScaleIn></member>
+      <member><InstanceId>i-0ccc</InstanceId><AvailabilityZone>us-east-1c</AvailabilityZone><LifecycleState>Terminating:Proceed</LifecycleState><HealthStatus>Healthy</HealthStatus><ProtectedFromScaleIn>true</ProtectedFromScaleIn></member>
+      <member><InstanceId>i-0ddd</InstanceId><AvailabilityZone>us-east-1c</AvailabilityZone><LifecycleState>Terminating</LifecycleState><HealthStatus>Unhealthy</HealthStatus><ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>
+      <member><InstanceId>i-0eee</InstanceId><AvailabilityZone>us-east-1a</AvailabilityZone><LifecycleState>Terminated</LifecycleState><HealthStatus>Unhealthy</HealthStatus><ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>
     </Instances>
   </member></AutoScalingGroups></DescribeAutoScalingGroupsResult>
   <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
@@ -338,7 +341,8 @@ fn recorded_answer(action: &str) -> &'static str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_held_by_a_termination_hook_is_seen_and_let_go() {
+async fn fencing_an_instance_held_by_a_termination_hook_is_seen_and_let_go_and_gone_only_when_terminated()
+ {
     use std::sync::{Arc, Mutex};
     let requests: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = requests.clone();
@@ -376,7 +380,11 @@ async fn an_instance_held_by_a_termination_hook_is_seen_and_let_go() {
         states,
         vec![
             ("i-0aaa", InstanceState::Running),
-            ("i-0bbb", InstanceState::Terminating)
+            ("i-0bbb", InstanceState::Terminating),
+            // Past its hook EC2 may still run it: not gone until terminated.
+            ("i-0ccc", InstanceState::ShuttingDown),
+            ("i-0ddd", InstanceState::ShuttingDown),
+            ("i-0eee", InstanceState::Terminated),
         ]
     );
 

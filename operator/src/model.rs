@@ -139,6 +139,10 @@ pub enum InstanceState {
     /// Held by a termination lifecycle hook (`Terminating:Wait`): still alive,
     /// leaving once the controller completes the hook.
     Terminating,
+    /// Terminating past its hook (`Terminating`, `Terminating:Proceed`) or in
+    /// a state zkop does not know: no place for a member, yet EC2 may still
+    /// run it, so not gone either.
+    ShuttingDown,
     /// Gone, or going with nothing left to do (terminated, shutting down).
     Terminated,
 }
@@ -218,8 +222,19 @@ impl Observed {
         }
     }
 
-    /// Whether the instance is confirmed gone (terminated, or no longer listed):
-    /// only then may its id be released.
+    /// Whether the instance runs, its server with it: up, or held by a
+    /// termination hook (its member may still serve, even lead).
+    pub fn instance_alive(&self, id: &str) -> bool {
+        self.instance(id).is_some_and(|i| {
+            matches!(
+                i.state,
+                InstanceState::Pending | InstanceState::Running | InstanceState::Terminating
+            )
+        })
+    }
+
+    /// Whether the instance is confirmed gone (terminated, or no longer
+    /// listed): only then may its id be released or a config forced without it.
     pub fn instance_gone(&self, id: &str) -> bool {
         self.instance(id)
             .is_none_or(|i| i.state == InstanceState::Terminated)

@@ -137,9 +137,15 @@ impl ReportCache {
             launch_template,
         } = view;
         let up = |id: &str| {
-            instances
-                .iter()
-                .any(|i| i.id == id && i.state != InstanceState::Terminated)
+            instances.iter().any(|i| {
+                i.id == id
+                    && matches!(
+                        i.state,
+                        InstanceState::Pending
+                            | InstanceState::Running
+                            | InstanceState::Terminating
+                    )
+            })
         };
         let leading = self.reports.iter().any(|(id, h)| {
             now.saturating_duration_since(h.at) < LEADER_FRESH

@@ -102,10 +102,11 @@ impl Ctx<'_> {
         self.p.members.get(&id).is_none_or(|m| self.dead(m))
     }
 
-    /// Serving: alive, its agent runs this id, and its server has a quorum,
-    /// as a recent report says.
+    /// Serving: its instance runs (a termination hook may hold it), its
+    /// agent runs this id, and its server has a quorum, as a recent report
+    /// says.
     pub(super) fn serving(&self, m: &MemberRecord) -> bool {
-        self.obs.instance_up(&m.instance)
+        self.obs.instance_alive(&m.instance)
             && self.serving_report(&m.instance).is_some_and(|r| {
                 r.server_id == Some(m.id) && r.probe.as_ref().is_some_and(|p| p.serving)
             })

@@ -5,7 +5,7 @@ use zkop_spec::cluster::{QuorumLossPolicy, TotalLossPolicy};
 use zkop_spec::zk::{DynamicConfig, MemberRole, ServerId};
 
 use super::{Ctx, Phase, Plan, Step};
-use crate::model::MemberRecord;
+use crate::model::{InstanceState, MemberRecord};
 
 impl Ctx<'_> {
     /// Its agent, reporting for this id, says its server answers probes.
@@ -196,7 +196,8 @@ impl Ctx<'_> {
     }
 
     /// Fences the first of `lost` whose instance is not confirmed gone; `None`
-    /// once all are.
+    /// once all are. A fenced instance a termination hook holds has its hook
+    /// completed at once; one EC2 is still terminating is waited for.
     pub(super) fn fence_first(
         &self,
         lost: &[ServerId],
@@ -208,22 +209,33 @@ impl Ctx<'_> {
             .filter_map(|id| self.p.members.get(id))
             .filter(|m| !self.obs.instance_gone(&m.instance))
             .collect();
-        let first = unfenced.first()?;
-        steps.insert(
-            0,
-            Step::FenceInstance {
-                instance: first.instance.clone(),
-            },
-        );
         let ids: Vec<String> = unfenced.iter().map(|m| m.id.to_string()).collect();
-        Some(Plan::new(
-            Phase::QuorumLost,
-            format!(
+        let state = |m: &MemberRecord| self.obs.instance(&m.instance).map(|i| i.state);
+        let next = unfenced.iter().find_map(|m| match state(m) {
+            Some(InstanceState::ShuttingDown) => None,
+            Some(InstanceState::Terminating) => Some(Step::CompleteLifecycleAction {
+                instance: m.instance.clone(),
+            }),
+            _ => Some(Step::FenceInstance {
+                instance: m.instance.clone(),
+            }),
+        });
+        let first = unfenced.first()?;
+        let reason = match &next {
+            Some(_) => format!(
                 "quorum lost: fencing lost members [{}] before {before}",
                 ids.join(", ")
             ),
-            std::mem::take(steps),
-        ))
+            None => format!(
+                "quorum lost: waiting for EC2 to terminate the fenced instance {} (lost members [{}]) before {before}",
+                first.instance,
+                ids.join(", ")
+            ),
+        };
+        if let Some(step) = next {
+            steps.insert(0, step);
+        }
+        Some(Plan::new(Phase::QuorumLost, reason, std::mem::take(steps)))
     }
 
     /// No member of the config survives: report (`onTotalLoss: wait`), or fence

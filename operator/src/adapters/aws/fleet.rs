@@ -77,8 +77,11 @@ pub fn instance_state(s: Option<&LifecycleState>) -> InstanceState {
         ) => InstanceState::Pending,
         // A termination lifecycle hook holds it: still alive until completed.
         Some(L::TerminatingWait) => InstanceState::Terminating,
-        // Terminating, terminated, quarantined, unknown: not a place for a member.
-        _ => InstanceState::Terminated,
+        // Only EC2's word makes it gone.
+        Some(L::Terminated | L::WarmedTerminated) => InstanceState::Terminated,
+        // Terminating past its hook, quarantined, unknown: no place for a
+        // member, but the VM may still run.
+        _ => InstanceState::ShuttingDown,
     }
 }
 

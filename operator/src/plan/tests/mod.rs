@@ -3,6 +3,7 @@
 //! a simulated ensemble (`sim`).
 
 mod bootstrap;
+mod hooks;
 pub(crate) mod kit;
 mod liveness;
 mod membership;
