@@ -84,7 +84,10 @@ impl ControllerClient {
             }
             return err;
         }
-        if !self.urls.is_empty() {
+        // A refusal by the leader (4xx) is no reason to look for another.
+        let refused =
+            matches!(&err, ControllerError::Status { status, .. } if (400..500).contains(status));
+        if !refused && !self.urls.is_empty() {
             self.current = (self.current + 1) % self.urls.len();
         }
         err

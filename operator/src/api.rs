@@ -182,8 +182,10 @@ async fn report(
             ),
         );
     }
-    shared.record_report(report);
-    StatusCode::NO_CONTENT.into_response()
+    match shared.record_report(report) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => api_error(StatusCode::NOT_FOUND, e.to_string()),
+    }
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {

@@ -37,7 +37,7 @@ pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, Standi
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use requeue::{BACKOFF_FIRST, BACKOFF_MAX, Backoff, ReconcileError, Requeue, error_policy};
 pub use spec_file::SpecFile;
-pub use state::{MAX_EVENTS, ReplaceRefused, Shared};
+pub use state::{MAX_EVENTS, ReplaceRefused, Shared, UNKNOWN_REFRESH, UnknownInstance};
 pub use status_view::{STATUS_FRESH, StatusInput, status_role, status_view};
 pub use test_points::TestPoints;
 
@@ -182,9 +182,11 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         if let Some(f) = self.spec_file.as_mut() {
             f.poll(&self.shared);
         }
+        let refresh = self.shared.take_fleet_refresh();
         let cached = self
             .idle_view
             .as_ref()
+            .filter(|_| !refresh)
             .filter(|(_, at)| self.now().saturating_duration_since(*at) < IDLE_FLEET_REFRESH)
             .map(|(v, _)| v.clone());
         let fresh = cached.is_none();

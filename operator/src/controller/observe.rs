@@ -27,6 +27,8 @@ pub struct Requests {
     pub roll: bool,
     /// `zkop replace` asked to replace these instances.
     pub replace: BTreeSet<InstanceId>,
+    /// An agent the last look at the fleet did not list reported: look again.
+    pub refresh_fleet: bool,
 }
 
 /// An agent's latest report and what this controller saw of it over time.
@@ -95,6 +97,13 @@ impl ReportCache {
             h.served_at = None;
             h.running_at = None;
         }
+    }
+
+    /// Keeps only the reports of instances the fleet lists: memory stays
+    /// bounded by the fleet.
+    pub fn keep_only(&mut self, instances: &[crate::model::Instance]) {
+        self.reports
+            .retain(|id, _| instances.iter().any(|i| &i.id == id));
     }
 
     /// Restarts the leader clock: observations made before (under another

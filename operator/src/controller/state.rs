@@ -25,6 +25,15 @@ use crate::plan::{Phase, Plan};
 /// Events kept for `zkop status`.
 pub const MAX_EVENTS: usize = 50;
 
+/// How often reports from unknown instances may make the controller look at
+/// the fleet again.
+pub const UNKNOWN_REFRESH: Duration = Duration::from_secs(5);
+
+/// A report from an instance the fleet does not list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("instance {0} is not in the fleet: its report is not kept (the fleet is looked at again)")]
+pub struct UnknownInstance(pub String);
+
 pub(super) struct SharedState {
     pub(super) spec: ValidatedCluster,
     pub(super) persisted: Persisted,
@@ -38,6 +47,8 @@ pub(super) struct SharedState {
     /// The last reconcile error, cleared by a good pass.
     last_error: Option<String>,
     pub(super) requests: Requests,
+    /// When an unknown instance's report last asked for a look at the fleet.
+    refresh_asked_at: Option<tokio::time::Instant>,
 }
 
 /// Why `zkop replace` was refused.
@@ -101,6 +112,7 @@ impl Shared {
                 standing: Standing::Follower { leader_url: None },
                 last_error: None,
                 requests: Requests::default(),
+                refresh_asked_at: None,
             }),
             revision_tx,
             news: Notify::new(),
@@ -148,13 +160,38 @@ impl Shared {
         self.lock().standing = standing;
     }
 
-    /// Keeps an agent's report; news wakes the loop.
-    pub fn record_report(&self, report: AgentReport) {
+    /// Keeps an agent's report if the fleet lists its instance; news wakes
+    /// the loop. A report from an instance the last look at the fleet did
+    /// not list asks for another look (at most every `UNKNOWN_REFRESH`).
+    pub fn record_report(&self, report: AgentReport) -> Result<(), UnknownInstance> {
         let now = self.clock.now();
-        let news = self.lock().reports.record(report, now);
+        let news = {
+            let mut s = self.lock();
+            if !s.instances.iter().any(|i| i.id == report.instance) {
+                let due = s
+                    .refresh_asked_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= UNKNOWN_REFRESH);
+                if due {
+                    s.refresh_asked_at = Some(now);
+                    s.requests.refresh_fleet = true;
+                }
+                drop(s);
+                if due {
+                    self.news.notify_one();
+                }
+                return Err(UnknownInstance(report.instance.to_string()));
+            }
+            s.reports.record(report, now)
+        };
         if news {
             self.news.notify_one();
         }
+        Ok(())
+    }
+
+    /// Whether someone asked for a fresh look at the fleet; clears the ask.
+    pub(super) fn take_fleet_refresh(&self) -> bool {
+        std::mem::take(&mut self.lock().requests.refresh_fleet)
     }
 
     /// Records an event and logs it.
@@ -260,6 +297,7 @@ impl Shared {
         let mut guard = self.lock();
         let s = &mut *guard;
         s.instances = view.instances.clone();
+        s.reports.keep_only(&view.instances);
         let observed = s.reports.observe(view, &s.requests, now, wall_ms);
         let newest = s.reports.newest_zxid(now);
         s.persisted.max_zxid_seen = s.persisted.max_zxid_seen.max(newest);

@@ -10,22 +10,50 @@ use super::{
 use crate::model::{MemberRecord, PendingReconfig};
 
 impl Ctx<'_> {
-    /// The newest config a serving member reports, if newer than the persisted one.
+    /// The newest config serving members report, if newer than the
+    /// persisted one and ZooKeeper's quorums confirm it: a majority of its
+    /// voters and of the known config's serve under that very version (one
+    /// agent's word, true or forged, is not enough).
     pub(super) fn newer_config(&self) -> Option<DynamicConfig> {
         let known = self.p.config.as_ref().and_then(|c| c.version);
-        self.p
+        let reported = |m: &MemberRecord| -> Option<&DynamicConfig> {
+            self.serving_report(&m.instance)?
+                .probe
+                .as_ref()?
+                .config
+                .as_ref()
+        };
+        let serving: Vec<&MemberRecord> = self
+            .p
             .members
             .values()
             .filter(|m| self.serving(m))
-            .filter_map(|m| {
-                self.fresh_report(&m.instance)?
-                    .probe
-                    .as_ref()?
-                    .config
-                    .clone()
-            })
+            .collect();
+        let mut candidates: Vec<&DynamicConfig> = serving
+            .iter()
+            .filter_map(|m| reported(m))
             .filter(|c| c.version.is_some() && c.version > known)
-            .max_by_key(|c| c.version)
+            .collect();
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.version));
+        candidates
+            .into_iter()
+            .find(|c| {
+                // A majority of `of`'s voters serve under `c`'s version.
+                let confirmed_by = |of: &DynamicConfig| {
+                    of.voters()
+                        .filter(|s| {
+                            serving.iter().any(|m| {
+                                m.id == s.id && reported(m).map(|r| r.version) == Some(c.version)
+                            })
+                        })
+                        .count()
+                        >= of.majority()
+                };
+                // ZooKeeper commits a reconfig with a quorum of the old
+                // config and of the new one.
+                confirmed_by(c) && self.p.config.as_ref().is_none_or(confirmed_by)
+            })
+            .cloned()
     }
 
     pub(super) fn follow_reconfig(&self, pending: &PendingReconfig) -> Plan {

@@ -45,8 +45,14 @@ impl Ctx<'_> {
         if confirming < config.majority() {
             return None;
         }
-        let members: Vec<MemberRecord> = serving()
-            .filter_map(|(i, r)| {
+        // Every server of the config whose agent reports its id, serving or not.
+        let members: Vec<MemberRecord> = self
+            .obs
+            .instances
+            .iter()
+            .filter(|i| self.obs.instance_up(&i.id))
+            .filter_map(|i| {
+                let r = self.fresh_report(&i.id)?;
                 let id = r.server_id?;
                 let server = config.servers.get(&id)?.clone();
                 Some(MemberRecord {
@@ -61,6 +67,22 @@ impl Ctx<'_> {
                 })
             })
             .collect();
+        // Wait for every server's agent, for a while: one left out would be
+        // taken for dead and replaced.
+        let missing: Vec<String> = config
+            .servers
+            .keys()
+            .filter(|id| !members.iter().any(|m| m.id == **id))
+            .map(ToString::to_string)
+            .collect();
+        if !missing.is_empty() && self.uptime < self.dead_after() {
+            let reason = format!(
+                "no state stored, yet agents report serving config version {}: waiting for members [{}] to report before rebuilding the state from them",
+                config.version.map(|v| v.to_string()).unwrap_or_default(),
+                missing.join(", ")
+            );
+            return Some(Plan::new(Phase::Pending, reason, vec![]));
+        }
         let reason = format!(
             "no state stored, yet {} agents report serving config version {}: rebuilding the state from them",
             members.len(),

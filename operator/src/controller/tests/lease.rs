@@ -163,3 +163,28 @@ async fn lease_loss_a_stored_epoch_above_the_lease_s_is_never_shared_by_two_lead
         "B leads under {b_epoch}, A under {a_epoch}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn api_trust_reports_are_kept_only_for_instances_the_fleet_lists() {
+    let b = cluster(3);
+    let (mut ctl, fleet) = controller_of(&b, "").await;
+    ctl.reconcile().await.unwrap();
+    // Any name at all: refused with a JSON 404, not stored.
+    let mut stranger = report_of(&b, "i-1");
+    stranger.instance = "i-not-ours".into();
+    assert_eq!(report_status(&ctl.shared, &stranger).await, 404);
+    // A new instance the fleet launched since the last look: refused once,
+    // which makes the controller look again; then kept.
+    fleet.set_desired_capacity(4).await.unwrap();
+    let mut newcomer = report_of(&b, "i-1");
+    newcomer.instance = "i-4".into();
+    newcomer.server_id = None;
+    assert_eq!(report_status(&ctl.shared, &newcomer).await, 404);
+    advance(Duration::from_millis(100)).await;
+    ctl.reconcile().await.unwrap();
+    assert_eq!(report_status(&ctl.shared, &newcomer).await, 204);
+    let view = ctl.fleet.observe().await.unwrap();
+    let (_, _, observed) = ctl.shared.snapshot(view);
+    let kept: Vec<&str> = observed.reports.keys().map(|k| k.as_str()).collect();
+    assert_eq!(kept, ["i-4"], "only listed instances' reports are kept");
+}

@@ -55,6 +55,8 @@ async fn controller_with<E: Leadership>(
             .unwrap();
     }
     let shared = Shared::with_clock("t".into(), spec, b.p.clone(), clock);
+    // The API keeps reports only from instances the fleet lists.
+    shared.snapshot(fleet.observe().await.unwrap());
     Controller::new(
         shared,
         fleet,
@@ -73,7 +75,7 @@ fn report_of(b: &B, instance: &str) -> AgentReport {
 /// The agents of `instances` report now.
 fn reports_from(ctl: &TestController, b: &B, instances: &[&str]) {
     for i in instances {
-        ctl.shared.record_report(report_of(b, i));
+        ctl.shared.record_report(report_of(b, i)).unwrap();
     }
 }
 
@@ -106,7 +108,7 @@ async fn a_lost_quorum_is_declared_only_after_detect_after() {
     for (secs, want) in [(0, "Degraded"), (9, "Degraded"), (2, "QuorumLost")] {
         advance(Duration::from_secs(secs)).await;
         for r in exited.iter().chain([&r1]) {
-            ctl.shared.record_report(r.clone());
+            ctl.shared.record_report(r.clone()).unwrap();
         }
         let (phase, reason) = pass(&mut ctl).await;
         assert_eq!(phase, want, "after +{secs}s: {reason}");
@@ -231,7 +233,7 @@ async fn slow_starters_the_leader_clock_restarts_after_a_forced_config() {
     let mut forced = false;
     for _ in 0..20 {
         advance(Duration::from_secs(1)).await;
-        ctl.shared.record_report(r1.clone());
+        ctl.shared.record_report(r1.clone()).unwrap();
         ctl.reconcile().await.unwrap();
         forced = ctl
             .shared

@@ -87,7 +87,10 @@ fn leader_last_a_leader_held_by_the_hook_is_removed_from_the_config_before_its_h
         }),
         "the hook was completed while the leader is in the config: {plan:?}"
     );
-    let reconfig = plan.steps.iter().find(|s| matches!(s, Step::Reconfig { .. }));
+    let reconfig = plan
+        .steps
+        .iter()
+        .find(|s| matches!(s, Step::Reconfig { .. }));
     match reconfig {
         Some(Step::Reconfig { pending }) => {
             assert_eq!(pending.order.leaving, vec![ServerId(1)], "{pending:?}");

@@ -147,3 +147,60 @@ fn a_config_one_agent_reports_is_not_believed_for_a_rebuild() {
         plan.reason
     );
 }
+
+#[test]
+fn api_trust_a_config_version_one_agent_reports_is_not_believed() {
+    // Member 3's report claims a far newer config with only itself in it.
+    let mut b = cluster(3);
+    let forged = DynamicConfig {
+        version: Some(ConfigVersion(V1 + 100)),
+        ..DynamicConfig::of([server(3, MemberRole::Participant)])
+    };
+    let r3 = &mut b.obs.reports.get_mut("i-3").unwrap().report;
+    r3.probe.as_mut().unwrap().config = Some(forged.clone());
+    let plan = b.plan();
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::RecordConfig { .. })),
+        "{plan:?}"
+    );
+    // The same version served by a majority of its voters is ZooKeeper's.
+    let mut real = b.p.config.clone().unwrap();
+    real.version = Some(ConfigVersion(V1 + 1));
+    for inst in ["i-1", "i-2"] {
+        let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
+        r.probe.as_mut().unwrap().config = Some(real.clone());
+    }
+    assert!(
+        matches!(b.plan().steps.first(), Some(Step::RecordConfig { config }) if config == &real),
+        "{:?}",
+        b.plan()
+    );
+}
+
+#[test]
+fn a_lost_state_waits_for_every_member_of_the_config_before_rebuilding() {
+    // The controller just started: member 3's agent has not reported yet.
+    let mut b = cluster(3);
+    b.p = Persisted {
+        cluster: "t".into(),
+        epoch: 2,
+        ..Persisted::default()
+    };
+    b.obs.reports.remove("i-3");
+    let early = plan(&b.spec, &b.obs, &b.p, Duration::from_secs(5));
+    assert!(early.steps.is_empty(), "{early:?}");
+    assert!(
+        early.reason.contains("waiting for members [3]"),
+        "{}",
+        early.reason
+    );
+    // Silent for memberDeadAfter: rebuilt without it (then replaced as dead).
+    let late = plan(&b.spec, &b.obs, &b.p, Duration::from_secs(300));
+    assert!(
+        matches!(late.steps.first(), Some(Step::RebuildState { members, .. }) if members.len() == 2),
+        "{late:?}"
+    );
+}
