@@ -91,13 +91,14 @@ impl Metrics {
                 phase.as_str()
             );
         }
+        render_versions(&mut out, status);
         self.with(|c| {
             let _ = writeln!(out, "# HELP zkop_reconcile_passes_total Reconcile passes run.");
             let _ = writeln!(out, "# TYPE zkop_reconcile_passes_total counter");
             let _ = writeln!(out, "zkop_reconcile_passes_total{{cluster=\"{cluster}\"}} {}", c.passes);
             let _ = writeln!(out, "# HELP zkop_reconcile_errors_total Failed reconcile passes by category.");
             let _ = writeln!(out, "# TYPE zkop_reconcile_errors_total counter");
-            for cat in ["fleet", "ledger", "store", "stale"] {
+            for cat in ["fleet", "ledger", "store", "stale", "lease"] {
                 let n = c.errors.get(cat).copied().unwrap_or(0);
                 let _ = writeln!(
                     out,
@@ -130,5 +131,30 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// One `zkop_member_zookeeper_info` line per member whose release is known.
+fn render_versions(out: &mut String, status: &StatusReply) {
+    let cluster = &status.cluster;
+    let _ = writeln!(
+        out,
+        "# HELP zkop_member_zookeeper_info The ZooKeeper release each member runs, with its known data-loss bug (if any)."
+    );
+    let _ = writeln!(out, "# TYPE zkop_member_zookeeper_info gauge");
+    for m in &status.members {
+        let Some(version) = &m.zookeeper_version else {
+            continue;
+        };
+        let bug = m
+            .known_issue
+            .as_deref()
+            .and_then(|i| i.split(':').next())
+            .unwrap_or("");
+        let _ = writeln!(
+            out,
+            "zkop_member_zookeeper_info{{cluster=\"{cluster}\",member=\"{}\",version=\"{version}\",known_issue=\"{bug}\"}} 1",
+            m.id
+        );
     }
 }

@@ -14,6 +14,8 @@ pub struct SrvrReply {
     pub zxid: Option<Zxid>,
     /// False when the server says it is not currently serving requests.
     pub serving: bool,
+    /// `Zookeeper version:` (e.g. `3.8.0`), when serving.
+    pub version: Option<String>,
 }
 
 /// Parses a `srvr` reply.
@@ -23,12 +25,14 @@ pub fn parse_srvr(text: &str) -> Result<SrvrReply, ParseError> {
             mode: None,
             zxid: None,
             serving: false,
+            version: None,
         });
     }
     let mut reply = SrvrReply {
         mode: None,
         zxid: None,
         serving: true,
+        version: None,
     };
     for (i, raw) in text.lines().enumerate() {
         let err = |reason: String| ParseError {
@@ -40,6 +44,10 @@ pub fn parse_srvr(text: &str) -> Result<SrvrReply, ParseError> {
             reply.mode = Some(m.parse().map_err(err)?);
         } else if let Some(z) = raw.strip_prefix("Zxid:") {
             reply.zxid = Some(z.parse().map_err(err)?);
+        } else if let Some(v) = raw.strip_prefix("Zookeeper version:") {
+            // `3.8.0-5a02a05e..., built on ...`: the release.
+            let release = v.trim().split([',', '-', ' ']).next().unwrap_or_default();
+            reply.version = (!release.is_empty()).then(|| release.to_string());
         }
     }
     if reply.mode.is_none() {

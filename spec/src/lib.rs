@@ -8,6 +8,7 @@ pub mod duration;
 pub mod fourlw;
 pub mod instance;
 pub mod live;
+pub mod releases;
 pub mod txnlog;
 pub mod validate;
 pub mod wire;

@@ -215,6 +215,9 @@ pub struct ProbeReport {
     /// The membership it knows, with version.
     #[serde(default)]
     pub config: Option<DynamicConfig>,
+    /// The ZooKeeper release it runs (`3.8.0`), when it said.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// The outcome of a reconfig order.
@@ -283,6 +286,12 @@ pub struct MemberStatus {
     /// fleet says (`lt-0abc:3`).
     #[serde(default)]
     pub launch_template: Option<String>,
+    /// The ZooKeeper release it runs, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zookeeper_version: Option<String>,
+    /// A known data-loss bug of that release, named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_issue: Option<String>,
 }
 
 /// A member's role as `zkop status`, metrics and the page show it: its role
@@ -404,6 +413,7 @@ mod tests {
                 mode: Some(ServerMode::Follower),
                 zxid: Some(Zxid::from_u64(0x1_0000_0005)),
                 config: None,
+                version: Some("3.8.0".into()),
             }),
             disk_zxid: None,
             disk_config_version: None,

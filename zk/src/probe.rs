@@ -48,5 +48,6 @@ pub async fn probe(endpoint: &str) -> Result<ProbeReport, String> {
         mode: srvr.mode,
         zxid: srvr.zxid,
         config,
+        version: srvr.version,
     })
 }

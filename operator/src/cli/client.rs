@@ -168,12 +168,12 @@ pub fn render_table(s: &StatusReply) -> String {
         out.push_str(&format!("last error: {e}\n"));
     }
     out.push_str(&format!(
-        "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {:<5} {}\n",
-        "ID", "INSTANCE", "ADDRESS", "CLIENT", "ROLE", "ZXID", "LAG", "HEALTHY"
+        "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {:<5} {:<7} {}\n",
+        "ID", "INSTANCE", "ADDRESS", "CLIENT", "ROLE", "ZXID", "LAG", "HEALTHY", "VERSION"
     ));
     for m in &s.members {
         out.push_str(&format!(
-            "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {:<5} {}\n",
+            "{:<4} {:<20} {:<16} {:<7} {:<9} {:<14} {:<5} {:<7} {}\n",
             m.id.to_string(),
             m.instance,
             m.address,
@@ -183,7 +183,16 @@ pub fn render_table(s: &StatusReply) -> String {
             m.zxid_lag
                 .map(|l| l.to_string())
                 .unwrap_or_else(|| "-".into()),
-            if m.healthy { "yes" } else { "no" }
+            if m.healthy { "yes" } else { "no" },
+            m.zookeeper_version.as_deref().unwrap_or("-")
+        ));
+    }
+    for m in s.members.iter().filter(|m| m.known_issue.is_some()) {
+        out.push_str(&format!(
+            "warning: member {} runs ZooKeeper {}: {}\n",
+            m.id,
+            m.zookeeper_version.as_deref().unwrap_or("?"),
+            m.known_issue.as_deref().unwrap_or_default()
         ));
     }
     out
@@ -209,6 +218,8 @@ mod tests {
             healthy: true,
             zone: None,
             launch_template: None,
+            zookeeper_version: Some("3.8.4".into()),
+            known_issue: None,
         };
         let s = StatusReply {
             cluster: "c".into(),

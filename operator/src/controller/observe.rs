@@ -41,6 +41,8 @@ struct Heard {
     served_at: Option<Instant>,
     /// When a report last said its JVM runs.
     running_at: Option<Instant>,
+    /// The ZooKeeper release its server last said it runs.
+    version: Option<String>,
 }
 
 /// The latest report of each agent and when it arrived, when each server
@@ -81,6 +83,11 @@ impl ReportCache {
             } else {
                 last.and_then(|h| h.running_at)
             },
+            version: report
+                .probe
+                .as_ref()
+                .and_then(|p| p.version.clone())
+                .or_else(|| last.and_then(|h| h.version.clone())),
             at: now,
             report,
         };
@@ -97,6 +104,11 @@ impl ReportCache {
             h.served_at = None;
             h.running_at = None;
         }
+    }
+
+    /// The ZooKeeper release the server on `instance` last said it runs.
+    pub fn version(&self, instance: &str) -> Option<&str> {
+        self.reports.get(instance)?.version.as_deref()
     }
 
     /// Keeps only the reports of instances the fleet lists: memory stays

@@ -49,6 +49,8 @@ pub(super) struct SharedState {
     pub(super) requests: Requests,
     /// When an unknown instance's report last asked for a look at the fleet.
     refresh_asked_at: Option<tokio::time::Instant>,
+    /// Members already warned about their ZooKeeper release, with it.
+    warned: std::collections::BTreeSet<(zkop_spec::zk::ServerId, String)>,
 }
 
 /// Why `zkop replace` was refused.
@@ -113,6 +115,7 @@ impl Shared {
                 last_error: None,
                 requests: Requests::default(),
                 refresh_asked_at: None,
+                warned: Default::default(),
             }),
             revision_tx,
             news: Notify::new(),
@@ -301,7 +304,24 @@ impl Shared {
         let observed = s.reports.observe(view, &s.requests, now, wall_ms);
         let newest = s.reports.newest_zxid(now);
         s.persisted.max_zxid_seen = s.persisted.max_zxid_seen.max(newest);
-        (s.spec.clone(), s.persisted.clone(), observed)
+        let warn: Vec<String> = s
+            .persisted
+            .members
+            .values()
+            .filter_map(|m| {
+                let version = s.reports.version(&m.instance)?.to_string();
+                let bug = zkop_spec::releases::known_data_loss(&version)?;
+                s.warned
+                    .insert((m.id, version.clone()))
+                    .then(|| format!("member {} runs ZooKeeper {version}, a release with a known data-loss bug: {bug}; upgrade it", m.id))
+            })
+            .collect();
+        let out = (s.spec.clone(), s.persisted.clone(), observed);
+        drop(guard);
+        for message in warn {
+            self.event("known_bug", message);
+        }
+        out
     }
 
     /// Keeps the latest plan; returns the phase before it.

@@ -73,6 +73,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                 .filter(|r| r.server_id == Some(m.id));
             let probe = report.and_then(|r| r.probe.as_ref());
             let instance = input.instances.iter().find(|i| i.id == m.instance);
+            let version = input.reports.version(&m.instance).map(str::to_string);
             MemberStatus {
                 id: m.id,
                 instance: m.instance.clone(),
@@ -85,6 +86,11 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                 healthy: probe.is_some_and(|p| p.serving),
                 zone: instance.and_then(|i| i.zone.clone()),
                 launch_template: instance.and_then(|i| i.launch_template.clone()),
+                zookeeper_version: version.clone(),
+                known_issue: version
+                    .as_deref()
+                    .and_then(zkop_spec::releases::known_data_loss)
+                    .map(str::to_string),
             }
         })
         .collect();

@@ -252,3 +252,40 @@ async fn slow_starters_the_leader_clock_restarts_after_a_forced_config() {
     let (_, _, observed) = ctl.shared.snapshot(view);
     assert_eq!(observed.leaderless_for, Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_release_with_a_known_data_loss_bug_is_named_in_status_metrics_and_one_event() {
+    let b = cluster(3);
+    let (mut ctl, _) = controller_of(&b, "").await;
+    for i in ["i-1", "i-2", "i-3"] {
+        let mut r = report_of(&b, i);
+        r.probe.as_mut().unwrap().version = Some(if i == "i-3" { "3.8.0" } else { "3.8.4" }.into());
+        ctl.shared.record_report(r).unwrap();
+    }
+    pass(&mut ctl).await;
+    pass(&mut ctl).await;
+    let s = ctl.shared.status();
+    let m3 = s.members.iter().find(|m| m.id.0 == 3).unwrap();
+    assert_eq!(m3.zookeeper_version.as_deref(), Some("3.8.0"));
+    assert!(
+        m3.known_issue
+            .as_deref()
+            .is_some_and(|i| i.contains("ZOOKEEPER-4785"))
+    );
+    let m1 = s.members.iter().find(|m| m.id.0 == 1).unwrap();
+    assert_eq!(
+        (m1.zookeeper_version.as_deref(), &m1.known_issue),
+        (Some("3.8.4"), &None)
+    );
+    let warned: Vec<_> = s.events.iter().filter(|e| e.kind == "known_bug").collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].message.contains("member 3 runs ZooKeeper 3.8.0"),
+        "{warned:?}"
+    );
+    let metrics = ctl.shared.metrics.render(&s);
+    assert!(
+        metrics.contains("member=\"3\",version=\"3.8.0\",known_issue=\"ZOOKEEPER-4785\"} 1"),
+        "{metrics}"
+    );
+}

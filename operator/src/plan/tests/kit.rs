@@ -151,6 +151,7 @@ impl B {
                 mode: Some(mode),
                 zxid: None,
                 config: config.clone(),
+                version: None,
             });
         }
         self

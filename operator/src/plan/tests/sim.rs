@@ -112,6 +112,7 @@ impl Sim {
                     }),
                     zxid: None,
                     config: if quorum { self.zk.config.clone() } else { None },
+                    version: None,
                 }
             });
             let mut r = report(&i.id, id.map(|i| i.0), probe);
