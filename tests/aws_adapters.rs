@@ -130,6 +130,39 @@ async fn uniqueness_at_claim_a_lost_entry_is_recreated_and_its_id_never_handed_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_an_id_stream_that_never_named_its_holder_is_released() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let ledger = LogStreamLedger::open(&config, "/zkop/test/ids")
+        .await
+        .unwrap()
+        .with_orphan_after(Duration::ZERO);
+    // A claim created stream 1, then crashed before PutLogEvents.
+    let a = ledger
+        .claim(&InstanceId::from("i-a"), &TakenIds::new())
+        .await
+        .unwrap();
+    ledger.release(a.id).await.unwrap();
+    zkop::adapters::aws::calls::logs(&config)
+        .create_log_stream()
+        .log_group_name("/zkop/test/ids")
+        .log_stream_name("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ledger.holder(ServerId(1)).await.unwrap(), None);
+    let b = ledger
+        .claim(&InstanceId::from("i-b"), &TakenIds::new())
+        .await
+        .unwrap();
+    assert_eq!((b.id, b.resumed), (ServerId(1), false));
+    assert_eq!(
+        ledger.holder(ServerId(1)).await.unwrap().as_deref(),
+        Some("i-b")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_writes_are_conditional_on_the_version_and_fenced_by_the_epoch() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;

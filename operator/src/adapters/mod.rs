@@ -104,6 +104,11 @@ pub struct Claim {
     pub restored: Vec<ServerId>,
 }
 
+/// How old a ledger entry that never named its holder (a claim that crashed
+/// between creating it and naming its instance) must be to be released as an
+/// orphan: well past the deadline of any claim still in flight.
+pub const ORPHAN_AFTER: Duration = Duration::from_secs(120);
+
 /// Ids already taken, as the state and the config say: never handed out.
 /// With the instance holding it when the state records one, so that a
 /// missing ledger entry is re-created for it.

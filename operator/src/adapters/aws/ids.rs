@@ -3,7 +3,9 @@
 //! claim is atomic; the stream's first event names the instance holding it, so
 //! a claim the state never recorded is found again by its instance.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::warn;
 use zkop_spec::InstanceId;
 
 use aws_sdk_cloudwatchlogs::Client;
@@ -11,7 +13,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 
 use zkop_spec::zk::ServerId;
 
-use crate::adapters::{Claim, IdLedger, LedgerError, TakenIds};
+use crate::adapters::{Claim, IdLedger, LedgerError, ORPHAN_AFTER, TakenIds};
 
 /// ZooKeeper's ids are longs; zkop issues them from 1 and stops well before
 /// any sane ensemble would need more.
@@ -22,6 +24,7 @@ const MAX_ID: u64 = 255;
 pub struct LogStreamLedger {
     client: Client,
     group: String,
+    orphan_after: Duration,
 }
 
 fn io(what: &str, e: impl std::fmt::Display) -> LedgerError {
@@ -44,11 +47,23 @@ impl LogStreamLedger {
         Ok(Self {
             client,
             group: group.to_string(),
+            orphan_after: ORPHAN_AFTER,
         })
     }
 
     /// The ids whose streams exist, lowest first.
     pub async fn held(&self) -> Result<Vec<ServerId>, LedgerError> {
+        Ok(self
+            .streams()
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// The ids whose streams exist, lowest first, with when each was created
+    /// (ms since the Unix epoch).
+    async fn streams(&self) -> Result<Vec<(ServerId, i64)>, LedgerError> {
         let mut ids = Vec::new();
         let mut pages = self
             .client
@@ -60,12 +75,20 @@ impl LogStreamLedger {
             let page = page.map_err(|e| io("DescribeLogStreams", super::describe(&e)))?;
             for s in page.log_streams() {
                 if let Some(id) = s.log_stream_name().and_then(|n| n.parse().ok()) {
-                    ids.push(ServerId(id));
+                    ids.push((ServerId(id), s.creation_time().unwrap_or(0)));
                 }
             }
         }
         ids.sort();
         Ok(ids)
+    }
+
+    /// Streams this old without a holder are orphans (a claim that crashed
+    /// or whose PutLogEvents failed) and are released; the default,
+    /// [`ORPHAN_AFTER`], outlasts any claim in flight.
+    pub fn with_orphan_after(mut self, after: Duration) -> Self {
+        self.orphan_after = after;
+        self
     }
 
     /// The instance named in a lease's stream, if any.
@@ -133,7 +156,8 @@ impl LogStreamLedger {
 
 impl IdLedger for LogStreamLedger {
     async fn claim(&self, instance: &InstanceId, taken: &TakenIds) -> Result<Claim, LedgerError> {
-        let held = self.held().await?;
+        let streams = self.streams().await?;
+        let mut held: Vec<ServerId> = streams.iter().map(|(id, _)| *id).collect();
         let mut restored = Vec::new();
         for (id, holder) in taken {
             if let Some(holder) = holder
@@ -145,13 +169,26 @@ impl IdLedger for LogStreamLedger {
         }
         // Streams not taken are rare (a controller stopped mid-claim): each
         // costs one GetLogEvents here.
-        for id in held.iter().filter(|id| !taken.contains_key(id)) {
-            if self.holder(*id).await?.as_deref() == Some(instance) {
-                return Ok(Claim {
-                    id: *id,
-                    resumed: true,
-                    restored,
-                });
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for (id, created) in streams.iter().filter(|(id, _)| !taken.contains_key(id)) {
+            match self.holder(*id).await? {
+                Some(h) if h == instance.as_str() => {
+                    return Ok(Claim {
+                        id: *id,
+                        resumed: true,
+                        restored,
+                    });
+                }
+                // Never given its holder, long ago: an orphan, released.
+                None if now.saturating_sub(*created) >= self.orphan_after.as_millis() as i64 => {
+                    warn!(id = %id, "releasing id stream that never named its holder");
+                    self.release(*id).await?;
+                    held.retain(|h| h != id);
+                }
+                _ => {}
             }
         }
         for id in (1..=MAX_ID).map(ServerId) {

@@ -3,11 +3,12 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 use zkop_spec::InstanceId;
 
 use zkop_spec::zk::ServerId;
 
-use crate::adapters::{Claim, IdLedger, LedgerError, TakenIds};
+use crate::adapters::{Claim, IdLedger, LedgerError, ORPHAN_AFTER, TakenIds};
 
 /// ZooKeeper ids go up to 255 for zkop's local clusters; far more than a loopback
 /// network holds.
@@ -17,12 +18,40 @@ const MAX_ID: u64 = 255;
 #[derive(Debug, Clone)]
 pub struct FileLedger {
     dir: PathBuf,
+    orphan_after: Duration,
 }
 
 impl FileLedger {
     /// A ledger in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            orphan_after: ORPHAN_AFTER,
+        }
+    }
+
+    /// Empty files this old are orphans (a claim that stopped between
+    /// creating its file and writing its instance) and are removed.
+    pub fn with_orphan_after(mut self, after: Duration) -> Self {
+        self.orphan_after = after;
+        self
+    }
+
+    /// Removes the orphans among the files of ids not taken.
+    fn release_orphans(&self, taken: &TakenIds) -> Result<(), LedgerError> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let meta = entry.metadata()?;
+            let age = meta.modified()?.elapsed().unwrap_or_default();
+            if !taken.contains_key(&ServerId(id)) && meta.len() == 0 && age >= self.orphan_after {
+                tracing::warn!(id, "removing an id file that never named its holder");
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// The id not taken whose file names `instance`, if any.
@@ -66,6 +95,7 @@ impl FileLedger {
 impl IdLedger for FileLedger {
     async fn claim(&self, instance: &InstanceId, taken: &TakenIds) -> Result<Claim, LedgerError> {
         std::fs::create_dir_all(&self.dir)?;
+        self.release_orphans(taken)?;
         let mut restored = Vec::new();
         for (id, holder) in taken {
             if let Some(holder) = holder
@@ -169,6 +199,24 @@ mod tests {
             .await
             .unwrap();
         assert!(!c.resumed && c.id != a && c.id != b.id, "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn orphans_an_id_file_that_never_named_its_holder_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = FileLedger::new(dir.path().join("ids")).with_orphan_after(Duration::ZERO);
+        std::fs::create_dir_all(dir.path().join("ids")).unwrap();
+        // A claim stopped between creating id 1's file and writing to it.
+        std::fs::write(dir.path().join("ids").join("1"), b"").unwrap();
+        let a = ledger
+            .claim(&InstanceId::from("i-a"), &TakenIds::new())
+            .await
+            .unwrap();
+        assert_eq!((a.id, a.resumed), (ServerId(1), false));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ids").join("1")).unwrap(),
+            "i-a"
+        );
     }
 
     #[tokio::test]
