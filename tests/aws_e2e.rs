@@ -365,6 +365,70 @@ async fn uniqueness_a_lost_state_is_rebuilt_and_a_lost_ledger_entry_never_moves_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_starters_every_node_rebooting_in_the_sandbox_fences_and_forces_nothing() {
+    let _serial = SERIAL.lock().await;
+    let (mut c, first) = AwsCluster::start_settled(3, "127.0.70.0/24").await;
+    c.edit_spec(
+        "  replicas: 3",
+        "  healing:\n    detectAfter: 1s\n  replicas: 3",
+    );
+    // A few MB of data for every server to load.
+    let hosts = LocalCluster::endpoints(&first);
+    let client = common::zk_client(&hosts).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let blob = vec![7u8; 64 * 1024];
+    client.create("/bulk", b"", &options).await.unwrap();
+    for i in 0..48 {
+        client
+            .create(&format!("/bulk/b{i}"), &blob, &options)
+            .await
+            .unwrap();
+    }
+    drop(client);
+    // Every node reboots at once; its JVM interpreted now, so loading takes
+    // each server far longer than detectAfter.
+    let epoch = |s: &StatusReply| {
+        s.members
+            .iter()
+            .filter_map(|m| m.zxid)
+            .map(|z| z.epoch)
+            .max()
+    };
+    let before = epoch(&first);
+    let rebooted_at = common::now_ms();
+    c.reboot_every_node(&[("JAVA_TOOL_OPTIONS", "-Xint")]).await;
+    let log = || c.log_tail();
+    // Back once they elected a leader anew (a new epoch) and all serve.
+    let s = c
+        .api()
+        .wait_status(
+            "the same three voters serving again, under a new epoch",
+            Duration::from_secs(180),
+            |s| settled(s, 3, 0) && epoch(s) > before,
+            log,
+        )
+        .await;
+    assert_eq!(members(&s), members(&first), "members changed");
+    let drastic = [
+        "fence_instance",
+        "force_config",
+        "discard_ensemble",
+        "reconfig",
+        "bootstrap",
+    ];
+    let taken: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| e.at_ms >= rebooted_at && drastic.contains(&e.kind.as_str()))
+        .collect();
+    assert!(taken.is_empty(), "a reboot fenced or forced: {taken:#?}");
+    let client = common::zk_client(&hosts).await;
+    client.sync("/bulk").await.unwrap();
+    assert_eq!(client.list_children("/bulk").await.unwrap().len(), 48);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_before_persisting_a_reconfig_converges_after_restart() {
     let _serial = SERIAL.lock().await;
     let (mut c, first) =

@@ -109,6 +109,9 @@ pub struct AwsCluster {
     pub token: String,
     /// The proxy controller 0 reaches DynamoDB through, when asked for.
     pub dynamodb_proxy: Option<super::proxy::Proxy>,
+    /// The fleet simulator's PID and loopback range.
+    sim_pid: u32,
+    network: String,
 }
 
 impl AwsCluster {
@@ -204,6 +207,8 @@ impl AwsCluster {
             env0,
             token: String::new(),
             dynamodb_proxy,
+            sim_pid: 0,
+            network: String::new(),
         };
         for i in 0..controllers {
             let state = c.controller_dir(i);
@@ -219,19 +224,47 @@ impl AwsCluster {
             c.urls.push(url);
             c.token = token;
         }
-        let mut sim = c.command("sim");
+        c.network = network.to_string();
+        c.spawn_simulator(&[]);
+        c
+    }
+
+    /// Starts the fleet simulator (`zkop sandbox fleet`) with extra
+    /// environment, which its agents and servers inherit.
+    fn spawn_simulator(&mut self, env: &[(&str, &str)]) {
+        let mut sim = self.command("sim");
         sim.args(["sandbox", "fleet"])
-            .arg(&c.spec_path)
+            .arg(&self.spec_path)
             .arg("--state-dir")
-            .arg(c.state_dir())
-            .args(["--network", network])
+            .arg(self.state_dir())
+            .args(["--network", &self.network])
             .arg("--agent-bin")
-            .arg(agent_bin());
-        for url in &c.urls {
+            .arg(agent_bin())
+            .envs(env.iter().copied());
+        for url in &self.urls {
             sim.arg("--controller").arg(url);
         }
-        c.children.push(sim.spawn().unwrap());
-        c
+        let child = sim.spawn().unwrap();
+        self.sim_pid = child.id();
+        self.children.push(child);
+    }
+
+    /// Every node reboots: the simulator stops every agent and server
+    /// (SIGTERM, as a shutdown does) and starts them again on the same
+    /// addresses and data, with extra environment.
+    pub async fn reboot_every_node(&mut self, env: &[(&str, &str)]) {
+        // SAFETY: kill(2) on the simulator this harness started.
+        unsafe {
+            libc::kill(self.sim_pid as libc::pid_t, libc::SIGTERM);
+        }
+        let pid = self.sim_pid;
+        super::wait_until(
+            "the simulator to stop",
+            Duration::from_secs(60),
+            || async move { (!alive(pid)).then_some(()) },
+        )
+        .await;
+        self.spawn_simulator(env);
     }
 
     /// `start`, then waits until the group is `replicas` voters; returns the
@@ -383,6 +416,14 @@ impl AwsCluster {
             tail(&self.dir.path().join("run-0.log")),
             tail(&self.dir.path().join("sim.log"))
         )
+    }
+
+    /// Replaces `from` with `to` in the spec file (the controller reloads it).
+    pub fn edit_spec(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.spec_path).unwrap();
+        let new = text.replace(from, to);
+        assert_ne!(text, new);
+        std::fs::write(&self.spec_path, new).unwrap();
     }
 
     /// Edits `replicas` in the spec file.

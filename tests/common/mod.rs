@@ -864,3 +864,11 @@ pub async fn zkop_json<T: serde::de::DeserializeOwned>(args: &[&std::ffi::OsStr]
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Now, in ms since the Unix epoch (as event stamps are).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

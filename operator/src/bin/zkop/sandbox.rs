@@ -71,10 +71,18 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
             },
         },
     );
+    // Addresses survive a restart of the simulator (every node rebooting):
+    // an instance keeps its address, as an EC2 instance keeps its private IP.
+    let addresses_file = dir.join("sandbox").join("addresses.json");
+    let addresses = std::fs::read(&addresses_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     let mut sim = Simulator {
         agents,
         network,
-        addresses: BTreeMap::new(),
+        addresses,
+        addresses_file,
         lost: BTreeSet::new(),
     };
     let stop = zkop::cli::serve::until_signalled();
@@ -99,6 +107,8 @@ struct Simulator {
     network: (std::net::Ipv4Addr, u8),
     /// Every address ever handed out: an instance's address is never reused.
     addresses: BTreeMap<String, String>,
+    /// Where they are kept across restarts of the simulator.
+    addresses_file: PathBuf,
     /// Instances whose agent died or whose instance left: never restarted.
     lost: BTreeSet<String>,
 }
@@ -135,6 +145,11 @@ impl Simulator {
                         self.addresses.values().map(String::as_str).collect();
                     let a = free_address(self.network, &used)?;
                     self.addresses.insert(id.to_string(), a.clone());
+                    zkop_runtime::files::write_atomic(
+                        &self.addresses_file,
+                        serde_json::to_string(&self.addresses)?.as_bytes(),
+                        0o600,
+                    )?;
                     a
                 }
             };
