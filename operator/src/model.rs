@@ -161,6 +161,10 @@ pub struct Instance {
     /// the fleet knows it.
     #[serde(default)]
     pub launch_template: Option<String>,
+    /// Its private IP, when the fleet knows it: the only address its
+    /// member may claim.
+    #[serde(default)]
+    pub private_ip: Option<String>,
 }
 
 /// A report and how old it is.

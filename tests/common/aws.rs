@@ -328,14 +328,19 @@ impl AwsCluster {
             .open(self.dir.path().join(format!("{log}.log")))
             .unwrap();
         let mut cmd = Command::new(zkop_bin());
-        cmd.env("AWS_ENDPOINT_URL", &self.moto.url)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
+        // The simulator's loopback addresses stand in for private IPs.
+        cmd.env(
+            zkop::adapters::aws::SANDBOX_ADDRESSES,
+            self.state_dir().join("sandbox").join("addresses.json"),
+        )
+        .env("AWS_ENDPOINT_URL", &self.moto.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
         cmd
     }
 

@@ -106,6 +106,7 @@ impl Fleet for MemoryFleet {
                 state: InstanceState::Running,
                 zone: None,
                 launch_template: template.clone(),
+                private_ip: None,
             });
         }
         Ok(FleetView {

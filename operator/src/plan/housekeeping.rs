@@ -95,8 +95,10 @@ impl Ctx<'_> {
             .find_map(|i| {
                 let r = self.fresh_report(&i.id)?;
                 // EC2 reuses private IPs: an address a member or the config
-                // still holds is never handed out again.
-                (!self.address_taken(&r.address)).then(|| Step::ClaimId {
+                // still holds is never handed out again. And an agent may
+                // claim only its own instance's address, when the fleet knows it.
+                let own = i.private_ip.as_ref().is_none_or(|ip| *ip == r.address);
+                (own && !self.address_taken(&r.address)).then(|| Step::ClaimId {
                     instance: i.id.clone(),
                     address: r.address.clone(),
                 })

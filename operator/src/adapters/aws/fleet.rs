@@ -1,6 +1,7 @@
 //! An EC2 Auto Scaling group as the fleet. Its instances, their lifecycle state
 //! and zone come from the group; a member's address is the one its agent
-//! advertises, never one read from EC2. Scaling in is the controller's: members
+//! advertises, and it must be the instance's private IP read from EC2 (the
+//! planner claims no id for an agent advertising another). Scaling in is the controller's: members
 //! are protected from scale-in, and the controller terminates an instance itself
 //! (lowering the desired capacity) once its member has left the config.
 //!
@@ -8,7 +9,10 @@
 //! EC2 puts on every instance launched from a template
 //! (`aws:ec2launchtemplate:id`, `aws:ec2launchtemplate:version`): the group's
 //! own per-instance field may name `$Latest` rather than a number. An
-//! instance's version never changes, so EC2 is asked once per instance.
+//! instance's version and private IP never change, so EC2 is asked once per
+//! instance. The AWS sandbox's instances run on loopback addresses moto does
+//! not know: there (only), `ZKOP_SANDBOX_ADDRESSES` names the simulator's
+//! instance-to-address file, which stands in for the private IPs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,8 +32,26 @@ pub struct AsgFleet {
     client: Client,
     ec2: aws_sdk_ec2::Client,
     group: String,
-    /// Each instance's launch template version (`lt-0abc:3`), once known.
-    launched_from: Arc<Mutex<BTreeMap<String, Option<String>>>>,
+    /// Each instance's launch template version (`lt-0abc:3`) and private IP,
+    /// once known.
+    launched_from: Arc<Mutex<BTreeMap<String, Learned>>>,
+}
+
+/// What EC2 says of an instance that never changes.
+#[derive(Debug, Clone, Default)]
+struct Learned {
+    template: Option<String>,
+    private_ip: Option<String>,
+}
+
+/// The test-only variable naming the AWS sandbox's address file.
+pub const SANDBOX_ADDRESSES: &str = "ZKOP_SANDBOX_ADDRESSES";
+
+/// The sandbox's instance-to-address map, when `ZKOP_SANDBOX_ADDRESSES` is set.
+fn sandbox_addresses() -> Option<BTreeMap<String, String>> {
+    let path = std::env::var_os(SANDBOX_ADDRESSES)?;
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The tag EC2 puts on an instance launched from a template: its id.
@@ -138,7 +160,8 @@ impl AsgFleet {
             .map(|(id, n)| format!("{id}:{n}")))
     }
 
-    /// Fills in the launch template version of instances not seen before.
+    /// Fills in the launch template version and private IP of instances not
+    /// seen before.
     /// Trouble is logged and retried next time: it only delays a replacement.
     async fn learn_launch_templates(&self, ids: &[String]) {
         let unknown: Vec<String> = {
@@ -173,10 +196,17 @@ impl AsgFleet {
                     .find(|t| t.key() == Some(key))
                     .and_then(|t| t.value())
             };
-            let version = tag(TEMPLATE_ID_TAG)
+            let template = tag(TEMPLATE_ID_TAG)
                 .zip(tag(TEMPLATE_VERSION_TAG))
                 .map(|(t, v)| format!("{t}:{v}"));
-            known.insert(id.to_string(), version);
+            let private_ip = i.private_ip_address().map(str::to_string);
+            known.insert(
+                id.to_string(),
+                Learned {
+                    template,
+                    private_ip,
+                },
+            );
         }
         // Forget instances the group no longer lists.
         known.retain(|id, _| ids.contains(id));
@@ -204,21 +234,26 @@ impl Fleet for AsgFleet {
             .iter()
             .filter_map(|i| i.instance_id().map(str::to_string))
             .collect();
-        if launch_template.is_some() {
-            self.learn_launch_templates(&ids).await;
-        }
+        self.learn_launch_templates(&ids).await;
         let known = self
             .launched_from
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let sandbox = sandbox_addresses();
         let instances = group
             .instances()
             .iter()
             .filter_map(|i| {
                 let id = i.instance_id()?.to_string();
+                let learned = known.get(&id).cloned().unwrap_or_default();
+                let private_ip = match &sandbox {
+                    Some(map) => map.get(&id).cloned(),
+                    None => learned.private_ip,
+                };
                 Some(Instance {
-                    launch_template: known.get(&id).cloned().flatten(),
+                    launch_template: learned.template,
+                    private_ip,
                     id: id.into(),
                     state: instance_state(i.lifecycle_state()),
                     zone: i.availability_zone().map(str::to_string),

@@ -10,7 +10,7 @@ mod ids;
 mod lease;
 mod store;
 
-pub use fleet::{AsgFleet, CLUSTER_TAG, SERVER_ID_TAG, instance_state};
+pub use fleet::{AsgFleet, CLUSTER_TAG, SANDBOX_ADDRESSES, SERVER_ID_TAG, instance_state};
 pub use ids::LogStreamLedger;
 pub use lease::DynamoLease;
 pub use store::DynamoStore;

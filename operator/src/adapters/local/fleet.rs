@@ -212,6 +212,7 @@ impl Fleet for LocalFleet {
                 },
                 zone: Some("local".into()),
                 launch_template: None,
+                private_ip: None,
             })
             .collect();
         Ok(FleetView {

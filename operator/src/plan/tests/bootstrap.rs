@@ -32,6 +32,7 @@ fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
             state: InstanceState::Running,
             zone: None,
             launch_template: None,
+            private_ip: None,
         });
         b.obs.reports.insert(
             inst.clone(),

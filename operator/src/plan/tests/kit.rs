@@ -104,6 +104,7 @@ impl B {
             state: InstanceState::Running,
             zone: None,
             launch_template: None,
+            private_ip: None,
         });
         self.p.members.insert(
             ServerId(id),

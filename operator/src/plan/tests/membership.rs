@@ -256,6 +256,7 @@ fn one_id_one_instance_an_id_is_released_only_once_its_instance_is_gone_and_clai
         state: InstanceState::Running,
         zone: None,
         launch_template: None,
+        private_ip: None,
     });
     b.obs.reports.insert(
         "i-9".into(),

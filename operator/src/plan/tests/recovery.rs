@@ -177,6 +177,7 @@ fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replac
             state: InstanceState::Running,
             zone: None,
             launch_template: None,
+            private_ip: None,
         });
         b.obs.reports.insert(
             inst.clone(),

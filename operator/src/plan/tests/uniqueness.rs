@@ -13,6 +13,7 @@ fn new_instance_at(address: &str) -> B {
         state: InstanceState::Running,
         zone: None,
         launch_template: None,
+        private_ip: None,
     });
     let mut r = report("i-9", None, None);
     r.address = address.into();
@@ -203,4 +204,21 @@ fn a_lost_state_waits_for_every_member_of_the_config_before_rebuilding() {
         matches!(late.steps.first(), Some(Step::RebuildState { members, .. }) if members.len() == 2),
         "{late:?}"
     );
+}
+
+#[test]
+fn api_trust_an_agent_may_claim_only_its_own_instance_s_private_ip() {
+    let mut b = new_instance_at("127.0.10.9");
+    let ip = |b: &mut B, ip: &str| {
+        let i = b.obs.instances.iter_mut().find(|i| i.id == "i-9").unwrap();
+        i.private_ip = Some(ip.into());
+    };
+    ip(&mut b, "10.0.0.9");
+    let plan = b.plan();
+    assert!(
+        claims(&plan).is_empty(),
+        "claimed another address: {plan:?}"
+    );
+    ip(&mut b, "127.0.10.9");
+    assert_eq!(claims(&b.plan()).len(), 1, "{:?}", b.plan());
 }
