@@ -257,9 +257,13 @@ async fn refuses_a_desired_state_from_an_older_controller_epoch() {
         .parse()
         .unwrap();
 
-    // The current leader (epoch 3) says the same: the agent obeys.
+    // The current leader (epoch 3) retires the member: the agent obeys.
+    // (A bare "no member here" no longer stops a server whose data the node
+    // holds: a controller that lost its state rebuilds it from reports.)
     let mut current = member_state(SECOND, 3, 3);
-    current.node = NodeAssignment::Idle;
+    current.node = NodeAssignment::Retired {
+        server_id: ServerId(1),
+    };
     *standin.desired.lock().unwrap() = Some(current);
     wait_for_async("the server stopped", Duration::from_secs(30), || {
         guard.server_pid().is_none() && srvr(SECOND).is_none()
