@@ -268,6 +268,11 @@ impl DynamicConfig {
         self.voter_count() / 2 + 1
     }
 
+    /// Whether the voters for which `holds` is true form a quorum of this config.
+    pub fn quorum_where(&self, holds: impl Fn(ServerId) -> bool) -> bool {
+        self.voters().filter(|s| holds(s.id)).count() >= self.majority()
+    }
+
     /// The role of `id` in this config, if listed.
     pub fn role_of(&self, id: ServerId) -> Option<MemberRole> {
         self.servers.get(&id).map(|s| s.role)

@@ -95,7 +95,7 @@ impl Ctx<'_> {
 
     /// Whether a majority of `config`'s voters serve.
     pub(super) fn majority_serves(&self, config: &DynamicConfig) -> bool {
-        config.voters().filter(|s| self.serving_id(s.id)).count() >= config.majority()
+        config.quorum_where(|id| self.serving_id(id))
     }
 
     pub(super) fn dead_id(&self, id: ServerId) -> bool {

@@ -40,14 +40,11 @@ impl Ctx<'_> {
             .find(|c| {
                 // A majority of `of`'s voters serve under `c`'s version.
                 let confirmed_by = |of: &DynamicConfig| {
-                    of.voters()
-                        .filter(|s| {
-                            serving.iter().any(|m| {
-                                m.id == s.id && reported(m).map(|r| r.version) == Some(c.version)
-                            })
+                    of.quorum_where(|id| {
+                        serving.iter().any(|m| {
+                            m.id == id && reported(m).map(|r| r.version) == Some(c.version)
                         })
-                        .count()
-                        >= of.majority()
+                    })
                 };
                 // ZooKeeper commits a reconfig with a quorum of the old
                 // config and of the new one.

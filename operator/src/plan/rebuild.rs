@@ -29,20 +29,17 @@ impl Ctx<'_> {
             .filter_map(|(_, r)| r.probe.as_ref()?.config.clone())
             .filter(|c| c.version.is_some())
             .max_by_key(|c| c.version)?;
-        let confirming = config
-            .voters()
-            .filter(|s| {
-                serving().any(|(_, r)| {
-                    r.server_id == Some(s.id)
-                        && r.probe
-                            .as_ref()
-                            .and_then(|p| p.config.as_ref())
-                            .map(|c| c.version)
-                            == Some(config.version)
-                })
+        let confirmed = config.quorum_where(|id| {
+            serving().any(|(_, r)| {
+                r.server_id == Some(id)
+                    && r.probe
+                        .as_ref()
+                        .and_then(|p| p.config.as_ref())
+                        .map(|c| c.version)
+                        == Some(config.version)
             })
-            .count();
-        if confirming < config.majority() {
+        });
+        if !confirmed {
             return None;
         }
         // Every server of the config whose agent reports its id, serving or not.
