@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::aws::{AwsCluster, LOG_GROUP};
 use common::wait_until;
 use common::{
-    LocalCluster, SERIAL, assert_writes_kept, assert_zookeeper_agrees, committed_config,
+    LocalCluster, SERIAL, assert_writes_kept, assert_zookeeper_agrees, committed_config, members,
     removed_before_terminated, settled, write_until,
 };
 use zkop::adapters::IdLedger;
@@ -25,13 +25,6 @@ async fn leases(c: &AwsCluster) -> BTreeMap<u64, String> {
         out.insert(id.0, ledger.holder(id).await.unwrap().unwrap_or_default());
     }
     out
-}
-
-fn members(s: &StatusReply) -> BTreeMap<u64, String> {
-    s.members
-        .iter()
-        .map(|m| (m.id.0, m.instance.to_string()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,11 +272,7 @@ async fn lease_loss_a_controller_cut_from_dynamodb_answers_503_within_its_lease_
         "force_config",
         "discard_ensemble",
     ];
-    let taken: Vec<_> = s
-        .events
-        .iter()
-        .filter(|e| drastic.contains(&e.kind.as_str()))
-        .collect();
+    let taken = common::events_of(&s, &drastic, 0);
     assert!(taken.is_empty(), "{taken:#?}");
     assert_eq!(status_of(&c, 0).await.0, 503, "controller 0 leads again");
 
@@ -330,11 +319,7 @@ async fn uniqueness_a_lost_state_is_rebuilt_and_a_lost_ledger_entry_never_moves_
         "force_config",
         "retire_member",
     ];
-    let taken: Vec<_> = s
-        .events
-        .iter()
-        .filter(|e| drastic.contains(&e.kind.as_str()))
-        .collect();
+    let taken = common::events_of(&s, &drastic, 0);
     assert!(taken.is_empty(), "{taken:#?}");
 
     // Member 2's id stream is deleted; then a scale-out: the new instance
@@ -375,16 +360,7 @@ async fn slow_starters_every_node_rebooting_in_the_sandbox_fences_and_forces_not
     // A few MB of data for every server to load.
     let hosts = LocalCluster::endpoints(&first);
     let client = common::zk_client(&hosts).await;
-    let options =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
-    let blob = vec![7u8; 64 * 1024];
-    client.create("/bulk", b"", &options).await.unwrap();
-    for i in 0..48 {
-        client
-            .create(&format!("/bulk/b{i}"), &blob, &options)
-            .await
-            .unwrap();
-    }
+    common::write_bulk(&client, 48).await;
     drop(client);
     // Every node reboots at once; its JVM interpreted now, so loading takes
     // each server far longer than detectAfter.
@@ -417,15 +393,9 @@ async fn slow_starters_every_node_rebooting_in_the_sandbox_fences_and_forces_not
         "reconfig",
         "bootstrap",
     ];
-    let taken: Vec<_> = s
-        .events
-        .iter()
-        .filter(|e| e.at_ms >= rebooted_at && drastic.contains(&e.kind.as_str()))
-        .collect();
+    let taken = common::events_of(&s, &drastic, rebooted_at);
     assert!(taken.is_empty(), "a reboot fenced or forced: {taken:#?}");
-    let client = common::zk_client(&hosts).await;
-    client.sync("/bulk").await.unwrap();
-    assert_eq!(client.list_children("/bulk").await.unwrap().len(), 48);
+    common::assert_bulk_kept(&hosts, 48).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

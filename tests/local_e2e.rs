@@ -108,16 +108,7 @@ async fn slow_starters_a_whole_restart_slower_than_detect_after_fences_and_force
     let hosts = LocalCluster::endpoints(&before);
     let client = zk_client(&hosts).await;
     common::write_kept(&client, 5).await;
-    let options =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
-    let blob = vec![7u8; 64 * 1024];
-    client.create("/bulk", b"", &options).await.unwrap();
-    for i in 0..64 {
-        client
-            .create(&format!("/bulk/b{i}"), &blob, &options)
-            .await
-            .unwrap();
-    }
+    common::write_bulk(&client, 64).await;
     drop(client);
     c.stop().await;
 
@@ -129,13 +120,7 @@ async fn slow_starters_a_whole_restart_slower_than_detect_after_fences_and_force
             settled(s, 3, 0)
         })
         .await;
-    let ids = |s: &StatusReply| -> BTreeSet<(u64, InstanceId)> {
-        s.members
-            .iter()
-            .map(|m| (m.id.0, m.instance.clone()))
-            .collect()
-    };
-    assert_eq!(ids(&after), ids(&before));
+    assert_eq!(common::members(&after), common::members(&before));
     let drastic = [
         "fence_instance",
         "force_config",
@@ -143,15 +128,9 @@ async fn slow_starters_a_whole_restart_slower_than_detect_after_fences_and_force
         "reconfig",
         "bootstrap",
     ];
-    let taken: Vec<_> = after
-        .events
-        .iter()
-        .filter(|e| drastic.contains(&e.kind.as_str()))
-        .collect();
+    let taken = common::events_of(&after, &drastic, 0);
     assert!(taken.is_empty(), "a restart fenced or forced: {taken:#?}");
-    let client = zk_client(&hosts).await;
-    client.sync("/bulk").await.unwrap();
-    assert_eq!(client.list_children("/bulk").await.unwrap().len(), 64);
+    common::assert_bulk_kept(&hosts, 64).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

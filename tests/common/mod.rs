@@ -872,3 +872,43 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// Each member's id and the instance holding it.
+pub fn members(s: &StatusReply) -> std::collections::BTreeMap<u64, String> {
+    s.members
+        .iter()
+        .map(|m| (m.id.0, m.instance.to_string()))
+        .collect()
+}
+
+/// The events of `s` of any of `kinds`, stamped at or after `since_ms`.
+pub fn events_of<'a>(
+    s: &'a StatusReply,
+    kinds: &[&str],
+    since_ms: u64,
+) -> Vec<&'a zkop_spec::wire::Event> {
+    s.events
+        .iter()
+        .filter(|e| e.at_ms >= since_ms && kinds.contains(&e.kind.as_str()))
+        .collect()
+}
+
+/// `/bulk` with `n` children of 64 KiB each: data a server takes a while to load.
+pub async fn write_bulk(client: &Client, n: usize) {
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let blob = vec![7u8; 64 * 1024];
+    client.create("/bulk", b"", &options).await.unwrap();
+    for i in 0..n {
+        client
+            .create(&format!("/bulk/b{i}"), &blob, &options)
+            .await
+            .unwrap();
+    }
+}
+
+/// Asserts that `/bulk` still has `n` children.
+pub async fn assert_bulk_kept(hosts: &str, n: usize) {
+    let client = zk_client(hosts).await;
+    client.sync("/bulk").await.unwrap();
+    assert_eq!(client.list_children("/bulk").await.unwrap().len(), n);
+}
