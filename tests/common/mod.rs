@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod chaos;
 pub mod moto;
+pub mod netns;
 pub mod proxy;
 
 use std::collections::BTreeSet;
@@ -94,6 +96,8 @@ pub struct LocalCluster {
     pub dir: tempfile::TempDir,
     pub spec_path: PathBuf,
     pub network: String,
+    /// With instances in namespaces: the hub's namespace, prefix and address.
+    hub: Option<(String, String, String)>,
     child: Option<Child>,
     url: String,
     token: String,
@@ -103,6 +107,22 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts `zkop local up` on `spec` in a new state directory.
     pub async fn start(spec: &str, network: &str) -> LocalCluster {
+        Self::start_with(spec, network, None).await
+    }
+
+    /// Starts `zkop local up --netns` inside `hub`, each instance in its own
+    /// network namespace. The caller's thread must be in the hub too
+    /// (`Hub::enter`) to reach the API and the servers.
+    pub async fn start_in(spec: &str, hub: &netns::Hub) -> LocalCluster {
+        let h = (hub.namespace(), hub.prefix.clone(), hub.address.clone());
+        Self::start_with(spec, &hub.network, Some(h)).await
+    }
+
+    async fn start_with(
+        spec: &str,
+        network: &str,
+        hub: Option<(String, String, String)>,
+    ) -> LocalCluster {
         require_zookeeper();
         let dir = tempfile::tempdir().unwrap();
         let spec_path = dir.path().join("spec.yaml");
@@ -111,6 +131,7 @@ impl LocalCluster {
             dir,
             spec_path,
             network: network.to_string(),
+            hub,
             child: None,
             url: String::new(),
             token: String::new(),
@@ -158,12 +179,27 @@ impl LocalCluster {
             .append(true)
             .open(self.dir.path().join("zkop.log"))
             .unwrap();
-        let child = Command::new(zkop_bin())
-            .args(["local", "up"])
+        let mut cmd = match &self.hub {
+            // `ip netns exec` as a person would run it: the namespaces zkop
+            // adds are then named in its own mount namespace, gone with it.
+            Some((ns, prefix, address)) => {
+                let mut cmd = Command::new("/usr/sbin/ip");
+                cmd.args(["netns", "exec", ns]).arg(zkop_bin());
+                cmd.args(["local", "up", "--netns", prefix]);
+                cmd.args(["--api", &format!("{address}:0")]);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(zkop_bin());
+                cmd.args(["local", "up", "--api", "127.0.0.1:0"]);
+                cmd
+            }
+        };
+        let child = cmd
             .arg(&self.spec_path)
             .arg("--state-dir")
             .arg(self.state_dir())
-            .args(["--network", &self.network, "--api", "127.0.0.1:0"])
+            .args(["--network", &self.network])
             .arg("--agent-bin")
             .arg(agent_bin())
             .envs(env.iter().copied())
@@ -300,6 +336,17 @@ impl LocalCluster {
         );
     }
 
+    /// The agent PID of an instance, if it runs.
+    pub fn agent_pid(&self, instance: &str) -> Option<u32> {
+        let fleet =
+            std::fs::read_to_string(self.state_dir().join("fleet.json")).unwrap_or_default();
+        let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap_or_default();
+        fleet["instances"][instance]["agentPid"]
+            .as_u64()
+            .map(|p| p as u32)
+            .filter(|pid| pid_alive(*pid) && cmdline_has(*pid, "zkop-agent"))
+    }
+
     /// The ZooKeeper PID of an instance, if it runs.
     pub fn server_pid(&self, instance: &str) -> Option<u32> {
         let p = self
@@ -344,18 +391,7 @@ impl LocalCluster {
 
     /// Every PID of an instance (agent and server) still alive.
     pub fn instance_pids(&self, instance: &str) -> Vec<u32> {
-        let mut pids = Vec::new();
-        let fleet =
-            std::fs::read_to_string(self.state_dir().join("fleet.json")).unwrap_or_default();
-        let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap_or_default();
-        if let Some(pid) = fleet["instances"][instance]["agentPid"]
-            .as_u64()
-            .map(|p| p as u32)
-            && pid_alive(pid)
-            && cmdline_has(pid, "zkop-agent")
-        {
-            pids.push(pid);
-        }
+        let mut pids: Vec<u32> = self.agent_pid(instance).into_iter().collect();
         pids.extend(self.server_pid(instance));
         pids
     }

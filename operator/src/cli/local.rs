@@ -2,7 +2,7 @@
 //! The controller runs in this process; instances are `zkop-agent` processes on
 //! loopback addresses; ids, state and secrets live in the state directory.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,9 +17,9 @@ use super::input::{InputError, agent_binary, load_spec, state_dir_for};
 use super::serve::{self, StateDir};
 use crate::adapters::StateStore;
 pub use crate::adapters::local::fleet_support::parse_network;
-use crate::adapters::local::fleet_support::{kill_server_of, process_is};
+use crate::adapters::local::fleet_support::{kill_server_of, parse_namespaced_network, process_is};
 use crate::adapters::local::{
-    AgentCommand, AgentSecrets, FileLedger, FileStore, LocalFleet, read_fleet_file,
+    AgentCommand, AgentSecrets, FileLedger, FileStore, LocalFleet, Namespaces, read_fleet_file,
 };
 use crate::controller::{AlwaysLeader, Controller, Shared, SpecFile};
 use crate::model::Persisted;
@@ -59,6 +59,8 @@ pub struct UpOptions {
     pub network: String,
     /// `--agent-bin`.
     pub agent_bin: Option<PathBuf>,
+    /// `--netns`: each instance in its own network namespace, on this prefix's bridge.
+    pub netns: Option<String>,
 }
 
 /// What `local up` starts from, once every refusal is past.
@@ -66,6 +68,7 @@ struct Checked {
     spec: ValidatedCluster,
     text: String,
     network: (std::net::Ipv4Addr, u8),
+    namespaces: Option<Namespaces>,
     agent_bin: PathBuf,
     dir: PathBuf,
     store: FileStore,
@@ -80,13 +83,7 @@ async fn check(opts: &UpOptions) -> anyhow::Result<Checked> {
             opts.spec.display()
         )));
     }
-    if !opts.api.ip().is_loopback() {
-        bail!(InputError::Usage(format!(
-            "--api {}: must be a loopback address",
-            opts.api
-        )));
-    }
-    let network = parse_network(&opts.network).map_err(InputError::Usage)?;
+    let (network, namespaces) = check_network(opts)?;
     let agent_bin = agent_binary(opts.agent_bin.clone())?;
     let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
     let store = FileStore::new(dir.join("state.json"));
@@ -105,10 +102,45 @@ async fn check(opts: &UpOptions) -> anyhow::Result<Checked> {
         spec,
         text,
         network,
+        namespaces,
         agent_bin,
         dir,
         store,
     })
+}
+
+/// The instances' network, and their namespaces with `--netns`. On loopback
+/// the API listens on loopback; with namespaces it listens on the hub's
+/// address in that network, which no instance may then take.
+fn check_network(opts: &UpOptions) -> Result<((Ipv4Addr, u8), Option<Namespaces>), InputError> {
+    let Some(prefix) = &opts.netns else {
+        if !opts.api.ip().is_loopback() {
+            return Err(InputError::Usage(format!(
+                "--api {}: must be a loopback address",
+                opts.api
+            )));
+        }
+        return Ok((
+            parse_network(&opts.network).map_err(InputError::Usage)?,
+            None,
+        ));
+    };
+    let network = parse_namespaced_network(&opts.network).map_err(InputError::Usage)?;
+    let namespaces = Namespaces::new(prefix, network).map_err(InputError::Usage)?;
+    let in_network = match opts.api.ip() {
+        IpAddr::V4(a) => {
+            u32::from(a) >> (32 - network.1) == u32::from(network.0) >> (32 - network.1)
+        }
+        IpAddr::V6(_) => false,
+    };
+    if !in_network {
+        return Err(InputError::Usage(format!(
+            "--api {}: with --netns, must be the hub's address in --network {}",
+            opts.api, opts.network
+        )));
+    }
+    namespaces.check_hub().map_err(InputError::Usage)?;
+    Ok((network, Some(namespaces)))
 }
 
 /// Runs the cluster in the foreground until SIGINT or SIGTERM.
@@ -117,6 +149,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         spec,
         text,
         network,
+        namespaces,
         agent_bin,
         dir,
         store,
@@ -142,6 +175,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     let fleet = Arc::new(LocalFleet::open(
         &dir,
         network,
+        vec![opts.api.ip().to_string()],
         AgentCommand {
             binary: agent_bin,
             controller_urls: vec![url.clone()],
@@ -149,6 +183,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
                 token_file,
                 password_file,
             },
+            namespaces,
         },
     )?);
     let shared = Shared::new(token, spec.clone(), persisted);

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use super::netns::Namespaces;
+
 /// How to start an agent.
 #[derive(Debug, Clone)]
 pub struct AgentCommand {
@@ -18,6 +20,8 @@ pub struct AgentCommand {
     pub controller_urls: Vec<String>,
     /// Where the agent gets its secrets.
     pub secrets: AgentSecrets,
+    /// Each instance in its own network namespace, or all on loopback (`None`).
+    pub namespaces: Option<Namespaces>,
 }
 
 /// Where an agent reads the API token and super-user password.
@@ -76,7 +80,13 @@ impl AgentProcesses {
             .create(true)
             .append(true)
             .open(dir.join("agent.log"))?;
-        let mut cmd = Command::new(&self.command.binary);
+        let mut cmd = match &self.command.namespaces {
+            Some(ns) => {
+                ns.attach(id, address)?;
+                ns.command(id, &self.command.binary)
+            }
+            None => Command::new(&self.command.binary),
+        };
         cmd.arg("--instance")
             .arg(id)
             .arg("--address")
@@ -127,8 +137,16 @@ impl AgentProcesses {
         for (id, _) in &gone {
             self.children.remove(id);
             kill_server_of(&Self::instance_dir(&self.state_dir, id));
+            self.detach(id);
         }
         gone
+    }
+
+    /// Removes instance `id`'s network namespace, if instances have them.
+    fn detach(&self, id: &str) {
+        if let Some(ns) = &self.command.namespaces {
+            ns.detach(id);
+        }
     }
 
     /// Stops one agent: SIGTERM (it stops its server), SIGKILL after `grace`.
@@ -140,6 +158,7 @@ impl AgentProcesses {
             }
         }
         kill_server_of(&Self::instance_dir(&self.state_dir, id));
+        self.detach(id);
     }
 
     /// Kills one agent and its server at once (an instance lost abruptly).
@@ -148,6 +167,7 @@ impl AgentProcesses {
         if let Some(mut child) = self.children.remove(id) {
             let _ = child.kill().await;
         }
+        self.detach(id);
     }
 
     /// Stops every agent in parallel; returns their instance ids.
@@ -167,6 +187,7 @@ impl AgentProcesses {
                 let _ = child.kill().await;
             }
             kill_server_of(&Self::instance_dir(&self.state_dir, &id));
+            self.detach(&id);
             ids.push(id);
         }
         ids
@@ -222,6 +243,7 @@ mod tests {
                 binary: PathBuf::from("/bin/true"),
                 controller_urls: vec![],
                 secrets: AgentSecrets::Ssm("unused".into()),
+                namespaces: None,
             },
         );
         agents.spawn("i-0001", "127.0.0.1").unwrap();

@@ -60,11 +60,35 @@ struct Inner {
 pub struct LocalFleet {
     state_dir: PathBuf,
     network: (Ipv4Addr, u8),
+    /// Addresses of `network` that are not the fleet's to hand out (the hub's).
+    reserved: Vec<String>,
     inner: Mutex<Inner>,
 }
 
 /// Parses `127.0.10.0/24`; only loopback ranges are allowed.
 pub fn parse_network(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
+    let net = parse_cidr(cidr)?;
+    if !net.0.is_loopback() {
+        return Err(format!("--network {cidr}: must be inside 127.0.0.0/8"));
+    }
+    Ok(net)
+}
+
+/// Parses the network of instances in their own namespaces (`--netns`): a
+/// private range (10/8, 172.16/12, 192.168/16), used only inside those
+/// namespaces. Loopback addresses cannot cross a veth pair.
+pub fn parse_namespaced_network(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
+    let net = parse_cidr(cidr)?;
+    if !net.0.is_private() {
+        return Err(format!(
+            "--network {cidr}: with --netns, must be a private range (10.0.0.0/8, \
+             172.16.0.0/12 or 192.168.0.0/16)"
+        ));
+    }
+    Ok(net)
+}
+
+fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
     let (addr, prefix) = cidr
         .split_once('/')
         .ok_or_else(|| format!("--network {cidr}: expected an IPv4 CIDR like 127.0.10.0/24"))?;
@@ -76,9 +100,6 @@ pub fn parse_network(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
         .ok()
         .filter(|p| (8..=30).contains(p))
         .ok_or_else(|| format!("--network {cidr}: the prefix must be between 8 and 30"))?;
-    if !addr.is_loopback() {
-        return Err(format!("--network {cidr}: must be inside 127.0.0.0/8"));
-    }
     Ok((addr, prefix))
 }
 
@@ -95,10 +116,11 @@ pub fn free_address(network: (Ipv4Addr, u8), used: &BTreeSet<&str>) -> Result<St
 
 impl LocalFleet {
     /// A fleet in `state_dir` (bookkeeping in `fleet.json`, instances in
-    /// `instances/<id>/`), handing out addresses from `network`.
+    /// `instances/<id>/`), handing out addresses from `network` but `reserved`.
     pub fn open(
         state_dir: &Path,
         network: (Ipv4Addr, u8),
+        reserved: Vec<String>,
         agent: AgentCommand,
     ) -> std::io::Result<Self> {
         let file = match std::fs::read_to_string(state_dir.join("fleet.json")) {
@@ -111,6 +133,7 @@ impl LocalFleet {
         Ok(Self {
             state_dir: state_dir.to_path_buf(),
             network,
+            reserved,
             inner: Mutex::new(Inner {
                 file,
                 agents: AgentProcesses::new(state_dir, agent),
@@ -183,6 +206,7 @@ impl Fleet for LocalFleet {
                 .instances
                 .values()
                 .map(|i| i.address.as_str())
+                .chain(self.reserved.iter().map(String::as_str))
                 .collect();
             let address = free_address(self.network, &used)?;
             let agent_pid = inner.agents.spawn(&id, &address)?;
@@ -292,5 +316,17 @@ mod tests {
         );
         assert!(parse_network("127.0.10.0").is_err());
         assert!(parse_network("127.0.10.0/31").is_err());
+    }
+
+    #[test]
+    fn instances_in_namespaces_take_private_networks_only() {
+        assert_eq!(
+            parse_namespaced_network("10.77.0.0/24").unwrap(),
+            (Ipv4Addr::new(10, 77, 0, 0), 24)
+        );
+        for bad in ["127.0.10.0/24", "8.8.8.0/24"] {
+            let e = parse_namespaced_network(bad).unwrap_err();
+            assert!(e.contains("private range"), "{e}");
+        }
     }
 }

@@ -162,12 +162,18 @@ enum LocalCommand {
         /// The API's listen address (a free port by default; written to api.json).
         #[arg(long, default_value = "127.0.0.1:0")]
         api: SocketAddr,
-        /// The loopback range the agents' servers use.
+        /// The range the agents' servers use: loopback, or with --netns a
+        /// private range whose first address the hub holds.
         #[arg(long, default_value = local::DEFAULT_NETWORK)]
         network: String,
         /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
         #[arg(long)]
         agent_bin: Option<PathBuf>,
+        /// Run each instance in its own network namespace PREFIX-<instance>,
+        /// wired to the bridge PREFIX-br of the namespace zkop runs in (for
+        /// real partitions in tests; see docs/reliability.md).
+        #[arg(long, value_name = "PREFIX")]
+        netns: Option<String>,
     },
     /// SIGKILL an instance's agent and ZooKeeper server, to try a failure.
     Kill {
@@ -234,6 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api,
             network,
             agent_bin,
+            netns,
         }) => {
             init_logs();
             local::up(UpOptions {
@@ -242,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 api,
                 network,
                 agent_bin,
+                netns,
             })
             .await?;
         }

@@ -69,6 +69,7 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
                     password_file: dir.join("super-password"),
                 },
             },
+            namespaces: None,
         },
     );
     // Addresses survive a restart of the simulator (every node rebooting):

@@ -1,0 +1,546 @@
+//! Seeded fault injection on a fleet of namespaced instances (`zkop local up
+//! --netns`): members killed, paused and partitioned, the spec edited, one
+//! fault at a time and never a majority at once, while a client writes. After
+//! each fault heals the cluster must come back to its spec with no member
+//! fenced and none replaced but the one the fault took; at the end every
+//! acknowledged write must read back and no epoch may have had two leaders.
+//! The same seed gives the same faults, targets and hold times.
+
+mod watchers;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use tokio::sync::watch;
+use zkop_spec::wire::StatusReply;
+
+use super::netns::Hub;
+use super::{LocalCluster, example_spec, members, now_ms, settled};
+pub use watchers::{Leaders, shared_epochs};
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// SIGKILL a member's ZooKeeper server (its agent restarts it).
+    KillServer,
+    /// SIGKILL a member's agent and server: the instance is lost and replaced.
+    KillInstance,
+    /// SIGSTOP a member's server for the hold time.
+    PauseServer,
+    /// SIGSTOP a member's agent for the hold time.
+    PauseAgent,
+    /// Cut one follower off the network.
+    CutFollower,
+    /// Cut the leader off the network.
+    CutLeader,
+    /// Move a minority to the far side of a partition (they reach each other).
+    SplitMinority,
+    /// Edit `replicas` by two (3 to 5, or back: `scale-out`, `scale-in`).
+    Scale,
+    /// Edit a ZooKeeper setting that rolls every member.
+    Roll,
+}
+
+/// Every kind, in a fixed order.
+pub const FAULTS: [Fault; 9] = [
+    Fault::KillServer,
+    Fault::KillInstance,
+    Fault::PauseServer,
+    Fault::PauseAgent,
+    Fault::CutFollower,
+    Fault::CutLeader,
+    Fault::SplitMinority,
+    Fault::Scale,
+    Fault::Roll,
+];
+
+impl Fault {
+    /// The name in the figure line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillServer => "kill-server",
+            Fault::KillInstance => "kill-instance",
+            Fault::PauseServer => "pause-server",
+            Fault::PauseAgent => "pause-agent",
+            Fault::CutFollower => "cut-follower",
+            Fault::CutLeader => "cut-leader",
+            Fault::SplitMinority => "split-minority",
+            Fault::Scale => "scale",
+            Fault::Roll => "roll",
+        }
+    }
+}
+
+/// The faults of a run: every kind once in a seeded order, `Scale` twice (out
+/// and back in), as far as `n` allows; then seeded picks.
+pub fn plan_faults(rng: &mut StdRng, n: usize) -> Vec<Fault> {
+    let mut plan = FAULTS.to_vec();
+    plan.push(Fault::Scale);
+    plan.shuffle(rng);
+    plan.truncate(n);
+    while plan.len() < n {
+        plan.push(*FAULTS.choose(rng).expect("kinds"));
+    }
+    plan
+}
+
+/// A run's size and seed.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    /// Faults to inject.
+    pub faults: usize,
+    /// The seed of faults, targets and hold times.
+    pub seed: u64,
+    /// Hold times are picked between these (seconds), below `memberDeadAfter`.
+    pub hold_secs: (u64, u64),
+}
+
+impl ChaosOptions {
+    /// `CHAOS_FAULTS`, `CHAOS_SEED` and `CHAOS_HOLD_MAX` over the defaults.
+    pub fn from_env(faults: usize, seed: u64) -> Self {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        Self {
+            faults: var("CHAOS_FAULTS").map_or(faults, |n| n as usize),
+            seed: var("CHAOS_SEED").unwrap_or(seed),
+            hold_secs: (4, var("CHAOS_HOLD_MAX").unwrap_or(8)),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// The seed.
+    pub seed: u64,
+    /// Faults injected, by kind.
+    pub by_kind: BTreeMap<&'static str, usize>,
+    /// Writes ZooKeeper acknowledged.
+    pub acked: usize,
+    /// Acknowledged writes that did not read back.
+    pub lost: usize,
+    /// The slowest return to the spec after a fault healed, and its kind.
+    pub slowest: (Duration, &'static str),
+    /// Leader epochs seen (each an election).
+    pub epochs: usize,
+}
+
+impl Figures {
+    /// The one line `scripts/chaos` prints.
+    pub fn line(&self) -> String {
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        format!(
+            "chaos: seed {}, {} faults ({}), {} acknowledged writes, {} lost, slowest return to the spec {:.1} s ({}), {} leader epochs",
+            self.seed,
+            self.by_kind.values().sum::<usize>(),
+            kinds.join(", "),
+            self.acked,
+            self.lost,
+            self.slowest.0.as_secs_f64(),
+            self.slowest.1,
+            self.epochs
+        )
+    }
+}
+
+/// Runs the faults on a three-voter cluster of namespaced instances and
+/// returns the figures; panics, keeping the state directory (every server's
+/// log) and naming the seed, when a check fails.
+pub fn run(opts: &ChaosOptions) -> Figures {
+    super::require_zookeeper();
+    let _serial = super::SERIAL.blocking_lock();
+    let hub = Hub::create(200);
+    hub.enter();
+    eprintln!(
+        "chaos: seed {} ({} faults), namespaces {}-*",
+        opts.seed, opts.faults, hub.prefix
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run_in_hub(&hub, opts))
+}
+
+/// What the cluster should look like after a fault.
+#[derive(Debug)]
+enum Expect {
+    /// The same members.
+    Same,
+    /// The same members but this instance's, which is replaced.
+    Replaced(String),
+    /// More members, every one of before kept.
+    Grown,
+    /// Fewer members, each one of before.
+    Shrunk,
+    /// The same members, each restarted.
+    Rolled,
+}
+
+/// The spec the faults start from and what edits have made of it.
+struct World {
+    replicas: usize,
+    rolled: bool,
+}
+
+async fn run_in_hub(hub: &Hub, opts: &ChaosOptions) -> Figures {
+    let c = LocalCluster::start_in(&example_spec(3), hub).await;
+    let _keep = KeepOnFailure {
+        state: c.state_dir(),
+        seed: opts.seed,
+    };
+    let first = back_to_spec(&c, 3, None).await;
+    let (hosts_tx, hosts_rx) = watch::channel(LocalCluster::endpoints(&first));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let api = (c.http().clone(), c.url().to_string(), c.token().to_string());
+    let poller = watchers::follow_members(api, hosts_tx, seen.clone(), stop_rx.clone());
+    let writer = tokio::spawn(watchers::write_until_stopped(hosts_rx, stop_rx.clone()));
+    let sampler = tokio::spawn(watchers::sample_leaders(seen, stop_rx));
+
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut world = World {
+        replicas: 3,
+        rolled: false,
+    };
+    let mut fig = Figures {
+        seed: opts.seed,
+        ..Figures::default()
+    };
+    for (i, fault) in plan_faults(&mut rng, opts.faults).into_iter().enumerate() {
+        let before = back_to_spec(&c, world.replicas, None).await;
+        let started = now_ms();
+        let hold = Duration::from_secs(rand::Rng::random_range(
+            &mut rng,
+            opts.hold_secs.0..=opts.hold_secs.1,
+        ));
+        let (expect, healed) = inject(&c, hub, fault, &before, &mut rng, &mut world, hold).await;
+        let rolled = matches!(expect, Expect::Rolled).then_some(started);
+        let after = back_to_spec(&c, world.replicas, rolled).await;
+        let took = healed.elapsed();
+        check_membership(fault, &expect, &before, &after);
+        if fault == Fault::CutLeader {
+            // The cut took: the others elected a leader of a later epoch.
+            assert!(
+                leader_epoch(&after) > leader_epoch(&before),
+                "seed {}: cutting the leader off for {hold:?} changed no leader: {:#?}",
+                opts.seed,
+                after.members
+            );
+        }
+        check_nothing_drastic(fault, &after, started);
+        let name = match expect {
+            Expect::Grown => "scale-out",
+            Expect::Shrunk => "scale-in",
+            _ => fault.name(),
+        };
+        *fig.by_kind.entry(name).or_default() += 1;
+        if took > fig.slowest.0 {
+            fig.slowest = (took, name);
+        }
+        eprintln!(
+            "chaos: fault {} {name} ({expect:?}, held {hold:?}): back to the spec {:.1} s after it healed; steps {:?}",
+            i + 1,
+            took.as_secs_f64(),
+            steps_since(&after, started)
+        );
+    }
+    let last = back_to_spec(&c, world.replicas, None).await;
+    let _ = stop_tx.send(true);
+    let acked = writer.await.expect("writer");
+    let leaders = sampler.await.expect("sampler");
+    let _ = poller.await;
+    check_end(&mut fig, &last, &acked, &leaders).await;
+    fig
+}
+
+/// Every acknowledged write reads back; no epoch had two leaders.
+async fn check_end(fig: &mut Figures, last: &StatusReply, acked: &[String], leaders: &Leaders) {
+    fig.acked = acked.len();
+    fig.epochs = leaders.len();
+    let lost = watchers::lost_writes(&LocalCluster::endpoints(last), acked).await;
+    fig.lost = lost.len();
+    eprintln!("{}", fig.line());
+    assert!(
+        lost.is_empty(),
+        "seed {}: {} acknowledged writes lost: {lost:?}",
+        fig.seed,
+        lost.len()
+    );
+    assert!(fig.acked > 0, "seed {}: no write got through", fig.seed);
+    let shared = shared_epochs(leaders);
+    assert!(
+        shared.is_empty(),
+        "seed {}: epochs led by two servers: {shared:?}",
+        fig.seed
+    );
+}
+
+/// Injects `fault`, holds it, heals it; returns what to expect and when it healed.
+async fn inject(
+    c: &LocalCluster,
+    hub: &Hub,
+    fault: Fault,
+    before: &StatusReply,
+    rng: &mut StdRng,
+    world: &mut World,
+    hold: Duration,
+) -> (Expect, Instant) {
+    let any = before.members.choose(rng).expect("members").clone();
+    let instance = any.instance.to_string();
+    let expect = match fault {
+        Fault::KillServer => {
+            signal(c.server_pid(&instance), libc::SIGKILL, &instance);
+            Expect::Same
+        }
+        Fault::KillInstance => {
+            c.kill_instance(&instance);
+            Expect::Replaced(instance)
+        }
+        Fault::PauseServer => {
+            pause(c.server_pid(&instance), hold, &instance).await;
+            Expect::Same
+        }
+        Fault::PauseAgent => {
+            pause(c.agent_pid(&instance), hold, &instance).await;
+            Expect::Same
+        }
+        Fault::CutFollower | Fault::CutLeader => {
+            let role = if fault == Fault::CutLeader {
+                "leader"
+            } else {
+                "follower"
+            };
+            let target = before
+                .members
+                .iter()
+                .filter(|m| m.role == role)
+                .collect::<Vec<_>>()
+                .choose(rng)
+                .map(|m| m.instance.to_string())
+                .unwrap_or_else(|| panic!("no {role}: {:#?}", before.members));
+            hub.cut(&target);
+            tokio::time::sleep(hold).await;
+            hub.heal(&target);
+            Expect::Same
+        }
+        Fault::SplitMinority => {
+            let minority = (before.members.len() - 1) / 2;
+            let side: Vec<String> = before
+                .members
+                .choose_multiple(rng, minority)
+                .map(|m| m.instance.to_string())
+                .collect();
+            side.iter().for_each(|i| hub.isolate(i));
+            tokio::time::sleep(hold).await;
+            side.iter().for_each(|i| hub.heal(i));
+            Expect::Same
+        }
+        Fault::Scale => {
+            let to = if world.replicas == 3 { 5 } else { 3 };
+            c.set_replicas(world.replicas as u32, to as u32);
+            let grown = to > world.replicas;
+            world.replicas = to;
+            if grown { Expect::Grown } else { Expect::Shrunk }
+        }
+        Fault::Roll => {
+            let (from, to) = if world.rolled {
+                ("\"120\"", "\"100\"")
+            } else {
+                ("\"100\"", "\"120\"")
+            };
+            c.edit_spec(
+                &format!("maxClientCnxns: {from}"),
+                &format!("maxClientCnxns: {to}"),
+            );
+            world.rolled = !world.rolled;
+            Expect::Rolled
+        }
+    };
+    (expect, Instant::now())
+}
+
+/// Sends `sig` to a process the fault needs, which must run.
+fn signal(pid: Option<u32>, sig: libc::c_int, instance: &str) {
+    let pid = pid.unwrap_or_else(|| panic!("{instance}: the process to signal is not running"));
+    // SAFETY: kill(2) on a PID just checked to be this cluster's agent or server.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// SIGSTOP for `hold`, then SIGCONT.
+async fn pause(pid: Option<u32>, hold: Duration, instance: &str) {
+    signal(pid, libc::SIGSTOP, instance);
+    tokio::time::sleep(hold).await;
+    signal(pid, libc::SIGCONT, instance);
+}
+
+/// Waits until the status is the spec (`replicas` voters, all healthy, one
+/// leader) and every member answers `srvr` as leader or follower itself; with
+/// `rolled_since`, also until every member restarted since then.
+async fn back_to_spec(c: &LocalCluster, replicas: usize, rolled_since: Option<u64>) -> StatusReply {
+    let limit = Duration::from_secs(300);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = c.status().await
+            && settled(&s, replicas, 0)
+            && rolled_since.is_none_or(|t| every_member_restarted(&s, t))
+            && every_member_serves(&s).await
+        {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not back to the spec ({replicas} voters) within {limit:?}: {:#?}\n{}",
+            c.status().await,
+            c.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Each member of the status answers `srvr` as a serving leader or follower.
+async fn every_member_serves(s: &StatusReply) -> bool {
+    for m in &s.members {
+        let Ok(p) = zkop_zk::probe::probe(&super::endpoint(m)).await else {
+            return false;
+        };
+        if !p.serving {
+            return false;
+        }
+    }
+    true
+}
+
+/// The roll-out begun since `since_ms` finished, having restarted every member.
+fn every_member_restarted(s: &StatusReply, since_ms: u64) -> bool {
+    let restarts = super::events_of(s, &["restart_member"], since_ms);
+    !super::events_of(s, &["finish_rollout"], since_ms).is_empty()
+        && s.members.iter().all(|m| {
+            restarts
+                .iter()
+                .any(|e| e.message.contains(&format!("member {} ", m.id.0)))
+        })
+}
+
+/// The epoch of the leader the status shows.
+fn leader_epoch(s: &StatusReply) -> Option<u32> {
+    s.members
+        .iter()
+        .find(|m| m.role == "leader")
+        .and_then(|m| m.zxid)
+        .map(|z| z.epoch)
+}
+
+/// How many steps of each kind the controller took since `since_ms`.
+fn steps_since(s: &StatusReply, since_ms: u64) -> BTreeMap<&str, usize> {
+    let mut kinds = BTreeMap::new();
+    for e in s.events.iter().filter(|e| e.at_ms >= since_ms) {
+        *kinds.entry(e.kind.as_str()).or_default() += 1;
+    }
+    kinds
+}
+
+/// The members after a fault are what the fault allows.
+fn check_membership(fault: Fault, expect: &Expect, before: &StatusReply, after: &StatusReply) {
+    let (b, a) = (members(before), members(after));
+    let kept = |m: &BTreeMap<u64, String>, within: &BTreeMap<u64, String>| {
+        m.iter().all(|(id, i)| within.get(id) == Some(i))
+    };
+    let ok = match expect {
+        Expect::Same | Expect::Rolled => a == b,
+        Expect::Replaced(gone) => {
+            let others: BTreeMap<u64, String> = b
+                .iter()
+                .filter(|(_, i)| *i != gone)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            kept(&others, &a) && !a.values().any(|i| i == gone)
+        }
+        Expect::Grown => kept(&b, &a),
+        Expect::Shrunk => kept(&a, &b),
+    };
+    assert!(
+        ok,
+        "{}: members {b:?} became {a:?}, which {expect:?} does not allow",
+        fault.name()
+    );
+}
+
+/// A majority always lived: nothing may have been fenced, forced or rebuilt.
+fn check_nothing_drastic(fault: Fault, after: &StatusReply, since_ms: u64) {
+    let drastic = [
+        "fence_instance",
+        "force_config",
+        "discard_ensemble",
+        "bootstrap",
+    ];
+    let taken = super::events_of(after, &drastic, since_ms);
+    assert!(
+        taken.is_empty(),
+        "{}: with a majority alive the controller took {taken:#?}",
+        fault.name()
+    );
+}
+
+/// On a failed check, copies the state directory (every server's log, data
+/// and config) beside the target directory and says where, with the seed.
+struct KeepOnFailure {
+    state: PathBuf,
+    seed: u64,
+}
+
+impl Drop for KeepOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Some(target) = super::zkop_bin()
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+        else {
+            return;
+        };
+        let dest = target
+            .join("chaos-failures")
+            .join(format!("seed-{}-{}", self.seed, now_ms()));
+        let _ = std::fs::create_dir_all(&dest);
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&self.state)
+            .arg(&dest)
+            .status();
+        eprintln!(
+            "chaos: seed {} failed; state and every server's log kept in {} ({copied:?})",
+            self.seed,
+            dest.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_faults_and_every_kind_comes_first() {
+        let plan = |seed| plan_faults(&mut StdRng::seed_from_u64(seed), 14);
+        assert_eq!(plan(7), plan(7));
+        assert_ne!(plan(7), plan(8));
+        let first = &plan(7)[..=FAULTS.len()];
+        assert_eq!(first.iter().collect::<BTreeSet<_>>().len(), FAULTS.len());
+        assert_eq!(first.iter().filter(|f| **f == Fault::Scale).count(), 2);
+        assert_eq!(plan_faults(&mut StdRng::seed_from_u64(1), 3).len(), 3);
+    }
+}

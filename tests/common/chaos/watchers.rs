@@ -1,0 +1,168 @@
+//! What runs beside the faults: a client that writes and remembers every write
+//! ZooKeeper acknowledged, a sampler that records which server led which
+//! epoch, and the controller's status, polled for the current members.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::timeout;
+use zkop_spec::wire::StatusReply;
+use zkop_spec::zk::ServerMode;
+use zookeeper_client::{Acls, Client, CreateMode};
+
+/// How long one client call may take before the writer starts a new session
+/// with the current members (its old list may hold only replaced servers).
+const CALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// Writes sequential znodes under `/acc` until told to stop, with a session
+/// to the members `hosts` lists at the time; returns the acknowledged names.
+pub async fn write_until_stopped(
+    hosts: watch::Receiver<String>,
+    stop: watch::Receiver<bool>,
+) -> Vec<String> {
+    let mut acked = Vec::new();
+    while !*stop.borrow() {
+        let h = hosts.borrow().clone();
+        let connect = Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&h);
+        match timeout(CALL_LIMIT, connect).await {
+            Ok(Ok(client)) => write_in_session(&client, &stop, &mut acked).await,
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    acked
+}
+
+/// Writes through one session until it fails or a call goes unanswered.
+async fn write_in_session(client: &Client, stop: &watch::Receiver<bool>, acked: &mut Vec<String>) {
+    let plain = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let sequential = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
+    match timeout(CALL_LIMIT, client.create("/acc", b"", &plain)).await {
+        Ok(Ok(_) | Err(zookeeper_client::Error::NodeExists)) => {}
+        _ => return,
+    }
+    while !*stop.borrow() {
+        match timeout(CALL_LIMIT, client.create("/acc/n-", b"x", &sequential)).await {
+            Ok(Ok((_, seq))) => acked.push(format!("n-{seq}")),
+            Ok(Err(
+                zookeeper_client::Error::SessionExpired | zookeeper_client::Error::ClientClosed,
+            ))
+            | Err(_) => return,
+            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Which servers were seen leading each epoch (the high half of a serving
+/// leader's zxid).
+pub type Leaders = BTreeMap<u32, BTreeSet<String>>;
+
+/// Asks every endpoint ever seen for `srvr` every 300 ms until told to stop.
+pub async fn sample_leaders(
+    seen: Arc<Mutex<BTreeSet<String>>>,
+    stop: watch::Receiver<bool>,
+) -> Leaders {
+    let mut leaders = Leaders::new();
+    while !*stop.borrow() {
+        let endpoints: Vec<String> = seen
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut probes = tokio::task::JoinSet::new();
+        for e in endpoints {
+            probes.spawn(async move {
+                let reply = zkop_zk::probe::four_letter_word(&e, "srvr").await.ok()?;
+                let srvr = zkop_spec::fourlw::parse_srvr(&reply).ok()?;
+                (srvr.serving && srvr.mode == Some(ServerMode::Leader))
+                    .then_some((srvr.zxid?.epoch, e))
+            });
+        }
+        while let Some(done) = probes.join_next().await {
+            if let Ok(Some((epoch, e))) = done {
+                leaders.entry(epoch).or_default().insert(e);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    leaders
+}
+
+/// Epochs that more than one server led.
+pub fn shared_epochs(leaders: &Leaders) -> Vec<(u32, &BTreeSet<String>)> {
+    leaders
+        .iter()
+        .filter(|(_, who)| who.len() > 1)
+        .map(|(e, who)| (*e, who))
+        .collect()
+}
+
+/// Polls the controller's status every 500 ms: publishes the members'
+/// endpoints to the writer and adds them to what the sampler asks.
+pub fn follow_members(
+    api: (reqwest::Client, String, String),
+    hosts: watch::Sender<String>,
+    seen: Arc<Mutex<BTreeSet<String>>>,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (http, url, token) = api;
+        while !*stop.borrow() {
+            if let Some(s) = super::super::api_client(&http, &url, &token).status().await {
+                publish(&s, &hosts, &seen);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+fn publish(s: &StatusReply, hosts: &watch::Sender<String>, seen: &Mutex<BTreeSet<String>>) {
+    let endpoints: Vec<String> = s.members.iter().map(super::super::endpoint).collect();
+    if endpoints.is_empty() {
+        return;
+    }
+    if let Ok(mut seen) = seen.lock() {
+        seen.extend(endpoints.iter().cloned());
+    }
+    hosts.send_if_modified(|h| {
+        let new = endpoints.join(",");
+        let changed = *h != new;
+        *h = new;
+        changed
+    });
+}
+
+/// Every acknowledged write that does not read back (after a `sync`).
+pub async fn lost_writes(hosts: &str, acked: &[String]) -> Vec<String> {
+    let client = super::super::zk_client(hosts).await;
+    client.sync("/acc").await.expect("sync /acc");
+    let present: BTreeSet<String> = client
+        .list_children("/acc")
+        .await
+        .expect("list /acc")
+        .into_iter()
+        .collect();
+    acked
+        .iter()
+        .filter(|a| !present.contains(*a))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_led_by_two_servers_is_found() {
+        let mut l = Leaders::new();
+        l.entry(1).or_default().insert("a".into());
+        l.entry(2).or_default().insert("b".into());
+        assert!(shared_epochs(&l).is_empty());
+        l.entry(2).or_default().insert("c".into());
+        assert_eq!(shared_epochs(&l).len(), 1);
+    }
+}
