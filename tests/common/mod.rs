@@ -195,6 +195,17 @@ impl LocalCluster {
                 cmd
             }
         };
+        // If the test process is killed (no guard runs then), zkop stops, and
+        // its agents and servers with it.
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .arg(&self.spec_path)
             .arg("--state-dir")

@@ -6,6 +6,7 @@
 //! acknowledged write must read back and no epoch may have had two leaders.
 //! The same seed gives the same faults, targets and hold times.
 
+mod minority;
 mod watchers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +22,8 @@ use zkop_spec::wire::StatusReply;
 
 use super::netns::Hub;
 use super::{LocalCluster, example_spec, members, now_ms, settled};
-pub use watchers::{Leaders, shared_epochs};
+pub use minority::{MinoritySide, run_minority_side};
+pub use watchers::{Acked, Leaders, shared_epochs};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -155,20 +157,27 @@ impl Figures {
 /// returns the figures; panics, keeping the state directory (every server's
 /// log) and naming the seed, when a check fails.
 pub fn run(opts: &ChaosOptions) -> Figures {
-    super::require_zookeeper();
     let _serial = super::SERIAL.blocking_lock();
-    let hub = Hub::create(200);
-    hub.enter();
+    let (hub, rt) = hub_and_runtime(200);
     eprintln!(
         "chaos: seed {} ({} faults), namespaces {}-*",
         opts.seed, opts.faults, hub.prefix
     );
+    rt.block_on(run_in_hub(&hub, opts))
+}
+
+/// A new hub on `10.N.0.0/24`, this thread in it, and a runtime whose threads
+/// start from this thread, so in the hub too.
+fn hub_and_runtime(n: u8) -> (Hub, tokio::runtime::Runtime) {
+    super::require_zookeeper();
+    let hub = Hub::create(n);
+    hub.enter();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run_in_hub(&hub, opts))
+    (hub, rt)
 }
 
 /// What the cluster should look like after a fault.
@@ -264,7 +273,7 @@ async fn run_in_hub(hub: &Hub, opts: &ChaosOptions) -> Figures {
 }
 
 /// Every acknowledged write reads back; no epoch had two leaders.
-async fn check_end(fig: &mut Figures, last: &StatusReply, acked: &[String], leaders: &Leaders) {
+async fn check_end(fig: &mut Figures, last: &StatusReply, acked: &[Acked], leaders: &Leaders) {
     fig.acked = acked.len();
     fig.epochs = leaders.len();
     let lost = watchers::lost_writes(&LocalCluster::endpoints(last), acked).await;

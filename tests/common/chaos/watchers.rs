@@ -16,12 +16,16 @@ use zookeeper_client::{Acls, Client, CreateMode};
 /// with the current members (its old list may hold only replaced servers).
 const CALL_LIMIT: Duration = Duration::from_secs(15);
 
+/// A write ZooKeeper acknowledged: the znode's name and when (ms since the
+/// Unix epoch).
+pub type Acked = (String, u64);
+
 /// Writes sequential znodes under `/acc` until told to stop, with a session
-/// to the members `hosts` lists at the time; returns the acknowledged names.
+/// to the members `hosts` lists at the time; returns the acknowledged writes.
 pub async fn write_until_stopped(
     hosts: watch::Receiver<String>,
     stop: watch::Receiver<bool>,
-) -> Vec<String> {
+) -> Vec<Acked> {
     let mut acked = Vec::new();
     while !*stop.borrow() {
         let h = hosts.borrow().clone();
@@ -37,7 +41,7 @@ pub async fn write_until_stopped(
 }
 
 /// Writes through one session until it fails or a call goes unanswered.
-async fn write_in_session(client: &Client, stop: &watch::Receiver<bool>, acked: &mut Vec<String>) {
+async fn write_in_session(client: &Client, stop: &watch::Receiver<bool>, acked: &mut Vec<Acked>) {
     let plain = CreateMode::Persistent.with_acls(Acls::anyone_all());
     let sequential = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
     match timeout(CALL_LIMIT, client.create("/acc", b"", &plain)).await {
@@ -46,7 +50,7 @@ async fn write_in_session(client: &Client, stop: &watch::Receiver<bool>, acked: 
     }
     while !*stop.borrow() {
         match timeout(CALL_LIMIT, client.create("/acc/n-", b"x", &sequential)).await {
-            Ok(Ok((_, seq))) => acked.push(format!("n-{seq}")),
+            Ok(Ok((_, seq))) => acked.push((format!("n-{seq}"), super::super::now_ms())),
             Ok(Err(
                 zookeeper_client::Error::SessionExpired | zookeeper_client::Error::ClientClosed,
             ))
@@ -136,7 +140,7 @@ fn publish(s: &StatusReply, hosts: &watch::Sender<String>, seen: &Mutex<BTreeSet
 }
 
 /// Every acknowledged write that does not read back (after a `sync`).
-pub async fn lost_writes(hosts: &str, acked: &[String]) -> Vec<String> {
+pub async fn lost_writes(hosts: &str, acked: &[Acked]) -> Vec<Acked> {
     let client = super::super::zk_client(hosts).await;
     client.sync("/acc").await.expect("sync /acc");
     let present: BTreeSet<String> = client
@@ -147,7 +151,7 @@ pub async fn lost_writes(hosts: &str, acked: &[String]) -> Vec<String> {
         .collect();
     acked
         .iter()
-        .filter(|a| !present.contains(*a))
+        .filter(|(name, _)| !present.contains(name))
         .cloned()
         .collect()
 }
