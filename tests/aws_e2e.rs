@@ -237,7 +237,7 @@ async fn lease_loss_a_controller_cut_from_dynamodb_answers_503_within_its_lease_
 
     // Controller 0's DynamoDB calls now hang: it cannot renew its lease.
     let cut = std::time::Instant::now();
-    c.dynamodb_proxy.as_ref().unwrap().set_cut(true);
+    c.dynamodb_proxy(0).set_cut(true);
     // Within its lease (15 s from its last renewal's send) it answers 503 ...
     wait_until(
         "controller 0 to answer 503",

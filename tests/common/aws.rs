@@ -108,7 +108,7 @@ pub struct AwsCluster {
     env0: Vec<(String, String)>,
     pub token: String,
     /// The proxy controller 0 reaches DynamoDB through, when asked for.
-    pub dynamodb_proxy: Option<super::proxy::Proxy>,
+    dynamodb_proxies: Vec<super::proxy::Proxy>,
     /// The fleet simulator's PID and loopback range.
     sim_pid: u32,
     network: String,
@@ -136,8 +136,8 @@ impl AwsCluster {
         Self::start_on(replicas, network, controllers, env0, false).await
     }
 
-    /// `start_with`, controller 0 reaching DynamoDB (its lease and state)
-    /// through a proxy the test can cut.
+    /// `start_with`, each controller reaching DynamoDB (its lease and state)
+    /// through a proxy of its own the test can cut (`dynamodb_proxy`).
     pub async fn start_with_dynamodb_proxy(
         replicas: u32,
         network: &str,
@@ -178,12 +178,13 @@ impl AwsCluster {
         }
         let dir = deploy_log;
         let mut env0 = env0;
-        let mut dynamodb_proxy = None;
-        if let Some(slot) = env0.iter_mut().find(|(k, _)| k == DYNAMODB_PROXY) {
+        let mut dynamodb_proxies = Vec::new();
+        if env0.iter().any(|(k, _)| k == DYNAMODB_PROXY) {
+            env0.retain(|(k, _)| k != DYNAMODB_PROXY);
             let target = moto.url.trim_start_matches("http://").to_string();
-            let proxy = super::proxy::Proxy::start(&target).await;
-            *slot = (DYNAMODB_PROXY.to_string(), proxy.url.clone());
-            dynamodb_proxy = Some(proxy);
+            for _ in 0..controllers {
+                dynamodb_proxies.push(super::proxy::Proxy::start(&target).await);
+            }
         }
         let spec_path = dir.path().join("spec.yaml");
         let spec = std::fs::read_to_string(repo_root().join("examples/aws-3.yaml"))
@@ -206,7 +207,7 @@ impl AwsCluster {
             apis: Vec::new(),
             env0,
             token: String::new(),
-            dynamodb_proxy,
+            dynamodb_proxies,
             sim_pid: 0,
             network: String::new(),
         };
@@ -355,6 +356,9 @@ impl AwsCluster {
         if i == 0 {
             cmd.envs(self.env0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
+        if let Some(proxy) = self.dynamodb_proxies.get(i) {
+            cmd.env(DYNAMODB_PROXY, &proxy.url);
+        }
         let child = cmd.spawn().unwrap();
         let pid = child.id();
         self.children.push(child);
@@ -364,6 +368,18 @@ impl AwsCluster {
     /// Starts controller `i` again on its address, without fault injection.
     pub fn restart_controller(&mut self, i: usize) {
         self.env0.clear();
+        let pid = self.spawn_controller(i);
+        self.pids[i] = pid;
+    }
+
+    /// Controller `i`'s proxy to DynamoDB (`start_with_dynamodb_proxy`).
+    pub fn dynamodb_proxy(&self, i: usize) -> &super::proxy::Proxy {
+        &self.dynamodb_proxies[i]
+    }
+
+    /// Starts controller `i` again on its address, as it was started (still
+    /// behind its DynamoDB proxy, if it was).
+    pub fn respawn_controller(&mut self, i: usize) {
         let pid = self.spawn_controller(i);
         self.pids[i] = pid;
     }

@@ -6,6 +6,7 @@
 //! acknowledged write must read back and no epoch may have had two leaders.
 //! The same seed gives the same faults, targets and hold times.
 
+mod controllers;
 mod minority;
 mod watchers;
 
@@ -22,6 +23,7 @@ use zkop_spec::wire::StatusReply;
 
 use super::netns::Hub;
 use super::{LocalCluster, example_spec, members, now_ms, settled};
+pub use controllers::{ControllerFault, ControllerFigures, run_controller_faults};
 pub use minority::{MinoritySide, run_minority_side};
 pub use watchers::{Acked, Leaders, shared_epochs};
 
