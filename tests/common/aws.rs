@@ -281,7 +281,8 @@ impl AwsCluster {
         Self::start_full(3, network, 1, env).await.settled(3).await
     }
 
-    async fn settled(self, replicas: u32) -> (AwsCluster, StatusReply) {
+    /// Waits until the group is `replicas` voters; returns the cluster and that status.
+    pub async fn settled(self, replicas: u32) -> (AwsCluster, StatusReply) {
         let s = self
             .api()
             .wait_status(

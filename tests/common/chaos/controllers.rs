@@ -42,15 +42,9 @@ pub struct ControllerFigures {
 /// `network`.
 pub async fn run_controller_faults(n: usize, seed: u64, network: &str) -> ControllerFigures {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut c = AwsCluster::start_with_dynamodb_proxy(3, network, 2).await;
-    let first = c
-        .api()
-        .wait_status(
-            "three voters",
-            Duration::from_secs(90),
-            |s| settled(s, 3, 0),
-            || c.log_tail(),
-        )
+    let (mut c, first) = AwsCluster::start_with_dynamodb_proxy(3, network, 2)
+        .await
+        .settled(3)
         .await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = tokio::spawn(write_until(LocalCluster::endpoints(&first), stop_rx));
