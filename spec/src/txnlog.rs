@@ -51,17 +51,28 @@ fn adler32(data: &[u8]) -> u32 {
     (b << 16) | a
 }
 
-/// The zxid of the last complete record of a transaction log, `None` if it has
-/// none (only a header, or nothing at all).
-pub fn last_zxid_of_log(bytes: &[u8]) -> Result<Option<Zxid>, TxnLogError> {
+/// One complete record of a transaction log: its zxid and the bytes it spans
+/// (checksum, length, transaction and end-of-record byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The transaction's zxid.
+    pub zxid: Zxid,
+    /// Where the record lies in the log file.
+    pub span: std::ops::Range<usize>,
+}
+
+/// The complete records of a transaction log, in file order, up to the
+/// zero padding or the first record cut short or corrupt (as ZooKeeper reads
+/// it: a torn tail is the end of the log).
+pub fn records(bytes: &[u8]) -> Result<Vec<Record>, TxnLogError> {
     if bytes.len() < FILE_HEADER {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let magic = be_u32(&bytes[0..4]);
     if magic != MAGIC {
         return Err(TxnLogError::BadMagic(magic));
     }
-    let mut last = None;
+    let mut found = Vec::new();
     let mut at = FILE_HEADER;
     while let Some(head) = bytes.get(at..at + 12) {
         let crc = be_u64(&head[0..8]);
@@ -77,10 +88,39 @@ pub fn last_zxid_of_log(bytes: &[u8]) -> Result<Option<Zxid>, TxnLogError> {
         if len < TXN_ZXID_END || eor != END_OF_RECORD || crc != u64::from(adler32(txn)) {
             break;
         }
-        last = Some(Zxid::from_u64(be_u64(&txn[12..20])));
+        found.push(Record {
+            zxid: Zxid::from_u64(be_u64(&txn[12..20])),
+            span: at..start + len + 1,
+        });
         at = start + len + 1;
     }
-    Ok(last)
+    Ok(found)
+}
+
+/// The zxid of the last complete record of a transaction log, `None` if it has
+/// none (only a header, or nothing at all).
+pub fn last_zxid_of_log(bytes: &[u8]) -> Result<Option<Zxid>, TxnLogError> {
+    Ok(records(bytes)?.last().map(|r| r.zxid))
+}
+
+/// A log file of its own holding the records of `log` whose zxids lie in
+/// `from..=to`: the same 16-byte header, those records, no padding. ZooKeeper
+/// loads it as it loads the log it came from, so it serves both as a backup
+/// segment and as a log cut exactly at a restore point. `None` when no record
+/// lies in the range.
+pub fn segment(log: &[u8], from: Zxid, to: Zxid) -> Result<Option<Vec<u8>>, TxnLogError> {
+    let chosen: Vec<Record> = records(log)?
+        .into_iter()
+        .filter(|r| (from..=to).contains(&r.zxid))
+        .collect();
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    let mut out = log[..FILE_HEADER].to_vec();
+    for r in chosen {
+        out.extend_from_slice(&log[r.span]);
+    }
+    Ok(Some(out))
 }
 
 /// The zxid a snapshot's or log's file name carries (`snapshot.100000000`,
@@ -182,6 +222,27 @@ mod tests {
                 counter: 1
             }))
         );
+    }
+
+    #[test]
+    fn a_segment_is_a_log_of_exactly_the_records_in_its_range() {
+        let mut log = header();
+        for c in 1..=5u64 {
+            log.extend(record(0x3_0000_0000 + c));
+        }
+        log.extend(vec![0u8; 512]);
+        let z = |c: u32| Zxid {
+            epoch: 3,
+            counter: c,
+        };
+        let seg = segment(&log, z(2), z(4)).unwrap().unwrap();
+        assert_eq!(&seg[..FILE_HEADER], &header()[..]);
+        let zxids: Vec<Zxid> = records(&seg).unwrap().iter().map(|r| r.zxid).collect();
+        assert_eq!(zxids, vec![z(2), z(3), z(4)]);
+        // No padding: the segment ends with its last record.
+        assert_eq!(seg.len(), FILE_HEADER + 3 * record(0).len());
+        assert_eq!(segment(&log, z(6), z(9)).unwrap(), None);
+        assert!(segment(&[1u8; 20], z(1), z(2)).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use zkop_spec::txnlog::{FileKind, last_zxid_of_log, zxid_of_file_name};
+use zkop_spec::txnlog::{FileKind, last_zxid_of_log, records, segment, zxid_of_file_name};
 use zkop_spec::zk::Zxid;
 
 fn fixture() -> std::path::PathBuf {
@@ -40,4 +40,31 @@ fn names_of_the_fixture_files_carry_their_zxids() {
     }
     kinds.sort_by_key(|k| matches!(k, FileKind::Snapshot));
     assert_eq!(kinds, vec![FileKind::Log, FileKind::Snapshot]);
+}
+
+#[test]
+fn segments_of_a_real_log_split_it_without_a_gap_or_a_lost_byte() {
+    let log = std::fs::read(fixture().join("log.100000001")).unwrap();
+    let all = records(&log).unwrap();
+    assert_eq!(
+        all.first().unwrap().zxid,
+        "0x100000001".parse::<Zxid>().unwrap()
+    );
+    // Every zxid once, in order: what a backup's manifest checks.
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].zxid.counter, pair[0].zxid.counter + 1);
+    }
+    let z = |s: &str| s.parse::<Zxid>().unwrap();
+    let head = segment(&log, z("0x100000001"), z("0x100000010"))
+        .unwrap()
+        .unwrap();
+    let tail = segment(&log, z("0x100000011"), z("0x100000029"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(last_zxid_of_log(&head).unwrap(), Some(z("0x100000010")));
+    assert_eq!(last_zxid_of_log(&tail).unwrap(), Some(z("0x100000029")));
+    // The two segments hold the log's records byte for byte.
+    let end = all.last().unwrap().span.end;
+    assert_eq!(head.len() + tail.len() - 16, end);
+    assert_eq!([&head[..], &tail[16..]].concat(), log[..end].to_vec());
 }
