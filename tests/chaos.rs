@@ -26,8 +26,9 @@ fn chaos_every_fault_kind_heals_back_to_the_spec_keeping_every_acknowledged_writ
 fn minority_side_controller_declares_quorum_lost_and_loses_only_the_minority_lag() {
     let r = chaos::run_minority_side();
     eprintln!("chaos: controller on the minority's side: {r:#?}");
+    // Its events say so: the phase can pass between two looks at the status.
     assert!(
-        r.phases.iter().any(|p| p == "QuorumLost"),
+        r.phase_changes.iter().any(|p| p.contains("-> QuorumLost")),
         "the controller never declared the quorum lost: {r:#?}"
     );
     // The documented limit: under `quorumLoss: recover` the controller
@@ -50,7 +51,8 @@ fn minority_side_controller_declares_quorum_lost_and_loses_only_the_minority_lag
     );
     // The loss bound: only what the minority had not logged when it was cut
     // off, the writes of the last moment before the split.
-    assert!(r.acked > 20, "{r:#?}");
+    // The client wrote at least 20 before the split (the test waits for them).
+    assert!(r.acked >= 20, "{r:#?}");
     assert!(
         r.lost_before_split_ms.iter().all(|before| *before <= 1000),
         "writes acknowledged more than 1 s before the split were lost: {r:#?}"

@@ -17,8 +17,11 @@ use super::{back_to_spec, hub_and_runtime, watchers};
 /// What the run saw.
 #[derive(Debug)]
 pub struct MinoritySide {
-    /// The phases the status showed after the split.
+    /// The phases the status showed after the split (sampled: a short one
+    /// can pass unseen).
     pub phases: Vec<String>,
+    /// The controller's phase changes after the split, from its events.
+    pub phase_changes: Vec<String>,
     /// Event kinds after the split, oldest first.
     pub steps: Vec<String>,
     /// Writes acknowledged in all.
@@ -95,6 +98,12 @@ async fn split_from_controller(hub: &Hub) -> MinoritySide {
     let lost = watchers::lost_writes(&LocalCluster::endpoints(&after), &acked).await;
     MinoritySide {
         phases,
+        phase_changes: after
+            .events
+            .iter()
+            .filter(|e| e.at_ms >= split_at && e.kind == "phase")
+            .map(|e| e.message.clone())
+            .collect(),
         steps: after
             .events
             .iter()
