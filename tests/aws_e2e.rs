@@ -98,15 +98,7 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
 
 /// Controller `i`'s answer to `GET /v1/status`: its HTTP status and body.
 async fn status_of(c: &AwsCluster, i: usize) -> (u16, serde_json::Value) {
-    let resp = c
-        .http()
-        .get(format!("{}/v1/status", c.urls[i]))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    (code, resp.json().await.unwrap_or_default())
+    c.status_of(i).await.expect("controller answers")
 }
 
 /// Steps a controller carried out, from its metrics.

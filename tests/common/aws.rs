@@ -416,6 +416,20 @@ impl AwsCluster {
         }
     }
 
+    /// Controller `i`'s answer to `GET /v1/status`: its HTTP status and body,
+    /// `None` when it does not answer.
+    pub async fn status_of(&self, i: usize) -> Option<(u16, serde_json::Value)> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/status", self.urls[i]))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        let code = resp.status().as_u16();
+        Some((code, resp.json().await.unwrap_or_default()))
+    }
+
     /// The first controller's API.
     pub fn api(&self) -> ApiClient<'_> {
         self.api_of(0)

@@ -139,14 +139,7 @@ async fn leading(c: &AwsCluster) -> usize {
 
 /// Controller `i`'s HTTP status for `GET /v1/status`, `None` when it does not answer.
 async fn answer(c: &AwsCluster, i: usize) -> Option<u16> {
-    let resp = c
-        .http()
-        .get(format!("{}/v1/status", c.urls[i]))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .ok()?;
-    Some(resp.status().as_u16())
+    c.status_of(i).await.map(|(code, _)| code)
 }
 
 /// Waits until exactly one controller leads and its status shows the three
