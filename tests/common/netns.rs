@@ -168,6 +168,8 @@ fn sweep_leftovers() {
             (!super::alive(pid) || pid == std::process::id()).then(|| prefix.to_string())
         })
         .collect();
+    // Each run's namespaces share its prefix: remove them once per run.
+    prefixes.sort();
     prefixes.dedup();
     for p in prefixes {
         remove_with_prefix(&p);
