@@ -1,12 +1,14 @@
-//! The files a backup ships, loaded by a real ZooKeeper 3.8: a snapshot and a
-//! transaction-log segment cut by `zkop_spec::txnlog::segment` at a zxid. A
+//! The files a backup ships, loaded and written by a real ZooKeeper 3.8: a
+//! snapshot and a transaction-log segment cut by `zkop_spec::txnlog::segment`
+//! at a zxid, and the snapshot ZooKeeper writes of them, whose trailer
+//! `snapshot_trailer_zxid` reads. A
 //! restore to a point needs exactly this (ZooKeeper's own `TxnLogToolkit
 //! --chop` does the same by hand).
 
 use std::path::Path;
 use std::time::Duration;
 
-use zkop_spec::txnlog::segment;
+use zkop_spec::txnlog::{segment, snapshot_trailer_zxid};
 use zkop_spec::zk::Zxid;
 use zkop_tests::common::{SERIAL, repo_root, require_zookeeper, wait_until};
 use zkop_zk::jvm::JvmCommand;
@@ -68,5 +70,15 @@ async fn a_log_segment_cut_at_a_zxid_restores_exactly_to_it() {
             "ZooKeeper loaded up to {loaded}, not the cut at {point}\n{}",
             zkop_tests::common::tail(&out)
         );
+        // Loading, ZooKeeper wrote a snapshot of what it loaded: complete,
+        // and its trailer names the point.
+        let written = version2.join(format!("snapshot.{:x}", point.as_u64()));
+        let trailer = wait_until(
+            &format!("{} written whole", written.display()),
+            Duration::from_secs(30),
+            || async { snapshot_trailer_zxid(&std::fs::read(&written).ok()?).ok() },
+        )
+        .await;
+        assert_eq!(trailer, point);
     }
 }

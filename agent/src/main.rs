@@ -1,11 +1,15 @@
 //! `zkop-agent`: runs one ZooKeeper server on its instance as the controller
 //! instructs. It long-polls its desired state, writes `myid` and the configs it
 //! owns, supervises the JVM, probes it with four-letter words, runs the reconfigs
-//! it is told to run, and reports what it sees. It keeps ZooKeeper running while
-//! the controller is unreachable.
+//! it is told to run, seeds an empty data directory from a backup and ships
+//! the backup when told, and reports what it sees. It keeps ZooKeeper running
+//! while the controller is unreachable.
 
+mod backup;
 mod controller;
+mod history;
 mod node;
+mod shipper;
 mod supervisor;
 
 use std::collections::VecDeque;
@@ -88,6 +92,10 @@ struct Agent {
     started_with: Option<ServerSettings>,
     reconfig: Option<ReconfigResult>,
     errors: VecDeque<String>,
+    /// The backup shipping job, while this member is the shipper.
+    shipper: Option<shipper::Shipper>,
+    /// When a restore into the data directory was last tried.
+    restore_tried: Option<Instant>,
 }
 
 fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
@@ -220,6 +228,7 @@ impl Agent {
                 self.keep_unknown_member().await;
             }
             NodeAssignment::Idle | NodeAssignment::Retired { .. } => {
+                self.shipper = None;
                 if self.supervisor.running() {
                     info!(instance = %self.instance, "stopping ZooKeeper: no member here");
                     self.supervisor.stop(Duration::from_secs(10)).await;
@@ -238,7 +247,8 @@ impl Agent {
                     info!(instance = %self.instance, member = %m.server_id, roll = m.roll, "restarting ZooKeeper under new settings");
                     self.supervisor.stop(Duration::from_secs(10)).await;
                 }
-                if !self.supervisor.running() && self.supervisor.may_start() {
+                if !self.supervisor.running() && self.supervisor.may_start() && self.seeded(m).await
+                {
                     self.start(m);
                 }
                 let endpoint = self.endpoint(m);
@@ -251,6 +261,7 @@ impl Agent {
                 if self.probe.is_some() {
                     self.answered_pid = self.supervisor.pid();
                 }
+                self.ship(&desired, m).await;
                 if let Some(order) = &m.reconfig {
                     let done = self.reconfig.as_ref().is_some_and(|r| r.seq == order.seq);
                     let serving = self.probe.as_ref().is_some_and(|p| p.serving);
@@ -346,6 +357,7 @@ impl Agent {
                 .started_with
                 .clone()
                 .filter(|_| self.supervisor.running()),
+            backup: self.shipper.as_ref().map(shipper::Shipper::report),
         }
     }
 }
@@ -479,6 +491,8 @@ async fn main() -> anyhow::Result<()> {
         started_with: None,
         reconfig: None,
         errors: VecDeque::new(),
+        shipper: None,
+        restore_tried: None,
         args,
     };
     // The last desired state lets the node run on while no controller answers.

@@ -260,6 +260,8 @@ mod tests {
             reconfig: None,
             recovery: None,
             roll: 0,
+            restore: None,
+            backup: None,
         }
     }
 

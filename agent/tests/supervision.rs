@@ -103,6 +103,8 @@ fn member_state(address: &str, epoch: u64, revision: u64) -> DesiredNodeState {
             reconfig: None,
             recovery: None,
             roll: 0,
+            restore: None,
+            backup: None,
         })),
     }
 }

@@ -123,6 +123,13 @@ pub async fn act<F: Fleet, L: IdLedger>(
         }
         Step::ForceConfig { .. } | Step::DiscardEnsemble { .. } => record_recovery(step, &mut s)?,
         Step::RebuildState { config, members } => rebuild_state(&mut s, config, members, now_ms),
+        Step::AssignShipper { id } => {
+            s.shipper = *id;
+            match id {
+                Some(id) => format!("member {id} ships the backup"),
+                None => "no member ships the backup".to_string(),
+            }
+        }
         Step::RestartMember { .. }
         | Step::FinishRollout
         | Step::BeginRoll
@@ -279,7 +286,7 @@ fn change_members(
     spec: &ValidatedCluster,
 ) -> Result<String, ActError> {
     let message = match step {
-        Step::Bootstrap { config } => {
+        Step::Bootstrap { config, restore } => {
             if s.ever_bootstrapped {
                 return Err(ActError::Stale("already bootstrapped".into()));
             }
@@ -291,11 +298,21 @@ fn change_members(
                     .ok_or_else(|| ActError::Stale(format!("no member {id}")))?;
                 m.initial_config = Some(config.clone());
                 m.settings = Some(settings.clone());
+                m.restore = restore.clone();
             }
             s.config = Some(config.clone());
             s.ever_bootstrapped = true;
+            s.held_members = true;
+            s.pending_restore = None;
             let servers: Vec<Server> = config.servers.values().cloned().collect();
-            format!("bootstrapping a fresh ensemble: {}", ids(&servers))
+            match restore {
+                Some(r) => format!(
+                    "bootstrapping an ensemble restored from the backup at {}: {}",
+                    r.target,
+                    ids(&servers)
+                ),
+                None => format!("bootstrapping a fresh ensemble: {}", ids(&servers)),
+            }
         }
         Step::StartJoiner { id, initial_config } => {
             let settings = spec_settings(spec, s);
@@ -379,7 +396,7 @@ fn record_recovery(step: &Step, s: &mut Persisted) -> Result<String, ActError> {
             }
             summary.clone()
         }
-        Step::DiscardEnsemble { lost } => {
+        Step::DiscardEnsemble { lost, restore } => {
             if s.members
                 .values()
                 .any(|m| m.role_in(s.config.as_ref()).is_some() && !lost.contains(&m.id))
@@ -397,12 +414,22 @@ fn record_recovery(step: &Step, s: &mut Persisted) -> Result<String, ActError> {
             s.config = None;
             s.reconfig = None;
             s.ever_bootstrapped = false;
+            s.held_members = true;
             s.max_zxid_seen = None;
+            s.shipper = None;
+            s.pending_restore = restore.clone();
             let lost: Vec<String> = lost.iter().map(ServerId::to_string).collect();
-            format!(
-                "TOTAL LOSS: no member of the ensemble survived (lost [{}]); healing.onTotalLoss: bootstrap: the ensemble is discarded and a fresh, EMPTY one is bootstrapped; all its data is gone",
-                lost.join(", ")
-            )
+            match restore {
+                Some(r) => format!(
+                    "TOTAL LOSS: no member of the ensemble survived (lost [{}]); healing.onTotalLoss: restore: the ensemble is discarded and a new one is restored from the newest backup point at {}; writes after that point are gone",
+                    lost.join(", "),
+                    r.target
+                ),
+                None => format!(
+                    "TOTAL LOSS: no member of the ensemble survived (lost [{}]); healing.onTotalLoss: bootstrap: the ensemble is discarded and a fresh, EMPTY one is bootstrapped; all its data is gone",
+                    lost.join(", ")
+                ),
+            }
         }
         other => return Err(not_a(other, "recovery")),
     };
@@ -516,6 +543,7 @@ async fn use_ledger<L: IdLedger>(
                     adopted: false,
                     recovery: None,
                     settings: None,
+                    restore: None,
                 },
             );
             let restored = if claim.restored.is_empty() {

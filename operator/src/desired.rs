@@ -1,7 +1,10 @@
 //! What each agent is told: a pure function of the persisted state and the spec.
 
 use zkop_spec::ValidatedCluster;
-use zkop_spec::wire::{DesiredNodeState, MemberAssignment, NodeAssignment, ServerSettings};
+use zkop_spec::wire::{
+    DesiredNodeState, MemberAssignment, NodeAssignment, ServerSettings, ShipOrder,
+};
+use zkop_spec::zk::ServerId;
 
 use crate::model::Persisted;
 
@@ -13,6 +16,19 @@ pub fn spec_settings(spec: &ValidatedCluster, p: &Persisted) -> ServerSettings {
         jvm_flags: spec.zookeeper.jvm_flags.clone(),
         roll: p.roll,
     }
+}
+
+/// The shipping job, for the member the state names as the shipper.
+fn ship_order(spec: &ValidatedCluster, p: &Persisted, id: ServerId) -> Option<ShipOrder> {
+    let b = spec.backup.as_ref().filter(|_| p.shipper == Some(id))?;
+    Some(ShipOrder {
+        target: b.target.clone(),
+        recovery_point_ms: millis(b.recovery_point),
+    })
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The desired state of `instance`'s node.
@@ -41,6 +57,8 @@ pub fn desired_for(
                         .filter(|r| r.via == instance)
                         .map(|r| r.order.clone()),
                     recovery: m.recovery.clone(),
+                    restore: m.restore.clone(),
+                    backup: ship_order(spec, p, m.id),
                 }))
             }
             None => NodeAssignment::Idle,

@@ -69,6 +69,16 @@ pub struct Persisted {
     /// first and is added back as a participant (ARCHITECTURE's rule).
     #[serde(default)]
     pub promote_by_rejoining: std::collections::BTreeSet<ServerId>,
+    /// Whether an ensemble ever ran from this state: `spec.bootstrap.restore`
+    /// applies only before.
+    #[serde(default)]
+    pub held_members: bool,
+    /// A total loss's restore (`onTotalLoss: restore`), waiting for the next bootstrap.
+    #[serde(default)]
+    pub pending_restore: Option<zkop_spec::backup::RestoreFrom>,
+    /// The member shipping the backup.
+    #[serde(default)]
+    pub shipper: Option<ServerId>,
 }
 
 /// One step of a rolling restart.
@@ -108,6 +118,10 @@ pub struct MemberRecord {
     /// spec's one member at a time. `None`: the spec's.
     #[serde(default)]
     pub settings: Option<ServerSettings>,
+    /// The backup this member's data directory is seeded from before its
+    /// first start (the first voter of a restored ensemble).
+    #[serde(default)]
+    pub restore: Option<zkop_spec::backup::RestoreFrom>,
 }
 
 /// A reconfig order handed to one agent.

@@ -70,6 +70,12 @@ pub struct ClusterSpec {
     /// How changes that need ZooKeeper restarted are rolled out.
     #[serde(default)]
     pub rollout: Rollout,
+    /// Continuous backups of the ensemble's data (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupSpec>,
+    /// How the first ensemble starts: empty (default) or restored from a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<crate::backup::BootstrapSpec>,
 }
 
 /// Bounds on the number of voters. Both odd.
@@ -308,7 +314,8 @@ pub struct Healing {
     /// On quorum loss: `recover` (default) or `wait` (report only).
     #[serde(default)]
     pub quorum_loss: QuorumLossPolicy,
-    /// When no member survives: `wait` (default) or `bootstrap` a fresh, empty ensemble.
+    /// When no member survives: `wait` (default), `bootstrap` a fresh, empty
+    /// ensemble, or `restore` the newest backup point (needs `spec.backup`).
     #[serde(default)]
     pub on_total_loss: TotalLossPolicy,
     /// How long without a leader before quorum loss is declared (default `10s`).
@@ -384,4 +391,6 @@ pub enum TotalLossPolicy {
     Wait,
     /// Bootstrap a fresh, empty ensemble (the data is gone).
     Bootstrap,
+    /// Bootstrap a new ensemble from the cluster's own newest backup point.
+    Restore,
 }

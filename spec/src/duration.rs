@@ -1,4 +1,4 @@
-//! Durations as people write them in a spec: `500ms`, `10s`, `2m`, `1h`.
+//! Durations as people write them in a spec: `500ms`, `10s`, `2m`, `1h`, `7d`.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,7 +11,9 @@ pub struct DurationSpec(Duration);
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a duration: write a whole number followed by ms, s, m or h (e.g. `10s`)")]
+#[error(
+    "`{input}` is not a duration: write a whole number followed by ms, s, m, h or d (e.g. `10s`)"
+)]
 pub struct DurationError {
     input: String,
 }
@@ -27,7 +29,7 @@ impl DurationSpec {
         self.0
     }
 
-    /// Parses `10s`, `500ms`, `2m`, `1h`.
+    /// Parses `10s`, `500ms`, `2m`, `1h`, `7d`.
     pub fn parse(input: &str) -> Result<Self, DurationError> {
         let err = || DurationError {
             input: input.to_string(),
@@ -41,6 +43,7 @@ impl DurationSpec {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(err)?),
             "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(err)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(err)?),
             _ => return Err(err()),
         };
         Ok(Self(d))
@@ -50,7 +53,9 @@ impl DurationSpec {
 impl fmt::Display for DurationSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms.is_multiple_of(3_600_000) && ms > 0 {
+        if ms.is_multiple_of(86_400_000) && ms > 0 {
+            write!(f, "{}d", ms / 86_400_000)
+        } else if ms.is_multiple_of(3_600_000) && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
         } else if ms.is_multiple_of(60_000) && ms > 0 {
             write!(f, "{}m", ms / 60_000)
@@ -79,9 +84,14 @@ impl<'de> Deserialize<'de> for DurationSpec {
 pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "string",
-        "pattern": "^[0-9]+(ms|s|m|h)$",
-        "description": "A whole number followed by ms, s, m or h, e.g. `10s`."
+        "pattern": "^[0-9]+(ms|s|m|h|d)$",
+        "description": "A whole number followed by ms, s, m, h or d, e.g. `10s`."
     })
+}
+
+/// The JSON Schema of an optional duration string.
+pub fn optional_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schema(g)
 }
 
 #[cfg(test)]
@@ -111,7 +121,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_duration() {
-        for bad in ["", "10", "s", "1.5s", "-1s", "10 sec", "10d"] {
+        for bad in ["", "10", "s", "1.5s", "-1s", "10 sec", "10w"] {
             assert!(DurationSpec::parse(bad).is_err(), "{bad} was accepted");
         }
     }

@@ -3,6 +3,7 @@
 //! ZooKeeper's configuration and replies ([`zk`]) and the wire types between
 //! controller and agent ([`wire`]). No I/O.
 
+pub mod backup;
 pub mod cluster;
 pub mod duration;
 pub mod fourlw;

@@ -1,11 +1,14 @@
 //! ZooKeeper's data directory, read without ZooKeeper: the last zxid a server
-//! holds, for choosing survivors when no server answers. Pure: callers read
-//! the files.
+//! holds (for choosing survivors when no server answers), the records and
+//! segments of a log and the point a snapshot holds (for backups). Pure:
+//! callers read the files.
 //!
 //! A transaction log (`version-2/log.<first zxid>`) is a header (magic `ZKLG`,
 //! version, dbid) followed by records: an Adler-32 of the transaction (8 bytes),
 //! its length (4 bytes), the transaction (a header of client id, cxid, zxid,
-//! time and type, then the body) and an end-of-record byte `B`. ZooKeeper
+//! time and type, then the body) and an end-of-record byte `B`. A snapshot
+//! (`version-2/snapshot.<zxid>`) ends with a checksum seal, the tree digest
+//! (its zxid, a version and the digest) and a second seal. ZooKeeper
 //! preallocates the file with zeros, so a zero length ends the log. A record cut
 //! short by a crash (too short, wrong checksum, no end byte) ends it too.
 
@@ -17,6 +20,8 @@ const MAGIC: u32 = 0x5a4b_4c47;
 const FILE_HEADER: usize = 16;
 /// Bytes of a transaction header up to and including the zxid.
 const TXN_ZXID_END: usize = 20;
+/// Bytes of a transaction header up to and including its time.
+const TXN_TIME_END: usize = 28;
 /// ZooKeeper's end-of-record marker.
 const END_OF_RECORD: u8 = b'B';
 
@@ -26,6 +31,55 @@ pub enum TxnLogError {
     /// The file does not start with `ZKLG` (not a transaction log).
     #[error("not a ZooKeeper transaction log (magic {0:#010x})")]
     BadMagic(u32),
+    /// A snapshot that does not end as ZooKeeper ends one: still being
+    /// written, cut short or corrupt.
+    #[error("not a complete ZooKeeper snapshot ({0})")]
+    IncompleteSnapshot(&'static str),
+}
+
+/// The bytes `SnapStream.sealStream` ends a section with: an Adler-32 of
+/// everything before it (8 bytes) and the string "/" (length 1, then `/`).
+const SEAL: usize = 13;
+/// The tree digest ZooKeeper writes after the tree: zxid, version, digest.
+const DIGEST: usize = 20;
+
+/// The zxid up to which a complete snapshot holds transactions: the zxid of
+/// the tree digest ZooKeeper writes at its end. A snapshot is fuzzy (named by
+/// the zxid it started at, it may hold transactions past it), so a restore
+/// to a point needs a snapshot whose trailer zxid is at or below the point.
+/// Checks the final seal's checksum, so a snapshot still being written is
+/// refused.
+pub fn snapshot_trailer_zxid(bytes: &[u8]) -> Result<Zxid, TxnLogError> {
+    let n = bytes.len();
+    if n < 16 + SEAL + DIGEST + SEAL {
+        return Err(TxnLogError::IncompleteSnapshot("too short"));
+    }
+    let sealed = |end: usize| bytes[end - 5..end] == [0, 0, 0, 1, b'/'];
+    if !sealed(n) {
+        return Err(TxnLogError::IncompleteSnapshot("no final seal"));
+    }
+    if u64::from(adler32(&bytes[..n - SEAL])) != be_u64(&bytes[n - SEAL..n - 5]) {
+        return Err(TxnLogError::IncompleteSnapshot("checksum mismatch"));
+    }
+    let digest_end = n - SEAL;
+    if !sealed(digest_end - DIGEST) {
+        return Err(TxnLogError::IncompleteSnapshot(
+            "no tree digest (is `zookeeper.digest.enabled` off?)",
+        ));
+    }
+    Ok(Zxid::from_u64(be_u64(
+        &bytes[digest_end - DIGEST..digest_end - DIGEST + 8],
+    )))
+}
+
+/// Whether `next` directly follows `prev` in a transaction history: the
+/// next counter in the same epoch, or the first transaction of a later one.
+pub fn follows(prev: Zxid, next: Zxid) -> bool {
+    if next.epoch == prev.epoch {
+        prev.counter.checked_add(1) == Some(next.counter)
+    } else {
+        next.epoch > prev.epoch && next.counter == 1
+    }
 }
 
 fn be_u32(b: &[u8]) -> u32 {
@@ -57,6 +111,8 @@ fn adler32(data: &[u8]) -> u32 {
 pub struct Record {
     /// The transaction's zxid.
     pub zxid: Zxid,
+    /// When the leader proposed it, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
     /// Where the record lies in the log file.
     pub span: std::ops::Range<usize>,
 }
@@ -85,11 +141,12 @@ pub fn records(bytes: &[u8]) -> Result<Vec<Record>, TxnLogError> {
         else {
             break;
         };
-        if len < TXN_ZXID_END || eor != END_OF_RECORD || crc != u64::from(adler32(txn)) {
+        if len < TXN_TIME_END || eor != END_OF_RECORD || crc != u64::from(adler32(txn)) {
             break;
         }
         found.push(Record {
-            zxid: Zxid::from_u64(be_u64(&txn[12..20])),
+            zxid: Zxid::from_u64(be_u64(&txn[12..TXN_ZXID_END])),
+            time_ms: be_u64(&txn[TXN_ZXID_END..TXN_TIME_END]),
             span: at..start + len + 1,
         });
         at = start + len + 1;
@@ -162,7 +219,7 @@ mod tests {
         let mut txn = 0x1234u64.to_be_bytes().to_vec();
         txn.extend(7u32.to_be_bytes());
         txn.extend(zxid.to_be_bytes());
-        txn.extend(0u64.to_be_bytes());
+        txn.extend((1_700_000_000_000 + (zxid & 0xffff)).to_be_bytes());
         txn.extend(1u32.to_be_bytes());
         txn.extend(b"body");
         let mut r = u64::from(adler32(&txn)).to_be_bytes().to_vec();
@@ -243,6 +300,62 @@ mod tests {
         assert_eq!(seg.len(), FILE_HEADER + 3 * record(0).len());
         assert_eq!(segment(&log, z(6), z(9)).unwrap(), None);
         assert!(segment(&[1u8; 20], z(1), z(2)).is_err());
+    }
+
+    fn sealed(mut v: Vec<u8>) -> Vec<u8> {
+        let sum = u64::from(adler32(&v));
+        v.extend(sum.to_be_bytes());
+        v.extend(1u32.to_be_bytes());
+        v.push(b'/');
+        v
+    }
+
+    #[test]
+    fn a_snapshot_s_trailer_zxid_is_read_only_from_a_complete_snapshot() {
+        let mut snap = sealed(vec![7u8; 64]);
+        snap.extend(0x4_0000_0009u64.to_be_bytes());
+        snap.extend(2u32.to_be_bytes());
+        snap.extend(0xfeedu64.to_be_bytes());
+        let snap = sealed(snap);
+        assert_eq!(
+            snapshot_trailer_zxid(&snap),
+            Ok(Zxid {
+                epoch: 4,
+                counter: 9
+            })
+        );
+        // Still being written: any prefix is refused.
+        for cut in [snap.len() - 1, snap.len() - 13, 70] {
+            assert!(snapshot_trailer_zxid(&snap[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = snap.clone();
+        flipped[10] ^= 1;
+        assert_eq!(
+            snapshot_trailer_zxid(&flipped),
+            Err(TxnLogError::IncompleteSnapshot("checksum mismatch"))
+        );
+    }
+
+    #[test]
+    fn a_transaction_follows_its_predecessor_or_opens_a_later_epoch() {
+        let z = |e, c| Zxid {
+            epoch: e,
+            counter: c,
+        };
+        assert!(follows(z(1, 5), z(1, 6)));
+        assert!(follows(z(1, 5), z(3, 1)));
+        assert!(!follows(z(1, 5), z(1, 7)));
+        assert!(!follows(z(1, 5), z(2, 2)));
+        assert!(!follows(z(2, 5), z(1, 6)));
+    }
+
+    #[test]
+    fn records_carry_their_time() {
+        let mut log = header();
+        log.extend(record(0x1_0000_0001));
+        log.extend(record(0x1_0000_0002));
+        let times: Vec<u64> = records(&log).unwrap().iter().map(|r| r.time_ms).collect();
+        assert_eq!(times, vec![1_700_000_000_001, 1_700_000_000_002]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::backup::{BackupPolicy, RestoreFrom};
 use crate::cluster::{
     API_VERSION, ClusterSpec, DynamodbState, Fleet, FleetSpec, Healing, Ids, IdsSpec, KIND,
     QuorumLossPolicy, StateSpec, TotalLossPolicy, ZookeeperCluster, ZookeeperSettings,
@@ -101,6 +102,10 @@ pub struct ValidatedCluster {
     pub healing: HealingPolicy,
     /// `rollout.timeout`: how long a restarted member may take to come back.
     pub rollout_timeout: Duration,
+    /// `spec.backup`, when the cluster ships backups.
+    pub backup: Option<BackupPolicy>,
+    /// `spec.bootstrap.restore`, when the first ensemble is seeded from a backup.
+    pub restore: Option<RestoreFrom>,
 }
 
 /// The healing policy, durations parsed.
@@ -206,17 +211,20 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
-struct Problems(Vec<SpecProblem>);
+/// The problems found so far.
+pub(crate) struct Problems(Vec<SpecProblem>);
 
 impl Problems {
-    fn add(&mut self, path: &str, reason: impl Into<String>) {
+    /// A problem at `path`.
+    pub(crate) fn add(&mut self, path: &str, reason: impl Into<String>) {
         self.0.push(SpecProblem {
             path: path.to_string(),
             reason: reason.into(),
         });
     }
 
-    fn range(&mut self, path: &str, v: u32, lo: u32, hi: u32) {
+    /// A problem unless `lo <= v <= hi`.
+    pub(crate) fn range(&mut self, path: &str, v: u32, lo: u32, hi: u32) {
         if v < lo || v > hi {
             self.add(path, format!("must be between {lo} and {hi}, got {v}"));
         }
@@ -240,13 +248,32 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         "24h",
     );
     let secrets_parameter = check_secrets(&mut p, s);
-    let (Some((fleet, ids, state)), Some(zookeeper), Some(healing), Some(rollout_timeout), true) = (
+    let backup = crate::backup::check_backup(&mut p, &s.backup);
+    let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
+    if s.healing.on_total_loss == TotalLossPolicy::Restore && s.backup.is_none() {
+        p.add(
+            "spec.healing.onTotalLoss",
+            "`restore` needs spec.backup: a total loss restores the cluster's own newest backup point",
+        );
+    }
+    let (
+        Some((fleet, ids, state)),
+        Some(zookeeper),
+        Some(healing),
+        Some(rollout_timeout),
+        Some(backup),
+        Some(restore),
+        true,
+    ) = (
         placement,
         zookeeper,
         healing,
         rollout_timeout,
+        backup,
+        restore,
         p.0.is_empty(),
-    ) else {
+    )
+    else {
         return Err(SpecError::Invalid(p.0));
     };
     Ok(ValidatedCluster {
@@ -261,6 +288,8 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         zookeeper,
         healing,
         rollout_timeout,
+        backup,
+        restore,
     })
 }
 
@@ -484,7 +513,7 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
 }
 
 /// A duration field within `lo..=hi` seconds, or a problem at `path`.
-fn check_duration(
+pub(crate) fn check_duration(
     p: &mut Problems,
     path: &str,
     text: &str,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::InstanceId;
+use crate::backup::{BackupTarget, RestoreFrom};
 use crate::zk::{ConfigVersion, DynamicConfig, MemberRole, Server, ServerId, ServerMode, Zxid};
 
 /// What the controller wants one instance's agent to do. Agents long-poll it.
@@ -71,6 +72,23 @@ pub struct MemberAssignment {
     /// unchanged settings.
     #[serde(default)]
     pub roll: u64,
+    /// Seed the data directory from this backup before the first start; only
+    /// ever into an empty data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreFrom>,
+    /// Ship this member's transactions to the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<ShipOrder>,
+}
+
+/// The backup shipping job of one member, fenced by the controller's epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipOrder {
+    /// Where to ship.
+    pub target: BackupTarget,
+    /// How old the newest shipped transaction may be, in milliseconds.
+    pub recovery_point_ms: u64,
 }
 
 impl MemberAssignment {
@@ -161,6 +179,33 @@ pub struct AgentReport {
     /// The settings the running server was started with.
     #[serde(default)]
     pub settings: Option<ServerSettings>,
+    /// The backup shipping this agent does, when it is the shipper.
+    #[serde(default)]
+    pub backup: Option<ShippingReport>,
+}
+
+/// What the shipping agent has shipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShippingReport {
+    /// The point it ships to (its manifest key).
+    #[serde(default)]
+    pub point: Option<String>,
+    /// The newest transaction shipped.
+    #[serde(default)]
+    pub newest_zxid: Option<Zxid>,
+    /// When that transaction was proposed (ms since the Unix epoch): the
+    /// recovery point measured is now minus this, while writes come in.
+    #[serde(default)]
+    pub newest_time_ms: Option<u64>,
+    /// When the backup last caught up with the server (ms since the Unix epoch).
+    #[serde(default)]
+    pub caught_up_ms: Option<u64>,
+    /// Bytes shipped since the agent started.
+    pub bytes_shipped: u64,
+    /// The last shipping problem, until a shipment succeeds.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 impl AgentReport {
@@ -170,6 +215,7 @@ impl AgentReport {
         let without_zxids = |r: &AgentReport| {
             let mut r = r.clone();
             r.disk_zxid = None;
+            r.backup = None;
             if let Some(p) = r.probe.as_mut() {
                 p.zxid = None;
             }
@@ -420,6 +466,7 @@ mod tests {
             reconfig: None,
             errors: vec![],
             settings: None,
+            backup: None,
         };
         let mut writes = base.clone();
         writes.probe.as_mut().unwrap().zxid = Some(Zxid::from_u64(0x1_0000_0009));
@@ -470,6 +517,16 @@ mod tests {
                     config: config.clone(),
                 }),
                 roll: 0,
+                restore: Some(RestoreFrom {
+                    target: BackupTarget::Dir { path: "/b".into() },
+                    to: crate::backup::RestorePoint::Zxid {
+                        zxid: Zxid::from_u64(0x1_0000_0009),
+                    },
+                }),
+                backup: Some(ShipOrder {
+                    target: BackupTarget::Dir { path: "/b".into() },
+                    recovery_point_ms: 5000,
+                }),
             })),
         ];
         for node in nodes {

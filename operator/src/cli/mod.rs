@@ -1,8 +1,10 @@
 //! The commands' side of the controller: input loading and its refusals
 //! (`input`), one start-up path that `zkop local up` (`local`) and `zkop run`
 //! (`run`) share (`serve`: secrets, the API, the loop, an orderly stop), and
-//! the client that `zkop status`, `roll` and `replace` use (`client`).
+//! the client that `zkop status`, `roll` and `replace` use (`client`), and
+//! `zkop backup`'s reading of a backup (`backup`).
 
+pub mod backup;
 pub mod client;
 pub mod input;
 pub mod local;

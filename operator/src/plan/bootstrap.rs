@@ -1,5 +1,6 @@
 //! A fresh ensemble: ids claimed, then the first voters bootstrapped together.
 
+use zkop_spec::backup::{RestoreFrom, RestorePoint};
 use zkop_spec::zk::{DynamicConfig, MemberRole};
 
 use super::{Ctx, Phase, Plan, Step};
@@ -27,7 +28,13 @@ impl Ctx<'_> {
             );
             return Plan::new(Phase::Pending, reason, steps);
         }
-        let want = self.target_voters();
+        // A restore seeds one voter; the others join it as after any scale-out.
+        let restore = self.bootstrap_restore();
+        let want = if restore.is_some() {
+            1
+        } else {
+            self.target_voters()
+        };
         let ready: Vec<&MemberRecord> = self
             .p
             .members
@@ -41,12 +48,16 @@ impl Ctx<'_> {
                     .take(want)
                     .map(|m| m.server.with_role(MemberRole::Participant)),
             );
-            steps.push(Step::Bootstrap { config });
-            return Plan::new(
-                Phase::Pending,
-                format!("bootstrapping {want} voters"),
-                steps,
-            );
+            let reason = match &restore {
+                Some(r) => format!(
+                    "bootstrapping 1 voter restored from the backup at {} ({}); the others join it",
+                    r.target,
+                    point_text(r)
+                ),
+                None => format!("bootstrapping {want} voters"),
+            };
+            steps.push(Step::Bootstrap { config, restore });
+            return Plan::new(Phase::Pending, reason, steps);
         }
         if let Some(claim) = self.claim_candidate() {
             steps.push(claim);
@@ -56,5 +67,16 @@ impl Ctx<'_> {
             ready.len()
         );
         Plan::new(Phase::Pending, reason, steps)
+    }
+}
+
+/// The restore point in words.
+fn point_text(r: &RestoreFrom) -> String {
+    match r.to {
+        RestorePoint::Newest => "its newest point".into(),
+        RestorePoint::Zxid { zxid } => format!("exactly to zxid {zxid}"),
+        RestorePoint::Time { unix_ms } => {
+            format!("to the last transaction at or before {unix_ms} ms")
+        }
     }
 }

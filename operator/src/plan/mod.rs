@@ -16,7 +16,8 @@
 //! reconfig in flight and the next one, as a typed [`MembershipChange`]),
 //! `recovery` (no leader, lost quorum, total loss), `rollout` (rolling
 //! restarts), `replacement` (rolling replacement), `housekeeping` (fleet and
-//! ledger hygiene); `health` answers the questions they share and `safety` is
+//! ledger hygiene), `backup` (the shipping member, a bootstrap's restore);
+//! `health` answers the questions they share and `safety` is
 //! the gate every reconfig passes.
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ use zkop_spec::zk::DynamicConfig;
 
 use crate::model::{Observed, Persisted};
 
+mod backup;
 mod bootstrap;
 mod change;
 mod health;
@@ -120,6 +122,9 @@ pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Dura
     }
     if leader.is_none() {
         return c.leaderless(config, steps);
+    }
+    if let Some(step) = c.shipper_step(config, leader) {
+        steps.insert(0, step);
     }
     let (membership, reason) = c.membership(config, leader);
     steps.extend(membership);

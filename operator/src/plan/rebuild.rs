@@ -61,6 +61,7 @@ impl Ctx<'_> {
                     adopted: false,
                     recovery: None,
                     settings: r.settings.clone(),
+                    restore: None,
                 })
             })
             .collect();

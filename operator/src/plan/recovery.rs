@@ -252,17 +252,32 @@ impl Ctx<'_> {
                 ),
                 steps,
             ),
-            TotalLossPolicy::Bootstrap => {
-                if let Some(plan) =
-                    self.fence_first(&lost, "bootstrapping a fresh ensemble", &mut steps)
-                {
+            TotalLossPolicy::Bootstrap | TotalLossPolicy::Restore => {
+                let restore = match self.spec.healing.on_total_loss {
+                    TotalLossPolicy::Restore => self.own_newest_point(),
+                    _ => None,
+                };
+                let (doing, replacement) = match &restore {
+                    Some(r) => (
+                        "restoring a new ensemble from the backup",
+                        format!(
+                            "restore: a new ensemble restored from the newest backup point at {} replaces it",
+                            r.target
+                        ),
+                    ),
+                    None => (
+                        "bootstrapping a fresh ensemble",
+                        "bootstrap: a fresh, empty ensemble replaces it".to_string(),
+                    ),
+                };
+                if let Some(plan) = self.fence_first(&lost, doing, &mut steps) {
                     return plan;
                 }
-                steps.insert(0, Step::DiscardEnsemble { lost });
+                steps.insert(0, Step::DiscardEnsemble { lost, restore });
                 Plan::new(
                     Phase::QuorumLost,
                     format!(
-                        "total loss: no member of the ensemble survives (lost [{}]); healing.onTotalLoss: bootstrap: a fresh, empty ensemble replaces it",
+                        "total loss: no member of the ensemble survives (lost [{}]); healing.onTotalLoss: {replacement}",
                         lost_text.join(", ")
                     ),
                     steps,

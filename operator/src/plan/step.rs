@@ -2,6 +2,7 @@
 //! fleet, ledger or state action.
 
 use zkop_spec::InstanceId;
+use zkop_spec::backup::RestoreFrom;
 use zkop_spec::zk::{DynamicConfig, ServerId, Zxid};
 
 use crate::model::{MemberRecord, PendingReconfig};
@@ -43,6 +44,8 @@ pub enum Step {
     },
     /// Start a fresh ensemble of these servers (all participants).
     Bootstrap {
+        /// Seed the (single) voter's data directory from this backup first.
+        restore: Option<RestoreFrom>,
         /// The initial config.
         config: DynamicConfig,
     },
@@ -120,11 +123,19 @@ pub enum Step {
         /// The instance.
         instance: InstanceId,
     },
+    /// Hand the backup's shipping to this member (`None`: to no one).
+    AssignShipper {
+        /// The member.
+        id: Option<ServerId>,
+    },
     /// The last member of a rolling restart serves again: the roll-out is done.
     FinishRollout,
-    /// No member survived and `healing.onTotalLoss: bootstrap` allows it: give
-    /// the lost ensemble up, so that a fresh, empty one is bootstrapped next.
+    /// No member survived and `healing.onTotalLoss` is `bootstrap` or
+    /// `restore`: give the lost ensemble up, so that a fresh one (empty, or
+    /// restored from the backup) is bootstrapped next.
     DiscardEnsemble {
+        /// The backup the next bootstrap restores (`onTotalLoss: restore`).
+        restore: Option<RestoreFrom>,
         /// The lost members (all fenced).
         lost: Vec<ServerId>,
     },

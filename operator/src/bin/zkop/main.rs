@@ -83,6 +83,22 @@ enum Command {
         #[command(flatten)]
         controller: ControllerArgs,
     },
+    /// Read a cluster's backup.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// The backup's points: when, which zxids each restores exactly to, size.
+    List {
+        /// `dir:PATH` or `s3://BUCKET/PREFIX`.
+        #[arg(long)]
+        from: zkop_spec::backup::BackupTarget,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Which controller to ask.
@@ -294,6 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cf(CfCommand::Render { format }) => print!("{}", render_cf(format)?),
         Command::Bench(args) => bench_command(args).await?,
+        Command::Backup(command) => backup_command(command).await?,
         Command::Roll { .. } | Command::Replace { .. } | Command::Status { .. } => {
             client_command(cli.command).await?;
         }
@@ -342,6 +359,20 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
 
 /// `zkop bench`: the AWS call rates of a running controller, or every
 /// operation timed against the same done by hand.
+async fn backup_command(command: BackupCommand) -> anyhow::Result<()> {
+    match command {
+        BackupCommand::List { from, json } => {
+            let rows = zkop::cli::backup::list(&from).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", zkop::cli::backup::table(&rows));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
     let BenchArgs {
         json,

@@ -50,7 +50,12 @@ fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
     }
     let plan = b.plan();
     match &plan.steps[..] {
-        [Step::Bootstrap { config }] => {
+        [
+            Step::Bootstrap {
+                config,
+                restore: None,
+            },
+        ] => {
             assert_eq!(config.voter_count(), 3);
             assert_eq!(config.version, None);
         }

@@ -59,6 +59,7 @@ pub(crate) fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>
         reconfig: None,
         errors: vec![],
         settings: None,
+        backup: None,
     }
 }
 
@@ -117,6 +118,7 @@ impl B {
                 adopted: true,
                 recovery: None,
                 settings: None,
+                restore: None,
             },
         );
         self.obs.reports.insert(

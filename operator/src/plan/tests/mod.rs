@@ -2,6 +2,7 @@
 //! test that drives the real planner and `act` against an in-memory fleet and
 //! a simulated ensemble (`sim`).
 
+mod backup;
 mod bootstrap;
 mod hooks;
 pub(crate) mod kit;

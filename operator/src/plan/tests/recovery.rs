@@ -137,7 +137,8 @@ fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replac
     assert_eq!(
         step,
         Some(Step::DiscardEnsemble {
-            lost: vec![ServerId(1), ServerId(2), ServerId(3)]
+            lost: vec![ServerId(1), ServerId(2), ServerId(3)],
+            restore: None,
         }),
         "{plan:?}"
     );

@@ -1,0 +1,346 @@
+//! Shipping this member's transactions to the backup, when the controller
+//! makes it the shipper: log segments of the records its server has
+//! processed, continuing the newest point from its last transaction, and a
+//! new point (with this node's newest snapshot) when that is not on this
+//! node's disk or ZooKeeper wrote a newer snapshot.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use zkop_runtime::backup::{BackupError, Store};
+use zkop_spec::backup::manifest::{
+    self, FORMAT, PointManifest, SegmentRef, Shipper as ShipperId, SnapshotRef,
+};
+use zkop_spec::txnlog;
+use zkop_spec::wire::{ShipOrder, ShippingReport};
+use zkop_spec::zk::{ServerId, Zxid};
+
+use crate::history::{self, History, LocalRecord};
+
+/// Who ships, and where the server stands.
+pub struct ShipContext<'a> {
+    /// The cluster's name (a backup holds one cluster's data).
+    pub cluster: &'a str,
+    /// The controller epoch that gave the job.
+    pub epoch: u64,
+    /// This instance.
+    pub instance: &'a str,
+    /// This member.
+    pub server_id: ServerId,
+    /// The server's processed zxid (`srvr`): nothing past it is shipped.
+    pub processed: Zxid,
+    /// ZooKeeper's `dataDir/version-2`.
+    pub version2: PathBuf,
+    /// Now, ms since the Unix epoch.
+    pub now_ms: u64,
+}
+
+/// One shipping job.
+pub struct Shipper {
+    order: ShipOrder,
+    store: Store,
+    /// The point being shipped to, as last written or read.
+    point: Option<PointManifest>,
+    last_tick: Option<Instant>,
+    report: ShippingReport,
+}
+
+fn io(key: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        target: "this node's data directory".into(),
+        key: key.to_string(),
+        source,
+    }
+}
+
+impl Shipper {
+    /// A job for `order`.
+    pub fn new(order: ShipOrder) -> Result<Shipper, BackupError> {
+        Ok(Shipper {
+            store: Store::open(&order.target)?,
+            order,
+            point: None,
+            last_tick: None,
+            report: ShippingReport::default(),
+        })
+    }
+
+    /// The order it carries out.
+    pub fn order(&self) -> &ShipOrder {
+        &self.order
+    }
+
+    /// What it reports.
+    pub fn report(&self) -> ShippingReport {
+        self.report.clone()
+    }
+
+    /// Whether a shipment is due: twice per recovery point.
+    pub fn due(&self) -> bool {
+        let every =
+            Duration::from_millis(self.order.recovery_point_ms / 2).max(Duration::from_millis(200));
+        self.last_tick.is_none_or(|t| t.elapsed() >= every)
+    }
+
+    /// Ships what is new; a failure is reported and retried from the stored
+    /// manifest next time.
+    pub async fn tick(&mut self, c: &ShipContext<'_>) {
+        self.last_tick = Some(Instant::now());
+        match self.ship(c).await {
+            Ok(()) => self.report.error = None,
+            Err(e) => {
+                warn!(cluster = c.cluster, member = %c.server_id, error = %e, "backup shipping failed");
+                self.report.error = Some(e.to_string());
+                self.point = None;
+            }
+        }
+    }
+
+    async fn ship(&mut self, c: &ShipContext<'_>) -> Result<(), BackupError> {
+        let mut point = match self.point.take() {
+            Some(p) => self.still_ours(p, c).await?,
+            None => self.take_over(c).await?,
+        };
+        let history = history::read_after(&c.version2, point.last()).map_err(io("version-2"))?;
+        let Some(new) = history.continuing(point.last(), c.processed) else {
+            info!(cluster = c.cluster, member = %c.server_id, last = %point.last(), "this node lacks the transaction after the backup's last: starting a new point");
+            let next = self.new_point(c, Some(point)).await?;
+            self.point = Some(next);
+            return Ok(());
+        };
+        if !new.is_empty() {
+            self.append(&mut point, &history, &new, c).await?;
+        }
+        if point.last() >= c.processed {
+            self.report.caught_up_ms = Some(c.now_ms);
+        }
+        self.report.point = Some(point.key());
+        self.report.newest_zxid = Some(point.last());
+        self.report.newest_time_ms = point.segments.last().map(|s| s.last_time_ms);
+        // ZooKeeper wrote a newer snapshot whose transactions are all shipped:
+        // it starts a new point sharing the segments after it.
+        if let Some(snap) = history::newest_snapshot(&c.version2)
+            && snap.zxid > point.snapshot.zxid
+            && snap.zxid <= point.last()
+        {
+            let next = self.roll_over(c, &point, &snap.path, snap.zxid).await?;
+            self.point = Some(next.unwrap_or(point));
+            return Ok(());
+        }
+        self.point = Some(point);
+        Ok(())
+    }
+
+    /// The point we ship to, unless someone else wrote its manifest since.
+    async fn still_ours(
+        &self,
+        p: PointManifest,
+        c: &ShipContext<'_>,
+    ) -> Result<PointManifest, BackupError> {
+        let stored = self.read_point(&p.key()).await?;
+        if stored.as_ref() == Some(&p) {
+            return Ok(p);
+        }
+        match stored {
+            Some(s) if s.shipper.epoch > c.epoch => Err(BackupError::Refused(format!(
+                "{}: a shipper of a newer controller epoch ({}) owns it",
+                s.key(),
+                s.shipper.epoch
+            ))),
+            _ => self.take_over(c).await,
+        }
+    }
+
+    async fn read_point(&self, key: &str) -> Result<Option<PointManifest>, BackupError> {
+        let Some(bytes) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| BackupError::Corrupt {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Continues the newest point when this node holds what follows it,
+    /// else starts a new one.
+    async fn take_over(&self, c: &ShipContext<'_>) -> Result<PointManifest, BackupError> {
+        let points = self.store.points().await?;
+        if let Some(other) = points.iter().find(|p| p.cluster != c.cluster) {
+            return Err(BackupError::Refused(format!(
+                "{}: this backup holds cluster `{}`'s data, not `{}`'s",
+                other.key(),
+                other.cluster,
+                c.cluster
+            )));
+        }
+        let Some(newest) = points
+            .into_iter()
+            .max_by_key(|p| (p.snapshot.zxid, p.created_ms))
+        else {
+            return self.new_point(c, None).await;
+        };
+        if newest.shipper.epoch > c.epoch {
+            return Err(BackupError::Refused(format!(
+                "{}: a shipper of a newer controller epoch ({}) owns it",
+                newest.key(),
+                newest.shipper.epoch
+            )));
+        }
+        let history = history::read_after(&c.version2, newest.last()).map_err(io("version-2"))?;
+        if newest.gap().is_none()
+            && !newest.sealed
+            && history.continuing(newest.last(), c.processed).is_some()
+        {
+            let mut p = newest;
+            p.shipper = shipper_id(c);
+            self.store.put_point(&p).await?;
+            info!(cluster = c.cluster, member = %c.server_id, point = %p.key(), last = %p.last(), "continuing the backup's newest point");
+            return Ok(p);
+        }
+        self.new_point(c, Some(newest)).await
+    }
+
+    /// A new point from this node's newest complete snapshot; the previous
+    /// point (if any) is sealed.
+    async fn new_point(
+        &self,
+        c: &ShipContext<'_>,
+        previous: Option<PointManifest>,
+    ) -> Result<PointManifest, BackupError> {
+        let snap = history::newest_snapshot(&c.version2).ok_or_else(|| {
+            BackupError::Refused("no complete snapshot on this node yet to start a point".into())
+        })?;
+        let bytes = std::fs::read(&snap.path).map_err(io("snapshot"))?;
+        let snapshot = self.put_snapshot(&bytes, snap.zxid).await?;
+        let point = PointManifest {
+            format: FORMAT,
+            cluster: c.cluster.to_string(),
+            snapshot,
+            segments: Vec::new(),
+            created_ms: c.now_ms,
+            updated_ms: c.now_ms,
+            shipper: shipper_id(c),
+            sealed: false,
+            digests: Vec::new(),
+        };
+        if self.store.get(&point.key()).await?.is_some() {
+            return Err(BackupError::Refused(format!(
+                "{} exists already",
+                point.key()
+            )));
+        }
+        self.store.put_point(&point).await?;
+        if let Some(mut prev) = previous.filter(|p| !p.sealed) {
+            prev.sealed = true;
+            self.store.put_point(&prev).await?;
+        }
+        info!(cluster = c.cluster, member = %c.server_id, point = %point.key(), "started a new backup point");
+        Ok(point)
+    }
+
+    async fn put_snapshot(&self, bytes: &[u8], zxid: Zxid) -> Result<SnapshotRef, BackupError> {
+        let trailer = txnlog::snapshot_trailer_zxid(bytes).map_err(|e| BackupError::Corrupt {
+            key: format!("snapshot.{:x}", zxid.as_u64()),
+            reason: e.to_string(),
+        })?;
+        let object = self
+            .store
+            .put_object(|sha| manifest::snapshot_key(zxid, trailer, sha), bytes)
+            .await?;
+        Ok(SnapshotRef {
+            object,
+            zxid,
+            trailer_zxid: trailer,
+        })
+    }
+
+    /// A new point at ZooKeeper's newer snapshot, sharing the segments of
+    /// `point` after it (the same history, shipped from this node).
+    async fn roll_over(
+        &mut self,
+        c: &ShipContext<'_>,
+        point: &PointManifest,
+        path: &std::path::Path,
+        zxid: Zxid,
+    ) -> Result<Option<PointManifest>, BackupError> {
+        let bytes = std::fs::read(path).map_err(io("snapshot"))?;
+        let snapshot = self.put_snapshot(&bytes, zxid).await?;
+        if snapshot.trailer_zxid > point.last() {
+            return Ok(None);
+        }
+        let next = PointManifest {
+            format: FORMAT,
+            cluster: c.cluster.to_string(),
+            segments: point
+                .segments
+                .iter()
+                .filter(|s| s.last > zxid)
+                .cloned()
+                .collect(),
+            snapshot,
+            created_ms: c.now_ms,
+            updated_ms: c.now_ms,
+            shipper: shipper_id(c),
+            sealed: false,
+            digests: Vec::new(),
+        };
+        self.store.put_point(&next).await?;
+        let mut sealed = point.clone();
+        sealed.sealed = true;
+        self.store.put_point(&sealed).await?;
+        info!(cluster = c.cluster, member = %c.server_id, point = %next.key(), "ZooKeeper's new snapshot starts a new backup point");
+        Ok(Some(next))
+    }
+
+    /// Ships `new` (records following on from the point's last) as one
+    /// segment per local log, then the manifest.
+    async fn append(
+        &mut self,
+        point: &mut PointManifest,
+        history: &History,
+        new: &[&LocalRecord],
+        c: &ShipContext<'_>,
+    ) -> Result<(), BackupError> {
+        for group in new.chunk_by(|a, b| a.log == b.log) {
+            let (first, last) = (group[0], group[group.len() - 1]);
+            let (name, log) = &history.logs[first.log];
+            let bytes = txnlog::segment(log, first.zxid, last.zxid)
+                .map_err(|e| BackupError::Corrupt {
+                    key: name.clone(),
+                    reason: e.to_string(),
+                })?
+                .ok_or_else(|| BackupError::Corrupt {
+                    key: name.clone(),
+                    reason: format!("no record {}..={}", first.zxid, last.zxid),
+                })?;
+            let object = self
+                .store
+                .put_object(
+                    |sha| manifest::segment_key(first.zxid, last.zxid, sha),
+                    &bytes,
+                )
+                .await?;
+            self.report.bytes_shipped += object.bytes;
+            point.segments.push(SegmentRef {
+                object,
+                first: first.zxid,
+                last: last.zxid,
+                first_time_ms: first.time_ms,
+                last_time_ms: last.time_ms,
+            });
+        }
+        point.updated_ms = c.now_ms;
+        self.store.put_point(point).await
+    }
+}
+
+fn shipper_id(c: &ShipContext<'_>) -> ShipperId {
+    ShipperId {
+        instance: c.instance.to_string(),
+        server_id: c.server_id.0,
+        epoch: c.epoch,
+    }
+}

@@ -1,0 +1,296 @@
+//! Backups end to end on a local fleet of real ZooKeeper servers: a total
+//! loss restored from the cluster's own backup with every write older than
+//! the recovery point, and new clusters restored to a point in time (a zxid,
+//! a time) from another's backup.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use zkop_runtime::backup::Store;
+use zkop_spec::backup::manifest;
+use zkop_spec::backup::{BackupTarget, format_time};
+use zkop_spec::wire::StatusReply;
+use zkop_spec::zk::Zxid;
+use zkop_tests::common::{
+    self, LocalCluster, SERIAL, assert_zookeeper_agrees, example_spec, settled, zk_client,
+};
+use zookeeper_client::{Acls, Client, CreateMode};
+
+/// `example_spec(replicas)` with a backup to `dir` and `extra` healing.
+fn spec_with_backup(dir: &std::path::Path, recovery_point: &str) -> String {
+    format!(
+        "{}  backup:\n    dir: {}\n    recoveryPoint: {recovery_point}\n",
+        example_spec(3)
+            .replace("detectAfter: 10s", "detectAfter: 3s")
+            .replace("onTotalLoss: wait", "onTotalLoss: restore"),
+        dir.display()
+    )
+}
+
+/// The newest zxid the backup in `dir` restores exactly to.
+async fn backed_up(dir: &std::path::Path) -> Option<Zxid> {
+    let store = Store::open(&BackupTarget::Dir {
+        path: dir.display().to_string(),
+    })
+    .ok()?;
+    manifest::newest(&store.points().await.ok()?)
+}
+
+async fn wait_backed_up(dir: &std::path::Path, zxid: Zxid) {
+    common::wait_until(
+        &format!("the backup to hold {zxid}"),
+        Duration::from_secs(60),
+        || async { backed_up(dir).await.filter(|z| *z >= zxid) },
+    )
+    .await;
+}
+
+/// Writes sequential znodes under `/acc` until told to stop; returns each
+/// acknowledged one with when it was acknowledged.
+async fn write_timed(
+    hosts: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(String, Instant)> {
+    let client = zk_client(&hosts).await;
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let seq = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
+    let _ = client.create("/acc", b"", &options).await;
+    let mut acked = Vec::new();
+    while !*stop.borrow() {
+        match client.create("/acc/n-", b"x", &seq).await {
+            Ok((_, s)) => acked.push((format!("n-{s}"), Instant::now())),
+            Err(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    acked
+}
+
+/// Waits for the ensemble restored after a total loss of the members on
+/// `old`, and checks the events say so.
+async fn restored_after_total_loss(c: &LocalCluster, old: &BTreeSet<String>) -> StatusReply {
+    let after = c
+        .wait_status(
+            "an ensemble restored from the backup",
+            Duration::from_secs(180),
+            |s| settled(s, 3, 0) && s.events.iter().any(|e| e.kind == "discard_ensemble"),
+        )
+        .await;
+    let discard = after
+        .events
+        .iter()
+        .position(|e| e.kind == "discard_ensemble")
+        .unwrap();
+    assert!(
+        after.events[discard]
+            .message
+            .contains("healing.onTotalLoss: restore"),
+        "{}",
+        after.events[discard].message
+    );
+    assert!(
+        after.events[discard..]
+            .iter()
+            .any(|e| e.kind == "bootstrap" && e.message.contains("restored from the backup")),
+        "{:#?}",
+        after.events
+    );
+    assert!(
+        after
+            .members
+            .iter()
+            .all(|m| !old.contains(m.instance.as_str()))
+    );
+    after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_loss_with_on_total_loss_restore_keeps_every_write_older_than_the_recovery_point() {
+    let _serial = SERIAL.lock().await;
+    let backup = tempfile::tempdir().unwrap();
+    let recovery_point = Duration::from_secs(2);
+    let spec = spec_with_backup(backup.path(), "2s");
+    let (c, before) = LocalCluster::start_settled(&spec, "127.0.73.0/24", 3).await;
+    let hosts = LocalCluster::endpoints(&before);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_timed(hosts.clone(), stopped));
+    let client = zk_client(&hosts).await;
+    common::wait_writes_flowing(&client, 200).await;
+    let (stat, _) = client
+        .create(
+            "/marker",
+            b"",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    wait_backed_up(backup.path(), Zxid::from_u64(stat.czxid as u64)).await;
+    drop(client);
+    // Writes keep coming up to the loss.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let old: BTreeSet<String> = before
+        .members
+        .iter()
+        .map(|m| m.instance.to_string())
+        .collect();
+    let loss = Instant::now();
+    for m in &before.members {
+        c.kill_instance(&m.instance);
+    }
+    let _ = stop.send(true);
+    let acked = writer.await.unwrap();
+
+    let after = restored_after_total_loss(&c, &old).await;
+    assert_zookeeper_agrees(&after).await;
+    let client = zk_client(&LocalCluster::endpoints(&after)).await;
+    let present: BTreeSet<String> = client
+        .list_children("/acc")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let (older, recent): (Vec<_>, Vec<_>) = acked
+        .iter()
+        .partition(|(_, at)| loss.duration_since(*at) > recovery_point);
+    let lost_old: Vec<&String> = older
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| !present.contains(*p))
+        .collect();
+    let lost_recent = recent.iter().filter(|(p, _)| !present.contains(p)).count();
+    eprintln!(
+        "total loss restored: {} writes acknowledged, {} of them in the last {recovery_point:?} before the loss, {lost_recent} of those missing; {} older ones missing",
+        acked.len(),
+        recent.len(),
+        lost_old.len()
+    );
+    assert!(
+        older.len() >= 200,
+        "only {} writes before the recovery point",
+        older.len()
+    );
+    assert!(
+        lost_old.is_empty(),
+        "writes older than the recovery point lost: {lost_old:?}"
+    );
+    assert!(client.check_stat("/marker").await.unwrap().is_some());
+}
+
+/// Creates `parent` and `n` children; the last child's stat.
+async fn create_tree(client: &Client, parent: &str, n: usize) -> zookeeper_client::Stat {
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let (mut last, _) = client.create(parent, b"v", &options).await.unwrap();
+    for i in 0..n {
+        last = client
+            .create(&format!("{parent}/c{i}"), b"v", &options)
+            .await
+            .unwrap()
+            .0;
+    }
+    last
+}
+
+async fn children(client: &Client, path: &str) -> Option<usize> {
+    client.list_children(path).await.ok().map(|c| c.len())
+}
+
+/// A cluster restored from `backup` at `to` (a `toZxid:`/`toTime:` line):
+/// A and the subtree are there, B is not.
+async fn restored_has_a_and_the_subtree_not_b(
+    backup: &std::path::Path,
+    to: &str,
+    replicas: u32,
+    network: &str,
+) {
+    let voters = if replicas == 1 {
+        "    min: 1\n    max: 1"
+    } else {
+        "    min: 3\n    max: 5"
+    };
+    let spec = format!(
+        "{}  bootstrap:\n    restore:\n      from:\n        dir: {}\n      {to}\n",
+        example_spec(replicas)
+            .replace("name: local-3", "name: restored")
+            .replace("    min: 3\n    max: 5", voters),
+        backup.display()
+    );
+    let (mut c, s) = LocalCluster::start_settled(&spec, network, replicas as usize).await;
+    assert!(
+        s.events
+            .iter()
+            .any(|e| e.kind == "bootstrap" && e.message.contains("restored from the backup")),
+        "{:#?}",
+        s.events
+    );
+    let client = zk_client(&LocalCluster::endpoints(&s)).await;
+    assert_eq!(
+        children(&client, "/a").await,
+        Some(10),
+        "writes A, restored to {to}"
+    );
+    assert_eq!(
+        children(&client, "/sub").await,
+        Some(10),
+        "the subtree, restored to {to}"
+    );
+    assert_eq!(
+        client.check_stat("/b").await.unwrap(),
+        None,
+        "writes B, restored to {to}"
+    );
+    drop(client);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_restores_another_s_backup_exactly_to_a_zxid_or_a_time() {
+    let _serial = SERIAL.lock().await;
+    let backup = tempfile::tempdir().unwrap();
+    let spec = spec_with_backup(backup.path(), "1s");
+    let (mut c, s) = LocalCluster::start_settled(&spec, "127.0.74.0/24", 3).await;
+    let client = zk_client(&LocalCluster::endpoints(&s)).await;
+    create_tree(&client, "/a", 10).await;
+    let sub = create_tree(&client, "/sub", 10).await;
+    // The delete's transactions are proposed after the subtree's last create.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..10 {
+        client.delete(&format!("/sub/c{i}"), None).await.unwrap();
+    }
+    client.delete("/sub", None).await.unwrap();
+    let b = create_tree(&client, "/b", 10).await;
+    drop(client);
+    wait_backed_up(backup.path(), Zxid::from_u64(b.czxid as u64)).await;
+    let list = std::process::Command::new(common::zkop_bin())
+        .args(["backup", "list", "--from"])
+        .arg(format!("dir:{}", backup.path().display()))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        table.contains("RESTORES EXACTLY TO") && table.contains("open"),
+        "{table}"
+    );
+    eprintln!("{table}");
+    c.stop().await;
+
+    let point = Zxid::from_u64(sub.czxid as u64);
+    restored_has_a_and_the_subtree_not_b(
+        backup.path(),
+        &format!("toZxid: \"{point}\""),
+        3,
+        "127.0.75.0/24",
+    )
+    .await;
+    restored_has_a_and_the_subtree_not_b(
+        backup.path(),
+        &format!("toTime: \"{}\"", format_time(sub.ctime as u64)),
+        1,
+        "127.0.76.0/24",
+    )
+    .await;
+}
