@@ -294,3 +294,174 @@ async fn a_new_cluster_restores_another_s_backup_exactly_to_a_zxid_or_a_time() {
     )
     .await;
 }
+
+/// `zkop backup verify --from dir:DIR`, with its scratch server on `address`.
+fn verify(dir: &std::path::Path, address: &str) -> std::process::Output {
+    std::process::Command::new(common::zkop_bin())
+        .args(["backup", "verify", "--address", address, "--from"])
+        .arg(format!("dir:{}", dir.display()))
+        .output()
+        .unwrap()
+}
+
+/// Every transaction from the oldest point's snapshot to the newest shipped
+/// one is in some segment: no point has a gap, nor do they together.
+async fn assert_no_gap(dir: &std::path::Path) -> usize {
+    let store = Store::open(&BackupTarget::Dir {
+        path: dir.display().to_string(),
+    })
+    .unwrap();
+    let points = store.points().await.unwrap();
+    for p in &points {
+        assert_eq!(p.gap(), None, "{}", p.key());
+    }
+    let mut segments: Vec<&manifest::SegmentRef> =
+        points.iter().flat_map(|p| p.segments.iter()).collect();
+    segments.sort_by_key(|s| (s.first, s.last));
+    segments.dedup_by_key(|s| s.object.key.clone());
+    let mut at = points.first().map(|p| p.snapshot.zxid).unwrap();
+    for s in &segments {
+        assert!(
+            s.first <= at || zkop_spec::txnlog::follows(at, s.first),
+            "transactions between {at} and {} are in no segment",
+            s.first
+        );
+        at = at.max(s.last);
+    }
+    points.len()
+}
+
+/// Copies a backup directory.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// One drill on a copy of `backup` broken by `harm`, which returns the key
+/// it broke: it must fail naming that object.
+fn drill_fails_naming(backup: &std::path::Path, harm: impl FnOnce(&std::path::Path) -> String) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(backup, copy.path());
+    let key = harm(copy.path());
+    let out = verify(copy.path(), "127.0.77.250");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the drill passed with {key} broken");
+    assert!(
+        stderr.contains("FAILED") && stderr.contains(&key),
+        "{stderr}"
+    );
+    eprintln!("drill on a broken copy: {}", stderr.trim());
+}
+
+/// The newest segment key in a backup directory (the one a restore of the
+/// newest point surely needs).
+fn newest_segment(dir: &std::path::Path) -> String {
+    let mut logs: Vec<String> = std::fs::read_dir(dir.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    logs.sort();
+    format!("logs/{}", logs.last().unwrap())
+}
+
+async fn shipper_of(
+    c: &LocalCluster,
+    other_than: Option<zkop_spec::zk::ServerId>,
+) -> zkop_spec::zk::ServerId {
+    let s = c
+        .wait_status(
+            "a member shipping the backup",
+            Duration::from_secs(60),
+            |s| {
+                s.backup.as_ref().is_some_and(|b| {
+                    b.shipper.is_some()
+                        && b.shipper != other_than
+                        && b.newest_zxid.is_some()
+                        && !b.behind
+                })
+            },
+        )
+        .await;
+    s.backup.unwrap().shipper.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipper_killed_another_member_ships_on_without_a_gap_retention_prunes_and_drills_catch_damage()
+ {
+    let _serial = SERIAL.lock().await;
+    let backup = tempfile::tempdir().unwrap();
+    let spec = spec_with_backup(backup.path(), "1s")
+        .replace(
+            "maxClientCnxns: \"100\"",
+            "maxClientCnxns: \"100\"\n      snapCount: \"50\"",
+        )
+        .replace("recoveryPoint: 1s", "recoveryPoint: 1s\n    keep: 2");
+    let (mut c, before) = LocalCluster::start_settled(&spec, "127.0.77.0/24", 3).await;
+    let hosts = LocalCluster::endpoints(&before);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_timed(hosts.clone(), stopped));
+    let first = shipper_of(&c, None).await;
+    let instance = before
+        .members
+        .iter()
+        .find(|m| m.id == first)
+        .unwrap()
+        .instance
+        .clone();
+    c.kill_instance(&instance);
+    let second = shipper_of(&c, Some(first)).await;
+    eprintln!("shipper {first} killed; member {second} ships");
+    let pruned = c
+        .wait_status("retention to prune", Duration::from_secs(120), |s| {
+            s.events.iter().any(|e| e.kind == "backup_pruned")
+        })
+        .await;
+    let _ = stop.send(true);
+    let acked = writer.await.unwrap();
+    assert!(acked.len() > 100, "only {} writes", acked.len());
+    let client = zk_client(&LocalCluster::endpoints(&pruned)).await;
+    let (stat, _) = client
+        .create(
+            "/last",
+            b"",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    drop(client);
+    wait_backed_up(backup.path(), Zxid::from_u64(stat.czxid as u64)).await;
+    c.stop().await;
+    let points = assert_no_gap(backup.path()).await;
+    assert!(points <= 4, "{points} points left with keep: 2");
+
+    // Retention left every object a kept point needs: the drill passes.
+    let out = verify(backup.path(), "127.0.77.250");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    drill_fails_naming(backup.path(), |dir| {
+        let key = newest_segment(dir);
+        let path = dir.join(&key);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+        key
+    });
+    drill_fails_naming(backup.path(), |dir| {
+        let key = newest_segment(dir);
+        std::fs::remove_file(dir.join(&key)).unwrap();
+        key
+    });
+}

@@ -299,6 +299,35 @@ pub struct StatusReply {
     /// The last reconcile error, until a pass succeeds again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Backups, when the spec asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+}
+
+/// Backups as `zkop status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// Where it ships (`dir:PATH`, `s3://bucket/prefix`).
+    pub target: String,
+    /// The member shipping, if any serves.
+    pub shipper: Option<ServerId>,
+    /// The point it ships to.
+    pub point: Option<String>,
+    /// The newest transaction shipped.
+    pub newest_zxid: Option<Zxid>,
+    /// The recovery point measured: how long ago the backup last held
+    /// everything the shipper's server had processed (ms), when known.
+    pub age_ms: Option<u64>,
+    /// The recovery point the spec asks for (ms).
+    pub recovery_point_ms: u64,
+    /// Whether the measured recovery point is past the spec's (or nothing ships).
+    pub behind: bool,
+    /// Bytes shipped by the current shipper since its agent started.
+    pub bytes_shipped: u64,
+    /// The shipper's last problem, until a shipment succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One member in `zkop status`.

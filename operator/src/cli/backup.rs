@@ -52,10 +52,30 @@ pub fn row(p: &PointManifest) -> PointRow {
     }
 }
 
-/// The rows of every point in `target`, oldest first.
+/// The rows of every point in `target`, oldest first, each with its last drill.
 pub async fn list(target: &BackupTarget) -> Result<Vec<PointRow>, BackupError> {
     let store = Store::open(target)?;
-    Ok(store.points().await?.iter().map(row).collect())
+    let drills = super::drill::drills(&store).await?;
+    Ok(store
+        .points()
+        .await?
+        .iter()
+        .map(|p| {
+            let mut r = row(p);
+            r.verified = drills
+                .iter()
+                .rfind(|d| d.point.as_deref() == Some(r.point.as_str()))
+                .map(|d| {
+                    let when = format_time(d.at_ms);
+                    if d.ok {
+                        format!("ok {when}")
+                    } else {
+                        format!("FAILED {when}")
+                    }
+                });
+            r
+        })
+        .collect())
 }
 
 /// The rows as a table.

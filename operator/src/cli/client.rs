@@ -153,6 +153,30 @@ pub async fn request_replace(
     Ok(body["accepted"].as_str().unwrap_or("accepted").to_string())
 }
 
+/// The backup's line under the members.
+fn backup_line(b: &zkop_spec::wire::BackupStatus) -> String {
+    let age = b
+        .age_ms
+        .map(|a| format!("{:.1}s", a as f64 / 1000.0))
+        .unwrap_or_else(|| "unknown".into());
+    let mut line = format!(
+        "backup {}: shipper {}, newest {}, recovery point {age} (want <= {:.1}s){}\n",
+        b.target,
+        b.shipper
+            .map(|s| format!("member {s}"))
+            .unwrap_or_else(|| "none".into()),
+        b.newest_zxid
+            .map(|z| z.to_string())
+            .unwrap_or_else(|| "-".into()),
+        b.recovery_point_ms as f64 / 1000.0,
+        if b.behind { ", BEHIND" } else { "" }
+    );
+    if let Some(e) = &b.error {
+        line.push_str(&format!("backup problem: {e}\n"));
+    }
+    line
+}
+
 /// The human-readable table.
 pub fn render_table(s: &StatusReply) -> String {
     let mut out = format!(
@@ -186,6 +210,9 @@ pub fn render_table(s: &StatusReply) -> String {
             if m.healthy { "yes" } else { "no" },
             m.zookeeper_version.as_deref().unwrap_or("-")
         ));
+    }
+    if let Some(b) = &s.backup {
+        out.push_str(&backup_line(b));
     }
     for m in s.members.iter().filter(|m| m.known_issue.is_some()) {
         out.push_str(&format!(
@@ -232,6 +259,7 @@ mod tests {
             ],
             events: vec![],
             last_error: None,
+            backup: None,
         };
         let table = render_table(&s);
         let rows: Vec<&str> = table.lines().skip(2).collect();

@@ -57,6 +57,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     looping: Option<JoinHandle<()>>,
+    retention: JoinHandle<()>,
     api_file: PathBuf,
 }
 
@@ -73,6 +74,7 @@ where
     E: Leadership + 'static,
 {
     let (stop, stop_rx) = watch::channel(false);
+    let retention = tokio::spawn(super::retention::run(shared.clone(), stop_rx.clone()));
     let router = crate::api::router(shared);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
@@ -87,6 +89,7 @@ where
         stop,
         server,
         looping: Some(looping),
+        retention,
         api_file: api.api_file,
     }
 }
@@ -106,6 +109,7 @@ impl Running {
     /// Stops the loop (the API keeps answering until [`Running::finish`]).
     pub async fn stop_loop(&mut self) {
         let _ = self.stop.send(true);
+        self.retention.abort();
         if let Some(looping) = self.looping.take() {
             let _ = looping.await;
         }

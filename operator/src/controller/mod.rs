@@ -249,6 +249,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
     /// Keeps the pass's plan for status; losing and regaining the leader are
     /// events, routine phases are not.
     fn keep_plan(&self, plan: &crate::plan::Plan) {
+        self.shared.watch_backup();
         let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);
         if let Some(before) = self.shared.set_plan(plan.clone())
             && before != plan.phase

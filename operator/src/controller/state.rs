@@ -51,6 +51,9 @@ pub(super) struct SharedState {
     refresh_asked_at: Option<tokio::time::Instant>,
     /// Members already warned about their ZooKeeper release, with it.
     warned: std::collections::BTreeSet<(zkop_spec::zk::ServerId, String)>,
+    /// Whether the backup was behind its recovery point at the last pass
+    /// (`None` until it first caught up).
+    backup_behind: Option<bool>,
 }
 
 /// Why `zkop replace` was refused.
@@ -116,6 +119,7 @@ impl Shared {
                 requests: Requests::default(),
                 refresh_asked_at: None,
                 warned: Default::default(),
+                backup_behind: None,
             }),
             revision_tx,
             news: Notify::new(),
@@ -288,6 +292,8 @@ impl Shared {
             events: s.events.iter().cloned().collect(),
             last_error: s.last_error.clone(),
             now,
+            backup: s.spec.backup.as_ref(),
+            wall_ms: self.clock.wall_ms(),
         })
     }
 
@@ -322,6 +328,43 @@ impl Shared {
             self.event("known_bug", message);
         }
         out
+    }
+
+    /// An event when the backup falls behind its recovery point, and when it
+    /// catches up again (from its first catching up on).
+    pub(super) fn watch_backup(&self) {
+        let Some(b) = self.status().backup else {
+            return;
+        };
+        let before = {
+            let mut s = self.lock();
+            let before = s.backup_behind;
+            if before.is_some() || !b.behind {
+                s.backup_behind = Some(b.behind);
+            }
+            before
+        };
+        let age = b
+            .age_ms
+            .map(|a| format!("{:.1}s", a as f64 / 1000.0))
+            .unwrap_or_else(|| "unknown".into());
+        match (before, b.behind) {
+            (Some(false), true) => self.event(
+                "backup_behind",
+                format!(
+                    "the backup at {} is behind: its recovery point is {age}, the spec asks for at most {:.1}s (shipper {}){}",
+                    b.target,
+                    b.recovery_point_ms as f64 / 1000.0,
+                    b.shipper.map(|s| format!("member {s}")).unwrap_or_else(|| "none".into()),
+                    b.error.map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            ),
+            (Some(true), false) => self.event(
+                "backup_caught_up",
+                format!("the backup at {} caught up: recovery point {age}", b.target),
+            ),
+            _ => {}
+        }
     }
 
     /// Keeps the latest plan; returns the phase before it.

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use zkop_spec::wire::{AgentReport, Event, MemberStatus, StatusReply, StatusRole};
+use zkop_spec::backup::BackupPolicy;
+use zkop_spec::wire::{AgentReport, BackupStatus, Event, MemberStatus, StatusReply, StatusRole};
 use zkop_spec::zk::{DynamicConfig, MemberRole, ServerMode};
 
 use super::observe::ReportCache;
@@ -32,6 +33,34 @@ pub struct StatusInput<'a> {
     pub last_error: Option<String>,
     /// Now, on the controller's clock.
     pub now: Instant,
+    /// `spec.backup`, if any.
+    pub backup: Option<&'a BackupPolicy>,
+    /// Now, wall time (ms since the Unix epoch), to age the backup by.
+    pub wall_ms: u64,
+}
+
+/// Backups: the shipper's report against the spec's recovery point.
+fn backup_view(input: &StatusInput<'_>) -> Option<BackupStatus> {
+    let policy = input.backup?;
+    let shipper = input.persisted.shipper;
+    let report = shipper
+        .and_then(|id| input.persisted.members.get(&id))
+        .and_then(|m| input.reports.fresh(&m.instance, STATUS_FRESH, input.now))
+        .and_then(|r| r.backup.clone())
+        .unwrap_or_default();
+    let age_ms = report.caught_up_ms.map(|t| input.wall_ms.saturating_sub(t));
+    let recovery_point_ms = u64::try_from(policy.recovery_point.as_millis()).unwrap_or(u64::MAX);
+    Some(BackupStatus {
+        target: policy.target.to_string(),
+        shipper,
+        point: report.point,
+        newest_zxid: report.newest_zxid,
+        age_ms,
+        recovery_point_ms,
+        behind: age_ms.is_none_or(|a| a > recovery_point_ms),
+        bytes_shipped: report.bytes_shipped,
+        error: report.error,
+    })
 }
 
 /// A member's role as status shows it: leaving, down, joining (not in the
@@ -105,6 +134,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         .plan
         .map(|p| (p.phase.as_str().to_string(), p.reason.clone()))
         .unwrap_or_else(|| ("Pending".into(), "starting".into()));
+    let backup = backup_view(&input);
     StatusReply {
         cluster: input.cluster.to_string(),
         phase,
@@ -113,5 +143,6 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         members,
         events: input.events,
         last_error: input.last_error,
+        backup,
     }
 }

@@ -99,6 +99,19 @@ enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A restore drill: read back and check every object, then restore the
+    /// newest point into a scratch ZooKeeper server, which must load exactly
+    /// to it. Exit 1 naming what failed. The outcome is recorded in the backup.
+    Verify {
+        /// `dir:PATH` or `s3://BUCKET/PREFIX`.
+        #[arg(long)]
+        from: zkop_spec::backup::BackupTarget,
+        /// The loopback address the scratch server listens on.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+        #[command(flatten)]
+        java: zkop_zk::jvm::JavaArgs,
+    },
 }
 
 /// Which controller to ask.
@@ -368,6 +381,20 @@ async fn backup_command(command: BackupCommand) -> anyhow::Result<()> {
             } else {
                 print!("{}", zkop::cli::backup::table(&rows));
             }
+        }
+        BackupCommand::Verify {
+            from,
+            address,
+            java,
+        } => {
+            if let Some(missing) = java.missing_zookeeper() {
+                anyhow::bail!(missing);
+            }
+            let record = zkop::cli::drill::verify(&from, &java, &address).await?;
+            if !record.ok {
+                anyhow::bail!("backup {from} FAILED its drill: {}", record.detail);
+            }
+            println!("backup {from} verified: {}", record.detail);
         }
     }
     Ok(())
