@@ -142,13 +142,8 @@ async fn a_total_loss_with_on_total_loss_restore_keeps_every_write_older_than_th
 
     let after = restored_after_total_loss(&c, &old).await;
     assert_zookeeper_agrees(&after).await;
+    let present = common::present_writes(&after).await;
     let client = zk_client(&LocalCluster::endpoints(&after)).await;
-    let present: BTreeSet<String> = client
-        .list_children("/acc")
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
     let (older, recent): (Vec<_>, Vec<_>) = acked
         .iter()
         .partition(|(_, at)| loss.duration_since(*at) > recovery_point);

@@ -160,63 +160,53 @@ fn render_versions(out: &mut String, status: &StatusReply) {
     }
 }
 
+/// One gauge of the cluster, with its help and type lines.
+fn gauge(out: &mut String, cluster: &str, name: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name}{{cluster=\"{cluster}\"}} {value}");
+}
+
 /// The backup's gauges, when the spec asks for backups.
 fn render_backup(out: &mut String, status: &StatusReply) {
     let Some(b) = &status.backup else {
         return;
     };
-    let cluster = &status.cluster;
-    let _ = writeln!(
+    let c = &status.cluster;
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    gauge(
         out,
-        "# HELP zkop_backup_recovery_point_seconds How long ago the backup last held everything the shipping server had processed (the measured recovery point); NaN when unknown."
+        c,
+        "zkop_backup_recovery_point_seconds",
+        "How long ago the backup last held everything the shipping server had processed (the measured recovery point); NaN when unknown.",
+        b.age_ms.map_or(f64::NAN, seconds),
     );
-    let _ = writeln!(out, "# TYPE zkop_backup_recovery_point_seconds gauge");
-    let age = b.age_ms.map_or(f64::NAN, |a| a as f64 / 1000.0);
-    let _ = writeln!(
+    gauge(
         out,
-        "zkop_backup_recovery_point_seconds{{cluster=\"{cluster}\"}} {age}"
+        c,
+        "zkop_backup_recovery_point_target_seconds",
+        "The recovery point the spec asks for.",
+        seconds(b.recovery_point_ms),
     );
-    let _ = writeln!(
+    gauge(
         out,
-        "# HELP zkop_backup_recovery_point_target_seconds The recovery point the spec asks for."
+        c,
+        "zkop_backup_behind",
+        "1 while the backup is behind its recovery point.",
+        f64::from(u8::from(b.behind)),
     );
-    let _ = writeln!(
+    gauge(
         out,
-        "# TYPE zkop_backup_recovery_point_target_seconds gauge"
+        c,
+        "zkop_backup_shipped_bytes",
+        "Bytes the current shipper has shipped since its agent started.",
+        b.bytes_shipped as f64,
     );
-    let _ = writeln!(
+    gauge(
         out,
-        "zkop_backup_recovery_point_target_seconds{{cluster=\"{cluster}\"}} {}",
-        b.recovery_point_ms as f64 / 1000.0
-    );
-    let _ = writeln!(
-        out,
-        "# HELP zkop_backup_behind 1 while the backup is behind its recovery point."
-    );
-    let _ = writeln!(out, "# TYPE zkop_backup_behind gauge");
-    let _ = writeln!(
-        out,
-        "zkop_backup_behind{{cluster=\"{cluster}\"}} {}",
-        u8::from(b.behind)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP zkop_backup_shipped_bytes Bytes the current shipper has shipped since its agent started."
-    );
-    let _ = writeln!(out, "# TYPE zkop_backup_shipped_bytes gauge");
-    let _ = writeln!(
-        out,
-        "zkop_backup_shipped_bytes{{cluster=\"{cluster}\"}} {}",
-        b.bytes_shipped
-    );
-    let _ = writeln!(
-        out,
-        "# HELP zkop_backup_newest_zxid The newest transaction the backup holds."
-    );
-    let _ = writeln!(out, "# TYPE zkop_backup_newest_zxid gauge");
-    let newest = b.newest_zxid.map_or(f64::NAN, |z| z.as_u64() as f64);
-    let _ = writeln!(
-        out,
-        "zkop_backup_newest_zxid{{cluster=\"{cluster}\"}} {newest}"
+        c,
+        "zkop_backup_newest_zxid",
+        "The newest transaction the backup holds.",
+        b.newest_zxid.map_or(f64::NAN, |z| z.as_u64() as f64),
     );
 }

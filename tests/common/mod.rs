@@ -740,17 +740,22 @@ pub async fn assert_zookeeper_agrees(s: &StatusReply) -> DynamicConfig {
     config
 }
 
-/// Every write the writer saw acknowledged reads back from the ensemble.
-pub async fn assert_writes_kept(s: &StatusReply, acked: &[String]) {
-    assert!(acked.len() > 20, "only {} writes got through", acked.len());
+/// The writes under `/acc` the ensemble holds (read after a sync).
+pub async fn present_writes(s: &StatusReply) -> BTreeSet<String> {
     let client = zk_client(&LocalCluster::endpoints(s)).await;
     client.sync("/acc").await.unwrap();
-    let present: BTreeSet<String> = client
+    client
         .list_children("/acc")
         .await
         .unwrap()
         .into_iter()
-        .collect();
+        .collect()
+}
+
+/// Every write the writer saw acknowledged reads back from the ensemble.
+pub async fn assert_writes_kept(s: &StatusReply, acked: &[String]) {
+    assert!(acked.len() > 20, "only {} writes got through", acked.len());
+    let present = present_writes(s).await;
     let lost: Vec<&String> = acked.iter().filter(|a| !present.contains(*a)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
 }

@@ -146,3 +146,64 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         backup,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::kit::{cluster, report};
+    use zkop_spec::wire::ShippingReport;
+    use zkop_spec::zk::ServerId;
+
+    fn backup_status(caught_up_ms: Option<u64>, wall_ms: u64) -> BackupStatus {
+        let mut b = cluster(3);
+        b.p.shipper = Some(ServerId(2));
+        let spec = zkop_spec::parse_spec(
+            "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: 3\n  backup:\n    dir: /b\n    recoveryPoint: 2s\n",
+        )
+        .unwrap();
+        let now = Instant::now();
+        let mut reports = ReportCache::new(now);
+        let mut r = report("i-2", Some(2), None);
+        r.backup = Some(ShippingReport {
+            caught_up_ms,
+            bytes_shipped: 10,
+            ..ShippingReport::default()
+        });
+        reports.record(r, now);
+        let status = status_view(StatusInput {
+            cluster: "t",
+            persisted: &b.p,
+            reports: &reports,
+            instances: &b.obs.instances,
+            plan: None,
+            events: vec![],
+            last_error: None,
+            now,
+            backup: spec.backup.as_ref(),
+            wall_ms,
+        });
+        let metrics = crate::metrics::Metrics::default().render(&status);
+        let behind = status.backup.as_ref().unwrap().behind;
+        assert!(
+            metrics.contains(&format!(
+                "zkop_backup_behind{{cluster=\"t\"}} {}",
+                u8::from(behind)
+            )),
+            "{metrics}"
+        );
+        status.backup.unwrap()
+    }
+
+    #[test]
+    fn the_backup_is_behind_when_it_last_caught_up_longer_ago_than_the_recovery_point() {
+        let ok = backup_status(Some(10_000), 11_500);
+        assert_eq!(
+            (ok.age_ms, ok.behind, ok.shipper),
+            (Some(1500), false, Some(ServerId(2)))
+        );
+        let late = backup_status(Some(10_000), 12_500);
+        assert_eq!((late.age_ms, late.behind), (Some(2500), true));
+        let never = backup_status(None, 12_500);
+        assert_eq!((never.age_ms, never.behind), (None, true));
+    }
+}
