@@ -161,8 +161,19 @@ impl ValidatedCluster {
             Fleet::Local(_) => "local".to_string(),
             Fleet::Aws(a) => format!("aws {} in {}", a.auto_scaling_group_name, a.region),
         };
+        let backup = self
+            .backup
+            .as_ref()
+            .map(|b| {
+                format!(
+                    ", backup to {} (recovery point {}s)",
+                    b.target,
+                    b.recovery_point.as_secs()
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "{}: {} replicas, {} voters (min {}, max {}), fleet {}, client port {}",
+            "{}: {} replicas, {} voters (min {}, max {}), fleet {}, client port {}{backup}",
             self.name,
             self.replicas,
             self.target_voters(),
