@@ -745,10 +745,25 @@ async fn a_stack_deployed_from_the_rendered_template_becomes_an_ensemble() {
         .await
         .unwrap();
     assert!(items.count() >= 1, "no state in the stack's table");
+    stack_made_its_backup_bucket(&c).await;
     // Not checked here, as moto does not do them: the group's
     // LifecycleHookSpecificationList (moto creates no hook from a stack) and
     // the stack's Outputs after `cloudformation deploy` (empty on moto).
     // cf/tests/template.rs checks both on the rendered template.
+}
+
+/// The stack made its backup bucket. moto's CloudFormation creates the
+/// bucket but applies neither its versioning, encryption nor public access
+/// block (GetBucketVersioning answers an empty document):
+/// cf/tests/template.rs checks those on the rendered template.
+async fn stack_made_its_backup_bucket(c: &AwsCluster) {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&c.config)
+            .force_path_style(true)
+            .build(),
+    );
+    let buckets = s3.list_buckets().send().await.unwrap();
+    assert_eq!(buckets.buckets().len(), 1, "{buckets:?}");
 }
 
 /// Each member's instance carries its cluster and id as tags.

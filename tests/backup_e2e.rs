@@ -32,6 +32,7 @@ async fn backed_up(dir: &std::path::Path) -> Option<Zxid> {
     let store = Store::open(&BackupTarget::Dir {
         path: dir.display().to_string(),
     })
+    .await
     .ok()?;
     manifest::newest(&store.points().await.ok()?)
 }
@@ -305,6 +306,7 @@ async fn assert_no_gap(dir: &std::path::Path) -> usize {
     let store = Store::open(&BackupTarget::Dir {
         path: dir.display().to_string(),
     })
+    .await
     .unwrap();
     let points = store.points().await.unwrap();
     for p in &points {

@@ -40,7 +40,7 @@ impl Agent {
             return false;
         }
         self.restore_tried = Some(Instant::now());
-        let result = match Store::open(&r.target) {
+        let result = match Store::open(&r.target).await {
             Ok(store) => restore_into(&store, r.to, &data).await,
             Err(e) => Err(e),
         };
@@ -64,7 +64,7 @@ impl Agent {
             return;
         };
         if self.shipper.as_ref().map(Shipper::order) != Some(order) {
-            match Shipper::new(order.clone()) {
+            match Shipper::new(order.clone()).await {
                 Ok(s) => {
                     info!(instance = %self.instance, member = %m.server_id, target = %order.target, "shipping the backup");
                     self.shipper = Some(s);

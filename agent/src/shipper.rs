@@ -56,9 +56,9 @@ fn io(key: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 
 impl Shipper {
     /// A job for `order`.
-    pub fn new(order: ShipOrder) -> Result<Shipper, BackupError> {
+    pub async fn new(order: ShipOrder) -> Result<Shipper, BackupError> {
         Ok(Shipper {
-            store: Store::open(&order.target)?,
+            store: Store::open(&order.target).await?,
             order,
             point: None,
             last_tick: None,

@@ -47,15 +47,18 @@ pub(crate) fn secrets_arn() -> Expr {
     )
 }
 
-/// What agents call: read the secrets parameter at start. Nothing else.
+/// What agents call: read the secrets parameter at start, and ship and
+/// restore backups under the cluster's prefix (no delete).
 pub(crate) fn member_policy() -> Policy {
+    let mut statements = vec![statement(
+        "ReadTheClusterSecrets",
+        &["ssm:GetParameter"],
+        vec![secrets_arn()],
+    )];
+    statements.extend(crate::backup::member_statements());
     Policy {
         policy_name: "zkop-agent".into(),
-        policy_document: document(vec![statement(
-            "ReadTheClusterSecrets",
-            &["ssm:GetParameter"],
-            vec![secrets_arn()],
-        )]),
+        policy_document: document(statements),
     }
 }
 
@@ -86,45 +89,50 @@ pub(crate) fn controller_policy() -> Policy {
     )]));
     Policy {
         policy_name: "zkop-controller".into(),
-        policy_document: document(vec![
-            statement(
-                "DescribeGroupsAndInstances",
-                UNSCOPED_ACTIONS,
-                vec![Expr::s("*")],
-            ),
-            statement(
-                "SizeAndReplaceTheGroup",
-                &[
-                    "autoscaling:SetDesiredCapacity",
-                    "autoscaling:TerminateInstanceInAutoScalingGroup",
-                    "autoscaling:SetInstanceProtection",
-                    "autoscaling:CompleteLifecycleAction",
-                ],
-                vec![group_arn],
-            ),
-            tag_members,
-            statement(
-                "IdLeases",
-                &[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DeleteLogStream",
-                    "logs:DescribeLogStreams",
-                    "logs:GetLogEvents",
-                ],
-                vec![log_group_arn],
-            ),
-            statement(
-                "StateAndLeaderLease",
-                &["dynamodb:GetItem", "dynamodb:PutItem"],
-                vec![table_arn],
-            ),
-            statement(
-                "ReadTheClusterSecrets",
-                &["ssm:GetParameter"],
-                vec![secrets_arn()],
-            ),
-        ]),
+        policy_document: document(
+            vec![
+                statement(
+                    "DescribeGroupsAndInstances",
+                    UNSCOPED_ACTIONS,
+                    vec![Expr::s("*")],
+                ),
+                statement(
+                    "SizeAndReplaceTheGroup",
+                    &[
+                        "autoscaling:SetDesiredCapacity",
+                        "autoscaling:TerminateInstanceInAutoScalingGroup",
+                        "autoscaling:SetInstanceProtection",
+                        "autoscaling:CompleteLifecycleAction",
+                    ],
+                    vec![group_arn],
+                ),
+                tag_members,
+                statement(
+                    "IdLeases",
+                    &[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DeleteLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:GetLogEvents",
+                    ],
+                    vec![log_group_arn],
+                ),
+                statement(
+                    "StateAndLeaderLease",
+                    &["dynamodb:GetItem", "dynamodb:PutItem"],
+                    vec![table_arn],
+                ),
+                statement(
+                    "ReadTheClusterSecrets",
+                    &["ssm:GetParameter"],
+                    vec![secrets_arn()],
+                ),
+            ]
+            .into_iter()
+            .chain(crate::backup::controller_statements())
+            .collect(),
+        ),
     }
 }

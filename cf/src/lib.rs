@@ -1,8 +1,9 @@
 //! zkop's CloudFormation template, built from typed Rust: the Auto Scaling
 //! group of ZooKeeper members, its launch template (IMDSv2), security groups,
-//! the id-lease log group, the state table, least-privilege roles and an
-//! optional controller host. `zkop cf render` prints it.
+//! the id-lease log group, the state table, the backup bucket,
+//! least-privilege roles and an optional controller host. `zkop cf render` prints it.
 
+mod backup;
 pub mod expr;
 mod iam;
 pub mod model;

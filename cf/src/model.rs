@@ -179,6 +179,29 @@ pub enum Kind {
     /// `AWS::IAM::InstanceProfile`.
     #[serde(rename = "AWS::IAM::InstanceProfile")]
     InstanceProfile(InstanceProfile),
+    /// `AWS::S3::Bucket`.
+    #[serde(rename = "AWS::S3::Bucket")]
+    Bucket(Bucket),
+}
+
+/// `AWS::S3::Bucket` for backups.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Bucket {
+    /// `{Status: Enabled}`.
+    pub versioning_configuration: Expr,
+    /// Default encryption.
+    pub bucket_encryption: Expr,
+    /// Every public access blocked.
+    pub public_access_block_configuration: Expr,
+    /// Object Lock, when asked for (`AWS::NoValue` otherwise).
+    pub object_lock_enabled: Expr,
+    /// Its default retention, when asked for.
+    pub object_lock_configuration: Expr,
+    /// Lifecycle rules.
+    pub lifecycle_configuration: Expr,
+    /// Tags.
+    pub tags: Vec<Tag>,
 }
 
 /// `AWS::EC2::SecurityGroup`.

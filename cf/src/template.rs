@@ -59,6 +59,7 @@ fn params() -> BTreeMap<String, Parameter> {
         ("SecretsParameterName", p("String", "The SSM SecureString parameter holding the API token and super-user password (cf/deploy.sh creates it)").pattern("^/[A-Za-z0-9/_.-]+$")),
     ]
     .into_iter()
+    .chain(crate::backup::params())
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
@@ -86,11 +87,12 @@ fn conditions() -> BTreeMap<String, Expr> {
         ),
     ]
     .into_iter()
+    .chain(crate::backup::conditions())
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
 
-fn tags(name: &str) -> Vec<Tag> {
+pub(crate) fn tags(name: &str) -> Vec<Tag> {
     vec![
         Tag {
             key: "Name".into(),
@@ -176,6 +178,12 @@ spec:
       table: zkop-${ClusterName}
   secrets:
     ssmParameter: ${SecretsParameterName}
+  backup:
+    s3:
+      bucket: ${BackupBucket}
+      prefix: ${ClusterName}/
+${BackupKeyLine}  healing:
+    onTotalLoss: restore
 SPEC
 TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')
 ADDRESS=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/local-ipv4)
@@ -186,6 +194,23 @@ AWS_REGION=${AWS::Region}
 ENV
 systemctl enable --now zkop-controller.service
 "#;
+
+/// The controller host's boot script, with the backup key's spec line
+/// when a key was given.
+fn controller_user_data() -> Expr {
+    Expr::SubWith(
+        CONTROLLER_USER_DATA.into(),
+        [(
+            "BackupKeyLine".to_string(),
+            Expr::when(
+                crate::backup::HAS_BACKUP_KEY,
+                Expr::sub("      kmsKeyId: ${BackupKmsKeyArn}\n"),
+                Expr::s(""),
+            ),
+        )]
+        .into(),
+    )
+}
 
 fn launch_template(
     name: &str,
@@ -400,6 +425,7 @@ fn storage_and_roles(add: &mut impl FnMut(&str, Resource)) {
         }))
         .retained(),
     );
+    add("BackupBucket", crate::backup::bucket());
     // Roles.
     add("MemberRole", ec2_role(vec![member_policy()]));
     add(
@@ -429,7 +455,7 @@ fn hosts(add: &mut impl FnMut(&str, Resource)) {
             "ControllerInstanceProfile",
             "ControllerSecurityGroup",
             false,
-            Expr::sub(CONTROLLER_USER_DATA),
+            controller_user_data(),
         )
         .when(CONTROLLER),
     );
@@ -504,6 +530,13 @@ fn outputs() -> BTreeMap<String, Output> {
         condition: None,
     };
     let mut o: BTreeMap<String, Output> = [
+        (
+            "BackupBucketName",
+            out(
+                "The backup bucket (spec.backup.s3.bucket; objects under <ClusterName>/)",
+                Expr::r("BackupBucket"),
+            ),
+        ),
         (
             "GroupName",
             out(

@@ -75,14 +75,19 @@ fn a_bare_star_resource_only_for_actions_iam_cannot_scope() {
         let resources = s["Resource"].as_array().unwrap();
         let bare = resources.iter().any(|r| r == "*");
         if !bare {
-            // Scoped: every ARN names this stack's cluster or parameter.
+            // Scoped: every ARN names this stack's cluster, parameter or
+            // bucket, or is the backup key the stack was given.
             for r in resources {
+                if r["Fn::If"][1] == serde_json::json!({"Ref": "BackupKmsKeyArn"}) {
+                    continue;
+                }
                 let sub = r["Fn::Sub"]
                     .as_str()
                     .unwrap_or_else(|| panic!("{sid}: {r}"));
                 assert!(
                     sub.contains("${ClusterName}")
                         || sub.contains("${SecretsParameterName}")
+                        || sub.contains("${BackupBucket}")
                         || s["Condition"]["StringEquals"]["aws:ResourceTag/aws:autoscaling:groupName"]
                             == serde_json::json!({"Ref": "ClusterName"}),
                     "{sid}: {sub} is not scoped to this stack"
@@ -111,22 +116,83 @@ fn the_docs_list_the_unscoped_actions() {
     }
 }
 
-#[test]
-fn instances_require_imdsv2_and_agents_get_no_aws_power_but_their_secrets() {
-    let t = rendered();
-    for lt in ["MemberLaunchTemplate", "ControllerLaunchTemplate"] {
-        let m = &t["Resources"][lt]["Properties"]["LaunchTemplateData"]["MetadataOptions"];
-        assert_eq!(m["HttpTokens"], "required", "{lt}");
-    }
-    let member = &t["Resources"]["MemberRole"]["Properties"]["Policies"];
-    let actions: Vec<&Value> = member
+/// Every action a role's policies grant.
+fn role_actions(t: &Value, role: &str) -> Vec<String> {
+    t["Resources"][role]["Properties"]["Policies"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
         .flat_map(|s| s["Action"].as_array().unwrap())
-        .collect();
-    assert_eq!(actions, vec!["ssm:GetParameter"]);
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn instances_require_imdsv2_and_agents_get_no_aws_power_but_their_secrets_and_backups() {
+    let t = rendered();
+    for lt in ["MemberLaunchTemplate", "ControllerLaunchTemplate"] {
+        let m = &t["Resources"][lt]["Properties"]["LaunchTemplateData"]["MetadataOptions"];
+        assert_eq!(m["HttpTokens"], "required", "{lt}");
+    }
+    assert_eq!(
+        role_actions(&t, "MemberRole"),
+        vec![
+            "ssm:GetParameter",
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:ListBucket",
+            "kms:GenerateDataKey",
+            "kms:Decrypt"
+        ]
+    );
+}
+
+#[test]
+fn the_backup_bucket_is_private_versioned_and_encrypted_and_only_the_controller_deletes() {
+    let t = rendered();
+    let b = &t["Resources"]["BackupBucket"];
+    assert_eq!(b["DeletionPolicy"], "Retain");
+    let p = &b["Properties"];
+    assert_eq!(p["VersioningConfiguration"]["Status"], "Enabled");
+    for k in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(p["PublicAccessBlockConfiguration"][k], true, "{k}");
+    }
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        ["Fn::If"];
+    assert_eq!(sse[1]["SSEAlgorithm"], "aws:kms");
+    assert_eq!(sse[2]["SSEAlgorithm"], "AES256");
+    let rule = &p["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(rule["Prefix"]["Fn::Sub"], "${ClusterName}/");
+    assert!(rule["NoncurrentVersionExpiration"].is_object());
+    assert!(p["ObjectLockConfiguration"]["Fn::If"].is_array());
+    // Members create and read; nothing but the controller deletes, and only
+    // under the cluster's prefix.
+    assert!(
+        !role_actions(&t, "MemberRole")
+            .iter()
+            .any(|a| a.contains("Delete"))
+    );
+    assert!(role_actions(&t, "ControllerRole").contains(&"s3:DeleteObject".to_string()));
+    for (sid, s) in statements(&t) {
+        if s["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("s3:"))
+        {
+            let text = s["Resource"].to_string() + &s["Condition"].to_string();
+            assert!(
+                text.contains("${ClusterName}/"),
+                "{sid} is not limited to the cluster's prefix: {s}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -156,7 +222,7 @@ fn the_controller_hosts_spec_is_a_valid_zkop_spec() {
     let t = rendered();
     let script =
         t["Resources"]["ControllerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
-            ["Fn::Base64"]["Fn::Sub"]
+            ["Fn::Base64"]["Fn::Sub"][0]
             .as_str()
             .unwrap();
     let spec = script
@@ -168,7 +234,16 @@ fn the_controller_hosts_spec_is_a_valid_zkop_spec() {
         .replace("${ClusterName}", "prod-zk")
         .replace("${NumHosts}", "3")
         .replace("${AWS::Region}", "eu-west-1")
-        .replace("${SecretsParameterName}", "/zkop/prod-zk/secrets");
+        .replace("${SecretsParameterName}", "/zkop/prod-zk/secrets")
+        .replace("${BackupBucket}", "prod-zk-backups-1a2b3c")
+        .replace(
+            "${BackupKeyLine}",
+            "      kmsKeyId: arn:aws:kms:eu-west-1:123456789012:key/k\n",
+        );
     let cluster = zkop_spec::parse_spec(&spec).unwrap_or_else(|e| panic!("{e}\n{spec}"));
     assert_eq!(cluster.name, "prod-zk");
+    assert_eq!(
+        cluster.backup.map(|b| b.target.to_string()),
+        Some("s3://prod-zk-backups-1a2b3c/prod-zk/".to_string())
+    );
 }

@@ -145,7 +145,7 @@ pub async fn verify(
     java: &JavaArgs,
     address: &str,
 ) -> Result<DrillRecord, BackupError> {
-    let store = Store::open(target)?;
+    let store = Store::open(target).await?;
     let at_ms = now_ms();
     let points = store.points().await?;
     let newest = manifest::newest(&points);

@@ -28,7 +28,7 @@ pub struct Pruned {
 
 /// Applies `policy`'s retention to its backup once.
 pub async fn prune_once(policy: &BackupPolicy, now_ms: u64) -> Result<Pruned, BackupError> {
-    let store = Store::open(&policy.target)?;
+    let store = Store::open(&policy.target).await?;
     let points = store.points().await?;
     let mut stored: Vec<String> = Vec::new();
     for prefix in ["snapshots/", "logs/"] {

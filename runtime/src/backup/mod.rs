@@ -1,10 +1,11 @@
-//! A backup's storage: a directory (here) or an S3 prefix, holding the
+//! A backup's storage: a directory or an S3 prefix, holding the
 //! immutable snapshots and log segments and the point manifests
 //! (`zkop_spec::backup::manifest`). Shipping writes through it, restores
 //! and drills read through it, retention deletes through it.
 
 mod dir;
 pub mod restore;
+mod s3;
 
 use sha2::Digest;
 
@@ -12,6 +13,7 @@ use zkop_spec::backup::BackupTarget;
 use zkop_spec::backup::manifest::{self, ObjectRef, PointManifest};
 
 pub use dir::DirStore;
+pub use s3::S3Store;
 
 /// Why a backup operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,17 +74,16 @@ pub enum Created {
 pub enum Store {
     /// A directory.
     Dir(DirStore),
+    /// An S3 prefix.
+    S3(S3Store),
 }
 
 impl Store {
     /// The store for `target`.
-    pub fn open(target: &BackupTarget) -> Result<Store, BackupError> {
+    pub async fn open(target: &BackupTarget) -> Result<Store, BackupError> {
         match target {
             BackupTarget::Dir { path } => Ok(Store::Dir(DirStore::new(path))),
-            BackupTarget::S3(s) => Err(BackupError::Refused(format!(
-                "s3://{}/{}: S3 backups are not supported by this release yet",
-                s.bucket, s.prefix
-            ))),
+            BackupTarget::S3(s) => Ok(Store::S3(S3Store::open(s).await)),
         }
     }
 
@@ -90,6 +91,7 @@ impl Store {
     pub async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<Created, BackupError> {
         match self {
             Store::Dir(d) => d.put_new(key, bytes).await,
+            Store::S3(d) => d.put_new(key, bytes).await,
         }
     }
 
@@ -97,6 +99,7 @@ impl Store {
     pub async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BackupError> {
         match self {
             Store::Dir(d) => d.put(key, bytes).await,
+            Store::S3(d) => d.put(key, bytes).await,
         }
     }
 
@@ -104,6 +107,7 @@ impl Store {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackupError> {
         match self {
             Store::Dir(d) => d.get(key).await,
+            Store::S3(d) => d.get(key).await,
         }
     }
 
@@ -111,6 +115,7 @@ impl Store {
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, BackupError> {
         match self {
             Store::Dir(d) => d.list(prefix).await,
+            Store::S3(d) => d.list(prefix).await,
         }
     }
 
@@ -118,6 +123,7 @@ impl Store {
     pub async fn delete(&self, key: &str) -> Result<(), BackupError> {
         match self {
             Store::Dir(d) => d.delete(key).await,
+            Store::S3(d) => d.delete(key).await,
         }
     }
 
