@@ -145,6 +145,19 @@ async fn a_total_loss_with_on_total_loss_restore_keeps_every_write_older_than_th
     assert_zookeeper_agrees(&after).await;
     let present = common::present_writes(&after).await;
     let client = zk_client(&LocalCluster::endpoints(&after)).await;
+    assert_older_writes_kept(&acked, loss, recovery_point, &present, 200);
+    assert!(client.check_stat("/marker").await.unwrap().is_some());
+}
+
+/// Every write acknowledged more than `recovery_point` before the `loss` is
+/// `present` (at least `min` of them); prints how many of the later ones are not.
+fn assert_older_writes_kept(
+    acked: &[(String, Instant)],
+    loss: Instant,
+    recovery_point: Duration,
+    present: &BTreeSet<String>,
+    min: usize,
+) {
     let (older, recent): (Vec<_>, Vec<_>) = acked
         .iter()
         .partition(|(_, at)| loss.duration_since(*at) > recovery_point);
@@ -161,7 +174,7 @@ async fn a_total_loss_with_on_total_loss_restore_keeps_every_write_older_than_th
         lost_old.len()
     );
     assert!(
-        older.len() >= 200,
+        older.len() >= min,
         "only {} writes before the recovery point",
         older.len()
     );
@@ -169,7 +182,6 @@ async fn a_total_loss_with_on_total_loss_restore_keeps_every_write_older_than_th
         lost_old.is_empty(),
         "writes older than the recovery point lost: {lost_old:?}"
     );
-    assert!(client.check_stat("/marker").await.unwrap().is_some());
 }
 
 /// Creates `parent` and `n` children; the last child's stat.
@@ -461,4 +473,113 @@ async fn the_shipper_killed_another_member_ships_on_without_a_gap_retention_prun
         std::fs::remove_file(dir.join(&key)).unwrap();
         key
     });
+}
+
+/// The AWS sandbox's S3 client (path-style, moto).
+fn s3_of(c: &common::aws::AwsCluster) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&c.config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Adds a backup to S3 (bucket `zk-backups`, prefix `aws-3/`, recovery
+/// point 2s) and `onTotalLoss: restore` to the sandbox's running spec, and
+/// waits for a member to ship.
+async fn ship_to_s3(c: &common::aws::AwsCluster, s3: &aws_sdk_s3::Client) {
+    s3.create_bucket()
+        .bucket("zk-backups")
+        .send()
+        .await
+        .unwrap();
+    let flags = "    jvmFlags: [\"-XX:+UseSerialGC\", \"-XX:TieredStopAtLevel=1\"]";
+    c.edit_spec(
+        flags,
+        &format!(
+            "{flags}\n  backup:\n    s3:\n      bucket: zk-backups\n      prefix: aws-3/\n    recoveryPoint: 2s\n  healing:\n    onTotalLoss: restore\n    detectAfter: 3s\n"
+        ),
+    );
+    let log = || c.log_tail();
+    c.api()
+        .wait_status(
+            "a member shipping to S3",
+            Duration::from_secs(90),
+            |s| {
+                s.backup
+                    .as_ref()
+                    .is_some_and(|b| b.newest_zxid.is_some() && !b.behind)
+            },
+            log,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_a_total_loss_restores_from_s3_keeping_every_write_older_than_the_recovery_point() {
+    let _serial = SERIAL.lock().await;
+    let (c, before) = common::aws::AwsCluster::start_settled(3, "127.0.78.0/24").await;
+    let s3 = s3_of(&c);
+    ship_to_s3(&c, &s3).await;
+    let hosts = LocalCluster::endpoints(&before);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_timed(hosts.clone(), stopped));
+    let client = zk_client(&hosts).await;
+    common::wait_writes_flowing(&client, 100).await;
+    drop(client);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every instance terminated at once; the group launches new ones.
+    let autoscaling = aws_sdk_autoscaling::Client::new(&c.config);
+    let loss = Instant::now();
+    for m in &before.members {
+        autoscaling
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(m.instance.as_str())
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await
+            .unwrap();
+        c.kill_instance_processes(&m.instance);
+    }
+    let _ = stop.send(true);
+    let acked = writer.await.unwrap();
+    let log = || c.log_tail();
+    let after = c
+        .api()
+        .wait_status(
+            "an ensemble restored from S3",
+            Duration::from_secs(300),
+            |s| settled(s, 3, 0) && s.events.iter().any(|e| e.kind == "discard_ensemble"),
+            log,
+        )
+        .await;
+    assert!(
+        after.events.iter().any(|e| e.kind == "bootstrap"
+            && e.message
+                .contains("restored from the backup at s3://zk-backups/aws-3/")),
+        "{:#?}",
+        after.events
+    );
+    let present = common::present_writes(&after).await;
+    assert_older_writes_kept(&acked, loss, Duration::from_secs(2), &present, 100);
+    // Every object the shipper wrote is encrypted at rest.
+    let listed = s3
+        .list_objects_v2()
+        .bucket("zk-backups")
+        .prefix("aws-3/logs/")
+        .send()
+        .await
+        .unwrap();
+    let key = listed.contents()[0].key().unwrap();
+    let head = s3
+        .head_object()
+        .bucket("zk-backups")
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
+    );
 }

@@ -58,9 +58,16 @@ fn files(version2: &Path) -> (Named, Named) {
 
 /// The newest complete snapshot (a snapshot being written is skipped).
 pub fn newest_snapshot(version2: &Path) -> Option<LocalSnapshot> {
+    newest_snapshot_after(version2, None)
+}
+
+/// The newest complete snapshot named above `after`: only those are read
+/// (a snapshot can be tens of megabytes, and this runs every shipment).
+pub fn newest_snapshot_after(version2: &Path, after: Option<Zxid>) -> Option<LocalSnapshot> {
     files(version2)
         .0
         .into_iter()
+        .filter(|(z, _)| after.is_none_or(|a| *z > a))
         .rev()
         .find_map(|(zxid, path)| {
             let bytes = std::fs::read(&path).ok()?;

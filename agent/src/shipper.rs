@@ -120,8 +120,7 @@ impl Shipper {
         self.report.newest_time_ms = point.segments.last().map(|s| s.last_time_ms);
         // ZooKeeper wrote a newer snapshot whose transactions are all shipped:
         // it starts a new point sharing the segments after it.
-        if let Some(snap) = history::newest_snapshot(&c.version2)
-            && snap.zxid > point.snapshot.zxid
+        if let Some(snap) = history::newest_snapshot_after(&c.version2, Some(point.snapshot.zxid))
             && snap.zxid <= point.last()
         {
             let next = self.roll_over(c, &point, &snap.path, snap.zxid).await?;
@@ -267,10 +266,11 @@ impl Shipper {
         zxid: Zxid,
     ) -> Result<Option<PointManifest>, BackupError> {
         let bytes = std::fs::read(path).map_err(io("snapshot"))?;
-        let snapshot = self.put_snapshot(&bytes, zxid).await?;
-        if snapshot.trailer_zxid > point.last() {
+        // Not before every transaction it holds is shipped.
+        if txnlog::snapshot_trailer_zxid(&bytes).is_ok_and(|t| t > point.last()) {
             return Ok(None);
         }
+        let snapshot = self.put_snapshot(&bytes, zxid).await?;
         let next = PointManifest {
             format: FORMAT,
             cluster: c.cluster.to_string(),

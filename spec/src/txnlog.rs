@@ -18,6 +18,8 @@ use crate::zk::Zxid;
 const MAGIC: u32 = 0x5a4b_4c47;
 /// Bytes before the first record: magic, version, dbid.
 const FILE_HEADER: usize = 16;
+/// A log's header length: a segment's records start here.
+pub const LOG_HEADER: usize = FILE_HEADER;
 /// Bytes of a transaction header up to and including the zxid.
 const TXN_ZXID_END: usize = 20;
 /// Bytes of a transaction header up to and including its time.

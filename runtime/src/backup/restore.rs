@@ -62,7 +62,7 @@ fn zk_name(prefix: &str, z: Zxid) -> String {
 }
 
 /// Fetches and checks what a restore of `point` to `to` needs: the snapshot
-/// and the log files (name, bytes), the last one cut at `to`.
+/// and one log file of the segments after it, cut at `to` (name, bytes).
 pub async fn fetch(
     store: &Store,
     point: &PointManifest,
@@ -82,6 +82,7 @@ pub async fn fetch(
         ));
     }
     let mut files = vec![(zk_name("snapshot", point.snapshot.zxid), snap)];
+    let mut log: Option<(String, Vec<u8>)> = None;
     let mut at = point.snapshot.zxid;
     for seg in point.segments_to(to) {
         let key = &seg.object.key;
@@ -122,8 +123,14 @@ pub async fn fetch(
             bytes
         };
         at = at.max(seg.last.min(to));
-        files.push((zk_name("log", seg.first), cut));
+        // One log file of every segment (each is the log header and its
+        // records): thousands of small files would slow ZooKeeper's load.
+        match &mut log {
+            None => log = Some((zk_name("log", seg.first), cut)),
+            Some((_, bytes)) => bytes.extend_from_slice(&cut[txnlog::LOG_HEADER..]),
+        }
     }
+    files.extend(log);
     if at < to {
         return Err(BackupError::Restore(RestoreError::NotCovered {
             to,
