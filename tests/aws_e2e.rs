@@ -757,11 +757,7 @@ async fn a_stack_deployed_from_the_rendered_template_becomes_an_ensemble() {
 /// block (GetBucketVersioning answers an empty document):
 /// cf/tests/template.rs checks those on the rendered template.
 async fn stack_made_its_backup_bucket(c: &AwsCluster) {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&c.config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = common::moto::s3_client(&c.config);
     let buckets = s3.list_buckets().send().await.unwrap();
     assert_eq!(buckets.buckets().len(), 1, "{buckets:?}");
 }

@@ -475,15 +475,6 @@ async fn the_shipper_killed_another_member_ships_on_without_a_gap_retention_prun
     });
 }
 
-/// The AWS sandbox's S3 client (path-style, moto).
-fn s3_of(c: &common::aws::AwsCluster) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&c.config)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
 /// Adds a backup to S3 (bucket `zk-backups`, prefix `aws-3/`, recovery
 /// point 2s) and `onTotalLoss: restore` to the sandbox's running spec, and
 /// waits for a member to ship.
@@ -519,7 +510,7 @@ async fn ship_to_s3(c: &common::aws::AwsCluster, s3: &aws_sdk_s3::Client) {
 async fn on_aws_a_total_loss_restores_from_s3_keeping_every_write_older_than_the_recovery_point() {
     let _serial = SERIAL.lock().await;
     let (c, before) = common::aws::AwsCluster::start_settled(3, "127.0.78.0/24").await;
-    let s3 = s3_of(&c);
+    let s3 = common::moto::s3_client(&c.config);
     ship_to_s3(&c, &s3).await;
     let hosts = LocalCluster::endpoints(&before);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -571,15 +562,8 @@ async fn on_aws_a_total_loss_restores_from_s3_keeping_every_write_older_than_the
         .await
         .unwrap();
     let key = listed.contents()[0].key().unwrap();
-    let head = s3
-        .head_object()
-        .bucket("zk-backups")
-        .key(key)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        head.server_side_encryption(),
-        Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        common::moto::encryption_of(&s3, "zk-backups", key).await.0,
+        Some(aws_sdk_s3::types::ServerSideEncryption::Aes256)
     );
 }

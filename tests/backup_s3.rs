@@ -9,7 +9,8 @@ use zkop_spec::backup::manifest::{self, PointManifest, SegmentRef, Shipper, Snap
 use zkop_spec::backup::{RestorePoint, S3Location};
 use zkop_spec::txnlog;
 use zkop_spec::zk::Zxid;
-use zkop_tests::common::{self, moto::Moto};
+use zkop_tests::common;
+use zkop_tests::common::moto::{Moto, encryption_of};
 
 /// The ZooKeeper 3.8 data the spec's parser tests use.
 fn fixture(name: &str) -> Vec<u8> {
@@ -72,36 +73,11 @@ async fn ship_fixture(store: &Store) -> PointManifest {
     point
 }
 
-/// The server-side encryption S3 reports for `key`, and its KMS key.
-async fn encryption(
-    s3: &aws_sdk_s3::Client,
-    key: &str,
-) -> (
-    Option<aws_sdk_s3::types::ServerSideEncryption>,
-    Option<String>,
-) {
-    let head = s3
-        .head_object()
-        .bucket("zk-backups")
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    (
-        head.server_side_encryption().cloned(),
-        head.ssekms_key_id().map(str::to_string),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_backup_creates_objects_once_encrypted_and_restores_from_them() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = common::moto::s3_client(&config);
     s3.create_bucket()
         .bucket("zk-backups")
         .send()
@@ -127,7 +103,7 @@ async fn an_s3_backup_creates_objects_once_encrypted_and_restores_from_them() {
     );
     // Every object is under the prefix and encrypted with the spec's key.
     assert_eq!(
-        encryption(&s3, &format!("prod/{}", segment.key)).await,
+        encryption_of(&s3, "zk-backups", &format!("prod/{}", segment.key)).await,
         (
             Some(aws_sdk_s3::types::ServerSideEncryption::AwsKms),
             Some(key_id.to_string())
@@ -153,7 +129,7 @@ async fn an_s3_backup_creates_objects_once_encrypted_and_restores_from_them() {
     let plain = Store::S3(S3Store::with_config(&config, &location("", None)));
     plain.put_new("drills/x.json", b"{}").await.unwrap();
     assert_eq!(
-        encryption(&s3, "drills/x.json").await,
+        encryption_of(&s3, "zk-backups", "drills/x.json").await,
         (Some(aws_sdk_s3::types::ServerSideEncryption::Aes256), None)
     );
     plain.delete("drills/x.json").await.unwrap();

@@ -207,3 +207,35 @@ pub async fn first_image(config: &aws_config::SdkConfig) -> String {
         .unwrap()
         .to_string()
 }
+
+/// An S3 client for a moto server's SDK config (path-style requests: moto
+/// answers on one loopback address, not on a host per bucket).
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// The server-side encryption S3 reports for an object, and its KMS key.
+pub async fn encryption_of(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> (
+    Option<aws_sdk_s3::types::ServerSideEncryption>,
+    Option<String>,
+) {
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    (
+        head.server_side_encryption().cloned(),
+        head.ssekms_key_id().map(str::to_string),
+    )
+}
