@@ -46,27 +46,6 @@ async fn wait_backed_up(dir: &std::path::Path, zxid: Zxid) {
     .await;
 }
 
-/// Writes sequential znodes under `/acc` until told to stop; returns each
-/// acknowledged one with when it was acknowledged.
-async fn write_timed(
-    hosts: String,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Vec<(String, Instant)> {
-    let client = zk_client(&hosts).await;
-    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    let seq = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
-    let _ = client.create("/acc", b"", &options).await;
-    let mut acked = Vec::new();
-    while !*stop.borrow() {
-        match client.create("/acc/n-", b"x", &seq).await {
-            Ok((_, s)) => acked.push((format!("n-{s}"), Instant::now())),
-            Err(_) => break,
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    acked
-}
-
 /// Waits for the ensemble restored after a total loss of the members on
 /// `old`, and checks the events say so.
 async fn restored_after_total_loss(c: &LocalCluster, old: &BTreeSet<String>) -> StatusReply {
@@ -114,7 +93,7 @@ async fn a_total_loss_with_on_total_loss_restore_keeps_every_write_older_than_th
     let (c, before) = LocalCluster::start_settled(&spec, "127.0.73.0/24", 3).await;
     let hosts = LocalCluster::endpoints(&before);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let writer = tokio::spawn(write_timed(hosts.clone(), stopped));
+    let writer = tokio::spawn(common::write_until_timed(hosts.clone(), stopped));
     let client = zk_client(&hosts).await;
     common::wait_writes_flowing(&client, 200).await;
     let (stat, _) = client
@@ -416,7 +395,10 @@ async fn the_shipper_killed_another_member_ships_on_without_a_gap_retention_prun
     let (mut c, before) = LocalCluster::start_settled(&spec, "127.0.77.0/24", 3).await;
     let hosts = LocalCluster::endpoints(&before);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let writer = tokio::spawn(write_timed(hosts.clone(), stopped));
+    let writer = tokio::spawn(common::write_until_timed(hosts.clone(), stopped));
+    let client = zk_client(&hosts).await;
+    common::wait_writes_flowing(&client, 100).await;
+    drop(client);
     let first = shipper_of(&c, None).await;
     let instance = before
         .members
@@ -514,7 +496,7 @@ async fn on_aws_a_total_loss_restores_from_s3_keeping_every_write_older_than_the
     ship_to_s3(&c, &s3).await;
     let hosts = LocalCluster::endpoints(&before);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let writer = tokio::spawn(write_timed(hosts.clone(), stopped));
+    let writer = tokio::spawn(common::write_until_timed(hosts.clone(), stopped));
     let client = zk_client(&hosts).await;
     common::wait_writes_flowing(&client, 100).await;
     drop(client);

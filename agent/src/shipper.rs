@@ -87,6 +87,9 @@ impl Shipper {
     /// manifest next time.
     pub async fn tick(&mut self, c: &ShipContext<'_>) {
         self.last_tick = Some(Instant::now());
+        self.report.tick_ms = Some(c.now_ms);
+        // Unknown until this shipment says otherwise.
+        self.report.lag_ms = None;
         match self.ship(c).await {
             Ok(()) => self.report.error = None,
             Err(e) => {
@@ -112,6 +115,12 @@ impl Shipper {
         if !new.is_empty() {
             self.append(&mut point, &history, &new, c).await?;
         }
+        // How old the oldest processed transaction the backup lacks is.
+        let unshipped = history
+            .records
+            .iter()
+            .find(|r| r.zxid > point.last() && r.zxid <= c.processed);
+        self.report.lag_ms = Some(unshipped.map_or(0, |r| c.now_ms.saturating_sub(r.time_ms)));
         if point.last() >= c.processed {
             self.report.caught_up_ms = Some(c.now_ms);
         }

@@ -178,7 +178,7 @@ fn render_backup(out: &mut String, status: &StatusReply) {
         out,
         c,
         "zkop_backup_recovery_point_seconds",
-        "How long ago the backup last held everything the shipping server had processed (the measured recovery point); NaN when unknown.",
+        "The measured recovery point: at the last shipment, the age of the oldest transaction the shipping server had processed and the backup lacked (0: none), or the time since the last shipment once they stop; NaN when unknown.",
         b.age_ms.map_or(f64::NAN, seconds),
     );
     gauge(

@@ -201,6 +201,13 @@ pub struct ShippingReport {
     /// When the backup last caught up with the server (ms since the Unix epoch).
     #[serde(default)]
     pub caught_up_ms: Option<u64>,
+    /// When the last shipment ran (ms since the Unix epoch).
+    #[serde(default)]
+    pub tick_ms: Option<u64>,
+    /// At the last shipment, how old the oldest transaction the server had
+    /// processed and the backup lacked was (0: none); unknown after a failure.
+    #[serde(default)]
+    pub lag_ms: Option<u64>,
     /// Bytes shipped since the agent started.
     pub bytes_shipped: u64,
     /// The last shipping problem, until a shipment succeeds.
@@ -316,8 +323,10 @@ pub struct BackupStatus {
     pub point: Option<String>,
     /// The newest transaction shipped.
     pub newest_zxid: Option<Zxid>,
-    /// The recovery point measured: how long ago the backup last held
-    /// everything the shipper's server had processed (ms), when known.
+    /// The recovery point measured (ms): at the last shipment, the age of the
+    /// oldest transaction the shipper's server had processed and the backup
+    /// lacked (0: none); the time since it, once shipments stop; unknown
+    /// after a failed one.
     pub age_ms: Option<u64>,
     /// The recovery point the spec asks for (ms).
     pub recovery_point_ms: u64,

@@ -548,6 +548,18 @@ pub async fn zk_client(hosts: &str) -> Client {
 /// Creates `/acc` if needed and writes sequential znodes until told to stop;
 /// returns the paths whose creation was acknowledged.
 pub async fn write_until(hosts: String, stop: tokio::sync::watch::Receiver<bool>) -> Vec<String> {
+    write_until_timed(hosts, stop)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// `write_until`, with when each write was acknowledged.
+pub async fn write_until_timed(
+    hosts: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(String, Instant)> {
     let mut acked = Vec::new();
     let mut client = zk_client(&hosts).await;
     let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
@@ -560,7 +572,7 @@ pub async fn write_until(hosts: String, stop: tokio::sync::watch::Receiver<bool>
     }
     while !*stop.borrow() {
         match client.create("/acc/n-", b"x", &seq_options).await {
-            Ok((_, seq)) => acked.push(format!("n-{seq}")),
+            Ok((_, seq)) => acked.push((format!("n-{seq}"), Instant::now())),
             Err(e) => {
                 if matches!(
                     e,

@@ -48,8 +48,18 @@ fn backup_view(input: &StatusInput<'_>) -> Option<BackupStatus> {
         .and_then(|m| input.reports.fresh(&m.instance, STATUS_FRESH, input.now))
         .and_then(|r| r.backup.clone())
         .unwrap_or_default();
-    let age_ms = report.caught_up_ms.map(|t| input.wall_ms.saturating_sub(t));
     let recovery_point_ms = u64::try_from(policy.recovery_point.as_millis()).unwrap_or(u64::MAX);
+    // The lag at the last shipment, while shipments keep coming; once they
+    // stop, the time since the last one. (The time since it last caught up
+    // would call an idle cluster behind between two shipments.)
+    let age_ms = report.tick_ms.and_then(|t| {
+        let since = input.wall_ms.saturating_sub(t);
+        if since > recovery_point_ms {
+            Some(since)
+        } else {
+            report.lag_ms
+        }
+    });
     Some(BackupStatus {
         target: policy.target.to_string(),
         shipper,
@@ -154,7 +164,7 @@ mod tests {
     use zkop_spec::wire::ShippingReport;
     use zkop_spec::zk::ServerId;
 
-    fn backup_status(caught_up_ms: Option<u64>, wall_ms: u64) -> BackupStatus {
+    fn backup_status(tick_ms: u64, lag_ms: Option<u64>, wall_ms: u64) -> BackupStatus {
         let mut b = cluster(3);
         b.p.shipper = Some(ServerId(2));
         let spec = zkop_spec::parse_spec(
@@ -165,7 +175,8 @@ mod tests {
         let mut reports = ReportCache::new(now);
         let mut r = report("i-2", Some(2), None);
         r.backup = Some(ShippingReport {
-            caught_up_ms,
+            tick_ms: Some(tick_ms),
+            lag_ms,
             bytes_shipped: 10,
             ..ShippingReport::default()
         });
@@ -195,15 +206,22 @@ mod tests {
     }
 
     #[test]
-    fn the_backup_is_behind_when_it_last_caught_up_longer_ago_than_the_recovery_point() {
-        let ok = backup_status(Some(10_000), 11_500);
+    fn the_backup_is_behind_when_its_lag_or_the_time_since_its_last_shipment_passes_the_recovery_point()
+     {
+        // Caught up at the last shipment, a second ago: an idle cluster is
+        // not behind between two shipments.
+        let ok = backup_status(10_000, Some(0), 11_000);
         assert_eq!(
             (ok.age_ms, ok.behind, ok.shipper),
-            (Some(1500), false, Some(ServerId(2)))
+            (Some(0), false, Some(ServerId(2)))
         );
-        let late = backup_status(Some(10_000), 12_500);
-        assert_eq!((late.age_ms, late.behind), (Some(2500), true));
-        let never = backup_status(None, 12_500);
-        assert_eq!((never.age_ms, never.behind), (None, true));
+        let lagging = backup_status(10_000, Some(2_500), 10_500);
+        assert_eq!((lagging.age_ms, lagging.behind), (Some(2_500), true));
+        // No shipment for longer than the recovery point.
+        let stalled = backup_status(10_000, Some(0), 12_500);
+        assert_eq!((stalled.age_ms, stalled.behind), (Some(2_500), true));
+        // The last shipment failed: unknown, so behind.
+        let failed = backup_status(10_000, None, 10_500);
+        assert_eq!((failed.age_ms, failed.behind), (None, true));
     }
 }
