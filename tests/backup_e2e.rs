@@ -37,6 +37,14 @@ async fn backed_up(dir: &std::path::Path) -> Option<Zxid> {
     manifest::newest(&store.points().await.ok()?)
 }
 
+/// Creates `path` through `client` and waits until the backup in `dir`
+/// holds its transaction.
+async fn write_and_wait_backed_up(client: &Client, path: &str, dir: &std::path::Path) {
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let (stat, _) = client.create(path, b"", &options).await.unwrap();
+    wait_backed_up(dir, Zxid::from_u64(stat.czxid as u64)).await;
+}
+
 async fn wait_backed_up(dir: &std::path::Path, zxid: Zxid) {
     common::wait_until(
         &format!("the backup to hold {zxid}"),
@@ -96,15 +104,7 @@ async fn a_total_loss_with_on_total_loss_restore_keeps_every_write_older_than_th
     let writer = tokio::spawn(common::write_until_timed(hosts.clone(), stopped));
     let client = zk_client(&hosts).await;
     common::wait_writes_flowing(&client, 200).await;
-    let (stat, _) = client
-        .create(
-            "/marker",
-            b"",
-            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
-        )
-        .await
-        .unwrap();
-    wait_backed_up(backup.path(), Zxid::from_u64(stat.czxid as u64)).await;
+    write_and_wait_backed_up(&client, "/marker", backup.path()).await;
     drop(client);
     // Writes keep coming up to the loss.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -419,16 +419,8 @@ async fn the_shipper_killed_another_member_ships_on_without_a_gap_retention_prun
     let acked = writer.await.unwrap();
     assert!(acked.len() > 100, "only {} writes", acked.len());
     let client = zk_client(&LocalCluster::endpoints(&pruned)).await;
-    let (stat, _) = client
-        .create(
-            "/last",
-            b"",
-            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
-        )
-        .await
-        .unwrap();
+    write_and_wait_backed_up(&client, "/last", backup.path()).await;
     drop(client);
-    wait_backed_up(backup.path(), Zxid::from_u64(stat.czxid as u64)).await;
     c.stop().await;
     let points = assert_no_gap(backup.path()).await;
     assert!(points <= 4, "{points} points left with keep: 2");

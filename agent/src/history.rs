@@ -39,10 +39,10 @@ pub struct History {
 }
 
 /// Files of one kind, by the zxid in their names.
-type Named = Vec<(Zxid, PathBuf)>;
+pub type Named = Vec<(Zxid, PathBuf)>;
 
 /// The snapshots and the logs in `version2`, each in zxid order.
-fn files(version2: &Path) -> (Named, Named) {
+pub fn files(version2: &Path) -> (Named, Named) {
     let (mut snaps, mut logs) = (Vec::new(), Vec::new());
     for e in std::fs::read_dir(version2).into_iter().flatten().flatten() {
         match e.file_name().to_str().and_then(zxid_of_file_name) {

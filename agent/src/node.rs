@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use zkop_spec::txnlog::{FileKind, last_zxid_of_log, zxid_of_file_name};
+use zkop_spec::txnlog::last_zxid_of_log;
 use zkop_spec::wire::MemberAssignment;
 use zkop_spec::zk::{ConfigVersion, DYNAMIC_CONFIG_FILE, DynamicConfig, ServerId, ZooCfg, Zxid};
 
@@ -211,19 +211,9 @@ pub fn force_config(
 /// The last zxid the data directory holds: the newest transaction log's last
 /// complete record, or a newer snapshot's zxid. `None` for an empty directory.
 pub fn last_zxid_on_disk(layout: &Layout) -> Option<Zxid> {
-    let dir = layout.data_dir().join("version-2");
-    let mut snapshots = None;
-    let mut logs = Vec::new();
-    for e in std::fs::read_dir(&dir).ok()?.flatten() {
-        let name = e.file_name();
-        match name.to_str().and_then(zxid_of_file_name) {
-            Some((FileKind::Snapshot, z)) => snapshots = snapshots.max(Some(z)),
-            Some((FileKind::Log, z)) => logs.push((z, e.path())),
-            None => {}
-        }
-    }
+    let (snapshots, logs) = crate::history::files(&layout.data_dir().join("version-2"));
+    let snapshots = snapshots.last().map(|(z, _)| *z);
     // The newest log holding a record has the last zxid logged.
-    logs.sort();
     let logged = logs.iter().rev().find_map(|(_, path)| {
         let bytes = std::fs::read(path).ok()?;
         last_zxid_of_log(&bytes).ok().flatten()

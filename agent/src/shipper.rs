@@ -146,7 +146,7 @@ impl Shipper {
         p: PointManifest,
         c: &ShipContext<'_>,
     ) -> Result<PointManifest, BackupError> {
-        let stored = self.read_point(&p.key()).await?;
+        let stored = self.store.point(&p.key()).await?;
         if stored.as_ref() == Some(&p) {
             return Ok(p);
         }
@@ -158,18 +158,6 @@ impl Shipper {
             ))),
             _ => self.take_over(c).await,
         }
-    }
-
-    async fn read_point(&self, key: &str) -> Result<Option<PointManifest>, BackupError> {
-        let Some(bytes) = self.store.get(key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| BackupError::Corrupt {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })
     }
 
     /// Continues the newest point when this node holds what follows it,
@@ -223,17 +211,7 @@ impl Shipper {
         })?;
         let bytes = std::fs::read(&snap.path).map_err(io("snapshot"))?;
         let snapshot = self.put_snapshot(&bytes, snap.zxid).await?;
-        let point = PointManifest {
-            format: FORMAT,
-            cluster: c.cluster.to_string(),
-            snapshot,
-            segments: Vec::new(),
-            created_ms: c.now_ms,
-            updated_ms: c.now_ms,
-            shipper: shipper_id(c),
-            sealed: false,
-            digests: Vec::new(),
-        };
+        let point = fresh_point(c, snapshot, Vec::new());
         if self.store.get(&point.key()).await?.is_some() {
             return Err(BackupError::Refused(format!(
                 "{} exists already",
@@ -250,10 +228,8 @@ impl Shipper {
     }
 
     async fn put_snapshot(&self, bytes: &[u8], zxid: Zxid) -> Result<SnapshotRef, BackupError> {
-        let trailer = txnlog::snapshot_trailer_zxid(bytes).map_err(|e| BackupError::Corrupt {
-            key: format!("snapshot.{:x}", zxid.as_u64()),
-            reason: e.to_string(),
-        })?;
+        let trailer = txnlog::snapshot_trailer_zxid(bytes)
+            .map_err(|e| BackupError::corrupt(&format!("snapshot.{:x}", zxid.as_u64()), e))?;
         let object = self
             .store
             .put_object(|sha| manifest::snapshot_key(zxid, trailer, sha), bytes)
@@ -280,22 +256,8 @@ impl Shipper {
             return Ok(None);
         }
         let snapshot = self.put_snapshot(&bytes, zxid).await?;
-        let next = PointManifest {
-            format: FORMAT,
-            cluster: c.cluster.to_string(),
-            segments: point
-                .segments
-                .iter()
-                .filter(|s| s.last > zxid)
-                .cloned()
-                .collect(),
-            snapshot,
-            created_ms: c.now_ms,
-            updated_ms: c.now_ms,
-            shipper: shipper_id(c),
-            sealed: false,
-            digests: Vec::new(),
-        };
+        let shared = point.segments.iter().filter(|s| s.last > zxid).cloned();
+        let next = fresh_point(c, snapshot, shared.collect());
         self.store.put_point(&next).await?;
         let mut sealed = point.clone();
         sealed.sealed = true;
@@ -317,13 +279,9 @@ impl Shipper {
             let (first, last) = (group[0], group[group.len() - 1]);
             let (name, log) = &history.logs[first.log];
             let bytes = txnlog::segment(log, first.zxid, last.zxid)
-                .map_err(|e| BackupError::Corrupt {
-                    key: name.clone(),
-                    reason: e.to_string(),
-                })?
-                .ok_or_else(|| BackupError::Corrupt {
-                    key: name.clone(),
-                    reason: format!("no record {}..={}", first.zxid, last.zxid),
+                .map_err(|e| BackupError::corrupt(name, e))?
+                .ok_or_else(|| {
+                    BackupError::corrupt(name, format!("no record {}..={}", first.zxid, last.zxid))
                 })?;
             let object = self
                 .store
@@ -343,6 +301,25 @@ impl Shipper {
         }
         point.updated_ms = c.now_ms;
         self.store.put_point(point).await
+    }
+}
+
+/// A new point of this shipper's, from `snapshot` with `segments` after it.
+fn fresh_point(
+    c: &ShipContext<'_>,
+    snapshot: SnapshotRef,
+    segments: Vec<SegmentRef>,
+) -> PointManifest {
+    PointManifest {
+        format: FORMAT,
+        cluster: c.cluster.to_string(),
+        snapshot,
+        segments,
+        created_ms: c.now_ms,
+        updated_ms: c.now_ms,
+        shipper: shipper_id(c),
+        sealed: false,
+        digests: Vec::new(),
     }
 }
 

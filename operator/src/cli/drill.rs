@@ -14,6 +14,8 @@ use zkop_spec::backup::{BackupTarget, RestorePoint};
 use zkop_spec::zk::Zxid;
 use zkop_zk::jvm::{JavaArgs, JvmCommand};
 
+use crate::clock::{Clock, SystemClock};
+
 /// How long a scratch server may take to load a restored point.
 const LOAD_LIMIT: Duration = Duration::from_secs(300);
 
@@ -38,22 +40,12 @@ pub fn drill_key(at_ms: u64) -> String {
     format!("drills/{at_ms:013}.json")
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Reads back every object of every point and checks it.
 async fn check_objects(store: &Store, points: &[PointManifest]) -> Result<usize, BackupError> {
     let mut seen = std::collections::BTreeSet::new();
     for p in points {
         if let Some(gap) = p.gap() {
-            return Err(BackupError::Corrupt {
-                key: p.key(),
-                reason: gap,
-            });
+            return Err(BackupError::corrupt(&p.key(), gap));
         }
         for o in p.objects() {
             if seen.insert(o.key.clone()) {
@@ -146,7 +138,7 @@ pub async fn verify(
     address: &str,
 ) -> Result<DrillRecord, BackupError> {
     let store = Store::open(target).await?;
-    let at_ms = now_ms();
+    let at_ms = SystemClock.wall_ms();
     let points = store.points().await?;
     let newest = manifest::newest(&points);
     let point = newest.and_then(|z| manifest::point_for(&points, z).ok().map(PointManifest::key));
@@ -164,10 +156,8 @@ pub async fn verify(
         zxid: newest,
         detail: outcome.unwrap_or_else(|e| e),
     };
-    let json = serde_json::to_vec_pretty(&record).map_err(|e| BackupError::Corrupt {
-        key: drill_key(at_ms),
-        reason: e.to_string(),
-    })?;
+    let json = serde_json::to_vec_pretty(&record)
+        .map_err(|e| BackupError::corrupt(&drill_key(at_ms), e))?;
     store.put(&drill_key(at_ms), &json).await?;
     Ok(record)
 }

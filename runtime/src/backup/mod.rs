@@ -52,6 +52,16 @@ pub enum BackupError {
     Refused(String),
 }
 
+impl BackupError {
+    /// `key` is not what it should be, for `reason`.
+    pub fn corrupt(key: &str, reason: impl std::fmt::Display) -> BackupError {
+        BackupError::Corrupt {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// An object's SHA-256 in hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)
@@ -154,15 +164,15 @@ impl Store {
             })?;
         let sha = sha256_hex(&bytes);
         if sha != o.sha256 || bytes.len() as u64 != o.bytes {
-            return Err(BackupError::Corrupt {
-                key: o.key.clone(),
-                reason: format!(
+            return Err(BackupError::corrupt(
+                &o.key,
+                format!(
                     "{} bytes with SHA-256 {sha}, but {by} says {} bytes with SHA-256 {}",
                     bytes.len(),
                     o.bytes,
                     o.sha256
                 ),
-            });
+            ));
         }
         Ok(bytes)
     }
@@ -175,26 +185,26 @@ impl Store {
             if !manifest::is_point_key(&key) {
                 continue;
             }
-            let Some(bytes) = self.get(&key).await? else {
-                continue;
-            };
-            let m: PointManifest =
-                serde_json::from_slice(&bytes).map_err(|e| BackupError::Corrupt {
-                    key: key.clone(),
-                    reason: format!("not a point manifest: {e}"),
-                })?;
-            out.push(m);
+            out.extend(self.point(&key).await?);
         }
         out.sort_by_key(|m| m.snapshot.zxid);
         Ok(out)
     }
 
+    /// The point whose manifest is at `key`, `None` when there is none; a
+    /// manifest that does not parse is an error naming it.
+    pub async fn point(&self, key: &str) -> Result<Option<PointManifest>, BackupError> {
+        let Some(bytes) = self.get(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| BackupError::corrupt(key, format!("not a point manifest: {e}")))
+    }
+
     /// Writes a point's manifest.
     pub async fn put_point(&self, m: &PointManifest) -> Result<(), BackupError> {
-        let json = serde_json::to_vec_pretty(m).map_err(|e| BackupError::Corrupt {
-            key: m.key(),
-            reason: e.to_string(),
-        })?;
+        let json = serde_json::to_vec_pretty(m).map_err(|e| BackupError::corrupt(&m.key(), e))?;
         self.put(&m.key(), &json).await
     }
 }

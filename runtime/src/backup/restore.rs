@@ -38,7 +38,8 @@ pub async fn resolve(
         RestorePoint::Time { unix_ms } => {
             let seg = manifest::segment_at_time(points, unix_ms)?;
             let bytes = store.get_object(&seg.object, "its point").await?;
-            let records = txnlog::records(&bytes).map_err(|e| corrupt(&seg.object.key, e))?;
+            let records =
+                txnlog::records(&bytes).map_err(|e| BackupError::corrupt(&seg.object.key, e))?;
             records
                 .iter()
                 .take_while(|r| r.time_ms <= unix_ms)
@@ -46,13 +47,6 @@ pub async fn resolve(
                 .map(|r| r.zxid)
                 .ok_or(BackupError::Restore(RestoreError::TooEarly(unix_ms)))
         }
-    }
-}
-
-fn corrupt(key: &str, e: impl std::fmt::Display) -> BackupError {
-    BackupError::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
     }
 }
 
@@ -70,10 +64,10 @@ pub async fn fetch(
 ) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
     let by = point.key();
     let snap = store.get_object(&point.snapshot.object, &by).await?;
-    let trailer =
-        txnlog::snapshot_trailer_zxid(&snap).map_err(|e| corrupt(&point.snapshot.object.key, e))?;
+    let trailer = txnlog::snapshot_trailer_zxid(&snap)
+        .map_err(|e| BackupError::corrupt(&point.snapshot.object.key, e))?;
     if trailer != point.snapshot.trailer_zxid {
-        return Err(corrupt(
+        return Err(BackupError::corrupt(
             &point.snapshot.object.key,
             format!(
                 "its trailer zxid is {trailer}, the manifest says {}",
@@ -87,12 +81,12 @@ pub async fn fetch(
     for seg in point.segments_to(to) {
         let key = &seg.object.key;
         let bytes = store.get_object(&seg.object, &by).await?;
-        let records = txnlog::records(&bytes).map_err(|e| corrupt(key, e))?;
+        let records = txnlog::records(&bytes).map_err(|e| BackupError::corrupt(key, e))?;
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
-            return Err(corrupt(key, "holds no complete record"));
+            return Err(BackupError::corrupt(key, "holds no complete record"));
         };
         if first.zxid != seg.first || last.zxid != seg.last {
-            return Err(corrupt(
+            return Err(BackupError::corrupt(
                 key,
                 format!(
                     "holds {}..={}, the manifest says {}..={}",
@@ -104,21 +98,21 @@ pub async fn fetch(
             .windows(2)
             .find(|w| !txnlog::follows(w[0].zxid, w[1].zxid))
         {
-            return Err(corrupt(
+            return Err(BackupError::corrupt(
                 key,
                 format!("skips from {} to {}", w[0].zxid, w[1].zxid),
             ));
         }
         if seg.first > at && !txnlog::follows(at, seg.first) {
-            return Err(corrupt(
+            return Err(BackupError::corrupt(
                 key,
                 format!("starts at {}, after a gap from {at}", seg.first),
             ));
         }
         let cut = if seg.last > to {
             txnlog::segment(&bytes, seg.first, to)
-                .map_err(|e| corrupt(key, e))?
-                .ok_or_else(|| corrupt(key, format!("holds nothing up to {to}")))?
+                .map_err(|e| BackupError::corrupt(key, e))?
+                .ok_or_else(|| BackupError::corrupt(key, format!("holds nothing up to {to}")))?
         } else {
             bytes
         };
