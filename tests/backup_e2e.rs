@@ -11,48 +11,13 @@ use zkop_spec::backup::manifest;
 use zkop_spec::backup::{BackupTarget, format_time};
 use zkop_spec::wire::StatusReply;
 use zkop_spec::zk::Zxid;
+use zkop_tests::common::backup::{
+    children, copy_dir, create_tree, spec_with_backup, verify, wait_backed_up,
+    write_and_wait_backed_up,
+};
 use zkop_tests::common::{
     self, LocalCluster, SERIAL, assert_zookeeper_agrees, example_spec, settled, zk_client,
 };
-use zookeeper_client::{Acls, Client, CreateMode};
-
-/// `example_spec(replicas)` with a backup to `dir` and `extra` healing.
-fn spec_with_backup(dir: &std::path::Path, recovery_point: &str) -> String {
-    format!(
-        "{}  backup:\n    dir: {}\n    recoveryPoint: {recovery_point}\n",
-        example_spec(3)
-            .replace("detectAfter: 10s", "detectAfter: 3s")
-            .replace("onTotalLoss: wait", "onTotalLoss: restore"),
-        dir.display()
-    )
-}
-
-/// The newest zxid the backup in `dir` restores exactly to.
-async fn backed_up(dir: &std::path::Path) -> Option<Zxid> {
-    let store = Store::open(&BackupTarget::Dir {
-        path: dir.display().to_string(),
-    })
-    .await
-    .ok()?;
-    manifest::newest(&store.points().await.ok()?)
-}
-
-/// Creates `path` through `client` and waits until the backup in `dir`
-/// holds its transaction.
-async fn write_and_wait_backed_up(client: &Client, path: &str, dir: &std::path::Path) {
-    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    let (stat, _) = client.create(path, b"", &options).await.unwrap();
-    wait_backed_up(dir, Zxid::from_u64(stat.czxid as u64)).await;
-}
-
-async fn wait_backed_up(dir: &std::path::Path, zxid: Zxid) {
-    common::wait_until(
-        &format!("the backup to hold {zxid}"),
-        Duration::from_secs(60),
-        || async { backed_up(dir).await.filter(|z| *z >= zxid) },
-    )
-    .await;
-}
 
 /// Waits for the ensemble restored after a total loss of the members on
 /// `old`, and checks the events say so.
@@ -163,24 +128,6 @@ fn assert_older_writes_kept(
     );
 }
 
-/// Creates `parent` and `n` children; the last child's stat.
-async fn create_tree(client: &Client, parent: &str, n: usize) -> zookeeper_client::Stat {
-    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    let (mut last, _) = client.create(parent, b"v", &options).await.unwrap();
-    for i in 0..n {
-        last = client
-            .create(&format!("{parent}/c{i}"), b"v", &options)
-            .await
-            .unwrap()
-            .0;
-    }
-    last
-}
-
-async fn children(client: &Client, path: &str) -> Option<usize> {
-    client.list_children(path).await.ok().map(|c| c.len())
-}
-
 /// A cluster restored from `backup` at `to` (a `toZxid:`/`toTime:` line):
 /// A and the subtree are there, B is not.
 async fn restored_has_a_and_the_subtree_not_b(
@@ -282,15 +229,6 @@ async fn a_new_cluster_restores_another_s_backup_exactly_to_a_zxid_or_a_time() {
     .await;
 }
 
-/// `zkop backup verify --from dir:DIR`, with its scratch server on `address`.
-fn verify(dir: &std::path::Path, address: &str) -> std::process::Output {
-    std::process::Command::new(common::zkop_bin())
-        .args(["backup", "verify", "--address", address, "--from"])
-        .arg(format!("dir:{}", dir.display()))
-        .output()
-        .unwrap()
-}
-
 /// Every transaction from the oldest point's snapshot to the newest shipped
 /// one is in some segment: no point has a gap, nor do they together.
 async fn assert_no_gap(dir: &std::path::Path) -> usize {
@@ -317,19 +255,6 @@ async fn assert_no_gap(dir: &std::path::Path) -> usize {
         at = at.max(s.last);
     }
     points.len()
-}
-
-/// Copies a backup directory.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// One drill on a copy of `backup` broken by `harm`, which returns the key

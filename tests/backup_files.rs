@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zkop_spec::txnlog::{segment, snapshot_trailer_zxid};
 use zkop_spec::zk::Zxid;
-use zkop_tests::common::{SERIAL, repo_root, require_zookeeper, wait_until};
+use zkop_tests::common::{self, SERIAL, repo_root, require_zookeeper, wait_until};
 use zkop_zk::jvm::JvmCommand;
 
 /// A standalone server on `data`, listening on `address:2181`.
@@ -27,7 +27,7 @@ async fn start_standalone(dir: &Path, address: &str) -> tokio::process::Child {
     .unwrap();
     let jvm = JvmCommand {
         java: "java".into(),
-        classpath: "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf".into(),
+        classpath: common::ZOOKEEPER_CLASSPATH.into(),
         heap_mb: 128,
         jvm_flags: vec!["-XX:+UseSerialGC".into(), "-XX:TieredStopAtLevel=1".into()],
         super_digest: "super:unused".into(),

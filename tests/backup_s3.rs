@@ -51,6 +51,7 @@ async fn ship_fixture(store: &Store) -> PointManifest {
             object: snapshot,
             zxid: zero,
             trailer_zxid: trailer,
+            offline: false,
         },
         segments: vec![SegmentRef {
             object,

@@ -960,16 +960,7 @@ async fn the_api_guards_itself(c: &LocalCluster) {
         body["error"], "no member of the config runs on instance i-9999",
         "{body}"
     );
-    let metrics = c
-        .http()
-        .get(format!("{url}/metrics"))
-        .bearer_auth(c.token())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics().await;
     assert!(
         metrics.contains("zkop_members{cluster=\"local-3\",role=\"leader\",healthy=\"true\"} 1"),
         "{metrics}"

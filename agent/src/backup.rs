@@ -64,7 +64,7 @@ impl Agent {
             return;
         };
         if self.shipper.as_ref().map(Shipper::order) != Some(order) {
-            match Shipper::new(order.clone()).await {
+            match Shipper::new(order.clone(), self.args.java.clone(), self.address.clone()).await {
                 Ok(s) => {
                     info!(instance = %self.instance, member = %m.server_id, target = %order.target, "shipping the backup");
                     self.shipper = Some(s);
@@ -81,6 +81,7 @@ impl Agent {
             .filter(|p| p.serving)
             .and_then(|p| p.zxid);
         let version2 = self.layout.data_dir().join("version-2");
+        let endpoint = self.endpoint(m);
         let (Some(shipper), Some(processed)) = (self.shipper.as_mut(), processed) else {
             return;
         };
@@ -92,6 +93,7 @@ impl Agent {
             epoch: d.epoch,
             instance: &self.instance,
             server_id: m.server_id,
+            endpoint: &endpoint,
             processed,
             version2,
             now_ms: now_ms(),

@@ -11,6 +11,7 @@ mod history;
 mod node;
 mod shipper;
 mod supervisor;
+mod upkeep;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

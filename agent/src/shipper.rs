@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use zkop_runtime::backup::{BackupError, Store};
 use zkop_spec::backup::manifest::{
-    self, FORMAT, PointManifest, SegmentRef, Shipper as ShipperId, SnapshotRef,
+    self, FORMAT, PointManifest, SegmentRef, Shipper as ShipperId, SnapshotRef, TreeDigest,
 };
 use zkop_spec::txnlog;
 use zkop_spec::wire::{ShipOrder, ShippingReport};
 use zkop_spec::zk::{ServerId, Zxid};
 
 use crate::history::{self, History, LocalRecord};
+use crate::upkeep::{Done, Upkeep};
 
 /// Who ships, and where the server stands.
 pub struct ShipContext<'a> {
@@ -28,6 +29,8 @@ pub struct ShipContext<'a> {
     pub instance: &'a str,
     /// This member.
     pub server_id: ServerId,
+    /// The server's client endpoint (its tree digests are read there).
+    pub endpoint: &'a str,
     /// The server's processed zxid (`srvr`): nothing past it is shipped.
     pub processed: Zxid,
     /// ZooKeeper's `dataDir/version-2`.
@@ -44,6 +47,7 @@ pub struct Shipper {
     point: Option<PointManifest>,
     last_tick: Option<Instant>,
     report: ShippingReport,
+    upkeep: Upkeep,
 }
 
 fn io(key: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -55,14 +59,19 @@ fn io(key: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 }
 
 impl Shipper {
-    /// A job for `order`.
-    pub async fn new(order: ShipOrder) -> Result<Shipper, BackupError> {
+    /// A job for `order`; its scratch servers run with `java` on `address`.
+    pub async fn new(
+        order: ShipOrder,
+        java: zkop_zk::jvm::JavaArgs,
+        address: String,
+    ) -> Result<Shipper, BackupError> {
         Ok(Shipper {
             store: Store::open(&order.target).await?,
             order,
             point: None,
             last_tick: None,
             report: ShippingReport::default(),
+            upkeep: Upkeep::new(java, address),
         })
     }
 
@@ -83,20 +92,73 @@ impl Shipper {
         self.last_tick.is_none_or(|t| t.elapsed() >= every)
     }
 
-    /// Ships what is new; a failure is reported and retried from the stored
-    /// manifest next time.
+    /// Ships what is new, then looks after the scratch-server duties; a
+    /// failure is reported and retried from the stored manifest next time.
     pub async fn tick(&mut self, c: &ShipContext<'_>) {
         self.last_tick = Some(Instant::now());
         self.report.tick_ms = Some(c.now_ms);
         // Unknown until this shipment says otherwise.
         self.report.lag_ms = None;
-        match self.ship(c).await {
+        let shipped = match self.ship(c).await {
+            Ok(()) => self.upkeep(c).await,
+            Err(e) => Err(e),
+        };
+        match shipped {
             Ok(()) => self.report.error = None,
             Err(e) => {
                 warn!(cluster = c.cluster, member = %c.server_id, error = %e, "backup shipping failed");
                 self.report.error = Some(e.to_string());
                 self.point = None;
             }
+        }
+        self.report.last_drill = self.upkeep.last_drill.clone();
+        self.report.last_good_drill = self.upkeep.last_good_drill.clone();
+    }
+
+    /// Takes in what a finished scratch server produced, and starts the
+    /// duty that is due next.
+    async fn upkeep(&mut self, c: &ShipContext<'_>) -> Result<(), BackupError> {
+        match self.upkeep.finished().await {
+            Some(Done::Snapshot {
+                zxid,
+                bytes: Ok(bytes),
+            }) => {
+                if let Some(point) = self.point.take() {
+                    let next = if zxid > point.snapshot.zxid && !point.sealed {
+                        self.roll_over(c, &point, bytes, zxid, true).await
+                    } else {
+                        Ok(None)
+                    };
+                    self.point = Some(match next {
+                        Ok(next) => next.unwrap_or(point),
+                        Err(e) => return Err(e),
+                    });
+                }
+            }
+            Some(Done::Snapshot {
+                zxid,
+                bytes: Err(e),
+            }) => {
+                warn!(cluster = c.cluster, member = %c.server_id, %zxid, error = %e, "no offline snapshot");
+            }
+            Some(Done::Drill(Ok(r))) if !r.ok => {
+                warn!(cluster = c.cluster, member = %c.server_id, detail = %r.detail, "the backup FAILED its restore drill");
+            }
+            Some(Done::Drill(Ok(r))) => {
+                info!(cluster = c.cluster, member = %c.server_id, detail = %r.detail, "the backup passed its restore drill");
+            }
+            Some(Done::Drill(Err(e))) => {
+                warn!(cluster = c.cluster, member = %c.server_id, error = %e, "no restore drill");
+            }
+            None => {}
+        }
+        match &self.point {
+            Some(point) => {
+                self.upkeep
+                    .start_due(&self.store, &self.order, point, c.now_ms)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -113,7 +175,11 @@ impl Shipper {
             return Ok(());
         };
         if !new.is_empty() {
-            self.append(&mut point, &history, &new, c).await?;
+            // Unknown digests are no reason to hold a shipment back.
+            let digests = zkop_zk::probe::tree_digests(c.endpoint)
+                .await
+                .unwrap_or_default();
+            self.append(&mut point, &history, &new, &digests, c).await?;
         }
         // How old the oldest processed transaction the backup lacks is.
         let unshipped = history
@@ -132,7 +198,8 @@ impl Shipper {
         if let Some(snap) = history::newest_snapshot_after(&c.version2, Some(point.snapshot.zxid))
             && snap.zxid <= point.last()
         {
-            let next = self.roll_over(c, &point, &snap.path, snap.zxid).await?;
+            let bytes = std::fs::read(&snap.path).map_err(io("snapshot"))?;
+            let next = self.roll_over(c, &point, bytes, snap.zxid, false).await?;
             self.point = Some(next.unwrap_or(point));
             return Ok(());
         }
@@ -210,7 +277,7 @@ impl Shipper {
             BackupError::Refused("no complete snapshot on this node yet to start a point".into())
         })?;
         let bytes = std::fs::read(&snap.path).map_err(io("snapshot"))?;
-        let snapshot = self.put_snapshot(&bytes, snap.zxid).await?;
+        let snapshot = self.put_snapshot(&bytes, snap.zxid, false).await?;
         let point = fresh_point(c, snapshot, Vec::new());
         if self.store.get(&point.key()).await?.is_some() {
             return Err(BackupError::Refused(format!(
@@ -227,7 +294,12 @@ impl Shipper {
         Ok(point)
     }
 
-    async fn put_snapshot(&self, bytes: &[u8], zxid: Zxid) -> Result<SnapshotRef, BackupError> {
+    async fn put_snapshot(
+        &self,
+        bytes: &[u8],
+        zxid: Zxid,
+        offline: bool,
+    ) -> Result<SnapshotRef, BackupError> {
         let trailer = txnlog::snapshot_trailer_zxid(bytes)
             .map_err(|e| BackupError::corrupt(&format!("snapshot.{:x}", zxid.as_u64()), e))?;
         let object = self
@@ -238,31 +310,32 @@ impl Shipper {
             object,
             zxid,
             trailer_zxid: trailer,
+            offline,
         })
     }
 
-    /// A new point at ZooKeeper's newer snapshot, sharing the segments of
-    /// `point` after it (the same history, shipped from this node).
+    /// A new point at a newer snapshot (ZooKeeper's, or an `offline` one),
+    /// sharing the segments of `point` after it (the same history).
     async fn roll_over(
         &mut self,
         c: &ShipContext<'_>,
         point: &PointManifest,
-        path: &std::path::Path,
+        bytes: Vec<u8>,
         zxid: Zxid,
+        offline: bool,
     ) -> Result<Option<PointManifest>, BackupError> {
-        let bytes = std::fs::read(path).map_err(io("snapshot"))?;
         // Not before every transaction it holds is shipped.
         if txnlog::snapshot_trailer_zxid(&bytes).is_ok_and(|t| t > point.last()) {
             return Ok(None);
         }
-        let snapshot = self.put_snapshot(&bytes, zxid).await?;
+        let snapshot = self.put_snapshot(&bytes, zxid, offline).await?;
         let shared = point.segments.iter().filter(|s| s.last > zxid).cloned();
         let next = fresh_point(c, snapshot, shared.collect());
         self.store.put_point(&next).await?;
         let mut sealed = point.clone();
         sealed.sealed = true;
         self.store.put_point(&sealed).await?;
-        info!(cluster = c.cluster, member = %c.server_id, point = %next.key(), "ZooKeeper's new snapshot starts a new backup point");
+        info!(cluster = c.cluster, member = %c.server_id, point = %next.key(), offline, "a new snapshot starts a new backup point");
         Ok(Some(next))
     }
 
@@ -273,6 +346,7 @@ impl Shipper {
         point: &mut PointManifest,
         history: &History,
         new: &[&LocalRecord],
+        digests: &[TreeDigest],
         c: &ShipContext<'_>,
     ) -> Result<(), BackupError> {
         for group in new.chunk_by(|a, b| a.log == b.log) {
@@ -300,6 +374,7 @@ impl Shipper {
             });
         }
         point.updated_ms = c.now_ms;
+        point.record_digests(digests);
         self.store.put_point(point).await
     }
 }

@@ -24,6 +24,8 @@ fn ship_order(spec: &ValidatedCluster, p: &Persisted, id: ServerId) -> Option<Sh
     Some(ShipOrder {
         target: b.target.clone(),
         recovery_point_ms: millis(b.recovery_point),
+        snapshot_every_ms: Some(millis(b.snapshot_every)),
+        verify_every_ms: Some(millis(b.verify_every)),
     })
 }
 

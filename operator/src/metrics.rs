@@ -209,4 +209,20 @@ fn render_backup(out: &mut String, status: &StatusReply) {
         "The newest transaction the backup holds.",
         b.newest_zxid.map_or(f64::NAN, |z| z.as_u64() as f64),
     );
+    gauge(
+        out,
+        c,
+        "zkop_backup_last_drill_ok",
+        "1 when the newest restore drill proved the backup restorable, 0 when it failed; NaN before the first.",
+        b.last_drill
+            .as_ref()
+            .map_or(f64::NAN, |d| f64::from(u8::from(d.ok))),
+    );
+    gauge(
+        out,
+        c,
+        "zkop_backup_last_good_drill_timestamp_seconds",
+        "When a restore drill last proved the backup restorable (Unix time); NaN before the first.",
+        b.last_good_drill_ms.map_or(f64::NAN, seconds),
+    );
 }

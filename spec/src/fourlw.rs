@@ -123,3 +123,53 @@ pub fn parse_conf(text: &str) -> Result<ConfReply, ParseError> {
         properties,
     })
 }
+
+/// Parses a `hash` reply: the tree digests ZooKeeper published, one
+/// `<hex zxid>: <decimal digest>` line each (every 128 zxids), oldest first.
+pub fn parse_hash(text: &str) -> Result<Vec<crate::backup::manifest::TreeDigest>, ParseError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let err = |reason: &str| ParseError {
+            line: i + 1,
+            text: raw.to_string(),
+            reason: reason.into(),
+        };
+        let (zxid, digest) = raw
+            .split_once(':')
+            .ok_or_else(|| err("expected `<hex zxid>: <digest>`"))?;
+        let zxid =
+            u64::from_str_radix(zxid.trim(), 16).map_err(|_| err("the zxid is not hexadecimal"))?;
+        let digest = digest.trim();
+        if digest.parse::<u64>().is_err() {
+            return Err(err("the digest is not a number"));
+        }
+        out.push(crate::backup::manifest::TreeDigest {
+            zxid: Zxid::from_u64(zxid),
+            digest: digest.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_reply_lists_each_digest_at_its_zxid() {
+        // As ZooKeeper 3.8.0 answered after 300 creates.
+        let d = parse_hash("80: 269386918473\n100: 530448316196\n").unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].zxid, Zxid::from_u64(0x100));
+        assert_eq!(d[1].digest, "530448316196");
+        assert!(parse_hash("").unwrap().is_empty());
+        let e = parse_hash("80: 1\nzz: 2\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.reason.as_str()),
+            (2, "the zxid is not hexadecimal")
+        );
+    }
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::InstanceId;
+use crate::backup::drill::DrillRecord;
 use crate::backup::{BackupTarget, RestoreFrom};
 use crate::zk::{ConfigVersion, DynamicConfig, MemberRole, Server, ServerId, ServerMode, Zxid};
 
@@ -89,6 +90,13 @@ pub struct ShipOrder {
     pub target: BackupTarget,
     /// How old the newest shipped transaction may be, in milliseconds.
     pub recovery_point_ms: u64,
+    /// How old the newest point's snapshot may get before the shipper makes
+    /// one offline (ms; none: never).
+    #[serde(default)]
+    pub snapshot_every_ms: Option<u64>,
+    /// How often the shipper runs a restore drill (ms; none: never).
+    #[serde(default)]
+    pub verify_every_ms: Option<u64>,
 }
 
 impl MemberAssignment {
@@ -213,6 +221,12 @@ pub struct ShippingReport {
     /// The last shipping problem, until a shipment succeeds.
     #[serde(default)]
     pub error: Option<String>,
+    /// The newest restore drill recorded in the backup.
+    #[serde(default)]
+    pub last_drill: Option<DrillRecord>,
+    /// The newest successful one.
+    #[serde(default)]
+    pub last_good_drill: Option<DrillRecord>,
 }
 
 impl AgentReport {
@@ -337,6 +351,12 @@ pub struct BackupStatus {
     /// The shipper's last problem, until a shipment succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The newest restore drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillRecord>,
+    /// When a drill last proved the backup restorable (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good_drill_ms: Option<u64>,
 }
 
 /// One member in `zkop status`.
@@ -564,6 +584,8 @@ mod tests {
                 backup: Some(ShipOrder {
                     target: BackupTarget::Dir { path: "/b".into() },
                     recovery_point_ms: 5000,
+                    snapshot_every_ms: Some(3_600_000),
+                    verify_every_ms: None,
                 }),
             })),
         ];

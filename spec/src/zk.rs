@@ -514,7 +514,7 @@ impl ZooCfg {
 pub const DYNAMIC_CONFIG_FILE: &str = "dynamicConfigFile";
 
 /// Four-letter words zkop needs; always whitelisted.
-pub const FOUR_LETTER_WORDS: &str = "ruok,srvr,mntr,conf";
+pub const FOUR_LETTER_WORDS: &str = "ruok,srvr,mntr,conf,hash";
 
 /// `zoo.cfg` keys zkop owns: refused in `serverProperties`.
 pub const OWNED_KEYS: &[&str] = &[

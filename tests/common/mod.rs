@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod backup;
 pub mod chaos;
 pub mod moto;
 pub mod netns;
@@ -31,6 +32,9 @@ pub fn require_zookeeper() {
 }
 
 /// End-to-end tests start JVMs: one test at a time on 2 cores.
+/// Debian's ZooKeeper, as the agents' `--zookeeper-classpath` defaults to.
+pub const ZOOKEEPER_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf";
+
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A workspace binary under test. The suites live in their own package, so
@@ -243,6 +247,19 @@ impl LocalCluster {
         api_client(&self.http, &self.url, &self.token)
             .status()
             .await
+    }
+
+    /// `GET /metrics`, as Prometheus scrapes it.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Waits until `pred` holds on the status, failing with the last status seen.

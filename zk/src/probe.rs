@@ -5,6 +5,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use zkop_spec::backup::manifest::TreeDigest;
+use zkop_spec::fourlw::parse_hash;
 use zkop_spec::wire::ProbeReport;
 use zkop_spec::zk::{parse_conf, parse_srvr};
 
@@ -50,4 +52,12 @@ pub async fn probe(endpoint: &str) -> Result<ProbeReport, String> {
         config,
         version: srvr.version,
     })
+}
+
+/// The tree digests the server published (`hash`), oldest first.
+pub async fn tree_digests(endpoint: &str) -> Result<Vec<TreeDigest>, String> {
+    let text = four_letter_word(endpoint, "hash")
+        .await
+        .map_err(|e| format!("hash to {endpoint}: {e}"))?;
+    parse_hash(&text).map_err(|e| format!("hash reply: {e}"))
 }

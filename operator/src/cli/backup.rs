@@ -55,7 +55,7 @@ pub fn row(p: &PointManifest) -> PointRow {
 /// The rows of every point in `target`, oldest first, each with its last drill.
 pub async fn list(target: &BackupTarget) -> Result<Vec<PointRow>, BackupError> {
     let store = Store::open(target).await?;
-    let drills = super::drill::drills(&store).await?;
+    let drills = zkop_runtime::backup::drill::drills(&store, usize::MAX).await?;
     Ok(store
         .points()
         .await?

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use zkop_spec::backup::format_time;
 use zkop_spec::wire::StatusReply;
 
 /// `api.json` in a state directory: where the controller listens.
@@ -153,7 +154,7 @@ pub async fn request_replace(
     Ok(body["accepted"].as_str().unwrap_or("accepted").to_string())
 }
 
-/// The backup's line under the members.
+/// The backup's lines under the members.
 fn backup_line(b: &zkop_spec::wire::BackupStatus) -> String {
     let age = b
         .age_ms
@@ -173,6 +174,18 @@ fn backup_line(b: &zkop_spec::wire::BackupStatus) -> String {
     );
     if let Some(e) = &b.error {
         line.push_str(&format!("backup problem: {e}\n"));
+    }
+    if let Some(d) = &b.last_drill {
+        let good = match b.last_good_drill_ms {
+            Some(ms) if !d.ok => format!(" (last passed at {})", format_time(ms)),
+            None if !d.ok => " (none passed yet)".into(),
+            _ => String::new(),
+        };
+        line.push_str(&format!(
+            "restore drill at {}: {}{good}\n",
+            format_time(d.at_ms),
+            if d.ok { "passed" } else { "FAILED" },
+        ));
     }
     line
 }

@@ -2,12 +2,11 @@
 //! (`input`), one start-up path that `zkop local up` (`local`) and `zkop run`
 //! (`run`) share (`serve`: secrets, the API, the loop, an orderly stop), and
 //! the client that `zkop status`, `roll` and `replace` use (`client`), and
-//! `zkop backup`'s reading of a backup (`backup`), its restore drills
-//! (`drill`) and the controller's pruning of it (`retention`).
+//! `zkop backup`'s reading of a backup (`backup`) and the controller's
+//! pruning of it (`retention`); restore drills are the runtime's (agents run them too).
 
 pub mod backup;
 pub mod client;
-pub mod drill;
 pub mod input;
 pub mod local;
 pub mod retention;

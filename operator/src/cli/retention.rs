@@ -17,6 +17,9 @@ use crate::controller::Shared;
 /// How often retention runs.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
+/// How many restore drill records retention keeps.
+pub const KEEP_DRILLS: usize = 100;
+
 /// What one pruning deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -43,6 +46,11 @@ pub async fn prune_once(policy: &BackupPolicy, now_ms: u64) -> Result<Pruned, Ba
         store.delete(key).await?;
     }
     for key in &gone.objects {
+        store.delete(key).await?;
+    }
+    // Drill records are small, but one a day adds up: the newest stay.
+    let drills = store.list("drills/").await?;
+    for (key, _) in drills.iter().take(drills.len().saturating_sub(KEEP_DRILLS)) {
         store.delete(key).await?;
     }
     Ok(Pruned {

@@ -54,6 +54,8 @@ pub(super) struct SharedState {
     /// Whether the backup was behind its recovery point at the last pass
     /// (`None` until it first caught up).
     backup_behind: Option<bool>,
+    /// When the newest restore drill reported ran (ms since the Unix epoch).
+    drill_seen_ms: Option<u64>,
 }
 
 /// Why `zkop replace` was refused.
@@ -120,6 +122,7 @@ impl Shared {
                 refresh_asked_at: None,
                 warned: Default::default(),
                 backup_behind: None,
+                drill_seen_ms: None,
             }),
             revision_tx,
             news: Notify::new(),
@@ -336,14 +339,33 @@ impl Shared {
         let Some(b) = self.status().backup else {
             return;
         };
-        let before = {
+        let (before, new_drill) = {
             let mut s = self.lock();
             let before = s.backup_behind;
             if before.is_some() || !b.behind {
                 s.backup_behind = Some(b.behind);
             }
-            before
+            let drill = b.last_drill.as_ref().map(|d| d.at_ms);
+            let new_drill = drill.is_some() && drill != s.drill_seen_ms;
+            if new_drill {
+                s.drill_seen_ms = drill;
+            }
+            (before, new_drill)
         };
+        if let Some(d) = b.last_drill.as_ref().filter(|_| new_drill) {
+            let (kind, verdict) = if d.ok {
+                ("backup_drill_passed", "passed")
+            } else {
+                ("backup_drill_failed", "FAILED")
+            };
+            self.event(
+                kind,
+                format!(
+                    "the backup at {} {verdict} its restore drill: {}",
+                    b.target, d.detail
+                ),
+            );
+        }
         let age = b
             .age_ms
             .map(|a| format!("{:.1}s", a as f64 / 1000.0))

@@ -70,6 +70,8 @@ fn backup_view(input: &StatusInput<'_>) -> Option<BackupStatus> {
         behind: age_ms.is_none_or(|a| a > recovery_point_ms),
         bytes_shipped: report.bytes_shipped,
         error: report.error,
+        last_good_drill_ms: report.last_good_drill.map(|d| d.at_ms),
+        last_drill: report.last_drill,
     })
 }
 

@@ -4,8 +4,10 @@
 //! and drills read through it, retention deletes through it.
 
 mod dir;
+pub mod drill;
 pub mod restore;
 mod s3;
+pub mod scratch;
 
 use sha2::Digest;
 

@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::txnlog::follows;
 use crate::zk::Zxid;
 
+/// How many tree digests a point keeps (ZooKeeper publishes one every 128
+/// zxids; a drill checks the newest).
+pub const MAX_DIGESTS: usize = 16;
+
 /// The manifest format this release writes and reads.
 pub const FORMAT: u32 = 1;
 
@@ -40,6 +44,10 @@ pub struct SnapshotRef {
     pub zxid: Zxid,
     /// Its tree digest's zxid: it holds every transaction up to this one.
     pub trailer_zxid: Zxid,
+    /// Made by a throwaway server on a restored copy (exact: its zxid is
+    /// its trailer zxid), not by the ensemble's own ZooKeeper.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
 }
 
 /// A log segment: a ZooKeeper log file of the complete records `first..=last`.
@@ -168,6 +176,25 @@ impl PointManifest {
         (low <= high).then_some((low, high))
     }
 
+    /// Records the digests in `seen` that a restore of this point can check:
+    /// those past the snapshot's trailer (a restore replays up to them, so
+    /// ZooKeeper recomputes them) and not past the last shipped transaction.
+    /// Keeps the newest [`MAX_DIGESTS`]; says whether any was new.
+    pub fn record_digests(&mut self, seen: &[TreeDigest]) -> bool {
+        let (low, high) = (self.snapshot.trailer_zxid, self.last());
+        let before = self.digests.len();
+        for d in seen.iter().filter(|d| low < d.zxid && d.zxid <= high) {
+            if !self.digests.iter().any(|k| k.zxid == d.zxid) {
+                self.digests.push(d.clone());
+            }
+        }
+        let changed = self.digests.len() != before;
+        self.digests.sort_by_key(|d| d.zxid);
+        let extra = self.digests.len().saturating_sub(MAX_DIGESTS);
+        self.digests.drain(..extra);
+        changed
+    }
+
     /// The first place where its segments do not follow on from the
     /// snapshot without a missing transaction, if there is one.
     pub fn gap(&self) -> Option<String> {
@@ -252,6 +279,18 @@ pub fn point_for(points: &[PointManifest], to: Zxid) -> Result<&PointManifest, R
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+/// The newest recorded tree digest a restore can check: a restore to its
+/// zxid replays up to it from an older snapshot (a snapshot whose trailer is
+/// at the digest's zxid would be loaded without replaying, and ZooKeeper
+/// would not publish it).
+pub fn digest_to_check(points: &[PointManifest]) -> Option<&TreeDigest> {
+    points
+        .iter()
+        .flat_map(|p| p.digests.iter())
+        .filter(|d| point_for(points, d.zxid).is_ok_and(|p| p.snapshot.trailer_zxid < d.zxid))
+        .max_by_key(|d| d.zxid)
 }
 
 /// The segment holding the last transaction at or before `unix_ms`: the one

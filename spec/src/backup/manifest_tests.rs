@@ -30,6 +30,7 @@ fn point(snap: Zxid, trailer: Zxid, segments: Vec<SegmentRef>, created_ms: u64) 
             object: object(&snapshot_key(snap, trailer, "0123456789abcdef")),
             zxid: snap,
             trailer_zxid: trailer,
+            offline: false,
         },
         segments,
         created_ms,
@@ -196,4 +197,59 @@ fn pruning_never_deletes_an_object_a_kept_point_needs() {
             .is_empty()
     );
     assert_eq!(prune(&points, &stored, 0, None, 10_000).points.len(), 2);
+}
+
+fn digest(zxid: Zxid, digest: &str) -> TreeDigest {
+    TreeDigest {
+        zxid,
+        digest: digest.into(),
+    }
+}
+
+#[test]
+fn a_point_records_only_digests_a_restore_of_it_replays_to() {
+    let mut p = point(
+        z(1, 0x100),
+        z(1, 0x110),
+        vec![seg(z(1, 0x101), z(1, 0x300), 0, 0)],
+        0,
+    );
+    let seen = [
+        digest(z(1, 0x100), "1"), // in the snapshot already: not recomputed
+        digest(z(1, 0x180), "2"),
+        digest(z(1, 0x200), "3"),
+        digest(z(1, 0x380), "4"), // not shipped yet
+    ];
+    assert!(p.record_digests(&seen));
+    assert_eq!(p.digests, vec![seen[1].clone(), seen[2].clone()]);
+    assert!(!p.record_digests(&seen), "nothing new the second time");
+    let many: Vec<TreeDigest> = (0..40).map(|i| digest(z(1, 0x111 + i), "d")).collect();
+    p.record_digests(&many);
+    assert_eq!(p.digests.len(), MAX_DIGESTS);
+    assert_eq!(
+        p.digests.last().unwrap().zxid,
+        z(1, 0x200),
+        "the newest kept"
+    );
+}
+
+#[test]
+fn a_drill_checks_the_newest_digest_a_restore_replays_to() {
+    let mut old = point(z(1, 0), z(1, 0), vec![seg(z(1, 1), z(1, 0x200), 0, 0)], 0);
+    old.digests = vec![digest(z(1, 0x80), "a"), digest(z(1, 0x180), "b")];
+    assert_eq!(digest_to_check(&[old.clone()]).unwrap().zxid, z(1, 0x180));
+    // A newer point whose snapshot is exactly at 0x180: a restore to 0x180
+    // loads it without replaying, so the older digest is the one to check.
+    let newer = point(
+        z(1, 0x180),
+        z(1, 0x180),
+        vec![seg(z(1, 0x181), z(1, 0x200), 0, 0)],
+        1,
+    );
+    assert_eq!(
+        digest_to_check(&[old.clone(), newer]).unwrap().zxid,
+        z(1, 0x80)
+    );
+    old.digests.clear();
+    assert_eq!(digest_to_check(&[old]), None);
 }

@@ -2,6 +2,7 @@
 //! `spec.bootstrap.restore` (a new cluster seeded from a backup), their
 //! validated forms, and the backup's own layout ([`manifest`]).
 
+pub mod drill;
 pub mod manifest;
 mod validate;
 

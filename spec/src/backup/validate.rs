@@ -85,14 +85,14 @@ pub(crate) fn check_backup(
         p,
         "spec.backup.snapshotEvery",
         &b.snapshot_every,
-        (60, 7 * day),
+        (1, 7 * day),
         "7d",
     );
     let verify_every = check_duration(
         p,
         "spec.backup.verifyEvery",
         &b.verify_every,
-        (60, 30 * day),
+        (1, 30 * day),
         "30d",
     );
     let keep_for = match &b.keep_for {

@@ -390,7 +390,10 @@ async fn backup_command(command: BackupCommand) -> anyhow::Result<()> {
             if let Some(missing) = java.missing_zookeeper() {
                 anyhow::bail!(missing);
             }
-            let record = zkop::cli::drill::verify(&from, &java, &address).await?;
+            let store = zkop_runtime::backup::Store::open(&from).await?;
+            let at_ms = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
+            let record =
+                zkop_runtime::backup::drill::verify(&store, &java, &address, at_ms).await?;
             if !record.ok {
                 anyhow::bail!("backup {from} FAILED its drill: {}", record.detail);
             }
