@@ -76,9 +76,15 @@ fn a_bare_star_resource_only_for_actions_iam_cannot_scope() {
         let bare = resources.iter().any(|r| r == "*");
         if !bare {
             // Scoped: every ARN names this stack's cluster, parameter or
-            // bucket, or is the backup key the stack was given.
+            // bucket, or is a key or restore source the stack was given.
             for r in resources {
-                if r["Fn::If"][1] == serde_json::json!({"Ref": "BackupKmsKeyArn"}) {
+                let given = &r["Fn::If"][1];
+                if given["Ref"] == "BackupKmsKeyArn"
+                    || given["Ref"] == "RestoreSourceKmsKeyArn"
+                    || given["Fn::Sub"]
+                        .as_str()
+                        .is_some_and(|s| s.contains("${RestoreSourceBucket}"))
+                {
                     continue;
                 }
                 let sub = r["Fn::Sub"]
@@ -143,6 +149,9 @@ fn instances_require_imdsv2_and_agents_get_no_aws_power_but_their_secrets_and_ba
             "s3:GetObject",
             "s3:ListBucket",
             "kms:GenerateDataKey",
+            "kms:Decrypt",
+            "s3:GetObject",
+            "s3:ListBucket",
             "kms:Decrypt"
         ]
     );
@@ -191,6 +200,18 @@ fn the_backup_bucket_is_private_versioned_and_encrypted_and_only_the_controller_
                 text.contains("${ClusterName}/"),
                 "{sid} is not limited to the cluster's prefix: {s}"
             );
+            // A restore source is read under its own prefix, never written.
+            if sid.contains("RestoreSource") {
+                assert!(text.contains("${RestoreSourcePrefix}"), "{sid}: {s}");
+                assert!(
+                    s["Action"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|a| a == "s3:GetObject" || a == "s3:ListBucket"),
+                    "{sid}: {s}"
+                );
+            }
         }
     }
 }
