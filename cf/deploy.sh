@@ -40,6 +40,10 @@ Options:
   --instance-profile NAME  use this instance profile instead of creating roles
   --secrets-parameter NAME (default: /zkop/CLUSTER/secrets)
   --region REGION          (default: the AWS CLI's)
+  --parameter KEY=VALUE    any other template parameter, repeatable: e.g.
+                           BackupKmsKeyArn, BackupObjectLockDays,
+                           RestoreSourceBucket, RestoreSourcePrefix,
+                           RestoreSourceKmsKeyArn (see docs/deploy.md)
   -h, --help               this text
 
 The AWS CLI's usual configuration applies (profiles, AWS_REGION,
@@ -52,10 +56,15 @@ die() { echo "deploy.sh: $*" >&2; exit 2; }
 stack="" cluster="" vpc="" subnets="" ami=""
 environment="prod" key_name="" ssh_sg="" num_hosts="3" max_hosts="9"
 instance_type="t3.medium" data_gb="20" controller_host="true" controller_url=""
-profile="" secrets="" region_args=()
+profile="" secrets="" region_args=() extra_params=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
+    --parameter)
+      [ $# -ge 2 ] || die "$1 needs KEY=VALUE"
+      [[ "$2" == ?*=* ]] || die "--parameter $2: expected KEY=VALUE"
+      extra_params+=("$2")
+      shift 2 ;;
     --stack-name|--cluster|--vpc-id|--subnets|--ami|--environment|--key-name|--ssh-source-sg|--num-hosts|--max-hosts|--instance-type|--data-volume-gb|--controller-host|--controller-url|--instance-profile|--secrets-parameter|--region)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
@@ -129,7 +138,8 @@ aws "${region_args[@]}" cloudformation deploy \
     "SshSourceSecurityGroup=$ssh_sg" "NumHosts=$num_hosts" "MaxHosts=$max_hosts" \
     "AmiId=$ami" "InstanceType=$instance_type" "DataVolumeGb=$data_gb" \
     "ControllerHost=$controller_host" "ControllerUrl=$controller_url" \
-    "ExistingInstanceProfile=$profile" "SecretsParameterName=$secrets"
+    "ExistingInstanceProfile=$profile" "SecretsParameterName=$secrets" \
+    ${extra_params[@]+"${extra_params[@]}"}
 
 aws "${region_args[@]}" cloudformation describe-stacks --stack-name "$stack" \
   --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output text

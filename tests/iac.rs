@@ -94,6 +94,12 @@ fn deploy_sh_names_each_missing_parameter() {
     );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("exactly three subnets"), "{stderr}");
+    let (code, stderr) = run("cf/deploy.sh", &["--parameter", "RestoreSourceBucket"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--parameter RestoreSourceBucket: expected KEY=VALUE"),
+        "{stderr}"
+    );
     let (code, stderr) = run("cf/deploy.sh", &["--help"]);
     assert_eq!(code, Some(0), "{stderr}");
 }

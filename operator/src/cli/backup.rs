@@ -18,6 +18,9 @@ pub struct PointRow {
     pub updated: String,
     /// Its snapshot's zxid.
     pub snapshot_zxid: String,
+    /// Who wrote its snapshot: `zookeeper` (the ensemble's server, fuzzy)
+    /// or `offline` (a scratch server on the backup, exact).
+    pub snapshot: &'static str,
     /// The zxids it restores exactly to (`from..=to`), if any yet.
     pub restores: Option<String>,
     /// When its newest transaction was proposed.
@@ -42,6 +45,11 @@ pub fn row(p: &PointManifest) -> PointRow {
         created: format_time(p.created_ms),
         updated: format_time(p.updated_ms),
         snapshot_zxid: p.snapshot.zxid.to_string(),
+        snapshot: if p.snapshot.offline {
+            "offline"
+        } else {
+            "zookeeper"
+        },
         restores: p.restorable().map(|(lo, hi)| format!("{lo}..={hi}")),
         newest_time: p.segments.last().map(|s| format_time(s.last_time_ms)),
         segments: p.segments.len(),
@@ -81,10 +89,11 @@ pub async fn list(target: &BackupTarget) -> Result<Vec<PointRow>, BackupError> {
 /// The rows as a table.
 pub fn table(rows: &[PointRow]) -> String {
     let mut out = format!(
-        "{:<24} {:<24} {:<30} {:>8} {:>12} {:<7} {}\n",
+        "{:<24} {:<24} {:<30} {:<9} {:>8} {:>12} {:<7} {}\n",
         "CREATED",
         "NEWEST TXN TIME",
         "RESTORES EXACTLY TO",
+        "SNAPSHOT",
         "SEGMENTS",
         "BYTES",
         "STATE",
@@ -92,10 +101,11 @@ pub fn table(rows: &[PointRow]) -> String {
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<24} {:<24} {:<30} {:>8} {:>12} {:<7} {}\n",
+            "{:<24} {:<24} {:<30} {:<9} {:>8} {:>12} {:<7} {}\n",
             r.created,
             r.newest_time.as_deref().unwrap_or("-"),
             r.restores.as_deref().unwrap_or("nothing yet"),
+            r.snapshot,
             r.segments,
             r.bytes,
             r.state,
