@@ -103,16 +103,7 @@ async fn status_of(c: &AwsCluster, i: usize) -> (u16, serde_json::Value) {
 
 /// Steps a controller carried out, from its metrics.
 async fn steps_taken(c: &AwsCluster, i: usize) -> u64 {
-    let text = c
-        .http()
-        .get(format!("{}/metrics", c.urls[i]))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics(c.http(), &c.urls[i], &c.token).await;
     text.lines()
         .filter(|l| l.starts_with("zkop_step_duration_seconds_count"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())

@@ -11,7 +11,8 @@ use zkop_spec::backup::manifest::{self, PointManifest};
 use zkop_spec::wire::StatusReply;
 use zkop_spec::zk::Zxid;
 use zkop_tests::common::backup::{
-    children, copy_dir, create_tree, dir_store, spec_with_backup, verify, wait_backed_up,
+    children, copy_dir, create_tree, dir_store, list_table, spec_with_backup, verify,
+    wait_backed_up,
 };
 use zkop_tests::common::{self, LocalCluster, SERIAL, wait_until, zk_client};
 
@@ -133,12 +134,7 @@ async fn the_shipper_makes_exact_offline_snapshots_and_drills_the_backup_against
     let store = dir_store(backup.path()).await;
     let offline = offline_point(&store, last).await;
     eprintln!("offline snapshot: {}", offline.snapshot.object.key);
-    let list = std::process::Command::new(common::zkop_bin())
-        .args(["backup", "list", "--from"])
-        .arg(format!("dir:{}", backup.path().display()))
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&list.stdout);
+    let table = list_table(backup.path());
     assert!(
         table.contains("SNAPSHOT") && table.contains("offline"),
         "{table}"

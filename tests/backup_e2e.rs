@@ -12,7 +12,7 @@ use zkop_spec::backup::{BackupTarget, format_time};
 use zkop_spec::wire::StatusReply;
 use zkop_spec::zk::Zxid;
 use zkop_tests::common::backup::{
-    children, copy_dir, create_tree, spec_with_backup, verify, wait_backed_up,
+    children, copy_dir, create_tree, list_table, spec_with_backup, verify, wait_backed_up,
     write_and_wait_backed_up,
 };
 use zkop_tests::common::{
@@ -194,17 +194,7 @@ async fn a_new_cluster_restores_another_s_backup_exactly_to_a_zxid_or_a_time() {
     let b = create_tree(&client, "/b", 10).await;
     drop(client);
     wait_backed_up(backup.path(), Zxid::from_u64(b.czxid as u64)).await;
-    let list = std::process::Command::new(common::zkop_bin())
-        .args(["backup", "list", "--from"])
-        .arg(format!("dir:{}", backup.path().display()))
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        list.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
+    let table = list_table(backup.path());
     assert!(
         table.contains("RESTORES EXACTLY TO") && table.contains("open"),
         "{table}"

@@ -97,3 +97,19 @@ pub async fn dir_store(dir: &std::path::Path) -> Store {
     .await
     .unwrap()
 }
+
+/// `zkop backup list --from dir:DIR`'s table; it must succeed.
+pub fn list_table(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(zkop_bin())
+        .args(["backup", "list", "--from"])
+        .arg(format!("dir:{}", dir.display()))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    table
+}

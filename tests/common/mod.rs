@@ -32,6 +32,18 @@ pub fn require_zookeeper() {
 }
 
 /// End-to-end tests start JVMs: one test at a time on 2 cores.
+/// `GET URL/metrics` with the bearer token.
+pub async fn metrics(http: &reqwest::Client, url: &str, token: &str) -> String {
+    http.get(format!("{url}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Debian's ZooKeeper, as the agents' `--zookeeper-classpath` defaults to.
 pub const ZOOKEEPER_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf";
 
@@ -251,15 +263,7 @@ impl LocalCluster {
 
     /// `GET /metrics`, as Prometheus scrapes it.
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        metrics(&self.http, &self.url, &self.token).await
     }
 
     /// Waits until `pred` holds on the status, failing with the last status seen.
