@@ -307,6 +307,11 @@ pub struct ReconfigResult {
 pub struct StatusReply {
     /// The cluster's name.
     pub cluster: String,
+    /// What clients connect with: every serving voter and observer in the
+    /// committed config, `address:clientPort`, by server id, comma-separated
+    /// (empty while none serves).
+    #[serde(default)]
+    pub connect_string: String,
     /// Its phase (see the controller's `Phase`).
     pub phase: String,
     /// Why it is in that phase.

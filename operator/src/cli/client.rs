@@ -201,6 +201,14 @@ pub fn render_table(s: &StatusReply) -> String {
             .unwrap_or_else(|| "-".into()),
         s.reason
     );
+    out.push_str(&format!(
+        "connect string: {}\n",
+        if s.connect_string.is_empty() {
+            "(no member serves)"
+        } else {
+            &s.connect_string
+        }
+    ));
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error: {e}\n"));
     }
@@ -263,6 +271,7 @@ mod tests {
         };
         let s = StatusReply {
             cluster: "c".into(),
+            connect_string: "127.0.0.1:2181,127.0.0.12:2181".into(),
             phase: "Running".into(),
             reason: "ok".into(),
             config_version: None,
@@ -274,8 +283,26 @@ mod tests {
             last_error: None,
             backup: None,
         };
+        // Only members serving in the config are in a connect string.
+        let all = [
+            member(3, StatusRole::Observer),
+            member(1, StatusRole::Leader),
+            member(2, StatusRole::Follower),
+            member(4, StatusRole::Joining),
+            member(5, StatusRole::Leaving),
+            member(6, StatusRole::Down),
+        ];
+        assert_eq!(
+            crate::controller::connect_string(&all),
+            "127.0.10.1:2181,127.0.10.2:2181,127.0.10.3:2181"
+        );
         let table = render_table(&s);
-        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(
+            table.lines().nth(2),
+            Some("connect string: 127.0.0.1:2181,127.0.0.12:2181"),
+            "{table}"
+        );
+        let rows: Vec<&str> = table.lines().skip(3).collect();
         let column = |row: &str| row.find("i-").unwrap();
         assert_eq!(rows.len(), 3, "{table}");
         assert!(

@@ -58,6 +58,7 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     looping: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
+    discovery: Option<JoinHandle<()>>,
     api_file: PathBuf,
 }
 
@@ -75,6 +76,13 @@ where
 {
     let (stop, stop_rx) = watch::channel(false);
     let retention = tokio::spawn(super::retention::run(shared.clone(), stop_rx.clone()));
+    let discovery = api.api_file.parent().map(|dir| {
+        tokio::spawn(super::discovery::run(
+            shared.clone(),
+            dir.join(super::discovery::FILE),
+            stop_rx.clone(),
+        ))
+    });
     let router = crate::api::router(shared);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
@@ -90,6 +98,7 @@ where
         server,
         looping: Some(looping),
         retention,
+        discovery,
         api_file: api.api_file,
     }
 }
@@ -110,6 +119,9 @@ impl Running {
     pub async fn stop_loop(&mut self) {
         let _ = self.stop.send(true);
         self.retention.abort();
+        if let Some(d) = &self.discovery {
+            d.abort();
+        }
         if let Some(looping) = self.looping.take() {
             let _ = looping.await;
         }

@@ -38,7 +38,7 @@ pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use requeue::{BACKOFF_FIRST, BACKOFF_MAX, Backoff, ReconcileError, Requeue, error_policy};
 pub use spec_file::SpecFile;
 pub use state::{MAX_EVENTS, ReplaceRefused, Shared, UNKNOWN_REFRESH, UnknownInstance};
-pub use status_view::{STATUS_FRESH, StatusInput, status_role, status_view};
+pub use status_view::{STATUS_FRESH, StatusInput, connect_string, status_role, status_view};
 pub use test_points::TestPoints;
 
 /// The controller: the loop and its adapters.

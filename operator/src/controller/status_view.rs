@@ -100,6 +100,26 @@ pub fn status_role(
     }
 }
 
+/// The connect string of `members`: those serving in the committed config
+/// (leaving ones aside: their instance goes next), by server id.
+pub fn connect_string(members: &[MemberStatus]) -> String {
+    let mut serving: Vec<&MemberStatus> = members
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.role,
+                StatusRole::Leader | StatusRole::Follower | StatusRole::Observer
+            )
+        })
+        .collect();
+    serving.sort_by_key(|m| m.id);
+    serving
+        .iter()
+        .map(|m| format!("{}:{}", m.address, m.client_port))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The status reply.
 pub fn status_view(input: StatusInput<'_>) -> StatusReply {
     let p = input.persisted;
@@ -149,6 +169,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
     let backup = backup_view(&input);
     StatusReply {
         cluster: input.cluster.to_string(),
+        connect_string: connect_string(&members),
         phase,
         reason,
         config_version: config.and_then(|c| c.version),

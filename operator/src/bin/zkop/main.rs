@@ -69,6 +69,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the connect string clients use: every serving voter and
+    /// observer, `address:port`, comma-separated (also in the state
+    /// directory's `connect-string` file). Exit 1 while no member serves.
+    ConnectString {
+        #[command(flatten)]
+        controller: ControllerArgs,
+    },
     /// Restart every member once, one at a time (observers, followers, the
     /// leader last), without a spec change: after an OS patch, say.
     Roll {
@@ -324,9 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cf(CfCommand::Render { format }) => print!("{}", render_cf(format)?),
         Command::Bench(args) => bench_command(args).await?,
         Command::Backup(command) => backup_command(command).await?,
-        Command::Roll { .. } | Command::Replace { .. } | Command::Status { .. } => {
-            client_command(cli.command).await?;
-        }
+        other => client_command(other).await?,
     }
     Ok(())
 }
@@ -355,6 +360,14 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             let (url, token_file) = controller.resolve()?;
             let answer = status::request_replace(&url, &token_file, &instance).await?;
             println!("{answer}");
+        }
+        Command::ConnectString { controller } => {
+            let (url, token_file) = controller.resolve()?;
+            let s = status::fetch(&url, &token_file).await?;
+            if s.connect_string.is_empty() {
+                anyhow::bail!("no member of cluster {} serves", s.cluster);
+            }
+            println!("{}", s.connect_string);
         }
         Command::Status { controller, json } => {
             let (url, token_file) = controller.resolve()?;
