@@ -132,6 +132,7 @@ pub(crate) fn controller_policy() -> Policy {
             ]
             .into_iter()
             .chain(crate::backup::controller_statements())
+            .chain(crate::clients::controller_statements())
             .collect(),
         ),
     }

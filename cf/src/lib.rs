@@ -4,10 +4,12 @@
 //! least-privilege roles and an optional controller host. `zkop cf render` prints it.
 
 mod backup;
+mod clients;
 pub mod expr;
 mod iam;
 pub mod model;
 pub mod template;
+mod user_data;
 
 pub use template::template;
 

@@ -60,6 +60,7 @@ fn params() -> BTreeMap<String, Parameter> {
     ]
     .into_iter()
     .chain(crate::backup::params())
+    .chain(crate::clients::params())
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
@@ -88,6 +89,7 @@ fn conditions() -> BTreeMap<String, Expr> {
     ]
     .into_iter()
     .chain(crate::backup::conditions())
+    .chain(crate::clients::conditions())
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
@@ -139,77 +141,6 @@ fn imds_v2() -> MetadataOptions {
         http_tokens: "required".into(),
         http_put_response_hop_limit: 1,
     }
-}
-
-/// The agents' boot script: where the controller is, which parameter holds
-/// the secrets; the AMI's `zkop-agent.service` does the rest.
-const MEMBER_USER_DATA: &str = r#"#!/bin/bash
-set -euo pipefail
-mkdir -p /etc/zkop
-cat > /etc/zkop/agent.env <<ENV
-ZKOP_CONTROLLER=${ControllerUrl}
-ZKOP_SECRETS_PARAMETER=${SecretsParameterName}
-AWS_REGION=${AWS::Region}
-ENV
-systemctl enable --now zkop-agent.service
-"#;
-
-/// The controller host's boot script: the cluster spec and the API address;
-/// the AMI's `zkop-controller.service` runs `zkop run` on them.
-const CONTROLLER_USER_DATA: &str = r#"#!/bin/bash
-set -euo pipefail
-mkdir -p /etc/zkop
-cat > /etc/zkop/cluster.yaml <<'SPEC'
-apiVersion: zkop/v1alpha1
-kind: ZookeeperCluster
-metadata:
-  name: ${ClusterName}
-spec:
-  replicas: ${NumHosts}
-  fleet:
-    aws:
-      region: ${AWS::Region}
-      autoScalingGroupName: ${ClusterName}
-  ids:
-    cloudwatchLogs:
-      logGroup: /zkop/${ClusterName}/ids
-  state:
-    dynamodb:
-      table: zkop-${ClusterName}
-  secrets:
-    ssmParameter: ${SecretsParameterName}
-  backup:
-    s3:
-      bucket: ${BackupBucket}
-      prefix: ${ClusterName}/
-${BackupKeyLine}  healing:
-    onTotalLoss: restore
-SPEC
-TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')
-ADDRESS=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/local-ipv4)
-cat > /etc/zkop/controller.env <<ENV
-ZKOP_API=0.0.0.0:${ApiPort}
-ZKOP_ADVERTISE_URL=http://$ADDRESS:${ApiPort}
-AWS_REGION=${AWS::Region}
-ENV
-systemctl enable --now zkop-controller.service
-"#;
-
-/// The controller host's boot script, with the backup key's spec line
-/// when a key was given.
-fn controller_user_data() -> Expr {
-    Expr::SubWith(
-        CONTROLLER_USER_DATA.into(),
-        [(
-            "BackupKeyLine".to_string(),
-            Expr::when(
-                crate::backup::HAS_BACKUP_KEY,
-                Expr::sub("      kmsKeyId: ${BackupKmsKeyArn}\n"),
-                Expr::s(""),
-            ),
-        )]
-        .into(),
-    )
 }
 
 fn launch_template(
@@ -455,7 +386,7 @@ fn hosts(add: &mut impl FnMut(&str, Resource)) {
             "ControllerInstanceProfile",
             "ControllerSecurityGroup",
             false,
-            controller_user_data(),
+            crate::user_data::controller(),
         )
         .when(CONTROLLER),
     );
@@ -484,7 +415,7 @@ fn hosts(add: &mut impl FnMut(&str, Resource)) {
             "MemberSecurityGroup",
             true,
             Expr::SubWith(
-                MEMBER_USER_DATA.into(),
+                crate::user_data::MEMBER.into(),
                 [("ControllerUrl".to_string(), controller_url)].into(),
             ),
         ),

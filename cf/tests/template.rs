@@ -81,9 +81,9 @@ fn a_bare_star_resource_only_for_actions_iam_cannot_scope() {
                 let given = &r["Fn::If"][1];
                 if given["Ref"] == "BackupKmsKeyArn"
                     || given["Ref"] == "RestoreSourceKmsKeyArn"
-                    || given["Fn::Sub"]
-                        .as_str()
-                        .is_some_and(|s| s.contains("${RestoreSourceBucket}"))
+                    || given["Fn::Sub"].as_str().is_some_and(|s| {
+                        s.contains("${RestoreSourceBucket}") || s.contains("${ClientsHostedZoneId}")
+                    })
                 {
                     continue;
                 }
@@ -245,7 +245,11 @@ fn the_controller_hosts_spec_is_a_valid_zkop_spec() {
         t["Resources"]["ControllerLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
             ["Fn::Base64"]["Fn::Sub"][0]
             .as_str()
-            .unwrap();
+            .unwrap()
+            .replace(
+                "${ClientsRoute53Lines}",
+                "    route53:\n      hostedZoneId: Z0123ABC\n      name: zk.prod.internal\n",
+            );
     let spec = script
         .split("<<'SPEC'\n")
         .nth(1)
@@ -266,5 +270,14 @@ fn the_controller_hosts_spec_is_a_valid_zkop_spec() {
     assert_eq!(
         cluster.backup.map(|b| b.target.to_string()),
         Some("s3://prod-zk-backups-1a2b3c/prod-zk/".to_string())
+    );
+    // The controller publishes to the parameter and zone its role may write.
+    assert_eq!(
+        cluster.clients.ssm_parameter.as_deref(),
+        Some("/zkop/prod-zk/connect-string")
+    );
+    assert_eq!(
+        cluster.clients.route53.map(|r| r.hosted_zone_id),
+        Some("Z0123ABC".to_string())
     );
 }

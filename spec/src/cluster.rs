@@ -76,6 +76,10 @@ pub struct ClusterSpec {
     /// How the first ensemble starts: empty (default) or restored from a backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<crate::backup::BootstrapSpec>,
+    /// Where the connect string is published for clients (default: the
+    /// controller's state directory and API only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<crate::clients::ClientsSpec>,
 }
 
 /// Bounds on the number of voters. Both odd.

@@ -4,6 +4,7 @@
 //! controller and agent ([`wire`]). No I/O.
 
 pub mod backup;
+pub mod clients;
 pub mod cluster;
 pub mod duration;
 pub mod fourlw;

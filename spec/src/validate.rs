@@ -106,6 +106,8 @@ pub struct ValidatedCluster {
     pub backup: Option<BackupPolicy>,
     /// `spec.bootstrap.restore`, when the first ensemble is seeded from a backup.
     pub restore: Option<RestoreFrom>,
+    /// Where the connect string is published.
+    pub clients: crate::clients::ClientsPolicy,
 }
 
 /// The healing policy, durations parsed.
@@ -261,6 +263,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let secrets_parameter = check_secrets(&mut p, s);
     let backup = crate::backup::check_backup(&mut p, &s.backup);
     let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
+    let clients = crate::clients::check_clients(&mut p, &s.clients, s.fleet.aws.is_some());
     if s.healing.on_total_loss == TotalLossPolicy::Restore && s.backup.is_none() {
         p.add(
             "spec.healing.onTotalLoss",
@@ -301,6 +304,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         rollout_timeout,
         backup,
         restore,
+        clients,
     })
 }
 

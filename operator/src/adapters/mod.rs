@@ -78,6 +78,25 @@ pub trait Fleet: Send + Sync {
         cluster: &str,
         id: ServerId,
     ) -> impl Future<Output = Result<(), FleetError>> + Send;
+    /// Publishes where clients connect (`spec.clients`); says what changed.
+    /// A fleet without a place to publish (local) changes nothing.
+    fn publish(
+        &self,
+        _clients: &zkop_spec::clients::ClientsPolicy,
+        _what: &Published,
+    ) -> impl Future<Output = Result<Vec<String>, FleetError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+}
+
+/// What clients are told: the connect string and each serving member's
+/// address, by server id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// `address:port,...`.
+    pub connect_string: String,
+    /// Serving members' addresses.
+    pub members: BTreeMap<ServerId, String>,
 }
 
 /// Why an id claim or release failed. Expected: storage trouble; retried.

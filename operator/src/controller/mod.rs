@@ -25,6 +25,7 @@ use crate::plan::{Phase, Step, plan};
 
 mod leadership;
 mod observe;
+mod publish;
 mod requeue;
 mod spec_file;
 mod state;
@@ -35,10 +36,13 @@ mod tests;
 
 pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, Standing};
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
+pub use publish::PUBLISH_AFTER;
 pub use requeue::{BACKOFF_FIRST, BACKOFF_MAX, Backoff, ReconcileError, Requeue, error_policy};
 pub use spec_file::SpecFile;
 pub use state::{MAX_EVENTS, ReplaceRefused, Shared, UNKNOWN_REFRESH, UnknownInstance};
-pub use status_view::{STATUS_FRESH, StatusInput, connect_string, status_role, status_view};
+pub use status_view::{
+    STATUS_FRESH, StatusInput, connect_string, serving, status_role, status_view,
+};
 pub use test_points::TestPoints;
 
 /// The controller: the loop and its adapters.
@@ -63,6 +67,11 @@ pub struct Controller<F, L, S, E> {
     /// The fleet as last observed while the cluster was Running with nothing
     /// to do, and when: reused for `IDLE_FLEET_REFRESH`.
     idle_view: Option<(FleetView, Instant)>,
+    /// What was last published for clients, and where.
+    published: Option<(
+        zkop_spec::clients::ClientsPolicy,
+        crate::adapters::Published,
+    )>,
 }
 
 /// How often an idle controller asks the fleet (every pass otherwise): the
@@ -91,6 +100,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             started: shared.clock.now(),
             test_points: TestPoints::from_env(),
             idle_view: None,
+            published: None,
             shared,
         }
     }
@@ -198,6 +208,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         let uptime = self.now().saturating_duration_since(self.started);
         let plan = plan(&spec, &observed, &persisted, uptime);
         self.keep_plan(&plan);
+        self.publish(&spec, uptime).await?;
         let Some(step) = plan.steps.first() else {
             if plan.phase != Phase::Running {
                 self.idle_view = None;

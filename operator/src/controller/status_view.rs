@@ -100,18 +100,21 @@ pub fn status_role(
     }
 }
 
+/// The members clients may connect to: serving in the committed config
+/// (leaving ones aside: their instance goes next).
+pub fn serving(members: &[MemberStatus]) -> impl Iterator<Item = &MemberStatus> {
+    members.iter().filter(|m| {
+        matches!(
+            m.role,
+            StatusRole::Leader | StatusRole::Follower | StatusRole::Observer
+        )
+    })
+}
+
 /// The connect string of `members`: those serving in the committed config
 /// (leaving ones aside: their instance goes next), by server id.
 pub fn connect_string(members: &[MemberStatus]) -> String {
-    let mut serving: Vec<&MemberStatus> = members
-        .iter()
-        .filter(|m| {
-            matches!(
-                m.role,
-                StatusRole::Leader | StatusRole::Follower | StatusRole::Observer
-            )
-        })
-        .collect();
+    let mut serving: Vec<&MemberStatus> = serving(members).collect();
     serving.sort_by_key(|m| m.id);
     serving
         .iter()

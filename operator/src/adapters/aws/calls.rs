@@ -80,4 +80,6 @@ counted_client! {
     logs => aws_sdk_cloudwatchlogs;
     /// An SSM client that counts its calls.
     ssm => aws_sdk_ssm;
+    /// A Route53 client that counts its calls.
+    route53 => aws_sdk_route53;
 }

@@ -32,6 +32,8 @@ pub struct AsgFleet {
     client: Client,
     ec2: aws_sdk_ec2::Client,
     group: String,
+    ssm: aws_sdk_ssm::Client,
+    route53: aws_sdk_route53::Client,
     /// Each instance's launch template version (`lt-0abc:3`) and private IP,
     /// once known.
     launched_from: Arc<Mutex<BTreeMap<String, Learned>>>,
@@ -64,7 +66,7 @@ pub const CLUSTER_TAG: &str = "zkop:cluster";
 /// The tag naming an instance's ZooKeeper server id.
 pub const SERVER_ID_TAG: &str = "zkop:server-id";
 
-fn op(what: &str, e: impl std::fmt::Display) -> FleetError {
+pub(super) fn op(what: &str, e: impl std::fmt::Display) -> FleetError {
     FleetError::Operation(format!("Auto Scaling {what}: {e}"))
 }
 
@@ -113,6 +115,8 @@ impl AsgFleet {
         Self {
             client: super::calls::autoscaling(config),
             ec2: super::calls::ec2(config),
+            ssm: super::calls::ssm(config),
+            route53: super::calls::route53(config),
             group: group.to_string(),
             launched_from: Arc::default(),
         }
@@ -214,6 +218,14 @@ impl AsgFleet {
 }
 
 impl Fleet for AsgFleet {
+    async fn publish(
+        &self,
+        clients: &zkop_spec::clients::ClientsPolicy,
+        what: &crate::adapters::Published,
+    ) -> Result<Vec<String>, FleetError> {
+        super::publish::publish(&self.ssm, &self.route53, clients, what).await
+    }
+
     async fn observe(&self) -> Result<FleetView, FleetError> {
         let out = self
             .client

@@ -1,5 +1,6 @@
 //! AWS adapters over the AWS SDK for Rust: the Auto Scaling group as the fleet,
-//! CloudWatch Logs streams as id leases, DynamoDB for state and the leader lease.
+//! CloudWatch Logs streams as id leases, DynamoDB for state and the leader lease,
+//! SSM and Route53 for where clients connect (`publish`).
 //! Credentials, region and endpoint come from the standard chain
 //! (`AWS_ENDPOINT_URL` points every client at a local emulator in tests).
 
@@ -8,6 +9,7 @@ pub use calls::CALL_DEADLINE;
 mod fleet;
 mod ids;
 mod lease;
+pub mod publish;
 mod store;
 
 pub use fleet::{AsgFleet, CLUSTER_TAG, SANDBOX_ADDRESSES, SERVER_ID_TAG, instance_state};
