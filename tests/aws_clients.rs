@@ -119,29 +119,10 @@ async fn the_parameter_and_records_follow_scaling_and_a_replacement_and_leave_be
     let log = || c.log_tail();
     let limit = Duration::from_secs(120);
 
-    c.set_replicas(3, 5);
-    let s5 = c
-        .api()
-        .wait_status("five voters", limit, |s| settled(s, 5, 0), log)
-        .await;
-    published_matches(&c, &zone, &s5).await;
-
-    c.set_replicas(5, 3);
-    let s3 = c
-        .api()
-        .wait_status(
-            "three voters again",
-            limit,
-            |s| {
-                settled(s, 3, 0)
-                    && s.events
-                        .iter()
-                        .filter(|e| e.kind == "terminate_instance")
-                        .count()
-                        >= 2
-            },
-            log,
-        )
+    let (s5, s3) = c
+        .scale_three_five_three(limit, async |s5| {
+            published_matches(&c, &zone, s5).await;
+        })
         .await;
     published_matches(&c, &zone, &s3).await;
     for m in s5

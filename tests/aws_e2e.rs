@@ -50,28 +50,10 @@ async fn an_auto_scaling_group_becomes_an_ensemble_that_follows_scaling_and_repl
 
     // 2. 3 -> 5 -> 3: the desired capacity follows; members leave the config
     // before their instances are terminated; their id streams go afterwards.
-    c.set_replicas(3, 5);
-    let s5 = c
-        .api()
-        .wait_status("five voters", limit, |s| settled(s, 5, 0), log)
-        .await;
-    assert_eq!(c.desired_capacity().await, 5);
-    c.set_replicas(5, 3);
-    let s3 = c
-        .api()
-        .wait_status(
-            "three voters again",
-            limit,
-            |s| {
-                settled(s, 3, 0)
-                    && s.events
-                        .iter()
-                        .filter(|e| e.kind == "forget_member")
-                        .count()
-                        >= 2
-            },
-            log,
-        )
+    let (s5, s3) = c
+        .scale_three_five_three(limit, async |_| {
+            assert_eq!(c.desired_capacity().await, 5);
+        })
         .await;
     assert_eq!(c.desired_capacity().await, 3);
     for m in s5

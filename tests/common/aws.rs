@@ -462,6 +462,41 @@ impl AwsCluster {
         std::fs::write(&self.spec_path, new).unwrap();
     }
 
+    /// Scales 3 -> 5 -> 3 by the spec file, running `at_five` on the status
+    /// with five voters: that status, and the one with three again once both
+    /// departed members are forgotten.
+    pub async fn scale_three_five_three(
+        &self,
+        limit: Duration,
+        at_five: impl AsyncFn(&StatusReply),
+    ) -> (StatusReply, StatusReply) {
+        let log = || self.log_tail();
+        self.set_replicas(3, 5);
+        let s5 = self
+            .api()
+            .wait_status("five voters", limit, |s| super::settled(s, 5, 0), log)
+            .await;
+        at_five(&s5).await;
+        self.set_replicas(5, 3);
+        let s3 = self
+            .api()
+            .wait_status(
+                "three voters again",
+                limit,
+                |s| {
+                    super::settled(s, 3, 0)
+                        && s.events
+                            .iter()
+                            .filter(|e| e.kind == "forget_member")
+                            .count()
+                            >= 2
+                },
+                log,
+            )
+            .await;
+        (s5, s3)
+    }
+
     /// Edits `replicas` in the spec file.
     pub fn set_replicas(&self, from: u32, to: u32) {
         let text = std::fs::read_to_string(&self.spec_path).unwrap();
