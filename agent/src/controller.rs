@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use zkop_spec::tls::{NodeCertificateRequest, SignedCertificate};
 use zkop_spec::wire::{AgentReport, ApiError, DesiredNodeState};
 
 /// Why a call to the controller failed; all are retried.
@@ -146,5 +147,23 @@ impl ControllerClient {
             .timeout(Duration::from_secs(5))
             .json(report);
         self.call(req, &url).await.map(|_| ())
+    }
+
+    /// Asks the controller to sign this node's certificate request.
+    pub async fn sign(
+        &mut self,
+        instance: &str,
+        csr: String,
+    ) -> Result<SignedCertificate, ControllerError> {
+        let url = format!("{}/v1/agents/{instance}/certificate", self.base());
+        let req = self
+            .http
+            .post(&url)
+            .timeout(Duration::from_secs(10))
+            .json(&NodeCertificateRequest { csr });
+        let resp = self.call(req, &url).await?;
+        resp.json()
+            .await
+            .map_err(|source| ControllerError::Unreachable { url, source })
     }
 }

@@ -11,6 +11,7 @@ mod history;
 mod node;
 mod shipper;
 mod supervisor;
+mod tls;
 mod upkeep;
 
 use std::collections::VecDeque;
@@ -31,6 +32,7 @@ use zkop_spec::wire::{
     ProcessReport, ReconfigResult, Recovery, ServerSettings,
 };
 use zkop_spec::zk::Zxid;
+use zkop_zk::Endpoint;
 use zkop_zk::jvm::JvmCommand;
 
 /// Command-line flags.
@@ -84,7 +86,7 @@ struct Agent {
     answered_pid: Option<u32>,
     /// The client endpoint last probed, to keep probing a server the
     /// controller does not know (a lost state).
-    last_endpoint: Option<String>,
+    last_endpoint: Option<Endpoint>,
     /// The last zxid on disk, and when it was read.
     disk_zxid: Option<(Zxid, Instant)>,
     /// The last recovery generation applied (kept in the data dir).
@@ -97,6 +99,12 @@ struct Agent {
     shipper: Option<shipper::Shipper>,
     /// When a restore into the data directory was last tried.
     restore_tried: Option<Instant>,
+    /// The node's certificate, key and CA, with TLS on.
+    tls: tls::NodeTls,
+    /// When a certificate was last asked for.
+    certificate_tried: Option<Instant>,
+    /// The controller, for certificates (reports go through `serve`'s own).
+    controller: ControllerClient,
 }
 
 fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
@@ -183,7 +191,7 @@ impl Agent {
             let endpoint = self
                 .last_endpoint
                 .clone()
-                .unwrap_or_else(|| format!("{}:2181", self.address));
+                .unwrap_or_else(|| Endpoint::plain(format!("{}:2181", self.address)));
             self.probe = zkop_zk::probe::probe(&endpoint).await.ok();
             let kept = "told no member runs here, yet this node holds one: kept running until the controller knows it";
             if self.errors.back().map(String::as_str) != Some(kept) {
@@ -192,12 +200,44 @@ impl Agent {
         }
     }
 
-    fn endpoint(&self, m: &MemberAssignment) -> String {
-        m.initial_config
-            .servers
-            .get(&m.server_id)
-            .map(|s| s.client_endpoint())
-            .unwrap_or_else(|| format!("{}:2181", self.address))
+    /// Where the own server answers: the secure client port with TLS on.
+    fn endpoint(&self, m: &MemberAssignment) -> Endpoint {
+        let me = m.initial_config.servers.get(&m.server_id);
+        match m.secure_client_port() {
+            Some(port) => Endpoint {
+                host_port: format!(
+                    "{}:{port}",
+                    me.map_or(self.address.as_str(), |s| s.address.as_str())
+                ),
+                tls: self.tls.client().cloned(),
+            },
+            None => Endpoint::plain(
+                me.map(|s| s.client_endpoint())
+                    .unwrap_or_else(|| format!("{}:2181", self.address)),
+            ),
+        }
+    }
+
+    /// Gets a certificate when one is due (none yet, or a third of its
+    /// lifetime left), trying again at most every 2 s.
+    async fn keep_certificate(&mut self) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if !self.tls.due(&self.address, now_ms)
+            || self
+                .certificate_tried
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+        {
+            return;
+        }
+        self.certificate_tried = Some(Instant::now());
+        match self.tls.renew(&mut self.controller, &self.instance).await {
+            Ok(not_after_ms) => {
+                info!(instance = %self.instance, address = %self.address, not_after_ms, "new node certificate")
+            }
+            Err(e) => self.error(format!("cannot get a node certificate: {e}")),
+        }
     }
 
     /// Reads the last zxid from disk while the server does not serve, at most
@@ -248,7 +288,14 @@ impl Agent {
                     info!(instance = %self.instance, member = %m.server_id, roll = m.roll, "restarting ZooKeeper under new settings");
                     self.supervisor.stop(Duration::from_secs(10)).await;
                 }
-                if !self.supervisor.running() && self.supervisor.may_start() && self.seeded(m).await
+                if m.tls() {
+                    self.keep_certificate().await;
+                }
+                let certified = !m.tls() || self.tls.client().is_some();
+                if !self.supervisor.running()
+                    && certified
+                    && self.supervisor.may_start()
+                    && self.seeded(m).await
                 {
                     self.start(m);
                 }
@@ -263,35 +310,40 @@ impl Agent {
                     self.answered_pid = self.supervisor.pid();
                 }
                 self.ship(&desired, m).await;
-                if let Some(order) = &m.reconfig {
-                    let done = self.reconfig.as_ref().is_some_and(|r| r.seq == order.seq);
-                    let serving = self.probe.as_ref().is_some_and(|p| p.serving);
-                    if !done && serving {
-                        info!(instance = %self.instance, seq = order.seq, joining = ?order.joining.iter().map(|s| s.id.0).collect::<Vec<_>>(), leaving = ?order.leaving.iter().map(|s| s.0).collect::<Vec<_>>(), "running reconfig");
-                        let outcome = tokio::time::timeout(
-                            Duration::from_secs(30),
-                            zkop_zk::reconfig::run(&endpoint, &self.password, order),
-                        )
-                        .await
-                        .unwrap_or_else(|_| Err("reconfig timed out after 30s".into()));
-                        let result = match outcome {
-                            Ok(config) => ReconfigResult {
-                                seq: order.seq,
-                                config: Some(config),
-                                error: None,
-                            },
-                            Err(e) => {
-                                self.error(format!("reconfig {}: {e}", order.seq));
-                                ReconfigResult {
-                                    seq: order.seq,
-                                    config: None,
-                                    error: Some(e),
-                                }
-                            }
-                        };
-                        self.reconfig = Some(result);
+                self.run_reconfig(m, &endpoint).await;
+            }
+        }
+    }
+
+    /// Runs the reconfig order the member was handed, once, while its server serves.
+    async fn run_reconfig(&mut self, m: &MemberAssignment, endpoint: &Endpoint) {
+        if let Some(order) = &m.reconfig {
+            let done = self.reconfig.as_ref().is_some_and(|r| r.seq == order.seq);
+            let serving = self.probe.as_ref().is_some_and(|p| p.serving);
+            if !done && serving {
+                info!(instance = %self.instance, seq = order.seq, joining = ?order.joining.iter().map(|s| s.id.0).collect::<Vec<_>>(), leaving = ?order.leaving.iter().map(|s| s.0).collect::<Vec<_>>(), "running reconfig");
+                let outcome = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    zkop_zk::reconfig::run(endpoint, &self.password, order),
+                )
+                .await
+                .unwrap_or_else(|_| Err("reconfig timed out after 30s".into()));
+                let result = match outcome {
+                    Ok(config) => ReconfigResult {
+                        seq: order.seq,
+                        config: Some(config),
+                        error: None,
+                    },
+                    Err(e) => {
+                        self.error(format!("reconfig {}: {e}", order.seq));
+                        ReconfigResult {
+                            seq: order.seq,
+                            config: None,
+                            error: Some(e),
+                        }
                     }
-                }
+                };
+                self.reconfig = Some(result);
             }
         }
     }
@@ -359,6 +411,7 @@ impl Agent {
                 .clone()
                 .filter(|_| self.supervisor.running()),
             backup: self.shipper.as_ref().map(shipper::Shipper::report),
+            certificate_not_after_ms: self.tls.not_after_ms(),
         }
     }
 }
@@ -476,6 +529,9 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(0);
     let client = ControllerClient::new(args.controllers.clone(), token)?;
     let mut agent = Agent {
+        tls: tls::NodeTls::open(layout.tls_dir()),
+        certificate_tried: None,
+        controller: client.clone(),
         instance,
         address,
         supervisor: Supervisor::new(layout.clone()),

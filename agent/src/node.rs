@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use zkop_spec::tls;
 use zkop_spec::txnlog::last_zxid_of_log;
 use zkop_spec::wire::MemberAssignment;
 use zkop_spec::zk::{ConfigVersion, DYNAMIC_CONFIG_FILE, DynamicConfig, ServerId, ZooCfg, Zxid};
@@ -75,6 +76,10 @@ impl Layout {
     /// Where the JVM's output goes.
     pub fn log_dir(&self) -> PathBuf {
         self.root.join("logs")
+    }
+    /// The node's TLS key, certificate and the CA (`tls/`).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
     }
     /// The running JVM's PID, for `zkop local kill` and test guards.
     pub fn pid_file(&self) -> PathBuf {
@@ -164,9 +169,35 @@ pub fn prepare(layout: &Layout, m: &MemberAssignment) -> Result<(), NodeError> {
             path.display().to_string()
         }
     };
+    write_zoo_cfg(layout, m, dynamic_file)
+}
+
+/// Writes `zoo.cfg`: the controller's static keys and the node's own
+/// (`dataDir`, the dynamic file; with TLS the stores' paths and the address
+/// the secure client port binds, this member's).
+fn write_zoo_cfg(
+    layout: &Layout,
+    m: &MemberAssignment,
+    dynamic_file: String,
+) -> Result<(), NodeError> {
     let mut keys: BTreeMap<String, String> = m.static_config.clone();
     keys.insert("dataDir".into(), layout.data_dir().display().to_string());
     keys.insert(DYNAMIC_CONFIG_FILE.into(), dynamic_file);
+    if m.tls() {
+        let store = layout.tls_dir().join(tls::NODE_KEY_STORE);
+        let trust = layout.tls_dir().join(tls::TRUST_STORE);
+        for key in tls::AGENT_KEYS {
+            let path = if key.contains("keyStore") {
+                &store
+            } else {
+                &trust
+            };
+            keys.insert(key.to_string(), path.display().to_string());
+        }
+        if let Some(me) = m.initial_config.servers.get(&m.server_id) {
+            keys.insert("secureClientPortAddress".into(), me.address.clone());
+        }
+    }
     write_atomic(&layout.zoo_cfg(), &ZooCfg(keys).render())
 }
 
@@ -202,10 +233,7 @@ pub fn force_config(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(&next)(e)),
     }
-    let mut keys: BTreeMap<String, String> = m.static_config.clone();
-    keys.insert("dataDir".into(), layout.data_dir().display().to_string());
-    keys.insert(DYNAMIC_CONFIG_FILE.into(), path.display().to_string());
-    write_atomic(&layout.zoo_cfg(), &ZooCfg(keys).render())
+    write_zoo_cfg(layout, m, path.display().to_string())
 }
 
 /// The last zxid the data directory holds: the newest transaction log's last

@@ -30,7 +30,7 @@ pub struct ShipContext<'a> {
     /// This member.
     pub server_id: ServerId,
     /// The server's client endpoint (its tree digests are read there).
-    pub endpoint: &'a str,
+    pub endpoint: &'a zkop_zk::Endpoint,
     /// The server's processed zxid (`srvr`): nothing past it is shipped.
     pub processed: Zxid,
     /// ZooKeeper's `dataDir/version-2`.

@@ -530,7 +530,7 @@ async fn use_ledger<L: IdLedger>(
                 election_port: z.election_port,
                 role: MemberRole::Observer,
                 client_address: address.clone(),
-                client_port: z.client_port,
+                client_port: spec.dynamic_client_port(),
             };
             s.members.insert(
                 id,

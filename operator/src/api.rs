@@ -3,6 +3,8 @@
 //!
 //! - `GET  /v1/agents/{instance}/desired?after=REV`: long-poll the node's desired state
 //! - `POST /v1/agents/{instance}/report`: an agent's report
+//! - `POST /v1/agents/{instance}/certificate`: sign a node's request for its own address (TLS)
+//! - `POST /v1/client-certificates`: sign a client's request as `CN=NAME` (`zkop client-cert`)
 //! - `GET  /v1/status`: the cluster as `zkop status` shows it
 //! - `POST /v1/roll`: restart every member once, one at a time (`zkop roll`)
 //! - `POST /v1/replace/{instance}`: replace that member's instance (`zkop replace`)
@@ -22,7 +24,9 @@ use axum::routing::{get, post};
 
 use zkop_spec::wire::{AgentReport, ApiError};
 
-use crate::controller::Shared;
+use zkop_spec::tls::{ClientCertificateRequest, NodeCertificateRequest};
+
+use crate::controller::{Shared, SignRefused};
 
 /// How long a desired-state long poll is held.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
@@ -32,6 +36,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/agents/{instance}/desired", get(desired))
         .route("/v1/agents/{instance}/report", post(report))
+        .route("/v1/agents/{instance}/certificate", post(node_certificate))
+        .route("/v1/client-certificates", post(client_certificate))
         .route("/v1/status", get(status))
         .route("/v1/roll", post(roll))
         .route("/v1/replace/{instance}", post(replace))
@@ -185,6 +191,41 @@ async fn report(
     match shared.record_report(report) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => api_error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+fn refused(e: SignRefused) -> Response {
+    let status = match &e {
+        SignRefused::TlsOff => StatusCode::CONFLICT,
+        SignRefused::UnknownInstance(_) => StatusCode::NOT_FOUND,
+        SignRefused::BadRequest(_) => StatusCode::BAD_REQUEST,
+    };
+    api_error(status, e.to_string())
+}
+
+async fn node_certificate(
+    State(shared): State<Arc<Shared>>,
+    Path(instance): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req: NodeCertificateRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
+    };
+    match shared.sign_node(&instance, &req.csr) {
+        Ok(signed) => Json(signed).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn client_certificate(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let req: ClientCertificateRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
+    };
+    match shared.sign_client(&req.name, &req.csr) {
+        Ok(signed) => Json(signed).into_response(),
+        Err(e) => refused(e),
     }
 }
 

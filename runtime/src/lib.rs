@@ -6,4 +6,5 @@
 pub mod backup;
 pub mod files;
 pub mod logging;
+pub mod pki;
 pub mod secrets;

@@ -80,6 +80,9 @@ pub struct ClusterSpec {
     /// controller's state directory and API only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clients: Option<crate::clients::ClientsSpec>,
+    /// TLS on the quorum and for clients (default: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsSpec>,
 }
 
 /// Bounds on the number of voters. Both odd.
@@ -246,6 +249,9 @@ pub struct ZookeeperSettings {
     /// Port clients connect to (default 2181).
     #[serde(default = "default_client_port")]
     pub client_port: u32,
+    /// Port clients connect to over TLS when `tls.enabled` (default 2281).
+    #[serde(default = "default_secure_client_port")]
+    pub secure_client_port: u32,
     /// Port followers use to reach the leader (default 2888).
     #[serde(default = "default_quorum_port")]
     pub quorum_port: u32,
@@ -276,6 +282,9 @@ pub struct ZookeeperSettings {
 fn default_client_port() -> u32 {
     2181
 }
+fn default_secure_client_port() -> u32 {
+    2281
+}
 fn default_quorum_port() -> u32 {
     2888
 }
@@ -299,6 +308,7 @@ impl Default for ZookeeperSettings {
     fn default() -> Self {
         Self {
             client_port: default_client_port(),
+            secure_client_port: default_secure_client_port(),
             quorum_port: default_quorum_port(),
             election_port: default_election_port(),
             tick_time: default_tick_time(),

@@ -11,6 +11,7 @@ pub mod fourlw;
 pub mod instance;
 pub mod live;
 pub mod releases;
+pub mod tls;
 pub mod txnlog;
 pub mod validate;
 pub mod wire;

@@ -19,6 +19,22 @@ pub fn fixed_fields_changed(
         ("spec.zookeeper.clientPort", a.client_port != b.client_port),
         ("spec.zookeeper.quorumPort", a.quorum_port != b.quorum_port),
         (
+            "spec.zookeeper.secureClientPort",
+            a.secure_client_port != b.secure_client_port,
+        ),
+        // Not yet live: turning TLS on or off, or the plaintext port beside
+        // it, takes ZooKeeper's staged migration (docs/security.md).
+        (
+            "spec.tls.enabled",
+            running.tls.is_some() != new.tls.is_some(),
+        ),
+        (
+            "spec.tls.plaintextClientPort",
+            running.tls.is_some()
+                && new.tls.is_some()
+                && running.dynamic_client_port() != new.dynamic_client_port(),
+        ),
+        (
             "spec.zookeeper.electionPort",
             a.election_port != b.election_port,
         ),

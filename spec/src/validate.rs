@@ -59,6 +59,8 @@ impl SpecError {
 pub struct ZkSettings {
     /// Client port.
     pub client_port: u16,
+    /// Secure client port (bound only with TLS on).
+    pub secure_client_port: u16,
     /// Quorum (follower to leader) port.
     pub quorum_port: u16,
     /// Leader election port.
@@ -108,6 +110,8 @@ pub struct ValidatedCluster {
     pub restore: Option<RestoreFrom>,
     /// Where the connect string is published.
     pub clients: crate::clients::ClientsPolicy,
+    /// `spec.tls`, when TLS is on.
+    pub tls: Option<crate::tls::TlsPolicy>,
 }
 
 /// The healing policy, durations parsed.
@@ -144,12 +148,33 @@ impl ValidatedCluster {
     /// The static `zoo.cfg` keys every server gets.
     pub fn static_properties(&self) -> BTreeMap<String, String> {
         let z = &self.zookeeper;
-        zk::static_properties(
+        let mut cfg = zk::static_properties(
             z.tick_time,
             z.init_limit,
             z.sync_limit,
             &z.server_properties,
-        )
+        );
+        if let Some(tls) = &self.tls {
+            cfg.extend(crate::tls::static_properties(tls, z.secure_client_port));
+        }
+        cfg
+    }
+
+    /// The client port in the dynamic config's lines: 0 (no client part)
+    /// for a secure-only server, whose plaintext port stays closed.
+    pub fn dynamic_client_port(&self) -> u16 {
+        match &self.tls {
+            Some(t) if !t.plaintext_client_port => 0,
+            _ => self.zookeeper.client_port,
+        }
+    }
+
+    /// The port clients are told to use: the secure one with TLS on.
+    pub fn clients_port(&self) -> u16 {
+        match &self.tls {
+            Some(_) => self.zookeeper.secure_client_port,
+            None => self.zookeeper.client_port,
+        }
     }
 
     /// `healing.memberDeadAfter`.
@@ -264,6 +289,10 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let backup = crate::backup::check_backup(&mut p, &s.backup);
     let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
     let clients = crate::clients::check_clients(&mut p, &s.clients, s.fleet.aws.is_some());
+    let tls = s
+        .tls
+        .as_ref()
+        .and_then(|t| crate::tls::check_tls(&mut p, t, s.fleet.aws.is_some()));
     if s.healing.on_total_loss == TotalLossPolicy::Restore && s.backup.is_none() {
         p.add(
             "spec.healing.onTotalLoss",
@@ -305,6 +334,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         backup,
         restore,
         clients,
+        tls,
     })
 }
 
@@ -468,6 +498,7 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
         ("spec.zookeeper.clientPort", z.client_port),
         ("spec.zookeeper.quorumPort", z.quorum_port),
         ("spec.zookeeper.electionPort", z.election_port),
+        ("spec.zookeeper.secureClientPort", z.secure_client_port),
     ] {
         match u16::try_from(v) {
             Ok(port) if port > 0 => {
@@ -515,7 +546,11 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
         }
     }
     Some(ZkSettings {
-        client_port: ports.iter().find(|(n, _)| n.ends_with("clientPort"))?.1,
+        client_port: ports.iter().find(|(n, _)| n.ends_with(".clientPort"))?.1,
+        secure_client_port: ports
+            .iter()
+            .find(|(n, _)| n.ends_with("secureClientPort"))?
+            .1,
         quorum_port: ports.iter().find(|(n, _)| n.ends_with("quorumPort"))?.1,
         election_port: ports.iter().find(|(n, _)| n.ends_with("electionPort"))?.1,
         tick_time: z.tick_time,

@@ -100,6 +100,16 @@ pub struct ShipOrder {
 }
 
 impl MemberAssignment {
+    /// Whether the server runs with TLS (the controller set a secure port).
+    pub fn tls(&self) -> bool {
+        self.static_config.contains_key("secureClientPort")
+    }
+
+    /// The secure client port, with TLS on.
+    pub fn secure_client_port(&self) -> Option<u16> {
+        self.static_config.get("secureClientPort")?.parse().ok()
+    }
+
     /// What the server must run with; the agent restarts it when these differ
     /// from what it was started with.
     pub fn settings(&self) -> ServerSettings {
@@ -190,6 +200,9 @@ pub struct AgentReport {
     /// The backup shipping this agent does, when it is the shipper.
     #[serde(default)]
     pub backup: Option<ShippingReport>,
+    /// When its node certificate expires (ms since the Unix epoch), with TLS on.
+    #[serde(default)]
+    pub certificate_not_after_ms: Option<u64>,
 }
 
 /// What the shipping agent has shipped.
@@ -530,6 +543,7 @@ mod tests {
             errors: vec![],
             settings: None,
             backup: None,
+            certificate_not_after_ms: None,
         };
         let mut writes = base.clone();
         writes.probe.as_mut().unwrap().zxid = Some(Zxid::from_u64(0x1_0000_0009));

@@ -52,7 +52,8 @@ pub struct ParseError {
     pub reason: String,
 }
 
-/// One `server.N=addr:quorumPort:electionPort:role;clientAddr:clientPort` entry.
+/// One `server.N=addr:quorumPort:electionPort:role;clientAddr:clientPort` entry
+/// (`client_port` 0: no client part, as for a secure-only server).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Server {
@@ -75,15 +76,24 @@ pub struct Server {
 impl Server {
     /// The value part of the `server.N=` line.
     pub fn spec_value(&self) -> String {
-        format!(
-            "{}:{}:{}:{};{}:{}",
+        let peer = format!(
+            "{}:{}:{}:{}",
             self.address,
             self.quorum_port,
             self.election_port,
-            self.role.as_str(),
-            self.client_address,
-            self.client_port
-        )
+            self.role.as_str()
+        );
+        if self.has_client_part() {
+            format!("{peer};{}:{}", self.client_address, self.client_port)
+        } else {
+            peer
+        }
+    }
+
+    /// Whether the line names a (plaintext) client port: a secure-only
+    /// server's does not, since ZooKeeper would bind the plaintext port there.
+    pub fn has_client_part(&self) -> bool {
+        self.client_port != 0
     }
 
     /// The whole `server.N=...` line, as reconfig and the dynamic file take it.
@@ -545,7 +555,9 @@ pub const OWNED_KEY_PREFIXES: &[&str] = &["server.", "group.", "weight."];
 
 /// Whether `key` is one zkop sets itself.
 pub fn is_owned_key(key: &str) -> bool {
-    OWNED_KEYS.contains(&key) || OWNED_KEY_PREFIXES.iter().any(|p| key.starts_with(p))
+    OWNED_KEYS.contains(&key)
+        || crate::tls::OWNED_KEYS.contains(&key)
+        || OWNED_KEY_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 /// The static `zoo.cfg` keys for a server, in precedence order: ZooKeeper's

@@ -45,7 +45,8 @@ pub async fn metrics(http: &reqwest::Client, url: &str, token: &str) -> String {
 }
 
 /// Debian's ZooKeeper, as the agents' `--zookeeper-classpath` defaults to.
-pub const ZOOKEEPER_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf";
+pub const ZOOKEEPER_CLASSPATH: &str =
+    "/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/etc/zookeeper/conf";
 
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

@@ -15,7 +15,7 @@ pub struct JavaArgs {
     /// ZooKeeper's classpath (Debian's package by default).
     #[arg(
         long,
-        default_value = "/usr/share/java/zookeeper.jar:/etc/zookeeper/conf"
+        default_value = "/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/etc/zookeeper/conf"
     )]
     pub zookeeper_classpath: String,
 }

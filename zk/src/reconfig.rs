@@ -7,21 +7,26 @@ use sha1::{Digest, Sha1};
 
 use zkop_spec::wire::ReconfigOrder;
 use zkop_spec::zk::DynamicConfig;
-use zookeeper_client::{Client, EnsembleUpdate};
+use zookeeper_client::EnsembleUpdate;
+
+use crate::endpoint::Endpoint;
 
 /// Connects, syncs, checks the config version and runs the incremental reconfig,
 /// conditional on the config znode's `mzxid`. Returns the new config.
 pub async fn run(
-    endpoint: &str,
+    endpoint: impl Into<Endpoint>,
     password: &str,
     order: &ReconfigOrder,
 ) -> Result<DynamicConfig, String> {
+    let endpoint: Endpoint = endpoint.into();
+    let endpoint = &endpoint;
     let auth = format!("super:{password}");
-    let client = Client::connector()
+    let client = endpoint
+        .connector()?
         .with_session_timeout(Duration::from_secs(10))
         .with_connection_timeout(Duration::from_secs(5))
         .with_auth("digest", auth.as_bytes())
-        .connect(endpoint)
+        .connect(&endpoint.connect_string())
         .await
         .map_err(|e| format!("connect to {endpoint}: {e}"))?;
     // A follower's view can be stale: sync before reading the config.
@@ -49,9 +54,25 @@ pub async fn run(
     let leaving: Vec<String> = order.leaving.iter().map(|id| id.to_string()).collect();
     let joining: Vec<&str> = joining.iter().map(String::as_str).collect();
     let leaving: Vec<&str> = leaving.iter().map(String::as_str).collect();
-    let update = EnsembleUpdate::Incremental {
-        joinings: joining.iter().copied(),
-        leavings: leaving.iter().copied(),
+    // Secure-only servers have no client part, and ZooKeeper refuses to add
+    // such a line incrementally ("each server should have 3 ports
+    // specified"): name the whole membership instead.
+    let whole: Vec<String> = current
+        .apply(&order.joining, &order.leaving)
+        .servers
+        .values()
+        .map(|s| s.line())
+        .collect();
+    let whole: Vec<&str> = whole.iter().map(String::as_str).collect();
+    let update = if order.joining.iter().any(|s| !s.has_client_part()) {
+        EnsembleUpdate::New {
+            ensemble: whole.iter().copied(),
+        }
+    } else {
+        EnsembleUpdate::Incremental {
+            joinings: joining.iter().copied(),
+            leavings: leaving.iter().copied(),
+        }
     };
     let (data, _) = match client.update_ensemble(update, Some(stat.mzxid)).await {
         Ok(reply) => reply,
@@ -78,7 +99,7 @@ const OUTCOME_WAIT: Duration = Duration::from_secs(15);
 /// Reads the config again until the ensemble serves: the reconfig happened if
 /// the config moved past the order's version to the membership it asked for.
 async fn outcome_after_connection_loss(
-    endpoint: &str,
+    endpoint: &Endpoint,
     auth: &str,
     order: &ReconfigOrder,
     before: &DynamicConfig,
@@ -109,12 +130,13 @@ async fn outcome_after_connection_loss(
 }
 
 /// The committed config as `endpoint` has it after a sync.
-async fn read_config(endpoint: &str, auth: &str) -> Result<DynamicConfig, String> {
-    let client = Client::connector()
+async fn read_config(endpoint: &Endpoint, auth: &str) -> Result<DynamicConfig, String> {
+    let client = endpoint
+        .connector()?
         .with_session_timeout(Duration::from_secs(10))
         .with_connection_timeout(Duration::from_secs(2))
         .with_auth("digest", auth.as_bytes())
-        .connect(endpoint)
+        .connect(&endpoint.connect_string())
         .await
         .map_err(|e| e.to_string())?;
     client

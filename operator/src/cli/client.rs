@@ -77,8 +77,16 @@ async fn call<T: serde::de::DeserializeOwned>(
     method: reqwest::Method,
     path: &str,
 ) -> Result<T, StatusError> {
-    let body = send(url, token_file, method, path).await?;
-    serde_json::from_str(&body).map_err(|e| StatusError::Unreachable {
+    let body = send(url, token_file, method, path, None).await?;
+    parse_answer(url, path, &body)
+}
+
+fn parse_answer<T: serde::de::DeserializeOwned>(
+    url: &str,
+    path: &str,
+    body: &str,
+) -> Result<T, StatusError> {
+    serde_json::from_str(body).map_err(|e| StatusError::Unreachable {
         url: url.to_string(),
         reason: format!("the answer to {path} is not the JSON expected: {e}"),
     })
@@ -86,7 +94,22 @@ async fn call<T: serde::de::DeserializeOwned>(
 
 /// The controller's Prometheus text (`GET /metrics`).
 pub async fn metrics(url: &str, token_file: &Path) -> Result<String, StatusError> {
-    send(url, token_file, reqwest::Method::GET, "/metrics").await
+    send(url, token_file, reqwest::Method::GET, "/metrics", None).await
+}
+
+/// POSTs `body` as JSON; the JSON answer of a 2xx.
+pub async fn post_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    token_file: &Path,
+    path: &str,
+    body: &impl Serialize,
+) -> Result<T, StatusError> {
+    let body = serde_json::to_value(body).map_err(|e| StatusError::Unreachable {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let answer = send(url, token_file, reqwest::Method::POST, path, Some(body)).await?;
+    parse_answer(url, path, &answer)
 }
 
 /// Sends one API request with the token; the body of a 2xx answer.
@@ -95,6 +118,7 @@ async fn send(
     token_file: &Path,
     method: reqwest::Method,
     path: &str,
+    json: Option<serde_json::Value>,
 ) -> Result<String, StatusError> {
     let token = std::fs::read_to_string(token_file).map_err(|source| StatusError::Read {
         path: token_file.to_path_buf(),
@@ -109,12 +133,13 @@ async fn send(
         .no_proxy()
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
-    let resp = client
+    let mut req = client
         .request(method, format!("{}{path}", url.trim_end_matches('/')))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .bearer_auth(token.trim());
+    if let Some(json) = json {
+        req = req.json(&json);
+    }
+    let resp = req.send().await.map_err(|e| unreachable(e.to_string()))?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
         let body = resp.text().await.unwrap_or_default();

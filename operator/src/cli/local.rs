@@ -21,7 +21,7 @@ use crate::adapters::local::fleet_support::{kill_server_of, parse_namespaced_net
 use crate::adapters::local::{
     AgentCommand, AgentSecrets, FileLedger, FileStore, LocalFleet, Namespaces, read_fleet_file,
 };
-use crate::controller::{AlwaysLeader, Controller, Shared, SpecFile};
+use crate::controller::{AlwaysLeader, Controller, Shared, Signer, SpecFile};
 use crate::model::Persisted;
 
 /// The default loopback range for agents.
@@ -170,6 +170,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     // The controller's first pass stores this epoch, above every one before.
     let epoch = persisted.epoch + 1;
 
+    let namespaced = namespaces.is_some();
     let api = serve::Api::bind(opts.api, None, &dir, &token_file).await?;
     let url = api.url.clone();
     let fleet = Arc::new(LocalFleet::open(
@@ -187,6 +188,16 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         },
     )?);
     let shared = Shared::new(token, spec.clone(), persisted);
+    if spec.tls.is_some() {
+        let ca = zkop_runtime::pki::ensure_local_ca(&dir.join("tls"), &spec.name)?;
+        // On shared loopback every member connects from 127.0.0.1; in its
+        // own namespace, from its own address only.
+        let shared_source = match namespaced {
+            true => Vec::new(),
+            false => vec![IpAddr::from(Ipv4Addr::LOCALHOST)],
+        };
+        shared.set_signer(Signer { ca, shared_source });
+    }
     info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch, "zkop local up");
     eprintln!(
         "zkop: cluster {} (epoch {epoch}), API {url}, state in {}; Ctrl-C stops it",

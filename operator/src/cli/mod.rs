@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod client;
+pub mod client_cert;
 pub mod discovery;
 pub mod input;
 pub mod local;

@@ -23,6 +23,7 @@ use crate::adapters::{Fleet, FleetView, IdLedger, StateStore, StoreError};
 use crate::model::Persisted;
 use crate::plan::{Phase, Step, plan};
 
+mod certificates;
 mod leadership;
 mod observe;
 mod publish;
@@ -34,6 +35,7 @@ mod test_points;
 #[cfg(test)]
 mod tests;
 
+pub use certificates::{SignRefused, Signer};
 pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, Standing};
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use publish::PUBLISH_AFTER;

@@ -85,6 +85,8 @@ pub struct Shared {
     /// Wakes the loop early: an agent reported something new, or a person
     /// asked for something.
     pub(super) news: Notify,
+    /// The cluster CA, when TLS is on (set once at start).
+    pub(super) signer: std::sync::OnceLock<super::certificates::Signer>,
 }
 
 impl Shared {
@@ -126,6 +128,7 @@ impl Shared {
             }),
             revision_tx,
             news: Notify::new(),
+            signer: std::sync::OnceLock::new(),
         })
     }
 
@@ -197,6 +200,15 @@ impl Shared {
             self.news.notify_one();
         }
         Ok(())
+    }
+
+    /// The address the fleet gave `instance` (its private IP).
+    pub fn instance_address(&self, instance: &str) -> Option<String> {
+        self.lock()
+            .instances
+            .iter()
+            .find(|i| i.id == instance)
+            .and_then(|i| i.private_ip.clone())
     }
 
     /// Whether someone asked for a fresh look at the fleet; clears the ask.
@@ -297,6 +309,7 @@ impl Shared {
             now,
             backup: s.spec.backup.as_ref(),
             wall_ms: self.clock.wall_ms(),
+            clients_port: s.spec.clients_port(),
         })
     }
 

@@ -37,6 +37,8 @@ pub struct StatusInput<'a> {
     pub backup: Option<&'a BackupPolicy>,
     /// Now, wall time (ms since the Unix epoch), to age the backup by.
     pub wall_ms: u64,
+    /// The port clients connect to (the secure one with TLS on).
+    pub clients_port: u16,
 }
 
 /// Backups: the shipper's report against the spec's recovery point.
@@ -142,7 +144,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                 id: m.id,
                 instance: m.instance.clone(),
                 address: m.server.address.clone(),
-                client_port: m.server.client_port,
+                client_port: input.clients_port,
                 role: status_role(m, config, report),
                 config_role: m.role_in(config),
                 zxid: probe.and_then(|p| p.zxid),
@@ -218,6 +220,7 @@ mod tests {
             now,
             backup: spec.backup.as_ref(),
             wall_ms,
+            clients_port: spec.clients_port(),
         });
         let metrics = crate::metrics::Metrics::default().render(&status);
         let behind = status.backup.as_ref().unwrap().behind;

@@ -236,7 +236,7 @@ impl Fleet for LocalFleet {
                 },
                 zone: Some("local".into()),
                 launch_template: None,
-                private_ip: None,
+                private_ip: Some(r.address.clone()),
             })
             .collect();
         Ok(FleetView {

@@ -76,6 +76,18 @@ enum Command {
         #[command(flatten)]
         controller: ControllerArgs,
     },
+    /// Issue a client certificate from the cluster CA (TLS on): writes
+    /// `ca.pem`, `cert.pem` and `key.pem` (PKCS#8, 0600, made here) in DIR.
+    /// ZooKeeper knows the client as `x509:CN=NAME` in ACLs.
+    ClientCert {
+        /// The certificate's common name.
+        name: String,
+        /// Where to write the three files (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        controller: ControllerArgs,
+    },
     /// Restart every member once, one at a time (observers, followers, the
     /// leader last), without a spec change: after an OS patch, say.
     Roll {
@@ -360,6 +372,19 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             let (url, token_file) = controller.resolve()?;
             let answer = status::request_replace(&url, &token_file, &instance).await?;
             println!("{answer}");
+        }
+        Command::ClientCert {
+            name,
+            out,
+            controller,
+        } => {
+            let (url, token_file) = controller.resolve()?;
+            let signed = zkop::cli::client_cert::issue(&url, &token_file, &name, &out).await?;
+            println!(
+                "client certificate CN={name} in {} (ca.pem, cert.pem, key.pem), valid until {}; ZooKeeper ACLs know it as x509:CN={name}",
+                out.display(),
+                zkop_spec::backup::format_time(signed.not_after_ms)
+            );
         }
         Command::ConnectString { controller } => {
             let (url, token_file) = controller.resolve()?;

@@ -60,6 +60,7 @@ pub(crate) fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>
         errors: vec![],
         settings: None,
         backup: None,
+        certificate_not_after_ms: None,
     }
 }
 

@@ -1,0 +1,103 @@
+//! The node's TLS material: its key, made here and never sent; its
+//! certificate, signed by the controller for this instance's address; the
+//! cluster CA. `tls/node.pem` (the certificate, then the PKCS#8 key, as
+//! ZooKeeper's PEM key store takes them) is replaced by rename, so that
+//! ZooKeeper's quorum certificate reload never reads half a file.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use zkop_runtime::files::write_atomic;
+use zkop_runtime::pki::{inspect, key_and_request};
+use zkop_spec::tls::{NODE_KEY_STORE, TRUST_STORE};
+use zkop_zk::ClientTls;
+
+use crate::controller::ControllerClient;
+
+/// The certificate in force.
+struct Current {
+    not_before_ms: u64,
+    not_after_ms: u64,
+    addresses: Vec<IpAddr>,
+    client: ClientTls,
+}
+
+/// The node's certificate, key and CA under `tls/`.
+pub struct NodeTls {
+    dir: PathBuf,
+    current: Option<Current>,
+}
+
+impl NodeTls {
+    /// The material in `dir`, read if there is any.
+    pub fn open(dir: PathBuf) -> Self {
+        let mut tls = Self { dir, current: None };
+        // Missing or unreadable files just mean a new certificate is due.
+        tls.current = tls.load().ok();
+        tls
+    }
+
+    fn load(&self) -> Result<Current, String> {
+        let read = |name: &str| {
+            let path = self.dir.join(name);
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let store = read(NODE_KEY_STORE)?;
+        let ca = read(TRUST_STORE)?;
+        let info = inspect(&store).map_err(|e| e.to_string())?;
+        // The store holds the certificate and then the key; each parser takes its own part.
+        let client = ClientTls::from_pem(&ca, &store, &store)?;
+        Ok(Current {
+            not_before_ms: info.not_before_ms,
+            not_after_ms: info.not_after_ms,
+            addresses: info.addresses,
+            client,
+        })
+    }
+
+    /// Whether a new certificate is due at `now_ms`: none yet, one not for
+    /// `address`, or one with less than a third of its lifetime left.
+    pub fn due(&self, address: &str, now_ms: u64) -> bool {
+        let Some(c) = &self.current else { return true };
+        let ours = address
+            .parse::<IpAddr>()
+            .is_ok_and(|a| c.addresses.contains(&a));
+        let third = c.not_after_ms.saturating_sub(c.not_before_ms) / 3;
+        !ours || now_ms.saturating_add(third) >= c.not_after_ms
+    }
+
+    /// A new key and its certificate from the controller, written in place.
+    pub async fn renew(
+        &mut self,
+        controller: &mut ControllerClient,
+        instance: &str,
+    ) -> Result<u64, String> {
+        let req = key_and_request(instance).map_err(|e| e.to_string())?;
+        let signed = controller
+            .sign(instance, req.csr_pem)
+            .await
+            .map_err(|e| format!("certificate from the controller: {e}"))?;
+        let io = |name: &str| {
+            let path = self.dir.join(name);
+            move |e: std::io::Error| format!("{}: {e}", path.display())
+        };
+        // The CA first: a new certificate must never be read against an old CA.
+        write_atomic(&self.dir.join(TRUST_STORE), signed.ca.as_bytes(), 0o644)
+            .map_err(io(TRUST_STORE))?;
+        let store = format!("{}{}", signed.certificate, req.key_pem);
+        write_atomic(&self.dir.join(NODE_KEY_STORE), store.as_bytes(), 0o600)
+            .map_err(io(NODE_KEY_STORE))?;
+        self.current = Some(self.load()?);
+        Ok(signed.not_after_ms)
+    }
+
+    /// The identity to talk to the own server's secure port with.
+    pub fn client(&self) -> Option<&ClientTls> {
+        self.current.as_ref().map(|c| &c.client)
+    }
+
+    /// When the certificate in force expires (ms since the Unix epoch).
+    pub fn not_after_ms(&self) -> Option<u64> {
+        self.current.as_ref().map(|c| c.not_after_ms)
+    }
+}
