@@ -124,6 +124,20 @@ impl Drop for Hub {
     }
 }
 
+/// A new hub on `10.N.0.0/24`, this thread in it, and a runtime whose threads
+/// start from this thread, so in the hub too.
+pub fn hub_and_runtime(n: u8) -> (Hub, tokio::runtime::Runtime) {
+    super::require_zookeeper();
+    let hub = Hub::create(n);
+    hub.enter();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (hub, rt)
+}
+
 /// `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {
     let out = Command::new(IP).args(args).output().unwrap();

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use super::super::netns::Hub;
 use super::super::{LocalCluster, example_spec, now_ms, settled};
-use super::{back_to_spec, hub_and_runtime, watchers};
+use super::{back_to_spec, watchers};
+use crate::common::netns::hub_and_runtime;
 
 /// What the run saw.
 #[derive(Debug)]

@@ -160,26 +160,12 @@ impl Figures {
 /// log) and naming the seed, when a check fails.
 pub fn run(opts: &ChaosOptions) -> Figures {
     let _serial = super::SERIAL.blocking_lock();
-    let (hub, rt) = hub_and_runtime(200);
+    let (hub, rt) = super::netns::hub_and_runtime(200);
     eprintln!(
         "chaos: seed {} ({} faults), namespaces {}-*",
         opts.seed, opts.faults, hub.prefix
     );
     rt.block_on(run_in_hub(&hub, opts))
-}
-
-/// A new hub on `10.N.0.0/24`, this thread in it, and a runtime whose threads
-/// start from this thread, so in the hub too.
-fn hub_and_runtime(n: u8) -> (Hub, tokio::runtime::Runtime) {
-    super::require_zookeeper();
-    let hub = Hub::create(n);
-    hub.enter();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    (hub, rt)
 }
 
 /// What the cluster should look like after a fault.

@@ -1,0 +1,341 @@
+//! TLS on a fleet of namespaced instances (`zkop local up --netns`), where
+//! each member connects from its own address, so the quorum's check of a
+//! peer's certificate against the address it connects from is real (on
+//! shared loopback everyone connects from 127.0.0.1). Clients are kazoo and
+//! Python's `ssl`, independent of zkop's own TLS code.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zkop_spec::wire::StatusReply;
+use zkop_tests::common::netns::{Hub, hub_and_runtime};
+use zkop_tests::common::{self, LocalCluster, example_spec, leader, settled, wait_until};
+
+/// Runs a Python script with arguments; its trimmed stdout, or a panic
+/// naming what it printed on stderr.
+fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// kazoo over TLS with the certificate in `dir`: runs `ops` (Python, with
+/// `zk` connected), printing what they print.
+fn kazoo_tls(hosts: &str, dir: &Path, ops: &str) -> String {
+    let script = format!(
+        r#"
+import sys
+from kazoo.client import KazooClient
+from kazoo.security import ACL, Id, Permissions
+from kazoo.exceptions import NoAuthError
+hosts, d = sys.argv[1:3]
+zk = KazooClient(hosts=hosts, use_ssl=True, verify_certs=True, ca=d + '/ca.pem',
+                 certfile=d + '/cert.pem', keyfile=d + '/key.pem', timeout=15)
+zk.start(timeout=30)
+{ops}
+zk.stop()
+"#
+    );
+    python(&script, &[hosts, &dir.display().to_string()])
+}
+
+/// Connects to `host:port` over TLS with `cert`/`key`, trusting `ca`, and
+/// says what the server did once it had judged the certificate: `accepted`
+/// (the handshake held: the server waits for the peer's first message, and
+/// closes once it has waited long enough), or `refused: ...` (a TLS alert or
+/// a reset).
+fn tls_peer(host: &str, port: u16, ca: &Path, cert: &Path, key: &Path) -> String {
+    let script = r#"
+import socket, ssl, sys
+host, port, ca, cert, key = sys.argv[1:6]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.load_verify_locations(ca)
+ctx.load_cert_chain(cert, key)
+s = socket.create_connection((host, int(port)), timeout=5)
+try:
+    t = ctx.wrap_socket(s, server_hostname=host)
+    # With TLS 1.3 the server judges the client's certificate after the
+    # client finished: a read tells.
+    t.settimeout(3)
+    t.recv(1)
+    print('accepted')
+except socket.timeout:
+    print('accepted')
+except (ssl.SSLError, OSError) as e:
+    print('refused: ' + str(e))
+"#;
+    let p = |p: &Path| p.display().to_string();
+    python(
+        script,
+        &[host, &port.to_string(), &p(ca), &p(cert), &p(key)],
+    )
+}
+
+/// Sends `bytes` in plaintext to `host:port`; what came back before the
+/// server closed (or 3 s passed).
+fn plaintext_reply(host: &str, port: u16, hex: &str) -> String {
+    let script = r#"
+import socket, sys
+host, port, data = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
+try:
+    s = socket.create_connection((host, port), timeout=5)
+except ConnectionRefusedError:
+    print('connection refused'); sys.exit(0)
+s.sendall(data)
+s.settimeout(3)
+got = b''
+try:
+    while True:
+        chunk = s.recv(4096)
+        if not chunk: break
+        got += chunk
+except socket.timeout:
+    print('still open: ' + got.hex()); sys.exit(0)
+except ConnectionResetError:
+    pass
+print('closed: ' + got.hex())
+"#;
+    python(script, &[host, &port.to_string(), hex])
+}
+
+/// A client certificate from `zkop client-cert`.
+fn client_cert(c: &LocalCluster, name: &str) -> PathBuf {
+    let dir = c.dir.path().join(name);
+    let out = c.zkop(&["client-cert", name, "--out", &dir.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "zkop client-cert {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = std::fs::read_to_string(dir.join("key.pem")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
+    dir
+}
+
+/// A certificate from the cluster's CA for `address`, as a node's would be:
+/// what a peer connecting from the hub would need.
+fn peer_cert(c: &LocalCluster, address: &str) -> PathBuf {
+    let tls = c.state_dir().join("tls");
+    let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+    let ca = zkop_runtime::pki::ClusterCa::from_pem(&read("ca.pem"), &read("ca-key.pem")).unwrap();
+    let req = zkop_runtime::pki::key_and_request("peer").unwrap();
+    let cert = ca
+        .sign_node(
+            &req.csr_pem,
+            "hub",
+            &[address.parse().unwrap()],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let dir = c.dir.path().join("peer");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), req.key_pem).unwrap();
+    std::fs::write(dir.join("ca.pem"), read("ca.pem")).unwrap();
+    dir
+}
+
+fn tls_spec() -> String {
+    format!("{}  tls:\n    enabled: true\n", example_spec(3))
+}
+
+#[test]
+fn with_tls_only_the_clusters_certificates_reach_clients_and_peers_and_acls_see_x509_names() {
+    let (hub, rt) = hub_and_runtime(210);
+    rt.block_on(tls_checks(&hub));
+}
+
+async fn tls_checks(hub: &Hub) {
+    let c = LocalCluster::start_in(&tls_spec(), hub).await;
+    let s: StatusReply = c
+        .wait_status("3 voters over TLS", Duration::from_secs(120), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    assert!(
+        s.members.iter().all(|m| m.client_port == 2281),
+        "the connect string names the secure port: {s:?}"
+    );
+    let hosts = s.connect_string.clone();
+    let alice = client_cert(&c, "alice");
+    let bob = client_cert(&c, "bob");
+
+    // kazoo with a certificate from `zkop client-cert` writes and reads, and
+    // an ACL on its x509 identity keeps another certificate out.
+    let out = kazoo_tls(
+        &hosts,
+        &alice,
+        "zk.create('/tls', b'over tls')\nprint(zk.get('/tls')[0].decode())\n\
+         zk.create('/alices', b'mine', acl=[ACL(Permissions.ALL, Id('x509', 'CN=alice'))])\n\
+         print(zk.get('/alices')[0].decode())",
+    );
+    assert_eq!(out, "over tls\nmine");
+    let out = kazoo_tls(
+        &hosts,
+        &bob,
+        "print(zk.get('/tls')[0].decode())\n\
+         try:\n    zk.get('/alices')\n    print('bob read it')\nexcept NoAuthError:\n    print('NoAuth')",
+    );
+    assert_eq!(out, "over tls\nNoAuth");
+
+    let m = leader(&s);
+    plaintext_gets_nothing(&m.address);
+
+    // On the election port, the CA's certificate for the address a peer
+    // connects from is accepted, and a client's certificate (no address) is
+    // refused, whose key is of the same CA: a client cannot join the quorum.
+    let peer = peer_cert(&c, &hub.address);
+    let check = |dir: &Path| {
+        tls_peer(
+            &m.address,
+            3888,
+            &dir.join("ca.pem"),
+            &dir.join("cert.pem"),
+            &dir.join("key.pem"),
+        )
+    };
+    assert_eq!(check(&peer), "accepted");
+    let by_client = check(&alice);
+    assert!(by_client.starts_with("refused"), "{by_client}");
+    eprintln!("tls: a client certificate on the election port: {by_client}");
+
+    // A server without quorum TLS, at the hub's address and listing the
+    // members as its peers, never joins: it stays out of the election.
+    let config_version = s.config_version;
+    let plain = PlainPeer::start(&hub.address, &s, c.dir.path()).await;
+    plain.never_serves(Duration::from_secs(10)).await;
+    let now = c.status().await.unwrap();
+    assert_eq!(now.config_version, config_version, "{now:?}");
+    assert!(settled(&now, 3, 0), "{now:?}");
+
+    // The node keys never left their nodes: the state holds the CA's only.
+    let keys: Vec<_> = walk(&c.state_dir())
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("BEGIN PRIVATE KEY")))
+        .collect();
+    for k in &keys {
+        let owner = k.strip_prefix(c.state_dir()).unwrap();
+        assert!(
+            owner == Path::new("tls/ca-key.pem")
+                || (owner.starts_with("instances") && owner.ends_with("tls/node.pem")),
+            "a private key at {}",
+            k.display()
+        );
+    }
+    c.wait_status("3 voters still", Duration::from_secs(10), |s| {
+        settled(s, 3, 0)
+    })
+    .await;
+}
+
+/// A plaintext client gets nothing: no plaintext port, no answer in
+/// plaintext on the secure one; a plaintext peer is closed without a reply.
+fn plaintext_gets_nothing(address: &str) {
+    // A plaintext client gets nothing: no plaintext port, no answer in
+    // plaintext on the secure one.
+    let srvr = "73727672";
+    assert_eq!(plaintext_reply(address, 2181, srvr), "connection refused");
+    let on_secure = plaintext_reply(address, 2281, srvr);
+    assert!(
+        !on_secure.contains("5a6f6f6b6565706572"),
+        "a plaintext srvr on the secure port was answered: {on_secure}"
+    );
+
+    // A plaintext peer on the quorum ports is closed without a reply (an
+    // election's first message: protocol version -65536, then server id 9).
+    let hello = "ffffffffffff00000000000000000009";
+    for port in [2888, 3888] {
+        let reply = plaintext_reply(address, port, hello);
+        assert_eq!(reply, "closed:", "port {port}: {reply}");
+    }
+}
+
+/// A ZooKeeper server in plaintext (no quorum TLS) as server 9, listing
+/// the members of `s` as its peers.
+struct PlainPeer {
+    _jvm: tokio::process::Child,
+    endpoint: String,
+}
+
+impl PlainPeer {
+    async fn start(address: &str, s: &StatusReply, dir: &Path) -> PlainPeer {
+        let dir = dir.join("plain-peer");
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("data/myid"), "9\n").unwrap();
+        let mut cfg = format!(
+            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nstandaloneEnabled=false\n\
+             reconfigEnabled=true\nadmin.enableServer=false\n4lw.commands.whitelist=srvr\n\
+             server.9={address}:2888:3888:participant;{address}:2181\n",
+            dir.join("data").display()
+        );
+        for m in &s.members {
+            cfg.push_str(&format!(
+                "server.{}={}:2888:3888:participant\n",
+                m.id, m.address
+            ));
+        }
+        std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+        let log = std::fs::File::create(dir.join("zookeeper.out")).unwrap();
+        let jvm = zkop_zk::jvm::JvmCommand {
+            java: "java".into(),
+            classpath: common::ZOOKEEPER_CLASSPATH.into(),
+            heap_mb: 128,
+            jvm_flags: vec!["-XX:+UseSerialGC".into()],
+            super_digest: zkop_zk::super_digest("plain"),
+        }
+        .command(&dir.join("zoo.cfg"), &dir, log)
+        .unwrap()
+        .spawn()
+        .unwrap();
+        let endpoint = format!("{address}:2181");
+        // It answers `srvr` (not serving) once it runs: from then on it is
+        // looking for peers.
+        wait_until(
+            "the plaintext server to answer srvr",
+            Duration::from_secs(60),
+            || async { zkop_zk::probe::probe(&endpoint).await.ok() },
+        )
+        .await;
+        PlainPeer {
+            _jvm: jvm,
+            endpoint,
+        }
+    }
+
+    /// Checks `srvr` every half second for `period`: never serving.
+    async fn never_serves(&self, period: Duration) {
+        let until = tokio::time::Instant::now() + period;
+        while tokio::time::Instant::now() < until {
+            let p = zkop_zk::probe::probe(&self.endpoint).await;
+            assert!(
+                p.as_ref().is_ok_and(|p| !p.serving),
+                "the plaintext server: {p:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
