@@ -469,6 +469,7 @@ async fn an_aws_error_shows_in_status_and_the_controller_keeps_running() {
     }
     let guard = Kill(&mut child);
     let (url, token) = common::read_api_json(&state, Duration::from_secs(60)).await;
+    zkop_zk::endpoint::install_crypto_provider();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let api = common::api_client(&http, &url, &token);
     let tail = || common::tail(&dir.path().join("run.log"));

@@ -218,6 +218,8 @@ async fn tls_checks(hub: &Hub) {
     assert_eq!(now.config_version, config_version, "{now:?}");
     assert!(settled(&now, 3, 0), "{now:?}");
 
+    agents_speak_only_for_themselves(&c, &s).await;
+
     // The node keys never left their nodes: the state holds the CA's only.
     let keys: Vec<_> = walk(&c.state_dir())
         .into_iter()
@@ -236,6 +238,52 @@ async fn tls_checks(hub: &Hub) {
         settled(s, 3, 0)
     })
     .await;
+}
+
+/// With TLS on, the API is HTTPS with the cluster CA, and an agent's node
+/// certificate speaks for its own instance only: reporting or reading orders
+/// for another is refused, and so is asking for another's certificate from
+/// an address that is not the instance's.
+async fn agents_speak_only_for_themselves(c: &LocalCluster, s: &StatusReply) {
+    assert!(c.url().starts_with("https://"), "{}", c.url());
+    let (a, b) = (&s.members[0], &s.members[1]);
+    let node = c
+        .state_dir()
+        .join("instances")
+        .join(a.instance.to_string())
+        .join("tls/node.pem");
+    let as_a = common::https_client(&c.state_dir().join("tls/ca.pem"), Some(&node));
+    let call = |req: reqwest::RequestBuilder| async move {
+        let resp = req.bearer_auth(c.token()).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    let report_of_b = serde_json::json!({"instance": b.instance.to_string(), "address": b.address,
+        "epochSeen": 0, "revisionSeen": 0, "process": {"running": false, "starts": 0}});
+    let url = |path: String| format!("{}{path}", c.url());
+    let (status, body) = call(
+        as_a.post(url(format!("/v1/agents/{}/report", b.instance)))
+            .json(&report_of_b),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("speaks only for its own instance"), "{body}");
+    let (status, body) = call(as_a.get(url(format!("/v1/agents/{}/desired", b.instance)))).await;
+    assert_eq!(status, 403, "{body}");
+    // Its own are answered.
+    let (status, body) =
+        call(as_a.get(url(format!("/v1/agents/{}/desired?after=1", a.instance)))).await;
+    assert_eq!(status, 200, "{body}");
+    // No certificate, from the hub: not b's address.
+    let anonymous = common::https_client(&c.state_dir().join("tls/ca.pem"), None);
+    let csr = zkop_runtime::pki::key_and_request("x").unwrap().csr_pem;
+    let (status, body) = call(
+        anonymous
+            .post(url(format!("/v1/agents/{}/certificate", b.instance)))
+            .json(&serde_json::json!({ "csr": csr })),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("from its own address"), "{body}");
 }
 
 /// A plaintext client gets nothing: no plaintext port, no answer in

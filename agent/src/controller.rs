@@ -1,6 +1,7 @@
 //! The agent's side of the controller API: long-poll the desired state, post
 //! reports. Follows a 503's `leader` and rotates through the controller URLs.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use zkop_spec::tls::{NodeCertificateRequest, SignedCertificate};
@@ -29,31 +30,68 @@ pub enum ControllerError {
     },
 }
 
-/// A client for one cluster's controllers.
+/// A client for one cluster's controllers. Clones share the HTTP client, so
+/// a node certificate set on one is shown by all.
 #[derive(Debug, Clone)]
 pub struct ControllerClient {
-    http: reqwest::Client,
+    http: Arc<RwLock<reqwest::Client>>,
+    /// The cluster CA's certificate, with TLS on: HTTPS trusts it alone.
+    ca_pem: Option<String>,
     urls: Vec<String>,
     current: usize,
     token: String,
+}
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("the controller client: {0}")]
+pub struct ClientSetupError(String);
+
+fn build_http(
+    ca_pem: Option<&str>,
+    identity: Option<(&str, &str)>,
+) -> Result<reqwest::Client, ClientSetupError> {
+    zkop_zk::endpoint::install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .no_proxy();
+    if let Some(ca) = ca_pem {
+        let tls = zkop_zk::endpoint::client_config(ca, identity).map_err(ClientSetupError)?;
+        builder = builder.use_preconfigured_tls(tls);
+    }
+    builder.build().map_err(|e| ClientSetupError(e.to_string()))
 }
 
 /// How long the controller may hold a long poll.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 
 impl ControllerClient {
-    /// A client for these controller base URLs, authenticating with `token`.
-    pub fn new(urls: Vec<String>, token: String) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .no_proxy()
-            .build()?;
+    /// A client for these controller base URLs, authenticating with
+    /// `token`, over HTTPS checked against `ca_pem` when given.
+    pub fn new(
+        urls: Vec<String>,
+        token: String,
+        ca_pem: Option<String>,
+    ) -> Result<Self, ClientSetupError> {
+        let http = build_http(ca_pem.as_deref(), None)?;
         Ok(Self {
-            http,
+            http: Arc::new(RwLock::new(http)),
+            ca_pem,
             urls,
             current: 0,
             token,
         })
+    }
+
+    /// Shows this node certificate (chain and key PEM) from now on, in every clone.
+    pub fn set_identity(&self, cert_pem: &str, key_pem: &str) -> Result<(), ClientSetupError> {
+        let http = build_http(self.ca_pem.as_deref(), Some((cert_pem, key_pem)))?;
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = http;
+        Ok(())
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn base(&self) -> String {
@@ -129,7 +167,7 @@ impl ControllerClient {
     ) -> Result<DesiredNodeState, ControllerError> {
         let url = format!("{}/v1/agents/{instance}/desired?after={after}", self.base());
         let req = self
-            .http
+            .http()
             .get(&url)
             .timeout(LONG_POLL + Duration::from_secs(10));
         let resp = self.call(req, &url).await?;
@@ -142,7 +180,7 @@ impl ControllerClient {
     pub async fn report(&mut self, report: &AgentReport) -> Result<(), ControllerError> {
         let url = format!("{}/v1/agents/{}/report", self.base(), report.instance);
         let req = self
-            .http
+            .http()
             .post(&url)
             .timeout(Duration::from_secs(5))
             .json(report);
@@ -157,7 +195,7 @@ impl ControllerClient {
     ) -> Result<SignedCertificate, ControllerError> {
         let url = format!("{}/v1/agents/{instance}/certificate", self.base());
         let req = self
-            .http
+            .http()
             .post(&url)
             .timeout(Duration::from_secs(10))
             .json(&NodeCertificateRequest { csr });

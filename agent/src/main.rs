@@ -65,6 +65,10 @@ struct Args {
     /// read once at start with the standard AWS credential chain.
     #[arg(long, conflicts_with_all = ["token_file", "super_password_file"])]
     secrets_ssm_parameter: Option<String>,
+    /// With TLS on: the cluster CA's certificate; the controller's HTTPS
+    /// certificate is checked against it alone.
+    #[arg(long)]
+    controller_ca: Option<PathBuf>,
     #[command(flatten)]
     java: zkop_zk::jvm::JavaArgs,
 }
@@ -218,6 +222,15 @@ impl Agent {
         }
     }
 
+    /// Shows the node certificate to the controller from now on.
+    fn show_identity(&mut self) {
+        if let Some(store) = self.tls.store_pem().map(str::to_string)
+            && let Err(e) = self.controller.set_identity(&store, &store)
+        {
+            self.error(e.to_string());
+        }
+    }
+
     /// Gets a certificate when one is due (none yet, or a third of its
     /// lifetime left), trying again at most every 2 s.
     async fn keep_certificate(&mut self) {
@@ -234,7 +247,8 @@ impl Agent {
         self.certificate_tried = Some(Instant::now());
         match self.tls.renew(&mut self.controller, &self.instance).await {
             Ok(not_after_ms) => {
-                info!(instance = %self.instance, address = %self.address, not_after_ms, "new node certificate")
+                info!(instance = %self.instance, address = %self.address, not_after_ms, "new node certificate");
+                self.show_identity();
             }
             Err(e) => self.error(format!("cannot get a node certificate: {e}")),
         }
@@ -260,6 +274,11 @@ impl Agent {
     async fn step(&mut self) {
         if let Some(exit) = self.supervisor.reap() {
             self.error(exit);
+        }
+        // With TLS on, the controller answers an agent only once it shows
+        // its node certificate: get it first.
+        if self.args.controller_ca.is_some() {
+            self.keep_certificate().await;
         }
         let Some(desired) = self.desired.clone() else {
             return;
@@ -288,7 +307,7 @@ impl Agent {
                     info!(instance = %self.instance, member = %m.server_id, roll = m.roll, "restarting ZooKeeper under new settings");
                     self.supervisor.stop(Duration::from_secs(10)).await;
                 }
-                if m.tls() {
+                if m.tls() && self.args.controller_ca.is_none() {
                     self.keep_certificate().await;
                 }
                 let certified = !m.tls() || self.tls.client().is_some();
@@ -527,7 +546,13 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    let client = ControllerClient::new(args.controllers.clone(), token)?;
+    let controller_ca = match &args.controller_ca {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let client = ControllerClient::new(args.controllers.clone(), token, controller_ca)?;
     let mut agent = Agent {
         tls: tls::NodeTls::open(layout.tls_dir()),
         certificate_tried: None,
@@ -559,6 +584,7 @@ async fn main() -> anyhow::Result<()> {
     {
         agent.desired = Some(d);
     }
+    agent.show_identity();
     info!(instance = %agent.instance, address = %agent.address, "agent started");
 
     serve(&mut agent, client).await?;

@@ -16,6 +16,7 @@ use crate::controller::ControllerClient;
 
 /// The certificate in force.
 struct Current {
+    store_pem: String,
     not_before_ms: u64,
     not_after_ms: u64,
     addresses: Vec<IpAddr>,
@@ -48,6 +49,7 @@ impl NodeTls {
         // The store holds the certificate and then the key; each parser takes its own part.
         let client = ClientTls::from_pem(&ca, &store, &store)?;
         Ok(Current {
+            store_pem: store,
             not_before_ms: info.not_before_ms,
             not_after_ms: info.not_after_ms,
             addresses: info.addresses,
@@ -89,6 +91,12 @@ impl NodeTls {
             .map_err(io(NODE_KEY_STORE))?;
         self.current = Some(self.load()?);
         Ok(signed.not_after_ms)
+    }
+
+    /// The key store's PEM (the certificate, then its key): the identity the
+    /// agent shows the controller too.
+    pub fn store_pem(&self) -> Option<&str> {
+        self.current.as_ref().map(|c| c.store_pem.as_str())
     }
 
     /// The identity to talk to the own server's secure port with.

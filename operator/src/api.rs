@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Extension, Path, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
@@ -26,6 +26,7 @@ use zkop_spec::wire::{AgentReport, ApiError};
 
 use zkop_spec::tls::{ClientCertificateRequest, NodeCertificateRequest};
 
+use crate::api_tls::Peer;
 use crate::controller::{Shared, SignRefused};
 
 /// How long a desired-state long poll is held.
@@ -149,8 +150,12 @@ fn parse_after(query: Option<&str>) -> Result<u64, String> {
 async fn desired(
     State(shared): State<Arc<Shared>>,
     Path(instance): Path<String>,
+    peer: Option<Extension<Peer>>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Err(e) = shared.authorize_agent(&instance, peer.as_deref(), false) {
+        return api_error(StatusCode::FORBIDDEN, e);
+    }
     let after = match parse_after(query.as_deref()) {
         Ok(a) => a,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
@@ -173,8 +178,12 @@ async fn desired(
 async fn report(
     State(shared): State<Arc<Shared>>,
     Path(instance): Path<String>,
+    peer: Option<Extension<Peer>>,
     body: Bytes,
 ) -> Response {
+    if let Err(e) = shared.authorize_agent(&instance, peer.as_deref(), false) {
+        return api_error(StatusCode::FORBIDDEN, e);
+    }
     let report: AgentReport = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("malformed report: {e}")),
@@ -206,8 +215,12 @@ fn refused(e: SignRefused) -> Response {
 async fn node_certificate(
     State(shared): State<Arc<Shared>>,
     Path(instance): Path<String>,
+    peer: Option<Extension<Peer>>,
     body: Bytes,
 ) -> Response {
+    if let Err(e) = shared.authorize_agent(&instance, peer.as_deref(), true) {
+        return api_error(StatusCode::FORBIDDEN, e);
+    }
     let req: NodeCertificateRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),

@@ -10,6 +10,7 @@
 pub mod act;
 pub mod adapters;
 pub mod api;
+pub mod api_tls;
 pub mod cli;
 pub mod clock;
 pub mod controller;

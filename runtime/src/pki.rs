@@ -227,15 +227,24 @@ pub struct CertificateInfo {
     pub not_after_ms: u64,
 }
 
-/// Reads the first certificate of `pem`.
-pub fn inspect(pem: &str) -> Result<CertificateInfo, PkiError> {
-    let bad = |reason: String| PkiError::Invalid {
+fn bad_certificate(reason: String) -> PkiError {
+    PkiError::Invalid {
         what: "a certificate",
         reason,
-    };
-    let (_, block) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let cert = block.parse_x509().map_err(|e| bad(e.to_string()))?;
+    }
+}
+
+/// Reads the first certificate of `pem`.
+pub fn inspect(pem: &str) -> Result<CertificateInfo, PkiError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| bad_certificate(e.to_string()))?;
+    inspect_der(&block.contents)
+}
+
+/// Reads a DER certificate.
+pub fn inspect_der(der: &[u8]) -> Result<CertificateInfo, PkiError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| bad_certificate(e.to_string()))?;
     let mut addresses = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {

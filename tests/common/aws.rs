@@ -191,6 +191,7 @@ impl AwsCluster {
             .unwrap()
             .replace("replicas: 3", &format!("replicas: {replicas}"));
         std::fs::write(&spec_path, spec).unwrap();
+        zkop_zk::endpoint::install_crypto_provider();
         let mut c = AwsCluster {
             moto,
             config,

@@ -141,6 +141,7 @@ impl LocalCluster {
         hub: Option<(String, String, String)>,
     ) -> LocalCluster {
         require_zookeeper();
+        zkop_zk::endpoint::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let spec_path = dir.path().join("spec.yaml");
         std::fs::write(&spec_path, spec).unwrap();
@@ -238,6 +239,9 @@ impl LocalCluster {
             .unwrap();
         self.child = Some(child);
         (self.url, self.token) = read_api_json(&self.state_dir(), Duration::from_secs(30)).await;
+        if self.url.starts_with("https") {
+            self.http = https_client(&self.state_dir().join("tls/ca.pem"), None);
+        }
     }
 
     /// The API's base URL.
@@ -810,6 +814,21 @@ pub async fn read_api_json(state_dir: &Path, limit: Duration) -> (String, String
         f["url"].as_str().unwrap().to_string(),
         token.trim().to_string(),
     )
+}
+
+/// An HTTPS client trusting the cluster CA in `ca_file` alone, showing the
+/// PEM `identity` (a certificate and its key in one file) when given.
+pub fn https_client(ca_file: &Path, identity: Option<&Path>) -> reqwest::Client {
+    let ca = std::fs::read_to_string(ca_file).unwrap();
+    let identity = identity.map(|p| std::fs::read_to_string(p).unwrap());
+    let tls = zkop_zk::endpoint::client_config(&ca, identity.as_deref().map(|i| (i, i))).unwrap();
+    zkop_zk::endpoint::install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
 }
 
 /// One look at an ensemble: the voters of the leader's config, and how many

@@ -27,28 +27,7 @@ impl fmt::Debug for ClientTls {
 impl ClientTls {
     /// The CA to trust, and this client's certificate chain and PKCS#8 key.
     pub fn from_pem(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("CA certificate: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA certificate: {e}"))?;
-        }
-        if roots.is_empty() {
-            return Err("no CA certificate in the CA PEM".into());
-        }
-        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("certificate: {e}"))?;
-        if chain.is_empty() {
-            return Err("no certificate in the certificate PEM".into());
-        }
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .map_err(|e| format!("private key: {e}"))?;
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("certificate and key: {e}"))?;
+        let config = client_config(ca_pem, Some((cert_pem, key_pem)))?;
         Ok(Self {
             ca_pem: ca_pem.to_string(),
             cert_pem: cert_pem.to_string(),
@@ -64,6 +43,48 @@ impl ClientTls {
             .and_then(|o| o.with_pem_identity(&self.cert_pem, &self.key_pem))
             .map_err(|e| format!("TLS options: {e}"))
     }
+}
+
+/// Makes aws-lc-rs the process's TLS provider (once; later calls do
+/// nothing). reqwest, built without a provider of its own, asks for the
+/// process default whenever it builds a client, even a plaintext one.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already: that is all we need.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A TLS client configuration trusting only `ca_pem`, showing `identity`
+/// (certificate chain and PKCS#8 key PEM) when asked: for ZooKeeper's secure
+/// port, and for the controller's API over HTTPS.
+pub fn client_config(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("CA certificate: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate in the CA PEM".into());
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let Some((cert_pem, key_pem)) = identity else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err("no certificate in the certificate PEM".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("private key: {e}"))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("certificate and key: {e}"))
 }
 
 /// A server's client endpoint, `host:port`, plaintext or TLS.

@@ -16,6 +16,9 @@ pub struct ApiFile {
     pub url: String,
     /// The bearer token's file.
     pub token_file: PathBuf,
+    /// With TLS on: the cluster CA's certificate, which the API's is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why status could not be fetched.
@@ -72,13 +75,12 @@ pub fn read_api_file(state_dir: &Path) -> Result<ApiFile, StatusError> {
 
 /// Sends one API request with the token; the JSON body of a 2xx answer.
 async fn call<T: serde::de::DeserializeOwned>(
-    url: &str,
-    token_file: &Path,
+    api: &ApiFile,
     method: reqwest::Method,
     path: &str,
 ) -> Result<T, StatusError> {
-    let body = send(url, token_file, method, path, None).await?;
-    parse_answer(url, path, &body)
+    let body = send(api, method, path, None).await?;
+    parse_answer(&api.url, path, &body)
 }
 
 fn parse_answer<T: serde::de::DeserializeOwned>(
@@ -93,33 +95,57 @@ fn parse_answer<T: serde::de::DeserializeOwned>(
 }
 
 /// The controller's Prometheus text (`GET /metrics`).
-pub async fn metrics(url: &str, token_file: &Path) -> Result<String, StatusError> {
-    send(url, token_file, reqwest::Method::GET, "/metrics", None).await
+pub async fn metrics(api: &ApiFile) -> Result<String, StatusError> {
+    send(api, reqwest::Method::GET, "/metrics", None).await
 }
 
 /// POSTs `body` as JSON; the JSON answer of a 2xx.
 pub async fn post_json<T: serde::de::DeserializeOwned>(
-    url: &str,
-    token_file: &Path,
+    api: &ApiFile,
     path: &str,
     body: &impl Serialize,
 ) -> Result<T, StatusError> {
     let body = serde_json::to_value(body).map_err(|e| StatusError::Unreachable {
-        url: url.to_string(),
+        url: api.url.clone(),
         reason: e.to_string(),
     })?;
-    let answer = send(url, token_file, reqwest::Method::POST, path, Some(body)).await?;
-    parse_answer(url, path, &answer)
+    let answer = send(api, reqwest::Method::POST, path, Some(body)).await?;
+    parse_answer(&api.url, path, &answer)
+}
+
+/// An HTTP client for `api`: with its CA file, HTTPS trusting that CA only.
+pub fn http_client(api: &ApiFile) -> Result<reqwest::Client, StatusError> {
+    zkop_zk::endpoint::install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy();
+    if let Some(ca_file) = &api.ca_file {
+        let pem = std::fs::read_to_string(ca_file).map_err(|source| StatusError::Read {
+            path: ca_file.clone(),
+            source,
+        })?;
+        let tls = zkop_zk::endpoint::client_config(&pem, None).map_err(|reason| {
+            StatusError::BadApiFile {
+                path: ca_file.clone(),
+                reason,
+            }
+        })?;
+        builder = builder.use_preconfigured_tls(tls);
+    }
+    builder.build().map_err(|e| StatusError::Unreachable {
+        url: api.url.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// Sends one API request with the token; the body of a 2xx answer.
 async fn send(
-    url: &str,
-    token_file: &Path,
+    api: &ApiFile,
     method: reqwest::Method,
     path: &str,
     json: Option<serde_json::Value>,
 ) -> Result<String, StatusError> {
+    let (url, token_file) = (api.url.as_str(), api.token_file.as_path());
     let token = std::fs::read_to_string(token_file).map_err(|source| StatusError::Read {
         path: token_file.to_path_buf(),
         source,
@@ -128,11 +154,7 @@ async fn send(
         url: url.to_string(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()
-        .map_err(|e| unreachable(e.to_string()))?;
+    let client = http_client(api)?;
     let mut req = client
         .request(method, format!("{}{path}", url.trim_end_matches('/')))
         .bearer_auth(token.trim());
@@ -153,14 +175,14 @@ async fn send(
 }
 
 /// Fetches `/v1/status`.
-pub async fn fetch(url: &str, token_file: &Path) -> Result<StatusReply, StatusError> {
-    call(url, token_file, reqwest::Method::GET, "/v1/status").await
+pub async fn fetch(api: &ApiFile) -> Result<StatusReply, StatusError> {
+    call(api, reqwest::Method::GET, "/v1/status").await
 }
 
 /// Asks for a rolling restart of every member (`POST /v1/roll`); what the
 /// controller answered.
-pub async fn request_roll(url: &str, token_file: &Path) -> Result<String, StatusError> {
-    let body: serde_json::Value = call(url, token_file, reqwest::Method::POST, "/v1/roll").await?;
+pub async fn request_roll(api: &ApiFile) -> Result<String, StatusError> {
+    let body: serde_json::Value = call(api, reqwest::Method::POST, "/v1/roll").await?;
     Ok(format!(
         "rolling restart requested: {}",
         body["accepted"].as_str().unwrap_or("accepted")
@@ -169,13 +191,9 @@ pub async fn request_roll(url: &str, token_file: &Path) -> Result<String, Status
 
 /// Asks for the member on `instance` to be replaced
 /// (`POST /v1/replace/{instance}`); what the controller answered.
-pub async fn request_replace(
-    url: &str,
-    token_file: &Path,
-    instance: &str,
-) -> Result<String, StatusError> {
+pub async fn request_replace(api: &ApiFile, instance: &str) -> Result<String, StatusError> {
     let path = format!("/v1/replace/{instance}");
-    let body: serde_json::Value = call(url, token_file, reqwest::Method::POST, &path).await?;
+    let body: serde_json::Value = call(api, reqwest::Method::POST, &path).await?;
     Ok(body["accepted"].as_str().unwrap_or("accepted").to_string())
 }
 

@@ -9,7 +9,7 @@ use zkop_runtime::files::write_atomic;
 use zkop_runtime::pki::key_and_request;
 use zkop_spec::tls::{ClientCertificateRequest, SignedCertificate, client_name_ok};
 
-use super::client::{StatusError, post_json};
+use super::client::{ApiFile, StatusError, post_json};
 
 /// Why no certificate was written.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +42,7 @@ pub const FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
 /// Makes a key in `out`, has the controller at `url` sign it as `CN=name`,
 /// and writes the three files; returns the signed certificate.
 pub async fn issue(
-    url: &str,
-    token_file: &Path,
+    api: &ApiFile,
     name: &str,
     out: &Path,
 ) -> Result<SignedCertificate, ClientCertError> {
@@ -55,8 +54,7 @@ pub async fn issue(
     }
     let req = key_and_request(name).map_err(|e| ClientCertError::Key(e.to_string()))?;
     let signed: SignedCertificate = post_json(
-        url,
-        token_file,
+        api,
         "/v1/client-certificates",
         &ClientCertificateRequest {
             name: name.to_string(),

@@ -143,6 +143,32 @@ fn check_network(opts: &UpOptions) -> Result<((Ipv4Addr, u8), Option<Namespaces>
     Ok((network, Some(namespaces)))
 }
 
+/// With TLS on: the cluster CA (made once, kept in the state directory's
+/// `tls/`) as the signer, and the API's TLS with a certificate from it.
+fn local_tls(
+    spec: &ValidatedCluster,
+    dir: &Path,
+    api: IpAddr,
+    namespaced: bool,
+) -> anyhow::Result<Option<(Signer, serve::ApiTls)>> {
+    if spec.tls.is_none() {
+        return Ok(None);
+    }
+    let ca = zkop_runtime::pki::ensure_local_ca(&dir.join("tls"), &spec.name)?;
+    let api_tls = serve::ApiTls {
+        config: crate::api_tls::server_config(&ca, &[api])
+            .map_err(|e| anyhow::anyhow!("the API's TLS: {e}"))?,
+        ca_file: dir.join("tls").join("ca.pem"),
+    };
+    // On shared loopback every member connects from 127.0.0.1; in its own
+    // namespace, from its own address only.
+    let shared_source = match namespaced {
+        true => Vec::new(),
+        false => vec![IpAddr::from(Ipv4Addr::LOCALHOST)],
+    };
+    Ok(Some((Signer { ca, shared_source }, api_tls)))
+}
+
 /// Runs the cluster in the foreground until SIGINT or SIGTERM.
 pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     let Checked {
@@ -170,8 +196,10 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     // The controller's first pass stores this epoch, above every one before.
     let epoch = persisted.epoch + 1;
 
-    let namespaced = namespaces.is_some();
-    let api = serve::Api::bind(opts.api, None, &dir, &token_file).await?;
+    let tls = local_tls(&spec, &dir, opts.api.ip(), namespaces.is_some())?;
+    let ca_file = tls.as_ref().map(|(_, t)| t.ca_file.clone());
+    let (signer, api_tls) = tls.unzip();
+    let api = serve::Api::bind(opts.api, None, &dir, &token_file, api_tls).await?;
     let url = api.url.clone();
     let fleet = Arc::new(LocalFleet::open(
         &dir,
@@ -185,18 +213,12 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
                 password_file,
             },
             namespaces,
+            controller_ca: ca_file,
         },
     )?);
     let shared = Shared::new(token, spec.clone(), persisted);
-    if spec.tls.is_some() {
-        let ca = zkop_runtime::pki::ensure_local_ca(&dir.join("tls"), &spec.name)?;
-        // On shared loopback every member connects from 127.0.0.1; in its
-        // own namespace, from its own address only.
-        let shared_source = match namespaced {
-            true => Vec::new(),
-            false => vec![IpAddr::from(Ipv4Addr::LOCALHOST)],
-        };
-        shared.set_signer(Signer { ca, shared_source });
+    if let Some(signer) = signer {
+        shared.set_signer(signer);
     }
     info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch, "zkop local up");
     eprintln!(

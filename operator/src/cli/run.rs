@@ -71,7 +71,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => state_dir.ensure_secrets()?,
     };
 
-    let api = serve::Api::bind(opts.api, opts.advertise_url.clone(), &dir, &token_file).await?;
+    // TLS on AWS is refused at validation for now (docs/security.md).
+    let (advertise, tls) = (opts.advertise_url.clone(), None);
+    let api = serve::Api::bind(opts.api, advertise, &dir, &token_file, tls).await?;
     let fleet = Arc::new(AsgFleet::new(&sdk, &aws.auto_scaling_group_name));
     let ledger = LogStreamLedger::open(&sdk, &ids.log_group).await?;
     let store = DynamoStore::new(&sdk, &state.table, &spec.name);

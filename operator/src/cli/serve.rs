@@ -23,6 +23,15 @@ pub struct Api {
     /// The URL agents and the CLI use.
     pub url: String,
     api_file: PathBuf,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The API over HTTPS: its TLS, and the CA's certificate file clients trust.
+pub struct ApiTls {
+    /// The server's TLS.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The cluster CA's certificate (written to `api.json` for the CLI).
+    pub ca_file: PathBuf,
 }
 
 impl Api {
@@ -33,21 +42,25 @@ impl Api {
         advertise: Option<String>,
         state_dir: &Path,
         token_file: &Path,
+        tls: Option<ApiTls>,
     ) -> anyhow::Result<Api> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the API on {addr}"))?;
-        let url = advertise.unwrap_or(format!("http://{}", listener.local_addr()?));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = advertise.unwrap_or(format!("{scheme}://{}", listener.local_addr()?));
         let api_file = state_dir.join("api.json");
         let f = ApiFile {
             url: url.clone(),
             token_file: token_file.to_path_buf(),
+            ca_file: tls.as_ref().map(|t| t.ca_file.clone()),
         };
         zkop_runtime::files::write_atomic(&api_file, &serde_json::to_vec_pretty(&f)?, 0o644)?;
         Ok(Api {
             listener,
             url,
             api_file,
+            tls: tls.map(|t| t.config),
         })
     }
 }
@@ -85,13 +98,21 @@ where
     });
     let router = crate::api::router(shared);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(api.listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.changed().await;
-            })
-            .await
-    });
+    let server = match api.tls {
+        Some(config) => tokio::spawn(crate::api_tls::serve(
+            api.listener,
+            config,
+            router,
+            server_stop,
+        )),
+        None => tokio::spawn(async move {
+            axum::serve(api.listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.changed().await;
+                })
+                .await
+        }),
+    };
     let looping = tokio::spawn(controller.run(stop_rx));
     Running {
         stop,

@@ -22,6 +22,8 @@ pub struct AgentCommand {
     pub secrets: AgentSecrets,
     /// Each instance in its own network namespace, or all on loopback (`None`).
     pub namespaces: Option<Namespaces>,
+    /// With TLS on: the cluster CA's certificate, to check the controller's against.
+    pub controller_ca: Option<PathBuf>,
 }
 
 /// Where an agent reads the API token and super-user password.
@@ -95,6 +97,9 @@ impl AgentProcesses {
             .arg(&dir);
         for url in &self.command.controller_urls {
             cmd.arg("--controller").arg(url);
+        }
+        if let Some(ca) = &self.command.controller_ca {
+            cmd.arg("--controller-ca").arg(ca);
         }
         match &self.command.secrets {
             AgentSecrets::Files {
@@ -244,6 +249,7 @@ mod tests {
                 controller_urls: vec![],
                 secrets: AgentSecrets::Ssm("unused".into()),
                 namespaces: None,
+                controller_ca: None,
             },
         );
         agents.spawn("i-0001", "127.0.0.1").unwrap();

@@ -145,17 +145,24 @@ struct ControllerArgs {
     /// The API token's file (with --api).
     #[arg(long, requires = "api")]
     token_file: Option<PathBuf>,
+    /// With TLS on: the cluster CA's certificate to check an https --api
+    /// against (the state directory's api.json names it).
+    #[arg(long, requires = "api")]
+    ca_file: Option<PathBuf>,
 }
 
 impl ControllerArgs {
-    /// The controller's URL and token file.
-    fn resolve(self) -> anyhow::Result<(String, PathBuf)> {
+    /// The controller's URL, token file and CA.
+    fn resolve(self) -> anyhow::Result<status::ApiFile> {
         Ok(match (self.api, self.token_file) {
-            (Some(u), Some(t)) => (u, t),
+            (Some(url), Some(token_file)) => status::ApiFile {
+                url,
+                token_file,
+                ca_file: self.ca_file,
+            },
             _ => {
                 let dir = input::find_state_dir(self.state_dir)?;
-                let f = status::read_api_file(&dir)?;
-                (f.url, f.token_file)
+                status::read_api_file(&dir)?
             }
         })
     }
@@ -361,16 +368,16 @@ fn render_cf(format: CfFormat) -> anyhow::Result<String> {
 async fn client_command(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Roll { controller } => {
-            let (url, token_file) = controller.resolve()?;
-            let answer = status::request_roll(&url, &token_file).await?;
+            let api = controller.resolve()?;
+            let answer = status::request_roll(&api).await?;
             println!("{answer}");
         }
         Command::Replace {
             instance,
             controller,
         } => {
-            let (url, token_file) = controller.resolve()?;
-            let answer = status::request_replace(&url, &token_file, &instance).await?;
+            let api = controller.resolve()?;
+            let answer = status::request_replace(&api, &instance).await?;
             println!("{answer}");
         }
         Command::ClientCert {
@@ -378,8 +385,8 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             out,
             controller,
         } => {
-            let (url, token_file) = controller.resolve()?;
-            let signed = zkop::cli::client_cert::issue(&url, &token_file, &name, &out).await?;
+            let api = controller.resolve()?;
+            let signed = zkop::cli::client_cert::issue(&api, &name, &out).await?;
             println!(
                 "client certificate CN={name} in {} (ca.pem, cert.pem, key.pem), valid until {}; ZooKeeper ACLs know it as x509:CN={name}",
                 out.display(),
@@ -387,16 +394,16 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             );
         }
         Command::ConnectString { controller } => {
-            let (url, token_file) = controller.resolve()?;
-            let s = status::fetch(&url, &token_file).await?;
+            let api = controller.resolve()?;
+            let s = status::fetch(&api).await?;
             if s.connect_string.is_empty() {
                 anyhow::bail!("no member of cluster {} serves", s.cluster);
             }
             println!("{}", s.connect_string);
         }
         Command::Status { controller, json } => {
-            let (url, token_file) = controller.resolve()?;
-            let s = status::fetch(&url, &token_file).await?;
+            let api = controller.resolve()?;
+            let s = status::fetch(&api).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -454,9 +461,9 @@ async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         java,
     } = args;
     if aws_calls {
-        let (url, token_file) = controller.resolve()?;
+        let api = controller.resolve()?;
         let window = std::time::Duration::from_secs(window_seconds.max(1));
-        let rates = bench::aws_call_rates(&url, &token_file, window).await?;
+        let rates = bench::aws_call_rates(&api, window).await?;
         if json {
             println!("{}", serde_json::to_string_pretty(&rates)?);
         } else {

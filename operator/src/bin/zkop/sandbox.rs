@@ -70,6 +70,7 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
                 },
             },
             namespaces: None,
+            controller_ca: None,
         },
     );
     // Addresses survive a restart of the simulator (every node rebooting):

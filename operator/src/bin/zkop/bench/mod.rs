@@ -306,13 +306,12 @@ fn parse_calls(text: &str) -> BTreeMap<(String, String), f64> {
 
 /// Reads the controller's call counters twice, `window` apart.
 pub async fn aws_call_rates(
-    url: &str,
-    token_file: &std::path::Path,
+    api: &zkop::cli::client::ApiFile,
     window: Duration,
 ) -> Result<Vec<CallRate>, BenchError> {
-    let before = parse_calls(&zkop::cli::client::metrics(url, token_file).await?);
+    let before = parse_calls(&zkop::cli::client::metrics(api).await?);
     tokio::time::sleep(window).await;
-    let after = parse_calls(&zkop::cli::client::metrics(url, token_file).await?);
+    let after = parse_calls(&zkop::cli::client::metrics(api).await?);
     let per_minute = 60.0 / window.as_secs_f64();
     let mut rates: Vec<CallRate> = after
         .iter()

@@ -9,7 +9,7 @@ use tokio::process::{Child, Command};
 use zkop_spec::wire::StatusReply;
 
 use super::{BenchError, BenchOptions, io, wait_for};
-use zkop::cli::client::{fetch, read_api_file, request_replace, request_roll};
+use zkop::cli::client::{ApiFile, fetch, read_api_file, request_replace, request_roll};
 use zkop::cli::local;
 
 /// The zkop run's times.
@@ -90,8 +90,7 @@ pub struct Session {
     up: LocalUp,
     spec_path: PathBuf,
     state_dir: PathBuf,
-    url: String,
-    token_file: PathBuf,
+    api: ApiFile,
     voters: usize,
 }
 
@@ -120,8 +119,7 @@ impl Session {
             up,
             spec_path,
             state_dir,
-            url: api.url,
-            token_file: api.token_file,
+            api,
             voters,
         };
         session
@@ -142,10 +140,7 @@ impl Session {
         pred: impl Fn(&StatusReply) -> bool,
     ) -> Result<StatusReply, BenchError> {
         wait_for(what, || async {
-            fetch(&self.url, &self.token_file)
-                .await
-                .ok()
-                .filter(|s| pred(s))
+            fetch(&self.api).await.ok().filter(|s| pred(s))
         })
         .await
     }
@@ -182,7 +177,7 @@ impl Session {
             .instance
             .clone();
         let started = Instant::now();
-        request_replace(&self.url, &self.token_file, &old).await?;
+        request_replace(&self.api, &old).await?;
         self.wait(&format!("{old} replaced"), |s| {
             settled(s, self.voters, 1)
                 && !s.members.iter().any(|m| m.instance == old)
@@ -198,7 +193,7 @@ impl Session {
     pub async fn rolling_restart(&self) -> Result<Duration, BenchError> {
         let from = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
         let started = Instant::now();
-        request_roll(&self.url, &self.token_file).await?;
+        request_roll(&self.api).await?;
         self.wait("the roll-out finished", |s| {
             settled(s, self.voters, 1)
                 && s.events
