@@ -151,6 +151,8 @@ fn tls_spec() -> String {
 
 #[test]
 fn with_tls_only_the_clusters_certificates_reach_clients_and_peers_and_acls_see_x509_names() {
+    // One hub at a time: a hub's names carry the test process's id.
+    let _serial = common::SERIAL.blocking_lock();
     let (hub, rt) = hub_and_runtime(210);
     rt.block_on(tls_checks(&hub));
 }
@@ -386,4 +388,114 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Writes `/w-N` over TLS every 50 ms until `stop` exists, retrying through
+/// restarts; prints the N of every acknowledged write.
+const WRITER: &str = r#"
+import os, sys, time
+from kazoo.client import KazooClient
+from kazoo.retry import KazooRetry
+hosts, d, stop = sys.argv[1:4]
+zk = KazooClient(hosts=hosts, use_ssl=True, verify_certs=True, ca=d + '/ca.pem',
+                 certfile=d + '/cert.pem', keyfile=d + '/key.pem', timeout=10,
+                 connection_retry=KazooRetry(max_tries=-1, max_delay=1))
+zk.start(timeout=30)
+acked, n = [], 0
+while not os.path.exists(stop):
+    n += 1
+    try:
+        zk.create('/w-%d' % n, b'x')
+        acked.append(n)
+    except Exception:
+        time.sleep(0.2)
+    time.sleep(0.05)
+zk.stop()
+print(' '.join(map(str, acked)))
+"#;
+
+#[test]
+fn a_certificate_near_expiry_is_renewed_and_rolled_out_with_no_write_lost() {
+    let _serial = common::SERIAL.blocking_lock();
+    let (hub, rt) = hub_and_runtime(211);
+    rt.block_on(renewal(&hub));
+}
+
+async fn renewal(hub: &Hub) {
+    let spec = tls_spec().replace(
+        "enabled: true\n",
+        "enabled: true\n    certificateLifetime: 90s\n",
+    );
+    let c = LocalCluster::start_in(&spec, hub).await;
+    let s = c
+        .wait_status("3 voters over TLS", Duration::from_secs(120), |s| {
+            settled(s, 3, 0)
+                && s.members
+                    .iter()
+                    .all(|m| m.certificate_not_after_ms.is_some())
+        })
+        .await;
+    let first_expiry = s
+        .members
+        .iter()
+        .filter_map(|m| m.certificate_not_after_ms)
+        .max()
+        .unwrap();
+    let writer_cert = client_cert(&c, "writer");
+    let stop = c.dir.path().join("stop-writing");
+    let writer = std::process::Command::new("python3")
+        .args(["-c", WRITER, &s.connect_string])
+        .arg(&writer_cert)
+        .arg(&stop)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Renewed at a third of the lifetime left (30 s before expiry), then
+    // every member restarted once, one at a time, so that the client port
+    // shows the new certificate too.
+    let renewed = c
+        .wait_status(
+            "every member to serve a renewed certificate",
+            Duration::from_secs(120),
+            |s| {
+                settled(s, 3, 0)
+                    && s.members
+                        .iter()
+                        .all(|m| m.certificate_not_after_ms.is_some_and(|t| t > first_expiry))
+            },
+        )
+        .await;
+    let events: Vec<_> = renewed.events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(events.contains(&"certificate_issued"), "{events:?}");
+    std::fs::write(&stop, "").unwrap();
+    let out = writer.wait_with_output().unwrap();
+    let acked: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 100,
+        "the writer was acknowledged {} writes",
+        acked.len()
+    );
+    // Past the first certificates' expiry, a new client reads every
+    // acknowledged write: the servers show their renewed certificates.
+    let wait = first_expiry.saturating_sub(common::now_ms()) + 1000;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let reader = client_cert(&c, "reader");
+    let present = kazoo_tls(
+        &renewed.connect_string,
+        &reader,
+        "print(' '.join(c[2:] for c in zk.get_children('/') if c.startswith('w-')))",
+    );
+    let present: std::collections::BTreeSet<u64> = present
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let lost: Vec<_> = acked.iter().filter(|n| !present.contains(n)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    eprintln!(
+        "tls: {} writes acknowledged through the renewal and its roll, none lost",
+        acked.len()
+    );
 }

@@ -107,6 +107,8 @@ struct Agent {
     tls: tls::NodeTls,
     /// When a certificate was last asked for.
     certificate_tried: Option<Instant>,
+    /// When the certificate the running JVM started with expires.
+    served_certificate: Option<u64>,
     /// The controller, for certificates (reports go through `serve`'s own).
     controller: ControllerClient,
 }
@@ -398,6 +400,7 @@ impl Agent {
             super_digest: self.super_digest.clone(),
         };
         self.started_with = Some(m.settings());
+        self.served_certificate = self.tls.not_after_ms().filter(|_| m.tls());
         match self.supervisor.start(&cmd) {
             Ok(pid) => {
                 info!(instance = %self.instance, member = %m.server_id, pid, "started ZooKeeper")
@@ -431,6 +434,9 @@ impl Agent {
                 .filter(|_| self.supervisor.running()),
             backup: self.shipper.as_ref().map(shipper::Shipper::report),
             certificate_not_after_ms: self.tls.not_after_ms(),
+            served_certificate_not_after_ms: self
+                .served_certificate
+                .filter(|_| self.supervisor.running()),
         }
     }
 }
@@ -556,6 +562,7 @@ async fn main() -> anyhow::Result<()> {
     let mut agent = Agent {
         tls: tls::NodeTls::open(layout.tls_dir()),
         certificate_tried: None,
+        served_certificate: None,
         controller: client.clone(),
         instance,
         address,

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use zkop_runtime::files::write_atomic;
-use zkop_runtime::pki::{inspect, key_and_request};
+use zkop_runtime::pki::{BACKDATE, inspect, key_and_request};
 use zkop_spec::tls::{NODE_KEY_STORE, TRUST_STORE};
 use zkop_zk::ClientTls;
 
@@ -64,7 +64,13 @@ impl NodeTls {
         let ours = address
             .parse::<IpAddr>()
             .is_ok_and(|a| c.addresses.contains(&a));
-        let third = c.not_after_ms.saturating_sub(c.not_before_ms) / 3;
+        // The lifetime it was issued for: its validity less the backdating.
+        let backdate = u64::try_from(BACKDATE.as_millis()).unwrap_or(0);
+        let lifetime = c
+            .not_after_ms
+            .saturating_sub(c.not_before_ms)
+            .saturating_sub(backdate);
+        let third = lifetime / 3;
         !ours || now_ms.saturating_add(third) >= c.not_after_ms
     }
 

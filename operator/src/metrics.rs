@@ -140,6 +140,24 @@ fn render_versions(out: &mut String, status: &StatusReply) {
     let cluster = &status.cluster;
     let _ = writeln!(
         out,
+        "# HELP zkop_member_certificate_expiry_timestamp_seconds With TLS on: when each member's earlier certificate (client port or quorum) expires."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE zkop_member_certificate_expiry_timestamp_seconds gauge"
+    );
+    for m in &status.members {
+        if let Some(at) = m.certificate_not_after_ms {
+            let _ = writeln!(
+                out,
+                "zkop_member_certificate_expiry_timestamp_seconds{{cluster=\"{cluster}\",member=\"{}\"}} {}",
+                m.id,
+                at / 1000
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP zkop_member_zookeeper_info The ZooKeeper release each member runs, with its known data-loss bug (if any)."
     );
     let _ = writeln!(out, "# TYPE zkop_member_zookeeper_info gauge");

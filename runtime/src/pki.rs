@@ -19,8 +19,9 @@ use time::OffsetDateTime;
 /// How long the CA itself is valid.
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Clock skew a new certificate tolerates: it is valid from this long ago.
-const BACKDATE: Duration = Duration::from_secs(300);
+/// Clock skew a new certificate tolerates: it is valid from this long ago
+/// (so its validity is its lifetime plus this).
+pub const BACKDATE: Duration = Duration::from_secs(300);
 
 /// Why a certificate could not be made, read or signed.
 #[derive(Debug, thiserror::Error)]

@@ -203,6 +203,11 @@ pub struct AgentReport {
     /// When its node certificate expires (ms since the Unix epoch), with TLS on.
     #[serde(default)]
     pub certificate_not_after_ms: Option<u64>,
+    /// When the certificate its running server started with expires: the
+    /// one the secure client port shows until a restart (ZooKeeper 3.8
+    /// reloads the quorum's certificate, not the client port's).
+    #[serde(default)]
+    pub served_certificate_not_after_ms: Option<u64>,
 }
 
 /// What the shipping agent has shipped.
@@ -414,6 +419,10 @@ pub struct MemberStatus {
     /// A known data-loss bug of that release, named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<String>,
+    /// With TLS on: when its earlier certificate expires (the client port's
+    /// or the quorum's), ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after_ms: Option<u64>,
 }
 
 /// A member's role as `zkop status`, metrics and the page show it: its role
@@ -544,6 +553,7 @@ mod tests {
             settings: None,
             backup: None,
             certificate_not_after_ms: None,
+            served_certificate_not_after_ms: None,
         };
         let mut writes = base.clone();
         writes.probe.as_mut().unwrap().zxid = Some(Zxid::from_u64(0x1_0000_0009));

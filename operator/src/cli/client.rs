@@ -278,6 +278,17 @@ pub fn render_table(s: &StatusReply) -> String {
     if let Some(b) = &s.backup {
         out.push_str(&backup_line(b));
     }
+    if let Some((at, m)) = s
+        .members
+        .iter()
+        .filter_map(|m| Some((m.certificate_not_after_ms?, m.id)))
+        .min()
+    {
+        out.push_str(&format!(
+            "certificates: member {m}'s expires first, at {} (renewed when a third of its lifetime is left)\n",
+            format_time(at)
+        ));
+    }
     for m in s.members.iter().filter(|m| m.known_issue.is_some()) {
         out.push_str(&format!(
             "warning: member {} runs ZooKeeper {}: {}\n",
@@ -311,6 +322,7 @@ mod tests {
             launch_template: None,
             zookeeper_version: Some("3.8.4".into()),
             known_issue: None,
+            certificate_not_after_ms: None,
         };
         let s = StatusReply {
             cluster: "c".into(),

@@ -153,6 +153,15 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                 zone: instance.and_then(|i| i.zone.clone()),
                 launch_template: instance.and_then(|i| i.launch_template.clone()),
                 zookeeper_version: version.clone(),
+                certificate_not_after_ms: report.and_then(|r| {
+                    match (
+                        r.certificate_not_after_ms,
+                        r.served_certificate_not_after_ms,
+                    ) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }),
                 known_issue: version
                     .as_deref()
                     .and_then(zkop_spec::releases::known_data_loss)

@@ -8,7 +8,7 @@ impl Ctx<'_> {
     /// Fleet and ledger hygiene that is always safe.
     pub(super) fn housekeeping(&self) -> Vec<Step> {
         let mut steps = Vec::new();
-        if self.obs.roll_requested {
+        if self.obs.roll_requested || self.serves_old_certificate().is_some() {
             steps.push(Step::BeginRoll);
         }
         for instance in &self.obs.replace_requested {

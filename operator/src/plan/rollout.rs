@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use zkop_spec::zk::{DynamicConfig, ServerMode};
+use zkop_spec::wire::AgentReport;
+use zkop_spec::zk::{DynamicConfig, ServerId, ServerMode};
 
 use super::{Ctx, Phase, Plan, Step};
 use crate::desired::spec_settings;
@@ -134,5 +135,39 @@ impl Ctx<'_> {
             ),
             vec![],
         )
+    }
+}
+
+impl Ctx<'_> {
+    /// A member whose secure client port still shows an older certificate
+    /// than its agent holds, while every member runs the current restart
+    /// generation: ZooKeeper 3.8 reloads a renewed certificate on the quorum
+    /// ports, but the client port shows it only after a restart, so the
+    /// renewal asks for a roll (one member at a time, as `zkop roll`).
+    pub(super) fn serves_old_certificate(&self) -> Option<ServerId> {
+        self.spec.tls.as_ref()?;
+        let members: Vec<_> = self
+            .p
+            .members
+            .values()
+            .filter(|m| !m.retiring && m.initial_config.is_some())
+            .collect();
+        let reports: Vec<_> = members
+            .iter()
+            .map(|m| self.fresh_report(&m.instance))
+            .collect();
+        // A roll under way (or a member not heard from) restarts them anyway, or must come first.
+        let current = |r: &Option<&AgentReport>| {
+            r.and_then(|r| r.settings.as_ref())
+                .is_some_and(|s| s.roll == self.p.roll)
+        };
+        if !reports.iter().all(current) {
+            return None;
+        }
+        members.iter().zip(reports).find_map(|(m, r)| {
+            let r = r?;
+            let older = r.served_certificate_not_after_ms? < r.certificate_not_after_ms?;
+            older.then_some(m.id)
+        })
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>
         settings: None,
         backup: None,
         certificate_not_after_ms: None,
+        served_certificate_not_after_ms: None,
     }
 }
 

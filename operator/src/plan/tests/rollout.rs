@@ -118,3 +118,29 @@ fn serving_needs_a_recent_report_a_voter_silent_for_seconds_halts_the_roll_out()
     b.obs.reports.get_mut("i-3").unwrap().age = SERVING_FRESH - Duration::from_millis(1);
     assert_eq!(restarted(&b.plan()), Some(2), "{:?}", b.plan());
 }
+
+#[test]
+fn a_renewed_certificate_the_client_port_does_not_show_yet_asks_for_one_roll() {
+    let mut b = cluster(3);
+    b.spec = zkop_spec::parse_spec(&format!(
+        "{}  tls:\n    enabled: true\n",
+        include_str!("../../../../examples/local-3.yaml")
+    ))
+    .unwrap();
+    let settings = crate::desired::spec_settings(&b.spec, &b.p);
+    for m in b.p.members.values_mut() {
+        m.settings = Some(settings.clone());
+        let r = &mut b.obs.reports.get_mut(&m.instance).unwrap().report;
+        r.settings = Some(settings.clone());
+        r.certificate_not_after_ms = Some(1_000);
+        r.served_certificate_not_after_ms = Some(1_000);
+    }
+    assert_ne!(b.plan().steps.first(), Some(&Step::BeginRoll));
+    // Member 2's agent renewed; its server still shows the old one.
+    let r = &mut b.obs.reports.get_mut("i-2").unwrap().report;
+    r.certificate_not_after_ms = Some(2_000);
+    assert_eq!(b.plan().steps.first(), Some(&Step::BeginRoll));
+    // Once the roll is under way, no second one.
+    b.p.roll += 1;
+    assert_ne!(b.plan().steps.first(), Some(&Step::BeginRoll));
+}
