@@ -224,38 +224,6 @@ impl Agent {
         }
     }
 
-    /// Shows the node certificate to the controller from now on.
-    fn show_identity(&mut self) {
-        if let Some(store) = self.tls.store_pem().map(str::to_string)
-            && let Err(e) = self.controller.set_identity(&store, &store)
-        {
-            self.error(e.to_string());
-        }
-    }
-
-    /// Gets a certificate when one is due (none yet, or a third of its
-    /// lifetime left), trying again at most every 2 s.
-    async fn keep_certificate(&mut self) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        if !self.tls.due(&self.address, now_ms)
-            || self
-                .certificate_tried
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
-        {
-            return;
-        }
-        self.certificate_tried = Some(Instant::now());
-        match self.tls.renew(&mut self.controller, &self.instance).await {
-            Ok(not_after_ms) => {
-                info!(instance = %self.instance, address = %self.address, not_after_ms, "new node certificate");
-                self.show_identity();
-            }
-            Err(e) => self.error(format!("cannot get a node certificate: {e}")),
-        }
-    }
-
     /// Reads the last zxid from disk while the server does not serve, at most
     /// every few seconds (logs are preallocated to 64 MB).
     fn refresh_disk_zxid(&mut self) {

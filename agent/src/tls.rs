@@ -12,6 +12,10 @@ use zkop_runtime::pki::{BACKDATE, inspect, key_and_request};
 use zkop_spec::tls::{NODE_KEY_STORE, TRUST_STORE};
 use zkop_zk::ClientTls;
 
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
 use crate::controller::ControllerClient;
 
 /// The certificate in force.
@@ -113,5 +117,39 @@ impl NodeTls {
     /// When the certificate in force expires (ms since the Unix epoch).
     pub fn not_after_ms(&self) -> Option<u64> {
         self.current.as_ref().map(|c| c.not_after_ms)
+    }
+}
+
+impl crate::Agent {
+    /// Shows the node certificate to the controller from now on.
+    pub(super) fn show_identity(&mut self) {
+        if let Some(store) = self.tls.store_pem().map(str::to_string)
+            && let Err(e) = self.controller.set_identity(&store, &store)
+        {
+            self.error(e.to_string());
+        }
+    }
+
+    /// Gets a certificate when one is due (none yet, or a third of its
+    /// lifetime left), trying again at most every 2 s.
+    pub(super) async fn keep_certificate(&mut self) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if !self.tls.due(&self.address, now_ms)
+            || self
+                .certificate_tried
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+        {
+            return;
+        }
+        self.certificate_tried = Some(Instant::now());
+        match self.tls.renew(&mut self.controller, &self.instance).await {
+            Ok(not_after_ms) => {
+                info!(instance = %self.instance, address = %self.address, not_after_ms, "new node certificate");
+                self.show_identity();
+            }
+            Err(e) => self.error(format!("cannot get a node certificate: {e}")),
+        }
     }
 }

@@ -184,6 +184,25 @@ pub fn client_name_ok(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
+impl crate::ValidatedCluster {
+    /// The client port in the dynamic config's lines: 0 (no client part)
+    /// for a secure-only server, whose plaintext port stays closed.
+    pub fn dynamic_client_port(&self) -> u16 {
+        match &self.tls {
+            Some(t) if !t.plaintext_client_port => 0,
+            _ => self.zookeeper.client_port,
+        }
+    }
+
+    /// The port clients are told to use: the secure one with TLS on.
+    pub fn clients_port(&self) -> u16 {
+        match &self.tls {
+            Some(_) => self.zookeeper.secure_client_port,
+            None => self.zookeeper.client_port,
+        }
+    }
+}
+
 /// Validates `spec.tls`; `None` when TLS is off.
 pub(crate) fn check_tls(p: &mut Problems, tls: &TlsSpec, aws: bool) -> Option<TlsPolicy> {
     let lifetime = check_duration(

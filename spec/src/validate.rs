@@ -160,23 +160,6 @@ impl ValidatedCluster {
         cfg
     }
 
-    /// The client port in the dynamic config's lines: 0 (no client part)
-    /// for a secure-only server, whose plaintext port stays closed.
-    pub fn dynamic_client_port(&self) -> u16 {
-        match &self.tls {
-            Some(t) if !t.plaintext_client_port => 0,
-            _ => self.zookeeper.client_port,
-        }
-    }
-
-    /// The port clients are told to use: the secure one with TLS on.
-    pub fn clients_port(&self) -> u16 {
-        match &self.tls {
-            Some(_) => self.zookeeper.secure_client_port,
-            None => self.zookeeper.client_port,
-        }
-    }
-
     /// `healing.memberDeadAfter`.
     pub fn member_dead_after(&self) -> Duration {
         self.healing.member_dead_after
