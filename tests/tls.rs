@@ -499,3 +499,30 @@ async fn renewal(hub: &Hub) {
         acked.len()
     );
 }
+
+#[test]
+fn the_tls_bench_times_writes_over_tls_next_to_plaintext() {
+    let _serial = common::SERIAL.blocking_lock();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let args = [
+        "bench",
+        "--tls",
+        "--tls-writes",
+        "200",
+        "--json",
+        "--network",
+        "127.0.82.0/24",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let rows: Vec<serde_json::Value> = rt.block_on(common::zkop_json(&args));
+    let transports: Vec<_> = rows
+        .iter()
+        .map(|r| r["transport"].as_str().unwrap())
+        .collect();
+    assert_eq!(transports, ["plaintext", "tls"]);
+    for r in &rows {
+        assert_eq!(r["writes"], 200, "{r}");
+        let (p50, p99) = (r["p50Ms"].as_f64().unwrap(), r["p99Ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p99 >= p50, "{r}");
+    }
+}

@@ -129,6 +129,19 @@ impl Endpoint {
         Ok(connector)
     }
 
+    /// A client session on this one server (TLS when the port is secure).
+    pub async fn session(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<zookeeper_client::Client, String> {
+        self.connector()?
+            .with_session_timeout(timeout)
+            .with_connection_timeout(timeout)
+            .connect(&self.connect_string())
+            .await
+            .map_err(|e| format!("connect to {self}: {e}"))
+    }
+
     /// A TLS connection when the port is secure.
     pub(crate) async fn tls_stream(
         &self,

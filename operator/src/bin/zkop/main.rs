@@ -256,6 +256,13 @@ struct BenchArgs {
     /// The window --aws-calls counts over.
     #[arg(long, default_value_t = 60, requires = "aws_calls")]
     window_seconds: u64,
+    /// Instead: write latency over TLS next to plaintext, on two 3-voter
+    /// clusters run by zkop (--tls-writes creates each).
+    #[arg(long, conflicts_with = "aws_calls")]
+    tls: bool,
+    /// Creates --tls times on each cluster.
+    #[arg(long, default_value_t = 2000, requires = "tls")]
+    tls_writes: usize,
     /// The controller --aws-calls asks.
     #[command(flatten)]
     controller: ControllerArgs,
@@ -454,6 +461,8 @@ async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         quick,
         aws_calls,
         window_seconds,
+        tls,
+        tls_writes,
         controller,
         network,
         hand_network,
@@ -486,6 +495,16 @@ async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         classpath: java.zookeeper_classpath,
         quick,
     };
+    if tls {
+        let (text, _) = bench::spec()?;
+        let rows = bench::tls::run(&opts, &text, tls_writes).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            print!("{}", bench::tls::render(&rows));
+        }
+        return Ok(());
+    }
     let figures = bench::run(&opts).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&figures)?);

@@ -8,6 +8,7 @@
 
 mod by_hand;
 mod operated;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -126,7 +127,7 @@ where
 }
 
 /// The bench's spec text and its validated form.
-fn spec() -> Result<(String, ValidatedCluster), BenchError> {
+pub fn spec() -> Result<(String, ValidatedCluster), BenchError> {
     let text = SPEC.replace("name: local-3", "name: bench");
     let spec = zkop_spec::parse_spec(&text)
         .map_err(|e| BenchError::Setup(format!("the bench spec is invalid: {e}")))?;

@@ -283,6 +283,11 @@ impl Session {
         Some(kb / 1024.0)
     }
 
+    /// The cluster's API, as its `api.json` names it.
+    pub fn api(&self) -> &ApiFile {
+        &self.api
+    }
+
     /// Stops the cluster (every agent and server).
     pub async fn stop(self) {
         self.up.stop().await;
