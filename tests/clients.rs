@@ -23,16 +23,7 @@ data, _ = zk.get(path)
 zk.stop()
 print(data.decode())
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, hosts, path, value])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kazoo with {hosts}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), value);
+    assert_eq!(common::python(script, &[hosts, path, value]), value);
 }
 
 /// The connect string `s` names: every serving member, `address:port`.

@@ -9,24 +9,7 @@ use std::time::Duration;
 
 use zkop_spec::wire::StatusReply;
 use zkop_tests::common::netns::{Hub, hub_and_runtime};
-use zkop_tests::common::{self, LocalCluster, example_spec, leader, settled, wait_until};
-
-/// Runs a Python script with arguments; its trimmed stdout, or a panic
-/// naming what it printed on stderr.
-fn python(script: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use zkop_tests::common::{self, LocalCluster, example_spec, leader, python, settled, wait_until};
 
 /// kazoo over TLS with the certificate in `dir`: runs `ops` (Python, with
 /// `zk` connected), printing what they print.

@@ -816,6 +816,23 @@ pub async fn read_api_json(state_dir: &Path, limit: Duration) -> (String, String
     )
 }
 
+/// Runs a Python script with arguments; its trimmed stdout, or a panic
+/// naming what it printed on stderr.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// An HTTPS client trusting the cluster CA in `ca_file` alone, showing the
 /// PEM `identity` (a certificate and its key in one file) when given.
 pub fn https_client(ca_file: &Path, identity: Option<&Path>) -> reqwest::Client {
