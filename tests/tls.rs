@@ -397,6 +397,18 @@ zk.stop()
 print(' '.join(map(str, acked)))
 "#;
 
+/// The writer's process, killed (by its PID) if the test ends before it stops.
+struct Writer(Option<std::process::Child>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[test]
 fn a_certificate_near_expiry_is_renewed_and_rolled_out_with_no_write_lost() {
     let _serial = common::SERIAL.blocking_lock();
@@ -426,13 +438,15 @@ async fn renewal(hub: &Hub) {
         .unwrap();
     let writer_cert = client_cert(&c, "writer");
     let stop = c.dir.path().join("stop-writing");
-    let writer = std::process::Command::new("python3")
-        .args(["-c", WRITER, &s.connect_string])
-        .arg(&writer_cert)
-        .arg(&stop)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer = Writer(Some(
+        std::process::Command::new("python3")
+            .args(["-c", WRITER, &s.connect_string])
+            .arg(&writer_cert)
+            .arg(&stop)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     // Renewed at a third of the lifetime left (30 s before expiry), then
     // every member restarted once, one at a time, so that the client port
     // shows the new certificate too.
@@ -451,7 +465,7 @@ async fn renewal(hub: &Hub) {
     let events: Vec<_> = renewed.events.iter().map(|e| e.kind.as_str()).collect();
     assert!(events.contains(&"certificate_issued"), "{events:?}");
     std::fs::write(&stop, "").unwrap();
-    let out = writer.wait_with_output().unwrap();
+    let out = writer.0.take().unwrap().wait_with_output().unwrap();
     let acked: Vec<u64> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(|n| n.parse().unwrap())

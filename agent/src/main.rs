@@ -248,7 +248,7 @@ impl Agent {
         // With TLS on, the controller answers an agent only once it shows
         // its node certificate: get it first.
         if self.args.controller_ca.is_some() {
-            self.keep_certificate().await;
+            self.keep_certificate(3).await;
         }
         let Some(desired) = self.desired.clone() else {
             return;
@@ -278,9 +278,14 @@ impl Agent {
                     self.supervisor.stop(Duration::from_secs(10)).await;
                 }
                 if m.tls() && self.args.controller_ca.is_none() {
-                    self.keep_certificate().await;
+                    self.keep_certificate(3).await;
                 }
                 let certified = !m.tls() || self.tls.client().is_some();
+                if m.tls() && !self.supervisor.running() {
+                    // About to start: renew early rather than serve a
+                    // certificate whose renewal would take another roll.
+                    self.keep_certificate(2).await;
+                }
                 if !self.supervisor.running()
                     && certified
                     && self.supervisor.may_start()

@@ -62,8 +62,10 @@ impl NodeTls {
     }
 
     /// Whether a new certificate is due at `now_ms`: none yet, one not for
-    /// `address`, or one with less than a third of its lifetime left.
-    pub fn due(&self, address: &str, now_ms: u64) -> bool {
+    /// `address`, or one with less than `1/part` of its lifetime left (a third
+    /// while running; half before a start, so that the roll a renewal causes
+    /// renews every member whose turn comes soon, not one roll each).
+    pub fn due(&self, address: &str, now_ms: u64, part: u64) -> bool {
         let Some(c) = &self.current else { return true };
         let ours = address
             .parse::<IpAddr>()
@@ -74,8 +76,7 @@ impl NodeTls {
             .not_after_ms
             .saturating_sub(c.not_before_ms)
             .saturating_sub(backdate);
-        let third = lifetime / 3;
-        !ours || now_ms.saturating_add(third) >= c.not_after_ms
+        !ours || now_ms.saturating_add(lifetime / part.max(1)) >= c.not_after_ms
     }
 
     /// A new key and its certificate from the controller, written in place.
@@ -130,13 +131,13 @@ impl crate::Agent {
         }
     }
 
-    /// Gets a certificate when one is due (none yet, or a third of its
+    /// Gets a certificate when one is due (none yet, or `1/part` of its
     /// lifetime left), trying again at most every 2 s.
-    pub(super) async fn keep_certificate(&mut self) {
+    pub(super) async fn keep_certificate(&mut self, part: u64) {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        if !self.tls.due(&self.address, now_ms)
+        if !self.tls.due(&self.address, now_ms, part)
             || self
                 .certificate_tried
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(2))

@@ -124,8 +124,10 @@ pub fn static_properties(policy: &TlsPolicy, secure_client_port: u16) -> BTreeMa
     for (k, v) in [
         ("serverCnxnFactory", netty),
         ("sslQuorum", "true"),
-        // Renewed quorum certificates are picked up without a restart.
-        ("sslQuorumReloadCertFiles", "true"),
+        // No reload of renewed quorum certificates: a renewal rolls every
+        // member anyway (the client port needs it), and a member restarted
+        // beside a reload was seen not to rejoin; the roll is the one path.
+        ("sslQuorumReloadCertFiles", "false"),
         // Checks a peer's certificate against the address it connects from,
         // so a client's certificate (no address) never joins the quorum.
         ("ssl.quorum.hostnameVerification", "true"),

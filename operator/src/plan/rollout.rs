@@ -141,9 +141,9 @@ impl Ctx<'_> {
 impl Ctx<'_> {
     /// A member whose secure client port still shows an older certificate
     /// than its agent holds, while every member runs the current restart
-    /// generation: ZooKeeper 3.8 reloads a renewed certificate on the quorum
-    /// ports, but the client port shows it only after a restart, so the
-    /// renewal asks for a roll (one member at a time, as `zkop roll`).
+    /// generation: ZooKeeper 3.8 shows a renewed certificate on the client
+    /// port only after a restart (and zkop leaves the quorum's reload off),
+    /// so the renewal asks for a roll (one member at a time, as `zkop roll`).
     pub(super) fn serves_old_certificate(&self) -> Option<ServerId> {
         self.spec.tls.as_ref()?;
         let members: Vec<_> = self
