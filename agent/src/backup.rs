@@ -14,7 +14,8 @@ use crate::shipper::{ShipContext, Shipper};
 /// How long after a failed restore the next try waits.
 const RESTORE_RETRY: Duration = Duration::from_secs(5);
 
-fn now_ms() -> u64 {
+/// Wall-clock now, ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

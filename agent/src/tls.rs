@@ -1,20 +1,18 @@
 //! The node's TLS material: its key, made here and never sent; its
 //! certificate, signed by the controller for this instance's address; the
 //! cluster CA. `tls/node.pem` (the certificate, then the PKCS#8 key, as
-//! ZooKeeper's PEM key store takes them) is replaced by rename, so that
-//! ZooKeeper's quorum certificate reload never reads half a file.
+//! ZooKeeper's PEM key store takes them) is replaced by rename, so that a
+//! server starting (or a crash) never meets half a file.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use tracing::info;
 use zkop_runtime::files::write_atomic;
 use zkop_runtime::pki::{BACKDATE, inspect, key_and_request};
 use zkop_spec::tls::{NODE_KEY_STORE, TRUST_STORE};
 use zkop_zk::ClientTls;
-
-use std::time::{Duration, Instant};
-
-use tracing::info;
 
 use crate::controller::ControllerClient;
 
@@ -134,10 +132,7 @@ impl crate::Agent {
     /// Gets a certificate when one is due (none yet, or `1/part` of its
     /// lifetime left), trying again at most every 2 s.
     pub(super) async fn keep_certificate(&mut self, part: u64) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        if !self.tls.due(&self.address, now_ms, part)
+        if !self.tls.due(&self.address, crate::backup::now_ms(), part)
             || self
                 .certificate_tried
                 .is_some_and(|t| t.elapsed() < Duration::from_secs(2))

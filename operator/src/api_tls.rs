@@ -55,13 +55,7 @@ pub fn server_config(
         .map_err(|e| format!("the API certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(req.key_pem.as_bytes())
         .map_err(|e| format!("the API key: {e}"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca.cert_pem().as_bytes()) {
-        let c = c.map_err(|e| format!("the CA certificate: {e}"))?;
-        roots
-            .add(c)
-            .map_err(|e| format!("the CA certificate: {e}"))?;
-    }
+    let roots = zkop_zk::endpoint::root_store(ca.cert_pem())?;
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
         .allow_unauthenticated()
         .build()

@@ -53,13 +53,8 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// A TLS client configuration trusting only `ca_pem`, showing `identity`
-/// (certificate chain and PKCS#8 key PEM) when asked: for ZooKeeper's secure
-/// port, and for the controller's API over HTTPS.
-pub fn client_config(
-    ca_pem: &str,
-    identity: Option<(&str, &str)>,
-) -> Result<rustls::ClientConfig, String> {
+/// The certificates of `ca_pem` as a trust store (at least one).
+pub fn root_store(ca_pem: &str) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let cert = cert.map_err(|e| format!("CA certificate: {e}"))?;
@@ -70,7 +65,17 @@ pub fn client_config(
     if roots.is_empty() {
         return Err("no CA certificate in the CA PEM".into());
     }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    Ok(roots)
+}
+
+/// A TLS client configuration trusting only `ca_pem`, showing `identity`
+/// (certificate chain and PKCS#8 key PEM) when asked: for ZooKeeper's secure
+/// port, and for the controller's API over HTTPS.
+pub fn client_config(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<rustls::ClientConfig, String> {
+    let builder = rustls::ClientConfig::builder().with_root_certificates(root_store(ca_pem)?);
     let Some((cert_pem, key_pem)) = identity else {
         return Ok(builder.with_no_client_auth());
     };
