@@ -9,27 +9,8 @@ use std::time::Duration;
 
 use zkop_spec::wire::StatusReply;
 use zkop_tests::common::netns::{Hub, hub_and_runtime};
+use zkop_tests::common::tls::{Writer, client_cert, kazoo_tls, plaintext_gets_nothing};
 use zkop_tests::common::{self, LocalCluster, example_spec, leader, python, settled, wait_until};
-
-/// kazoo over TLS with the certificate in `dir`: runs `ops` (Python, with
-/// `zk` connected), printing what they print.
-fn kazoo_tls(hosts: &str, dir: &Path, ops: &str) -> String {
-    let script = format!(
-        r#"
-import sys
-from kazoo.client import KazooClient
-from kazoo.security import ACL, Id, Permissions
-from kazoo.exceptions import NoAuthError
-hosts, d = sys.argv[1:3]
-zk = KazooClient(hosts=hosts, use_ssl=True, verify_certs=True, ca=d + '/ca.pem',
-                 certfile=d + '/cert.pem', keyfile=d + '/key.pem', timeout=15)
-zk.start(timeout=30)
-{ops}
-zk.stop()
-"#
-    );
-    python(&script, &[hosts, &dir.display().to_string()])
-}
 
 /// Connects to `host:port` over TLS with `cert`/`key`, trusting `ca`, and
 /// says what the server did once it had judged the certificate: `accepted`
@@ -62,47 +43,6 @@ except (ssl.SSLError, OSError) as e:
         script,
         &[host, &port.to_string(), &p(ca), &p(cert), &p(key)],
     )
-}
-
-/// Sends `bytes` in plaintext to `host:port`; what came back before the
-/// server closed (or 3 s passed).
-fn plaintext_reply(host: &str, port: u16, hex: &str) -> String {
-    let script = r#"
-import socket, sys
-host, port, data = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3])
-try:
-    s = socket.create_connection((host, port), timeout=5)
-except ConnectionRefusedError:
-    print('connection refused'); sys.exit(0)
-s.sendall(data)
-s.settimeout(3)
-got = b''
-try:
-    while True:
-        chunk = s.recv(4096)
-        if not chunk: break
-        got += chunk
-except socket.timeout:
-    print('still open: ' + got.hex()); sys.exit(0)
-except ConnectionResetError:
-    pass
-print('closed: ' + got.hex())
-"#;
-    python(script, &[host, &port.to_string(), hex])
-}
-
-/// A client certificate from `zkop client-cert`.
-fn client_cert(c: &LocalCluster, name: &str) -> PathBuf {
-    let dir = c.dir.path().join(name);
-    let out = c.zkop(&["client-cert", name, "--out", &dir.display().to_string()]);
-    assert!(
-        out.status.success(),
-        "zkop client-cert {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = std::fs::read_to_string(dir.join("key.pem")).unwrap();
-    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
-    dir
 }
 
 /// A certificate from the cluster's CA for `address`, as a node's would be:
@@ -273,26 +213,6 @@ async fn agents_speak_only_for_themselves(c: &LocalCluster, s: &StatusReply) {
 
 /// A plaintext client gets nothing: no plaintext port, no answer in
 /// plaintext on the secure one; a plaintext peer is closed without a reply.
-fn plaintext_gets_nothing(address: &str) {
-    // A plaintext client gets nothing: no plaintext port, no answer in
-    // plaintext on the secure one.
-    let srvr = "73727672";
-    assert_eq!(plaintext_reply(address, 2181, srvr), "connection refused");
-    let on_secure = plaintext_reply(address, 2281, srvr);
-    assert!(
-        !on_secure.contains("5a6f6f6b6565706572"),
-        "a plaintext srvr on the secure port was answered: {on_secure}"
-    );
-
-    // A plaintext peer on the quorum ports is closed without a reply (an
-    // election's first message: protocol version -65536, then server id 9).
-    let hello = "ffffffffffff00000000000000000009";
-    for port in [2888, 3888] {
-        let reply = plaintext_reply(address, port, hello);
-        assert_eq!(reply, "closed:", "port {port}: {reply}");
-    }
-}
-
 /// A ZooKeeper server in plaintext (no quorum TLS) as server 9, listing
 /// the members of `s` as its peers.
 struct PlainPeer {
@@ -396,18 +316,6 @@ while not os.path.exists(stop):
 zk.stop()
 print(' '.join(map(str, acked)))
 "#;
-
-/// The writer's process, killed (by its PID) if the test ends before it stops.
-struct Writer(Option<std::process::Child>);
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 #[test]
 fn a_certificate_near_expiry_is_renewed_and_rolled_out_with_no_write_lost() {

@@ -273,19 +273,22 @@ impl Agent {
                 }
                 // New settings (the controller hands them out one member at a
                 // time): restart under them.
-                if self.supervisor.running() && self.started_with.as_ref() != Some(&m.settings()) {
-                    info!(instance = %self.instance, member = %m.server_id, roll = m.roll, "restarting ZooKeeper under new settings");
-                    self.supervisor.stop(Duration::from_secs(10)).await;
-                }
+                let restart =
+                    self.supervisor.running() && self.started_with.as_ref() != Some(&m.settings());
                 if m.tls() && self.args.controller_ca.is_none() {
                     self.keep_certificate(3).await;
                 }
-                let certified = !m.tls() || self.tls.client().is_some();
-                if m.tls() && !self.supervisor.running() {
+                if m.tls() && (restart || !self.supervisor.running()) {
                     // About to start: renew early rather than serve a
-                    // certificate whose renewal would take another roll.
+                    // certificate whose renewal would take another roll (and
+                    // before the stop, so the server is down the shorter).
                     self.keep_certificate(2).await;
                 }
+                if restart {
+                    info!(instance = %self.instance, member = %m.server_id, roll = m.roll, "restarting ZooKeeper under new settings");
+                    self.supervisor.stop(Duration::from_secs(10)).await;
+                }
+                let certified = !m.tls() || self.tls.client().is_some();
                 if !self.supervisor.running()
                     && certified
                     && self.supervisor.may_start()

@@ -194,7 +194,9 @@ fn write_zoo_cfg(
             };
             keys.insert(key.to_string(), path.display().to_string());
         }
-        if let Some(me) = m.initial_config.servers.get(&m.server_id) {
+        if let Some(me) = m.initial_config.servers.get(&m.server_id)
+            && m.secure_client_port().is_some()
+        {
             keys.insert("secureClientPortAddress".into(), me.address.clone());
         }
     }

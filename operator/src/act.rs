@@ -3,6 +3,7 @@
 //! returns: a crash before the state is saved repeats the step, safely.
 
 use zkop_spec::ValidatedCluster;
+use zkop_spec::tls_stage::TlsStage;
 use zkop_spec::zk::{DynamicConfig, MemberRole, Server, ServerId};
 
 use crate::adapters::{Fleet, FleetError, IdLedger, LedgerError, TakenIds};
@@ -133,6 +134,7 @@ pub async fn act<F: Fleet, L: IdLedger>(
         Step::RestartMember { .. }
         | Step::FinishRollout
         | Step::BeginRoll
+        | Step::AdvanceTlsStage { .. }
         | Step::ReplaceInstance { .. } => record_rollout(step, &mut s, spec, now_ms)?,
     };
     Ok(Outcome { state: s, message })
@@ -290,6 +292,8 @@ fn change_members(
             if s.ever_bootstrapped {
                 return Err(ActError::Stale("already bootstrapped".into()));
             }
+            // A fresh ensemble starts with TLS as the spec says.
+            s.tls_stage = Some(TlsStage::target(spec));
             let settings = spec_settings(spec, s);
             for id in config.servers.keys() {
                 let m = s
@@ -470,6 +474,17 @@ fn record_rollout(
             s.rollout = None;
             "rolling restart done: every member runs the spec's settings".to_string()
         }
+        Step::AdvanceTlsStage { from, to } => {
+            if crate::desired::tls_stage(spec, s) != *from {
+                return Err(ActError::Stale(format!("TLS is not at {}", from.as_ref())));
+            }
+            s.tls_stage = Some(*to);
+            // Dropping the plaintext port takes a restart with the same keys.
+            if *to == TlsStage::SecureOnly {
+                s.roll += 1;
+            }
+            format!("TLS: {} done; next, {}", from.describe(), to.describe())
+        }
         Step::BeginRoll => {
             s.roll += 1;
             format!(
@@ -530,7 +545,7 @@ async fn use_ledger<L: IdLedger>(
                 election_port: z.election_port,
                 role: MemberRole::Observer,
                 client_address: address.clone(),
-                client_port: spec.dynamic_client_port(),
+                client_port: crate::desired::tls_stage(spec, s).config_client_port(spec),
             };
             s.members.insert(
                 id,

@@ -1,6 +1,7 @@
 //! What each agent is told: a pure function of the persisted state and the spec.
 
 use zkop_spec::ValidatedCluster;
+use zkop_spec::tls_stage::TlsStage;
 use zkop_spec::wire::{
     DesiredNodeState, MemberAssignment, NodeAssignment, ServerSettings, ShipOrder,
 };
@@ -8,10 +9,38 @@ use zkop_spec::zk::ServerId;
 
 use crate::model::Persisted;
 
-/// The settings the spec asks every server to run with.
+/// The TLS stage the servers are at: the persisted one; before a bootstrap,
+/// the spec's; in a state from before stages were kept, what the members'
+/// settings and the config show.
+pub fn tls_stage(spec: &ValidatedCluster, p: &Persisted) -> TlsStage {
+    if let Some(stage) = p.tls_stage {
+        return stage;
+    }
+    if !p.ever_bootstrapped {
+        return TlsStage::target(spec);
+    }
+    let secure = p
+        .members
+        .values()
+        .filter_map(|m| m.settings.as_ref())
+        .any(|s| s.static_config.contains_key("secureClientPort"));
+    let client_parts = p
+        .config
+        .iter()
+        .flat_map(|c| c.servers.values())
+        .any(|s| s.has_client_part());
+    match (secure, client_parts) {
+        (false, _) => TlsStage::Plaintext,
+        (true, true) => TlsStage::SecurePortBeside,
+        (true, false) => TlsStage::SecureOnly,
+    }
+}
+
+/// The settings every server should run with: the spec's, at the TLS stage
+/// the servers are at.
 pub fn spec_settings(spec: &ValidatedCluster, p: &Persisted) -> ServerSettings {
     ServerSettings {
-        static_config: spec.static_properties(),
+        static_config: spec.static_properties_at(tls_stage(spec, p)),
         heap_mb: spec.zookeeper.heap_mb,
         jvm_flags: spec.zookeeper.jvm_flags.clone(),
         roll: p.roll,

@@ -79,6 +79,10 @@ pub struct Persisted {
     /// The member shipping the backup.
     #[serde(default)]
     pub shipper: Option<ServerId>,
+    /// How far TLS is on in the servers (set at bootstrap and by each stage
+    /// of a live switch; none in states from before, see `desired::tls_stage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_stage: Option<zkop_spec::tls_stage::TlsStage>,
 }
 
 /// One step of a rolling restart.

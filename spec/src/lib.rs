@@ -12,6 +12,7 @@ pub mod instance;
 pub mod live;
 pub mod releases;
 pub mod tls;
+pub mod tls_stage;
 pub mod txnlog;
 pub mod validate;
 pub mod wire;

@@ -6,6 +6,7 @@
 
 use crate::ValidatedCluster;
 use crate::cluster::Fleet;
+use crate::tls_stage::TlsStage;
 
 /// The field paths `new` changes that cannot change while `running` runs;
 /// empty when every change can apply live.
@@ -22,17 +23,16 @@ pub fn fixed_fields_changed(
             "spec.zookeeper.secureClientPort",
             a.secure_client_port != b.secure_client_port,
         ),
-        // Not yet live: turning TLS on or off, or the plaintext port beside
-        // it, takes ZooKeeper's staged migration (docs/security.md).
+        // Turning TLS on, or off while the plaintext port is still open, is
+        // a staged roll-out (tls_stage); opening the plaintext port again on
+        // a secure-only ensemble is not built.
         (
-            "spec.tls.enabled",
-            running.tls.is_some() != new.tls.is_some(),
+            "spec.tls.enabled (off, on a secure-only ensemble: its plaintext client port cannot be reopened live yet)",
+            secure_only(running) && new.tls.is_none(),
         ),
         (
-            "spec.tls.plaintextClientPort",
-            running.tls.is_some()
-                && new.tls.is_some()
-                && running.dynamic_client_port() != new.dynamic_client_port(),
+            "spec.tls.plaintextClientPort (on, on a secure-only ensemble: not built live yet)",
+            secure_only(running) && new.tls.as_ref().is_some_and(|t| t.plaintext_client_port),
         ),
         (
             "spec.zookeeper.electionPort",
@@ -64,6 +64,11 @@ pub fn fixed_fields_changed(
     changed
 }
 
+/// Whether `spec` runs TLS with no plaintext client port.
+fn secure_only(spec: &ValidatedCluster) -> bool {
+    TlsStage::target(spec) == TlsStage::SecureOnly
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +90,28 @@ mod tests {
         );
         let rolls = spec("  zookeeper:\n    tickTime: 400\n");
         assert!(fixed_fields_changed(&running, &rolls).is_empty());
+    }
+
+    #[test]
+    fn tls_turns_on_live_and_off_while_the_plaintext_port_is_open() {
+        let plain = spec("");
+        let on = spec("  tls:\n    enabled: true\n");
+        let beside = spec("  tls:\n    enabled: true\n    plaintextClientPort: true\n");
+        assert!(fixed_fields_changed(&plain, &on).is_empty());
+        assert!(fixed_fields_changed(&beside, &on).is_empty());
+        assert!(fixed_fields_changed(&beside, &plain).is_empty());
+        let off = fixed_fields_changed(&on, &plain);
+        assert_eq!(off.len(), 1);
+        assert!(off[0].starts_with("spec.tls.enabled"), "{off:?}");
+        let reopen = fixed_fields_changed(&on, &beside);
+        assert!(
+            reopen[0].starts_with("spec.tls.plaintextClientPort"),
+            "{reopen:?}"
+        );
+        let port = spec("  tls:\n    enabled: true\n  zookeeper:\n    secureClientPort: 2282\n");
+        assert_eq!(
+            fixed_fields_changed(&on, &port),
+            ["spec.zookeeper.secureClientPort"]
+        );
     }
 }

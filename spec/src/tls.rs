@@ -97,6 +97,16 @@ pub const AGENT_KEYS: &[&str] = &[
     "ssl.quorum.trustStore.location",
 ];
 
+/// The keys of [`static_properties`] the quorum's TLS needs, set from the
+/// first stage of a live switch-on (`sslQuorum` and `portUnification` are
+/// the stage's own).
+pub const QUORUM_KEYS: &[&str] = &[
+    "sslQuorumReloadCertFiles",
+    "ssl.quorum.hostnameVerification",
+    "ssl.quorum.keyStore.type",
+    "ssl.quorum.trustStore.type",
+];
+
 /// `zoo.cfg` keys of TLS that zkop sets: refused in `serverProperties`.
 pub const OWNED_KEYS: &[&str] = &[
     "serverCnxnFactory",
@@ -186,26 +196,8 @@ pub fn client_name_ok(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
-impl crate::ValidatedCluster {
-    /// The client port in the dynamic config's lines: 0 (no client part)
-    /// for a secure-only server, whose plaintext port stays closed.
-    pub fn dynamic_client_port(&self) -> u16 {
-        match &self.tls {
-            Some(t) if !t.plaintext_client_port => 0,
-            _ => self.zookeeper.client_port,
-        }
-    }
-
-    /// The port clients are told to use: the secure one with TLS on.
-    pub fn clients_port(&self) -> u16 {
-        match &self.tls {
-            Some(_) => self.zookeeper.secure_client_port,
-            None => self.zookeeper.client_port,
-        }
-    }
-}
-
-/// Validates `spec.tls`; `None` when TLS is off.
+/// Validates `spec.tls`: its settings, whether or not TLS is on (`None`
+/// when they are invalid).
 pub(crate) fn check_tls(p: &mut Problems, tls: &TlsSpec, aws: bool) -> Option<TlsPolicy> {
     let lifetime = check_duration(
         p,
@@ -214,10 +206,7 @@ pub(crate) fn check_tls(p: &mut Problems, tls: &TlsSpec, aws: bool) -> Option<Tl
         (60, 825 * 24 * 3600),
         "825d",
     );
-    if !tls.enabled {
-        return None;
-    }
-    if aws {
+    if aws && tls.enabled {
         p.add(
             "spec.tls.enabled",
             "not available with fleet.aws yet: the cluster CA's key has no SSM parameter there (docs/security.md); TLS runs with fleet.local",
@@ -251,8 +240,9 @@ mod tests {
         assert_eq!(cfg["ssl.clientAuth"], "need");
         assert_eq!(cfg["sslQuorum"], "true");
         // No plaintext client part in the dynamic lines, the secure port in the connect string.
-        assert_eq!(on.dynamic_client_port(), 0);
-        assert_eq!(on.clients_port(), 2281);
+        let target = crate::tls_stage::TlsStage::target(&on);
+        assert_eq!(target.config_client_port(&on), 0);
+        assert_eq!(target.clients_port(&on), 2281);
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct ValidatedCluster {
     pub clients: crate::clients::ClientsPolicy,
     /// `spec.tls`, when TLS is on.
     pub tls: Option<crate::tls::TlsPolicy>,
+    /// `spec.tls`'s settings, whether or not TLS is on: switching it off
+    /// live walks back through them.
+    pub tls_settings: crate::tls::TlsPolicy,
 }
 
 /// The healing policy, durations parsed.
@@ -145,19 +148,9 @@ impl ValidatedCluster {
         matches!(&self.fleet, Fleet::Aws(a) if a.scaling == crate::cluster::Scaling::External)
     }
 
-    /// The static `zoo.cfg` keys every server gets.
+    /// The static `zoo.cfg` keys every server gets once TLS is as the spec says.
     pub fn static_properties(&self) -> BTreeMap<String, String> {
-        let z = &self.zookeeper;
-        let mut cfg = zk::static_properties(
-            z.tick_time,
-            z.init_limit,
-            z.sync_limit,
-            &z.server_properties,
-        );
-        if let Some(tls) = &self.tls {
-            cfg.extend(crate::tls::static_properties(tls, z.secure_client_port));
-        }
-        cfg
+        self.static_properties_at(crate::tls_stage::TlsStage::target(self))
     }
 
     /// `healing.memberDeadAfter`.
@@ -272,10 +265,8 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let backup = crate::backup::check_backup(&mut p, &s.backup);
     let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
     let clients = crate::clients::check_clients(&mut p, &s.clients, s.fleet.aws.is_some());
-    let tls = s
-        .tls
-        .as_ref()
-        .and_then(|t| crate::tls::check_tls(&mut p, t, s.fleet.aws.is_some()));
+    let tls_spec = s.tls.clone().unwrap_or_default();
+    let tls_settings = crate::tls::check_tls(&mut p, &tls_spec, s.fleet.aws.is_some());
     if s.healing.on_total_loss == TotalLossPolicy::Restore && s.backup.is_none() {
         p.add(
             "spec.healing.onTotalLoss",
@@ -289,6 +280,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         Some(rollout_timeout),
         Some(backup),
         Some(restore),
+        Some(tls_settings),
         true,
     ) = (
         placement,
@@ -297,6 +289,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         rollout_timeout,
         backup,
         restore,
+        tls_settings,
         p.0.is_empty(),
     )
     else {
@@ -317,7 +310,8 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         backup,
         restore,
         clients,
-        tls,
+        tls: Some(tls_settings.clone()).filter(|_| tls_spec.enabled),
+        tls_settings,
     })
 }
 

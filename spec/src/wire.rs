@@ -100,9 +100,10 @@ pub struct ShipOrder {
 }
 
 impl MemberAssignment {
-    /// Whether the server runs with TLS (the controller set a secure port).
+    /// Whether the server runs with TLS keys (quorum TLS, from the first
+    /// stage of a live switch-on), and so needs its node certificate.
     pub fn tls(&self) -> bool {
-        self.static_config.contains_key("secureClientPort")
+        self.static_config.contains_key("sslQuorum")
     }
 
     /// The secure client port, with TLS on.
@@ -346,6 +347,9 @@ pub struct StatusReply {
     /// Backups, when the spec asks for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+    /// How far TLS is on in the servers (none: plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls_stage::TlsStage>,
 }
 
 /// Backups as `zkop status` shows them.

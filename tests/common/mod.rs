@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod moto;
 pub mod netns;
 pub mod proxy;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -252,6 +252,9 @@ pub fn render_table(s: &StatusReply) -> String {
             &s.connect_string
         }
     ));
+    if let Some(t) = s.tls {
+        out.push_str(&format!("tls: {} ({})\n", t.as_ref(), t.describe()));
+    }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error: {e}\n"));
     }
@@ -337,6 +340,7 @@ mod tests {
             events: vec![],
             last_error: None,
             backup: None,
+            tls: None,
         };
         // Only members serving in the config are in a connect string.
         let all = [

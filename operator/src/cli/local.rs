@@ -143,22 +143,23 @@ fn check_network(opts: &UpOptions) -> Result<((Ipv4Addr, u8), Option<Namespaces>
     Ok((network, Some(namespaces)))
 }
 
-/// With TLS on: the cluster CA (made once, kept in the state directory's
-/// `tls/`) as the signer, and the API's TLS with a certificate from it.
+/// The cluster CA (made once, kept in the state directory's `tls/`) as the
+/// signer, so that TLS can be switched on live; and with TLS on at start,
+/// the API's TLS with a certificate from it.
 fn local_tls(
     spec: &ValidatedCluster,
     dir: &Path,
     api: IpAddr,
     namespaced: bool,
-) -> anyhow::Result<Option<(Signer, serve::ApiTls)>> {
-    if spec.tls.is_none() {
-        return Ok(None);
-    }
+) -> anyhow::Result<(Signer, Option<serve::ApiTls>)> {
     let ca = zkop_runtime::pki::ensure_local_ca(&dir.join("tls"), &spec.name)?;
-    let api_tls = serve::ApiTls {
-        config: crate::api_tls::server_config(&ca, &[api])
-            .map_err(|e| anyhow::anyhow!("the API's TLS: {e}"))?,
-        ca_file: dir.join("tls").join("ca.pem"),
+    let api_tls = match spec.tls {
+        Some(_) => Some(serve::ApiTls {
+            config: crate::api_tls::server_config(&ca, &[api])
+                .map_err(|e| anyhow::anyhow!("the API's TLS: {e}"))?,
+            ca_file: dir.join("tls").join("ca.pem"),
+        }),
+        None => None,
     };
     // On shared loopback every member connects from 127.0.0.1; in its own
     // namespace, from its own address only.
@@ -166,7 +167,7 @@ fn local_tls(
         true => Vec::new(),
         false => vec![IpAddr::from(Ipv4Addr::LOCALHOST)],
     };
-    Ok(Some((Signer { ca, shared_source }, api_tls)))
+    Ok((Signer { ca, shared_source }, api_tls))
 }
 
 /// Runs the cluster in the foreground until SIGINT or SIGTERM.
@@ -196,9 +197,8 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     // The controller's first pass stores this epoch, above every one before.
     let epoch = persisted.epoch + 1;
 
-    let tls = local_tls(&spec, &dir, opts.api.ip(), namespaces.is_some())?;
-    let ca_file = tls.as_ref().map(|(_, t)| t.ca_file.clone());
-    let (signer, api_tls) = tls.unzip();
+    let (signer, api_tls) = local_tls(&spec, &dir, opts.api.ip(), namespaces.is_some())?;
+    let ca_file = api_tls.as_ref().map(|t| t.ca_file.clone());
     let api = serve::Api::bind(opts.api, None, &dir, &token_file, api_tls).await?;
     let url = api.url.clone();
     let fleet = Arc::new(LocalFleet::open(
@@ -217,9 +217,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         },
     )?);
     let shared = Shared::new(token, spec.clone(), persisted);
-    if let Some(signer) = signer {
-        shared.set_signer(signer);
-    }
+    shared.set_signer(signer);
     info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch, "zkop local up");
     eprintln!(
         "zkop: cluster {} (epoch {epoch}), API {url}, state in {}; Ctrl-C stops it",

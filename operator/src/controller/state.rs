@@ -309,7 +309,8 @@ impl Shared {
             now,
             backup: s.spec.backup.as_ref(),
             wall_ms: self.clock.wall_ms(),
-            clients_port: s.spec.clients_port(),
+            tls: crate::desired::tls_stage(&s.spec, &s.persisted),
+            clients_port: crate::desired::tls_stage(&s.spec, &s.persisted).clients_port(&s.spec),
         })
     }
 

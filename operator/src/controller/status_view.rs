@@ -2,6 +2,7 @@
 //! the persisted state, the fresh reports and the last plan.
 
 use std::time::Duration;
+use zkop_spec::tls_stage::TlsStage;
 
 use tokio::time::Instant;
 use zkop_spec::backup::BackupPolicy;
@@ -37,7 +38,9 @@ pub struct StatusInput<'a> {
     pub backup: Option<&'a BackupPolicy>,
     /// Now, wall time (ms since the Unix epoch), to age the backup by.
     pub wall_ms: u64,
-    /// The port clients connect to (the secure one with TLS on).
+    /// How far TLS is on in the servers.
+    pub tls: TlsStage,
+    /// The port clients connect to (the secure one once it is open).
     pub clients_port: u16,
 }
 
@@ -191,6 +194,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         events: input.events,
         last_error: input.last_error,
         backup,
+        tls: Some(input.tls).filter(|t| *t != TlsStage::Plaintext),
     }
 }
 
@@ -229,7 +233,8 @@ mod tests {
             now,
             backup: spec.backup.as_ref(),
             wall_ms,
-            clients_port: spec.clients_port(),
+            tls: TlsStage::Plaintext,
+            clients_port: spec.zookeeper.client_port,
         });
         let metrics = crate::metrics::Metrics::default().render(&status);
         let behind = status.backup.as_ref().unwrap().behind;

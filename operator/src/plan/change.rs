@@ -120,6 +120,12 @@ pub enum ChangeReason {
         /// The launch template version the fleet launches from, when known.
         to: Option<String>,
     },
+    /// Turning TLS on: every line loses its plaintext client part (or, off,
+    /// gets it back), in one reconfig naming the whole membership.
+    TlsClientParts {
+        /// Whether the parts are dropped.
+        dropped: bool,
+    },
 }
 
 fn ids_text(ids: &[ServerId]) -> String {
@@ -180,6 +186,12 @@ impl fmt::Display for ChangeReason {
                     Some(t) => write!(f, " (launch template {t})"),
                     None => Ok(()),
                 }
+            }
+            Self::TlsClientParts { dropped: true } => {
+                write!(f, "TLS: drop the plaintext client parts")
+            }
+            Self::TlsClientParts { dropped: false } => {
+                write!(f, "TLS off: give the lines their plaintext client parts")
             }
         }
     }

@@ -198,7 +198,10 @@ impl Ctx<'_> {
         if started < needed
             && let Some(m) = unstarted.first()
         {
-            let initial_config = config.with(m.server.with_role(MemberRole::Observer));
+            let initial_config = config.with(
+                self.as_configured(&m.server)
+                    .with_role(MemberRole::Observer),
+            );
             steps.push(Step::StartJoiner {
                 id: m.id,
                 initial_config,
@@ -422,6 +425,9 @@ impl Ctx<'_> {
             why,
         } = change;
         let from_version = config.version?;
+        // Lines as the config lists them at this TLS stage (member records
+        // keep the client part they were claimed with).
+        let joining: Vec<_> = joining.iter().map(|s| self.as_configured(s)).collect();
         if !reconfig_is_safe(config, &joining, &leaving, |id| self.serving_id(id)) {
             return None;
         }

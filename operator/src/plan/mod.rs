@@ -15,7 +15,7 @@
 //! One file per concern: [`bootstrap`](self::bootstrap), `membership` (the
 //! reconfig in flight and the next one, as a typed [`MembershipChange`]),
 //! `recovery` (no leader, lost quorum, total loss), `rollout` (rolling
-//! restarts), `replacement` (rolling replacement), `housekeeping` (fleet and
+//! restarts), `tls` (switching TLS on or off live), `replacement` (rolling replacement), `housekeeping` (fleet and
 //! ledger hygiene), `backup` (the shipping member, a bootstrap's restore);
 //! `health` answers the questions they share and `safety` is
 //! the gate every reconfig passes.
@@ -40,6 +40,7 @@ mod replacement;
 mod rollout;
 mod safety;
 mod step;
+mod tls;
 
 pub use change::{ChangeReason, MembershipChange};
 pub use health::SERVING_FRESH;
@@ -130,7 +131,7 @@ pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Dura
     steps.extend(membership);
     if steps.is_empty()
         && reason.is_empty()
-        && let Some(plan) = c.rollout(config)
+        && let Some(plan) = c.rollout(config).or_else(|| c.tls_switch(config, leader))
     {
         return plan;
     }

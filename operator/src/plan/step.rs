@@ -3,6 +3,7 @@
 
 use zkop_spec::InstanceId;
 use zkop_spec::backup::RestoreFrom;
+use zkop_spec::tls_stage::TlsStage;
 use zkop_spec::zk::{DynamicConfig, ServerId, Zxid};
 
 use crate::model::{MemberRecord, PendingReconfig};
@@ -130,6 +131,14 @@ pub enum Step {
     },
     /// The last member of a rolling restart serves again: the roll-out is done.
     FinishRollout,
+    /// Turning TLS on or off: every server runs the current stage, so move
+    /// to the next (its settings roll out next; the last one restarts all).
+    AdvanceTlsStage {
+        /// The stage the servers are at.
+        from: TlsStage,
+        /// The next stage.
+        to: TlsStage,
+    },
     /// No member survived and `healing.onTotalLoss` is `bootstrap` or
     /// `restore`: give the lost ensemble up, so that a fresh one (empty, or
     /// restored from the backup) is bootstrapped next.

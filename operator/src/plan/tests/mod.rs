@@ -12,4 +12,5 @@ mod recovery;
 mod replacement;
 mod rollout;
 mod sim;
+mod tls;
 mod uniqueness;
