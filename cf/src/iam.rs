@@ -42,18 +42,26 @@ pub(crate) fn ec2_role(policies: Vec<Policy>) -> Resource {
 }
 
 pub(crate) fn secrets_arn() -> Expr {
-    Expr::sub(
-        "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SecretsParameterName}",
-    )
+    secrets_arn_with("")
+}
+
+/// The parameter beside the secrets named with `suffix` (the CA's: `.ca`,
+/// `.ca-certificate`).
+fn secrets_arn_with(suffix: &str) -> Expr {
+    Expr::sub(format!(
+        "arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{SecretsParameterName}}{suffix}"
+    ))
 }
 
 /// What agents call: read the secrets parameter at start, and ship and
 /// restore backups under the cluster's prefix (no delete).
 pub(crate) fn member_policy() -> Policy {
+    // The secrets, and the CA's certificate (to verify the controller with);
+    // never the CA's key.
     let mut statements = vec![statement(
         "ReadTheClusterSecrets",
         &["ssm:GetParameter"],
-        vec![secrets_arn()],
+        vec![secrets_arn(), secrets_arn_with(".ca-certificate")],
     )];
     statements.extend(crate::backup::member_statements());
     Policy {
@@ -128,6 +136,12 @@ pub(crate) fn controller_policy() -> Policy {
                     "ReadTheClusterSecrets",
                     &["ssm:GetParameter"],
                     vec![secrets_arn()],
+                ),
+                // Made once (no overwrite of the key) and published.
+                statement(
+                    "KeepTheClusterCa",
+                    &["ssm:GetParameter", "ssm:PutParameter"],
+                    vec![secrets_arn_with(".ca"), secrets_arn_with(".ca-certificate")],
                 ),
             ]
             .into_iter()

@@ -22,6 +22,8 @@ pub const UNSCOPED_ACTIONS: &[&str] = &[
 
 /// ZooKeeper's client, quorum and election ports (the spec's defaults).
 pub const CLIENT_PORT: i64 = 2181;
+/// The TLS client port (`spec.zookeeper.secureClientPort`'s default).
+pub const SECURE_CLIENT_PORT: i64 = 2281;
 /// The quorum port.
 pub const QUORUM_PORT: i64 = 2888;
 /// The leader-election port.
@@ -35,6 +37,7 @@ const HAS_KEY: &str = "HasKeyName";
 const HAS_SSH: &str = "HasSshSource";
 const CONTROLLER: &str = "CreateControllerHost";
 const CONTROLLER_SSH: &str = "ControllerHostWithSsh";
+pub(crate) const TLS_ON: &str = "TlsOn";
 
 fn params() -> BTreeMap<String, Parameter> {
     let p = Parameter::required;
@@ -57,6 +60,7 @@ fn params() -> BTreeMap<String, Parameter> {
         ("ApiPort", p("Number", "The controller API's port").default("7000").range(1024, 65535)),
         ("ExistingInstanceProfile", p("String", "An instance profile to use instead of creating the two roles; empty to create them").default("")),
         ("SecretsParameterName", p("String", "The SSM SecureString parameter holding the API token and super-user password (cf/deploy.sh creates it)").pattern("^/[A-Za-z0-9/_.-]+$")),
+        ("Tls", p("String", "TLS for the quorum, the clients, the agents and the API (spec.tls.enabled); the controller keeps the cluster CA in SSM beside the secrets").default("false").one_of(&["true", "false"])),
     ]
     .into_iter()
     .chain(crate::backup::params())
@@ -78,6 +82,10 @@ fn conditions() -> BTreeMap<String, Expr> {
                 Box::new(Expr::r("ControllerHost")),
                 Box::new(Expr::s("true")),
             ),
+        ),
+        (
+            TLS_ON,
+            Expr::Equals(Box::new(Expr::r("Tls")), Box::new(Expr::s("true"))),
         ),
         (
             CONTROLLER_SSH,
@@ -248,6 +256,12 @@ fn security_groups(add: &mut impl FnMut(&str, Resource)) {
             "ClientSecurityGroup",
         ),
         (
+            "MemberSecureClientIngress",
+            "ZooKeeper clients over TLS",
+            SECURE_CLIENT_PORT,
+            "ClientSecurityGroup",
+        ),
+        (
             "MemberQuorumIngress",
             "quorum among members",
             QUORUM_PORT,
@@ -404,7 +418,11 @@ fn hosts(add: &mut impl FnMut(&str, Resource)) {
     // The members.
     let controller_url = Expr::when(
         CONTROLLER,
-        Expr::sub("http://${ControllerInstance.PrivateIp}:${ApiPort}"),
+        Expr::when(
+            TLS_ON,
+            Expr::sub("https://${ControllerInstance.PrivateIp}:${ApiPort}"),
+            Expr::sub("http://${ControllerInstance.PrivateIp}:${ApiPort}"),
+        ),
         Expr::r("ControllerUrl"),
     );
     add(
@@ -511,7 +529,11 @@ fn outputs() -> BTreeMap<String, Output> {
         "ControllerAddress".into(),
         Output {
             description: "The controller API's URL".into(),
-            value: Expr::sub("http://${ControllerInstance.PrivateIp}:${ApiPort}"),
+            value: Expr::when(
+                TLS_ON,
+                Expr::sub("https://${ControllerInstance.PrivateIp}:${ApiPort}"),
+                Expr::sub("http://${ControllerInstance.PrivateIp}:${ApiPort}"),
+            ),
             condition: Some(CONTROLLER.into()),
         },
     );

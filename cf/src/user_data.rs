@@ -42,6 +42,8 @@ spec:
       table: zkop-${ClusterName}
   secrets:
     ssmParameter: ${SecretsParameterName}
+  tls:
+    enabled: ${Tls}
   backup:
     s3:
       bucket: ${BackupBucket}
@@ -55,7 +57,7 @@ TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-me
 ADDRESS=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/local-ipv4)
 cat > /etc/zkop/controller.env <<ENV
 ZKOP_API=0.0.0.0:${ApiPort}
-ZKOP_ADVERTISE_URL=http://$ADDRESS:${ApiPort}
+ZKOP_ADVERTISE_URL=${ApiScheme}://$ADDRESS:${ApiPort}
 AWS_REGION=${AWS::Region}
 ENV
 systemctl enable --now zkop-controller.service
@@ -73,6 +75,10 @@ pub(crate) fn controller() -> Expr {
                 Expr::sub("      kmsKeyId: ${BackupKmsKeyArn}\n"),
                 Expr::s(""),
             ),
+        ),
+        (
+            "ApiScheme".to_string(),
+            Expr::when(crate::template::TLS_ON, Expr::s("https"), Expr::s("http")),
         ),
         (
             "ClientsRoute53Lines".to_string(),

@@ -260,6 +260,7 @@ fn the_controller_hosts_spec_is_a_valid_zkop_spec() {
         .replace("${NumHosts}", "3")
         .replace("${AWS::Region}", "eu-west-1")
         .replace("${SecretsParameterName}", "/zkop/prod-zk/secrets")
+        .replace("${Tls}", "true")
         .replace("${BackupBucket}", "prod-zk-backups-1a2b3c")
         .replace(
             "${BackupKeyLine}",
@@ -267,6 +268,8 @@ fn the_controller_hosts_spec_is_a_valid_zkop_spec() {
         );
     let cluster = zkop_spec::parse_spec(&spec).unwrap_or_else(|e| panic!("{e}\n{spec}"));
     assert_eq!(cluster.name, "prod-zk");
+    // With the Tls parameter true, TLS is on (the CA kept beside the secrets).
+    assert!(cluster.tls.is_some());
     assert_eq!(
         cluster.backup.map(|b| b.target.to_string()),
         Some("s3://prod-zk-backups-1a2b3c/prod-zk/".to_string())

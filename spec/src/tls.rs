@@ -198,7 +198,11 @@ pub fn client_name_ok(name: &str) -> bool {
 
 /// Validates `spec.tls`: its settings, whether or not TLS is on (`None`
 /// when they are invalid).
-pub(crate) fn check_tls(p: &mut Problems, tls: &TlsSpec, aws: bool) -> Option<TlsPolicy> {
+pub(crate) fn check_tls(
+    p: &mut Problems,
+    tls: &TlsSpec,
+    aws_without_secrets: bool,
+) -> Option<TlsPolicy> {
     let lifetime = check_duration(
         p,
         "spec.tls.certificateLifetime",
@@ -206,10 +210,10 @@ pub(crate) fn check_tls(p: &mut Problems, tls: &TlsSpec, aws: bool) -> Option<Tl
         (60, 825 * 24 * 3600),
         "825d",
     );
-    if aws && tls.enabled {
+    if aws_without_secrets && tls.enabled {
         p.add(
             "spec.tls.enabled",
-            "not available with fleet.aws yet: the cluster CA's key has no SSM parameter there (docs/security.md); TLS runs with fleet.local",
+            "with fleet.aws, TLS needs spec.secrets.ssmParameter: the cluster CA's key is kept beside the secrets in SSM (docs/security.md)",
         );
     }
     Some(TlsPolicy {
@@ -268,6 +272,23 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("spec.zookeeper.serverProperties.ssl.clientAuth"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_on_aws_needs_the_secrets_parameter_beside_which_its_ca_is_kept() {
+        let aws = include_str!("../../examples/aws.yaml")
+            .replace("spec:\n", "spec:\n  tls:\n    enabled: true\n");
+        assert!(parse_spec(&aws).unwrap().tls.is_some());
+        let start = aws.find("  secrets:").unwrap();
+        let without = aws.replace(
+            &aws[start..start + "  secrets:\n    ssmParameter: /zkop/prod-zk/secrets\n".len()],
+            "",
+        );
+        let e = parse_spec(&without).unwrap_err().to_string();
+        assert!(
+            e.contains("spec.tls.enabled: with fleet.aws, TLS needs spec.secrets.ssmParameter"),
             "{e}"
         );
     }

@@ -266,7 +266,11 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
     let clients = crate::clients::check_clients(&mut p, &s.clients, s.fleet.aws.is_some());
     let tls_spec = s.tls.clone().unwrap_or_default();
-    let tls_settings = crate::tls::check_tls(&mut p, &tls_spec, s.fleet.aws.is_some());
+    let tls_settings = crate::tls::check_tls(
+        &mut p,
+        &tls_spec,
+        s.fleet.aws.is_some() && s.secrets.is_none(),
+    );
     if s.healing.on_total_loss == TotalLossPolicy::Restore && s.backup.is_none() {
         p.add(
             "spec.healing.onTotalLoss",

@@ -133,7 +133,13 @@ impl AwsCluster {
         controllers: usize,
         env0: Vec<(String, String)>,
     ) -> AwsCluster {
-        Self::start_on(replicas, network, controllers, env0, false).await
+        Self::start_on(replicas, network, controllers, env0, false, false).await
+    }
+
+    /// One controller and the simulator with `spec.tls` on: the API is
+    /// HTTPS, and this harness trusts the CA the controller names in `api.json`.
+    pub async fn start_tls(replicas: u32, network: &str) -> AwsCluster {
+        Self::start_on(replicas, network, 1, Vec::new(), false, true).await
     }
 
     /// `start_with`, each controller reaching DynamoDB (its lease and state)
@@ -144,14 +150,14 @@ impl AwsCluster {
         controllers: usize,
     ) -> AwsCluster {
         let env0 = vec![(DYNAMODB_PROXY.to_string(), String::new())];
-        Self::start_on(replicas, network, controllers, env0, false).await
+        Self::start_on(replicas, network, controllers, env0, false, false).await
     }
 
     /// One controller on the group, table and log group of a stack that
     /// `cf/deploy.sh` deployed from the rendered template; its output is in
     /// `deploy.log`.
     pub async fn start_from_stack(replicas: u32, network: &str) -> AwsCluster {
-        Self::start_on(replicas, network, 1, Vec::new(), true).await
+        Self::start_on(replicas, network, 1, Vec::new(), true, false).await
     }
 
     async fn start_on(
@@ -160,6 +166,7 @@ impl AwsCluster {
         controllers: usize,
         env0: Vec<(String, String)>,
         stack: bool,
+        tls: bool,
     ) -> AwsCluster {
         super::require_zookeeper();
         let moto = Moto::start();
@@ -190,6 +197,10 @@ impl AwsCluster {
         let spec = std::fs::read_to_string(repo_root().join("examples/aws-3.yaml"))
             .unwrap()
             .replace("replicas: 3", &format!("replicas: {replicas}"));
+        let spec = match tls {
+            true => spec.replacen("spec:\n", "spec:\n  tls:\n    enabled: true\n", 1),
+            false => spec,
+        };
         std::fs::write(&spec_path, spec).unwrap();
         zkop_zk::endpoint::install_crypto_provider();
         let mut c = AwsCluster {
@@ -223,6 +234,9 @@ impl AwsCluster {
             let pid = c.spawn_controller(i);
             c.pids.push(pid);
             let (url, token) = read_api_json(&state, Duration::from_secs(60)).await;
+            if url.starts_with("https://") {
+                c.http = super::https_client(&state.join("tls/ca.pem"), None);
+            }
             c.urls.push(url);
             c.token = token;
         }

@@ -3,7 +3,7 @@
 //! live in DynamoDB. Several controllers may run; the lease holder acts, the
 //! others answer 503 naming it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use zkop_spec::cluster::{Fleet, Ids};
 use super::input::{InputError, load_spec, state_dir_for};
 use super::serve::{self, StateDir};
 use crate::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger, sdk_config};
-use crate::controller::{Controller, LeaseKeeper, Shared, SpecFile};
+use crate::controller::{Controller, LeaseKeeper, Shared, Signer, SpecFile};
 use crate::model::Persisted;
 use zkop_runtime::secrets;
 
@@ -42,6 +42,55 @@ pub struct RunOptions {
     pub api: SocketAddr,
     /// `--advertise-url`: the URL other controllers and agents reach this one at.
     pub advertise_url: Option<String>,
+}
+
+/// The cluster CA, kept beside the secrets in SSM (made by the first
+/// controller to need it), as the signer, so that TLS can be switched on
+/// live; with TLS on at start, the API's TLS with a certificate for the
+/// addresses agents reach this controller at.
+async fn aws_tls(
+    spec: &zkop_spec::ValidatedCluster,
+    sdk: &aws_config::SdkConfig,
+    opts: &RunOptions,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Option<Signer>, Option<serve::ApiTls>)> {
+    let Some(secrets) = &spec.secrets_parameter else {
+        return Ok((None, None));
+    };
+    let ssm = crate::adapters::aws::calls::ssm(sdk);
+    let ca = zkop_runtime::pki_ssm::ensure_ssm_ca(&ssm, secrets, &spec.name).await?;
+    let api_tls = match spec.tls {
+        Some(_) => {
+            let mut addresses = vec![opts.api.ip()];
+            let advertised = opts
+                .advertise_url
+                .as_deref()
+                .and_then(|u| reqwest::Url::parse(u).ok())
+                .and_then(|u| u.host_str()?.parse::<IpAddr>().ok());
+            addresses.extend(advertised);
+            addresses.retain(|a| !a.is_unspecified());
+            if addresses.is_empty() {
+                bail!(InputError::Usage(
+                    "with spec.tls on, give --advertise-url with the IP address agents reach this controller at (its certificate names it)".into()
+                ));
+            }
+            let ca_file = dir.join("tls").join("ca.pem");
+            zkop_runtime::files::write_atomic(&ca_file, ca.cert_pem().as_bytes(), 0o644)?;
+            Some(serve::ApiTls {
+                config: crate::api_tls::server_config(&ca, &addresses)
+                    .map_err(|e| anyhow::anyhow!("the API's TLS: {e}"))?,
+                ca_file,
+            })
+        }
+        None => None,
+    };
+    // The sandbox's members share loopback and connect from 127.0.0.1; on
+    // EC2 each connects from its own private address only.
+    let shared_source = match std::env::var_os(crate::adapters::aws::SANDBOX_ADDRESSES) {
+        Some(_) => vec![IpAddr::from(std::net::Ipv4Addr::LOCALHOST)],
+        None => Vec::new(),
+    };
+    Ok((Some(Signer { ca, shared_source }), api_tls))
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
@@ -71,9 +120,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => state_dir.ensure_secrets()?,
     };
 
-    // TLS on AWS is refused at validation for now (docs/security.md).
-    let (advertise, tls) = (opts.advertise_url.clone(), None);
-    let api = serve::Api::bind(opts.api, advertise, &dir, &token_file, tls).await?;
+    let (signer, tls) = aws_tls(&spec, &sdk, &opts, &dir).await?;
+    let api =
+        serve::Api::bind(opts.api, opts.advertise_url.clone(), &dir, &token_file, tls).await?;
     let fleet = Arc::new(AsgFleet::new(&sdk, &aws.auto_scaling_group_name));
     let ledger = LogStreamLedger::open(&sdk, &ids.log_group).await?;
     let store = DynamoStore::new(&sdk, &state.table, &spec.name);
@@ -97,6 +146,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             ..Persisted::default()
         },
     );
+    if let Some(signer) = signer {
+        shared.set_signer(signer);
+    }
     info!(cluster = %spec.name, api = %api.url, holder = %holder, group = %aws.auto_scaling_group_name, "zkop run");
     eprintln!(
         "zkop: cluster {} on group {} ({}), API {}, state in {}; Ctrl-C stops this controller",
