@@ -46,8 +46,9 @@ pub struct RunOptions {
 
 /// The cluster CA, kept beside the secrets in SSM (made by the first
 /// controller to need it), as the signer, so that TLS can be switched on
-/// live; with TLS on at start, the API's TLS with a certificate for the
-/// addresses agents reach this controller at.
+/// live; with an `https://` advertised URL (or none, and TLS on at start),
+/// the API's TLS with a certificate for the addresses agents reach this
+/// controller at.
 async fn aws_tls(
     spec: &zkop_spec::ValidatedCluster,
     sdk: &aws_config::SdkConfig,
@@ -55,12 +56,28 @@ async fn aws_tls(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Option<Signer>, Option<serve::ApiTls>)> {
     let Some(secrets) = &spec.secrets_parameter else {
+        if opts
+            .advertise_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+        {
+            bail!(InputError::Usage(
+                "an https:// --advertise-url needs spec.secrets.ssmParameter: the cluster CA that signs the API's certificate is kept beside the secrets".into()
+            ));
+        }
         return Ok((None, None));
     };
     let ssm = crate::adapters::aws::calls::ssm(sdk);
     let ca = zkop_runtime::pki_ssm::ensure_ssm_ca(&ssm, secrets, &spec.name).await?;
-    let api_tls = match spec.tls {
-        Some(_) => {
+    // The API's scheme is the advertised URL's (agents reach it at the URL
+    // their launch template names, which a live switch does not change);
+    // without one, HTTPS when TLS is on at start.
+    let https = match &opts.advertise_url {
+        Some(url) => url.starts_with("https://"),
+        None => spec.tls.is_some(),
+    };
+    let api_tls = match https {
+        true => {
             let mut addresses = vec![opts.api.ip()];
             let advertised = opts
                 .advertise_url
@@ -82,7 +99,7 @@ async fn aws_tls(
                 ca_file,
             })
         }
-        None => None,
+        false => None,
     };
     // The sandbox's members share loopback and connect from 127.0.0.1; on
     // EC2 each connects from its own private address only.
