@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use zkop_spec::wire::StatusReply;
 use zkop_tests::common::netns::{Hub, hub_and_runtime};
-use zkop_tests::common::tls::{Writer, client_cert, kazoo_tls, plaintext_gets_nothing};
+use zkop_tests::common::tls::{
+    Writer, assert_writes_kept_over_tls, client_cert, kazoo_tls, plaintext_gets_nothing,
+};
 use zkop_tests::common::{self, LocalCluster, example_spec, leader, python, settled, wait_until};
 
 /// Connects to `host:port` over TLS with `cert`/`key`, trusting `ca`, and
@@ -387,18 +389,7 @@ async fn renewal(hub: &Hub) {
     // acknowledged write: the servers show their renewed certificates.
     let wait = first_expiry.saturating_sub(common::now_ms()) + 1000;
     tokio::time::sleep(Duration::from_millis(wait)).await;
-    let reader = client_cert(&c, "reader");
-    let present = kazoo_tls(
-        &renewed.connect_string,
-        &reader,
-        "print(' '.join(c[2:] for c in zk.get_children('/') if c.startswith('w-')))",
-    );
-    let present: std::collections::BTreeSet<u64> = present
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let lost: Vec<_> = acked.iter().filter(|n| !present.contains(n)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert_writes_kept_over_tls(&c, &renewed.connect_string, &acked);
     eprintln!(
         "tls: {} writes acknowledged through the renewal and its roll, none lost",
         acked.len()

@@ -12,7 +12,8 @@ use zkop_spec::wire::{StatusReply, StatusRole};
 use zkop_spec::zk::MemberRole;
 use zkop_tests::common::netns::{Hub, hub_and_runtime};
 use zkop_tests::common::tls::{
-    Writer, client_cert, kazoo_tls, plaintext_gets_nothing, plaintext_reply,
+    Writer, assert_writes_kept_over_tls, client_cert, kazoo_tls, plaintext_gets_nothing,
+    plaintext_reply,
 };
 use zkop_tests::common::{self, LocalCluster, example_spec, settled, wait_until};
 
@@ -147,23 +148,94 @@ async fn switch_on(hub: &Hub) {
 
     std::fs::write(&stop, "").unwrap();
     let (acked, over_tls) = writer_result(&mut writer);
-    let reader = client_cert(&c, "reader");
-    let present = kazoo_tls(
-        &after.connect_string,
-        &reader,
-        "print(' '.join(c[2:] for c in zk.get_children('/') if c.startswith('w-')))",
-    );
-    let present: std::collections::BTreeSet<u64> = present
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let lost: Vec<_> = acked.iter().filter(|n| !present.contains(n)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert_writes_kept_over_tls(&c, &after.connect_string, &acked);
     eprintln!(
         "tls_live: {} writes acknowledged ({over_tls} over TLS) through the switch, a scale-out and a replacement, none lost; {} samples",
         acked.len(),
         samples.len()
     );
+    c.stop().await;
+}
+
+#[test]
+fn tls_beside_the_plaintext_port_turns_on_and_off_again_keeping_the_data() {
+    let _serial = common::SERIAL.blocking_lock();
+    let (hub, rt) = hub_and_runtime(213);
+    rt.block_on(on_and_off(&hub));
+}
+
+/// kazoo in plaintext: runs `ops` with `zk` connected to `hosts`.
+fn kazoo_plain(hosts: &str, ops: &str) -> String {
+    let script = format!(
+        "import sys\nfrom kazoo.client import KazooClient\nzk = KazooClient(hosts=sys.argv[1], timeout=15)\nzk.start(timeout=30)\n{ops}\nzk.stop()\n"
+    );
+    common::python(&script, &[hosts])
+}
+
+async fn on_and_off(hub: &Hub) {
+    let mut c = LocalCluster::start_in(&example_spec(3), hub).await;
+    let s = c
+        .wait_status("3 plaintext voters", Duration::from_secs(120), |s| {
+            settled(s, 3, 0)
+        })
+        .await;
+    kazoo_plain(&s.connect_string, "zk.create('/before', b'plain')");
+    c.edit_spec(
+        "spec:\n",
+        "spec:\n  tls:\n    enabled: true\n    plaintextClientPort: true\n",
+    );
+    let (beside, mut samples) = sampling(&c, "TLS beside the plaintext port", |s| {
+        s.tls.is_some_and(|t| t.as_ref() == "securePortBeside") && settled(s, 3, 0)
+    })
+    .await;
+    // Both ports serve: TLS with a certificate, plaintext as before.
+    let d = client_cert(&c, "app");
+    let read = kazoo_tls(
+        &beside.connect_string,
+        &d,
+        "zk.create('/beside', b'tls')\nprint(zk.get('/before')[0].decode())",
+    );
+    assert_eq!(read, "plain");
+    let plain: Vec<_> = beside
+        .members
+        .iter()
+        .map(|m| format!("{}:2181", m.address))
+        .collect();
+    assert_eq!(
+        kazoo_plain(&plain.join(","), "print(zk.get('/beside')[0].decode())"),
+        "tls"
+    );
+
+    // Off again: the same stages back, each a roll.
+    c.edit_spec("    enabled: true\n", "    enabled: false\n");
+    let (off, more) = sampling(&c, "TLS off", |s| s.tls.is_none() && settled(s, 3, 0)).await;
+    samples.extend(more);
+    assert!(
+        off.connect_string.split(',').all(|h| h.ends_with(":2181")),
+        "{}",
+        off.connect_string
+    );
+    let read = kazoo_plain(
+        &off.connect_string,
+        "print(zk.get('/before')[0].decode(), zk.get('/beside')[0].decode())",
+    );
+    assert_eq!(read, "plain tls");
+    // No server runs a TLS key any more.
+    for m in &off.members {
+        let cfg = c
+            .state_dir()
+            .join("instances")
+            .join(&*m.instance)
+            .join("conf/zoo.cfg");
+        let cfg = std::fs::read_to_string(&cfg).unwrap();
+        assert!(
+            !cfg.contains("ssl") && !cfg.contains("secureClientPort"),
+            "{cfg}"
+        );
+    }
+    // Four rolls each way, one election each.
+    let gaps = gaps_without_majority(&samples);
+    assert!(gaps.len() <= 8, "{gaps:?}");
     c.stop().await;
 }
 

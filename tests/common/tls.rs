@@ -99,3 +99,20 @@ pub fn plaintext_gets_nothing(address: &str) {
         assert_eq!(reply, "closed:", "port {port}: {reply}");
     }
 }
+
+/// A new client (certificate `reader`) finds every write `/w-N` of `acked`
+/// through `connect_string`.
+pub fn assert_writes_kept_over_tls(c: &LocalCluster, connect_string: &str, acked: &[u64]) {
+    let reader = client_cert(c, "reader");
+    let present = kazoo_tls(
+        connect_string,
+        &reader,
+        "print(' '.join(c[2:] for c in zk.get_children('/') if c.startswith('w-')))",
+    );
+    let present: std::collections::BTreeSet<u64> = present
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let lost: Vec<_> = acked.iter().filter(|n| !present.contains(n)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
