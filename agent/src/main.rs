@@ -9,6 +9,7 @@ mod backup;
 mod controller;
 mod history;
 mod node;
+mod secrets;
 mod shipper;
 mod supervisor;
 mod tls;
@@ -28,8 +29,8 @@ use controller::ControllerClient;
 use node::Layout;
 use supervisor::Supervisor;
 use zkop_spec::wire::{
-    AgentReport, ClusterSecrets, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport,
-    ProcessReport, ReconfigResult, Recovery, ServerSettings,
+    AgentReport, DesiredNodeState, MemberAssignment, NodeAssignment, ProbeReport, ProcessReport,
+    ReconfigResult, Recovery, ServerSettings,
 };
 use zkop_spec::zk::Zxid;
 use zkop_zk::Endpoint;
@@ -138,27 +139,6 @@ async fn from_imds() -> anyhow::Result<(String, String)> {
         get("/latest/meta-data/instance-id").await?,
         get("/latest/meta-data/local-ipv4").await?,
     ))
-}
-
-/// Reads the cluster's secrets from an SSM SecureString parameter; and,
-/// when the controller is reached over HTTPS, the CA certificate the
-/// controller publishes beside them, to verify it with.
-async fn ssm_secrets(name: &str, https: bool) -> anyhow::Result<(ClusterSecrets, Option<String>)> {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_ssm::Client::new(&config);
-    let secrets = zkop_runtime::secrets::from_ssm(&client, name).await?;
-    if !https {
-        return Ok((secrets, None));
-    }
-    let ca = zkop_runtime::pki_ssm::ssm_ca_certificate(&client, name)
-        .await?
-        .with_context(|| {
-            format!(
-                "the controller is reached over HTTPS, but SSM has no CA certificate at {}",
-                zkop_runtime::pki_ssm::certificate_parameter(name)
-            )
-        })?;
-    Ok((secrets, Some(ca)))
 }
 
 impl Agent {
@@ -508,41 +488,11 @@ async fn serve(agent: &mut Agent, client: ControllerClient) -> anyhow::Result<()
     Ok(())
 }
 
-/// The API token and the super-user password, from SSM or files; with SSM
-/// and an HTTPS controller, the CA certificate published beside them too
-/// (kept in the data directory as `--controller-ca`).
-async fn secrets(args: &mut Args) -> anyhow::Result<(String, String)> {
-    let https = args.controllers.iter().any(|u| u.starts_with("https://"));
-    let secrets = match (
-        &args.secrets_ssm_parameter,
-        &args.token_file,
-        &args.super_password_file,
-    ) {
-        (Some(name), _, _) => {
-            let (s, ca) = ssm_secrets(name, https && args.controller_ca.is_none()).await?;
-            if let Some(ca) = ca {
-                let path = args.data_dir.join("controller-ca.pem");
-                std::fs::create_dir_all(&args.data_dir)
-                    .with_context(|| format!("creating {}", args.data_dir.display()))?;
-                zkop_runtime::files::write_atomic(&path, ca.as_bytes(), 0o644)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                args.controller_ca = Some(path);
-            }
-            (s.api_token, s.super_password)
-        }
-        (None, Some(t), Some(p)) => (read_secret(t)?, read_secret(p)?),
-        _ => {
-            anyhow::bail!("give --token-file and --super-password-file, or --secrets-ssm-parameter")
-        }
-    };
-    Ok(secrets)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     zkop_runtime::logging::init();
     let mut args = Args::parse();
-    let (token, password) = secrets(&mut args).await?;
+    let (token, password) = secrets::read(&mut args).await?;
     let (instance, address) = match (args.instance.clone(), args.address.clone()) {
         (Some(i), Some(a)) => (i, a),
         (i, a) => {

@@ -201,7 +201,7 @@ pub fn client_name_ok(name: &str) -> bool {
 pub(crate) fn check_tls(
     p: &mut Problems,
     tls: &TlsSpec,
-    aws_without_secrets: bool,
+    secrets_missing: bool,
 ) -> Option<TlsPolicy> {
     let lifetime = check_duration(
         p,
@@ -210,7 +210,7 @@ pub(crate) fn check_tls(
         (60, 825 * 24 * 3600),
         "825d",
     );
-    if aws_without_secrets && tls.enabled {
+    if secrets_missing && tls.enabled {
         p.add(
             "spec.tls.enabled",
             "with fleet.aws, TLS needs spec.secrets.ssmParameter: the cluster CA's key is kept beside the secrets in SSM (docs/security.md)",
