@@ -91,6 +91,7 @@ impl Metrics {
                 phase.as_str()
             );
         }
+        render_tolerances(&mut out, status);
         render_versions(&mut out, status);
         render_backup(&mut out, status);
         self.with(|c| {
@@ -132,6 +133,43 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// The failure tolerances, and each member's zone.
+fn render_tolerances(out: &mut String, status: &StatusReply) {
+    let cluster = &status.cluster;
+    for (name, help, value) in [
+        (
+            "zkop_cluster_failure_tolerance",
+            "Voters that can stop serving with the quorum kept.",
+            status.failure_tolerance,
+        ),
+        (
+            "zkop_cluster_zone_failure_tolerance",
+            "Whole zones that can be lost (the most crowded first) with the quorum kept.",
+            status.zone_failure_tolerance,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        if let Some(v) = value {
+            let _ = writeln!(out, "{name}{{cluster=\"{cluster}\"}} {v}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP zkop_member_zone_info The zone each member's instance is in."
+    );
+    let _ = writeln!(out, "# TYPE zkop_member_zone_info gauge");
+    for m in &status.members {
+        if let Some(zone) = &m.zone {
+            let _ = writeln!(
+                out,
+                "zkop_member_zone_info{{cluster=\"{cluster}\",member=\"{}\",zone=\"{zone}\"}} 1",
+                m.id
+            );
+        }
     }
 }
 

@@ -146,7 +146,35 @@ pub enum Fleet {
 /// Local processes; the loopback range is chosen with `zkop local up --network`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LocalFleet {}
+pub struct LocalFleet {
+    /// Simulated availability zones (e.g. `[a, b, c]`): each new instance
+    /// goes to the zone with the fewest running instances, as an Auto
+    /// Scaling group balances its zones. None: one zone, `local`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+}
+
+impl LocalFleet {
+    /// `fleet.local.zones`: distinct names of letters, digits and `-`.
+    pub(crate) fn check_zones(&self, p: &mut crate::validate::Problems) {
+        let zones = &self.zones;
+        for (i, z) in zones.iter().enumerate() {
+            let ok = (1..=32).contains(&z.len())
+                && z.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                p.add(
+                    &format!("spec.fleet.local.zones[{i}]"),
+                    format!("must be 1 to 32 letters, digits or `-`, got `{z}`"),
+                );
+            } else if zones[..i].contains(z) {
+                p.add(
+                    &format!("spec.fleet.local.zones[{i}]"),
+                    format!("`{z}` is listed twice"),
+                );
+            }
+        }
+    }
+}
 
 /// An EC2 Auto Scaling group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

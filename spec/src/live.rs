@@ -50,7 +50,12 @@ pub fn fixed_fields_changed(
         }
     }
     match (&running.fleet, &new.fleet) {
-        (Fleet::Local(_), Fleet::Local(_)) => {}
+        (Fleet::Local(x), Fleet::Local(y)) => {
+            // The local fleet places instances by the zones it started with.
+            if x.zones != y.zones {
+                changed.push("spec.fleet.local.zones");
+            }
+        }
         (Fleet::Aws(x), Fleet::Aws(y)) => {
             if x.region != y.region {
                 changed.push("spec.fleet.aws.region");

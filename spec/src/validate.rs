@@ -410,7 +410,10 @@ fn check_placement(
     state: &Option<StateSpec>,
 ) -> Option<(Fleet, Ids, Option<DynamodbState>)> {
     let fleet = match (&fleet.local, &fleet.aws) {
-        (Some(l), None) => Fleet::Local(l.clone()),
+        (Some(l), None) => {
+            l.check_zones(p);
+            Fleet::Local(l.clone())
+        }
         (None, Some(a)) => Fleet::Aws(a.clone()),
         _ => {
             p.add("spec.fleet", "must set exactly one of `local` or `aws`");

@@ -350,6 +350,14 @@ pub struct StatusReply {
     /// How far TLS is on in the servers (none: plaintext).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls_stage::TlsStage>,
+    /// How many more voters can stop serving with the quorum kept (none:
+    /// no config yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_tolerance: Option<usize>,
+    /// How many whole zones can be lost (the most crowded first) with the
+    /// quorum kept (none: no config yet, or a voter's zone is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_failure_tolerance: Option<usize>,
 }
 
 /// Backups as `zkop status` shows them.

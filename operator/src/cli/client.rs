@@ -255,6 +255,15 @@ pub fn render_table(s: &StatusReply) -> String {
     if let Some(t) = s.tls {
         out.push_str(&format!("tls: {} ({})\n", t.as_ref(), t.describe()));
     }
+    if let Some(f) = s.failure_tolerance {
+        let zones = s
+            .zone_failure_tolerance
+            .map(|z| format!(", {z} zone(s)"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "failure tolerance: {f} voter(s){zones} can be lost with the quorum kept\n"
+        ));
+    }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("last error: {e}\n"));
     }
@@ -341,6 +350,8 @@ mod tests {
             last_error: None,
             backup: None,
             tls: None,
+            failure_tolerance: Some(1),
+            zone_failure_tolerance: None,
         };
         // Only members serving in the config are in a connect string.
         let all = [
@@ -361,7 +372,12 @@ mod tests {
             Some("connect string: 127.0.0.1:2181,127.0.0.12:2181"),
             "{table}"
         );
-        let rows: Vec<&str> = table.lines().skip(3).collect();
+        assert_eq!(
+            table.lines().nth(3),
+            Some("failure tolerance: 1 voter(s) can be lost with the quorum kept"),
+            "{table}"
+        );
+        let rows: Vec<&str> = table.lines().skip(4).collect();
         let column = |row: &str| row.find("i-").unwrap();
         assert_eq!(rows.len(), 3, "{table}");
         assert!(

@@ -201,10 +201,15 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     let ca_file = api_tls.as_ref().map(|t| t.ca_file.clone());
     let api = serve::Api::bind(opts.api, None, &dir, &token_file, api_tls).await?;
     let url = api.url.clone();
+    let zones = match &spec.fleet {
+        zkop_spec::cluster::Fleet::Local(l) => l.zones.clone(),
+        zkop_spec::cluster::Fleet::Aws(_) => Vec::new(),
+    };
     let fleet = Arc::new(LocalFleet::open(
         &dir,
         network,
         vec![opts.api.ip().to_string()],
+        zones,
         AgentCommand {
             binary: agent_bin,
             controller_urls: vec![url.clone()],

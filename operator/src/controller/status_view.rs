@@ -1,11 +1,12 @@
 //! The cluster as `zkop status`, metrics and the page show it: a pure view of
 //! the persisted state, the fresh reports and the last plan.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
-use zkop_spec::tls_stage::TlsStage;
 
 use tokio::time::Instant;
 use zkop_spec::backup::BackupPolicy;
+use zkop_spec::tls_stage::TlsStage;
 use zkop_spec::wire::{AgentReport, BackupStatus, Event, MemberStatus, StatusReply, StatusRole};
 use zkop_spec::zk::{DynamicConfig, MemberRole, ServerMode};
 
@@ -184,6 +185,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         .map(|p| (p.phase.as_str().to_string(), p.reason.clone()))
         .unwrap_or_else(|| ("Pending".into(), "starting".into()));
     let backup = backup_view(&input);
+    let (failure_tolerance, zone_failure_tolerance) = tolerances(&members);
     StatusReply {
         cluster: input.cluster.to_string(),
         connect_string: connect_string(&members),
@@ -195,7 +197,36 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         last_error: input.last_error,
         backup,
         tls: Some(input.tls).filter(|t| *t != TlsStage::Plaintext),
+        failure_tolerance,
+        zone_failure_tolerance,
     }
+}
+
+/// Voters that can stop serving, and whole zones that can be lost, with the
+/// quorum kept; none without voters (or, for zones, with a voter's unknown).
+fn tolerances(members: &[MemberStatus]) -> (Option<usize>, Option<usize>) {
+    let voters: Vec<&MemberStatus> = members
+        .iter()
+        .filter(|m| m.config_role == Some(MemberRole::Participant))
+        .collect();
+    if voters.is_empty() {
+        return (None, None);
+    }
+    let serving: Vec<&&MemberStatus> = voters
+        .iter()
+        .filter(|m| matches!(m.role, StatusRole::Leader | StatusRole::Follower))
+        .collect();
+    let failure = crate::plan::failure_tolerance(serving.len(), voters.len());
+    let mut by_zone: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in &serving {
+        let Some(zone) = m.zone.as_deref() else {
+            return (Some(failure), None);
+        };
+        *by_zone.entry(zone).or_default() += 1;
+    }
+    let counts: Vec<usize> = by_zone.into_values().collect();
+    let zones = crate::plan::zone_failure_tolerance(&counts, voters.len());
+    (Some(failure), Some(zones))
 }
 
 #[cfg(test)]

@@ -120,6 +120,16 @@ pub enum ChangeReason {
         /// The launch template version the fleet launches from, when known.
         to: Option<String>,
     },
+    /// A zone holds a majority of the voters: one of its followers hands
+    /// its vote to an observer in another zone.
+    ZoneRebalance {
+        /// The crowded zone.
+        zone: String,
+        /// Its follower, now an observer.
+        demoted: ServerId,
+        /// The observer, now a voter.
+        promoted: ServerId,
+    },
     /// Turning TLS on: every line loses its plaintext client part (or, off,
     /// gets it back), in one reconfig naming the whole membership.
     TlsClientParts {
@@ -187,6 +197,14 @@ impl fmt::Display for ChangeReason {
                     None => Ok(()),
                 }
             }
+            Self::ZoneRebalance {
+                zone,
+                demoted,
+                promoted,
+            } => write!(
+                f,
+                "zone {zone} holds a majority of the voters: voter {demoted} hands its vote to observer {promoted}"
+            ),
             Self::TlsClientParts { dropped: true } => {
                 write!(f, "TLS: drop the plaintext client parts")
             }

@@ -251,10 +251,13 @@ impl Ctx<'_> {
         if let Some(swap) = self.replacement(config, &r.live_observers, r.active) {
             return Some(swap);
         }
+        // Voters leave from the most crowded zones first.
+        let followers = self.crowded_first(config, &followers);
         if r.active > self.replicas() as usize {
             return self.scale_in(config, r, &followers);
         }
         self.voter_count_change(config, r, &followers)
+            .or_else(|| self.zone_rebalance(config, &r.live_observers, &followers))
     }
 
     /// Dead members first: a dead observer leaves; a dead voter's vote goes
@@ -273,9 +276,10 @@ impl Ctx<'_> {
             ));
         }
         let &dead = r.dead_voters.first()?;
-        if let Some(j) = r.joiners.first() {
+        let joiners = r.joiners.iter().map(|m| m.server.clone()).collect();
+        if let Some(j) = self.spread_over_zones(config, joiners).first() {
             return Some(MembershipChange::new(
-                vec![j.server.with_role(MemberRole::Participant)],
+                vec![j.with_role(MemberRole::Participant)],
                 vec![dead],
                 ChangeReason::ReplaceDeadVoter { dead, with: j.id },
             ));
@@ -298,8 +302,16 @@ impl Ctx<'_> {
         // No joiner is coming when no more members are wanted: an observer
         // becomes the replacement. Promoting it while a voter is down can
         // fail, so it leaves first and rejoins as a participant next.
+        let observers = r
+            .live_observers
+            .iter()
+            .filter_map(|id| config.servers.get(id).cloned())
+            .collect();
         if r.active >= self.replicas() as usize
-            && let Some(&observer) = r.live_observers.iter().min()
+            && let Some(observer) = self
+                .spread_over_zones(config, observers)
+                .first()
+                .map(|s| s.id)
         {
             return Some(MembershipChange::new(
                 vec![],
@@ -357,6 +369,7 @@ impl Ctx<'_> {
         if v < target {
             let mut candidates: Vec<Server> = r.live_observers.iter().filter_map(server).collect();
             candidates.extend(r.joiners.iter().map(|m| m.server.clone()));
+            let candidates = self.spread_over_zones(config, candidates);
             if candidates.len() < 2 {
                 return None;
             }

@@ -41,12 +41,14 @@ mod rollout;
 mod safety;
 mod step;
 mod tls;
+mod zones;
 
 pub use change::{ChangeReason, MembershipChange};
 pub use health::SERVING_FRESH;
 pub use phase::Phase;
 pub use safety::reconfig_is_safe;
 pub use step::Step;
+pub use zones::{failure_tolerance, zone_failure_tolerance};
 
 #[cfg(test)]
 pub(crate) mod tests;

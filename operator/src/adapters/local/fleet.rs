@@ -33,6 +33,9 @@ pub struct LocalInstanceRecord {
     pub terminated: bool,
     /// The agent's PID while it runs.
     pub agent_pid: Option<u32>,
+    /// Its simulated zone (`fleet.local.zones`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -62,6 +65,8 @@ pub struct LocalFleet {
     network: (Ipv4Addr, u8),
     /// Addresses of `network` that are not the fleet's to hand out (the hub's).
     reserved: Vec<String>,
+    /// Simulated zones new instances are spread over.
+    zones: Vec<String>,
     inner: Mutex<Inner>,
 }
 
@@ -116,11 +121,13 @@ pub fn free_address(network: (Ipv4Addr, u8), used: &BTreeSet<&str>) -> Result<St
 
 impl LocalFleet {
     /// A fleet in `state_dir` (bookkeeping in `fleet.json`, instances in
-    /// `instances/<id>/`), handing out addresses from `network` but `reserved`.
+    /// `instances/<id>/`), handing out addresses from `network` but `reserved`,
+    /// and spreading instances over `zones` (none: one zone, `local`).
     pub fn open(
         state_dir: &Path,
         network: (Ipv4Addr, u8),
         reserved: Vec<String>,
+        zones: Vec<String>,
         agent: AgentCommand,
     ) -> std::io::Result<Self> {
         let file = match std::fs::read_to_string(state_dir.join("fleet.json")) {
@@ -134,6 +141,7 @@ impl LocalFleet {
             state_dir: state_dir.to_path_buf(),
             network,
             reserved,
+            zones,
             inner: Mutex::new(Inner {
                 file,
                 agents: AgentProcesses::new(state_dir, agent),
@@ -161,6 +169,22 @@ impl LocalFleet {
         }
         self.save(&inner.file)?;
         Ok(())
+    }
+
+    /// The zone a new instance goes to: the one with the fewest running
+    /// instances (ties: the first listed), as an Auto Scaling group balances.
+    fn zone_for_next(&self, file: &FleetFile) -> Option<String> {
+        let running = |z: &String| {
+            file.instances
+                .values()
+                .filter(|i| !i.terminated && i.zone.as_ref() == Some(z))
+                .count()
+        };
+        self.zones
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, z)| (running(z), *i))
+            .map(|(_, z)| z.clone())
     }
 
     /// Stops every agent (each stops its server), without terminating instances.
@@ -209,13 +233,15 @@ impl Fleet for LocalFleet {
                 .chain(self.reserved.iter().map(String::as_str))
                 .collect();
             let address = free_address(self.network, &used)?;
+            let zone = self.zone_for_next(&inner.file);
             let agent_pid = inner.agents.spawn(&id, &address)?;
-            info!(instance = %id, %address, pid = agent_pid, "instance launched");
+            info!(instance = %id, %address, pid = agent_pid, zone = zone.as_deref().unwrap_or("local"), "instance launched");
             let rec = LocalInstanceRecord {
                 id: id.clone(),
                 address,
                 terminated: false,
                 agent_pid,
+                zone,
             };
             inner.file.instances.insert(id, rec);
             changed = true;
@@ -234,7 +260,7 @@ impl Fleet for LocalFleet {
                 } else {
                     InstanceState::Running
                 },
-                zone: Some("local".into()),
+                zone: Some(r.zone.clone().unwrap_or_else(|| "local".into())),
                 launch_template: None,
                 private_ip: Some(r.address.clone()),
             })

@@ -14,3 +14,4 @@ mod rollout;
 mod sim;
 mod tls;
 mod uniqueness;
+mod zones;
