@@ -281,7 +281,12 @@ async fn replace(
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let body = shared.metrics.render(&shared.status());
+    let status = shared.status();
+    let mut body = shared.metrics.render(&status);
+    body.push_str(&crate::metrics::leadership(
+        &status.cluster,
+        shared.follower_of().is_none(),
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

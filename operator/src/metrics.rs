@@ -136,9 +136,29 @@ impl Metrics {
     }
 }
 
-/// The failure tolerances, and each member's zone.
+/// `zkop_controller_leader`: whether this controller acts for `cluster`
+/// (every controller of a group serves `/metrics`; one should say 1).
+pub fn leadership(cluster: &str, leading: bool) -> String {
+    format!(
+        "# HELP zkop_controller_leader 1 while this controller leads the cluster (holds its lease).\n# TYPE zkop_controller_leader gauge\nzkop_controller_leader{{cluster=\"{cluster}\"}} {}\n",
+        u8::from(leading)
+    )
+}
+
+/// The failure tolerances, each member's zone, and a halted roll-out.
 fn render_tolerances(out: &mut String, status: &StatusReply) {
     let cluster = &status.cluster;
+    let _ = writeln!(
+        out,
+        "# HELP zkop_rollout_halted 1 while a roll-out is halted (a restarted member did not serve again within rollout.timeout)."
+    );
+    let _ = writeln!(out, "# TYPE zkop_rollout_halted gauge");
+    let halted = status.reason.starts_with(crate::plan::ROLLOUT_HALTED);
+    let _ = writeln!(
+        out,
+        "zkop_rollout_halted{{cluster=\"{cluster}\"}} {}",
+        u8::from(halted)
+    );
     for (name, help, value) in [
         (
             "zkop_cluster_failure_tolerance",

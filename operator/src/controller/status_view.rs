@@ -267,7 +267,19 @@ mod tests {
             tls: TlsStage::Plaintext,
             clients_port: spec.zookeeper.client_port,
         });
-        let metrics = crate::metrics::Metrics::default().render(&status);
+        let metrics = crate::metrics::Metrics::default().render(&status)
+            + &crate::metrics::leadership("t", true);
+        // Every metric the shipped alert rules use is one zkop renders.
+        let rules = include_str!("../../../monitoring/zkop-alerts.yml");
+        for name in rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("zkop_"))
+        {
+            assert!(
+                metrics.contains(&format!("# TYPE {name} ")),
+                "monitoring/zkop-alerts.yml uses {name}, which /metrics does not have"
+            );
+        }
         let behind = status.backup.as_ref().unwrap().behind;
         assert!(
             metrics.contains(&format!(

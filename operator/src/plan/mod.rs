@@ -46,6 +46,7 @@ mod zones;
 pub use change::{ChangeReason, MembershipChange};
 pub use health::SERVING_FRESH;
 pub use phase::Phase;
+pub use rollout::ROLLOUT_HALTED;
 pub use safety::reconfig_is_safe;
 pub use step::Step;
 pub use zones::{failure_tolerance, zone_failure_tolerance};

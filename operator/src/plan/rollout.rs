@@ -9,6 +9,9 @@ use super::{Ctx, Phase, Plan, Step};
 use crate::desired::spec_settings;
 use crate::model::{MemberRecord, RolloutStep};
 
+/// How a halted roll-out's reason begins (status, and `zkop_rollout_halted`).
+pub const ROLLOUT_HALTED: &str = "roll-out halted";
+
 impl Ctx<'_> {
     /// A rolling restart: members whose settings differ from the spec's restart
     /// one at a time (observers, then followers, the leader last), each once
@@ -118,7 +121,7 @@ impl Ctx<'_> {
             return Plan::new(
                 Phase::Degraded,
                 format!(
-                    "roll-out halted: member {} on {} did not serve again within rollout.timeout ({}s) after its restart ({why}); {stale} member(s) not restarted and left untouched",
+                    "{ROLLOUT_HALTED}: member {} on {} did not serve again within rollout.timeout ({}s) after its restart ({why}); {stale} member(s) not restarted and left untouched",
                     m.id,
                     m.instance,
                     self.spec.rollout_timeout.as_secs()
