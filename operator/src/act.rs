@@ -124,6 +124,14 @@ pub async fn act<F: Fleet, L: IdLedger>(
         }
         Step::ForceConfig { .. } | Step::DiscardEnsemble { .. } => record_recovery(step, &mut s)?,
         Step::RebuildState { config, members } => rebuild_state(&mut s, config, members, now_ms),
+        Step::MarkVoterDown {
+            id,
+            standby,
+            down_for_s,
+        } => {
+            s.voters_down.insert(*id);
+            format!("voter {id} has not served for {down_for_s}s: standby {standby} takes its vote")
+        }
         Step::AssignShipper { id } => {
             s.shipper = *id;
             match id {
@@ -332,6 +340,7 @@ fn change_members(
             )
         }
         Step::RetireMember { id } => {
+            s.voters_down.remove(id);
             let m = s
                 .members
                 .get_mut(id)

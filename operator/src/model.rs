@@ -79,6 +79,11 @@ pub struct Persisted {
     /// The member shipping the backup.
     #[serde(default)]
     pub shipper: Option<ServerId>,
+    /// Voters that stopped serving for `healing.voterDownAfter` while a
+    /// standby was ready: treated as dead (their vote goes to the standby
+    /// through the live quorum), then retired once out of the config.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub voters_down: std::collections::BTreeSet<ServerId>,
     /// How far TLS is on in the servers (set at bootstrap and by each stage
     /// of a live switch; none in states from before, see `desired::tls_stage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +203,9 @@ pub struct SeenReport {
     /// Time since a report last said its JVM runs (or since this controller
     /// began observing); `None`: unknown, never judged by.
     pub running_ago: Option<Duration>,
+    /// How long its server has served without a report saying otherwise;
+    /// `None` while it does not serve.
+    pub serving_for: Option<Duration>,
 }
 
 /// This pass's observation.

@@ -95,6 +95,10 @@ pub struct Voters {
     /// Most voters the ensemble grows to (odd, at most 9, default 5).
     #[serde(default = "default_voters_max")]
     pub max: u32,
+    /// Synced observers kept ready to take a down voter's vote (0 to 2,
+    /// default 0), on instances beyond `replicas`.
+    #[serde(default)]
+    pub standby: u32,
 }
 
 fn default_voters_min() -> u32 {
@@ -109,6 +113,7 @@ impl Default for Voters {
         Self {
             min: default_voters_min(),
             max: default_voters_max(),
+            standby: 0,
         }
     }
 }
@@ -368,6 +373,11 @@ pub struct Healing {
     #[serde(default = "default_member_dead_after")]
     #[schemars(schema_with = "crate::duration::schema")]
     pub member_dead_after: String,
+    /// With `voters.standby`: how long a voter may not serve before a
+    /// standby takes its vote (default `10s`; shorter than `memberDeadAfter`).
+    #[serde(default = "default_voter_down_after")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub voter_down_after: String,
 }
 
 /// Rolling restarts: one member at a time, observers first, the leader last.
@@ -402,6 +412,10 @@ fn default_member_dead_after() -> String {
     "60s".into()
 }
 
+fn default_voter_down_after() -> String {
+    "10s".into()
+}
+
 impl Default for Healing {
     fn default() -> Self {
         Self {
@@ -409,6 +423,7 @@ impl Default for Healing {
             on_total_loss: TotalLossPolicy::default(),
             detect_after: default_detect_after(),
             member_dead_after: default_member_dead_after(),
+            voter_down_after: default_voter_down_after(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod cluster;
 pub mod duration;
 pub mod fourlw;
+pub mod healing;
 pub mod instance;
 pub mod live;
 pub mod releases;

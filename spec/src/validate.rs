@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::backup::{BackupPolicy, RestoreFrom};
 use crate::cluster::{
-    API_VERSION, ClusterSpec, DynamodbState, Fleet, FleetSpec, Healing, Ids, IdsSpec, KIND,
+    API_VERSION, ClusterSpec, DynamodbState, Fleet, FleetSpec, Ids, IdsSpec, KIND,
     QuorumLossPolicy, StateSpec, TotalLossPolicy, ZookeeperCluster, ZookeeperSettings,
 };
 use crate::duration::DurationSpec;
@@ -90,6 +90,8 @@ pub struct ValidatedCluster {
     pub voters_min: u32,
     /// Most voters (odd).
     pub voters_max: u32,
+    /// Standby observers kept ready for a down voter's vote.
+    pub standby: u32,
     /// Where instances come from.
     pub fleet: Fleet,
     /// How ids are claimed.
@@ -128,6 +130,8 @@ pub struct HealingPolicy {
     pub detect_after: Duration,
     /// How long a silent member may stay before it is dead.
     pub member_dead_after: Duration,
+    /// How long a voter may not serve before a standby takes its vote.
+    pub voter_down_after: Duration,
 }
 
 impl ValidatedCluster {
@@ -253,7 +257,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     check_counts(&mut p, s);
     let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
     let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
-    let healing = check_healing(&mut p, &s.healing);
+    let healing = crate::healing::check_healing(&mut p, &s.healing, s.voters.standby);
     let rollout_timeout = check_duration(
         &mut p,
         "spec.rollout.timeout",
@@ -304,6 +308,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         replicas: s.replicas,
         voters_min: s.voters.min,
         voters_max: s.voters.max,
+        standby: s.voters.standby,
         fleet,
         ids,
         state,
@@ -570,29 +575,6 @@ pub(crate) fn check_duration(
             None
         }
     }
-}
-
-fn check_healing(p: &mut Problems, h: &Healing) -> Option<HealingPolicy> {
-    let detect_after = check_duration(
-        p,
-        "spec.healing.detectAfter",
-        &h.detect_after,
-        (1, 3600),
-        "1h",
-    );
-    let member_dead_after = check_duration(
-        p,
-        "spec.healing.memberDeadAfter",
-        &h.member_dead_after,
-        (5, 86_400),
-        "24h",
-    );
-    Some(HealingPolicy {
-        quorum_loss: h.quorum_loss,
-        on_total_loss: h.on_total_loss,
-        detect_after: detect_after?,
-        member_dead_after: member_dead_after?,
-    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ struct Heard {
     served_at: Option<Instant>,
     /// When a report last said its JVM runs.
     running_at: Option<Instant>,
+    /// Since when its reports say its server serves, without a gap.
+    serving_since: Option<Instant>,
     /// The ZooKeeper release its server last said it runs.
     version: Option<String>,
 }
@@ -78,6 +80,10 @@ impl ReportCache {
             } else {
                 last.and_then(|h| h.served_at)
             },
+            serving_since: match serving {
+                true => last.and_then(|h| h.serving_since).or(Some(now)),
+                false => None,
+            },
             running_at: if report.process.running {
                 Some(now)
             } else {
@@ -103,6 +109,7 @@ impl ReportCache {
         for h in self.reports.values_mut() {
             h.served_at = None;
             h.running_at = None;
+            h.serving_since = None;
         }
     }
 
@@ -190,6 +197,7 @@ impl ReportCache {
                     age: now.saturating_duration_since(h.at),
                     served_ago: Some(ago(h.served_at)),
                     running_ago: Some(ago(h.running_at)),
+                    serving_for: h.serving_since.map(|t| now.saturating_duration_since(t)),
                 };
                 (k.clone(), seen)
             })

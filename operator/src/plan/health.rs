@@ -18,7 +18,7 @@ impl Ctx<'_> {
     /// Members wanted: the spec's, plus one while a rolling replacement lets a
     /// new instance join before an outdated one leaves.
     pub(super) fn replicas(&self) -> u32 {
-        self.spec_replicas() + self.surge()
+        self.spec_replicas() + self.spec.standby + self.surge()
     }
 
     /// Members the spec wants: `spec.replicas`, or with an externally scaled
@@ -74,6 +74,10 @@ impl Ctx<'_> {
     /// config, silence for `memberDeadAfter`.
     pub(super) fn dead(&self, m: &MemberRecord) -> bool {
         if !self.obs.instance_up(&m.instance) {
+            return true;
+        }
+        // A down voter a standby replaces: dead to the membership rules.
+        if self.p.voters_down.contains(&m.id) {
             return true;
         }
         let after = self.dead_after();

@@ -22,6 +22,9 @@ impl Ctx<'_> {
             let up = self.obs.instance_up(&m.instance);
             if self.obs.instance_gone(&m.instance) && !listed {
                 steps.push(Step::ForgetMember { id: m.id });
+            } else if !listed && !m.retiring && self.p.voters_down.contains(&m.id) {
+                // Its vote went to a standby: its instance makes room for a new one.
+                steps.push(Step::RetireMember { id: m.id });
             } else if up && !listed && m.retiring {
                 steps.push(Step::TerminateInstance {
                     instance: m.instance.clone(),

@@ -302,12 +302,18 @@ impl Ctx<'_> {
         // No joiner is coming when no more members are wanted: an observer
         // becomes the replacement. Promoting it while a voter is down can
         // fail, so it leaves first and rejoins as a participant next.
-        let observers = r
+        // Only standbys that have served a while, when there are any
+        // (raft-autopilot's rule).
+        let mut observers: Vec<_> = r
             .live_observers
             .iter()
             .filter_map(|id| config.servers.get(id).cloned())
             .collect();
-        if r.active >= self.replicas() as usize
+        if observers.iter().any(|s| self.stable_standby(s.id)) {
+            observers.retain(|s| self.stable_standby(s.id));
+        }
+        let standing_in = !self.p.voters_down.is_empty();
+        if (r.active >= self.replicas() as usize || standing_in)
             && let Some(observer) = self
                 .spread_over_zones(config, observers)
                 .first()

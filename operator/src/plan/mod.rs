@@ -39,6 +39,7 @@ mod recovery;
 mod replacement;
 mod rollout;
 mod safety;
+mod standby;
 mod step;
 mod tls;
 mod zones;
@@ -129,6 +130,9 @@ pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Dura
     }
     if let Some(step) = c.shipper_step(config, leader) {
         steps.insert(0, step);
+    }
+    if let Some(plan) = c.standby_takes_over(config, &steps) {
+        return plan;
     }
     let (membership, reason) = c.membership(config, leader);
     steps.extend(membership);

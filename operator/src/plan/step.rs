@@ -131,6 +131,16 @@ pub enum Step {
     },
     /// The last member of a rolling restart serves again: the roll-out is done.
     FinishRollout,
+    /// A voter has not served for `healing.voterDownAfter` while a standby
+    /// is ready: it is treated as dead, and its vote goes to the standby.
+    MarkVoterDown {
+        /// The voter.
+        id: ServerId,
+        /// The standby that takes its vote.
+        standby: ServerId,
+        /// How long it has not served, in seconds (for the event).
+        down_for_s: u64,
+    },
     /// Turning TLS on or off: every server runs the current stage, so move
     /// to the next (its settings roll out next; the last one restarts all).
     AdvanceTlsStage {

@@ -41,6 +41,7 @@ fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
                 age: Duration::ZERO,
                 served_ago: None,
                 running_ago: None,
+                serving_for: None,
             },
         );
     }

@@ -65,6 +65,17 @@ pub(crate) fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>
     }
 }
 
+/// `report`, just arrived, with nothing known of its server's history.
+pub(crate) fn seen(report: AgentReport) -> SeenReport {
+    SeenReport {
+        report,
+        age: Duration::ZERO,
+        served_ago: None,
+        running_ago: None,
+        serving_for: None,
+    }
+}
+
 /// A bootstrapped cluster and its observation, built up step by step.
 pub(crate) struct B {
     pub(crate) spec: ValidatedCluster,
@@ -130,6 +141,7 @@ impl B {
                 age: Duration::ZERO,
                 served_ago: None,
                 running_ago: None,
+                serving_for: None,
             },
         );
         self

@@ -12,6 +12,7 @@ mod recovery;
 mod replacement;
 mod rollout;
 mod sim;
+mod standby;
 mod tls;
 mod uniqueness;
 mod zones;

@@ -180,15 +180,9 @@ fn with_on_total_loss_bootstrap_the_lost_are_fenced_then_a_fresh_ensemble_replac
             launch_template: None,
             private_ip: None,
         });
-        b.obs.reports.insert(
-            inst.clone(),
-            SeenReport {
-                report: report(&inst, None, None),
-                age: Duration::ZERO,
-                served_ago: None,
-                running_ago: None,
-            },
-        );
+        b.obs
+            .reports
+            .insert(inst.clone(), seen(report(&inst, None, None)));
     }
     assert!(
         b.plan()

@@ -124,6 +124,7 @@ impl Sim {
                     age: Duration::ZERO,
                     served_ago: None,
                     running_ago: None,
+                    serving_for: None,
                 },
             );
         }

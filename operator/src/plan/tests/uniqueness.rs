@@ -24,6 +24,7 @@ fn new_instance_at(address: &str) -> B {
             age: Duration::ZERO,
             served_ago: None,
             running_ago: None,
+            serving_for: None,
         },
     );
     b
