@@ -21,25 +21,7 @@ pub fn certificate_parameter(secrets_parameter: &str) -> String {
 }
 
 /// Why the CA could not be read or made in SSM.
-#[derive(Debug, thiserror::Error)]
-pub enum SsmCaError {
-    /// A call failed.
-    #[error("SSM parameter {name}: {reason}")]
-    Call {
-        /// The parameter.
-        name: String,
-        /// The SDK's words.
-        reason: String,
-    },
-    /// The parameter holds no CA.
-    #[error("SSM parameter {name}: {reason}")]
-    Value {
-        /// The parameter.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
+pub type SsmCaError = crate::secrets::SsmSecretsError;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -38,11 +38,12 @@ pub fn ensure_secret(path: &Path) -> std::io::Result<String> {
     Ok(secret)
 }
 
-/// Why the cluster's secrets could not be read from SSM.
+/// Why an SSM parameter of the cluster's (its secrets, its CA) could not
+/// be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SsmSecretsError {
     /// The call failed.
-    #[error("reading SSM parameter {name}: {reason}")]
+    #[error("SSM parameter {name}: {reason}")]
     Call {
         /// The parameter.
         name: String,
