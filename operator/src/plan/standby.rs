@@ -47,9 +47,18 @@ impl Ctx<'_> {
             return None;
         }
         let after = self.spec.healing.voter_down_after;
+        // A member a roll-out restarted is the roll-out's business until
+        // rollout.timeout (a slow start is not a hung server).
+        let restarting = |id: ServerId| {
+            self.p.rollout.as_ref().is_some_and(|r| {
+                r.member == id
+                    && self.obs.now_ms.saturating_sub(r.at_ms)
+                        < u64::try_from(self.spec.rollout_timeout.as_millis()).unwrap_or(u64::MAX)
+            })
+        };
         let (id, down_for) = config
             .voters()
-            .filter(|s| !self.dead_id(s.id))
+            .filter(|s| !self.dead_id(s.id) && !restarting(s.id))
             .find_map(|s| {
                 let m = self.p.members.get(&s.id)?;
                 let down = self.obs.reports.get(&m.instance)?.served_ago?;

@@ -80,3 +80,23 @@ fn the_standby_leaves_then_takes_the_down_voters_vote_and_the_down_voter_retires
         "{plan:?}"
     );
 }
+
+#[test]
+fn a_voter_a_roll_out_just_restarted_is_given_rollout_timeout_not_voter_down_after() {
+    let mut b = standby(Duration::from_secs(4), Duration::from_secs(20));
+    b.p.rollout = Some(crate::model::RolloutStep {
+        member: ServerId(2),
+        at_ms: b.obs.now_ms - 4_000,
+        leader_zxid: None,
+    });
+    let marks = |b: &B| {
+        b.plan()
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MarkVoterDown { .. }))
+    };
+    assert!(!marks(&b), "{:?}", b.plan());
+    // Past rollout.timeout (5 min), a hung restart is a down voter too.
+    b.p.rollout.as_mut().unwrap().at_ms = b.obs.now_ms - 301_000;
+    assert!(marks(&b), "{:?}", b.plan());
+}
