@@ -1,11 +1,12 @@
 //! `spec.healing` (and `voters.standby`, which heals a down voter): durations
 //! parsed and checked against each other.
 
-use crate::cluster::Healing;
+use crate::cluster::{ClusterSpec, Scaling};
 use crate::validate::{HealingPolicy, Problems, check_duration};
 
-/// Validates `spec.healing` for a cluster keeping `standby` standby voters.
-pub(crate) fn check_healing(p: &mut Problems, h: &Healing, standby: u32) -> Option<HealingPolicy> {
+/// Validates `spec.healing`, and `voters.standby` beside it.
+pub(crate) fn check_healing(p: &mut Problems, s: &ClusterSpec) -> Option<HealingPolicy> {
+    let (h, standby) = (&s.healing, s.voters.standby);
     let detect_after = check_duration(
         p,
         "spec.healing.detectAfter",
@@ -31,6 +32,17 @@ pub(crate) fn check_healing(p: &mut Problems, h: &Healing, standby: u32) -> Opti
         p.add(
             "spec.voters.standby",
             format!("must be 0, 1 or 2, got {standby}"),
+        );
+    }
+    let external = s
+        .fleet
+        .aws
+        .as_ref()
+        .is_some_and(|a| a.scaling == Scaling::External);
+    if standby > 0 && external {
+        p.add(
+            "spec.voters.standby",
+            "not with fleet.aws.scaling: external: standbys run on instances beyond replicas, which only zkop sizing the group adds",
         );
     }
     if let (Some(down), Some(dead)) = (voter_down_after, member_dead_after)
@@ -81,5 +93,17 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("spec.healing.voterDownAfter: must be shorter than spec.healing.memberDeadAfter (30s)"), "{e}");
+    }
+
+    #[test]
+    fn standbys_need_zkop_to_size_the_group() {
+        let aws = include_str!("../../examples/aws.yaml")
+            .replace("    aws:\n", "    aws:\n      scaling: external\n")
+            .replace("  voters:\n", "  voters:\n    standby: 1\n");
+        let e = crate::parse_spec(&aws).unwrap_err().to_string();
+        assert!(
+            e.contains("spec.voters.standby: not with fleet.aws.scaling: external"),
+            "{e}"
+        );
     }
 }

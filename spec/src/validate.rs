@@ -257,7 +257,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     check_counts(&mut p, s);
     let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
     let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
-    let healing = crate::healing::check_healing(&mut p, &s.healing, s.voters.standby);
+    let healing = crate::healing::check_healing(&mut p, s);
     let rollout_timeout = check_duration(
         &mut p,
         "spec.rollout.timeout",
