@@ -85,13 +85,8 @@ impl TlsStage {
         if self == TlsStage::Plaintext {
             return BTreeMap::new();
         }
-        let mut cfg: BTreeMap<String, String> = crate::tls::QUORUM_KEYS
-            .iter()
-            .filter_map(|k| {
-                let all = crate::tls::static_properties(policy, secure_client_port);
-                all.get(*k).map(|v| (k.to_string(), v.clone()))
-            })
-            .collect();
+        let mut cfg = crate::tls::static_properties(policy, secure_client_port);
+        cfg.retain(|k, _| crate::tls::QUORUM_KEYS.contains(&k.as_str()));
         let quorum_tls = self >= TlsStage::QuorumTlsUnified;
         cfg.insert("sslQuorum".into(), quorum_tls.to_string());
         if self <= TlsStage::QuorumTlsUnified {

@@ -298,6 +298,7 @@ impl Shared {
     pub fn status(&self) -> StatusReply {
         let now = self.clock.now();
         let s = self.lock();
+        let tls = crate::desired::tls_stage(&s.spec, &s.persisted);
         status_view(StatusInput {
             cluster: &s.spec.name,
             persisted: &s.persisted,
@@ -309,8 +310,8 @@ impl Shared {
             now,
             backup: s.spec.backup.as_ref(),
             wall_ms: self.clock.wall_ms(),
-            tls: crate::desired::tls_stage(&s.spec, &s.persisted),
-            clients_port: crate::desired::tls_stage(&s.spec, &s.persisted).clients_port(&s.spec),
+            tls,
+            clients_port: tls.clients_port(&s.spec),
         })
     }
 
