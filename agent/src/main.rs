@@ -284,7 +284,7 @@ impl Agent {
                     info!(instance = %self.instance, member = %m.server_id, roll = m.roll, "restarting ZooKeeper under new settings");
                     self.supervisor.stop(Duration::from_secs(10)).await;
                 }
-                let certified = !m.tls() || self.tls.client().is_some();
+                let certified = !m.tls() || self.tls.names(&self.address);
                 if !self.supervisor.running()
                     && certified
                     && self.supervisor.may_start()

@@ -65,9 +65,7 @@ impl NodeTls {
     /// renews every member whose turn comes soon, not one roll each).
     pub fn due(&self, address: &str, now_ms: u64, part: u64) -> bool {
         let Some(c) = &self.current else { return true };
-        let ours = address
-            .parse::<IpAddr>()
-            .is_ok_and(|a| c.addresses.contains(&a));
+        let ours = self.names(address);
         // The lifetime it was issued for: its validity less the backdating.
         let backdate = u64::try_from(BACKDATE.as_millis()).unwrap_or(0);
         let lifetime = c
@@ -106,6 +104,17 @@ impl NodeTls {
     /// agent shows the controller too.
     pub fn store_pem(&self) -> Option<&str> {
         self.current.as_ref().map(|c| c.store_pem.as_str())
+    }
+
+    /// Whether the certificate in force names `address`: a server must not
+    /// start with one that does not, since its peers and its own agent
+    /// check the certificate against the address it serves on.
+    pub fn names(&self, address: &str) -> bool {
+        self.current.as_ref().is_some_and(|c| {
+            address
+                .parse::<IpAddr>()
+                .is_ok_and(|a| c.addresses.contains(&a))
+        })
     }
 
     /// The identity to talk to the own server's secure port with.
