@@ -460,13 +460,23 @@ impl AwsCluster {
         &self.http
     }
 
-    /// The controller's and the simulator's log tails.
+    /// The controller's, the simulator's and every agent's log tails.
     pub fn log_tail(&self) -> String {
-        format!(
+        let mut out = format!(
             "-- run-0.log\n{}\n-- sim.log\n{}",
             tail(&self.dir.path().join("run-0.log")),
             tail(&self.dir.path().join("sim.log"))
-        )
+        );
+        let instances = self.state_dir().join("sandbox/instances");
+        for entry in std::fs::read_dir(&instances)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let log = entry.path().join("agent.log");
+            out += &format!("\n-- {}\n{}", log.display(), tail(&log));
+        }
+        out
     }
 
     /// Replaces `from` with `to` in the spec file (the controller reloads it).

@@ -50,10 +50,15 @@ struct Learned {
 pub const SANDBOX_ADDRESSES: &str = "ZKOP_SANDBOX_ADDRESSES";
 
 /// The sandbox's instance-to-address map, when `ZKOP_SANDBOX_ADDRESSES` is set.
+/// Before the simulator has written it, no instance has an address yet: never
+/// EC2's (moto's) private IP, which no sandbox agent runs on, or a node
+/// certificate would be signed for it.
 fn sandbox_addresses() -> Option<BTreeMap<String, String>> {
     let path = std::env::var_os(SANDBOX_ADDRESSES)?;
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let map = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    Some(map.unwrap_or_default())
 }
 
 /// The tag EC2 puts on an instance launched from a template: its id.
