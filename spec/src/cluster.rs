@@ -157,9 +157,27 @@ pub struct LocalFleet {
     /// Scaling group balances its zones. None: one zone, `local`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<String>,
+    /// The loopback network the instances take their addresses from (e.g.
+    /// `127.0.20.0/24`; default: `zkop local up --network`). Clusters run
+    /// from one directory need one each, and they must not overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl LocalFleet {
+    /// `fleet.local.network`: a CIDR inside 127.0.0.0/8.
+    pub(crate) fn check_network(&self, p: &mut crate::validate::Problems) {
+        let Some(cidr) = &self.network else { return };
+        match crate::network::parse_cidr(cidr) {
+            Ok((addr, _)) if !addr.is_loopback() => p.add(
+                "spec.fleet.local.network",
+                format!("`{cidr}`: must be inside 127.0.0.0/8"),
+            ),
+            Ok(_) => {}
+            Err(e) => p.add("spec.fleet.local.network", e),
+        }
+    }
+
     /// `fleet.local.zones`: distinct names of letters, digits and `-`.
     pub(crate) fn check_zones(&self, p: &mut crate::validate::Problems) {
         let zones = &self.zones;

@@ -11,6 +11,7 @@ pub mod fourlw;
 pub mod healing;
 pub mod instance;
 pub mod live;
+pub mod network;
 pub mod releases;
 pub mod tls;
 pub mod tls_stage;

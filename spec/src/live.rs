@@ -55,6 +55,10 @@ pub fn fixed_fields_changed(
             if x.zones != y.zones {
                 changed.push("spec.fleet.local.zones");
             }
+            // Instances keep the addresses they were given.
+            if x.network != y.network {
+                changed.push("spec.fleet.local.network");
+            }
         }
         (Fleet::Aws(x), Fleet::Aws(y)) => {
             if x.region != y.region {

@@ -417,6 +417,7 @@ fn check_placement(
     let fleet = match (&fleet.local, &fleet.aws) {
         (Some(l), None) => {
             l.check_zones(p);
+            l.check_network(p);
             Fleet::Local(l.clone())
         }
         (None, Some(a)) => Fleet::Aws(a.clone()),

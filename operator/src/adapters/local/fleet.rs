@@ -94,18 +94,7 @@ pub fn parse_namespaced_network(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
 }
 
 fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (addr, prefix) = cidr
-        .split_once('/')
-        .ok_or_else(|| format!("--network {cidr}: expected an IPv4 CIDR like 127.0.10.0/24"))?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("--network {cidr}: `{addr}` is not an IPv4 address"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| (8..=30).contains(p))
-        .ok_or_else(|| format!("--network {cidr}: the prefix must be between 8 and 30"))?;
-    Ok((addr, prefix))
+    zkop_spec::network::parse_cidr(cidr).map_err(|e| format!("--network {e}"))
 }
 
 /// The first address of `network` not in `used`. Callers never release an
