@@ -387,38 +387,12 @@ impl LocalCluster {
 
     /// The ZooKeeper PID of an instance, if it runs.
     pub fn server_pid(&self, instance: &str) -> Option<u32> {
-        let p = self
-            .state_dir()
-            .join("instances")
-            .join(instance)
-            .join("zookeeper.pid");
-        std::fs::read_to_string(p)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .filter(|pid| pid_alive(*pid) && cmdline_has(*pid, "QuorumPeerMain"))
+        server_pid(&self.state_dir(), instance)
     }
 
     /// Every PID of this cluster's agents and servers that is still alive.
     pub fn live_pids(&self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        let fleet =
-            std::fs::read_to_string(self.state_dir().join("fleet.json")).unwrap_or_default();
-        let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap_or_default();
-        if let Some(instances) = fleet["instances"].as_object() {
-            for (id, rec) in instances {
-                if let Some(pid) = rec["agentPid"].as_u64().map(|p| p as u32)
-                    && pid_alive(pid)
-                    && cmdline_has(pid, "zkop-agent")
-                {
-                    pids.push(pid);
-                }
-                if let Some(pid) = self.server_pid(id) {
-                    pids.push(pid);
-                }
-            }
-        }
+        let mut pids = fleet_pids(&self.state_dir());
         if let Some(c) = &self.child
             && pid_alive(c.id())
         {
@@ -483,6 +457,39 @@ impl Drop for LocalCluster {
             }
         }
     }
+}
+
+/// The ZooKeeper PID of a local instance of the cluster in `state_dir`, if it runs.
+pub fn server_pid(state_dir: &Path, instance: &str) -> Option<u32> {
+    let p = state_dir
+        .join("instances")
+        .join(instance)
+        .join("zookeeper.pid");
+    std::fs::read_to_string(p)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| pid_alive(*pid) && cmdline_has(*pid, "QuorumPeerMain"))
+}
+
+/// Every PID of the local cluster in `state_dir`'s agents and servers still alive.
+pub fn fleet_pids(state_dir: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    let fleet = std::fs::read_to_string(state_dir.join("fleet.json")).unwrap_or_default();
+    let fleet: serde_json::Value = serde_json::from_str(&fleet).unwrap_or_default();
+    if let Some(instances) = fleet["instances"].as_object() {
+        for (id, rec) in instances {
+            if let Some(pid) = rec["agentPid"].as_u64().map(|p| p as u32)
+                && pid_alive(pid)
+                && cmdline_has(pid, "zkop-agent")
+            {
+                pids.push(pid);
+            }
+            pids.extend(server_pid(state_dir, id));
+        }
+    }
+    pids
 }
 
 /// Polls `f` until it returns `Some`, failing after `limit`.

@@ -40,29 +40,64 @@ pub fn state_dir_for(flag: Option<PathBuf>, name: &str) -> PathBuf {
     flag.unwrap_or_else(|| PathBuf::from(".zkop").join(name))
 }
 
-/// Resolves `--state-dir` for commands without a spec: the flag, or the only
-/// cluster under `.zkop/`.
-pub fn find_state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(d) = flag {
-        return Ok(d);
+/// Whether `dir` is one cluster's state directory.
+fn holds_a_cluster(dir: &Path) -> bool {
+    dir.join("api.json").is_file() || dir.join("state.json").is_file()
+}
+
+/// The state directories `--state-dir` and `--cluster` name: one cluster's
+/// directory, or each cluster's under a directory holding several (as
+/// `zkop local up DIR` keeps them, and `.zkop/` by default).
+pub fn cluster_state_dirs(
+    flag: Option<PathBuf>,
+    cluster: Option<&str>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let given = flag.is_some();
+    let root = flag.unwrap_or_else(|| PathBuf::from(".zkop"));
+    if let Some(name) = cluster {
+        return Ok(vec![root.join(name)]);
     }
-    let dirs: Vec<PathBuf> = std::fs::read_dir(".zkop")
+    if given && holds_a_cluster(&root) {
+        return Ok(vec![root]);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.is_dir())
+                .filter(|p| p.is_dir() && (!given || holds_a_cluster(p)))
                 .collect()
         })
         .unwrap_or_default();
-    match dirs.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!(InputError::Usage(
+    dirs.sort();
+    if dirs.is_empty() {
+        if given {
+            // Reading its api.json says what is missing.
+            return Ok(vec![root]);
+        }
+        bail!(InputError::Usage(
             "no cluster under .zkop/: pass --state-dir DIR".into()
-        )),
-        _ => bail!(InputError::Usage(
-            "several clusters under .zkop/: pass --state-dir DIR".into()
-        )),
+        ));
     }
+    Ok(dirs)
+}
+
+/// The one cluster's state directory `--state-dir` and `--cluster` name.
+pub fn find_state_dir(flag: Option<PathBuf>, cluster: Option<&str>) -> anyhow::Result<PathBuf> {
+    let shown = flag
+        .as_ref()
+        .map_or(".zkop".to_string(), |f| f.display().to_string());
+    let mut dirs = cluster_state_dirs(flag, cluster)?;
+    if dirs.len() == 1 {
+        return Ok(dirs.remove(0));
+    }
+    let names: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    bail!(InputError::Usage(format!(
+        "several clusters under {shown} ({}): pass --cluster NAME",
+        names.join(", ")
+    )))
 }
 
 /// The `zkop-agent` binary: the flag, `$ZKOP_AGENT_BIN`, or the one beside `zkop`.

@@ -83,7 +83,11 @@ async fn check(opts: &UpOptions) -> anyhow::Result<Checked> {
             opts.spec.display()
         )));
     }
-    let (network, namespaces) = check_network(opts)?;
+    let spec_network = match &spec.fleet {
+        Fleet::Local(l) => l.network.clone(),
+        Fleet::Aws(_) => None,
+    };
+    let (network, namespaces) = check_network(opts, spec_network.as_deref())?;
     let agent_bin = agent_binary(opts.agent_bin.clone())?;
     let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
     let store = FileStore::new(dir.join("state.json"));
@@ -112,7 +116,10 @@ async fn check(opts: &UpOptions) -> anyhow::Result<Checked> {
 /// The instances' network, and their namespaces with `--netns`. On loopback
 /// the API listens on loopback; with namespaces it listens on the hub's
 /// address in that network, which no instance may then take.
-fn check_network(opts: &UpOptions) -> Result<((Ipv4Addr, u8), Option<Namespaces>), InputError> {
+fn check_network(
+    opts: &UpOptions,
+    spec_network: Option<&str>,
+) -> Result<((Ipv4Addr, u8), Option<Namespaces>), InputError> {
     let Some(prefix) = &opts.netns else {
         if !opts.api.ip().is_loopback() {
             return Err(InputError::Usage(format!(
@@ -120,11 +127,16 @@ fn check_network(opts: &UpOptions) -> Result<((Ipv4Addr, u8), Option<Namespaces>
                 opts.api
             )));
         }
-        return Ok((
-            parse_network(&opts.network).map_err(InputError::Usage)?,
-            None,
-        ));
+        // The spec's own network, when it names one, over the flag's default.
+        let network = spec_network.unwrap_or(&opts.network);
+        return Ok((parse_network(network).map_err(InputError::Usage)?, None));
     };
+    if let Some(n) = spec_network {
+        return Err(InputError::Usage(format!(
+            "{}: spec.fleet.local.network ({n}) is for loopback; with --netns the network is --network",
+            opts.spec.display()
+        )));
+    }
     let network = parse_namespaced_network(&opts.network).map_err(InputError::Usage)?;
     let namespaces = Namespaces::new(prefix, network).map_err(InputError::Usage)?;
     let in_network = match opts.api.ip() {
@@ -170,8 +182,35 @@ fn local_tls(
     Ok((Signer { ca, shared_source }, api_tls))
 }
 
-/// Runs the cluster in the foreground until SIGINT or SIGTERM.
-pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
+/// One local cluster, running: its loop and API, its instances, and the
+/// lock on its state directory.
+pub struct LocalRun {
+    /// The cluster's metadata.name.
+    pub name: String,
+    /// Its API's URL.
+    pub url: String,
+    /// Its state directory.
+    pub dir: PathBuf,
+    running: serve::Running,
+    fleet: Arc<LocalFleet>,
+    _lock: std::fs::File,
+}
+
+impl LocalRun {
+    /// Stops managing the cluster: the loop, then (with `stop_instances`)
+    /// every agent and server, then the API. Without, the instances keep
+    /// running, as after a controller's crash.
+    pub async fn stop(mut self, stop_instances: bool) {
+        self.running.stop_loop().await;
+        if stop_instances {
+            self.fleet.stop_all().await;
+        }
+        self.running.finish().await;
+    }
+}
+
+/// Starts the cluster of `opts.spec`: its loop, its API and its instances.
+pub async fn start(opts: &UpOptions) -> anyhow::Result<LocalRun> {
     let Checked {
         spec,
         text,
@@ -180,10 +219,10 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         agent_bin,
         dir,
         store,
-    } = check(&opts).await?;
+    } = check(opts).await?;
     let state = StateDir::create(&dir)?;
     let dir = state.dir.clone();
-    let _lock = lock_state_dir(&dir)?;
+    let lock = lock_state_dir(&dir)?;
     let token = state.ensure_secrets()?;
     let StateDir {
         token_file,
@@ -225,7 +264,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     shared.set_signer(signer);
     info!(cluster = %spec.name, api = %url, state_dir = %dir.display(), epoch, "zkop local up");
     eprintln!(
-        "zkop: cluster {} (epoch {epoch}), API {url}, state in {}; Ctrl-C stops it",
+        "zkop: cluster {} (epoch {epoch}), API {url}, state in {}",
         spec.name,
         dir.display()
     );
@@ -238,14 +277,27 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         Some(SpecFile::new(opts.spec.clone(), text)),
         AlwaysLeader { epoch },
     );
-    serve::serve_until_signalled(
-        api,
-        shared,
-        controller,
-        "stopping (a stop, not a scale-in: every member stays in the config)",
-        fleet.stop_all(),
-    )
-    .await?;
+    Ok(LocalRun {
+        name: spec.name.clone(),
+        url,
+        dir,
+        running: serve::start(api, shared, controller),
+        fleet,
+        _lock: lock,
+    })
+}
+
+/// Runs the cluster of a spec file, or every cluster of a directory of
+/// specs, in the foreground until SIGINT or SIGTERM.
+pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
+    if opts.spec.is_dir() {
+        return super::local_many::up(opts).await;
+    }
+    let run = start(&opts).await?;
+    eprintln!("zkop: Ctrl-C stops it");
+    serve::until_signalled().await?;
+    eprintln!("zkop: stopping (a stop, not a scale-in: every member stays in the config)");
+    run.stop(true).await;
     eprintln!("zkop: stopped");
     Ok(())
 }

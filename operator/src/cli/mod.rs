@@ -1,5 +1,6 @@
 //! The commands' side of the controller: input loading and its refusals
-//! (`input`), one start-up path that `zkop local up` (`local`) and `zkop run`
+//! (`input`), one start-up path that `zkop local up` (`local`, and
+//! `local_many` for a directory of specs) and `zkop run`
 //! (`run`) share (`serve`: secrets, the API, the loop, an orderly stop), and
 //! the client that `zkop status`, `roll`, `replace` and `connect-string` use
 //! (`client`), the connect-string file (`discovery`), and
@@ -12,6 +13,7 @@ pub mod client_cert;
 pub mod discovery;
 pub mod input;
 pub mod local;
+pub mod local_many;
 pub mod retention;
 pub mod run;
 pub mod serve;

@@ -136,9 +136,13 @@ enum BackupCommand {
 /// Which controller to ask.
 #[derive(Debug, clap::Args)]
 struct ControllerArgs {
-    /// The cluster's state directory (reads its api.json).
+    /// The cluster's state directory (reads its api.json), or a directory
+    /// holding several clusters' (with --cluster, or every one for `status`).
     #[arg(long, conflicts_with_all = ["api", "token_file"])]
     state_dir: Option<PathBuf>,
+    /// The cluster, by metadata.name, under a directory holding several.
+    #[arg(long, conflicts_with_all = ["api", "token_file"])]
+    cluster: Option<String>,
     /// The controller's URL (with --token-file).
     #[arg(long, requires = "token_file")]
     api: Option<String>,
@@ -161,10 +165,24 @@ impl ControllerArgs {
                 ca_file: self.ca_file,
             },
             _ => {
-                let dir = input::find_state_dir(self.state_dir)?;
+                let dir = input::find_state_dir(self.state_dir, self.cluster.as_deref())?;
                 status::read_api_file(&dir)?
             }
         })
+    }
+
+    /// Every controller named: with a directory holding several clusters and
+    /// no --cluster, each cluster's.
+    fn resolve_all(self) -> anyhow::Result<Vec<Result<status::ApiFile, status::StatusError>>> {
+        if self.api.is_some() {
+            return Ok(vec![Ok(self.resolve()?)]);
+        }
+        Ok(
+            input::cluster_state_dirs(self.state_dir, self.cluster.as_deref())?
+                .iter()
+                .map(|d| status::read_api_file(d))
+                .collect(),
+        )
     }
 }
 
@@ -209,9 +227,12 @@ enum SandboxCommand {
 enum LocalCommand {
     /// Run the controller and one agent per instance, in the foreground.
     Up {
-        /// The spec (YAML) with fleet.local.
+        /// The spec (YAML) with fleet.local; or a directory of specs, each a
+        /// cluster with its own fleet.local.network, followed while it runs.
         file: PathBuf,
-        /// Where everything of the cluster lives (default .zkop/<metadata.name>).
+        /// Where everything of the cluster lives (default .zkop/<metadata.name>);
+        /// with a directory of specs, each cluster's is DIR/<metadata.name>
+        /// (default .zkop).
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// The API's listen address (a free port by default; written to api.json).
@@ -351,7 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             instance,
         }) => {
-            let dir = input::find_state_dir(state_dir)?;
+            let dir = input::find_state_dir(state_dir, None)?;
             println!("{}", local::kill(&dir, &instance)?);
         }
         Command::Cf(CfCommand::Render { format }) => print!("{}", render_cf(format)?),
@@ -409,12 +430,36 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
             println!("{}", s.connect_string);
         }
         Command::Status { controller, json } => {
-            let api = controller.resolve()?;
-            let s = status::fetch(&api).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print!("{}", status::render_table(&s));
+            let apis = controller.resolve_all()?;
+            let several = apis.len() > 1;
+            let mut all = Vec::new();
+            let mut failed = Vec::new();
+            for api in apis {
+                let answer = match api {
+                    Ok(api) => status::fetch(&api).await,
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(s) => all.push(s),
+                    // One cluster's controller being away hides no other's status.
+                    Err(e) if several => failed.push(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for e in &failed {
+                eprintln!("zkop: {e}");
+            }
+            match (json, all.as_slice()) {
+                (true, [one]) if !several => println!("{}", serde_json::to_string_pretty(one)?),
+                // Several clusters: a JSON array, one status each.
+                (true, _) => println!("{}", serde_json::to_string_pretty(&all)?),
+                (false, _) => {
+                    let tables: Vec<String> = all.iter().map(status::render_table).collect();
+                    print!("{}", tables.join("\n"));
+                }
+            }
+            if !failed.is_empty() {
+                anyhow::bail!("{} of the clusters did not answer", failed.len());
             }
         }
         _ => {}

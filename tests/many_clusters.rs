@@ -1,0 +1,268 @@
+//! Many clusters under one controller (`zkop local up DIR`): three specs in a
+//! directory come up as three ensembles on their own networks; a bad edit to
+//! one is refused while another is scaled; removing a file stops managing
+//! that cluster and leaves it serving.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use zkop_spec::wire::StatusReply;
+use zkop_tests::common::{
+    self, SERIAL, agent_bin, api_client, fleet_pids, read_api_json, settled, tail, wait_until,
+    zkop_bin,
+};
+
+/// The clusters: name and network (three /26 of 127.0.87.0/24).
+const CLUSTERS: [(&str, &str); 3] = [
+    ("many-a", "127.0.87.0/26"),
+    ("many-b", "127.0.87.64/26"),
+    ("many-c", "127.0.87.128/26"),
+];
+
+/// A running `zkop local up DIR`; on drop it and every cluster's processes
+/// are killed, managed or not.
+struct Many {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl Many {
+    fn specs(&self) -> PathBuf {
+        self.dir.path().join("specs")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn spec_path(&self, name: &str) -> PathBuf {
+        self.specs().join(format!("{name}.yaml"))
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&self.dir.path().join("zkop.log"))
+    }
+
+    /// Waits until cluster `name` satisfies `pred`.
+    async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&StatusReply) -> bool,
+    ) -> StatusReply {
+        let (url, token) = read_api_json(&self.state().join(name), Duration::from_secs(30)).await;
+        api_client(&self.http, &url, &token)
+            .wait_status(
+                &format!("{name}: {what}"),
+                Duration::from_secs(120),
+                pred,
+                || self.log_tail(),
+            )
+            .await
+    }
+
+    /// `zkop ARGS --state-dir STATE`.
+    fn zkop(&self, args: &[&str]) -> std::process::Output {
+        Command::new(zkop_bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Many {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (name, _) in CLUSTERS {
+            for pid in fleet_pids(&self.state().join(name)) {
+                // SAFETY: kill(2) on PIDs checked to be this cluster's agents or servers.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn spec(name: &str, network: &str) -> String {
+    common::example_spec(3)
+        .replace("name: local-3", &format!("name: {name}"))
+        .replace(
+            "fleet:\n    local: {}",
+            &format!("fleet:\n    local:\n      network: {network}"),
+        )
+        .replace("min: 3", "min: 1")
+        .replace("replicas: 3", "replicas: 1")
+}
+
+fn start() -> Many {
+    common::require_zookeeper();
+    zkop_zk::endpoint::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Many {
+        dir,
+        child: None,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    };
+    std::fs::create_dir_all(m.specs()).unwrap();
+    for (name, network) in CLUSTERS {
+        std::fs::write(m.spec_path(name), spec(name, network)).unwrap();
+    }
+    let log = std::fs::File::create(m.dir.path().join("zkop.log")).unwrap();
+    let mut cmd = Command::new(zkop_bin());
+    // If the test process is killed, zkop stops too.
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .args(["local", "up"])
+        .arg(m.specs())
+        .arg("--state-dir")
+        .arg(m.state())
+        .arg("--agent-bin")
+        .arg(agent_bin())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    m.child = Some(child);
+    m
+}
+
+fn in_network(address: &str, network: &str) -> bool {
+    let (net, prefix) = zkop_spec::network::parse_cidr(network).unwrap();
+    let a: std::net::Ipv4Addr = address.parse().unwrap();
+    let mask = u32::MAX << (32 - prefix);
+    u32::from(a) & mask == u32::from(net) & mask
+}
+
+/// `ruok` answered `imok`: the server runs.
+async fn serves(endpoint: &str) -> bool {
+    zkop_zk::probe::four_letter_word(endpoint, "ruok")
+        .await
+        .is_ok_and(|r| r == "imok")
+}
+
+fn events_have(s: &StatusReply, kind: &str, text: &str) -> bool {
+    s.events
+        .iter()
+        .any(|e| e.kind == kind && e.message.contains(text))
+}
+
+fn state_dir_of(m: &Many, name: &str) -> PathBuf {
+    m.state().join(name)
+}
+
+fn api_json_gone(dir: &Path) -> bool {
+    !dir.join("api.json").exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_leaves_its_cluster_running()
+ {
+    let _serial = SERIAL.lock().await;
+    let m = start();
+
+    // Three ensembles, each on its own network.
+    for (name, network) in CLUSTERS {
+        let s = m.wait(name, "one voter", |s| settled(s, 1, 0)).await;
+        assert_eq!(s.cluster, name);
+        assert!(
+            s.members.iter().all(|x| in_network(&x.address, network)),
+            "{name}'s members are outside {network}: {:?}",
+            s.members.iter().map(|x| &x.address).collect::<Vec<_>>()
+        );
+    }
+    // `zkop status --state-dir STATE` shows every cluster.
+    let out = m.zkop(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<StatusReply> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s.cluster.as_str()).collect();
+    assert_eq!(names, ["many-a", "many-b", "many-c"]);
+    let out = m.zkop(&["connect-string", "--cluster", "many-b"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        in_network(
+            String::from_utf8_lossy(&out.stdout)
+                .split(':')
+                .next()
+                .unwrap(),
+            CLUSTERS[1].1
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A bad edit to many-a is refused while many-b is scaled to three voters.
+    let a = m.spec_path("many-a");
+    let text = std::fs::read_to_string(&a).unwrap();
+    std::fs::write(&a, text.replace("replicas: 1", "replicas: lots")).unwrap();
+    let b = m.spec_path("many-b");
+    let text = std::fs::read_to_string(&b).unwrap();
+    std::fs::write(&b, text.replace("replicas: 1", "replicas: 3")).unwrap();
+    let s = m.wait("many-b", "three voters", |s| settled(s, 3, 0)).await;
+    assert!(
+        s.members
+            .iter()
+            .all(|x| in_network(&x.address, CLUSTERS[1].1))
+    );
+    let s = m
+        .wait("many-a", "the bad edit refused", |s| {
+            events_have(s, "spec-refused", "many-a.yaml is invalid")
+        })
+        .await;
+    assert!(settled(&s, 1, 0), "many-a keeps its one voter");
+
+    // Removing many-c's file stops managing it: its API goes, its server stays.
+    let c = m.wait("many-c", "one voter", |s| settled(s, 1, 0)).await;
+    let endpoint = common::endpoint(&c.members[0]);
+    std::fs::remove_file(m.spec_path("many-c")).unwrap();
+    let dir = state_dir_of(&m, "many-c");
+    wait_until("many-c's API to stop", Duration::from_secs(30), || async {
+        api_json_gone(&dir).then_some(())
+    })
+    .await;
+    assert!(
+        serves(&endpoint).await,
+        "many-c's server {endpoint} keeps running"
+    );
+    assert!(!fleet_pids(&dir).is_empty());
+    // The others are still managed.
+    let out = m.zkop(&["status", "--cluster", "many-b"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("many-b"));
+    assert!(
+        serves(&endpoint).await,
+        "many-c's server {endpoint} keeps running"
+    );
+}
