@@ -265,4 +265,12 @@ async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_le
         serves(&endpoint).await,
         "many-c's server {endpoint} keeps running"
     );
+
+    // Putting the file back manages it again, with the same member.
+    std::fs::write(m.spec_path("many-c"), spec("many-c", CLUSTERS[2].1)).unwrap();
+    let again = m
+        .wait("many-c", "managed again", |s| settled(s, 1, 0))
+        .await;
+    assert_eq!(common::endpoint(&again.members[0]), endpoint);
+    assert_eq!(again.members[0].instance, c.members[0].instance);
 }
