@@ -175,22 +175,9 @@ fn api_json_gone(dir: &Path) -> bool {
     !dir.join("api.json").exists()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_leaves_its_cluster_running()
- {
-    let _serial = SERIAL.lock().await;
-    let m = start();
-
-    // Three ensembles, each on its own network.
-    for (name, network) in CLUSTERS {
-        let s = m.wait(name, "one voter", |s| settled(s, 1, 0)).await;
-        assert_eq!(s.cluster, name);
-        assert!(
-            s.members.iter().all(|x| in_network(&x.address, network)),
-            "{name}'s members are outside {network}: {:?}",
-            s.members.iter().map(|x| &x.address).collect::<Vec<_>>()
-        );
-    }
+/// `zkop status --state-dir STATE` shows every cluster, and `--cluster`
+/// picks one.
+fn every_cluster_in_the_cli(m: &Many) {
     // `zkop status --state-dir STATE` shows every cluster.
     let out = m.zkop(&["status", "--json"]);
     assert!(
@@ -218,6 +205,25 @@ async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_le
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_leaves_its_cluster_running()
+ {
+    let _serial = SERIAL.lock().await;
+    let m = start();
+
+    // Three ensembles, each on its own network.
+    for (name, network) in CLUSTERS {
+        let s = m.wait(name, "one voter", |s| settled(s, 1, 0)).await;
+        assert_eq!(s.cluster, name);
+        assert!(
+            s.members.iter().all(|x| in_network(&x.address, network)),
+            "{name}'s members are outside {network}: {:?}",
+            s.members.iter().map(|x| &x.address).collect::<Vec<_>>()
+        );
+    }
+    every_cluster_in_the_cli(&m);
 
     // A bad edit to many-a is refused while many-b is scaled to three voters.
     let a = m.spec_path("many-a");

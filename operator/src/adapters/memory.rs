@@ -5,7 +5,7 @@
 //! the store is compare-and-set) and can be told to fail.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zkop_spec::InstanceId;
@@ -247,12 +247,22 @@ impl StateStore for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryLeaseTable {
     record: Mutex<Option<LeaseRecord>>,
+    reads: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl MemoryLeaseTable {
     /// The stored record.
     pub fn record(&self) -> Option<LeaseRecord> {
         lock(&self.record).clone()
+    }
+
+    /// Reads and writes that reached the table, as DynamoDB would bill them.
+    pub fn calls(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::SeqCst),
+            self.writes.load(Ordering::SeqCst),
+        )
     }
 }
 
@@ -313,8 +323,13 @@ impl Lease for MemoryLease {
         &self.holder
     }
 
+    fn url(&self) -> Option<String> {
+        Some(format!("http://{}", self.holder))
+    }
+
     async fn read(&self) -> Result<Option<LeaseRecord>, StoreError> {
         self.reach().await?;
+        self.table.reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.table.record())
     }
 
@@ -325,13 +340,14 @@ impl Lease for MemoryLease {
         expires_at_ms: u64,
     ) -> Result<bool, StoreError> {
         self.reach().await?;
+        self.table.writes.fetch_add(1, Ordering::SeqCst);
         let mut record = lock(&self.table.record);
         if record.as_ref() != prev {
             return Ok(false);
         }
         *record = Some(LeaseRecord {
             holder: self.holder.clone(),
-            url: Some(format!("http://{}", self.holder)),
+            url: self.url(),
             epoch,
             expires_at_ms,
         });

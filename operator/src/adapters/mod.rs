@@ -205,6 +205,8 @@ pub trait Lease: Send + Sync {
     fn ttl(&self) -> Duration;
     /// This controller's name as a holder.
     fn holder(&self) -> &str;
+    /// The API URL this controller's record advertises.
+    fn url(&self) -> Option<String>;
     /// The stored record, if any.
     fn read(&self) -> impl Future<Output = Result<Option<LeaseRecord>, StoreError>> + Send;
     /// Writes this controller's record under `epoch`, expiring at
@@ -225,6 +227,10 @@ impl<T: Lease> Lease for Arc<T> {
 
     fn holder(&self) -> &str {
         self.as_ref().holder()
+    }
+
+    fn url(&self) -> Option<String> {
+        self.as_ref().url()
     }
 
     fn read(&self) -> impl Future<Output = Result<Option<LeaseRecord>, StoreError>> + Send {

@@ -11,6 +11,10 @@
 //!   read RETURNED (the record cannot be younger than that). The holder's
 //!   renewal was sent before then, so it stopped acting `LEASE_MARGIN`
 //!   before the takeover.
+//!
+//! The holder renews with one conditional write on the record it wrote
+//! last, not a read and a write: the condition fails if anyone wrote since,
+//! and only then is the record read. This halves the lease's calls.
 
 use std::future::Future;
 use std::time::Duration;
@@ -71,6 +75,8 @@ pub struct LeaseKeeper<L> {
     held: Option<(u64, Instant)>,
     /// Another holder's record, and when this controller first read it.
     watched: Option<(LeaseRecord, Instant)>,
+    /// The record this controller last wrote and knows is stored.
+    mine: Option<LeaseRecord>,
 }
 
 impl<L: Lease> LeaseKeeper<L> {
@@ -81,6 +87,7 @@ impl<L: Lease> LeaseKeeper<L> {
             clock,
             held: None,
             watched: None,
+            mine: None,
         }
     }
 
@@ -99,8 +106,46 @@ impl<L: Lease> LeaseKeeper<L> {
         })
     }
 
-    /// Reads the record, then renews it, takes it, or follows its holder.
+    /// Renews the lease held by one write conditional on the record written
+    /// last. None when that record is no longer stored (read it then).
+    async fn renew_unread(&mut self) -> Option<Result<Standing, StoreError>> {
+        let mine = self.mine.take().filter(|_| self.held.is_some())?;
+        let sent = self.clock.now();
+        let expires_at_ms = self.clock.wall_ms() + self.lease.ttl().as_millis() as u64;
+        match self
+            .lease
+            .write(Some(&mine), mine.epoch, expires_at_ms)
+            .await
+        {
+            Ok(true) => Some(Ok(self.renewed(mine.epoch, sent, expires_at_ms))),
+            Ok(false) => None,
+            // The write may have happened: the next round reads.
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Notes a write that holds the lease under `epoch`, sent at `sent`.
+    fn renewed(&mut self, epoch: u64, sent: Instant, expires_at_ms: u64) -> Standing {
+        self.held = Some((epoch, sent));
+        self.watched = None;
+        self.mine = Some(LeaseRecord {
+            holder: self.lease.holder().to_string(),
+            url: self.lease.url(),
+            epoch,
+            expires_at_ms,
+        });
+        Standing::Leader {
+            epoch,
+            until: Some(self.until(sent)),
+        }
+    }
+
+    /// Renews the lease held without reading it; otherwise reads the record,
+    /// then renews it, takes it, or follows its holder.
     async fn round(&mut self) -> Result<Standing, StoreError> {
+        if let Some(outcome) = self.renew_unread().await {
+            return outcome;
+        }
         let sent = self.clock.now();
         let record = self.lease.read().await?;
         let read_at = self.clock.now();
@@ -131,12 +176,7 @@ impl<L: Lease> LeaseKeeper<L> {
             self.held = None;
             return Ok(Standing::Follower { leader_url: None });
         }
-        self.held = Some((epoch, sent));
-        self.watched = None;
-        Ok(Standing::Leader {
-            epoch,
-            until: Some(self.until(sent)),
-        })
+        Ok(self.renewed(epoch, sent, expires_at_ms))
     }
 }
 

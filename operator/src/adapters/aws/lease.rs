@@ -78,6 +78,10 @@ impl Lease for DynamoLease {
         &self.holder
     }
 
+    fn url(&self) -> Option<String> {
+        Some(self.url.clone())
+    }
+
     async fn read(&self) -> Result<Option<LeaseRecord>, StoreError> {
         let item = super::get_item(&self.client, &self.table, &self.key).await?;
         Ok(item.as_ref().map(Self::record))

@@ -7,8 +7,8 @@ use axum::http::{Method, Request};
 use tower::ServiceExt;
 
 use super::*;
-use crate::adapters::StateStore;
 use crate::adapters::memory::{MemoryLease, MemoryLeaseTable};
+use crate::adapters::{Lease, StateStore};
 
 const TTL: Duration = Duration::from_secs(15);
 
@@ -187,4 +187,30 @@ async fn api_trust_reports_are_kept_only_for_instances_the_fleet_lists() {
     let (_, _, observed) = ctl.shared.snapshot(view);
     let kept: Vec<&str> = observed.reports.keys().map(|k| k.as_str()).collect();
     assert_eq!(kept, ["i-4"], "only listed instances' reports are kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_holder_renews_with_one_write_and_reads_only_when_someone_else_wrote() {
+    let table = Arc::new(MemoryLeaseTable::default());
+    let (_, mut a) = keeper(&table, "a", 1_000_000);
+    assert!(leads(&a.check().await));
+    assert_eq!(table.calls(), (1, 1), "taking the lease reads it first");
+    for _ in 0..6 {
+        advance(TTL / 3).await;
+        assert!(leads(&a.check().await));
+    }
+    // Six renewals, a third of the TTL apart: six writes, no read.
+    assert_eq!(table.calls(), (1, 7));
+    // Another controller writes the record (as a takeover would): the
+    // holder's conditional write fails, and only then does it read.
+    let (b, _) = keeper(&table, "b", 5_000_000);
+    let stored = table.record();
+    assert!(b.write(stored.as_ref(), 2, 9_000_000).await.unwrap());
+    advance(TTL / 3).await;
+    let standing = a.check().await.unwrap();
+    assert!(
+        matches!(standing, Standing::Follower { .. }),
+        "{standing:?}"
+    );
+    assert_eq!(table.calls(), (2, 9));
 }
