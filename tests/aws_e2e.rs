@@ -929,3 +929,44 @@ async fn a_terminated_instance_is_replaced(c: &AwsCluster, s3: &StatusReply) -> 
     assert_eq!(group.desired_capacity(), Some(3));
     s
 }
+
+/// Issue 15's budget: an idle controller (one cluster, the default lease)
+/// makes at most 6 AWS calls a minute, as `zkop bench --aws-calls` counts
+/// them over a whole minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_controller_makes_at_most_six_aws_calls_a_minute() {
+    let _serial = SERIAL.lock().await;
+    let c = AwsCluster::start(3, "127.0.88.0/24").await;
+    c.api()
+        .wait_status(
+            "three voters",
+            Duration::from_secs(90),
+            |s| settled(s, 3, 0),
+            || c.log_tail(),
+        )
+        .await;
+    let state_dir = c.state_dir();
+    let args = [
+        "bench",
+        "--aws-calls",
+        "--json",
+        "--window-seconds",
+        "60",
+        "--state-dir",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    args.push(state_dir.as_os_str());
+    let rates: Vec<serde_json::Value> = common::zkop_json(&args).await;
+    eprintln!("idle AWS calls a minute: {rates:?}");
+    let all = rates
+        .iter()
+        .find(|r| r["operation"] == "all")
+        .and_then(|r| r["callsPerMinute"].as_f64())
+        .unwrap_or(0.0);
+    assert!(all <= 6.0, "{all} calls a minute idle: {rates:?}");
+    // The lease is renewed without reading it.
+    assert!(
+        !rates.iter().any(|r| r["operation"] == "GetItem"),
+        "{rates:?}"
+    );
+}

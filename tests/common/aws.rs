@@ -369,6 +369,11 @@ impl AwsCluster {
             .arg("--state-dir")
             .arg(self.controller_dir(i))
             .args(["--api", &self.apis[i]]);
+        if self.apis.len() > 1 {
+            // The takeover tests count on the shortest lease (15 s, renewed
+            // every 5 s); one controller alone keeps the default.
+            cmd.args(["--lease-ttl", "15s"]);
+        }
         if i == 0 {
             cmd.envs(self.env0.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }

@@ -37,9 +37,15 @@ struct FleetInner {
 pub struct MemoryFleet {
     inner: Mutex<FleetInner>,
     failing: AtomicBool,
+    observed: AtomicU64,
 }
 
 impl MemoryFleet {
+    /// How many times the fleet was observed (an AWS call each, on AWS).
+    pub fn observations(&self) -> u64 {
+        self.observed.load(Ordering::SeqCst)
+    }
+
     /// Makes every call fail (or succeed again).
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
@@ -90,6 +96,7 @@ impl MemoryFleet {
 impl Fleet for MemoryFleet {
     async fn observe(&self) -> Result<FleetView, FleetError> {
         self.check()?;
+        self.observed.fetch_add(1, Ordering::SeqCst);
         let mut g = lock(&self.inner);
         let template = Some(format!("lt:{}", g.template));
         let up = |g: &FleetInner| {

@@ -21,15 +21,35 @@ use crate::controller::{Controller, LeaseKeeper, Shared, Signer, SpecFile};
 use crate::model::Persisted;
 use zkop_runtime::secrets;
 
-/// How long the leader lease lasts without a renewal.
-pub const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How long the leader lease lasts without a renewal, by default. It is
+/// renewed every third of that, with one DynamoDB write (4 a minute); a
+/// dead controller's lease is taken over a little more than this after its
+/// last renewal, so well within a minute.
+pub const LEASE_TTL: Duration = Duration::from_secs(45);
 
-// An AWS call started under the lease ends, by the SDK's clock too, before
-// the lease stops letting its controller act.
+/// The shortest lease `--lease-ttl` takes: an AWS call started under the
+/// lease must end, by the SDK's deadline too, before the lease stops
+/// letting its controller act, with a renewal's retry between.
+pub const LEASE_TTL_MIN: Duration = Duration::from_secs(15);
+
 const _: () = assert!(
     crate::adapters::aws::CALL_DEADLINE.as_millis() + crate::controller::LEASE_MARGIN.as_millis()
-        < LEASE_TTL.as_millis()
+        < LEASE_TTL_MIN.as_millis()
 );
+
+/// Checks `--lease-ttl`.
+pub fn check_lease_ttl(ttl: Duration) -> Result<Duration, InputError> {
+    if ttl < LEASE_TTL_MIN {
+        return Err(InputError::Usage(format!(
+            "--lease-ttl {}s: must be at least {}s (an AWS call may take {}s, and a controller stops acting {}s before its lease runs out)",
+            ttl.as_secs_f64(),
+            LEASE_TTL_MIN.as_secs(),
+            crate::adapters::aws::CALL_DEADLINE.as_secs(),
+            crate::controller::LEASE_MARGIN.as_secs()
+        )));
+    }
+    Ok(ttl)
+}
 
 /// Options of `zkop run`.
 #[derive(Debug, Clone)]
@@ -42,6 +62,8 @@ pub struct RunOptions {
     pub api: SocketAddr,
     /// `--advertise-url`: the URL other controllers and agents reach this one at.
     pub advertise_url: Option<String>,
+    /// `--lease-ttl`: how long the leader lease lasts without a renewal.
+    pub lease_ttl: Duration,
 }
 
 /// The cluster CA, kept beside the secrets in SSM (made by the first
@@ -112,6 +134,7 @@ async fn aws_tls(
 
 /// Runs the controller until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let lease_ttl = check_lease_ttl(opts.lease_ttl)?;
     let (spec, text) = load_spec(&opts.spec)?;
     let (Fleet::Aws(aws), Ids::CloudwatchLogs(ids), Some(state)) =
         (&spec.fleet, &spec.ids, &spec.state)
@@ -154,7 +177,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         nonce[2],
         nonce[3]
     );
-    let lease = DynamoLease::new(&sdk, &state.table, &spec.name, &holder, &api.url, LEASE_TTL);
+    let lease = DynamoLease::new(&sdk, &state.table, &spec.name, &holder, &api.url, lease_ttl);
     let shared = Shared::new(
         token,
         spec.clone(),

@@ -76,11 +76,16 @@ pub struct Controller<F, L, S, E> {
     )>,
 }
 
-/// How often an idle controller asks the fleet (every pass otherwise): the
-/// agents' one-second reports still show a lost member at once, and on AWS
-/// this keeps the steady state at about 12 `DescribeAutoScalingGroups` a
-/// minute instead of 120.
-pub const IDLE_FLEET_REFRESH: Duration = Duration::from_secs(5);
+/// How often an idle controller asks the fleet (every pass otherwise) while
+/// every agent reports and none has news: on AWS one
+/// `DescribeAutoScalingGroups` a minute instead of 120. An agent's news, an
+/// unknown instance's report or a quiet agent asks sooner: reports, not
+/// polling, say when something changed.
+pub const IDLE_FLEET_REFRESH: Duration = Duration::from_secs(60);
+/// How often it asks while an agent of a running instance is quiet.
+pub const QUIET_FLEET_REFRESH: Duration = Duration::from_secs(5);
+/// An agent not heard from for this long is quiet (agents report every second).
+pub const AGENT_QUIET: Duration = Duration::from_secs(3);
 
 impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E> {
     /// A controller over these adapters.
@@ -199,7 +204,14 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             .idle_view
             .as_ref()
             .filter(|_| !refresh)
-            .filter(|(_, at)| self.now().saturating_duration_since(*at) < IDLE_FLEET_REFRESH)
+            .filter(|(v, at)| {
+                let age = self.now().saturating_duration_since(*at);
+                let limit = match self.shared.any_agent_quiet(v, AGENT_QUIET) {
+                    true => QUIET_FLEET_REFRESH,
+                    false => IDLE_FLEET_REFRESH,
+                };
+                age < limit
+            })
             .map(|(v, _)| v.clone());
         let fresh = cached.is_none();
         let view = match cached {

@@ -68,6 +68,18 @@ impl ReportCache {
         }
     }
 
+    /// Whether an agent of a running instance in `view` has not reported
+    /// for `after` (agents report every second): it may be gone.
+    pub fn any_quiet(&self, view: &FleetView, now: Instant, after: Duration) -> bool {
+        view.instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .any(|i| {
+                let at = self.reports.get(&i.id).map_or(self.since, |h| h.at);
+                now.saturating_duration_since(at) >= after
+            })
+    }
+
     /// Keeps a report received at `now`; true when it is news (it differs
     /// from the last one in more than its zxid).
     pub fn record(&mut self, report: AgentReport, now: Instant) -> bool {

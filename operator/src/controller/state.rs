@@ -194,7 +194,17 @@ impl Shared {
                 }
                 return Err(UnknownInstance(report.instance.to_string()));
             }
-            s.reports.record(report, now)
+            let news = s.reports.record(report, now);
+            // News from an agent (a role, a server stopping) may come with a
+            // change of the fleet: look again, as for an unknown instance.
+            if news
+                && s.refresh_asked_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= UNKNOWN_REFRESH)
+            {
+                s.refresh_asked_at = Some(now);
+                s.requests.refresh_fleet = true;
+            }
+            news
         };
         if news {
             self.news.notify_one();
@@ -209,6 +219,12 @@ impl Shared {
             .iter()
             .find(|i| i.id == instance)
             .and_then(|i| i.private_ip.clone())
+    }
+
+    /// Whether an agent of a running instance in `view` has been quiet for `after`.
+    pub(super) fn any_agent_quiet(&self, view: &FleetView, after: Duration) -> bool {
+        let now = self.clock.now();
+        self.lock().reports.any_quiet(view, now, after)
     }
 
     /// Whether someone asked for a fresh look at the fleet; clears the ask.

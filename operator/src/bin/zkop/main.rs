@@ -51,6 +51,12 @@ enum Command {
         /// The URL agents and other controllers reach this one at (default: the bound address).
         #[arg(long)]
         advertise_url: Option<String>,
+        /// How long the leader lease lasts unrenewed (at least 15s). It is
+        /// renewed every third of it; a dead controller's lease is taken
+        /// over a little after it runs out. Longer: fewer DynamoDB writes,
+        /// slower takeover (docs/operations.md).
+        #[arg(long, default_value = "45s", value_parser = parse_duration)]
+        lease_ttl: std::time::Duration,
     },
     /// Tools for the AWS sandbox (a moto server standing in for AWS).
     #[command(subcommand, hide = true)]
@@ -301,6 +307,13 @@ struct BenchArgs {
     java: zkop_zk::jvm::JavaArgs,
 }
 
+/// A duration flag: `45s`, `2m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    zkop_spec::duration::DurationSpec::parse(s)
+        .map(|d| d.get())
+        .map_err(|e| e.to_string())
+}
+
 fn init_logs() {
     zkop_runtime::logging::init();
 }
@@ -341,6 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             api,
             advertise_url,
+            lease_ttl,
         } => {
             init_logs();
             zkop::cli::run::run(RunOptions {
@@ -348,6 +362,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 state_dir,
                 api,
                 advertise_url,
+                lease_ttl,
             })
             .await?;
         }

@@ -289,3 +289,46 @@ async fn a_release_with_a_known_data_loss_bug_is_named_in_status_metrics_and_one
         "{metrics}"
     );
 }
+
+/// Runs idle passes for `secs` seconds, every agent of `reporting` reporting
+/// each second; the fleet's observations made meanwhile.
+async fn idle_for(
+    ctl: &mut TestController,
+    fleet: &MemoryFleet,
+    b: &B,
+    reporting: &[&str],
+    secs: u64,
+) -> u64 {
+    let before = fleet.observations();
+    for _ in 0..secs {
+        reports_from(ctl, b, reporting);
+        ctl.reconcile().await.unwrap();
+        advance(Duration::from_secs(1)).await;
+    }
+    fleet.observations() - before
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_controller_looks_at_the_fleet_once_a_minute_and_sooner_when_an_agent_has_news_or_falls_quiet()
+ {
+    let b = cluster(3);
+    let (mut ctl, fleet) = controller_of(&b, "").await;
+    let all = ["i-1", "i-2", "i-3"];
+    reports_from(&ctl, &b, &all);
+    assert_eq!(pass(&mut ctl).await.0, "Running");
+    // Every agent reports, none with news: one look in a minute.
+    assert_eq!(idle_for(&mut ctl, &fleet, &b, &all, 59).await, 0);
+    assert_eq!(idle_for(&mut ctl, &fleet, &b, &all, 2).await, 1);
+    // News from an agent (its server restarted: it may be a new instance's
+    // doing) asks for a look at the next pass, while still Running.
+    let mut news = report_of(&b, "i-2");
+    news.process.starts += 1;
+    ctl.shared.record_report(news).unwrap();
+    let before = fleet.observations();
+    ctl.reconcile().await.unwrap();
+    assert_eq!(fleet.observations(), before + 1, "news made no look");
+    // Back to normal, then i-3's agent falls quiet: looks every 5 s, not 60.
+    let _ = idle_for(&mut ctl, &fleet, &b, &all, 70).await;
+    let quiet = idle_for(&mut ctl, &fleet, &b, &["i-1", "i-2"], 20).await;
+    assert!(quiet >= 3, "{quiet} looks in 20 s with an agent quiet");
+}
