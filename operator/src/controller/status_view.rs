@@ -269,16 +269,31 @@ mod tests {
         });
         let metrics = crate::metrics::Metrics::default().render(&status)
             + &crate::metrics::leadership("t", true);
-        // Every metric the shipped alert rules use is one zkop renders.
-        let rules = include_str!("../../../monitoring/zkop-alerts.yml");
-        for name in rules
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| w.starts_with("zkop_"))
-        {
-            assert!(
-                metrics.contains(&format!("# TYPE {name} ")),
-                "monitoring/zkop-alerts.yml uses {name}, which /metrics does not have"
-            );
+        // Every metric the shipped alert rules and dashboard use is one zkop renders.
+        for (file, text) in [
+            (
+                "zkop-alerts.yml",
+                include_str!("../../../monitoring/zkop-alerts.yml"),
+            ),
+            (
+                "zkop-dashboard.json",
+                include_str!("../../../monitoring/zkop-dashboard.json"),
+            ),
+        ] {
+            for name in text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("zkop_"))
+            {
+                // A summary's parts are rendered under its own TYPE line.
+                let family = name
+                    .strip_suffix("_sum")
+                    .or_else(|| name.strip_suffix("_count"))
+                    .unwrap_or(name);
+                assert!(
+                    metrics.contains(&format!("# TYPE {family} ")),
+                    "monitoring/{file} uses {name}, which /metrics does not have"
+                );
+            }
         }
         let behind = status.backup.as_ref().unwrap().behind;
         assert!(
