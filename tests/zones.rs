@@ -111,3 +111,71 @@ async fn losing_a_whole_zone_keeps_the_quorum_and_five_voters_come_back_spread_o
         acked.len()
     );
 }
+
+/// Every voter zone holds at most two of five, and every zone holds one.
+fn spread_over_three(s: &StatusReply, zones: &[&str]) -> bool {
+    let by = voters_by_zone(s);
+    settled(s, 5, 0)
+        && by.len() == zones.len()
+        && by.keys().all(|z| zones.contains(&z.as_str()))
+        && by.values().all(|n| *n <= 2)
+        && s.zone_failure_tolerance == Some(1)
+}
+
+/// The AWS sandbox, its simulator spreading instances over three zones as a
+/// group would (moto puts every instance in one): five voters over three
+/// zones, then both instances of one zone terminated through the group at
+/// once. The replacements come back in that zone, five voters are spread
+/// again, and nothing was forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_voters_spread_over_the_groups_zones_and_a_lost_zone_comes_back_spread() {
+    let _serial = SERIAL.lock().await;
+    let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+    let c = common::aws::AwsCluster::start_zoned(5, "127.0.90.0/24", &zones).await;
+    let log = || c.log_tail();
+    let limit = Duration::from_secs(120);
+    let s = c
+        .api()
+        .wait_status(
+            "five voters over three zones",
+            limit,
+            |s| spread_over_three(s, &zones),
+            log,
+        )
+        .await;
+    let by = voters_by_zone(&s);
+    let (zone, _) = by.iter().max_by_key(|(_, n)| **n).unwrap();
+    let lost: Vec<String> = s
+        .members
+        .iter()
+        .filter(|m| m.zone.as_deref() == Some(zone.as_str()))
+        .map(|m| m.instance.to_string())
+        .collect();
+    assert_eq!(lost.len(), 2, "{by:?}");
+    let group = aws_sdk_autoscaling::Client::new(&c.config);
+    for i in &lost {
+        group
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(i)
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await
+            .unwrap();
+    }
+    let s = c
+        .api()
+        .wait_status(
+            "five voters spread again without the lost zone's instances",
+            limit,
+            |s| {
+                spread_over_three(s, &zones)
+                    && s.members
+                        .iter()
+                        .all(|m| !lost.contains(&m.instance.to_string()))
+            },
+            log,
+        )
+        .await;
+    let forced = common::events_of(&s, &["force_config", "discard_ensemble"], 0);
+    assert!(forced.is_empty(), "{forced:?}");
+}

@@ -112,6 +112,8 @@ pub struct AwsCluster {
     /// The fleet simulator's PID and loopback range.
     sim_pid: u32,
     network: String,
+    /// Zones the simulator spreads instances over (none: moto's one).
+    zones: Vec<String>,
 }
 
 impl AwsCluster {
@@ -133,13 +135,13 @@ impl AwsCluster {
         controllers: usize,
         env0: Vec<(String, String)>,
     ) -> AwsCluster {
-        Self::start_on(replicas, network, controllers, env0, false, false).await
+        Self::start_on(replicas, network, controllers, env0, false, false, &[]).await
     }
 
     /// One controller and the simulator with `spec.tls` on: the API is
     /// HTTPS, and this harness trusts the CA the controller names in `api.json`.
     pub async fn start_tls(replicas: u32, network: &str) -> AwsCluster {
-        Self::start_on(replicas, network, 1, Vec::new(), false, true).await
+        Self::start_on(replicas, network, 1, Vec::new(), false, true, &[]).await
     }
 
     /// `start_with`, each controller reaching DynamoDB (its lease and state)
@@ -150,14 +152,20 @@ impl AwsCluster {
         controllers: usize,
     ) -> AwsCluster {
         let env0 = vec![(DYNAMODB_PROXY.to_string(), String::new())];
-        Self::start_on(replicas, network, controllers, env0, false, false).await
+        Self::start_on(replicas, network, controllers, env0, false, false, &[]).await
     }
 
     /// One controller on the group, table and log group of a stack that
     /// `cf/deploy.sh` deployed from the rendered template; its output is in
     /// `deploy.log`.
     pub async fn start_from_stack(replicas: u32, network: &str) -> AwsCluster {
-        Self::start_on(replicas, network, 1, Vec::new(), true, false).await
+        Self::start_on(replicas, network, 1, Vec::new(), true, false, &[]).await
+    }
+
+    /// One controller, the simulator placing instances over `zones` as a
+    /// group balances them (moto puts every instance in one zone).
+    pub async fn start_zoned(replicas: u32, network: &str, zones: &[&str]) -> AwsCluster {
+        Self::start_on(replicas, network, 1, Vec::new(), false, false, zones).await
     }
 
     async fn start_on(
@@ -167,6 +175,7 @@ impl AwsCluster {
         env0: Vec<(String, String)>,
         stack: bool,
         tls: bool,
+        zones: &[&str],
     ) -> AwsCluster {
         super::require_zookeeper();
         let moto = Moto::start();
@@ -222,6 +231,7 @@ impl AwsCluster {
             dynamodb_proxies,
             sim_pid: 0,
             network: String::new(),
+            zones: zones.iter().map(|z| z.to_string()).collect(),
         };
         for i in 0..controllers {
             let state = c.controller_dir(i);
@@ -257,6 +267,9 @@ impl AwsCluster {
             .arg("--agent-bin")
             .arg(agent_bin())
             .envs(env.iter().copied());
+        if !self.zones.is_empty() {
+            sim.arg("--zones").arg(self.zones.join(","));
+        }
         for url in &self.urls {
             sim.arg("--controller").arg(url);
         }
@@ -349,6 +362,10 @@ impl AwsCluster {
         cmd.env(
             zkop::adapters::aws::SANDBOX_ADDRESSES,
             self.state_dir().join("sandbox").join("addresses.json"),
+        )
+        .env(
+            zkop::adapters::aws::SANDBOX_ZONES,
+            self.state_dir().join("sandbox").join("zones.json"),
         )
         .env("AWS_ENDPOINT_URL", &self.moto.url)
         .env("AWS_REGION", "us-east-1")

@@ -12,7 +12,8 @@
 //! instance's version and private IP never change, so EC2 is asked once per
 //! instance. The AWS sandbox's instances run on loopback addresses moto does
 //! not know: there (only), `ZKOP_SANDBOX_ADDRESSES` names the simulator's
-//! instance-to-address file, which stands in for the private IPs.
+//! instance-to-address file, which stands in for the private IPs, and
+//! `ZKOP_SANDBOX_ZONES` its instance-to-zone file.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,18 @@ struct Learned {
 
 /// The test-only variable naming the AWS sandbox's address file.
 pub const SANDBOX_ADDRESSES: &str = "ZKOP_SANDBOX_ADDRESSES";
+/// The test-only variable naming the AWS sandbox's zone file: moto puts
+/// every instance in its first subnet's zone, so the simulator (with
+/// `--zones`) spreads them over the zones it was given, as a group would.
+pub const SANDBOX_ZONES: &str = "ZKOP_SANDBOX_ZONES";
+
+/// The sandbox's instance-to-zone map, when `ZKOP_SANDBOX_ZONES` names a
+/// file the simulator wrote.
+fn sandbox_zones() -> Option<BTreeMap<String, String>> {
+    let path = std::env::var_os(SANDBOX_ZONES)?;
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
 
 /// The sandbox's instance-to-address map, when `ZKOP_SANDBOX_ADDRESSES` is set.
 /// Before the simulator has written it, no instance has an address yet: never
@@ -258,11 +271,16 @@ impl Fleet for AsgFleet {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let sandbox = sandbox_addresses();
+        let sandbox_zones = sandbox_zones();
         let instances = group
             .instances()
             .iter()
             .filter_map(|i| {
                 let id = i.instance_id()?.to_string();
+                let zone = sandbox_zones
+                    .as_ref()
+                    .and_then(|z| z.get(&id).cloned())
+                    .or_else(|| i.availability_zone().map(str::to_string));
                 let learned = known.get(&id).cloned().unwrap_or_default();
                 let private_ip = match &sandbox {
                     Some(map) => map.get(&id).cloned(),
@@ -273,7 +291,7 @@ impl Fleet for AsgFleet {
                     private_ip,
                     id: id.into(),
                     state: instance_state(i.lifecycle_state()),
-                    zone: i.availability_zone().map(str::to_string),
+                    zone,
                 })
             })
             .collect();

@@ -12,7 +12,9 @@ mod lease;
 pub mod publish;
 mod store;
 
-pub use fleet::{AsgFleet, CLUSTER_TAG, SANDBOX_ADDRESSES, SERVER_ID_TAG, instance_state};
+pub use fleet::{
+    AsgFleet, CLUSTER_TAG, SANDBOX_ADDRESSES, SANDBOX_ZONES, SERVER_ID_TAG, instance_state,
+};
 pub use ids::LogStreamLedger;
 pub use lease::DynamoLease;
 pub use store::DynamoStore;

@@ -226,6 +226,10 @@ enum SandboxCommand {
         /// A controller URL for the agents; repeat for each (default: api.json's).
         #[arg(long = "controller")]
         controllers: Vec<String>,
+        /// Zones to spread new instances over (moto puts every instance in
+        /// one); the controller reads them from $ZKOP_SANDBOX_ZONES.
+        #[arg(long, value_delimiter = ',')]
+        zones: Vec<String>,
     },
 }
 
@@ -372,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             network,
             agent_bin,
             controllers,
+            zones,
         }) => {
             init_logs();
             sandbox::simulate(SimulatorOptions {
@@ -380,6 +385,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 network,
                 agent_bin: input::agent_binary(agent_bin)?,
                 controllers,
+                zones,
             })
             .await?;
         }

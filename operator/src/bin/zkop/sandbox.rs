@@ -33,6 +33,8 @@ pub struct SimulatorOptions {
     pub agent_bin: PathBuf,
     /// Every controller's URL for the agents (default: the one in `api.json`).
     pub controllers: Vec<String>,
+    /// Zones to spread new instances over (none: moto's one zone).
+    pub zones: Vec<String>,
 }
 
 /// Runs the simulator until SIGINT or SIGTERM.
@@ -75,16 +77,22 @@ pub async fn simulate(opts: SimulatorOptions) -> anyhow::Result<()> {
     );
     // Addresses survive a restart of the simulator (every node rebooting):
     // an instance keeps its address, as an EC2 instance keeps its private IP.
+    let read = |path: &std::path::Path| -> BTreeMap<String, String> {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
     let addresses_file = dir.join("sandbox").join("addresses.json");
-    let addresses = std::fs::read(&addresses_file)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let zones_file = dir.join("sandbox").join("zones.json");
     let mut sim = Simulator {
         agents,
         network,
-        addresses,
+        addresses: read(&addresses_file),
         addresses_file,
+        zone_names: opts.zones.clone(),
+        zones: read(&zones_file),
+        zones_file,
         lost: BTreeSet::new(),
     };
     let stop = zkop::cli::serve::until_signalled();
@@ -111,11 +119,42 @@ struct Simulator {
     addresses: BTreeMap<String, String>,
     /// Where they are kept across restarts of the simulator.
     addresses_file: PathBuf,
+    /// The zones to spread instances over (`--zones`).
+    zone_names: Vec<String>,
+    /// Each instance's zone, kept for the controller (`ZKOP_SANDBOX_ZONES`).
+    zones: BTreeMap<String, String>,
+    /// Where they are kept.
+    zones_file: PathBuf,
     /// Instances whose agent died or whose instance left: never restarted.
     lost: BTreeSet<String>,
 }
 
 impl Simulator {
+    /// Gives a new instance the zone with the fewest running instances, as
+    /// an Auto Scaling group balances its zones, before its agent starts.
+    fn place(&mut self, id: &str, up: &BTreeSet<&str>) -> anyhow::Result<()> {
+        if self.zone_names.is_empty() || self.zones.contains_key(id) {
+            return Ok(());
+        }
+        let running = |z: &String| {
+            self.zones
+                .iter()
+                .filter(|(i, zone)| *zone == z && up.contains(i.as_str()))
+                .count()
+        };
+        let Some(zone) = self.zone_names.iter().min_by_key(|z| running(z)).cloned() else {
+            return Ok(());
+        };
+        info!(instance = %id, %zone, "instance placed in zone");
+        self.zones.insert(id.to_string(), zone);
+        zkop_runtime::files::write_atomic(
+            &self.zones_file,
+            serde_json::to_string(&self.zones)?.as_bytes(),
+            0o600,
+        )?;
+        Ok(())
+    }
+
     /// Kills the agents of instances gone from the group and starts one for
     /// each new running instance.
     async fn follow(&mut self, view: &FleetView) -> anyhow::Result<()> {
@@ -136,7 +175,7 @@ impl Simulator {
             warn!(instance = %id, %status, "agent exited");
             self.lost.insert(id);
         }
-        for id in up {
+        for &id in &up {
             if self.agents.runs(id) || self.lost.contains(id) {
                 continue;
             }
@@ -155,6 +194,7 @@ impl Simulator {
                     a
                 }
             };
+            self.place(id, &up)?;
             let pid = self
                 .agents
                 .spawn(id, &address)
