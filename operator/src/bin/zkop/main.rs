@@ -370,25 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
         }
-        Command::Sandbox(SandboxCommand::Fleet {
-            file,
-            state_dir,
-            network,
-            agent_bin,
-            controllers,
-            zones,
-        }) => {
-            init_logs();
-            sandbox::simulate(SimulatorOptions {
-                spec: file,
-                state_dir,
-                network,
-                agent_bin: input::agent_binary(agent_bin)?,
-                controllers,
-                zones,
-            })
-            .await?;
-        }
+        Command::Sandbox(command) => sandbox_command(command).await?,
         Command::Local(LocalCommand::Kill {
             state_dir,
             instance,
@@ -400,6 +382,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench_command(args).await?,
         Command::Backup(command) => backup_command(command).await?,
         other => client_command(other).await?,
+    }
+    Ok(())
+}
+
+/// `zkop sandbox`: the AWS sandbox's tools.
+async fn sandbox_command(command: SandboxCommand) -> anyhow::Result<()> {
+    match command {
+        SandboxCommand::Fleet {
+            file,
+            state_dir,
+            network,
+            agent_bin,
+            controllers,
+            zones,
+        } => {
+            init_logs();
+            sandbox::simulate(SimulatorOptions {
+                spec: file,
+                state_dir,
+                network,
+                agent_bin: input::agent_binary(agent_bin)?,
+                controllers,
+                zones,
+            })
+            .await?;
+        }
     }
     Ok(())
 }
