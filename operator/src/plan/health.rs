@@ -21,6 +21,25 @@ impl Ctx<'_> {
         self.spec_replicas() + self.spec.standby + self.surge()
     }
 
+    /// Members of the config that are dead while their instance is up (a
+    /// hung server whose agent reports), standbys' voters apart: the
+    /// instances they hold until they leave the config.
+    pub(super) fn held_by_dead(&self) -> u32 {
+        let Some(config) = self.p.config.as_ref() else {
+            return 0;
+        };
+        self.p
+            .members
+            .values()
+            .filter(|m| {
+                m.role_in(Some(config)).is_some()
+                    && self.obs.instance_up(&m.instance)
+                    && !self.p.voters_down.contains(&m.id)
+                    && self.dead(m)
+            })
+            .count() as u32
+    }
+
     /// Members the spec wants: `spec.replicas`, or with an externally scaled
     /// group, every instance it has.
     pub(super) fn spec_replicas(&self) -> u32 {

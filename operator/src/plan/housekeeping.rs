@@ -52,7 +52,10 @@ impl Ctx<'_> {
                 });
             }
         }
-        let replicas = self.replicas();
+        // A dead voter whose instance is still up (its server hung, its
+        // agent alive) holds that instance until it leaves the config: one
+        // more instance is needed for its replacement, or it never comes.
+        let replicas = self.replicas() + self.held_by_dead();
         let up: Vec<&str> = self
             .obs
             .instances

@@ -114,3 +114,22 @@ async fn a_refused_promotion_backs_off_doubling_and_remembers_the_observer() {
         BTreeSet::from([ServerId(4), ServerId(5)])
     );
 }
+
+#[test]
+fn a_hung_voter_whose_agent_reports_gets_an_instance_for_its_replacement() {
+    // Voter 3's server hangs: its agent reports every second, its instance
+    // is up, and it has not served for longer than memberDeadAfter. It holds
+    // its instance, so the group must grow by one for a replacement to come.
+    let mut b = cluster(3).capacity(3);
+    let r3 = b.obs.reports.get_mut("i-3").unwrap();
+    r3.report.probe = None;
+    r3.served_ago = Some(Duration::from_secs(61));
+    let plan = b.plan();
+    assert!(plan.reason.contains("are dead"), "{}", plan.reason);
+    assert!(
+        plan.steps
+            .iter()
+            .any(|s| matches!(s, Step::SetDesiredCapacity { capacity: 4 })),
+        "{plan:?}"
+    );
+}
