@@ -105,3 +105,26 @@ async fn a_hung_voters_vote_goes_to_the_standby_within_voter_down_after() {
     let acked = writer.await.unwrap();
     assert_writes_kept(&after, &acked).await;
 }
+
+/// `zkop bench --standby`: voter redundancy after a voter's ZooKeeper hangs
+/// comes back within `voterDownAfter` and a few seconds with a standby, and
+/// after `memberDeadAfter` and a replacement without one (which the planner
+/// once never made: the hung voter held its instance).
+#[test]
+fn the_standby_bench_restores_redundancy_sooner_with_a_standby_and_at_all_without() {
+    let _serial = SERIAL.blocking_lock();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let args = ["bench", "--standby", "--json", "--network", "127.0.93.0/24"];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let rows: Vec<serde_json::Value> = rt.block_on(common::zkop_json(&args));
+    let seconds = |standby: u64| {
+        rows.iter()
+            .find(|r| r["standby"] == standby)
+            .and_then(|r| r["seconds"].as_f64())
+            .unwrap_or_else(|| panic!("no row for standby {standby}: {rows:?}"))
+    };
+    eprintln!("voter redundancy restored: {rows:?}");
+    // The bench spec: voterDownAfter 10s (the default), memberDeadAfter 60s.
+    assert!(seconds(1) <= 10.0 + 5.0, "{rows:?}");
+    assert!((60.0..120.0).contains(&seconds(0)), "{rows:?}");
+}

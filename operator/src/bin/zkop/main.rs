@@ -294,6 +294,10 @@ struct BenchArgs {
     /// Creates --tls times on each cluster.
     #[arg(long, default_value_t = 2000, requires = "tls")]
     tls_writes: usize,
+    /// Voter redundancy restored after a voter's ZooKeeper hangs, with one
+    /// standby voter and without (about 2 minutes).
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls"])]
+    standby: bool,
     /// The controller --aws-calls asks.
     #[command(flatten)]
     controller: ControllerArgs,
@@ -537,6 +541,7 @@ async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         window_seconds,
         tls,
         tls_writes,
+        standby,
         controller,
         network,
         hand_network,
@@ -569,6 +574,16 @@ async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         classpath: java.zookeeper_classpath,
         quick,
     };
+    if standby {
+        let (text, _) = bench::spec()?;
+        let rows = bench::standby::run(&opts, &text).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            print!("{}", bench::standby::render(&rows));
+        }
+        return Ok(());
+    }
     if tls {
         let (text, _) = bench::spec()?;
         let rows = bench::tls::run(&opts, &text, tls_writes).await?;

@@ -8,6 +8,7 @@
 
 mod by_hand;
 mod operated;
+pub mod standby;
 pub mod tls;
 
 use std::collections::BTreeMap;

@@ -104,6 +104,17 @@ impl Session {
         voters: usize,
         dir: &Path,
     ) -> Result<(Session, Duration), BenchError> {
+        Self::start_with(opts, spec_text, voters, 0, dir).await
+    }
+
+    /// `start`, waiting at the end for `observers` observers too (standbys).
+    pub async fn start_with(
+        opts: &BenchOptions,
+        spec_text: &str,
+        voters: usize,
+        observers: usize,
+        dir: &Path,
+    ) -> Result<(Session, Duration), BenchError> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let spec_path = dir.join("spec.yaml");
         let text = spec_text.replace("replicas: 3", &format!("replicas: {voters}"));
@@ -129,9 +140,51 @@ impl Session {
             .await?;
         let took = started.elapsed();
         session
-            .wait("every voter serving", |s| settled(s, voters, 0))
+            .wait("every voter serving", |s| settled(s, voters, observers))
             .await?;
         Ok((session, took))
+    }
+
+    /// A follower's ZooKeeper hangs (SIGSTOP; its agent and instance live):
+    /// the time until the full voter count serves again without it.
+    pub async fn voter_hangs(&self, observers: usize) -> Result<Duration, BenchError> {
+        let n = self.voters;
+        let before = self.wait("settled", |s| settled(s, n, observers)).await?;
+        let victim = before
+            .members
+            .iter()
+            .find(|m| m.role == "follower")
+            .ok_or_else(|| BenchError::Setup("no follower".into()))?
+            .instance
+            .clone();
+        let pid_file = self
+            .state_dir
+            .join("instances")
+            .join(&*victim)
+            .join("zookeeper.pid");
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|p| zkop::adapters::local::fleet_support::process_is(*p, "QuorumPeerMain"))
+            .ok_or_else(|| BenchError::Setup(format!("no server PID in {}", pid_file.display())))?;
+        let signal = |sig| {
+            // SAFETY: kill(2) on a PID checked to run this member's ZooKeeper.
+            unsafe { libc::kill(pid as libc::pid_t, sig) };
+        };
+        signal(libc::SIGSTOP);
+        let started = Instant::now();
+        let restored = self
+            .wait(&format!("{n} voters serving without the hung one"), |s| {
+                voters_serving(s, n)
+                    && !s.members.iter().any(|m| {
+                        m.instance == victim && (m.role == "leader" || m.role == "follower")
+                    })
+            })
+            .await;
+        let took = started.elapsed();
+        // Resumed, so that the stop finds a process that answers SIGTERM.
+        signal(libc::SIGCONT);
+        restored.map(|_| took)
     }
 
     async fn wait(
