@@ -798,21 +798,28 @@ async fn secrets_stay_in_ssm(c: &AwsCluster) {
     }
 }
 
-/// In steady state the controller only reads (and renews its lease), as
-/// `zkop bench --aws-calls` counts it.
-async fn the_steady_state_only_reads(c: &AwsCluster) {
+/// `zkop bench --aws-calls --json` over `window` seconds: the controller's
+/// AWS calls a minute, by operation.
+async fn call_rates(c: &AwsCluster, window: u32) -> Vec<serde_json::Value> {
     let state_dir = c.state_dir();
+    let window = window.to_string();
     let args = [
         "bench",
         "--aws-calls",
         "--json",
         "--window-seconds",
-        "10",
+        &window,
         "--state-dir",
     ];
     let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     args.push(state_dir.as_os_str());
-    let rates: Vec<serde_json::Value> = common::zkop_json(&args).await;
+    common::zkop_json(&args).await
+}
+
+/// In steady state the controller only reads (and renews its lease), as
+/// `zkop bench --aws-calls` counts it.
+async fn the_steady_state_only_reads(c: &AwsCluster) {
+    let rates = call_rates(c, 10).await;
     let rate = |op: &str| {
         rates
             .iter()
@@ -894,13 +901,7 @@ async fn a_terminated_instance_is_replaced(c: &AwsCluster, s3: &StatusReply) -> 
     let log = || c.log_tail();
     let limit = Duration::from_secs(90);
     let victim = common::follower(s3);
-    aws_sdk_autoscaling::Client::new(&c.config)
-        .terminate_instance_in_auto_scaling_group()
-        .instance_id(&victim.instance)
-        .should_decrement_desired_capacity(false)
-        .send()
-        .await
-        .unwrap();
+    c.terminate_through_group(&victim.instance).await;
     let s = c
         .api()
         .wait_status(
@@ -945,18 +946,7 @@ async fn an_idle_controller_makes_at_most_six_aws_calls_a_minute() {
             || c.log_tail(),
         )
         .await;
-    let state_dir = c.state_dir();
-    let args = [
-        "bench",
-        "--aws-calls",
-        "--json",
-        "--window-seconds",
-        "60",
-        "--state-dir",
-    ];
-    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-    args.push(state_dir.as_os_str());
-    let rates: Vec<serde_json::Value> = common::zkop_json(&args).await;
+    let rates = call_rates(&c, 60).await;
     eprintln!("idle AWS calls a minute: {rates:?}");
     let all = rates
         .iter()

@@ -121,16 +121,7 @@ fn start() -> Many {
     }
     let log = std::fs::File::create(m.dir.path().join("zkop.log")).unwrap();
     let mut cmd = Command::new(zkop_bin());
-    // If the test process is killed, zkop stops too.
-    // SAFETY: prctl is async-signal-safe and touches only the child.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::stops_with_this_process(&mut cmd);
     let child = cmd
         .args(["local", "up"])
         .arg(m.specs())

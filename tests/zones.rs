@@ -152,15 +152,8 @@ async fn on_aws_voters_spread_over_the_groups_zones_and_a_lost_zone_comes_back_s
         .map(|m| m.instance.to_string())
         .collect();
     assert_eq!(lost.len(), 2, "{by:?}");
-    let group = aws_sdk_autoscaling::Client::new(&c.config);
     for i in &lost {
-        group
-            .terminate_instance_in_auto_scaling_group()
-            .instance_id(i)
-            .should_decrement_desired_capacity(false)
-            .send()
-            .await
-            .unwrap();
+        c.terminate_through_group(i).await;
     }
     let s = c
         .api()

@@ -482,6 +482,18 @@ impl AwsCluster {
         &self.http
     }
 
+    /// Terminates `instance` through the group, keeping its desired
+    /// capacity (as a failed health check does): a replacement launches.
+    pub async fn terminate_through_group(&self, instance: &str) {
+        aws_sdk_autoscaling::Client::new(&self.config)
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance)
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// The controller's, the simulator's and every agent's log tails.
     pub fn log_tail(&self) -> String {
         let mut out = format!(

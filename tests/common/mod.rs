@@ -216,15 +216,7 @@ impl LocalCluster {
         };
         // If the test process is killed (no guard runs then), zkop stops, and
         // its agents and servers with it.
-        // SAFETY: prctl is async-signal-safe and touches only the child.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        stops_with_this_process(&mut cmd);
         let child = cmd
             .arg(&self.spec_path)
             .arg("--state-dir")
@@ -490,6 +482,20 @@ pub fn fleet_pids(state_dir: &Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Makes the child `cmd` starts get SIGTERM when this test process dies,
+/// even when no guard runs (the test killed).
+pub fn stops_with_this_process(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Polls `f` until it returns `Some`, failing after `limit`.
