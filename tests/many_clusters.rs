@@ -271,3 +271,27 @@ async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_le
     assert_eq!(common::endpoint(&again.members[0]), endpoint);
     assert_eq!(again.members[0].instance, c.members[0].instance);
 }
+
+/// `zkop bench --clusters N` (the short form: 3; by hand 20): every cluster
+/// comes up under one controller, whose memory and idle CPU are read.
+#[test]
+fn the_clusters_bench_reads_the_controllers_footprint_with_every_cluster_serving() {
+    let _serial = SERIAL.blocking_lock();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let args = [
+        "bench",
+        "--clusters",
+        "3",
+        "--json",
+        "--network",
+        "127.0.96.0/24",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let row: serde_json::Value = rt.block_on(common::zkop_json(&args));
+    eprintln!("{row}");
+    assert_eq!(row["clusters"], 3, "{row}");
+    let rss = row["controllerRssMib"].as_f64().unwrap();
+    assert!(rss > 1.0 && rss < 1024.0, "{row}");
+    let cpu = row["controllerCpuPercent"].as_f64().unwrap();
+    assert!((0.0..100.0).contains(&cpu), "{row}");
+}

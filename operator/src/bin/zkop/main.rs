@@ -298,6 +298,10 @@ struct BenchArgs {
     /// standby voter and without (about 2 minutes).
     #[arg(long, conflicts_with_all = ["aws_calls", "tls"])]
     standby: bool,
+    /// The controller's memory and CPU with this many one-voter clusters
+    /// under one `zkop local up DIR` (at most 32).
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby"])]
+    clusters: Option<usize>,
     /// The controller --aws-calls asks.
     #[command(flatten)]
     controller: ControllerArgs,
@@ -542,6 +546,7 @@ async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         tls,
         tls_writes,
         standby,
+        clusters,
         controller,
         network,
         hand_network,
@@ -574,6 +579,16 @@ async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         classpath: java.zookeeper_classpath,
         quick,
     };
+    if let Some(n) = clusters {
+        let (text, _) = bench::spec()?;
+        let row = bench::clusters::run(&opts, &text, n).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&row)?);
+        } else {
+            print!("{}", bench::clusters::render(&row));
+        }
+        return Ok(());
+    }
     if standby {
         let (text, _) = bench::spec()?;
         let rows = bench::standby::run(&opts, &text).await?;

@@ -21,12 +21,17 @@ pub struct Measured {
 }
 
 /// `zkop local up` as a child that dies with the bench; stopped on drop.
-struct LocalUp {
-    child: Child,
+pub(super) struct LocalUp {
+    pub(super) child: Child,
 }
 
 impl LocalUp {
-    fn start(opts: &BenchOptions, spec: &Path, state_dir: &Path) -> Result<LocalUp, BenchError> {
+    /// `zkop local up SPEC` (a file or a directory of specs).
+    pub(super) fn start(
+        opts: &BenchOptions,
+        spec: &Path,
+        state_dir: &Path,
+    ) -> Result<LocalUp, BenchError> {
         let zkop = std::env::current_exe().map_err(io("locating the zkop binary"))?;
         let mut cmd = Command::new(zkop);
         cmd.args(["local", "up"])
@@ -47,7 +52,7 @@ impl LocalUp {
     }
 
     /// SIGTERM, which stops the agents and their servers, then waits.
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SAFETY: kill(2) on our own child's PID.
             unsafe {
