@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_command;
 mod sandbox;
 
 use sandbox::SimulatorOptions;
@@ -66,7 +67,7 @@ enum Command {
     Cf(CfCommand),
     /// Time zkop's automatic operations against the same done by hand, on
     /// this machine with real ZooKeeper servers (takes a few minutes).
-    Bench(BenchArgs),
+    Bench(bench_command::BenchArgs),
     /// Show a running cluster's members.
     Status {
         #[command(flatten)]
@@ -271,54 +272,6 @@ enum LocalCommand {
     },
 }
 
-/// `zkop bench`'s flags.
-#[derive(Debug, clap::Args)]
-struct BenchArgs {
-    /// Print a JSON list of {operation, voters, zkopSeconds, handSeconds, ratio}.
-    #[arg(long)]
-    json: bool,
-    /// Only 3 voters: bootstrap, adding a member and removing a follower.
-    #[arg(long)]
-    quick: bool,
-    /// Instead: the AWS API calls per minute of a running controller (the
-    /// AWS sandbox's, say), by operation, over --window-seconds.
-    #[arg(long)]
-    aws_calls: bool,
-    /// The window --aws-calls counts over.
-    #[arg(long, default_value_t = 60, requires = "aws_calls")]
-    window_seconds: u64,
-    /// Instead: write latency over TLS next to plaintext, on two 3-voter
-    /// clusters run by zkop (--tls-writes creates each).
-    #[arg(long, conflicts_with = "aws_calls")]
-    tls: bool,
-    /// Creates --tls times on each cluster.
-    #[arg(long, default_value_t = 2000, requires = "tls")]
-    tls_writes: usize,
-    /// Voter redundancy restored after a voter's ZooKeeper hangs, with one
-    /// standby voter and without (about 2 minutes).
-    #[arg(long, conflicts_with_all = ["aws_calls", "tls"])]
-    standby: bool,
-    /// The controller's memory and CPU with this many one-voter clusters
-    /// under one `zkop local up DIR` (at most 32).
-    #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby"])]
-    clusters: Option<usize>,
-    /// The controller --aws-calls asks.
-    #[command(flatten)]
-    controller: ControllerArgs,
-    /// Loopback range for the zkop-run cluster.
-    #[arg(long, default_value = "127.0.60.0/24")]
-    network: String,
-    /// Loopback range for the plain servers run by hand.
-    #[arg(long, default_value = "127.0.61.0/24")]
-    hand_network: String,
-    /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
-    #[arg(long)]
-    agent_bin: Option<PathBuf>,
-    /// Java and ZooKeeper for the plain servers.
-    #[command(flatten)]
-    java: zkop_zk::jvm::JavaArgs,
-}
-
 /// A duration flag: `45s`, `2m`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     zkop_spec::duration::DurationSpec::parse(s)
@@ -387,7 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", local::kill(&dir, &instance)?);
         }
         Command::Cf(CfCommand::Render { format }) => print!("{}", render_cf(format)?),
-        Command::Bench(args) => bench_command(args).await?,
+        Command::Bench(args) => bench_command::run(args).await?,
         Command::Backup(command) => backup_command(command).await?,
         other => client_command(other).await?,
     }
@@ -504,8 +457,7 @@ async fn client_command(command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `zkop bench`: the AWS call rates of a running controller, or every
-/// operation timed against the same done by hand.
+/// `zkop backup`: list a backup's points, or verify it with a drill.
 async fn backup_command(command: BackupCommand) -> anyhow::Result<()> {
     match command {
         BackupCommand::List { from, json } => {
@@ -533,87 +485,6 @@ async fn backup_command(command: BackupCommand) -> anyhow::Result<()> {
             }
             println!("backup {from} verified: {}", record.detail);
         }
-    }
-    Ok(())
-}
-
-async fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
-    let BenchArgs {
-        json,
-        quick,
-        aws_calls,
-        window_seconds,
-        tls,
-        tls_writes,
-        standby,
-        clusters,
-        controller,
-        network,
-        hand_network,
-        agent_bin,
-        java,
-    } = args;
-    if aws_calls {
-        let api = controller.resolve()?;
-        let window = std::time::Duration::from_secs(window_seconds.max(1));
-        let rates = bench::aws_call_rates(&api, window).await?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&rates)?);
-        } else {
-            print!("{}", bench::render_rates(&rates, window));
-        }
-        return Ok(());
-    }
-    if let Some(missing) = java.missing_zookeeper() {
-        return Err(input::InputError::Usage(missing).into());
-    }
-    for n in [&network, &hand_network] {
-        local::parse_network(n)
-            .map_err(|e| input::InputError::Usage(format!("--network {n}: {e}")))?;
-    }
-    let opts = bench::BenchOptions {
-        zkop_network: network,
-        hand_network,
-        agent_bin: Some(input::agent_binary(agent_bin)?),
-        java: java.java,
-        classpath: java.zookeeper_classpath,
-        quick,
-    };
-    if let Some(n) = clusters {
-        let (text, _) = bench::spec()?;
-        let row = bench::clusters::run(&opts, &text, n).await?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&row)?);
-        } else {
-            print!("{}", bench::clusters::render(&row));
-        }
-        return Ok(());
-    }
-    if standby {
-        let (text, _) = bench::spec()?;
-        let rows = bench::standby::run(&opts, &text).await?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&rows)?);
-        } else {
-            print!("{}", bench::standby::render(&rows));
-        }
-        return Ok(());
-    }
-    if tls {
-        let (text, _) = bench::spec()?;
-        let rows = bench::tls::run(&opts, &text, tls_writes).await?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&rows)?);
-        } else {
-            print!("{}", bench::tls::render(&rows));
-        }
-        return Ok(());
-    }
-    let figures = bench::run(&opts).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&figures)?);
-    } else {
-        print!("{}", bench::render(&figures));
     }
     Ok(())
 }

@@ -1,0 +1,132 @@
+//! `zkop bench`'s flags and how each kind of bench is run and printed.
+
+use std::path::PathBuf;
+
+use super::{ControllerArgs, bench};
+use zkop::cli::input;
+use zkop::cli::local;
+
+/// `zkop bench`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Print a JSON list of {operation, voters, zkopSeconds, handSeconds, ratio}.
+    #[arg(long)]
+    json: bool,
+    /// Only 3 voters: bootstrap, adding a member and removing a follower.
+    #[arg(long)]
+    quick: bool,
+    /// Instead: the AWS API calls per minute of a running controller (the
+    /// AWS sandbox's, say), by operation, over --window-seconds.
+    #[arg(long)]
+    aws_calls: bool,
+    /// The window --aws-calls counts over.
+    #[arg(long, default_value_t = 60, requires = "aws_calls")]
+    window_seconds: u64,
+    /// Instead: write latency over TLS next to plaintext, on two 3-voter
+    /// clusters run by zkop (--tls-writes creates each).
+    #[arg(long, conflicts_with = "aws_calls")]
+    tls: bool,
+    /// Creates --tls times on each cluster.
+    #[arg(long, default_value_t = 2000, requires = "tls")]
+    tls_writes: usize,
+    /// Voter redundancy restored after a voter's ZooKeeper hangs, with one
+    /// standby voter and without (about 2 minutes).
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls"])]
+    standby: bool,
+    /// The controller's memory and CPU with this many one-voter clusters
+    /// under one `zkop local up DIR` (at most 32).
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby"])]
+    clusters: Option<usize>,
+    /// The controller --aws-calls asks.
+    #[command(flatten)]
+    controller: ControllerArgs,
+    /// Loopback range for the zkop-run cluster.
+    #[arg(long, default_value = "127.0.60.0/24")]
+    network: String,
+    /// Loopback range for the plain servers run by hand.
+    #[arg(long, default_value = "127.0.61.0/24")]
+    hand_network: String,
+    /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
+    /// Java and ZooKeeper for the plain servers.
+    #[command(flatten)]
+    java: zkop_zk::jvm::JavaArgs,
+}
+
+/// Prints `value` as JSON, or as the table `render` makes.
+fn print_out<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    render: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", render(value));
+    }
+    Ok(())
+}
+
+/// `zkop bench`: the AWS call rates of a running controller, one of the
+/// focused benches, or every operation timed against the same done by hand.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let BenchArgs {
+        json,
+        quick,
+        aws_calls,
+        window_seconds,
+        tls,
+        tls_writes,
+        standby,
+        clusters,
+        controller,
+        network,
+        hand_network,
+        agent_bin,
+        java,
+    } = args;
+    if aws_calls {
+        let api = controller.resolve()?;
+        let window = std::time::Duration::from_secs(window_seconds.max(1));
+        let rates = bench::aws_call_rates(&api, window).await?;
+        print_out(json, &rates, |r| bench::render_rates(r, window))?;
+        return Ok(());
+    }
+    if let Some(missing) = java.missing_zookeeper() {
+        return Err(input::InputError::Usage(missing).into());
+    }
+    for n in [&network, &hand_network] {
+        local::parse_network(n)
+            .map_err(|e| input::InputError::Usage(format!("--network {n}: {e}")))?;
+    }
+    let opts = bench::BenchOptions {
+        zkop_network: network,
+        hand_network,
+        agent_bin: Some(input::agent_binary(agent_bin)?),
+        java: java.java,
+        classpath: java.zookeeper_classpath,
+        quick,
+    };
+    if let Some(n) = clusters {
+        let (text, _) = bench::spec()?;
+        let row = bench::clusters::run(&opts, &text, n).await?;
+        print_out(json, &row, bench::clusters::render)?;
+        return Ok(());
+    }
+    if standby {
+        let (text, _) = bench::spec()?;
+        let rows = bench::standby::run(&opts, &text).await?;
+        print_out(json, &rows, |r| bench::standby::render(r))?;
+        return Ok(());
+    }
+    if tls {
+        let (text, _) = bench::spec()?;
+        let rows = bench::tls::run(&opts, &text, tls_writes).await?;
+        print_out(json, &rows, |r| bench::tls::render(r))?;
+        return Ok(());
+    }
+    let figures = bench::run(&opts).await?;
+    print_out(json, &figures, |r| bench::render(r))?;
+    Ok(())
+}
