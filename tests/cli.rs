@@ -170,3 +170,43 @@ fn bench_without_zookeeper_says_which_jar_is_missing_and_starts_nothing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_example_spec_is_valid_and_the_directory_example_names_distinct_networks() {
+    let mut specs = Vec::new();
+    for dir in ["examples", "examples/many"] {
+        for e in std::fs::read_dir(repo_root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                specs.push(p);
+            }
+        }
+    }
+    assert!(specs.len() >= 7, "{specs:?}");
+    for p in &specs {
+        let out = Command::new(zkop_bin())
+            .arg("validate")
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let networks: std::collections::BTreeSet<String> = specs
+        .iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("many")))
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            let spec = zkop_spec::parse_spec(&text).unwrap();
+            match spec.fleet {
+                zkop_spec::cluster::Fleet::Local(l) => l.network.unwrap(),
+                zkop_spec::cluster::Fleet::Aws(_) => panic!("{}: not local", p.display()),
+            }
+        })
+        .collect();
+    assert_eq!(networks.len(), 2, "{networks:?}");
+}
