@@ -937,7 +937,7 @@ async fn a_terminated_instance_is_replaced(c: &AwsCluster, s3: &StatusReply) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_controller_makes_at_most_six_aws_calls_a_minute() {
     let _serial = SERIAL.lock().await;
-    let c = AwsCluster::start(3, "127.0.88.0/24").await;
+    let c = AwsCluster::start_default_lease(3, "127.0.88.0/24").await;
     c.api()
         .wait_status(
             "three voters",

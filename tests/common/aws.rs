@@ -114,6 +114,15 @@ pub struct AwsCluster {
     network: String,
     /// Zones the simulator spreads instances over (none: moto's one).
     zones: Vec<String>,
+    /// Whether controllers run `zkop run`'s default lease, not 15 s.
+    default_lease: bool,
+}
+
+/// What a few tests ask of the sandbox beyond the usual.
+#[derive(Default)]
+struct Extra<'a> {
+    zones: &'a [&'a str],
+    default_lease: bool,
 }
 
 impl AwsCluster {
@@ -135,13 +144,31 @@ impl AwsCluster {
         controllers: usize,
         env0: Vec<(String, String)>,
     ) -> AwsCluster {
-        Self::start_on(replicas, network, controllers, env0, false, false, &[]).await
+        Self::start_on(
+            replicas,
+            network,
+            controllers,
+            env0,
+            false,
+            false,
+            Extra::default(),
+        )
+        .await
     }
 
     /// One controller and the simulator with `spec.tls` on: the API is
     /// HTTPS, and this harness trusts the CA the controller names in `api.json`.
     pub async fn start_tls(replicas: u32, network: &str) -> AwsCluster {
-        Self::start_on(replicas, network, 1, Vec::new(), false, true, &[]).await
+        Self::start_on(
+            replicas,
+            network,
+            1,
+            Vec::new(),
+            false,
+            true,
+            Extra::default(),
+        )
+        .await
     }
 
     /// `start_with`, each controller reaching DynamoDB (its lease and state)
@@ -152,20 +179,52 @@ impl AwsCluster {
         controllers: usize,
     ) -> AwsCluster {
         let env0 = vec![(DYNAMODB_PROXY.to_string(), String::new())];
-        Self::start_on(replicas, network, controllers, env0, false, false, &[]).await
+        Self::start_on(
+            replicas,
+            network,
+            controllers,
+            env0,
+            false,
+            false,
+            Extra::default(),
+        )
+        .await
     }
 
     /// One controller on the group, table and log group of a stack that
     /// `cf/deploy.sh` deployed from the rendered template; its output is in
     /// `deploy.log`.
     pub async fn start_from_stack(replicas: u32, network: &str) -> AwsCluster {
-        Self::start_on(replicas, network, 1, Vec::new(), true, false, &[]).await
+        Self::start_on(
+            replicas,
+            network,
+            1,
+            Vec::new(),
+            true,
+            false,
+            Extra::default(),
+        )
+        .await
     }
 
     /// One controller, the simulator placing instances over `zones` as a
     /// group balances them (moto puts every instance in one zone).
     pub async fn start_zoned(replicas: u32, network: &str, zones: &[&str]) -> AwsCluster {
-        Self::start_on(replicas, network, 1, Vec::new(), false, false, zones).await
+        let extra = Extra {
+            zones,
+            ..Extra::default()
+        };
+        Self::start_on(replicas, network, 1, Vec::new(), false, false, extra).await
+    }
+
+    /// One controller with `zkop run`'s default lease (45 s) rather than the
+    /// 15 s the other tests run, whose controller restarts wait out a lease.
+    pub async fn start_default_lease(replicas: u32, network: &str) -> AwsCluster {
+        let extra = Extra {
+            default_lease: true,
+            ..Extra::default()
+        };
+        Self::start_on(replicas, network, 1, Vec::new(), false, false, extra).await
     }
 
     async fn start_on(
@@ -175,7 +234,7 @@ impl AwsCluster {
         env0: Vec<(String, String)>,
         stack: bool,
         tls: bool,
-        zones: &[&str],
+        extra: Extra<'_>,
     ) -> AwsCluster {
         super::require_zookeeper();
         let moto = Moto::start();
@@ -231,7 +290,8 @@ impl AwsCluster {
             dynamodb_proxies,
             sim_pid: 0,
             network: String::new(),
-            zones: zones.iter().map(|z| z.to_string()).collect(),
+            zones: extra.zones.iter().map(|z| z.to_string()).collect(),
+            default_lease: extra.default_lease,
         };
         for i in 0..controllers {
             let state = c.controller_dir(i);
@@ -386,9 +446,9 @@ impl AwsCluster {
             .arg("--state-dir")
             .arg(self.controller_dir(i))
             .args(["--api", &self.apis[i]]);
-        if self.apis.len() > 1 {
-            // The takeover tests count on the shortest lease (15 s, renewed
-            // every 5 s); one controller alone keeps the default.
+        if !self.default_lease {
+            // The shortest lease (15 s, renewed every 5 s): takeovers, and a
+            // restarted controller waiting out its old lease, are quick.
             cmd.args(["--lease-ttl", "15s"]);
         }
         if i == 0 {
