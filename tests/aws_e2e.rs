@@ -817,7 +817,9 @@ async fn call_rates(c: &AwsCluster, window: u32) -> Vec<serde_json::Value> {
 }
 
 /// In steady state the controller only reads (and renews its lease), as
-/// `zkop bench --aws-calls` counts it.
+/// `zkop bench --aws-calls` counts it. An idle controller looks at the
+/// group once a minute, so a 10 s window may hold no read; the lease (15 s
+/// here) is renewed every 5 s, so it holds a renewal.
 async fn the_steady_state_only_reads(c: &AwsCluster) {
     let rates = call_rates(c, 10).await;
     let rate = |op: &str| {
@@ -826,10 +828,7 @@ async fn the_steady_state_only_reads(c: &AwsCluster) {
             .find(|r| r["operation"] == op)
             .and_then(|r| r["callsPerMinute"].as_f64())
     };
-    assert!(
-        rate("DescribeAutoScalingGroups").is_some_and(|r| r > 0.0),
-        "{rates:?}"
-    );
+    assert!(rate("PutItem").is_some_and(|r| r > 0.0), "{rates:?}");
     for change in [
         "SetDesiredCapacity",
         "TerminateInstanceInAutoScalingGroup",
