@@ -126,7 +126,7 @@ impl Metrics {
             "# HELP zkop_aws_calls_total AWS API calls made, by service and operation."
         );
         let _ = writeln!(out, "# TYPE zkop_aws_calls_total counter");
-        for ((service, operation), n) in crate::adapters::aws::calls::calls() {
+        for ((service, operation), n) in crate::adapters::aws::calls::calls(cluster) {
             let _ = writeln!(
                 out,
                 "zkop_aws_calls_total{{cluster=\"{cluster}\",service=\"{service}\",operation=\"{operation}\"}} {n}"

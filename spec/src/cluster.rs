@@ -212,6 +212,11 @@ pub struct AwsFleet {
     /// follows whatever instances exist, and `replicas` is ignored).
     #[serde(default)]
     pub scaling: Scaling,
+    /// The port this cluster's API listens on when `zkop run DIR` runs it
+    /// beside other clusters (required there, distinct per cluster; a single
+    /// spec file takes `--api`). Agents reach the controller at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_port: Option<u16>,
 }
 
 /// Who sizes an Auto Scaling group.

@@ -67,6 +67,10 @@ pub fn fixed_fields_changed(
             if x.auto_scaling_group_name != y.auto_scaling_group_name {
                 changed.push("spec.fleet.aws.autoScalingGroupName");
             }
+            // The API's listener is bound at start.
+            if x.api_port != y.api_port {
+                changed.push("spec.fleet.aws.apiPort");
+            }
         }
         _ => changed.push("spec.fleet"),
     }

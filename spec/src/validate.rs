@@ -460,6 +460,9 @@ fn check_placement(
             if aws.auto_scaling_group_name.trim().is_empty() {
                 p.add("spec.fleet.aws.autoScalingGroupName", "must not be empty");
             }
+            if aws.api_port == Some(0) {
+                p.add("spec.fleet.aws.apiPort", "must be a port, 1 to 65535");
+            }
             match &ids {
                 Ids::Local(_) => p.add(
                     "spec.ids",

@@ -750,26 +750,34 @@ impl AwsCluster {
     /// PIDs of every process of this cluster still alive: zkop's, the agents'
     /// (found by this test's own directory on their command line) and the servers'.
     fn pids(&self) -> Vec<u32> {
-        let dir = self.dir.path().display().to_string();
         let mut pids: Vec<u32> = self
             .children
             .iter()
             .map(Child::id)
             .filter(|p| alive(*p))
             .collect();
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for e in entries.flatten() {
-                if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
-                    && alive(pid)
-                    && runs(pid, &dir)
-                    && (runs(pid, "zkop-agent") || runs(pid, "QuorumPeerMain"))
-                {
-                    pids.push(pid);
-                }
-            }
-        }
+        pids.extend(processes_under(self.dir.path()));
         pids
     }
+}
+
+/// The sandbox agents and ZooKeeper servers whose command lines name `dir`
+/// (a test's own temporary directory).
+pub fn processes_under(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.display().to_string();
+    let mut pids = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+                && alive(pid)
+                && runs(pid, &dir)
+                && (runs(pid, "zkop-agent") || runs(pid, "QuorumPeerMain"))
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
 }
 
 impl Drop for AwsCluster {

@@ -80,7 +80,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
 }
 
 /// The spec files of `dir` (`*.yaml`, `*.yml`), sorted.
-fn spec_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn spec_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())

@@ -64,6 +64,10 @@ pub struct RunOptions {
     pub advertise_url: Option<String>,
     /// `--lease-ttl`: how long the leader lease lasts without a renewal.
     pub lease_ttl: Duration,
+    /// `--group`: with a directory, the controller group's name.
+    pub group: String,
+    /// `--lease-table`: with a directory, the table of the group's lease.
+    pub lease_table: Option<String>,
 }
 
 /// The cluster CA, kept beside the secrets in SSM (made by the first
@@ -132,9 +136,79 @@ async fn aws_tls(
     Ok((Some(Signer { ca, shared_source }), api_tls))
 }
 
+/// A name unique to this controller process, as a lease holder.
+pub(crate) fn holder_name() -> String {
+    let mut nonce = [0u8; 4];
+    rand::rng().fill_bytes(&mut nonce);
+    format!(
+        "{}-{}-{:02x}{:02x}{:02x}{:02x}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "zkop".into()),
+        std::process::id(),
+        nonce[0],
+        nonce[1],
+        nonce[2],
+        nonce[3]
+    )
+}
+
+/// The controller of one cluster on the AWS path.
+pub(crate) type AwsController<E> = Controller<AsgFleet, LogStreamLedger, DynamoStore, E>;
+
+/// One cluster on the AWS path with its API bound and its loop built.
+pub(crate) struct Prepared<E> {
+    /// The API, bound.
+    pub api: serve::Api,
+    /// What the API and the loop share.
+    pub shared: Arc<Shared>,
+    /// The reconcile loop.
+    pub controller: AwsController<E>,
+}
+
 /// Runs the controller until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let lease_ttl = check_lease_ttl(opts.lease_ttl)?;
+    if opts.spec.is_dir() {
+        return super::run_many::run(opts, lease_ttl).await;
+    }
+    let holder = holder_name();
+    let (spec, _) = load_spec(&opts.spec)?;
+    let name = spec.name.clone();
+    let prepared = crate::adapters::aws::calls::scoped(
+        &name,
+        prepare(&opts, None, |sdk, spec, table, url, clock| {
+            LeaseKeeper::new(
+                DynamoLease::new(sdk, table, &spec.name, &holder, url, lease_ttl),
+                clock,
+            )
+        }),
+    )
+    .await?;
+    info!(cluster = %name, api = %prepared.api.url, holder = %holder, "zkop run");
+    serve::serve_until_signalled(
+        prepared.api,
+        prepared.shared,
+        prepared.controller,
+        "stopping this controller; the ensemble keeps running",
+        async {},
+    )
+    .await
+}
+
+/// Loads `opts.spec` (fleet.aws) and its secrets, binds its API in
+/// `state_dir` (default: `opts.state_dir` or `.zkop/<name>`), and builds its
+/// loop under the leadership `lead` makes from the SDK's configuration, the
+/// spec, the state table, the API's URL and the loop's clock.
+pub(crate) async fn prepare<E: crate::controller::Leadership>(
+    opts: &RunOptions,
+    state_dir: Option<PathBuf>,
+    lead: impl FnOnce(
+        &aws_config::SdkConfig,
+        &zkop_spec::ValidatedCluster,
+        &str,
+        &str,
+        crate::clock::SharedClock,
+    ) -> E,
+) -> anyhow::Result<Prepared<E>> {
     let (spec, text) = load_spec(&opts.spec)?;
     let (Fleet::Aws(aws), Ids::CloudwatchLogs(ids), Some(state)) =
         (&spec.fleet, &spec.ids, &spec.state)
@@ -144,7 +218,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             opts.spec.display()
         )));
     };
-    let dir = state_dir_for(opts.state_dir.clone(), &spec.name);
+    let dir = state_dir.unwrap_or_else(|| state_dir_for(opts.state_dir.clone(), &spec.name));
     let state_dir = StateDir::create(&dir)?;
     let dir = state_dir.dir.clone();
     let sdk = sdk_config(Some(aws.region.clone())).await;
@@ -160,24 +234,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         None => state_dir.ensure_secrets()?,
     };
 
-    let (signer, tls) = aws_tls(&spec, &sdk, &opts, &dir).await?;
+    let (signer, tls) = aws_tls(&spec, &sdk, opts, &dir).await?;
     let api =
         serve::Api::bind(opts.api, opts.advertise_url.clone(), &dir, &token_file, tls).await?;
     let fleet = Arc::new(AsgFleet::new(&sdk, &aws.auto_scaling_group_name));
     let ledger = LogStreamLedger::open(&sdk, &ids.log_group).await?;
     let store = DynamoStore::new(&sdk, &state.table, &spec.name);
-    let mut nonce = [0u8; 4];
-    rand::rng().fill_bytes(&mut nonce);
-    let holder = format!(
-        "{}-{}-{:02x}{:02x}{:02x}{:02x}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "zkop".into()),
-        std::process::id(),
-        nonce[0],
-        nonce[1],
-        nonce[2],
-        nonce[3]
-    );
-    let lease = DynamoLease::new(&sdk, &state.table, &spec.name, &holder, &api.url, lease_ttl);
     let shared = Shared::new(
         token,
         spec.clone(),
@@ -189,9 +251,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some(signer) = signer {
         shared.set_signer(signer);
     }
-    info!(cluster = %spec.name, api = %api.url, holder = %holder, group = %aws.auto_scaling_group_name, "zkop run");
+    let leadership = lead(&sdk, &spec, &state.table, &api.url, shared.clock.clone());
+    info!(cluster = %spec.name, api = %api.url, group = %aws.auto_scaling_group_name, "cluster ready to run");
     eprintln!(
-        "zkop: cluster {} on group {} ({}), API {}, state in {}; Ctrl-C stops this controller",
+        "zkop: cluster {} on group {} ({}), API {}, state in {}",
         spec.name,
         aws.auto_scaling_group_name,
         aws.region,
@@ -204,14 +267,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ledger,
         store,
         Some(SpecFile::new(opts.spec.clone(), text)),
-        LeaseKeeper::new(lease, shared.clock.clone()),
+        leadership,
     );
-    serve::serve_until_signalled(
+    Ok(Prepared {
         api,
         shared,
         controller,
-        "stopping this controller; the ensemble keeps running",
-        async {},
-    )
-    .await
+    })
 }

@@ -88,7 +88,12 @@ where
     E: Leadership + 'static,
 {
     let (stop, stop_rx) = watch::channel(false);
-    let retention = tokio::spawn(super::retention::run(shared.clone(), stop_rx.clone()));
+    // AWS calls count for the cluster whose loop made them.
+    let cluster = shared.spec().name;
+    let retention = tokio::spawn(crate::adapters::aws::calls::scoped(
+        &cluster,
+        super::retention::run(shared.clone(), stop_rx.clone()),
+    ));
     let discovery = api.api_file.parent().map(|dir| {
         tokio::spawn(super::discovery::run(
             shared.clone(),
@@ -113,7 +118,10 @@ where
                 .await
         }),
     };
-    let looping = tokio::spawn(controller.run(stop_rx));
+    let looping = tokio::spawn(crate::adapters::aws::calls::scoped(
+        &cluster,
+        controller.run(stop_rx),
+    ));
     Running {
         stop,
         server,

@@ -17,6 +17,7 @@
 //! and only then is the record read. This halves the lease's calls.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -211,6 +212,44 @@ impl<L: Lease> Leadership for LeaseKeeper<L> {
                 self.held = None;
                 e
             })
+        })
+    }
+}
+
+/// One lease shared by every cluster a controller group runs (`zkop run
+/// DIR`): each cluster's loop asks it, and whichever asks when a renewal is
+/// due makes the round, so the lease costs the same for one cluster or
+/// many. Each cluster still adopts its state under an epoch above its own
+/// stored one (`Controller::take_over`), so agents never see an epoch fall.
+pub struct SharedLease<L> {
+    keeper: Arc<tokio::sync::Mutex<LeaseKeeper<L>>>,
+    /// The holder advertises the group's URL; a follower of one cluster
+    /// names that cluster's API on the holder's host.
+    cluster_url: Arc<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+impl<L: Lease> SharedLease<L> {
+    /// `keeper`'s lease, seen by one cluster whose API on a holder's host
+    /// `cluster_url` gives from the holder's advertised URL.
+    pub fn new(
+        keeper: Arc<tokio::sync::Mutex<LeaseKeeper<L>>>,
+        cluster_url: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    ) -> Self {
+        Self {
+            keeper,
+            cluster_url,
+        }
+    }
+}
+
+impl<L: Lease> Leadership for SharedLease<L> {
+    async fn check(&mut self) -> Result<Standing, StoreError> {
+        let standing = self.keeper.lock().await.check().await?;
+        Ok(match standing {
+            Standing::Follower { leader_url } => Standing::Follower {
+                leader_url: leader_url.map(|u| (self.cluster_url)(&u)),
+            },
+            leader => leader,
         })
     }
 }

@@ -36,7 +36,7 @@ mod test_points;
 mod tests;
 
 pub use certificates::{SignRefused, Signer};
-pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, Standing};
+pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, SharedLease, Standing};
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use publish::PUBLISH_AFTER;
 pub use requeue::{BACKOFF_FIRST, BACKOFF_MAX, Backoff, ReconcileError, Requeue, error_policy};

@@ -1,6 +1,9 @@
-//! Counts the controller's AWS API calls by service and operation (an SDK
-//! interceptor on every client it builds), for `/metrics` and `zkop bench
-//! --aws-calls`. Retries of one call count once.
+//! Counts the controller's AWS API calls by cluster, service and operation
+//! (an SDK interceptor on every client it builds), for `/metrics` and `zkop
+//! bench --aws-calls`. Retries of one call count once. A call counts for the
+//! cluster whose task made it ([`scoped`]): one process may run many
+//! clusters, and a group's shared lease counts for the cluster whose pass
+//! renewed it.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,7 +12,23 @@ use aws_sdk_ec2::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
-static CALLS: Mutex<BTreeMap<(String, String), u64>> = Mutex::new(BTreeMap::new());
+/// Calls by (cluster, service, operation).
+type Counts = BTreeMap<(String, String, String), u64>;
+
+static CALLS: Mutex<Counts> = Mutex::new(BTreeMap::new());
+
+tokio::task_local! {
+    /// The cluster the running task's calls count for.
+    static CLUSTER: String;
+}
+
+/// Runs `work` with its AWS calls counted for `cluster`.
+pub fn scoped<F: std::future::Future>(
+    cluster: &str,
+    work: F,
+) -> impl std::future::Future<Output = F::Output> + use<F> {
+    CLUSTER.scope(cluster.to_string(), work)
+}
 
 /// The interceptor that counts.
 #[derive(Debug, Clone, Copy)]
@@ -29,18 +48,25 @@ impl Intercept for CountCalls {
         cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(m) = cfg.load::<Metadata>() {
+            let cluster = CLUSTER.try_with(|c| c.clone()).unwrap_or_default();
             let mut calls = CALLS.lock().unwrap_or_else(|e| e.into_inner());
             *calls
-                .entry((m.service().to_string(), m.name().to_string()))
+                .entry((cluster, m.service().to_string(), m.name().to_string()))
                 .or_default() += 1;
         }
         Ok(())
     }
 }
 
-/// Calls so far, by (service, operation).
-pub fn calls() -> BTreeMap<(String, String), u64> {
-    CALLS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+/// `cluster`'s calls so far, by (service, operation).
+pub fn calls(cluster: &str) -> BTreeMap<(String, String), u64> {
+    CALLS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|((c, _, _), _)| c == cluster)
+        .map(|((_, s, o), n)| ((s.clone(), o.clone()), *n))
+        .collect()
 }
 
 /// The longest any AWS call may take, retries included: shorter than the

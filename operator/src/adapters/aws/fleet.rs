@@ -13,7 +13,8 @@
 //! instance. The AWS sandbox's instances run on loopback addresses moto does
 //! not know: there (only), `ZKOP_SANDBOX_ADDRESSES` names the simulator's
 //! instance-to-address file, which stands in for the private IPs, and
-//! `ZKOP_SANDBOX_ZONES` its instance-to-zone file.
+//! `ZKOP_SANDBOX_ZONES` its instance-to-zone file (each a path list: one
+//! file per simulator).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -54,12 +55,25 @@ pub const SANDBOX_ADDRESSES: &str = "ZKOP_SANDBOX_ADDRESSES";
 /// `--zones`) spreads them over the zones it was given, as a group would.
 pub const SANDBOX_ZONES: &str = "ZKOP_SANDBOX_ZONES";
 
-/// The sandbox's instance-to-zone map, when `ZKOP_SANDBOX_ZONES` names a
-/// file the simulator wrote.
+/// The maps in the files `var` lists (a path list, as `PATH`: a controller
+/// group runs one simulator per cluster), merged; none when it is unset.
+/// A file not written yet, or unreadable, adds nothing.
+fn sandbox_maps(var: &str) -> Option<BTreeMap<String, String>> {
+    let paths = std::env::var_os(var)?;
+    let mut map = BTreeMap::new();
+    for path in std::env::split_paths(&paths) {
+        let one: Option<BTreeMap<String, String>> = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        map.extend(one.unwrap_or_default());
+    }
+    Some(map)
+}
+
+/// The sandbox's instance-to-zone map, when `ZKOP_SANDBOX_ZONES` names the
+/// files the simulator wrote.
 fn sandbox_zones() -> Option<BTreeMap<String, String>> {
-    let path = std::env::var_os(SANDBOX_ZONES)?;
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    sandbox_maps(SANDBOX_ZONES).filter(|m| !m.is_empty())
 }
 
 /// The sandbox's instance-to-address map, when `ZKOP_SANDBOX_ADDRESSES` is set.
@@ -67,11 +81,7 @@ fn sandbox_zones() -> Option<BTreeMap<String, String>> {
 /// EC2's (moto's) private IP, which no sandbox agent runs on, or a node
 /// certificate would be signed for it.
 fn sandbox_addresses() -> Option<BTreeMap<String, String>> {
-    let path = std::env::var_os(SANDBOX_ADDRESSES)?;
-    let map = std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    Some(map.unwrap_or_default())
+    sandbox_maps(SANDBOX_ADDRESSES)
 }
 
 /// The tag EC2 puts on an instance launched from a template: its id.

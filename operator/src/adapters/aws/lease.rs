@@ -1,4 +1,5 @@
-//! The controller's leader lease: one DynamoDB item (`pk = lease#<cluster>`)
+//! The controller's leader lease: one DynamoDB item (`pk = lease#<cluster>`,
+//! or `lease#group#<name>` for a controller group running many clusters)
 //! with its holder, the holder's API URL, an expiry and an epoch that rises with
 //! every change of holder. Every write is conditional on the record read, so
 //! two controllers never both hold it; when one may take it over is the
@@ -56,6 +57,22 @@ impl DynamoLease {
             holder: holder.to_string(),
             url: url.to_string(),
             ttl,
+        }
+    }
+
+    /// The one lease of the controller group `group` (`zkop run DIR`), shared
+    /// by every cluster it runs.
+    pub fn for_group(
+        config: &aws_config::SdkConfig,
+        table: &str,
+        group: &str,
+        holder: &str,
+        url: &str,
+        ttl: Duration,
+    ) -> Self {
+        Self {
+            key: format!("lease#group#{group}"),
+            ..Self::new(config, table, group, holder, url, ttl)
         }
     }
 

@@ -87,9 +87,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         java,
     } = args;
     if aws_calls {
-        let api = controller.resolve()?;
+        // Every cluster under a directory holding several, unless --cluster.
+        let apis = controller
+            .resolve_all()?
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let window = std::time::Duration::from_secs(window_seconds.max(1));
-        let rates = bench::aws_call_rates(&api, window).await?;
+        let rates = bench::aws_call_rates(&apis, window).await?;
         print_out(json, &rates, |r| bench::render_rates(r, window))?;
         return Ok(());
     }

@@ -41,9 +41,13 @@ enum Command {
     Local(LocalCommand),
     /// Run the controller of a cluster on an EC2 Auto Scaling group.
     Run {
-        /// The spec (YAML) with fleet.aws.
+        /// The spec (YAML) with fleet.aws, or a directory of them: every
+        /// spec in it is a cluster, each with its own loop and API (on its
+        /// fleet.aws.apiPort), all under one leader lease.
         file: PathBuf,
-        /// Where this controller keeps api.json and its secrets (default .zkop/<metadata.name>).
+        /// Where this controller keeps api.json and its secrets (default
+        /// .zkop/<metadata.name>; with a directory, one per cluster under it,
+        /// default .zkop).
         #[arg(long)]
         state_dir: Option<PathBuf>,
         /// The API's listen address (a free loopback port by default).
@@ -58,6 +62,14 @@ enum Command {
         /// slower takeover (docs/operations.md).
         #[arg(long, default_value = "45s", value_parser = parse_duration)]
         lease_ttl: std::time::Duration,
+        /// With a directory: the controller group's name; its one lease is
+        /// the item `lease#group#NAME`.
+        #[arg(long, default_value = "zkop")]
+        group: String,
+        /// With a directory: the DynamoDB table holding the group's lease
+        /// (default: the state table of the first spec, by file name).
+        #[arg(long)]
+        lease_table: Option<String>,
     },
     /// Tools for the AWS sandbox (a moto server standing in for AWS).
     #[command(subcommand, hide = true)]
@@ -320,6 +332,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api,
             advertise_url,
             lease_ttl,
+            group,
+            lease_table,
         } => {
             init_logs();
             zkop::cli::run::run(RunOptions {
@@ -328,6 +342,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 api,
                 advertise_url,
                 lease_ttl,
+                group,
+                lease_table,
             })
             .await?;
         }

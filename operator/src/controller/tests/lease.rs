@@ -214,3 +214,37 @@ async fn the_holder_renews_with_one_write_and_reads_only_when_someone_else_wrote
     );
     assert_eq!(table.calls(), (2, 9));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_group_lease_costs_three_clusters_what_it_costs_one_and_followers_name_each_cluster_s_api()
+{
+    let table = Arc::new(MemoryLeaseTable::default());
+    let (_, a) = keeper(&table, "a", 1_000_000);
+    let a = Arc::new(tokio::sync::Mutex::new(a));
+    let api_port = |port: u16| -> Arc<dyn Fn(&str) -> String + Send + Sync> {
+        Arc::new(move |holder: &str| format!("{holder}:{port}"))
+    };
+    let mut clusters: Vec<SharedLease<Arc<MemoryLease>>> = (0..3)
+        .map(|i| SharedLease::new(a.clone(), api_port(7000 + i)))
+        .collect();
+    for _ in 0..7 {
+        for c in &mut clusters {
+            assert!(leads(&c.check().await));
+        }
+        advance(TTL / 3).await;
+    }
+    // Taken once and renewed six times, whichever cluster asked.
+    assert_eq!(table.calls(), (1, 7), "one lease for three clusters");
+    // Another controller of the group follows, and sends each cluster's
+    // agents to that cluster's API on the holder's host.
+    let (_, b) = keeper(&table, "b", 2_000_000);
+    let b = Arc::new(tokio::sync::Mutex::new(b));
+    let mut search = SharedLease::new(b, api_port(7001));
+    let standing = search.check().await.unwrap();
+    assert_eq!(
+        standing,
+        Standing::Follower {
+            leader_url: Some("http://a:7001".into())
+        }
+    );
+}

@@ -307,14 +307,30 @@ fn parse_calls(text: &str) -> BTreeMap<(String, String), f64> {
         .collect()
 }
 
-/// Reads the controller's call counters twice, `window` apart.
+/// Every cluster's call counters, summed, by (service, operation).
+async fn sum_calls(
+    apis: &[zkop::cli::client::ApiFile],
+) -> Result<BTreeMap<(String, String), f64>, BenchError> {
+    let mut sum = BTreeMap::new();
+    for api in apis {
+        for (k, n) in parse_calls(&zkop::cli::client::metrics(api).await?) {
+            *sum.entry(k).or_insert(0.0) += n;
+        }
+    }
+    Ok(sum)
+}
+
+/// Reads the call counters of every cluster in `apis` twice, `window`
+/// apart: the rate of each operation over all of them, the total (`all`),
+/// and with several clusters the total per cluster (`per cluster`), which
+/// shares a controller group's one lease among its clusters.
 pub async fn aws_call_rates(
-    api: &zkop::cli::client::ApiFile,
+    apis: &[zkop::cli::client::ApiFile],
     window: Duration,
 ) -> Result<Vec<CallRate>, BenchError> {
-    let before = parse_calls(&zkop::cli::client::metrics(api).await?);
+    let before = sum_calls(apis).await?;
     tokio::time::sleep(window).await;
-    let after = parse_calls(&zkop::cli::client::metrics(api).await?);
+    let after = sum_calls(apis).await?;
     let per_minute = 60.0 / window.as_secs_f64();
     let mut rates: Vec<CallRate> = after
         .iter()
@@ -325,12 +341,19 @@ pub async fn aws_call_rates(
         })
         .filter(|r| r.calls_per_minute > 0.0)
         .collect();
-    let total = rates.iter().map(|r| r.calls_per_minute).sum();
+    let total: f64 = rates.iter().map(|r| r.calls_per_minute).sum();
     rates.push(CallRate {
         service: "all".into(),
         operation: "all".into(),
         calls_per_minute: round(total),
     });
+    if apis.len() > 1 {
+        rates.push(CallRate {
+            service: "per cluster".into(),
+            operation: format!("all, {} clusters", apis.len()),
+            calls_per_minute: round(total / apis.len() as f64),
+        });
+    }
     Ok(rates)
 }
 

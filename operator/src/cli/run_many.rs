@@ -1,0 +1,326 @@
+//! `zkop run DIR`: a controller group. Every spec in the directory is a
+//! cluster on the AWS path with its own reconcile loop, state directory
+//! (`STATE/<metadata.name>`) and API (on `--api`'s address at the spec's
+//! `fleet.aws.apiPort`, so agents' launch templates can name it). All of them
+//! act under ONE leader lease, the DynamoDB item `lease#group#<--group>` in
+//! `--lease-table` (default: the state table of the first spec started), so
+//! its cost is shared; each cluster still adopts its state under an epoch
+//! above its own stored one. The directory is followed as `zkop local up DIR`
+//! follows one: a new file starts a cluster, a removed one stops managing it
+//! (its instances keep running), a bad file is refused on its own, and one
+//! cluster's start-up (AWS calls) never holds up another's.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use zkop_spec::cluster::Fleet;
+
+use super::input::{InputError, load_spec};
+use super::local_many::spec_files;
+use super::run::{RunOptions, holder_name, prepare};
+use super::serve::{self, until_signalled};
+use crate::adapters::aws::{DynamoLease, calls, sdk_config};
+use crate::controller::{LeaseKeeper, SharedLease};
+
+/// How often the directory is read for new and removed specs.
+const SCAN: Duration = Duration::from_secs(1);
+
+/// The group's lease, shared by its clusters' loops.
+type GroupLease = Arc<Mutex<LeaseKeeper<DynamoLease>>>;
+
+/// A cluster being started or run, by its spec file.
+struct Managed {
+    name: String,
+    port: u16,
+    run: Run,
+}
+
+/// A cluster's start-up (its own task) or its running loop and API.
+enum Run {
+    Starting(JoinHandle<anyhow::Result<serve::Running>>),
+    Running(serve::Running),
+}
+
+/// The clusters of one directory under one lease.
+struct Group {
+    opts: RunOptions,
+    root: PathBuf,
+    holder: String,
+    lease_ttl: Duration,
+    lease: Option<GroupLease>,
+    managed: BTreeMap<PathBuf, Managed>,
+    /// Files refused, with the text refused: tried again once it changes.
+    refused: BTreeMap<PathBuf, String>,
+}
+
+/// Runs every cluster of `opts.spec` (a directory) until SIGINT or SIGTERM.
+pub async fn run(opts: RunOptions, lease_ttl: Duration) -> anyhow::Result<()> {
+    let root = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".zkop"));
+    std::fs::create_dir_all(&root)?;
+    let mut group = Group {
+        holder: holder_name(),
+        opts,
+        root,
+        lease_ttl,
+        lease: None,
+        managed: BTreeMap::new(),
+        refused: BTreeMap::new(),
+    };
+    info!(group = %group.opts.group, holder = %group.holder, "zkop run DIR");
+    eprintln!(
+        "zkop: controller group {} following the specs in {}; Ctrl-C stops this controller (the ensembles keep running)",
+        group.opts.group,
+        group.opts.spec.display()
+    );
+    let stop = until_signalled();
+    tokio::pin!(stop);
+    loop {
+        group.scan().await;
+        tokio::select! {
+            _ = tokio::time::sleep(SCAN) => {}
+            r = &mut stop => { r?; break; }
+        }
+    }
+    eprintln!("zkop: stopping this controller; the ensembles keep running");
+    for (_, m) in std::mem::take(&mut group.managed) {
+        m.run.stop().await;
+    }
+    Ok(())
+}
+
+impl Run {
+    /// Stops managing: the loop and the API end, the ensemble keeps running.
+    async fn stop(self) {
+        match self {
+            Run::Starting(task) => task.abort(),
+            Run::Running(running) => running.finish().await,
+        }
+    }
+}
+
+/// `own` (a cluster's API URL here) on the host of `leader` (the group
+/// lease holder's advertised URL): where that cluster's leader answers.
+fn on_host(own: &str, leader: &str) -> String {
+    let (Ok(mut url), Ok(leader)) = (reqwest::Url::parse(own), reqwest::Url::parse(leader)) else {
+        return leader.to_string();
+    };
+    if url.set_host(leader.host_str()).is_err() {
+        return leader.to_string();
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+impl Group {
+    /// Starts a cluster for each new file, notes the start-ups that ended,
+    /// and stops managing the cluster of each removed file.
+    async fn scan(&mut self) {
+        let files = spec_files(&self.opts.spec);
+        let gone: Vec<PathBuf> = self
+            .managed
+            .keys()
+            .filter(|p| !files.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(m) = self.managed.remove(&path) {
+                m.run.stop().await;
+                info!(cluster = %m.name, file = %path.display(), "spec removed: no longer managed");
+                eprintln!(
+                    "zkop: {} removed: cluster {} is no longer managed; its instances keep running",
+                    path.display(),
+                    m.name
+                );
+            }
+        }
+        self.refused.retain(|p, _| files.contains(p));
+        self.started().await;
+        for path in files {
+            if self.managed.contains_key(&path) {
+                // Its own loop follows its edits.
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if self.refused.get(&path) == Some(&text) {
+                continue;
+            }
+            match self.start(&path).await {
+                Ok(m) => {
+                    self.refused.remove(&path);
+                    self.managed.insert(path, m);
+                }
+                Err(e) => self.refuse(&path, text, &e),
+            }
+        }
+    }
+
+    fn refuse(&mut self, path: &Path, text: String, e: &anyhow::Error) {
+        warn!(file = %path.display(), error = %e, "spec refused");
+        eprintln!("zkop: refused {}: {e:#}", path.display());
+        self.refused.insert(path.to_path_buf(), text);
+    }
+
+    /// Takes the start-ups that ended: running, or refused until the file changes.
+    async fn started(&mut self) {
+        let ended: Vec<PathBuf> = self
+            .managed
+            .iter()
+            .filter(|(_, m)| matches!(&m.run, Run::Starting(t) if t.is_finished()))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in ended {
+            let Some(m) = self.managed.remove(&path) else {
+                continue;
+            };
+            let Run::Starting(task) = m.run else {
+                continue;
+            };
+            let outcome = match task.await {
+                Ok(outcome) => outcome,
+                Err(e) => Err(anyhow::anyhow!("its start-up task failed: {e}")),
+            };
+            match outcome {
+                Ok(running) => {
+                    self.managed.insert(
+                        path,
+                        Managed {
+                            run: Run::Running(running),
+                            ..m
+                        },
+                    );
+                }
+                Err(e) => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    self.refuse(&path, text, &e);
+                }
+            }
+        }
+    }
+
+    /// The group's lease, made with the first spec started.
+    async fn lease(&mut self, region: &str, table: &str) -> GroupLease {
+        if let Some(lease) = &self.lease {
+            return lease.clone();
+        }
+        let sdk = sdk_config(Some(region.to_string())).await;
+        let table = self.opts.lease_table.clone().unwrap_or(table.to_string());
+        let url = self
+            .opts
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.opts.api.ip()));
+        info!(group = %self.opts.group, table = %table, "the group's lease: item lease#group#{}", self.opts.group);
+        let keeper = LeaseKeeper::new(
+            DynamoLease::for_group(
+                &sdk,
+                &table,
+                &self.opts.group,
+                &self.holder,
+                &url,
+                self.lease_ttl,
+            ),
+            crate::clock::system(),
+        );
+        let lease = Arc::new(Mutex::new(keeper));
+        self.lease = Some(lease.clone());
+        lease
+    }
+
+    /// Checks the spec of `path` against the clusters managed (name, API
+    /// port) and starts it in its own task.
+    async fn start(&mut self, path: &Path) -> anyhow::Result<Managed> {
+        let (spec, _) = load_spec(path)?;
+        let (Fleet::Aws(aws), Some(state)) = (&spec.fleet, &spec.state) else {
+            bail!(InputError::Usage(
+                "spec.fleet: `zkop run` needs fleet.aws (use `zkop local up` for fleet.local)"
+                    .into()
+            ));
+        };
+        let Some(port) = aws.api_port else {
+            bail!(InputError::Usage(
+                "spec.fleet.aws.apiPort: each cluster run from a directory needs its own API port"
+                    .into()
+            ));
+        };
+        for (other, m) in &self.managed {
+            if m.name == spec.name {
+                bail!(InputError::Usage(format!(
+                    "metadata.name: `{}` is managed already, from {}",
+                    spec.name,
+                    other.display()
+                )));
+            }
+            if m.port == port {
+                bail!(InputError::Usage(format!(
+                    "spec.fleet.aws.apiPort: {port} is cluster {}'s already (from {})",
+                    m.name,
+                    other.display()
+                )));
+            }
+        }
+        let host = self
+            .opts
+            .advertise_url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_string));
+        let scheme = if spec.tls.is_some() { "https" } else { "http" };
+        let opts = RunOptions {
+            spec: path.to_path_buf(),
+            state_dir: None,
+            api: SocketAddr::new(self.opts.api.ip(), port),
+            advertise_url: host.map(|h| format!("{scheme}://{h}:{port}")),
+            ..self.opts.clone()
+        };
+        let dir = self.root.join(&spec.name);
+        let (region, table) = (aws.region.clone(), state.table.clone());
+        let name = spec.name.clone();
+        let lease = self.lease(&region, &table).await;
+        let task = tokio::spawn(calls::scoped(&name, async move {
+            let prepared = prepare(&opts, Some(dir), |_, _, _, url, _| {
+                let own = url.to_string();
+                SharedLease::new(lease, Arc::new(move |leader: &str| on_host(&own, leader)))
+            })
+            .await?;
+            Ok(serve::start(
+                prepared.api,
+                prepared.shared,
+                prepared.controller,
+            ))
+        }));
+        Ok(Managed {
+            name: spec.name,
+            port,
+            run: Run::Starting(task),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_host;
+
+    #[test]
+    fn a_follower_names_its_cluster_s_api_on_the_lease_holder_s_host() {
+        assert_eq!(
+            on_host("https://10.0.1.5:7001", "http://10.0.2.9"),
+            "https://10.0.2.9:7001"
+        );
+        assert_eq!(
+            on_host("http://127.0.0.1:7002/", "http://10.0.2.9:9999"),
+            "http://10.0.2.9:7002"
+        );
+    }
+}
