@@ -19,12 +19,24 @@ const TABLE: &str = "zkop-group";
 /// The clusters, each with its loopback range.
 const CLUSTERS: [(&str, &str); 2] = [("orders", "127.0.97.0/24"), ("search", "127.0.98.0/24")];
 
+/// The long form's ten one-voter clusters, on 127.0.100.0/24 to 127.0.109.0/24.
+fn ten_clusters() -> Vec<(String, String)> {
+    (0..10)
+        .map(|i| (format!("c{i}"), format!("127.0.{}.0/24", 100 + i)))
+        .collect()
+}
+
 /// The controller, the simulators, moto; every process killed on drop.
 struct Group {
     moto: Moto,
     dir: tempfile::TempDir,
     children: Vec<Child>,
     http: reqwest::Client,
+    names: Vec<String>,
+    /// Each cluster's API port.
+    ports: Vec<u16>,
+    /// Each controller's PID.
+    pids: Vec<u32>,
 }
 
 impl Drop for Group {
@@ -57,7 +69,41 @@ impl Group {
     }
 
     fn state(&self, cluster: &str) -> PathBuf {
-        self.dir.path().join("state").join(cluster)
+        self.root(0).join(cluster)
+    }
+
+    /// Controller `i`'s state root (its `--state-dir`).
+    fn root(&self, i: usize) -> PathBuf {
+        match i {
+            0 => self.dir.path().join("state"),
+            i => self.dir.path().join(format!("state-{i}")),
+        }
+    }
+
+    /// Starts controller `i` of the group on 127.0.0.(i+1), each cluster's
+    /// API at its port there; with a second controller, the shortest lease
+    /// (15 s) for a quick takeover.
+    fn spawn_controller(&mut self, i: usize, lease_ttl: Option<&str>) {
+        let addresses = std::env::join_paths(
+            self.names
+                .iter()
+                .map(|name| self.state(name).join("sandbox/addresses.json")),
+        )
+        .unwrap();
+        let mut run = self.command(&format!("run-{i}"));
+        run.arg("run")
+            .arg(self.specs())
+            .arg("--state-dir")
+            .arg(self.root(i))
+            .args(["--api", &format!("127.0.0.{}:0", i + 1)])
+            .args(["--group", "test", "--lease-table", TABLE])
+            .env(zkop::adapters::aws::SANDBOX_ADDRESSES, addresses);
+        if let Some(ttl) = lease_ttl {
+            run.args(["--lease-ttl", ttl]);
+        }
+        let child = run.spawn().unwrap();
+        self.pids.push(child.id());
+        self.children.push(child);
     }
 
     fn command(&self, log: &str) -> Command {
@@ -72,7 +118,9 @@ impl Group {
 
     fn log_tail(&self) -> String {
         let mut out = String::new();
-        for log in ["run", "sim-orders", "sim-search"] {
+        let logs =
+            std::iter::once("run".to_string()).chain(self.names.iter().map(|n| format!("sim-{n}")));
+        for log in logs {
             out.push_str(&format!("--- {log}.log\n"));
             out.push_str(&tail(&self.dir.path().join(format!("{log}.log"))));
         }
@@ -92,10 +140,13 @@ impl Group {
             .await
     }
 
-    /// Writes `name`'s spec (examples/aws-3.yaml renamed, its API on `port`).
-    fn write_spec(&self, name: &str, port: u16) {
+    /// Writes `name`'s spec (examples/aws-3.yaml renamed, `replicas`
+    /// instances, its API on `port`).
+    fn write_spec(&self, name: &str, replicas: u32, port: u16) {
         let spec = std::fs::read_to_string(repo_root().join("examples/aws-3.yaml"))
             .unwrap()
+            .replace("replicas: 3", &format!("replicas: {replicas}"))
+            .replace("min: 3", &format!("min: {}", replicas.min(3)))
             .replace("name: aws-3", &format!("name: {name}"))
             .replace(
                 "autoScalingGroupName: aws-3",
@@ -106,7 +157,16 @@ impl Group {
         std::fs::write(self.specs().join(format!("{name}.yaml")), spec).unwrap();
     }
 
-    async fn start() -> Group {
+    /// Moto, a group, a secrets parameter and a spec for each of
+    /// `clusters` (name, loopback range), `zkop run DIR` and a simulator
+    /// per cluster.
+    async fn start(clusters: &[(String, String)], replicas: u32) -> Group {
+        Self::start_with(clusters, replicas, 1).await
+    }
+
+    /// The same with `controllers` controllers of the group (agents get
+    /// every one's URLs); only the first is started.
+    async fn start_with(clusters: &[(String, String)], replicas: u32, controllers: usize) -> Group {
         zkop_tests::common::require_zookeeper();
         let moto = Moto::start();
         let config = moto.sdk_config().await;
@@ -121,11 +181,14 @@ impl Group {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
+            names: clusters.iter().map(|(n, _)| n.clone()).collect(),
+            ports: Vec::new(),
+            pids: Vec::new(),
         };
         std::fs::create_dir_all(g.specs()).unwrap();
         let ssm = aws_sdk_ssm::Client::new(&config);
-        for (name, _) in CLUSTERS {
-            create_group(&config, name, 3).await;
+        for (name, _) in clusters {
+            create_group(&config, name, replicas as i32).await;
             ssm.put_parameter()
                 .name(format!("/zkop/{name}/secrets"))
                 .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
@@ -136,23 +199,14 @@ impl Group {
                 .send()
                 .await
                 .unwrap();
-            g.write_spec(name, free_port());
+            let port = free_port();
+            g.write_spec(name, replicas, port);
+            g.ports.push(port);
         }
-        let addresses = std::env::join_paths(
-            CLUSTERS.map(|(name, _)| g.state(name).join("sandbox/addresses.json")),
-        )
-        .unwrap();
-        let mut run = g.command("run");
-        run.arg("run")
-            .arg(g.specs())
-            .arg("--state-dir")
-            .arg(g.dir.path().join("state"))
-            // `zkop run`'s default lease (45 s): no controller restarts here.
-            .args(["--api", "127.0.0.1:0"])
-            .args(["--group", "test", "--lease-table", TABLE])
-            .env(zkop::adapters::aws::SANDBOX_ADDRESSES, addresses);
-        g.children.push(run.spawn().unwrap());
-        for (name, network) in CLUSTERS {
+        // One controller: `zkop run`'s default lease (45 s), as idle
+        // controllers run it.
+        g.spawn_controller(0, (controllers > 1).then_some("15s"));
+        for (k, (name, network)) in clusters.iter().enumerate() {
             read_api_json(&g.state(name), Duration::from_secs(60)).await;
             let mut sim = g.command(&format!("sim-{name}"));
             sim.args(["sandbox", "fleet"])
@@ -162,6 +216,12 @@ impl Group {
                 .args(["--network", network])
                 .arg("--agent-bin")
                 .arg(agent_bin());
+            if controllers > 1 {
+                for i in 0..controllers {
+                    let url = format!("http://127.0.0.{}:{}", i + 1, g.ports[k]);
+                    sim.arg("--controller").arg(url);
+                }
+            }
             g.children.push(sim.spawn().unwrap());
         }
         g
@@ -200,20 +260,20 @@ fn path(p: &Path) -> &std::ffi::OsStr {
     p.as_os_str()
 }
 
-/// `zkop bench --aws-calls` over every cluster under `root`: at most 6 a
-/// minute per cluster.
-async fn idle_calls_per_cluster_at_most_six(root: &Path) {
+/// `zkop bench --aws-calls` over every cluster under `root` for `window`
+/// seconds: at most 6 a minute per cluster; the rate per cluster.
+async fn idle_calls_per_cluster_at_most_six(root: &Path, window: &str) -> f64 {
     let rates: Vec<serde_json::Value> = zkop_json(&[
         os("bench"),
         os("--aws-calls"),
         os("--json"),
         os("--window-seconds"),
-        os("60"),
+        os(window),
         os("--state-dir"),
         path(root),
     ])
     .await;
-    eprintln!("idle AWS calls a minute, two clusters: {rates:?}");
+    eprintln!("idle AWS calls a minute: {rates:?}");
     let per_cluster = rates
         .iter()
         .find(|r| r["service"] == "per cluster")
@@ -223,12 +283,14 @@ async fn idle_calls_per_cluster_at_most_six(root: &Path) {
         per_cluster <= 6.0,
         "{per_cluster} calls a minute per cluster: {rates:?}"
     );
+    per_cluster
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_minute_each() {
     let _serial = SERIAL.lock().await;
-    let g = Group::start().await;
+    let clusters = CLUSTERS.map(|(n, net)| (n.to_string(), net.to_string()));
+    let g = Group::start(&clusters, 3).await;
     let orders = g.settled("orders", 3).await;
     let search = g.settled("search", 3).await;
     assert_ne!(orders.connect_string, search.connect_string);
@@ -242,7 +304,7 @@ async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_min
 
     // Idle: at most 6 AWS calls a minute per cluster, the lease shared.
     let root = g.dir.path().join("state");
-    idle_calls_per_cluster_at_most_six(&root).await;
+    let _ = idle_calls_per_cluster_at_most_six(&root, "60").await;
 
     // A bad edit to search is refused while orders scales out and a search
     // member is replaced (through the CLI's --cluster).
@@ -296,6 +358,56 @@ async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_min
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     client.create("/still-here", b"v", &options).await.unwrap();
     g.settled("orders", 5).await;
-    let run = &g.children[0];
-    assert!(alive(run.id()) && runs(run.id(), "run"), "{}", g.log_tail());
+    let run = g.pids[0];
+    assert!(alive(run) && runs(run, "run"), "{}", g.log_tail());
+}
+
+/// The long form, run by hand for docs/performance.md: ten one-voter
+/// clusters under one controller, idle AWS calls a minute per cluster
+/// (`cargo test -p zkop-tests --test aws_group -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long form: ten clusters, about five minutes"]
+async fn ten_clusters_share_one_lease_idle() {
+    let _serial = SERIAL.lock().await;
+    let g = Group::start(&ten_clusters(), 1).await;
+    for (name, _) in ten_clusters() {
+        g.settled(&name, 1).await;
+    }
+    // Three minutes: the clusters settled together, so their once-a-minute
+    // looks at their groups fall together, and a one-minute window may
+    // straddle them.
+    let root = g.dir.path().join("state");
+    let per_cluster = idle_calls_per_cluster_at_most_six(&root, "180").await;
+    eprintln!("ten clusters: {per_cluster} idle AWS calls a minute per cluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_controller_of_the_group_takes_over_every_cluster_when_the_first_dies() {
+    let _serial = SERIAL.lock().await;
+    let clusters = CLUSTERS.map(|(n, net)| (n.to_string(), net.to_string()));
+    let mut g = Group::start_with(&clusters, 1, 2).await;
+    for (name, _) in &clusters {
+        g.settled(name, 1).await;
+    }
+    g.spawn_controller(1, Some("15s"));
+    // SIGKILL the first; the second acts for both clusters.
+    // SAFETY: kill(2) on the controller this test started.
+    unsafe {
+        libc::kill(g.pids[0] as libc::pid_t, libc::SIGKILL);
+    }
+    let orders_spec = g.specs().join("orders.yaml");
+    let text = std::fs::read_to_string(&orders_spec).unwrap();
+    std::fs::write(&orders_spec, text.replace("replicas: 1", "replicas: 3")).unwrap();
+    for (name, n) in [("orders", 3), ("search", 1)] {
+        let (url, token) = read_api_json(&g.root(1).join(name), Duration::from_secs(60)).await;
+        assert!(url.starts_with("http://127.0.0.2:"), "{url}");
+        api_client(&g.http, &url, &token)
+            .wait_status(
+                &format!("{name}: {n} voters under the second controller"),
+                Duration::from_secs(120),
+                |s| settled(s, n, 0),
+                || g.log_tail(),
+            )
+            .await;
+    }
 }

@@ -217,7 +217,7 @@ async fn the_holder_renews_with_one_write_and_reads_only_when_someone_else_wrote
 
 #[tokio::test(start_paused = true)]
 async fn a_group_lease_costs_three_clusters_what_it_costs_one_and_followers_name_each_cluster_s_api()
-{
+ {
     let table = Arc::new(MemoryLeaseTable::default());
     let (_, a) = keeper(&table, "a", 1_000_000);
     let a = Arc::new(tokio::sync::Mutex::new(a));
