@@ -241,6 +241,17 @@ async fn item(moto: &Moto, pk: &str) -> Option<String> {
     out.item().map(|i| format!("{i:?}"))
 }
 
+/// The group API's URL and token, from `root/group.json`.
+fn group_api(root: &Path) -> (String, String) {
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("group.json")).unwrap()).unwrap();
+    let token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap()).unwrap();
+    (
+        f["url"].as_str().unwrap().to_string(),
+        token.trim().to_string(),
+    )
+}
+
 /// `zkop` with `args`; its stdout, or a panic with its stderr.
 fn zkop(args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(zkop_bin()).args(args).output().unwrap();
@@ -294,6 +305,21 @@ async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_min
     let orders = g.settled("orders", 3).await;
     let search = g.settled("search", 3).await;
     assert_ne!(orders.connect_string, search.connect_string);
+
+    // The group API on --api covers both clusters.
+    let (url, token) = group_api(&g.root(0));
+    let all: Vec<StatusReply> = g
+        .http
+        .get(format!("{url}/v1/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s.cluster.as_str()).collect();
+    assert_eq!(names, ["orders", "search"]);
 
     // One lease for the group, none per cluster.
     let lease = item(&g.moto, "lease#group#test").await;

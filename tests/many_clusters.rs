@@ -1,7 +1,8 @@
 //! Many clusters under one controller (`zkop local up DIR`): three specs in a
 //! directory come up as three ensembles on their own networks; a bad edit to
 //! one is refused while another is scaled; removing a file stops managing
-//! that cluster and leaves it serving.
+//! that cluster and leaves it serving; one group API on `--api` serves every
+//! cluster's metrics and status.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -198,6 +199,76 @@ fn every_cluster_in_the_cli(m: &Many) {
     );
 }
 
+/// `promtool check metrics` on `text`: valid Prometheus text (each family
+/// once); its complaints otherwise.
+fn promtool_check_metrics(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/install-deps installs it)");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    // Lint findings (naming advice) exit 3; a text that does not parse, 1.
+    match out.status.code() {
+        Some(0) | Some(3) => Ok(()),
+        _ => Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
+/// The group API (`STATE/group.json`): every cluster's metrics in one valid
+/// text, every cluster's status, the page, and nothing without its token.
+async fn the_group_api_covers_every_cluster(m: &Many) {
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.state().join("group.json")).unwrap())
+            .unwrap();
+    let url = f["url"].as_str().unwrap();
+    let token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap()).unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = m.http.get(format!("{url}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t.trim());
+        }
+        req.send()
+    };
+    let text = get("/metrics", Some(&token))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (name, _) in CLUSTERS {
+        assert!(
+            text.contains(&format!("zkop_cluster_phase{{cluster=\"{name}\"")),
+            "{name} missing from the group's metrics:\n{text}"
+        );
+    }
+    promtool_check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let all: Vec<StatusReply> = get("/v1/status", Some(&token))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s.cluster.as_str()).collect();
+    assert_eq!(names, ["many-a", "many-b", "many-c"]);
+    let refused = get("/metrics", None).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+    let page = get("/", None).await.unwrap().text().await.unwrap();
+    assert!(page.contains("every cluster"), "{page}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_leaves_its_cluster_running()
  {
@@ -215,6 +286,7 @@ async fn a_directory_of_specs_runs_each_cluster_on_its_own_and_a_removed_file_le
         );
     }
     every_cluster_in_the_cli(&m);
+    the_group_api_covers_every_cluster(&m).await;
 
     // A bad edit to many-a is refused while many-b is scaled to three voters.
     let a = m.spec_path("many-a");

@@ -69,7 +69,7 @@ pub fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -280,13 +280,19 @@ async fn replace(
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+/// The cluster's metrics as Prometheus text.
+pub fn metrics_text(shared: &Shared) -> String {
     let status = shared.status();
     let mut body = shared.metrics.render(&status);
     body.push_str(&crate::metrics::leadership(
         &status.cluster,
         shared.follower_of().is_none(),
     ));
+    body
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let body = metrics_text(&shared);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

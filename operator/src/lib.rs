@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod desired;
+pub mod group_api;
 pub mod metrics;
 pub mod model;
 pub mod plan;

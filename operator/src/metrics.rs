@@ -302,3 +302,57 @@ fn render_backup(out: &mut String, status: &StatusReply) {
         b.last_good_drill_ms.map_or(f64::NAN, seconds),
     );
 }
+
+/// Several clusters' Prometheus texts as one: each metric family once, its
+/// `# HELP` and `# TYPE` first and then every cluster's samples, as the
+/// text format requires (a family's lines together, never repeated).
+pub fn merge<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    // Family name -> (HELP and TYPE lines, samples), in first-seen order.
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        std::collections::HashMap::new();
+    for text in texts {
+        let mut current = String::new();
+        for line in text.lines() {
+            let header = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "));
+            if let Some(rest) = header {
+                current = rest.split(' ').next().unwrap_or_default().to_string();
+            }
+            let family = families.entry(current.clone()).or_insert_with(|| {
+                order.push(current.clone());
+                (Vec::new(), Vec::new())
+            });
+            match header {
+                Some(_) if !family.0.iter().any(|h| h == line) => family.0.push(line.to_string()),
+                Some(_) => {}
+                None if line.trim().is_empty() => {}
+                None => family.1.push(line.to_string()),
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if let Some((headers, samples)) = families.get(&name) {
+            for line in headers.iter().chain(samples) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod merge_tests {
+    #[test]
+    fn every_family_is_written_once_with_every_cluster_s_samples() {
+        let a = "# HELP zkop_x X.\n# TYPE zkop_x gauge\nzkop_x{cluster=\"a\"} 1\n# HELP zkop_y Y.\n# TYPE zkop_y counter\nzkop_y_total{cluster=\"a\"} 2\n";
+        let b = "# HELP zkop_x X.\n# TYPE zkop_x gauge\nzkop_x{cluster=\"b\"} 3\n";
+        assert_eq!(
+            super::merge([a, b]),
+            "# HELP zkop_x X.\n# TYPE zkop_x gauge\nzkop_x{cluster=\"a\"} 1\nzkop_x{cluster=\"b\"} 3\n# HELP zkop_y Y.\n# TYPE zkop_y counter\nzkop_y_total{cluster=\"a\"} 2\n"
+        );
+    }
+}

@@ -197,6 +197,11 @@ pub struct LocalRun {
 }
 
 impl LocalRun {
+    /// What its API and loop share.
+    pub fn shared(&self) -> Arc<crate::controller::Shared> {
+        self.running.shared.clone()
+    }
+
     /// Stops managing the cluster: the loop, then (with `stop_instances`)
     /// every agent and server, then the API. Without, the instances keep
     /// running, as after a controller's crash.

@@ -4,7 +4,8 @@
 //! a new file starts a cluster, a removed one stops managing its cluster and
 //! leaves its instances running, an edit is the cluster's own (applied or
 //! refused by its loop, as with one file). A bad file is refused on its own
-//! and never holds up another cluster.
+//! and never holds up another cluster. `--api` itself serves the group API
+//! over every cluster (`crate::group_api`).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,7 +20,7 @@ use zkop_spec::network::{overlaps, parse_cidr};
 
 use super::input::{InputError, load_spec};
 use super::local::{LocalRun, UpOptions, start};
-use super::serve::until_signalled;
+use super::serve::{GroupApi, until_signalled};
 
 /// How often the directory is read for new and removed specs.
 const SCAN: Duration = Duration::from_secs(1);
@@ -33,6 +34,8 @@ struct Managed {
 /// The clusters of one directory.
 struct Clusters {
     opts: UpOptions,
+    /// The API over every cluster.
+    group: GroupApi,
     root: PathBuf,
     managed: BTreeMap<PathBuf, Managed>,
     /// Files refused, with the text refused: tried again once it changes.
@@ -52,15 +55,19 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(".zkop"));
     std::fs::create_dir_all(&root)?;
+    let group = GroupApi::start(opts.api, &root).await?;
     let mut clusters = Clusters {
+        group,
         opts,
         root,
         managed: BTreeMap::new(),
         refused: BTreeMap::new(),
     };
     eprintln!(
-        "zkop: following the specs in {}; Ctrl-C stops every cluster",
-        clusters.opts.spec.display()
+        "zkop: following the specs in {}; every cluster's metrics and status at {} (token in {}); Ctrl-C stops every cluster",
+        clusters.opts.spec.display(),
+        clusters.group.url,
+        clusters.root.join("token").display()
     );
     let stop = until_signalled();
     tokio::pin!(stop);
@@ -75,6 +82,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     for (_, m) in std::mem::take(&mut clusters.managed) {
         m.run.stop(true).await;
     }
+    clusters.group.finish().await;
     eprintln!("zkop: stopped");
     Ok(())
 }
@@ -107,6 +115,7 @@ impl Clusters {
         for path in gone {
             if let Some(m) = self.managed.remove(&path) {
                 let name = m.run.name.clone();
+                self.group.clusters.remove(&name);
                 m.run.stop(false).await;
                 info!(cluster = %name, file = %path.display(), "spec removed: no longer managed");
                 eprintln!(
@@ -129,6 +138,7 @@ impl Clusters {
             }
             match self.start(&path).await {
                 Ok(m) => {
+                    self.group.clusters.insert(m.run.shared(), &m.run.url);
                     self.refused.remove(&path);
                     self.managed.insert(path, m);
                 }

@@ -8,7 +8,8 @@
 //! above its own stored one. The directory is followed as `zkop local up DIR`
 //! follows one: a new file starts a cluster, a removed one stops managing it
 //! (its instances keep running), a bad file is refused on its own, and one
-//! cluster's start-up (AWS calls) never holds up another's.
+//! cluster's start-up (AWS calls) never holds up another's. `--api` itself
+//! serves the group API over every cluster (`crate::group_api`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use zkop_spec::cluster::Fleet;
 use super::input::{InputError, load_spec};
 use super::local_many::spec_files;
 use super::run::{RunOptions, holder_name, prepare};
-use super::serve::{self, until_signalled};
+use super::serve::{self, GroupApi, until_signalled};
 use crate::adapters::aws::{DynamoLease, calls, sdk_config};
 use crate::controller::{LeaseKeeper, SharedLease};
 
@@ -52,6 +53,8 @@ enum Run {
 /// The clusters of one directory under one lease.
 struct Group {
     opts: RunOptions,
+    /// The API over every cluster, on `--api`.
+    api: GroupApi,
     root: PathBuf,
     holder: String,
     lease_ttl: Duration,
@@ -68,7 +71,9 @@ pub async fn run(opts: RunOptions, lease_ttl: Duration) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(".zkop"));
     std::fs::create_dir_all(&root)?;
+    let api = GroupApi::start(opts.api, &root).await?;
     let mut group = Group {
+        api,
         holder: holder_name(),
         opts,
         root,
@@ -79,9 +84,10 @@ pub async fn run(opts: RunOptions, lease_ttl: Duration) -> anyhow::Result<()> {
     };
     info!(group = %group.opts.group, holder = %group.holder, "zkop run DIR");
     eprintln!(
-        "zkop: controller group {} following the specs in {}; Ctrl-C stops this controller (the ensembles keep running)",
+        "zkop: controller group {} following the specs in {}; every cluster's metrics and status at {}; Ctrl-C stops this controller (the ensembles keep running)",
         group.opts.group,
-        group.opts.spec.display()
+        group.opts.spec.display(),
+        group.api.url
     );
     let stop = until_signalled();
     tokio::pin!(stop);
@@ -96,6 +102,7 @@ pub async fn run(opts: RunOptions, lease_ttl: Duration) -> anyhow::Result<()> {
     for (_, m) in std::mem::take(&mut group.managed) {
         m.run.stop().await;
     }
+    group.api.finish().await;
     Ok(())
 }
 
@@ -134,6 +141,7 @@ impl Group {
             .collect();
         for path in gone {
             if let Some(m) = self.managed.remove(&path) {
+                self.api.clusters.remove(&m.name);
                 m.run.stop().await;
                 info!(cluster = %m.name, file = %path.display(), "spec removed: no longer managed");
                 eprintln!(
@@ -193,6 +201,9 @@ impl Group {
             };
             match outcome {
                 Ok(running) => {
+                    self.api
+                        .clusters
+                        .insert(running.shared.clone(), &running.url);
                     self.managed.insert(
                         path,
                         Managed {
@@ -216,11 +227,12 @@ impl Group {
         }
         let sdk = sdk_config(Some(region.to_string())).await;
         let table = self.opts.lease_table.clone().unwrap_or(table.to_string());
+        // Followers name each cluster's API on this host.
         let url = self
             .opts
             .advertise_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.opts.api.ip()));
+            .unwrap_or_else(|| self.api.url.clone());
         info!(group = %self.opts.group, table = %table, "the group's lease: item lease#group#{}", self.opts.group);
         let keeper = LeaseKeeper::new(
             DynamoLease::for_group(

@@ -67,6 +67,10 @@ impl Api {
 
 /// The server and the loop, running.
 pub struct Running {
+    /// What the API and the loop share (the group API reads it).
+    pub shared: Arc<Shared>,
+    /// The API's URL.
+    pub url: String,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     looping: Option<JoinHandle<()>>,
@@ -101,7 +105,8 @@ where
             stop_rx.clone(),
         ))
     });
-    let router = crate::api::router(shared);
+    let router = crate::api::router(shared.clone());
+    let url = api.url.clone();
     let mut server_stop = stop_rx.clone();
     let server = match api.tls {
         Some(config) => tokio::spawn(crate::api_tls::serve(
@@ -123,6 +128,8 @@ where
         controller.run(stop_rx),
     ));
     Running {
+        shared,
+        url,
         stop,
         server,
         looping: Some(looping),
@@ -222,4 +229,64 @@ where
     after_loop.await;
     running.finish().await;
     Ok(())
+}
+
+/// The group API of a controller running a directory of specs
+/// (`crate::group_api`): bound on `--api`, its URL and token file in
+/// `ROOT/group.json`, its token in `ROOT/token`.
+pub struct GroupApi {
+    /// The clusters it covers; add each as it starts.
+    pub clusters: Arc<crate::group_api::Clusters>,
+    /// Its URL.
+    pub url: String,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    file: PathBuf,
+}
+
+/// The group API's file in the state root.
+pub const GROUP_FILE: &str = "group.json";
+
+impl GroupApi {
+    /// Binds `addr` and serves the group API of the clusters under `root`.
+    pub async fn start(addr: SocketAddr, root: &Path) -> anyhow::Result<GroupApi> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the group API on {addr}"))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let token_file = root.join("token");
+        let token = zkop_runtime::secrets::ensure_secret(&token_file)
+            .with_context(|| token_file.display().to_string())?;
+        let file = root.join(GROUP_FILE);
+        let f = ApiFile {
+            url: url.clone(),
+            token_file,
+            ca_file: None,
+        };
+        zkop_runtime::files::write_atomic(&file, &serde_json::to_vec_pretty(&f)?, 0o644)?;
+        let clusters = Arc::new(crate::group_api::Clusters::default());
+        let router = crate::group_api::router(clusters.clone(), token);
+        let (stop, mut stop_rx) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.changed().await;
+                })
+                .await
+        });
+        Ok(GroupApi {
+            clusters,
+            url,
+            stop,
+            server,
+            file,
+        })
+    }
+
+    /// Stops serving and removes `group.json`.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = std::fs::remove_file(&self.file);
+    }
 }
