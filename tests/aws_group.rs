@@ -10,8 +10,9 @@ use std::time::Duration;
 use zkop_spec::wire::StatusReply;
 use zkop_tests::common::moto::{Moto, create_group, create_table};
 use zkop_tests::common::{
-    SERIAL, agent_bin, alive, api_client, read_api_json, repo_root, runs, settled, tail,
-    wait_until, zk_client, zkop_bin, zkop_json,
+    SERIAL, agent_bin, alive, api_client, assert_writes_kept, assert_zookeeper_agrees,
+    read_api_json, removed_before_terminated, repo_root, runs, settled, tail, wait_until,
+    write_until, zk_client, zkop_bin, zkop_json,
 };
 
 /// The table both clusters keep their state in, and the group's lease.
@@ -129,12 +130,23 @@ impl Group {
 
     /// The cluster's status once it is `n` voters.
     async fn settled(&self, cluster: &str, n: usize) -> StatusReply {
+        self.wait(cluster, &format!("{n} voters"), |s| settled(s, n, 0))
+            .await
+    }
+
+    /// The cluster's status once `pred` holds on it (two minutes at most).
+    async fn wait(
+        &self,
+        cluster: &str,
+        what: &str,
+        pred: impl Fn(&StatusReply) -> bool,
+    ) -> StatusReply {
         let (url, token) = read_api_json(&self.state(cluster), Duration::from_secs(60)).await;
         api_client(&self.http, &url, &token)
             .wait_status(
-                &format!("{cluster}: {n} voters"),
+                &format!("{cluster}: {what}"),
                 Duration::from_secs(120),
-                |s| settled(s, n, 0),
+                pred,
                 || self.log_tail(),
             )
             .await
@@ -228,6 +240,64 @@ impl Group {
     }
 }
 
+/// The group API on --api covers both clusters; one lease item for the
+/// group, none per cluster.
+async fn one_api_and_one_lease_for_the_group(g: &Group) {
+    // The group API on --api covers both clusters.
+    let (url, token) = group_api(&g.root(0));
+    let all: Vec<StatusReply> = g
+        .http
+        .get(format!("{url}/v1/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s.cluster.as_str()).collect();
+    assert_eq!(names, ["orders", "search"]);
+
+    // One lease for the group, none per cluster.
+    let lease = item(&g.moto, "lease#group#test").await;
+    assert!(lease.is_some(), "no group lease");
+    for (name, _) in CLUSTERS {
+        assert_eq!(item(&g.moto, &format!("lease#{name}")).await, None);
+    }
+}
+
+/// orders 3 -> 5 -> 3 with a client writing: each removed member leaves the
+/// config before its instance is terminated, and no acknowledged write is
+/// lost.
+async fn orders_three_five_three_keeping_writes(g: &Group, orders: &StatusReply) {
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_until(orders.connect_string.clone(), stop_rx));
+    let spec = g.specs().join("orders.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text.replace("replicas: 3", "replicas: 5")).unwrap();
+    let five = g.settled("orders", 5).await;
+    std::fs::write(&spec, &text).unwrap();
+    let three = g
+        .wait("orders", "three voters again", |s| {
+            settled(s, 3, 0)
+                && s.events
+                    .iter()
+                    .filter(|e| e.kind == "forget_member")
+                    .count()
+                    >= 2
+        })
+        .await;
+    let _ = stop.send(true);
+    let acked = writer.await.unwrap();
+    for m in &five.members {
+        if !three.members.iter().any(|k| k.id == m.id) {
+            removed_before_terminated(&three, m.instance.as_str(), m.id.0);
+        }
+    }
+    assert_writes_kept(&three, &acked).await;
+    assert_zookeeper_agrees(&three).await;
+}
+
 /// The DynamoDB item `pk`, if stored, as text.
 async fn item(moto: &Moto, pk: &str) -> Option<String> {
     let config = moto.sdk_config().await;
@@ -306,40 +376,18 @@ async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_min
     let search = g.settled("search", 3).await;
     assert_ne!(orders.connect_string, search.connect_string);
 
-    // The group API on --api covers both clusters.
-    let (url, token) = group_api(&g.root(0));
-    let all: Vec<StatusReply> = g
-        .http
-        .get(format!("{url}/v1/status"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = all.iter().map(|s| s.cluster.as_str()).collect();
-    assert_eq!(names, ["orders", "search"]);
-
-    // One lease for the group, none per cluster.
-    let lease = item(&g.moto, "lease#group#test").await;
-    assert!(lease.is_some(), "no group lease");
-    for (name, _) in CLUSTERS {
-        assert_eq!(item(&g.moto, &format!("lease#{name}")).await, None);
-    }
+    one_api_and_one_lease_for_the_group(&g).await;
 
     // Idle: at most 6 AWS calls a minute per cluster, the lease shared.
     let root = g.dir.path().join("state");
     let _ = idle_calls_per_cluster_at_most_six(&root, "60").await;
 
-    // A bad edit to search is refused while orders scales out and a search
-    // member is replaced (through the CLI's --cluster).
+    // Issue 3's path on both clusters at once, under the one controller.
+    assert_zookeeper_agrees(&orders).await;
+    assert_zookeeper_agrees(&search).await;
     let search_spec = g.specs().join("search.yaml");
     let good = std::fs::read_to_string(&search_spec).unwrap();
     std::fs::write(&search_spec, good.replace("replicas: 3", "replicas: three")).unwrap();
-    let orders_spec = g.specs().join("orders.yaml");
-    let text = std::fs::read_to_string(&orders_spec).unwrap();
-    std::fs::write(&orders_spec, text.replace("replicas: 3", "replicas: 5")).unwrap();
     let old = search.members[0].instance.to_string();
     zkop(&[
         os("replace"),
@@ -349,15 +397,11 @@ async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_min
         os("--cluster"),
         os("search"),
     ]);
-    g.settled("orders", 5).await;
-    let (url, token) = read_api_json(&g.state("search"), Duration::from_secs(5)).await;
-    let search = api_client(&g.http, &url, &token)
-        .wait_status(
-            "search: the member replaced",
-            Duration::from_secs(120),
-            |s| settled(s, 3, 0) && s.members.iter().all(|m| m.instance != old.as_str()),
-            || g.log_tail(),
-        )
+    orders_three_five_three_keeping_writes(&g, &orders).await;
+    let search = g
+        .wait("search", "the member replaced", |s| {
+            settled(s, 3, 0) && s.members.iter().all(|m| m.instance != old.as_str())
+        })
         .await;
     assert!(
         search
@@ -368,6 +412,21 @@ async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_min
         search.events
     );
     std::fs::write(&search_spec, &good).unwrap();
+    // A search instance terminated through its Auto Scaling group.
+    let victim = search.members[1].instance.to_string();
+    aws_sdk_autoscaling::Client::new(&g.moto.sdk_config().await)
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(&victim)
+        .should_decrement_desired_capacity(false)
+        .send()
+        .await
+        .unwrap();
+    let search = g
+        .wait("search", "the terminated member replaced", |s| {
+            settled(s, 3, 0) && s.members.iter().all(|m| m.instance != victim.as_str())
+        })
+        .await;
+    assert_zookeeper_agrees(&search).await;
 
     // Removing search's file stops managing it; its ensemble keeps serving.
     let hosts = search.connect_string.clone();
@@ -383,7 +442,7 @@ async fn one_controller_runs_two_clusters_under_one_lease_within_six_calls_a_min
     let options =
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     client.create("/still-here", b"v", &options).await.unwrap();
-    g.settled("orders", 5).await;
+    g.settled("orders", 3).await;
     let run = g.pids[0];
     assert!(alive(run) && runs(run, "run"), "{}", g.log_tail());
 }
