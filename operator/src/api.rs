@@ -69,7 +69,7 @@ pub fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
         .into_response()
 }
 
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -88,9 +88,11 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+/// None when `req` may pass: the page, or `token` as its bearer token;
+/// otherwise the 401 to answer.
+pub(crate) fn bearer_refusal(req: &Request, token: &str) -> Option<Response> {
     if req.uri().path() == "/" {
-        return next.run(req).await;
+        return None;
     }
     let presented = req
         .headers()
@@ -98,14 +100,19 @@ async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(t) if constant_time_eq(t.trim().as_bytes(), shared.token.as_bytes()) => {
-            next.run(req).await
-        }
-        Some(_) => api_error(StatusCode::UNAUTHORIZED, "wrong bearer token"),
-        None => api_error(
+        Some(t) if constant_time_eq(t.trim().as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(api_error(StatusCode::UNAUTHORIZED, "wrong bearer token")),
+        None => Some(api_error(
             StatusCode::UNAUTHORIZED,
             "missing bearer token (Authorization: Bearer <token>)",
-        ),
+        )),
+    }
+}
+
+async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    match bearer_refusal(&req, &shared.token) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
 }
 

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use zkop_spec::wire::StatusReply;
 
-use crate::api::{api_error, constant_time_eq, metrics_text};
+use crate::api::{api_error, bearer_refusal, metrics_text};
 use crate::controller::Shared;
 
 /// The clusters a controller runs now, by name, with their API URLs.
@@ -87,23 +87,9 @@ pub fn router(clusters: Arc<Clusters>, token: String) -> Router {
 }
 
 async fn require_token(State(group): State<Arc<Group>>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/" {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if constant_time_eq(t.trim().as_bytes(), group.token.as_bytes()) => {
-            next.run(req).await
-        }
-        Some(_) => api_error(StatusCode::UNAUTHORIZED, "wrong bearer token"),
-        None => api_error(
-            StatusCode::UNAUTHORIZED,
-            "missing bearer token (Authorization: Bearer <group token>)",
-        ),
+    match bearer_refusal(&req, &group.token) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
 }
 
 /// The spec files of `dir` (`*.yaml`, `*.yml`), sorted.
-pub(crate) fn spec_files(dir: &Path) -> Vec<PathBuf> {
+fn spec_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -101,52 +101,74 @@ pub(crate) fn spec_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// One look at a followed directory: the managed files gone from it, and
+/// the files to start (new, or refused and changed since) with their text.
+pub(crate) fn look<V>(
+    dir: &Path,
+    managed: &BTreeMap<PathBuf, V>,
+    refused: &mut BTreeMap<PathBuf, String>,
+) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+    let files = spec_files(dir);
+    let gone = managed
+        .keys()
+        .filter(|p| !files.contains(p))
+        .cloned()
+        .collect();
+    refused.retain(|p, _| files.contains(p));
+    let new = files
+        .into_iter()
+        // A managed cluster's own loop follows its edits.
+        .filter(|p| !managed.contains_key(p))
+        .filter_map(|p| {
+            let text = std::fs::read_to_string(&p).ok()?;
+            (refused.get(&p) != Some(&text)).then_some((p, text))
+        })
+        .collect();
+    (gone, new)
+}
+
+/// Says that the cluster `name` of the removed file `path` is no longer managed.
+pub(crate) fn say_removed(path: &Path, name: &str) {
+    info!(cluster = %name, file = %path.display(), "spec removed: no longer managed");
+    eprintln!(
+        "zkop: {} removed: cluster {name} is no longer managed; its instances keep running",
+        path.display()
+    );
+}
+
+/// Refuses `path` (with the `text` refused) until it changes.
+pub(crate) fn refuse(
+    refused: &mut BTreeMap<PathBuf, String>,
+    path: &Path,
+    text: String,
+    e: &anyhow::Error,
+) {
+    warn!(file = %path.display(), error = %e, "spec refused");
+    eprintln!("zkop: refused {}: {e:#}", path.display());
+    refused.insert(path.to_path_buf(), text);
+}
+
 impl Clusters {
     /// Starts a cluster for each new file and stops managing the cluster of
     /// each removed one.
     async fn scan(&mut self) {
-        let files = spec_files(&self.opts.spec);
-        let gone: Vec<PathBuf> = self
-            .managed
-            .keys()
-            .filter(|p| !files.contains(p))
-            .cloned()
-            .collect();
+        let (gone, new) = look(&self.opts.spec, &self.managed, &mut self.refused);
         for path in gone {
             if let Some(m) = self.managed.remove(&path) {
                 let name = m.run.name.clone();
                 self.group.clusters.remove(&name);
                 m.run.stop(false).await;
-                info!(cluster = %name, file = %path.display(), "spec removed: no longer managed");
-                eprintln!(
-                    "zkop: {} removed: cluster {name} is no longer managed; its instances keep running",
-                    path.display()
-                );
+                say_removed(&path, &name);
             }
         }
-        self.refused.retain(|p, _| files.contains(p));
-        for path in files {
-            if self.managed.contains_key(&path) {
-                // Its own loop follows its edits.
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            if self.refused.get(&path) == Some(&text) {
-                continue;
-            }
+        for (path, text) in new {
             match self.start(&path).await {
                 Ok(m) => {
                     self.group.clusters.insert(m.run.shared(), &m.run.url);
                     self.refused.remove(&path);
                     self.managed.insert(path, m);
                 }
-                Err(e) => {
-                    warn!(file = %path.display(), error = %e, "spec refused");
-                    eprintln!("zkop: refused {}: {e:#}", path.display());
-                    self.refused.insert(path, text);
-                }
+                Err(e) => refuse(&mut self.refused, &path, text, &e),
             }
         }
     }

@@ -20,12 +20,12 @@ use std::time::Duration;
 use anyhow::bail;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 use zkop_spec::cluster::Fleet;
 
 use super::input::{InputError, load_spec};
-use super::local_many::spec_files;
+use super::local_many::{look, refuse, say_removed};
 use super::run::{RunOptions, holder_name, prepare};
 use super::serve::{self, GroupApi, until_signalled};
 use crate::adapters::aws::{DynamoLease, calls, sdk_config};
@@ -132,52 +132,24 @@ impl Group {
     /// Starts a cluster for each new file, notes the start-ups that ended,
     /// and stops managing the cluster of each removed file.
     async fn scan(&mut self) {
-        let files = spec_files(&self.opts.spec);
-        let gone: Vec<PathBuf> = self
-            .managed
-            .keys()
-            .filter(|p| !files.contains(p))
-            .cloned()
-            .collect();
+        let (gone, new) = look(&self.opts.spec, &self.managed, &mut self.refused);
         for path in gone {
             if let Some(m) = self.managed.remove(&path) {
                 self.api.clusters.remove(&m.name);
                 m.run.stop().await;
-                info!(cluster = %m.name, file = %path.display(), "spec removed: no longer managed");
-                eprintln!(
-                    "zkop: {} removed: cluster {} is no longer managed; its instances keep running",
-                    path.display(),
-                    m.name
-                );
+                say_removed(&path, &m.name);
             }
         }
-        self.refused.retain(|p, _| files.contains(p));
         self.started().await;
-        for path in files {
-            if self.managed.contains_key(&path) {
-                // Its own loop follows its edits.
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            if self.refused.get(&path) == Some(&text) {
-                continue;
-            }
+        for (path, text) in new {
             match self.start(&path).await {
                 Ok(m) => {
                     self.refused.remove(&path);
                     self.managed.insert(path, m);
                 }
-                Err(e) => self.refuse(&path, text, &e),
+                Err(e) => refuse(&mut self.refused, &path, text, &e),
             }
         }
-    }
-
-    fn refuse(&mut self, path: &Path, text: String, e: &anyhow::Error) {
-        warn!(file = %path.display(), error = %e, "spec refused");
-        eprintln!("zkop: refused {}: {e:#}", path.display());
-        self.refused.insert(path.to_path_buf(), text);
     }
 
     /// Takes the start-ups that ended: running, or refused until the file changes.
@@ -214,7 +186,7 @@ impl Group {
                 }
                 Err(e) => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    self.refuse(&path, text, &e);
+                    refuse(&mut self.refused, &path, text, &e);
                 }
             }
         }
