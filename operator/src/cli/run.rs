@@ -171,11 +171,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         return super::run_many::run(opts, lease_ttl).await;
     }
     let holder = holder_name();
-    let (spec, _) = load_spec(&opts.spec)?;
-    let name = spec.name.clone();
+    let loaded = load_spec(&opts.spec)?;
+    let name = loaded.0.name.clone();
     let prepared = crate::adapters::aws::calls::scoped(
         &name,
-        prepare(&opts, None, |sdk, spec, table, url, clock| {
+        prepare(&opts, loaded, None, |sdk, spec, table, url, clock| {
             LeaseKeeper::new(
                 DynamoLease::new(sdk, table, &spec.name, &holder, url, lease_ttl),
                 clock,
@@ -194,12 +194,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await
 }
 
-/// Loads `opts.spec` (fleet.aws) and its secrets, binds its API in
+/// Takes `loaded` (the spec of `opts.spec`, fleet.aws, and its text) and
+/// its secrets, binds its API in
 /// `state_dir` (default: `opts.state_dir` or `.zkop/<name>`), and builds its
 /// loop under the leadership `lead` makes from the SDK's configuration, the
 /// spec, the state table, the API's URL and the loop's clock.
 pub(crate) async fn prepare<E: crate::controller::Leadership>(
     opts: &RunOptions,
+    loaded: (zkop_spec::ValidatedCluster, String),
     state_dir: Option<PathBuf>,
     lead: impl FnOnce(
         &aws_config::SdkConfig,
@@ -209,7 +211,7 @@ pub(crate) async fn prepare<E: crate::controller::Leadership>(
         crate::clock::SharedClock,
     ) -> E,
 ) -> anyhow::Result<Prepared<E>> {
-    let (spec, text) = load_spec(&opts.spec)?;
+    let (spec, text) = loaded;
     let (Fleet::Aws(aws), Ids::CloudwatchLogs(ids), Some(state)) =
         (&spec.fleet, &spec.ids, &spec.state)
     else {

@@ -225,7 +225,7 @@ impl Group {
     /// Checks the spec of `path` against the clusters managed (name, API
     /// port) and starts it in its own task.
     async fn start(&mut self, path: &Path) -> anyhow::Result<Managed> {
-        let (spec, _) = load_spec(path)?;
+        let (spec, text) = load_spec(path)?;
         let (Fleet::Aws(aws), Some(state)) = (&spec.fleet, &spec.state) else {
             bail!(InputError::Usage(
                 "spec.fleet: `zkop run` needs fleet.aws (use `zkop local up` for fleet.local)"
@@ -272,8 +272,9 @@ impl Group {
         let (region, table) = (aws.region.clone(), state.table.clone());
         let name = spec.name.clone();
         let lease = self.lease(&region, &table).await;
+        let loaded = (spec, text);
         let task = tokio::spawn(calls::scoped(&name, async move {
-            let prepared = prepare(&opts, Some(dir), |_, _, _, url, _| {
+            let prepared = prepare(&opts, loaded, Some(dir), |_, _, _, url, _| {
                 let own = url.to_string();
                 SharedLease::new(lease, Arc::new(move |leader: &str| on_host(&own, leader)))
             })
@@ -285,7 +286,7 @@ impl Group {
             ))
         }));
         Ok(Managed {
-            name: spec.name,
+            name,
             port,
             run: Run::Starting(task),
         })
