@@ -11,8 +11,8 @@ use zkop_spec::wire::StatusReply;
 use zkop_tests::common::moto::{Moto, create_group, create_table};
 use zkop_tests::common::{
     SERIAL, agent_bin, alive, api_client, assert_writes_kept, assert_zookeeper_agrees,
-    read_api_json, removed_before_terminated, repo_root, runs, settled, tail, wait_until,
-    write_until, zk_client, zkop_bin, zkop_json,
+    read_api_json, removed_before_terminated, repo_root, runs, settled, tail, wait_cluster,
+    wait_until, write_until, zk_client, zkop_bin, zkop_json,
 };
 
 /// The table both clusters keep their state in, and the group's lease.
@@ -141,15 +141,15 @@ impl Group {
         what: &str,
         pred: impl Fn(&StatusReply) -> bool,
     ) -> StatusReply {
-        let (url, token) = read_api_json(&self.state(cluster), Duration::from_secs(60)).await;
-        api_client(&self.http, &url, &token)
-            .wait_status(
-                &format!("{cluster}: {what}"),
-                Duration::from_secs(120),
-                pred,
-                || self.log_tail(),
-            )
-            .await
+        wait_cluster(
+            &self.http,
+            &self.state(cluster),
+            Duration::from_secs(60),
+            &format!("{cluster}: {what}"),
+            pred,
+            || self.log_tail(),
+        )
+        .await
     }
 
     /// Writes `name`'s spec (examples/aws-3.yaml renamed, `replicas`

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use zkop_spec::wire::StatusReply;
 use zkop_tests::common::{
-    self, SERIAL, agent_bin, api_client, fleet_pids, read_api_json, settled, tail, wait_until,
-    zkop_bin,
+    self, SERIAL, agent_bin, fleet_pids, settled, tail, wait_until, zkop_bin,
 };
 
 /// The clusters: name and network (three /26 of 127.0.87.0/24).
@@ -53,15 +52,15 @@ impl Many {
         what: &str,
         pred: impl Fn(&StatusReply) -> bool,
     ) -> StatusReply {
-        let (url, token) = read_api_json(&self.state().join(name), Duration::from_secs(30)).await;
-        api_client(&self.http, &url, &token)
-            .wait_status(
-                &format!("{name}: {what}"),
-                Duration::from_secs(120),
-                pred,
-                || self.log_tail(),
-            )
-            .await
+        common::wait_cluster(
+            &self.http,
+            &self.state().join(name),
+            Duration::from_secs(30),
+            &format!("{name}: {what}"),
+            pred,
+            || self.log_tail(),
+        )
+        .await
     }
 
     /// `zkop ARGS --state-dir STATE`.

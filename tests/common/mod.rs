@@ -701,6 +701,24 @@ impl ApiClient<'_> {
     }
 }
 
+/// The status of the cluster whose state directory is `dir` (its API named
+/// by its `api.json`, waited for up to `api_json`), once `pred` holds on it,
+/// within two minutes; `what` names the wait for its failure, with
+/// `log_tail()`.
+pub async fn wait_cluster(
+    http: &reqwest::Client,
+    dir: &Path,
+    api_json: Duration,
+    what: &str,
+    pred: impl Fn(&StatusReply) -> bool,
+    log_tail: impl Fn() -> String,
+) -> StatusReply {
+    let (url, token) = read_api_json(dir, api_json).await;
+    api_client(http, &url, &token)
+        .wait_status(what, Duration::from_secs(120), pred, log_tail)
+        .await
+}
+
 /// The last 40 lines of a log file.
 pub fn tail(path: &Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
