@@ -57,6 +57,13 @@ async fn drilled_with_a_digest(c: &LocalCluster) -> StatusReply {
     let b = s.backup.as_ref().unwrap();
     let drill = b.last_drill.as_ref().unwrap();
     eprintln!("drill: {}", drill.detail);
+    // Issue 24, finding 4: the shipper's scratch server, which serves the
+    // whole tree, listened on loopback only, not on its member's address.
+    assert!(
+        drill.detail.contains("scratch ZooKeeper, on 127.0.0.1:"),
+        "{}",
+        drill.detail
+    );
     assert_eq!(b.last_good_drill_ms, Some(drill.at_ms));
     assert!(
         drill.zxid.is_some_and(|z| z.counter % 128 == 0),
@@ -89,7 +96,23 @@ async fn newest_point_serves(store: &Store, n: usize) {
     let restored = zk_client(scratch.endpoint()).await;
     assert_eq!(children(&restored, "/t").await, Some(n));
     drop(restored);
+    // Nothing but its own loopback address reaches it.
+    let port = scratch.endpoint().rsplit(':').next().unwrap();
+    for other in ["127.0.0.1", "127.0.79.251"] {
+        let refused = tokio::net::TcpStream::connect(format!("{other}:{port}")).await;
+        assert!(refused.is_err(), "the scratch server answered on {other}");
+    }
     scratch.stop().await;
+    // Never on a routable address.
+    let refused = ScratchServer::restore(store, newest, &java, "10.1.2.3").await;
+    assert!(
+        refused
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.contains("loopback")),
+        "{:?}",
+        refused.map(|s| s.endpoint().to_string())
+    );
 }
 
 /// A copy of `backup` whose checked digest is wrong fails its drill, saying so.

@@ -65,7 +65,7 @@ impl Agent {
             return;
         };
         if self.shipper.as_ref().map(Shipper::order) != Some(order) {
-            match Shipper::new(order.clone(), self.args.java.clone(), self.address.clone()).await {
+            match Shipper::new(order.clone(), self.args.java.clone()).await {
                 Ok(s) => {
                     info!(instance = %self.instance, member = %m.server_id, target = %order.target, "shipping the backup");
                     self.shipper = Some(s);

@@ -59,11 +59,10 @@ fn io(key: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 }
 
 impl Shipper {
-    /// A job for `order`; its scratch servers run with `java` on `address`.
+    /// A job for `order`; its scratch servers run with `java`, on loopback.
     pub async fn new(
         order: ShipOrder,
         java: zkop_zk::jvm::JavaArgs,
-        address: String,
     ) -> Result<Shipper, BackupError> {
         Ok(Shipper {
             store: Store::open(&order.target).await?,
@@ -71,7 +70,7 @@ impl Shipper {
             point: None,
             last_tick: None,
             report: ShippingReport::default(),
-            upkeep: Upkeep::new(java, address),
+            upkeep: Upkeep::new(java),
         })
     }
 

@@ -8,7 +8,7 @@
 use tokio::task::JoinHandle;
 use tracing::info;
 use zkop_runtime::backup::drill::{self, drills};
-use zkop_runtime::backup::scratch::ScratchServer;
+use zkop_runtime::backup::scratch::{SCRATCH_ADDRESS, ScratchServer};
 use zkop_runtime::backup::{BackupError, Store};
 use zkop_spec::backup::drill::DrillRecord;
 use zkop_spec::backup::manifest::PointManifest;
@@ -35,7 +35,6 @@ pub enum Done {
 /// Where the scratch servers run, and the duty under way.
 pub struct Upkeep {
     java: JavaArgs,
-    address: String,
     running: Option<JoinHandle<Done>>,
     /// When the last drill ran, or (before the first) when the backup's
     /// oldest point was made; known once the backup has been read.
@@ -49,11 +48,10 @@ pub struct Upkeep {
 }
 
 impl Upkeep {
-    /// Scratch servers run with `java`, listening on `address`.
-    pub fn new(java: JavaArgs, address: String) -> Upkeep {
+    /// Scratch servers run with `java`, on loopback (`SCRATCH_ADDRESS`).
+    pub fn new(java: JavaArgs) -> Upkeep {
         Upkeep {
             java,
-            address,
             running: None,
             drills_since_ms: None,
             drill_started_ms: 0,
@@ -112,15 +110,11 @@ impl Upkeep {
         if older(point.created_ms, order.snapshot_every_ms)
             && point.last() > point.snapshot.trailer_zxid
         {
-            let (store, java, address, zxid) = (
-                store.clone(),
-                self.java.clone(),
-                self.address.clone(),
-                point.last(),
-            );
+            let (store, java, zxid) = (store.clone(), self.java.clone(), point.last());
             info!(point = %point.key(), zxid = %zxid, "making an offline snapshot of the backup");
             self.running = Some(tokio::spawn(async move {
-                let bytes = match ScratchServer::restore(&store, zxid, &java, &address).await {
+                let bytes = match ScratchServer::restore(&store, zxid, &java, SCRATCH_ADDRESS).await
+                {
                     Ok(server) => {
                         let bytes = server.snapshot(zxid);
                         server.stop().await;
@@ -142,11 +136,11 @@ impl Upkeep {
             .drills_since_ms
             .is_some_and(|since| older(since, order.verify_every_ms))
         {
-            let (store, java, address) = (store.clone(), self.java.clone(), self.address.clone());
+            let (store, java) = (store.clone(), self.java.clone());
             info!(target = %order.target, "running a restore drill");
             self.drill_started_ms = now_ms;
             self.running = Some(tokio::spawn(async move {
-                Done::Drill(drill::verify(&store, &java, &address, now_ms).await)
+                Done::Drill(drill::verify(&store, &java, SCRATCH_ADDRESS, now_ms).await)
             }));
         }
         Ok(())

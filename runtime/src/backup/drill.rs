@@ -42,15 +42,16 @@ async fn scratch_check(
 ) -> Result<String, String> {
     let server = ScratchServer::restore(store, zxid, java, address).await?;
     let took = server.took.as_secs_f64();
+    let on = server.endpoint().to_string();
     let checked = match digest {
         None => Ok(format!(
-            "serving exactly at {zxid} after {took:.1}s (no tree digest recorded yet: zxid checked only)"
+            "on {on}, serving exactly at {zxid} after {took:.1}s (no tree digest recorded yet: zxid checked only)"
         )),
         Some(want) => match server.digests().await {
             Err(e) => Err(e),
             Ok(seen) => match seen.iter().find(|d| d.zxid == want.zxid) {
                 Some(d) if d.digest == want.digest => Ok(format!(
-                    "serving exactly at {zxid} after {took:.1}s with the tree digest the ensemble published there ({})",
+                    "on {on}, serving exactly at {zxid} after {took:.1}s with the tree digest the ensemble published there ({})",
                     want.digest
                 )),
                 Some(d) => Err(format!(

@@ -3,6 +3,11 @@
 //! told to take one, but a server writes `snapshot.<last zxid>` as it starts
 //! serving). It runs beside the member's own server, on a port of its own,
 //! and is killed when dropped.
+//!
+//! It serves a whole restored tree with ACLs as the backup holds them, so it
+//! listens on loopback only (never the member's routable address: anyone
+//! reaching it could read every znode), and its super user, which nothing
+//! here needs, gets a random secret per server that is never written down.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,6 +19,9 @@ use zkop_zk::jvm::{JavaArgs, JvmCommand};
 
 use super::Store;
 use super::restore::restore_into;
+
+/// Where the agent's scratch servers listen: loopback, never a routable address.
+pub const SCRATCH_ADDRESS: &str = "127.0.0.1";
 
 /// How long a scratch server may take to load a restored point.
 const LOAD_LIMIT: Duration = Duration::from_secs(300);
@@ -29,14 +37,22 @@ pub struct ScratchServer {
 
 impl ScratchServer {
     /// Restores `zxid` from `store` into a temporary directory, starts a
-    /// server on it listening on `address`, and waits until it serves at
-    /// exactly that zxid.
+    /// server on it listening on `address` (a loopback address; any other
+    /// is refused), and waits until it serves at exactly that zxid.
     pub async fn restore(
         store: &Store,
         zxid: Zxid,
         java: &JavaArgs,
         address: &str,
     ) -> Result<ScratchServer, String> {
+        if !address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+        {
+            return Err(format!(
+                "a scratch server listens on a loopback address only, not `{address}`: it serves a whole restored tree"
+            ));
+        }
         let dir = tempfile::tempdir().map_err(|e| format!("a scratch directory: {e}"))?;
         let data = dir.path().join("data");
         restore_into(store, RestorePoint::Zxid { zxid }, &data)
@@ -60,7 +76,7 @@ impl ScratchServer {
             classpath: java.zookeeper_classpath.clone(),
             heap_mb: 512,
             jvm_flags: vec!["-XX:+UseSerialGC".into()],
-            super_digest: zkop_zk::super_digest("scratch"),
+            super_digest: zkop_zk::super_digest(&random_secret()),
         };
         let out = dir.path().join("zookeeper.out");
         let log = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -140,6 +156,14 @@ impl ScratchServer {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// A secret nobody knows: the scratch server's super user is never used.
+fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tail(path: &Path) -> String {
