@@ -133,7 +133,15 @@ pub async fn act<F: Fleet, L: IdLedger>(
             down_for_s,
         } => {
             s.voters_down.insert(*id);
+            s.voter_down_config = s.config.as_ref().and_then(|c| c.version);
             format!("voter {id} has not served for {down_for_s}s: standby {standby} takes its vote")
+        }
+        Step::ClearVoterDown { id } => {
+            s.voters_down.remove(id);
+            if s.voters_down.is_empty() {
+                s.voter_down_config = None;
+            }
+            format!("voter {id} serves again before the standby's swap began: it keeps its vote")
         }
         Step::AssignShipper { id } => {
             s.shipper = *id;
@@ -344,6 +352,9 @@ fn change_members(
         }
         Step::RetireMember { id } => {
             s.voters_down.remove(id);
+            if s.voters_down.is_empty() {
+                s.voter_down_config = None;
+            }
             let m = s
                 .members
                 .get_mut(id)

@@ -84,10 +84,19 @@ pub struct Persisted {
     /// through the live quorum), then retired once out of the config.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub voters_down: std::collections::BTreeSet<ServerId>,
+    /// The config version when a voter was marked down: while the config is
+    /// still that one, the standby's swap has not begun, and a voter that
+    /// serves again is unmarked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voter_down_config: Option<zkop_spec::zk::ConfigVersion>,
     /// How far TLS is on in the servers (set at bootstrap and by each stage
     /// of a live switch; none in states from before, see `desired::tls_stage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_stage: Option<zkop_spec::tls_stage::TlsStage>,
+    /// The API URL of the controller that took the cluster over last (under
+    /// `epoch`): a controller fenced off by it names it in its 503s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
 }
 
 /// One step of a rolling restart.

@@ -84,13 +84,41 @@ impl Ctx<'_> {
         self.p.members.values().find(|m| m.instance == instance)
     }
 
+    /// Restarting: the member a roll-out restarted last, within
+    /// `rollout.timeout` of its restart. Loading a few GB of snapshot may
+    /// take longer than `memberDeadAfter`: until the timeout it is the
+    /// roll-out's business (which halts past it), not dead.
+    pub(super) fn restarting(&self, id: ServerId) -> bool {
+        self.restarted_ago(id)
+            .is_some_and(|ago| ago < self.spec.rollout_timeout)
+    }
+
+    /// How long ago a roll-out restarted `id`, when it is the member it
+    /// restarted last.
+    fn restarted_ago(&self, id: ServerId) -> Option<Duration> {
+        let r = self.p.rollout.as_ref().filter(|r| r.member == id)?;
+        Some(Duration::from_millis(
+            self.obs.now_ms.saturating_sub(r.at_ms),
+        ))
+    }
+
+    /// Whether the not-serving rule may count `id` dead: not while a
+    /// roll-out's restart of it is under way, nor once its roll-out halted
+    /// (past `rollout.timeout`) until it has not served for
+    /// `memberDeadAfter` more: the halt is said first (phase, event,
+    /// alert), and only then do the normal rules replace it.
+    fn not_serving_counts(&self, id: ServerId, after: Duration) -> bool {
+        self.restarted_ago(id)
+            .is_none_or(|ago| ago >= self.spec.rollout_timeout + after)
+    }
+
     /// Dead: its instance is gone; or, while a majority of the config's
-    /// voters serve, its agent has been silent or (a member of the config)
-    /// its server has not served for `memberDeadAfter`: crash-looping or
-    /// hung. Without a serving majority, silence and not serving may be the
-    /// quorum loss's, not the member's: then only a JVM its agent has
-    /// reported not running for `memberDeadAfter` is dead. Before the first
-    /// config, silence for `memberDeadAfter`.
+    /// voters serve, its agent has been silent or (a member of the config,
+    /// not restarting) its server has not served for `memberDeadAfter`:
+    /// crash-looping or hung. Without a serving majority, silence and not
+    /// serving may be the quorum loss's, not the member's: then only a JVM
+    /// its agent has reported not running for `memberDeadAfter` is dead.
+    /// Before the first config, silence for `memberDeadAfter`.
     pub(super) fn dead(&self, m: &MemberRecord) -> bool {
         if !self.obs.instance_up(&m.instance) {
             return true;
@@ -107,6 +135,7 @@ impl Ctx<'_> {
         };
         if self.majority_serves(config) {
             let not_serving = m.role_in(Some(config)).is_some()
+                && self.not_serving_counts(m.id, after)
                 && seen.is_some_and(|r| r.served_ago.is_some_and(|d| d >= after));
             silent() || not_serving
         } else {

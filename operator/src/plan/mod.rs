@@ -131,6 +131,9 @@ pub fn plan(spec: &ValidatedCluster, obs: &Observed, p: &Persisted, uptime: Dura
     if let Some(step) = c.shipper_step(config, leader) {
         steps.insert(0, step);
     }
+    if let Some(plan) = c.down_voter_back(config) {
+        return plan;
+    }
     if let Some(plan) = c.standby_takes_over(config, &steps) {
         return plan;
     }

@@ -35,6 +35,23 @@ impl Ctx<'_> {
                 .is_some_and(|d| d >= STANDBY_STABLE)
     }
 
+    /// A voter marked down that serves again while the config is still the
+    /// one it was marked under (the standby's swap has not begun): unmark it.
+    pub(super) fn down_voter_back(&self, config: &DynamicConfig) -> Option<Plan> {
+        if config.version.is_none() || self.p.voter_down_config != config.version {
+            return None;
+        }
+        let id = self.p.voters_down.iter().copied().find(|id| {
+            config.voters().any(|s| s.id == *id)
+                && self.p.members.get(id).is_some_and(|m| self.serving(m))
+        })?;
+        Some(Plan::new(
+            Phase::Reconciling,
+            format!("voter {id} serves again before the standby's swap began"),
+            vec![Step::ClearVoterDown { id }],
+        ))
+    }
+
     /// A voter down for `healing.voterDownAfter` while a majority serves and
     /// a standby is stable: mark it down (one at a time).
     pub(super) fn standby_takes_over(
@@ -47,18 +64,9 @@ impl Ctx<'_> {
             return None;
         }
         let after = self.spec.healing.voter_down_after;
-        // A member a roll-out restarted is the roll-out's business until
-        // rollout.timeout (a slow start is not a hung server).
-        let restarting = |id: ServerId| {
-            self.p.rollout.as_ref().is_some_and(|r| {
-                r.member == id
-                    && self.obs.now_ms.saturating_sub(r.at_ms)
-                        < u64::try_from(self.spec.rollout_timeout.as_millis()).unwrap_or(u64::MAX)
-            })
-        };
         let (id, down_for) = config
             .voters()
-            .filter(|s| !self.dead_id(s.id) && !restarting(s.id))
+            .filter(|s| !self.dead_id(s.id) && !self.restarting(s.id))
             .find_map(|s| {
                 let m = self.p.members.get(&s.id)?;
                 let down = self.obs.reports.get(&m.instance)?.served_ago?;

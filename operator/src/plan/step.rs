@@ -141,6 +141,12 @@ pub enum Step {
         /// How long it has not served, in seconds (for the event).
         down_for_s: u64,
     },
+    /// A voter marked down serves again before the standby's swap began
+    /// (the config is the one it was marked under): it keeps its vote.
+    ClearVoterDown {
+        /// The voter.
+        id: ServerId,
+    },
     /// Turning TLS on or off: every server runs the current stage, so move
     /// to the next (its settings roll out next; the last one restarts all).
     AdvanceTlsStage {

@@ -136,11 +136,14 @@ impl B {
         );
         self.obs.reports.insert(
             inst.clone(),
+            // As observe says of a member that serves: it served and ran
+            // just now (a test that wants otherwise says so), so that no
+            // test runs with the not-serving rule switched off by accident.
             SeenReport {
                 report: report(&inst, Some(id), None),
                 age: Duration::ZERO,
-                served_ago: None,
-                running_ago: None,
+                served_ago: Some(Duration::ZERO),
+                running_ago: Some(Duration::ZERO),
                 serving_for: None,
             },
         );

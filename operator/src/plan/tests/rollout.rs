@@ -75,18 +75,52 @@ fn a_leader_zxid_that_only_opens_an_epoch_is_not_waited_for() {
     }
 }
 
+/// `b`'s member `id`, restarted `ago` before now, has not served since (its
+/// agent reports each second, its JVM runs): as observe says it.
+fn not_back_for(b: &mut B, id: u64, ago: Duration) {
+    let seen = b.obs.reports.get_mut(&instance_of(id)).unwrap();
+    seen.age = Duration::ZERO;
+    seen.served_ago = Some(ago);
+    seen.running_ago = Some(Duration::ZERO);
+    seen.serving_for = None;
+    if let Some(p) = seen.report.probe.as_mut() {
+        p.serving = false;
+        p.mode = None;
+    }
+}
+
 #[test]
 fn a_member_that_does_not_come_back_halts_the_roll_out() {
+    // memberDeadAfter (60 s) is far shorter than rollout.timeout (5 m): a
+    // member loading a large snapshot after its restart takes longer.
     let mut b = rolling(cluster(3));
     let first = restarted(&b.plan()).unwrap();
-    let now = b.obs.now_ms;
-    restart(&mut b, first, now);
-    let inst = instance_of(first);
-    let r = &mut b.obs.reports.get_mut(&inst).unwrap().report;
+    let start = b.obs.now_ms;
+    restart(&mut b, first, start);
+    let timeout = b.spec.rollout_timeout;
+    assert!(b.spec.member_dead_after() < timeout);
+    for ago in [
+        Duration::from_secs(1),
+        b.spec.member_dead_after() + Duration::from_secs(1),
+        timeout - Duration::from_secs(1),
+    ] {
+        b.obs.now_ms = start + ago.as_millis() as u64;
+        not_back_for(&mut b, first, ago);
+        let plan = b.plan();
+        assert_eq!(plan.phase, Phase::Reconciling, "{ago:?}: {plan:?}");
+        assert!(plan.steps.is_empty(), "{ago:?}: {plan:?}");
+        assert!(
+            plan.reason.contains("waiting for member"),
+            "{ago:?}: {plan:?}"
+        );
+    }
+    // Past rollout.timeout, the roll-out halts, naming why.
+    b.obs.now_ms = start + timeout.as_millis() as u64;
+    not_back_for(&mut b, first, timeout);
+    let r = &mut b.obs.reports.get_mut(&instance_of(first)).unwrap().report;
     r.probe = None;
     r.errors
         .push("ZooKeeper exited (exit status: 1) after 0.4s".into());
-    b.obs.now_ms += b.spec.rollout_timeout.as_millis() as u64;
     let plan = b.plan();
     assert_eq!(plan.phase, Phase::Degraded);
     assert!(plan.steps.is_empty(), "{plan:?}");
@@ -97,6 +131,24 @@ fn a_member_that_does_not_come_back_halts_the_roll_out() {
         "{}",
         plan.reason
     );
+    // Halted, it is handled by the normal rules: after memberDeadAfter
+    // more without serving, it is dead and replaced.
+    let mut later = B {
+        spec: b.spec.clone(),
+        obs: b.obs.clone(),
+        p: b.p.clone(),
+    };
+    let ago = timeout + later.spec.member_dead_after();
+    later.obs.now_ms = start + ago.as_millis() as u64;
+    later
+        .obs
+        .reports
+        .get_mut(&instance_of(first))
+        .unwrap()
+        .served_ago = Some(ago);
+    let plan = later.plan();
+    assert!(plan.reason.contains("dead"), "{plan:?}");
+    assert!(!plan.steps.is_empty(), "{plan:?}");
     // Fixing the spec restarts the failed member again at once.
     b.spec.zookeeper.tick_time = 300;
     assert_eq!(restarted(&b.plan()), Some(first));

@@ -100,3 +100,33 @@ fn a_voter_a_roll_out_just_restarted_is_given_rollout_timeout_not_voter_down_aft
     b.p.rollout.as_mut().unwrap().at_ms = b.obs.now_ms - 301_000;
     assert!(marks(&b), "{:?}", b.plan());
 }
+
+#[test]
+fn standby_mark_down_clears_when_the_voter_serves_again_before_the_swap_begins() {
+    // Issue 24, finding 8: voter 2 was marked down under this config, then
+    // served again (after a SNAP sync, say) before the standby left.
+    let mut b = standby(Duration::from_secs(4), Duration::from_secs(20));
+    b.p.voters_down.insert(ServerId(2));
+    b.p.voter_down_config = b.p.config.as_ref().and_then(|c| c.version);
+    let two = b.obs.reports.get_mut(&instance_of(2)).unwrap();
+    two.report.probe.as_mut().unwrap().serving = true;
+    two.served_ago = Some(Duration::ZERO);
+    let plan = b.plan();
+    assert_eq!(
+        plan.steps,
+        vec![Step::ClearVoterDown { id: ServerId(2) }],
+        "{plan:?}"
+    );
+    // Once the swap began (the config changed), the mark stands.
+    let mut config = b.p.config.clone().unwrap();
+    config.servers.remove(&ServerId(4));
+    config.version = Some(ConfigVersion(V1 + 2));
+    b.p.config = Some(config);
+    let plan = b.plan();
+    assert!(
+        !plan
+            .steps
+            .contains(&Step::ClearVoterDown { id: ServerId(2) }),
+        "{plan:?}"
+    );
+}
