@@ -287,13 +287,21 @@ async fn replace(
     }
 }
 
-/// The cluster's metrics as Prometheus text.
+/// The cluster's metrics as Prometheus text. Only the leading controller
+/// knows the cluster: a follower (or a controller fenced off by another)
+/// exports its leadership and nothing else, so that no gauge of a deposed
+/// or standby controller fires an alert.
 pub fn metrics_text(shared: &Shared) -> String {
-    let status = shared.status();
-    let mut body = shared.metrics.render(&status);
+    let leading = shared.follower_of().is_none();
+    let cluster = shared.spec().name;
+    let mut body = match leading {
+        true => shared.metrics.render(&shared.status()),
+        false => String::new(),
+    };
     body.push_str(&crate::metrics::leadership(
-        &status.cluster,
-        shared.follower_of().is_none(),
+        &cluster,
+        leading,
+        shared.fenced().is_some(),
     ));
     body
 }

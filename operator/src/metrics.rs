@@ -137,11 +137,14 @@ impl Metrics {
 }
 
 /// `zkop_controller_leader`: whether this controller acts for `cluster`
-/// (every controller of a group serves `/metrics`; one should say 1).
-pub fn leadership(cluster: &str, leading: bool) -> String {
+/// (every controller of a group serves `/metrics`; one should say 1), and
+/// `zkop_controller_fenced`: whether another controller's takeover, found
+/// in the cluster's state record, keeps this one off it.
+pub fn leadership(cluster: &str, leading: bool, fenced: bool) -> String {
     format!(
-        "# HELP zkop_controller_leader 1 while this controller leads the cluster (holds its lease).\n# TYPE zkop_controller_leader gauge\nzkop_controller_leader{{cluster=\"{cluster}\"}} {}\n",
-        u8::from(leading)
+        "# HELP zkop_controller_leader 1 while this controller leads the cluster (holds its lease).\n# TYPE zkop_controller_leader gauge\nzkop_controller_leader{{cluster=\"{cluster}\"}} {}\n# HELP zkop_controller_fenced 1 while another controller's takeover of the cluster keeps this one off it.\n# TYPE zkop_controller_fenced gauge\nzkop_controller_fenced{{cluster=\"{cluster}\"}} {}\n",
+        u8::from(leading),
+        u8::from(fenced)
     )
 }
 

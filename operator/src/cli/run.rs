@@ -17,7 +17,7 @@ use zkop_spec::cluster::{Fleet, Ids};
 use super::input::{InputError, load_spec, state_dir_for};
 use super::serve::{self, StateDir};
 use crate::adapters::aws::{AsgFleet, DynamoLease, DynamoStore, LogStreamLedger, sdk_config};
-use crate::controller::{Controller, LeaseKeeper, Shared, Signer, SpecFile};
+use crate::controller::{Controller, LeaseKeeper, Shared, SharedLease, Signer, SpecFile};
 use crate::model::Persisted;
 use zkop_runtime::secrets;
 
@@ -64,10 +64,44 @@ pub struct RunOptions {
     pub advertise_url: Option<String>,
     /// `--lease-ttl`: how long the leader lease lasts without a renewal.
     pub lease_ttl: Duration,
-    /// `--group`: with a directory, the controller group's name.
+    /// `--group`: the controller group's name (a file is a group of one).
     pub group: String,
-    /// `--lease-table`: with a directory, the table of the group's lease.
+    /// `--lease-table`: the table of the group's lease.
     pub lease_table: Option<String>,
+    /// `--lease-region`: the region of that table.
+    pub lease_region: Option<String>,
+}
+
+/// Where a controller group's lease lives: the item `lease#group#<group>`
+/// in this table and region. It is the same whether a spec is run on its
+/// own or from a directory, so that two controllers of one cluster always
+/// meet at one lease, however each was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseLocation {
+    /// The DynamoDB table.
+    pub table: String,
+    /// Its region.
+    pub region: String,
+}
+
+impl LeaseLocation {
+    /// `--lease-table` and `--lease-region`, each defaulting to the spec's
+    /// state table and region. None for a spec without fleet.aws.
+    pub fn of(opts: &RunOptions, spec: &zkop_spec::ValidatedCluster) -> Option<LeaseLocation> {
+        let (Fleet::Aws(aws), Some(state)) = (&spec.fleet, &spec.state) else {
+            return None;
+        };
+        Some(LeaseLocation {
+            table: opts.lease_table.clone().unwrap_or(state.table.clone()),
+            region: opts.lease_region.clone().unwrap_or(aws.region.clone()),
+        })
+    }
+}
+
+impl std::fmt::Display for LeaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "table {} in {}", self.table, self.region)
+    }
 }
 
 /// The cluster CA, kept beside the secrets in SSM (made by the first
@@ -173,17 +207,33 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let holder = holder_name();
     let loaded = load_spec(&opts.spec)?;
     let name = loaded.0.name.clone();
+    // A file is a group of one: the same lease as a directory holding it.
+    let at = LeaseLocation::of(&opts, &loaded.0);
+    let lease_sdk = match &at {
+        Some(at) => Some(sdk_config(Some(at.region.clone())).await),
+        None => None,
+    };
+    let group = opts.group.clone();
     let prepared = crate::adapters::aws::calls::scoped(
         &name,
-        prepare(&opts, loaded, None, |sdk, spec, table, url, clock| {
-            LeaseKeeper::new(
-                DynamoLease::new(sdk, table, &spec.name, &holder, url, lease_ttl),
+        prepare(&opts, loaded, None, |sdk, _, table, url, clock| {
+            let (sdk, table) = match (&lease_sdk, &at) {
+                (Some(sdk), Some(at)) => (sdk, at.table.as_str()),
+                _ => (sdk, table),
+            };
+            let keeper = LeaseKeeper::new(
+                DynamoLease::for_group(sdk, table, &group, &holder, url, lease_ttl),
                 clock,
+            );
+            let own = url.to_string();
+            SharedLease::new(
+                Arc::new(tokio::sync::Mutex::new(keeper)),
+                Arc::new(move |leader: &str| super::run_many::on_host(&own, leader)),
             )
         }),
     )
     .await?;
-    info!(cluster = %name, api = %prepared.api.url, holder = %holder, "zkop run");
+    info!(cluster = %name, api = %prepared.api.url, holder = %holder, group = %opts.group, lease = ?at, "zkop run");
     serve::serve_until_signalled(
         prepared.api,
         prepared.shared,
@@ -270,7 +320,8 @@ pub(crate) async fn prepare<E: crate::controller::Leadership>(
         store,
         Some(SpecFile::new(opts.spec.clone(), text)),
         leadership,
-    );
+    )
+    .advertising(&api.url);
     Ok(Prepared {
         api,
         shared,

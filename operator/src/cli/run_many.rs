@@ -3,9 +3,12 @@
 //! (`STATE/<metadata.name>`) and API (on `--api`'s address at the spec's
 //! `fleet.aws.apiPort`, so agents' launch templates can name it). All of them
 //! act under ONE leader lease, the DynamoDB item `lease#group#<--group>` in
-//! `--lease-table` (default: the state table of the first spec started), so
-//! its cost is shared; each cluster still adopts its state under an epoch
-//! above its own stored one. The directory is followed as `zkop local up DIR`
+//! `--lease-table` and `--lease-region` (default: each spec's state table
+//! and region, which must then agree: a spec naming another place is
+//! refused on its own), so its cost is shared; each cluster still takes its
+//! state over under an epoch above its own stored one, which fences off any
+//! other controller of it (`controller::fence`). `zkop run FILE` is a group
+//! of one under the same lease. The directory is followed as `zkop local up DIR`
 //! follows one: a new file starts a cluster, a removed one stops managing it
 //! (its instances keep running), a bad file is refused on its own, and one
 //! cluster's start-up (AWS calls) never holds up another's. `--api` itself
@@ -26,7 +29,7 @@ use zkop_spec::cluster::Fleet;
 
 use super::input::{InputError, load_spec};
 use super::local_many::{look, refuse, say_removed};
-use super::run::{RunOptions, holder_name, prepare};
+use super::run::{LeaseLocation, RunOptions, holder_name, prepare};
 use super::serve::{self, GroupApi, until_signalled};
 use crate::adapters::aws::{DynamoLease, calls, sdk_config};
 use crate::controller::{LeaseKeeper, SharedLease};
@@ -58,7 +61,7 @@ struct Group {
     root: PathBuf,
     holder: String,
     lease_ttl: Duration,
-    lease: Option<GroupLease>,
+    lease: Option<(LeaseLocation, GroupLease)>,
     managed: BTreeMap<PathBuf, Managed>,
     /// Files refused, with the text refused: tried again once it changes.
     refused: BTreeMap<PathBuf, String>,
@@ -118,7 +121,7 @@ impl Run {
 
 /// `own` (a cluster's API URL here) on the host of `leader` (the group
 /// lease holder's advertised URL): where that cluster's leader answers.
-fn on_host(own: &str, leader: &str) -> String {
+pub(crate) fn on_host(own: &str, leader: &str) -> String {
     let (Ok(mut url), Ok(leader)) = (reqwest::Url::parse(own), reqwest::Url::parse(leader)) else {
         return leader.to_string();
     };
@@ -192,13 +195,20 @@ impl Group {
         }
     }
 
-    /// The group's lease, made with the first spec started.
-    async fn lease(&mut self, region: &str, table: &str) -> GroupLease {
-        if let Some(lease) = &self.lease {
-            return lease.clone();
+    /// The group's lease, made with the first spec started; a spec whose
+    /// lease location (`--lease-table`/`--lease-region`, else its state
+    /// table and region) differs from the group's is refused on its own.
+    async fn lease(&mut self, at: LeaseLocation) -> anyhow::Result<GroupLease> {
+        if let Some((held, lease)) = &self.lease {
+            if *held != at {
+                bail!(InputError::Usage(format!(
+                    "spec.state.table, spec.fleet.aws.region: this spec's controller group lease would live in {at}, but the group's lives in {held}: every spec of a directory must name one place (or give --lease-table and --lease-region)"
+                )));
+            }
+            return Ok(lease.clone());
         }
-        let sdk = sdk_config(Some(region.to_string())).await;
-        let table = self.opts.lease_table.clone().unwrap_or(table.to_string());
+        let sdk = sdk_config(Some(at.region.clone())).await;
+        let table = at.table.clone();
         // Followers name each cluster's API on this host.
         let url = self
             .opts
@@ -218,15 +228,15 @@ impl Group {
             crate::clock::system(),
         );
         let lease = Arc::new(Mutex::new(keeper));
-        self.lease = Some(lease.clone());
-        lease
+        self.lease = Some((at, lease.clone()));
+        Ok(lease)
     }
 
     /// Checks the spec of `path` against the clusters managed (name, API
     /// port) and starts it in its own task.
     async fn start(&mut self, path: &Path) -> anyhow::Result<Managed> {
         let (spec, text) = load_spec(path)?;
-        let (Fleet::Aws(aws), Some(state)) = (&spec.fleet, &spec.state) else {
+        let (Fleet::Aws(aws), Some(_)) = (&spec.fleet, &spec.state) else {
             bail!(InputError::Usage(
                 "spec.fleet: `zkop run` needs fleet.aws (use `zkop local up` for fleet.local)"
                     .into()
@@ -269,9 +279,11 @@ impl Group {
             ..self.opts.clone()
         };
         let dir = self.root.join(&spec.name);
-        let (region, table) = (aws.region.clone(), state.table.clone());
         let name = spec.name.clone();
-        let lease = self.lease(&region, &table).await;
+        let at = LeaseLocation::of(&self.opts, &spec).ok_or_else(|| {
+            InputError::Usage("spec.state.table: `zkop run` needs a state table".into())
+        })?;
+        let lease = self.lease(at).await?;
         let loaded = (spec, text);
         let task = tokio::spawn(calls::scoped(&name, async move {
             let prepared = prepare(&opts, loaded, Some(dir), |_, _, _, url, _| {

@@ -24,6 +24,7 @@ use crate::model::Persisted;
 use crate::plan::{Phase, Step, plan};
 
 mod certificates;
+mod fence;
 mod leadership;
 mod observe;
 mod publish;
@@ -36,6 +37,7 @@ mod test_points;
 mod tests;
 
 pub use certificates::{SignRefused, Signer};
+pub use fence::FENCE_CHECK;
 pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, SharedLease, Standing};
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use publish::PUBLISH_AFTER;
@@ -61,8 +63,18 @@ pub struct Controller<F, L, S, E> {
     pub spec_file: Option<SpecFile>,
     /// Decides whether this controller may act.
     pub leadership: E,
-    /// The epoch this controller leads under, while it leads.
+    /// The lease epoch this controller leads under, while it leads.
     epoch: Option<u64>,
+    /// The cluster epoch it stored when it took the cluster over, while it
+    /// leads: a higher one stored since fences it off (`fence`).
+    cluster_epoch: Option<u64>,
+    /// Another controller's takeover, while it keeps this one off the cluster.
+    fenced: Option<fence::Fenced>,
+    /// When the state record was last read for the fence.
+    fence_checked: Option<Instant>,
+    /// This controller's API URL, stored with a takeover so that a
+    /// controller fenced off by it can name it.
+    url: Option<String>,
     /// When this controller began observing (under its current epoch).
     started: Instant,
     test_points: TestPoints,
@@ -104,12 +116,22 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             spec_file,
             leadership,
             epoch: None,
+            cluster_epoch: None,
+            fenced: None,
+            fence_checked: None,
+            url: None,
             started: shared.clock.now(),
             test_points: TestPoints::from_env(),
             idle_view: None,
             published: None,
             shared,
         }
+    }
+
+    /// Names this controller's API URL in the state it takes over.
+    pub fn advertising(mut self, url: &str) -> Self {
+        self.url = Some(url.to_string());
+        self
     }
 
     fn now(&self) -> Instant {
@@ -129,6 +151,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             }
         };
         let before = self.shared.follower_of();
+        let standing = self.fenced_standing(standing);
         self.shared.set_standing(standing.clone());
         match standing {
             Standing::Leader { epoch, .. } => {
@@ -138,6 +161,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
                 Ok(true)
             }
             Standing::Follower { leader_url } => {
+                self.cluster_epoch = None;
                 if self.epoch.take().is_some() || before != Some(leader_url.clone()) {
                     info!(leader = ?leader_url, "following");
                 }
@@ -158,8 +182,11 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
                 ..Persisted::default()
             });
         p.epoch = lease_epoch.max(p.epoch + 1);
+        p.leader_url = self.url.clone();
         p.store_version = Self::within_lease(&self.shared, self.store.save(&p)).await?;
         let epoch = p.epoch;
+        self.cluster_epoch = Some(epoch);
+        self.fence_checked = Some(self.now());
         self.shared.commit(p);
         // Observations made under another leader are not trusted.
         let now = self.now();
@@ -195,6 +222,9 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         self.shared.metrics.pass();
         if !self.lead().await? {
             return Ok(Requeue::after(Duration::from_secs(2)));
+        }
+        if self.agents_saw_a_higher_epoch(self.now()) {
+            self.check_fence().await?;
         }
         if let Some(f) = self.spec_file.as_mut() {
             f.poll(&self.shared);
@@ -232,6 +262,8 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             return Ok(Requeue::after(Duration::from_millis(500)));
         };
         self.idle_view = None;
+        // Nothing is changed for a cluster another controller took over.
+        self.check_fence().await?;
         self.test_points.check(step, &persisted, false);
         let t = self.now();
         // A step's event is stamped when the step began: once its outcome is
@@ -297,8 +329,13 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         match Self::within_lease(&self.shared, self.store.save(&state)).await {
             Ok(v) => state.store_version = v,
             Err(ReconcileError::Store(e @ StoreError::Conflict { .. })) => {
-                // Someone else wrote: adopt what is stored, then plan again.
+                // Someone else wrote: under a higher epoch, another
+                // controller took the cluster over and this one stops;
+                // otherwise adopt what is stored, then plan again.
                 if let Some(stored) = Self::within_lease(&self.shared, self.store.load()).await? {
+                    if self.deposed_by(&stored) {
+                        return Err(ReconcileError::Fenced(stored.epoch));
+                    }
                     self.shared.commit(stored);
                 }
                 return Err(e.into());

@@ -125,6 +125,15 @@ impl ReportCache {
         }
     }
 
+    /// The highest controller epoch any agent reported seeing.
+    pub fn max_epoch_seen(&self) -> u64 {
+        self.reports
+            .values()
+            .map(|h| h.report.epoch_seen)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// The ZooKeeper release the server on `instance` last said it runs.
     pub fn version(&self, instance: &str) -> Option<&str> {
         self.reports.get(instance)?.version.as_deref()

@@ -52,6 +52,11 @@ pub enum ReconcileError {
     /// controller acts no more until it holds the lease again.
     #[error("the leader lease lapsed: acting no more until it is held again")]
     LeaseLapsed,
+    /// The cluster's state record holds a higher epoch than this
+    /// controller's: another controller took the cluster over (expected
+    /// when two controllers run it; this one acts on it no more).
+    #[error("another controller took this cluster over (epoch {0} stored): acting on it no more")]
+    Fenced(u64),
 }
 
 impl ReconcileError {
@@ -62,6 +67,7 @@ impl ReconcileError {
             ReconcileError::Act(e) => e.category(),
             ReconcileError::Store(_) => "store",
             ReconcileError::LeaseLapsed => "lease",
+            ReconcileError::Fenced(_) => "fenced",
         }
     }
 }

@@ -44,6 +44,8 @@ pub(super) struct SharedState {
     events: VecDeque<Event>,
     /// Whether this controller leads, and until when.
     standing: Standing,
+    /// The epoch another controller stored, while this one is fenced off.
+    fenced: Option<u64>,
     /// The last reconcile error, cleared by a good pass.
     last_error: Option<String>,
     pub(super) requests: Requests,
@@ -119,6 +121,7 @@ impl Shared {
                 plan: None,
                 events: VecDeque::new(),
                 standing: Standing::Follower { leader_url: None },
+                fenced: None,
                 last_error: None,
                 requests: Requests::default(),
                 refresh_asked_at: None,
@@ -171,6 +174,16 @@ impl Shared {
 
     pub(super) fn set_standing(&self, standing: Standing) {
         self.lock().standing = standing;
+    }
+
+    /// The epoch another controller stored, while it keeps this one off
+    /// the cluster.
+    pub fn fenced(&self) -> Option<u64> {
+        self.lock().fenced
+    }
+
+    pub(super) fn set_fenced(&self, epoch: Option<u64>) {
+        self.lock().fenced = epoch;
     }
 
     /// Keeps an agent's report if the fleet lists its instance; news wakes

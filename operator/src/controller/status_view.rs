@@ -268,7 +268,7 @@ mod tests {
             clients_port: spec.zookeeper.client_port,
         });
         let metrics = crate::metrics::Metrics::default().render(&status)
-            + &crate::metrics::leadership("t", true);
+            + &crate::metrics::leadership("t", true, false);
         // Every metric the shipped alert rules and dashboard use is one zkop renders.
         for (file, text) in [
             (

@@ -62,14 +62,20 @@ enum Command {
         /// slower takeover (docs/operations.md).
         #[arg(long, default_value = "45s", value_parser = parse_duration)]
         lease_ttl: std::time::Duration,
-        /// With a directory: the controller group's name; its one lease is
-        /// the item `lease#group#NAME`.
+        /// The controller group's name; its one lease is the item
+        /// `lease#group#NAME` (a file is a group of one: the same lease as a
+        /// directory holding it). Controllers that run different clusters
+        /// independently take different names.
         #[arg(long, default_value = "zkop")]
         group: String,
-        /// With a directory: the DynamoDB table holding the group's lease
-        /// (default: the state table of the first spec, by file name).
+        /// The DynamoDB table holding the group's lease (default: each
+        /// spec's state table; a spec of a directory that names another is
+        /// refused).
         #[arg(long)]
         lease_table: Option<String>,
+        /// The region of that table (default: each spec's fleet.aws.region).
+        #[arg(long)]
+        lease_region: Option<String>,
     },
     /// Tools for the AWS sandbox (a moto server standing in for AWS).
     #[command(subcommand, hide = true)]
@@ -334,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lease_ttl,
             group,
             lease_table,
+            lease_region,
         } => {
             init_logs();
             zkop::cli::run::run(RunOptions {
@@ -344,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lease_ttl,
                 group,
                 lease_table,
+                lease_region,
             })
             .await?;
         }

@@ -23,7 +23,7 @@ fn keeper(table: &Arc<MemoryLeaseTable>, holder: &str, wall_ms: u64) -> (Arc<Mem
 }
 
 /// The HTTP status the controller's API answers an agent's report with.
-async fn report_status(shared: &Arc<Shared>, report: &AgentReport) -> u16 {
+pub(super) async fn report_status(shared: &Arc<Shared>, report: &AgentReport) -> u16 {
     let request = Request::builder()
         .method(Method::POST)
         .uri(format!("/v1/agents/{}/report", report.instance))

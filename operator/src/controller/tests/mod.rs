@@ -14,6 +14,7 @@ use crate::adapters::memory::{MemoryFleet, MemoryLedger, MemoryStore};
 use crate::clock::PausedClock;
 use crate::plan::tests::kit::{B, cluster};
 
+mod fence;
 mod lease;
 
 type TestController = Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, AlwaysLeader>;
