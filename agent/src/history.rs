@@ -107,9 +107,14 @@ pub fn read_after(version2: &Path, after: Zxid) -> std::io::Result<History> {
 impl History {
     /// The records after `after` up to `upto` that follow on from it with no
     /// transaction missing, up to the first gap; `None` when this node lacks
-    /// the very next one. Crossing into a new epoch counts as a gap when a
-    /// snapshot lies between (a leader's snapshot sync: the transactions
-    /// before it are not in this node's logs).
+    /// the very next one, or holds later ones but not `after` itself (in a
+    /// log or as a snapshot): its history may have diverged from the
+    /// backup's there (a forced recovery whose lost shipper had shipped
+    /// transactions the survivor never had; a restore to an earlier point
+    /// shipping into its own backup), so appending would splice two
+    /// histories. Crossing into a new epoch counts as a gap when a snapshot
+    /// lies between (a leader's snapshot sync: the transactions before it
+    /// are not in this node's logs).
     pub fn continuing(&self, after: Zxid, upto: Zxid) -> Option<Vec<&LocalRecord>> {
         let mut prev = after;
         let mut out = Vec::new();
@@ -118,6 +123,11 @@ impl History {
                 .iter()
                 .filter(|r| r.zxid > after && r.zxid <= upto)
         };
+        let holds_after =
+            self.records.iter().any(|r| r.zxid == after) || self.snapshots.contains(&after);
+        if !holds_after && newer().next().is_some() {
+            return None;
+        }
         for r in newer() {
             let synced_between = r.zxid.epoch != prev.epoch
                 && self.snapshots.iter().any(|s| prev < *s && *s < r.zxid);
@@ -175,12 +185,29 @@ mod tests {
         assert_eq!(zxids(h.continuing(z(1, 1), z(1, 2))), Some(vec![z(1, 2)]));
         // This node lacks 0x100000004, the transaction after 0x100000003.
         assert_eq!(zxids(h.continuing(z(1, 3), z(9, 9))), None);
-        assert_eq!(
-            zxids(h.continuing(z(1, 4), z(9, 9))),
-            Some(vec![z(1, 5), z(2, 1)])
-        );
+        // Nor does it hold 0x100000004 itself: nothing proves its history
+        // and the backup's agree there.
+        assert_eq!(zxids(h.continuing(z(1, 4), z(9, 9))), None);
         assert_eq!(zxids(h.continuing(z(1, 5), z(9, 9))), Some(vec![z(2, 1)]));
         assert_eq!(zxids(h.continuing(z(2, 1), z(9, 9))), Some(vec![]));
+    }
+
+    #[test]
+    fn backup_continuity_a_backup_ahead_of_this_node_on_a_diverged_branch_is_never_continued() {
+        // Issue 24, finding 2: the lost shipper shipped 0x100000006..7,
+        // which the survivor never had; the survivor was forced into epoch 2
+        // and wrote 0x200000001.. on top of 0x100000005.
+        let survivor = history(&[z(1, 4), z(1, 5), z(2, 1), z(2, 2)], &[]);
+        assert_eq!(zxids(survivor.continuing(z(1, 7), z(9, 9))), None);
+        // A node merely behind the backup waits to catch up.
+        let behind = history(&[z(1, 4), z(1, 5)], &[]);
+        assert_eq!(zxids(behind.continuing(z(1, 7), z(9, 9))), Some(vec![]));
+        // A point that starts at one of this node's snapshots continues.
+        let snapped = history(&[z(2, 3), z(2, 4)], &[z(2, 2)]);
+        assert_eq!(
+            zxids(snapped.continuing(z(2, 2), z(9, 9))),
+            Some(vec![z(2, 3), z(2, 4)])
+        );
     }
 
     #[test]
