@@ -31,8 +31,9 @@ fn minority_side_controller_declares_quorum_lost_and_loses_only_the_minority_lag
         r.phase_changes.iter().any(|p| p.contains("-> QuorumLost")),
         "the controller never declared the quorum lost: {r:#?}"
     );
-    // The documented limit: under `quorumLoss: recover` the controller
-    // fences the majority it cannot reach and restarts the minority alone.
+    // The documented limit: under `quorumLoss: recoverLosing` the
+    // controller fences the majority it cannot reach and restarts the
+    // minority alone (`recover` waits: the majority was seen ahead).
     assert!(
         r.steps.iter().any(|k| k == "fence_instance")
             && r.steps.iter().any(|k| k == "force_config"),

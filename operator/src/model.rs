@@ -215,6 +215,10 @@ pub struct SeenReport {
     /// How long its server has served without a report saying otherwise;
     /// `None` while it does not serve.
     pub serving_for: Option<Duration>,
+    /// The highest zxid its reports ever gave (served or read from disk),
+    /// even when the latest says nothing: how far a member that
+    /// acknowledged and then stalled had come.
+    pub zxid_seen: Option<zkop_spec::zk::Zxid>,
 }
 
 /// This pass's observation.

@@ -455,9 +455,15 @@ impl Default for Healing {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum QuorumLossPolicy {
-    /// Fence the lost voters and rebuild from the survivors.
+    /// Fence the lost voters and rebuild from the survivors, but never while
+    /// a lost voter whose instance is still up was seen ahead of every
+    /// survivor (its acknowledged transactions would be discarded): then
+    /// wait until it comes back or its instance is gone.
     #[default]
     Recover,
+    /// Recover even when a lost voter was seen ahead of every survivor: the
+    /// transactions only it holds are lost (and reported).
+    RecoverLosing,
     /// Only report.
     Wait,
 }

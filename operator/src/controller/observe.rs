@@ -45,6 +45,8 @@ struct Heard {
     serving_since: Option<Instant>,
     /// The ZooKeeper release its server last said it runs.
     version: Option<String>,
+    /// The highest zxid its reports ever gave.
+    zxid_seen: Option<Zxid>,
 }
 
 /// The latest report of each agent and when it arrived, when each server
@@ -106,6 +108,14 @@ impl ReportCache {
                 .as_ref()
                 .and_then(|p| p.version.clone())
                 .or_else(|| last.and_then(|h| h.version.clone())),
+            zxid_seen: [
+                last.and_then(|h| h.zxid_seen),
+                report.probe.as_ref().and_then(|p| p.zxid),
+                report.disk_zxid,
+            ]
+            .into_iter()
+            .flatten()
+            .max(),
             at: now,
             report,
         };
@@ -123,6 +133,12 @@ impl ReportCache {
             h.running_at = None;
             h.serving_since = None;
         }
+    }
+
+    /// How long the server on `instance` has served without a gap.
+    pub fn serving_for(&self, instance: &str, now: Instant) -> Option<Duration> {
+        let since = self.reports.get(instance)?.serving_since?;
+        Some(now.saturating_duration_since(since))
     }
 
     /// The highest controller epoch any agent reported seeing.
@@ -219,6 +235,7 @@ impl ReportCache {
                     served_ago: Some(ago(h.served_at)),
                     running_ago: Some(ago(h.running_at)),
                     serving_for: h.serving_since.map(|t| now.saturating_duration_since(t)),
+                    zxid_seen: h.zxid_seen,
                 };
                 (k.clone(), seen)
             })

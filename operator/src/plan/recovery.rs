@@ -100,15 +100,64 @@ impl Ctx<'_> {
             format!("{policy:?}").to_lowercase(),
             match policy {
                 QuorumLossPolicy::Wait => ": nothing is changed until a person acts",
-                QuorumLossPolicy::Recover if alive.is_empty() =>
+                QuorumLossPolicy::Recover | QuorumLossPolicy::RecoverLosing if alive.is_empty() =>
                     ": no member answers, so there is no survivor to recover from yet",
-                QuorumLossPolicy::Recover => "",
+                QuorumLossPolicy::Recover | QuorumLossPolicy::RecoverLosing => "",
             }
         );
         if alive.is_empty() || policy == QuorumLossPolicy::Wait {
             return Plan::new(Phase::QuorumLost, reason, steps);
         }
+        if policy == QuorumLossPolicy::Recover
+            && let Some(ahead) = self.lost_voter_ahead(&alive, &lost)
+        {
+            return Plan::new(Phase::QuorumLost, format!("{reason}: {ahead}"), steps);
+        }
         self.recover(config, &alive, &lost, steps)
+    }
+
+    /// The highest zxid this controller saw from a member, however old.
+    fn last_seen_zxid(&self, m: &MemberRecord) -> Option<zkop_spec::zk::Zxid> {
+        let seen = self.obs.reports.get(&m.instance)?;
+        let r = &seen.report;
+        [
+            seen.zxid_seen,
+            r.probe.as_ref().and_then(|p| p.zxid),
+            r.disk_zxid,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
+    /// Why recovery waits: a lost voter whose instance is still up was seen
+    /// at a higher zxid than every survivor (a GC pause or a disk stall
+    /// after it acknowledged), so forcing the survivors' config would
+    /// discard transactions zkop has seen acknowledged. None when no lost
+    /// voter is ahead, or when its instance is gone (its data with it).
+    fn lost_voter_ahead(&self, survivors: &[&MemberRecord], lost: &[ServerId]) -> Option<String> {
+        let best = survivors
+            .iter()
+            .filter_map(|m| self.last_seen_zxid(m))
+            .max();
+        let (id, zxid) = lost
+            .iter()
+            .filter_map(|id| self.p.members.get(id))
+            .filter(|m| self.obs.instance_up(&m.instance))
+            .filter_map(|m| Some((m.id, self.last_seen_zxid(m)?)))
+            .filter(|(_, z)| best.is_none_or(|b| *z > b))
+            .max_by_key(|(_, z)| *z)?;
+        let by = match best {
+            Some(b) if b.epoch == zxid.epoch => {
+                format!("{} transaction(s)", zxid.counter.saturating_sub(b.counter))
+            }
+            Some(_) => "a later epoch".to_string(),
+            None => "every transaction (no survivor's zxid is known)".to_string(),
+        };
+        Some(format!(
+            "lost voter {id} was seen at zxid {zxid}, ahead of every survivor{} by {by}: nothing is forced until it comes back or its instance is gone (healing.quorumLoss: recoverLosing recovers anyway, losing them)",
+            best.map(|b| format!(" (best {b})")).unwrap_or_default()
+        ))
     }
 
     /// Recovery from the survivors (voters and observers): fence every lost

@@ -295,3 +295,69 @@ fn recovery_chooses_the_survivor_with_the_highest_zxid_among_voters_and_observer
         other => panic!("expected a forced config, got {other:?}: {}", plan.reason),
     }
 }
+
+/// Three voters, 2 gone; voter 3 answered at `lost_at` and then stalled
+/// (a GC pause, a disk stall: its instance is up, its server answers no
+/// more); survivor 1 is at 0x100000009.
+fn stalled_voter_ahead(lost_at: &str) -> B {
+    let mut b = cluster(3).dead(2);
+    let r = &mut b.obs.reports.get_mut("i-1").unwrap().report;
+    let p = r.probe.as_mut().unwrap();
+    p.serving = false;
+    p.mode = None;
+    p.zxid = None;
+    r.disk_zxid = Some("0x100000009".parse().unwrap());
+    r.disk_config_version = Some(ConfigVersion(V1));
+    // Its agent reports; its server answers no more, and observe remembers
+    // the zxid it last answered with.
+    let seen = b.obs.reports.get_mut("i-3").unwrap();
+    seen.report.probe = None;
+    seen.zxid_seen = Some(lost_at.parse().unwrap());
+    b.obs.leaderless_for = Duration::from_secs(30);
+    b
+}
+
+#[test]
+fn recovery_waits_while_a_stalled_voter_is_known_ahead_of_every_survivor() {
+    // Issue 24, finding 6.
+    let b = stalled_voter_ahead("0x10000000f");
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
+    assert!(
+        plan.reason
+            .contains("lost voter 3 was seen at zxid 0x10000000f, ahead of every survivor (best 0x100000009) by 6 transaction(s)"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::FenceInstance { .. } | Step::ForceConfig { .. })),
+        "{plan:?}"
+    );
+    // Not ahead: recovery goes on (the stalled voter is fenced first).
+    let behind = stalled_voter_ahead("0x100000008");
+    assert_eq!(
+        behind.plan().steps.first(),
+        Some(&Step::FenceInstance {
+            instance: "i-3".into()
+        })
+    );
+    // Its instance gone, its data with it: nothing to wait for.
+    let gone = stalled_voter_ahead("0x10000000f").dead(3);
+    assert!(
+        matches!(gone.plan().steps.first(), Some(Step::ForceConfig { .. })),
+        "{:?}",
+        gone.plan()
+    );
+    // recoverLosing: the explicit opt-in to recover anyway.
+    let mut losing = stalled_voter_ahead("0x10000000f");
+    losing.spec.healing.quorum_loss = zkop_spec::cluster::QuorumLossPolicy::RecoverLosing;
+    assert_eq!(
+        losing.plan().steps.first(),
+        Some(&Step::FenceInstance {
+            instance: "i-3".into()
+        })
+    );
+}
