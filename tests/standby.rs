@@ -46,12 +46,21 @@ async fn a_hung_voters_vote_goes_to_the_standby_within_voter_down_after() {
         );
     let c = LocalCluster::start(&spec, "127.0.86.0/24").await;
     // The standby: a fourth member, an observer, served a while.
+    c.wait_status("three voters and a standby", Duration::from_secs(90), |s| {
+        settled(s, 3, 1)
+    })
+    .await;
+    // The standby must have served for STANDBY_STABLE (10 s) before it may
+    // take a vote: wait for status to say so, not for a fixed time.
     let s = c
-        .wait_status("three voters and a standby", Duration::from_secs(90), |s| {
+        .wait_status("the standby served 10 s", Duration::from_secs(60), |s| {
             settled(s, 3, 1)
+                && s.members.iter().any(|m| {
+                    m.config_role == Some(MemberRole::Observer)
+                        && m.serving_for_s.is_some_and(|t| t >= 10)
+                })
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(11)).await; // past STANDBY_STABLE (10 s)
     let hosts = LocalCluster::endpoints(&s);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(hosts.clone(), stop_rx));

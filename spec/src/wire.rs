@@ -358,6 +358,11 @@ pub struct StatusReply {
     /// quorum kept (none: no config yet, or a voter's zone is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_failure_tolerance: Option<usize>,
+    /// Set when the controller answering does not lead the cluster: the
+    /// leader's URL (empty when unknown). Everything else is then as this
+    /// controller last saw it, not the cluster now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
 }
 
 /// Backups as `zkop status` shows them.
@@ -435,6 +440,11 @@ pub struct MemberStatus {
     /// or the quorum's), ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after_ms: Option<u64>,
+    /// How long its server has served without a gap, as the leading
+    /// controller saw it (seconds): a standby takes a vote only after
+    /// serving a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_for_s: Option<u64>,
 }
 
 /// A member's role as `zkop status`, metrics and the page show it: its role

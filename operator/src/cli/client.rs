@@ -233,6 +233,17 @@ fn backup_line(b: &zkop_spec::wire::BackupStatus) -> String {
     line
 }
 
+/// What a controller that does not lead says above its (stale) view.
+fn follows_line(s: &StatusReply) -> String {
+    match s.follows.as_deref() {
+        None => String::new(),
+        Some(leader) => format!(
+            "this controller does not lead the cluster (the leader: {}): what follows is as it last saw it\n",
+            if leader.is_empty() { "unknown" } else { leader }
+        ),
+    }
+}
+
 /// The human-readable table.
 pub fn render_table(s: &StatusReply) -> String {
     let mut out = format!(
@@ -244,6 +255,7 @@ pub fn render_table(s: &StatusReply) -> String {
             .unwrap_or_else(|| "-".into()),
         s.reason
     );
+    out.push_str(&follows_line(s));
     out.push_str(&format!(
         "connect string: {}\n",
         if s.connect_string.is_empty() {
@@ -335,6 +347,7 @@ mod tests {
             zookeeper_version: Some("3.8.4".into()),
             known_issue: None,
             certificate_not_after_ms: None,
+            serving_for_s: None,
         };
         let s = StatusReply {
             cluster: "c".into(),
@@ -352,6 +365,7 @@ mod tests {
             tls: None,
             failure_tolerance: Some(1),
             zone_failure_tolerance: None,
+            follows: None,
         };
         // Only members serving in the config are in a connect string.
         let all = [

@@ -292,12 +292,9 @@ pub async fn start(opts: &UpOptions) -> anyhow::Result<LocalRun> {
     })
 }
 
-/// Runs the cluster of a spec file, or every cluster of a directory of
-/// specs, in the foreground until SIGINT or SIGTERM.
+/// Runs the cluster of a spec file in the foreground until SIGINT or
+/// SIGTERM (a directory: `local_many::up`).
 pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
-    if opts.spec.is_dir() {
-        return super::local_many::up(opts).await;
-    }
     let run = start(&opts).await?;
     eprintln!("zkop: Ctrl-C stops it");
     serve::until_signalled().await?;

@@ -170,6 +170,18 @@ async fn aws_tls(
     Ok((Some(Signer { ca, shared_source }), api_tls))
 }
 
+/// `own` (a cluster's API URL here) on the host of `leader` (the group
+/// lease holder's advertised URL): where that cluster's leader answers.
+pub(crate) fn on_host(own: &str, leader: &str) -> String {
+    let (Ok(mut url), Ok(leader)) = (reqwest::Url::parse(own), reqwest::Url::parse(leader)) else {
+        return leader.to_string();
+    };
+    if url.set_host(leader.host_str()).is_err() {
+        return leader.to_string();
+    }
+    url.as_str().trim_end_matches('/').to_string()
+}
+
 /// A name unique to this controller process, as a lease holder.
 pub(crate) fn holder_name() -> String {
     let mut nonce = [0u8; 4];
@@ -198,12 +210,10 @@ pub(crate) struct Prepared<E> {
     pub controller: AwsController<E>,
 }
 
-/// Runs the controller until SIGINT or SIGTERM.
+/// Runs the controller of a spec file until SIGINT or SIGTERM (a
+/// directory: `run_many::run`).
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let lease_ttl = check_lease_ttl(opts.lease_ttl)?;
-    if opts.spec.is_dir() {
-        return super::run_many::run(opts, lease_ttl).await;
-    }
     let holder = holder_name();
     let loaded = load_spec(&opts.spec)?;
     let name = loaded.0.name.clone();
@@ -225,10 +235,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 DynamoLease::for_group(sdk, table, &group, &holder, url, lease_ttl),
                 clock,
             );
-            let own = url.to_string();
+            // The holder of a group of one advertises this cluster's API.
             SharedLease::new(
                 Arc::new(tokio::sync::Mutex::new(keeper)),
-                Arc::new(move |leader: &str| super::run_many::on_host(&own, leader)),
+                Arc::new(|leader: &str| leader.to_string()),
             )
         }),
     )

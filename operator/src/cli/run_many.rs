@@ -29,7 +29,7 @@ use zkop_spec::cluster::Fleet;
 
 use super::input::{InputError, load_spec};
 use super::local_many::{look, refuse, say_removed};
-use super::run::{LeaseLocation, RunOptions, holder_name, prepare};
+use super::run::{LeaseLocation, RunOptions, check_lease_ttl, holder_name, on_host, prepare};
 use super::serve::{self, GroupApi, until_signalled};
 use crate::adapters::aws::{DynamoLease, calls, sdk_config};
 use crate::controller::{LeaseKeeper, SharedLease};
@@ -68,7 +68,8 @@ struct Group {
 }
 
 /// Runs every cluster of `opts.spec` (a directory) until SIGINT or SIGTERM.
-pub async fn run(opts: RunOptions, lease_ttl: Duration) -> anyhow::Result<()> {
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let lease_ttl = check_lease_ttl(opts.lease_ttl)?;
     let root = opts
         .state_dir
         .clone()
@@ -119,16 +120,14 @@ impl Run {
     }
 }
 
-/// `own` (a cluster's API URL here) on the host of `leader` (the group
-/// lease holder's advertised URL): where that cluster's leader answers.
-pub(crate) fn on_host(own: &str, leader: &str) -> String {
-    let (Ok(mut url), Ok(leader)) = (reqwest::Url::parse(own), reqwest::Url::parse(leader)) else {
-        return leader.to_string();
-    };
-    if url.set_host(leader.host_str()).is_err() {
-        return leader.to_string();
+/// Refuses a spec whose lease location `at` is not the group's (`held`).
+fn agrees(held: &LeaseLocation, at: &LeaseLocation) -> Result<(), InputError> {
+    match held == at {
+        true => Ok(()),
+        false => Err(InputError::Usage(format!(
+            "spec.state.table, spec.fleet.aws.region: this spec's controller group lease would live in {at}, but the group's lives in {held}: every spec of a directory must name one place (or give --lease-table and --lease-region)"
+        ))),
     }
-    url.as_str().trim_end_matches('/').to_string()
 }
 
 impl Group {
@@ -200,11 +199,7 @@ impl Group {
     /// table and region) differs from the group's is refused on its own.
     async fn lease(&mut self, at: LeaseLocation) -> anyhow::Result<GroupLease> {
         if let Some((held, lease)) = &self.lease {
-            if *held != at {
-                bail!(InputError::Usage(format!(
-                    "spec.state.table, spec.fleet.aws.region: this spec's controller group lease would live in {at}, but the group's lives in {held}: every spec of a directory must name one place (or give --lease-table and --lease-region)"
-                )));
-            }
+            agrees(held, &at)?;
             return Ok(lease.clone());
         }
         let sdk = sdk_config(Some(at.region.clone())).await;
@@ -307,7 +302,55 @@ impl Group {
 
 #[cfg(test)]
 mod tests {
-    use super::on_host;
+    use super::{LeaseLocation, RunOptions, agrees, on_host};
+
+    fn options(table: Option<&str>, region: Option<&str>) -> RunOptions {
+        RunOptions {
+            spec: "aws-3.yaml".into(),
+            state_dir: None,
+            api: "127.0.0.1:0".parse().unwrap(),
+            advertise_url: None,
+            lease_ttl: std::time::Duration::from_secs(45),
+            group: "zkop".into(),
+            lease_table: table.map(str::to_string),
+            lease_region: region.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_group_s_lease_lives_where_the_flags_or_each_spec_say_and_a_spec_naming_another_place_is_refused()
+     {
+        // Issue 24, finding 1: the lease's place never depends on which
+        // spec happened to start first.
+        let aws3 = zkop_spec::parse_spec(include_str!("../../../examples/aws-3.yaml")).unwrap();
+        let other = zkop_spec::parse_spec(
+            &include_str!("../../../examples/aws-3.yaml")
+                .replace("table: zkop-aws-3", "table: zkop-other")
+                .replace("region: us-east-1", "region: eu-west-1"),
+        )
+        .unwrap();
+        let defaults = options(None, None);
+        let here = LeaseLocation::of(&defaults, &aws3).unwrap();
+        assert_eq!(
+            here,
+            LeaseLocation {
+                table: "zkop-aws-3".into(),
+                region: "us-east-1".into()
+            }
+        );
+        let there = LeaseLocation::of(&defaults, &other).unwrap();
+        let refused = agrees(&here, &there).unwrap_err().to_string();
+        assert!(
+            refused.contains("spec.state.table") && refused.contains("zkop-other in eu-west-1"),
+            "{refused}"
+        );
+        // Given by flags, one place for every spec.
+        let flags = options(Some("zkop-leases"), Some("us-west-2"));
+        let a = LeaseLocation::of(&flags, &aws3).unwrap();
+        assert_eq!(a, LeaseLocation::of(&flags, &other).unwrap());
+        assert_eq!(a.to_string(), "table zkop-leases in us-west-2");
+        assert!(agrees(&a, &LeaseLocation::of(&flags, &other).unwrap()).is_ok());
+    }
 
     #[test]
     fn a_follower_names_its_cluster_s_api_on_the_lease_holder_s_host() {

@@ -323,12 +323,14 @@ impl Shared {
         self.change(|s| s.spec = spec);
     }
 
-    /// The cluster as `zkop status` shows it.
+    /// The cluster as `zkop status` shows it; from a controller that does
+    /// not lead, saying so and naming the leader.
     pub fn status(&self) -> StatusReply {
+        let follows = self.follower_of().map(Option::unwrap_or_default);
         let now = self.clock.now();
         let s = self.lock();
         let tls = crate::desired::tls_stage(&s.spec, &s.persisted);
-        status_view(StatusInput {
+        let mut reply = status_view(StatusInput {
             cluster: &s.spec.name,
             persisted: &s.persisted,
             reports: &s.reports,
@@ -341,7 +343,9 @@ impl Shared {
             wall_ms: self.clock.wall_ms(),
             tls,
             clients_port: tls.clients_port(&s.spec),
-        })
+        });
+        reply.follows = follows;
+        reply
     }
 
     /// This pass's inputs: the spec, the persisted state (with the highest

@@ -166,6 +166,11 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                         (a, b) => a.or(b),
                     }
                 }),
+                serving_for_s: input
+                    .reports
+                    .serving_for(&m.instance, input.now)
+                    .filter(|_| probe.is_some_and(|p| p.serving))
+                    .map(|d| d.as_secs()),
                 known_issue: version
                     .as_deref()
                     .and_then(zkop_spec::releases::known_data_loss)
@@ -199,6 +204,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         tls: Some(input.tls).filter(|t| *t != TlsStage::Plaintext),
         failure_tolerance,
         zone_failure_tolerance,
+        follows: None,
     }
 }
 

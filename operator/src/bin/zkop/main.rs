@@ -322,15 +322,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             netns,
         }) => {
             init_logs();
-            local::up(UpOptions {
+            let opts = UpOptions {
                 spec: file,
                 state_dir,
                 api,
                 network,
                 agent_bin,
                 netns,
-            })
-            .await?;
+            };
+            // A directory of specs is many clusters, each followed as one.
+            match opts.spec.is_dir() {
+                true => zkop::cli::local_many::up(opts).await?,
+                false => local::up(opts).await?,
+            }
         }
         Command::Run {
             file,
@@ -343,7 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lease_region,
         } => {
             init_logs();
-            zkop::cli::run::run(RunOptions {
+            let opts = RunOptions {
                 spec: file,
                 state_dir,
                 api,
@@ -352,8 +356,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 group,
                 lease_table,
                 lease_region,
-            })
-            .await?;
+            };
+            // A file is a group of one, under the same lease as a directory.
+            match opts.spec.is_dir() {
+                true => zkop::cli::run_many::run(opts).await?,
+                false => zkop::cli::run::run(opts).await?,
+            }
         }
         Command::Sandbox(command) => sandbox_command(command).await?,
         Command::Local(LocalCommand::Kill {

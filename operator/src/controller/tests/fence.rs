@@ -137,3 +137,21 @@ async fn a_follower_exports_its_leadership_and_no_cluster_gauge() {
         .collect();
     assert!(gauges.is_empty(), "a follower exported {gauges:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_s_status_says_it_follows_and_who_leads() {
+    // Issue 24, finding 9: the group API served a follower's frozen status
+    // as if it were the cluster's.
+    let b = cluster(3);
+    let (mut a, mut c, _) = two_controllers(&b).await;
+    a.lead().await.unwrap();
+    assert_eq!(a.shared.status().follows, None);
+    c.lead().await.unwrap();
+    reports_from(&a, &b, &["i-1", "i-2", "i-3"]);
+    let _ = a.reconcile().await;
+    let _ = a.check_fence().await;
+    let status = a.shared.status();
+    assert_eq!(status.follows.as_deref(), Some("http://10.0.0.2:7000"));
+    let table = crate::cli::client::render_table(&status);
+    assert!(table.contains("does not lead"), "{table}");
+}
