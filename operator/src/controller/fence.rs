@@ -30,8 +30,6 @@ pub const FENCE_CHECK: Duration = Duration::from_secs(5);
 pub(super) struct Fenced {
     /// The lease epoch this controller held when it saw it.
     pub lease_epoch: u64,
-    /// The epoch stored by the other controller.
-    pub stored_epoch: u64,
     /// The other controller's API URL, when it wrote one.
     pub leader_url: Option<String>,
 }
@@ -66,7 +64,6 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: super::Leadership> Controller<F, L
         let leader_url = stored.leader_url.clone();
         self.fenced = Some(Fenced {
             lease_epoch,
-            stored_epoch: stored.epoch,
             leader_url: leader_url.clone(),
         });
         self.cluster_epoch = None;
