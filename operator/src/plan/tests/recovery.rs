@@ -43,19 +43,25 @@ fn losing_two_of_three_voters_is_a_lost_quorum_only_after_detect_after() {
     );
 }
 
+/// `inst` survives a quorum loss: its server answers but does not serve,
+/// and its agent read `zxid` and the last committed config from disk.
+fn survivor_at(b: &mut B, inst: &str, zxid: &str) {
+    let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
+    let p = r.probe.as_mut().unwrap();
+    p.serving = false;
+    p.mode = None;
+    p.zxid = None;
+    r.disk_zxid = Some(zxid.parse().unwrap());
+    r.disk_config_version = Some(ConfigVersion(V1));
+}
+
 #[test]
 fn fence_before_recovery_lost_voters_are_fenced_then_the_best_survivor_restarts_alone() {
     let mut b = cluster(5).dead(4).dead(5);
     // Voter 3 still runs but its server does not answer (paused): lost, not gone.
     b.obs.reports.get_mut("i-3").unwrap().report.probe = None;
     for (inst, zxid) in [("i-1", "0x100000009"), ("i-2", "0x10000000b")] {
-        let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
-        let p = r.probe.as_mut().unwrap();
-        p.serving = false;
-        p.mode = None;
-        p.zxid = None;
-        r.disk_zxid = Some(zxid.parse().unwrap());
-        r.disk_config_version = Some(ConfigVersion(V1));
+        survivor_at(&mut b, inst, zxid);
     }
     b.obs.leaderless_for = Duration::from_secs(30);
     b.p.max_zxid_seen = Some("0x10000000c".parse().unwrap());
@@ -301,13 +307,7 @@ fn recovery_chooses_the_survivor_with_the_highest_zxid_among_voters_and_observer
 /// more); survivor 1 is at 0x100000009.
 fn stalled_voter_ahead(lost_at: &str) -> B {
     let mut b = cluster(3).dead(2);
-    let r = &mut b.obs.reports.get_mut("i-1").unwrap().report;
-    let p = r.probe.as_mut().unwrap();
-    p.serving = false;
-    p.mode = None;
-    p.zxid = None;
-    r.disk_zxid = Some("0x100000009".parse().unwrap());
-    r.disk_config_version = Some(ConfigVersion(V1));
+    survivor_at(&mut b, "i-1", "0x100000009");
     // Its agent reports; its server answers no more, and observe remembers
     // the zxid it last answered with.
     let seen = b.obs.reports.get_mut("i-3").unwrap();
