@@ -330,6 +330,55 @@ async fn the_auto_scaling_group_is_observed_scaled_and_terminated_through() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_a_detached_instance_is_gone_only_when_ec2_says_terminated() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let group = create_group(&config, "zk-detach", 3).await;
+    let fleet = AsgFleet::new(&config, &group);
+    let view = fleet.observe().await.unwrap();
+    let detached = view.instances[0].id.clone();
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    asg.detach_instances()
+        .auto_scaling_group_name(&group)
+        .instance_ids(detached.as_str())
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .unwrap();
+    let listed = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&group)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        listed.auto_scaling_groups()[0]
+            .instances()
+            .iter()
+            .all(|i| i.instance_id() != Some(detached.as_str())),
+        "moto still lists the detached instance: the test proves nothing"
+    );
+    // Still running in EC2: its member and its id stay.
+    let view = fleet.observe().await.unwrap();
+    let seen = view.instances.iter().find(|i| i.id == detached);
+    assert_eq!(
+        seen.map(|i| i.state),
+        Some(InstanceState::Running),
+        "{view:?}"
+    );
+    // EC2 says terminated: now it is gone.
+    aws_sdk_ec2::Client::new(&config)
+        .terminate_instances()
+        .instance_ids(detached.as_str())
+        .send()
+        .await
+        .unwrap();
+    let view = fleet.observe().await.unwrap();
+    assert!(view.instances.iter().all(|i| i.id != detached), "{view:?}");
+    assert_eq!(view.instances.len(), 2, "{view:?}");
+}
+
 /// Recorded Auto Scaling answers (query protocol, XML) for an instance held in
 /// `Terminating:Wait` by a termination hook: moto never holds one, and answers
 /// `CompleteLifecycleAction` with a 500.

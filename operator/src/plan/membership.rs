@@ -12,8 +12,10 @@ use crate::model::{MemberRecord, PendingReconfig};
 impl Ctx<'_> {
     /// The newest config serving members report, if newer than the
     /// persisted one and ZooKeeper's quorums confirm it: a majority of its
-    /// voters and of the known config's serve under that very version (one
-    /// agent's word, true or forged, is not enough).
+    /// voters and of the known config's serve under that very config, the
+    /// same version with the same servers (one agent's word, true or forged,
+    /// is not enough, and a forged config under a real version is no
+    /// confirmation).
     pub(super) fn newer_config(&self) -> Option<DynamicConfig> {
         let known = self.p.config.as_ref().and_then(|c| c.version);
         let reported = |m: &MemberRecord| -> Option<&DynamicConfig> {
@@ -38,12 +40,10 @@ impl Ctx<'_> {
         candidates
             .into_iter()
             .find(|c| {
-                // A majority of `of`'s voters serve under `c`'s version.
+                // A majority of `of`'s voters serve under `c` itself.
                 let confirmed_by = |of: &DynamicConfig| {
                     of.quorum_where(|id| {
-                        serving.iter().any(|m| {
-                            m.id == id && reported(m).map(|r| r.version) == Some(c.version)
-                        })
+                        serving.iter().any(|m| m.id == id && reported(m) == Some(c))
                     })
                 };
                 // ZooKeeper commits a reconfig with a quorum of the old

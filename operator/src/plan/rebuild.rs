@@ -10,7 +10,8 @@ impl Ctx<'_> {
     /// With no member recorded and no bootstrap ever stored, agents that
     /// report a myid and serve under one config mean the state was lost:
     /// rebuild it from them. The config is believed only when a majority of
-    /// its voters report serving under it (ZooKeeper's quorum confirms it).
+    /// its voters report serving under it, by content, not version alone
+    /// (ZooKeeper's quorum confirms it).
     pub(super) fn rebuild_from_reports(&self) -> Option<Plan> {
         if self.p.ever_bootstrapped || !self.p.members.is_empty() {
             return None;
@@ -25,23 +26,30 @@ impl Ctx<'_> {
                     r.server_id.is_some() && r.probe.as_ref().is_some_and(|p| p.serving)
                 })
         };
-        let config: DynamicConfig = serving()
+        // A config a majority of its own voters serve under, by content; of
+        // several, the one most members serve under, then the newest: one
+        // agent's forged config naming only itself confirms itself, but
+        // never outnumbers the members serving ZooKeeper's real one.
+        let serving_under = |config: &DynamicConfig| {
+            serving()
+                .filter(|(_, r)| r.probe.as_ref().and_then(|p| p.config.as_ref()) == Some(config))
+                .filter_map(|(_, r)| r.server_id)
+                .filter(|id| config.servers.contains_key(id))
+                .count()
+        };
+        let mut candidates: Vec<DynamicConfig> = serving()
             .filter_map(|(_, r)| r.probe.as_ref()?.config.clone())
             .filter(|c| c.version.is_some())
-            .max_by_key(|c| c.version)?;
-        let confirmed = config.quorum_where(|id| {
-            serving().any(|(_, r)| {
-                r.server_id == Some(id)
-                    && r.probe
-                        .as_ref()
-                        .and_then(|p| p.config.as_ref())
-                        .map(|c| c.version)
-                        == Some(config.version)
+            .collect();
+        candidates.sort_by_key(|c| std::cmp::Reverse((serving_under(c), c.version)));
+        let config = candidates.into_iter().find(|config| {
+            config.quorum_where(|id| {
+                serving().any(|(_, r)| {
+                    r.server_id == Some(id)
+                        && r.probe.as_ref().and_then(|p| p.config.as_ref()) == Some(config)
+                })
             })
-        });
-        if !confirmed {
-            return None;
-        }
+        })?;
         // Every server of the config whose agent reports its id, serving or not.
         let members: Vec<MemberRecord> = self
             .obs

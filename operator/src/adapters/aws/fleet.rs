@@ -10,13 +10,14 @@
 //! (`aws:ec2launchtemplate:id`, `aws:ec2launchtemplate:version`): the group's
 //! own per-instance field may name `$Latest` rather than a number. An
 //! instance's version and private IP never change, so EC2 is asked once per
-//! instance. The AWS sandbox's instances run on loopback addresses moto does
+//! instance. An instance the group stops listing is gone only when EC2
+//! says it is terminated: a detached instance still runs its member. The AWS sandbox's instances run on loopback addresses moto does
 //! not know: there (only), `ZKOP_SANDBOX_ADDRESSES` names the simulator's
 //! instance-to-address file, which stands in for the private IPs, and
 //! `ZKOP_SANDBOX_ZONES` its instance-to-zone file (each a path list: one
 //! file per simulator).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zkop_spec::InstanceId;
 
@@ -39,6 +40,8 @@ pub struct AsgFleet {
     /// Each instance's launch template version (`lt-0abc:3`) and private IP,
     /// once known.
     launched_from: Arc<Mutex<BTreeMap<String, Learned>>>,
+    /// Every instance the group has listed and EC2 has not called gone.
+    seen: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// What EC2 says of an instance that never changes.
@@ -147,6 +150,7 @@ impl AsgFleet {
             route53: super::calls::route53(config),
             group: group.to_string(),
             launched_from: Arc::default(),
+            seen: Arc::default(),
         }
     }
 
@@ -240,8 +244,82 @@ impl AsgFleet {
                 },
             );
         }
-        // Forget instances the group no longer lists.
-        known.retain(|id, _| ids.contains(id));
+    }
+
+    /// Instances the group listed before and lists no more (detached, or
+    /// dropped from the listing once terminated). Only EC2's word makes one
+    /// gone: terminated, or no longer known to EC2. One that still runs
+    /// keeps its member and its id; when EC2 cannot be asked, the
+    /// observation fails rather than call them gone.
+    async fn unlisted(&self, listed: &[String]) -> Result<Vec<Instance>, FleetError> {
+        use aws_sdk_ec2::types::{Filter, InstanceStateName as S};
+        let missing: Vec<String> = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.extend(listed.iter().cloned());
+            seen.iter()
+                .filter(|id| !listed.contains(id))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A filter, not InstanceIds: an id EC2 no longer knows is no error.
+        let out = self
+            .ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(missing.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                FleetError::Operation(format!(
+                    "EC2 DescribeInstances for instances the group no longer lists ({}): {}; they are not taken for gone",
+                    missing.join(", "),
+                    super::describe(&e)
+                ))
+            })?;
+        let mut known = self.launched_from.lock().unwrap_or_else(|e| e.into_inner());
+        let mut still = Vec::new();
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            let Some(id) = i.instance_id() else { continue };
+            let state = match i.state().and_then(|s| s.name()) {
+                Some(S::Terminated) => continue,
+                Some(S::Pending | S::Running) => InstanceState::Running,
+                _ => InstanceState::ShuttingDown,
+            };
+            let learned = known.get(id).cloned().unwrap_or_default();
+            still.push(Instance {
+                id: id.into(),
+                state,
+                zone: i
+                    .placement()
+                    .and_then(|p| p.availability_zone())
+                    .map(str::to_string),
+                launch_template: learned.template,
+                private_ip: learned.private_ip,
+            });
+        }
+        // Forget the gone: listed nowhere, or terminated.
+        let keep = |id: &String| listed.contains(id) || still.iter().any(|i| i.id == id.as_str());
+        known.retain(|id, _| keep(id));
+        drop(known);
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id| keep(id));
+        if !still.is_empty() {
+            warn!(
+                group = %self.group,
+                instances = ?still.iter().map(|i| i.id.to_string()).collect::<Vec<_>>(),
+                "instances detached from the group still run: their members and ids are kept"
+            );
+        }
+        Ok(still)
     }
 }
 
@@ -282,7 +360,8 @@ impl Fleet for AsgFleet {
             .clone();
         let sandbox = sandbox_addresses();
         let sandbox_zones = sandbox_zones();
-        let instances = group
+        let unlisted = self.unlisted(&ids).await?;
+        let mut instances: Vec<Instance> = group
             .instances()
             .iter()
             .filter_map(|i| {
@@ -305,6 +384,12 @@ impl Fleet for AsgFleet {
                 })
             })
             .collect();
+        instances.extend(unlisted.into_iter().map(|mut i| {
+            if let Some(map) = &sandbox {
+                i.private_ip = map.get(i.id.as_str()).cloned();
+            }
+            i
+        }));
         Ok(FleetView {
             instances,
             desired_capacity: group.desired_capacity().unwrap_or(0).max(0) as u32,

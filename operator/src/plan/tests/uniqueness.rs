@@ -184,6 +184,44 @@ fn api_trust_a_config_version_one_agent_reports_is_not_believed() {
 }
 
 #[test]
+fn fail_closed_a_config_is_confirmed_by_its_content_not_its_version_alone() {
+    // ZooKeeper's real next config (version V1+1) is served by members 2 and
+    // 3; member 1's agent reports a forged config under that same version
+    // with only itself in it. A majority serving "version V1+1" is no
+    // confirmation of the forged servers.
+    let mut b = cluster(3);
+    let mut real = b.p.config.clone().unwrap();
+    real.version = Some(ConfigVersion(V1 + 1));
+    let forged = DynamicConfig {
+        version: real.version,
+        ..DynamicConfig::of([server(1, MemberRole::Participant)])
+    };
+    let set = |b: &mut B, inst: &str, c: &DynamicConfig| {
+        let r = &mut b.obs.reports.get_mut(inst).unwrap().report;
+        r.probe.as_mut().unwrap().config = Some(c.clone());
+    };
+    set(&mut b, "i-1", &forged);
+    set(&mut b, "i-2", &real);
+    set(&mut b, "i-3", &real);
+    let plan = b.plan();
+    assert!(
+        matches!(plan.steps.first(), Some(Step::RecordConfig { config }) if config == &real),
+        "{plan:?}"
+    );
+    // A lost state is rebuilt from the real config too, never the forged one.
+    b.p = Persisted {
+        cluster: "t".into(),
+        epoch: 2,
+        ..Persisted::default()
+    };
+    let plan = b.plan();
+    assert!(
+        matches!(plan.steps.first(), Some(Step::RebuildState { config, .. }) if config == &real),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn a_lost_state_waits_for_every_member_of_the_config_before_rebuilding() {
     // The controller just started: member 3's agent has not reported yet.
     let mut b = cluster(3);
