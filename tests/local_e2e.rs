@@ -900,6 +900,52 @@ async fn a_killed_follower_is_replaced(c: &LocalCluster, s3: &StatusReply) -> St
     s
 }
 
+/// Agent identity on plain HTTP (issue 24, finding 5): the bearer token
+/// every member holds is not enough to speak for an instance. A report for
+/// i-0001 without a key, or with i-0002's key, is refused (403, naming why),
+/// and so is a report with a key i-0001's agent never showed; i-0001's own
+/// key is accepted. The real agents' reports keep flowing (the cluster
+/// stays healthy, checked by the caller).
+async fn agents_speak_only_for_themselves_over_http(c: &LocalCluster) {
+    let url = c.url().to_string();
+    assert!(url.starts_with("http://"), "{url}");
+    let report = |key: Option<String>| {
+        let mut req = c
+            .http()
+            .post(format!("{url}/v1/agents/i-0001/report"))
+            .bearer_auth(c.token())
+            .json(
+                &serde_json::json!({"instance": "i-0001", "address": "127.0.10.1",
+                "epochSeen": 0, "revisionSeen": 0, "process": {"running": false, "starts": 0}}),
+            );
+        if let Some(key) = key {
+            req = req.header("x-zkop-agent-key", key);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = report(None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("x-zkop-agent-key"), "{body}");
+    for key in [c.agent_key("i-0002"), "forged".to_string()] {
+        let (status, body) = report(Some(key)).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("instance i-0001"), "{body}");
+    }
+    // The desired state (with its orders) is the instance's alone too.
+    let resp = c
+        .http()
+        .get(format!("{url}/v1/agents/i-0001/desired"))
+        .bearer_auth(c.token())
+        .header("x-zkop-agent-key", c.agent_key("i-0002"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
+
 /// The API: no token or a wrong one is 401; a malformed report is 400; an
 /// unknown instance to replace is 404; errors are JSON; metrics count.
 async fn the_api_guards_itself(c: &LocalCluster) {
@@ -932,10 +978,12 @@ async fn the_api_guards_itself(c: &LocalCluster) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    agents_speak_only_for_themselves_over_http(c).await;
     let resp = c
         .http()
         .post(format!("{url}/v1/agents/i-0001/report"))
         .bearer_auth(c.token())
+        .header("x-zkop-agent-key", c.agent_key("i-0001"))
         .header("content-type", "application/json")
         .body(r#"{"instance": "i-0001", "address": 7}"#)
         .send()

@@ -167,46 +167,66 @@ async fn tls_checks(hub: &Hub) {
     .await;
 }
 
-/// With TLS on, the API is HTTPS with the cluster CA, and an agent's node
-/// certificate speaks for its own instance only: reporting or reading orders
-/// for another is refused, and so is asking for another's certificate from
-/// an address that is not the instance's.
+/// With TLS on, the API is HTTPS with the cluster CA, and an agent speaks
+/// for its own instance only (issue 24, finding 5, on HTTPS): another
+/// agent's key is refused; the right key with another node's certificate
+/// is refused; asking for another's certificate from an address that is
+/// not the instance's is refused even with its key.
 async fn agents_speak_only_for_themselves(c: &LocalCluster, s: &StatusReply) {
     assert!(c.url().starts_with("https://"), "{}", c.url());
     let (a, b) = (&s.members[0], &s.members[1]);
+    let (a_id, b_id) = (a.instance.to_string(), b.instance.to_string());
     let node = c
         .state_dir()
         .join("instances")
-        .join(a.instance.to_string())
+        .join(&a_id)
         .join("tls/node.pem");
     let as_a = common::https_client(&c.state_dir().join("tls/ca.pem"), Some(&node));
-    let call = |req: reqwest::RequestBuilder| async move {
-        let resp = req.bearer_auth(c.token()).send().await.unwrap();
+    let call = |req: reqwest::RequestBuilder, key: String| async move {
+        let resp = req
+            .bearer_auth(c.token())
+            .header("x-zkop-agent-key", key)
+            .send()
+            .await
+            .unwrap();
         (resp.status().as_u16(), resp.text().await.unwrap())
     };
-    let report_of_b = serde_json::json!({"instance": b.instance.to_string(), "address": b.address,
+    let report_of_b = serde_json::json!({"instance": b_id, "address": b.address,
         "epochSeen": 0, "revisionSeen": 0, "process": {"running": false, "starts": 0}});
     let url = |path: String| format!("{}{path}", c.url());
+    let reports_b = || {
+        as_a.post(url(format!("/v1/agents/{b_id}/report")))
+            .json(&report_of_b)
+    };
+    // a's certificate and a's key, for b.
+    let (status, body) = call(reports_b(), c.agent_key(&a_id)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another key"), "{body}");
+    // b's key (stolen) with a's certificate: the certificate speaks for a.
+    let (status, body) = call(reports_b(), c.agent_key(&b_id)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("speaks only for its own instance"), "{body}");
     let (status, body) = call(
-        as_a.post(url(format!("/v1/agents/{}/report", b.instance)))
-            .json(&report_of_b),
+        as_a.get(url(format!("/v1/agents/{b_id}/desired"))),
+        c.agent_key(&a_id),
     )
     .await;
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("speaks only for its own instance"), "{body}");
-    let (status, body) = call(as_a.get(url(format!("/v1/agents/{}/desired", b.instance)))).await;
-    assert_eq!(status, 403, "{body}");
     // Its own are answered.
-    let (status, body) =
-        call(as_a.get(url(format!("/v1/agents/{}/desired?after=1", a.instance)))).await;
+    let (status, body) = call(
+        as_a.get(url(format!("/v1/agents/{a_id}/desired?after=1"))),
+        c.agent_key(&a_id),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    // No certificate, from the hub: not b's address.
+    // No certificate, from the hub (not b's address), even with b's key.
     let anonymous = common::https_client(&c.state_dir().join("tls/ca.pem"), None);
     let csr = zkop_runtime::pki::key_and_request("x").unwrap().csr_pem;
     let (status, body) = call(
         anonymous
-            .post(url(format!("/v1/agents/{}/certificate", b.instance)))
+            .post(url(format!("/v1/agents/{b_id}/certificate")))
             .json(&serde_json::json!({ "csr": csr })),
+        c.agent_key(&b_id),
     )
     .await;
     assert_eq!(status, 403, "{body}");

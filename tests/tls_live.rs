@@ -135,6 +135,7 @@ async fn switch_on(hub: &Hub) {
     .await;
 
     let samples = switch(&c, &d).await;
+    no_certificate_for_another_instance_over_http(&c).await;
     let writes_before_scaling = acked_so_far(&d);
     assert_majority_but_elections(&samples);
 
@@ -155,6 +156,37 @@ async fn switch_on(hub: &Hub) {
         samples.len()
     );
     c.stop().await;
+}
+
+/// Certificate minting over HTTP (issue 24, findings 5 and 10): TLS was
+/// switched on live, so the API is still plain HTTP and no connection shows
+/// a node certificate. Every agent got its own certificate (the switch
+/// above needed them), but a holder of the token, or another member's
+/// agent, gets none for an instance that is not its own.
+async fn no_certificate_for_another_instance_over_http(c: &LocalCluster) {
+    assert!(c.url().starts_with("http://"), "{}", c.url());
+    let s = c.status().await.unwrap();
+    let (a, b) = (
+        s.members[0].instance.to_string(),
+        s.members[1].instance.to_string(),
+    );
+    let csr = zkop_runtime::pki::key_and_request("x").unwrap().csr_pem;
+    for key in [None, Some(c.agent_key(&a))] {
+        let mut req = c
+            .http()
+            .post(format!("{}/v1/agents/{b}/certificate", c.url()))
+            .bearer_auth(c.token())
+            .json(&serde_json::json!({ "csr": csr }));
+        if let Some(key) = &key {
+            req = req.header("x-zkop-agent-key", key);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        assert_eq!(status, 403, "{key:?}: {body}");
+        assert!(body.contains(&b), "{body}");
+        assert!(!body.contains("BEGIN CERTIFICATE"), "{body}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The agent's side of the controller API: long-poll the desired state, post
 //! reports. Follows a 503's `leader` and rotates through the controller URLs.
 
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -40,7 +41,16 @@ pub struct ControllerClient {
     urls: Vec<String>,
     current: usize,
     token: String,
+    /// This agent's own key, shown on every call (the controller binds it
+    /// to the instance at first contact).
+    agent_key: String,
+    /// The instance's own address: calls leave from it, as the controller
+    /// checks at first contact.
+    local_address: Option<IpAddr>,
 }
+
+/// The header the agent's own key travels in.
+pub const AGENT_KEY_HEADER: &str = "x-zkop-agent-key";
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +60,12 @@ pub struct ClientSetupError(String);
 fn build_http(
     ca_pem: Option<&str>,
     identity: Option<(&str, &str)>,
+    local_address: Option<IpAddr>,
 ) -> Result<reqwest::Client, ClientSetupError> {
     zkop_zk::endpoint::install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
+        .local_address(local_address)
         .no_proxy();
     if let Some(ca) = ca_pem {
         let tls = zkop_zk::endpoint::client_config(ca, identity).map_err(ClientSetupError)?;
@@ -67,25 +79,34 @@ pub const LONG_POLL: Duration = Duration::from_secs(20);
 
 impl ControllerClient {
     /// A client for these controller base URLs, authenticating with
-    /// `token`, over HTTPS checked against `ca_pem` when given.
+    /// `token` and this agent's own `agent_key`, over HTTPS checked against
+    /// `ca_pem` when given, leaving from `local_address` when given.
     pub fn new(
         urls: Vec<String>,
         token: String,
+        agent_key: String,
         ca_pem: Option<String>,
+        local_address: Option<IpAddr>,
     ) -> Result<Self, ClientSetupError> {
-        let http = build_http(ca_pem.as_deref(), None)?;
+        let http = build_http(ca_pem.as_deref(), None, local_address)?;
         Ok(Self {
             http: Arc::new(RwLock::new(http)),
             ca_pem,
             urls,
             current: 0,
             token,
+            agent_key,
+            local_address,
         })
     }
 
     /// Shows this node certificate (chain and key PEM) from now on, in every clone.
     pub fn set_identity(&self, cert_pem: &str, key_pem: &str) -> Result<(), ClientSetupError> {
-        let http = build_http(self.ca_pem.as_deref(), Some((cert_pem, key_pem)))?;
+        let http = build_http(
+            self.ca_pem.as_deref(),
+            Some((cert_pem, key_pem)),
+            self.local_address,
+        )?;
         *self.http.write().unwrap_or_else(|e| e.into_inner()) = http;
         Ok(())
     }
@@ -143,7 +164,10 @@ impl ControllerClient {
             url: url.to_string(),
             source,
         };
-        let result = match req.bearer_auth(&self.token).send().await {
+        let req = req
+            .bearer_auth(&self.token)
+            .header(AGENT_KEY_HEADER, &self.agent_key);
+        let result = match req.send().await {
             Err(source) => Err(unreachable(source)),
             Ok(resp) if resp.status().is_success() => Ok(resp),
             Ok(resp) => {

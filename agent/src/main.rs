@@ -517,7 +517,21 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let client = ControllerClient::new(args.controllers.clone(), token, controller_ca)?;
+    // The agent's own key: made at its first start and kept with the node's
+    // data, so that the controller knows this instance's agent by it.
+    let agent_key_file = layout.agent_key_file();
+    let agent_key = zkop_runtime::secrets::ensure_secret(&agent_key_file)
+        .with_context(|| format!("the agent key {}", agent_key_file.display()))?;
+    // Calls leave from the instance's own address (on shared loopback each
+    // instance has its own), the one the controller checks at first contact.
+    let local_address = address.parse::<std::net::IpAddr>().ok();
+    let client = ControllerClient::new(
+        args.controllers.clone(),
+        token,
+        agent_key,
+        controller_ca,
+        local_address,
+    )?;
     let mut agent = Agent {
         tls: tls::NodeTls::open(layout.tls_dir()),
         certificate_tried: None,

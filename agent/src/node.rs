@@ -93,6 +93,10 @@ impl Layout {
     pub fn recovery_file(&self) -> PathBuf {
         self.root.join("recovery-generation")
     }
+    /// This agent's own key for the controller API (0600, made once).
+    pub fn agent_key_file(&self) -> PathBuf {
+        self.root.join("agent-key")
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {

@@ -4,6 +4,10 @@
 //! - `GET  /v1/agents/{instance}/desired?after=REV`: long-poll the node's desired state
 //! - `POST /v1/agents/{instance}/report`: an agent's report
 //! - `POST /v1/agents/{instance}/certificate`: sign a node's request for its own address (TLS)
+//!
+//! The agent routes also need the agent's own key (`X-Zkop-Agent-Key`,
+//! bound to its instance at first contact: `controller/agent_identity.rs`).
+//!
 //! - `POST /v1/client-certificates`: sign a client's request as `CN=NAME` (`zkop client-cert`)
 //! - `GET  /v1/status`: the cluster as `zkop status` shows it
 //! - `POST /v1/roll`: restart every member once, one at a time (`zkop roll`)
@@ -11,13 +15,14 @@
 //! - `GET  /metrics`: Prometheus text
 //! - `GET  /`: the status page (no data; it asks for the token)
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, RawQuery, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Extension, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -27,7 +32,7 @@ use zkop_spec::wire::{AgentReport, ApiError};
 use zkop_spec::tls::{ClientCertificateRequest, NodeCertificateRequest};
 
 use crate::api_tls::Peer;
-use crate::controller::{Shared, SignRefused};
+use crate::controller::{AGENT_KEY_HEADER, AgentRefused, Shared, SignRefused};
 
 /// How long a desired-state long poll is held.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
@@ -45,6 +50,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/", get(page))
         .fallback(not_found)
+        .layer(middleware::from_fn(peer_of_connection))
         // Layers run outside in: the token first, then leadership.
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -69,7 +75,8 @@ pub fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` equals `b`, in a time that does not depend on where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -142,6 +149,36 @@ async fn not_found() -> Response {
     api_error(StatusCode::NOT_FOUND, "no such route")
 }
 
+/// The agent key a request shows, if any.
+fn agent_key(headers: &HeaderMap) -> Option<&str> {
+    headers.get(AGENT_KEY_HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// An agent's request refused: 404 for an instance the fleet does not list
+/// (yet), 403 for a caller that is not its agent.
+fn agent_refused(refused: AgentRefused) -> Response {
+    let status = match refused {
+        AgentRefused::UnknownInstance(_) => StatusCode::NOT_FOUND,
+        AgentRefused::Forbidden(_) => StatusCode::FORBIDDEN,
+    };
+    api_error(status, refused.to_string())
+}
+
+/// On plain HTTP, the connection's address as its [`Peer`] (HTTPS sets
+/// its own, with the node certificate shown).
+async fn peer_of_connection(mut req: Request, next: Next) -> Response {
+    if req.extensions().get::<Peer>().is_none()
+        && let Some(ConnectInfo(from)) = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned()
+    {
+        req.extensions_mut().insert(Peer {
+            address: from.ip(),
+            node: None,
+            over_tls: false,
+        });
+    }
+    next.run(req).await
+}
+
 fn parse_after(query: Option<&str>) -> Result<u64, String> {
     let Some(q) = query else { return Ok(0) };
     for pair in q.split('&') {
@@ -158,10 +195,13 @@ async fn desired(
     State(shared): State<Arc<Shared>>,
     Path(instance): Path<String>,
     peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(e) = shared.authorize_agent(&instance, peer.as_deref(), false) {
-        return api_error(StatusCode::FORBIDDEN, e);
+    if let Err(refused) =
+        shared.authorize_agent(&instance, peer.as_deref(), agent_key(&headers), false)
+    {
+        return agent_refused(refused);
     }
     let after = match parse_after(query.as_deref()) {
         Ok(a) => a,
@@ -186,10 +226,13 @@ async fn report(
     State(shared): State<Arc<Shared>>,
     Path(instance): Path<String>,
     peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = shared.authorize_agent(&instance, peer.as_deref(), false) {
-        return api_error(StatusCode::FORBIDDEN, e);
+    if let Err(refused) =
+        shared.authorize_agent(&instance, peer.as_deref(), agent_key(&headers), false)
+    {
+        return agent_refused(refused);
     }
     let report: AgentReport = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -223,10 +266,13 @@ async fn node_certificate(
     State(shared): State<Arc<Shared>>,
     Path(instance): Path<String>,
     peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = shared.authorize_agent(&instance, peer.as_deref(), true) {
-        return api_error(StatusCode::FORBIDDEN, e);
+    if let Err(refused) =
+        shared.authorize_agent(&instance, peer.as_deref(), agent_key(&headers), true)
+    {
+        return agent_refused(refused);
     }
     let req: NodeCertificateRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

@@ -33,6 +33,8 @@ pub struct Peer {
     /// id), if it showed one. A client's certificate (no address in it)
     /// does not count: a client named like an instance is still no node.
     pub node: Option<String>,
+    /// Whether the connection is TLS (the API over HTTPS).
+    pub over_tls: bool,
 }
 
 /// The API's TLS: a fresh key and a certificate from `ca` for `addresses`;
@@ -111,6 +113,7 @@ async fn connection(
     let peer = Peer {
         address: from.ip(),
         node,
+        over_tls: true,
     };
     let service = router.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut req = req.map(axum::body::Body::new);

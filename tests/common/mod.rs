@@ -185,6 +185,20 @@ impl LocalCluster {
         self.dir.path().join("state")
     }
 
+    /// The key instance `instance`'s agent shows the controller (made by
+    /// the agent at its first start, in its data directory).
+    pub fn agent_key(&self, instance: &str) -> String {
+        let path = self
+            .state_dir()
+            .join("instances")
+            .join(instance)
+            .join("agent-key");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
     /// (Re)starts `zkop local up` on the same state directory.
     pub async fn up(&mut self) {
         self.up_with_env(&[]).await;

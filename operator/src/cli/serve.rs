@@ -116,11 +116,16 @@ where
             server_stop,
         )),
         None => tokio::spawn(async move {
-            axum::serve(api.listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.changed().await;
-                })
-                .await
+            // The connection's address: an agent's first contact must come
+            // from its own instance's address.
+            axum::serve(
+                api.listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.changed().await;
+            })
+            .await
         }),
     };
     let looping = tokio::spawn(crate::adapters::aws::calls::scoped(

@@ -8,7 +8,6 @@ use zkop_runtime::pki::{ClusterCa, inspect};
 use zkop_spec::tls::{SignedCertificate, client_name_ok};
 
 use super::Shared;
-use crate::api_tls::Peer;
 
 /// The CA and what it adds to every node certificate.
 pub struct Signer {
@@ -35,44 +34,6 @@ pub enum SignRefused {
 }
 
 impl Shared {
-    /// With TLS on, an agent speaks only for its own instance: the node
-    /// certificate it shows names it. Before it has one it may ask for its
-    /// first certificate, and only from its instance's own address.
-    pub fn authorize_agent(
-        &self,
-        instance: &str,
-        peer: Option<&Peer>,
-        asking_certificate: bool,
-    ) -> Result<(), String> {
-        let (Some(signer), Some(peer)) = (self.signer.get(), peer) else {
-            // TLS off: the token is the key.
-            return Ok(());
-        };
-        match &peer.node {
-            Some(cn) if cn == instance => Ok(()),
-            Some(cn) => Err(format!(
-                "this connection's node certificate is instance {cn}'s: an agent speaks only for its own instance, not {instance}"
-            )),
-            None if asking_certificate => {
-                let own = self
-                    .instance_address(instance)
-                    .and_then(|a| a.parse::<IpAddr>().ok());
-                if own == Some(peer.address) || signer.shared_source.contains(&peer.address) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "instance {instance} asks for its certificate from its own address ({}); this request came from {}",
-                        own.map_or("unknown".into(), |a| a.to_string()),
-                        peer.address
-                    ))
-                }
-            }
-            None => Err(format!(
-                "with TLS on, an agent shows its node certificate: this connection showed none for instance {instance}"
-            )),
-        }
-    }
-
     /// Installs the CA (once, at start).
     pub fn set_signer(&self, signer: Signer) {
         // A second call keeps the first CA: there is one per cluster.

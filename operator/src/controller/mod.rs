@@ -23,6 +23,7 @@ use crate::adapters::{Fleet, FleetView, IdLedger, StateStore, StoreError};
 use crate::model::Persisted;
 use crate::plan::{Phase, Step, plan};
 
+mod agent_identity;
 mod certificates;
 mod fence;
 mod leadership;
@@ -36,6 +37,7 @@ mod test_points;
 #[cfg(test)]
 mod tests;
 
+pub use agent_identity::{AGENT_KEY_HEADER, AgentRefused};
 pub use certificates::{SignRefused, Signer};
 pub use fence::FENCE_CHECK;
 pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, SharedLease, Standing};

@@ -58,6 +58,8 @@ pub(super) struct SharedState {
     backup_behind: Option<bool>,
     /// When the newest restore drill reported ran (ms since the Unix epoch).
     drill_seen_ms: Option<u64>,
+    /// Each listed instance's agent key digest, bound at its first contact.
+    pub(super) agent_keys: std::collections::BTreeMap<String, [u8; 32]>,
 }
 
 /// Why `zkop replace` was refused.
@@ -128,6 +130,7 @@ impl Shared {
                 warned: Default::default(),
                 backup_behind: None,
                 drill_seen_ms: None,
+                agent_keys: Default::default(),
             }),
             revision_tx,
             news: Notify::new(),
@@ -194,17 +197,8 @@ impl Shared {
         let news = {
             let mut s = self.lock();
             if !s.instances.iter().any(|i| i.id == report.instance) {
-                let due = s
-                    .refresh_asked_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= UNKNOWN_REFRESH);
-                if due {
-                    s.refresh_asked_at = Some(now);
-                    s.requests.refresh_fleet = true;
-                }
                 drop(s);
-                if due {
-                    self.news.notify_one();
-                }
+                self.ask_for_fleet_look();
                 return Err(UnknownInstance(report.instance.to_string()));
             }
             let news = s.reports.record(report, now);
@@ -223,6 +217,31 @@ impl Shared {
             self.news.notify_one();
         }
         Ok(())
+    }
+
+    /// Asks the loop for another look at the fleet (an instance it did not
+    /// list spoke), at most every `UNKNOWN_REFRESH`.
+    pub(super) fn ask_for_fleet_look(&self) {
+        let now = self.clock.now();
+        let due = {
+            let mut s = self.lock();
+            let due = s
+                .refresh_asked_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= UNKNOWN_REFRESH);
+            if due {
+                s.refresh_asked_at = Some(now);
+                s.requests.refresh_fleet = true;
+            }
+            due
+        };
+        if due {
+            self.news.notify_one();
+        }
+    }
+
+    /// Whether the last look at the fleet listed `instance`.
+    pub fn instance_listed(&self, instance: &str) -> bool {
+        self.lock().instances.iter().any(|i| i.id == instance)
     }
 
     /// The address the fleet gave `instance` (its private IP).
@@ -358,6 +377,8 @@ impl Shared {
         let s = &mut *guard;
         s.instances = view.instances.clone();
         s.reports.keep_only(&view.instances);
+        s.agent_keys
+            .retain(|id, _| view.instances.iter().any(|i| i.id == id.as_str()));
         let observed = s.reports.observe(view, &s.requests, now, wall_ms);
         let newest = s.reports.newest_zxid(now);
         s.persisted.max_zxid_seen = s.persisted.max_zxid_seen.max(newest);

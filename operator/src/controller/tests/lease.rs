@@ -22,12 +22,16 @@ fn keeper(table: &Arc<MemoryLeaseTable>, holder: &str, wall_ms: u64) -> (Arc<Mem
     (lease.clone(), LeaseKeeper::new(lease, clock))
 }
 
-/// The HTTP status the controller's API answers an agent's report with.
+/// The HTTP status the controller's API answers an agent's report with,
+/// from an agent the controller already knows by its key.
 pub(super) async fn report_status(shared: &Arc<Shared>, report: &AgentReport) -> u16 {
+    let key = format!("key of {}", report.instance);
+    shared.bind_agent_key(&report.instance, &key);
     let request = Request::builder()
         .method(Method::POST)
         .uri(format!("/v1/agents/{}/report", report.instance))
         .header("authorization", format!("Bearer {}", shared.token))
+        .header(crate::controller::AGENT_KEY_HEADER, key)
         .body(Body::from(serde_json::to_vec(report).unwrap()))
         .unwrap();
     let response = crate::api::router(shared.clone())

@@ -15,6 +15,7 @@ use crate::clock::PausedClock;
 use crate::plan::tests::kit::{B, cluster};
 
 mod fence;
+mod identity;
 mod lease;
 
 type TestController = Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, AlwaysLeader>;
