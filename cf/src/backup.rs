@@ -5,9 +5,9 @@
 //! (and read a restore source's prefix), only the controller deletes.
 
 use crate::expr::Expr;
-use crate::iam::statement;
 use crate::model::*;
-use crate::template::tags;
+use crate::parts::statement;
+use crate::parts::tags;
 
 /// A KMS key was given.
 pub(crate) const HAS_BACKUP_KEY: &str = "HasBackupKmsKey";

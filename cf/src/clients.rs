@@ -5,8 +5,8 @@
 //! parameter and that zone's records.
 
 use crate::expr::Expr;
-use crate::iam::statement;
 use crate::model::*;
+use crate::parts::statement;
 
 /// A hosted zone was given.
 pub(crate) const HAS_ZONE: &str = "HasClientsHostedZone";

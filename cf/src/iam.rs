@@ -1,23 +1,12 @@
 //! IAM: the two roles' policies. Every action is named (no wildcards); a few
 //! read-only ones have no resource-level permissions in IAM and take `"*"`
-//! ([`UNSCOPED_ACTIONS`](crate::template::UNSCOPED_ACTIONS)); everything else
+//! ([`UNSCOPED_ACTIONS`](crate::parts::UNSCOPED_ACTIONS)); everything else
 //! is scoped to this stack's group, log group, table, parameter, or to
 //! instances tagged with the group's name.
 
 use crate::expr::Expr;
 use crate::model::*;
-use crate::template::{CREATE_ROLES, UNSCOPED_ACTIONS};
-
-pub(crate) fn statement(sid: &str, actions: &[&str], resources: Vec<Expr>) -> Statement {
-    Statement {
-        sid: sid.into(),
-        effect: "Allow".into(),
-        principal: None,
-        action: actions.iter().map(|a| a.to_string()).collect(),
-        resource: Some(resources),
-        condition: None,
-    }
-}
+use crate::parts::{CREATE_ROLES, UNSCOPED_ACTIONS, statement};
 
 pub(crate) fn document(statement: Vec<Statement>) -> PolicyDocument {
     PolicyDocument {

@@ -8,6 +8,7 @@ mod clients;
 pub mod expr;
 mod iam;
 pub mod model;
+mod parts;
 pub mod template;
 mod user_data;
 

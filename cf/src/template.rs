@@ -11,14 +11,8 @@ use std::collections::BTreeMap;
 use crate::expr::Expr;
 use crate::iam::{controller_policy, ec2_role, member_policy};
 use crate::model::*;
-
-/// Actions IAM cannot scope to a resource: they get `"*"` (also in docs/deploy.md).
-pub const UNSCOPED_ACTIONS: &[&str] = &[
-    "autoscaling:DescribeAutoScalingGroups",
-    "autoscaling:DescribeLifecycleHooks",
-    "ec2:DescribeInstances",
-    "ec2:DescribeLaunchTemplates",
-];
+pub use crate::parts::UNSCOPED_ACTIONS;
+use crate::parts::{CREATE_ROLES, TLS_ON, tags};
 
 /// ZooKeeper's client, quorum and election ports (the spec's defaults).
 pub const CLIENT_PORT: i64 = 2181;
@@ -32,12 +26,10 @@ pub const ELECTION_PORT: i64 = 3888;
 /// The termination hook's name (the controller completes it).
 pub const TERMINATION_HOOK: &str = "zkop-termination";
 
-pub(crate) const CREATE_ROLES: &str = "CreateRoles";
 const HAS_KEY: &str = "HasKeyName";
 const HAS_SSH: &str = "HasSshSource";
 const CONTROLLER: &str = "CreateControllerHost";
 const CONTROLLER_SSH: &str = "ControllerHostWithSsh";
-pub(crate) const TLS_ON: &str = "TlsOn";
 
 fn params() -> BTreeMap<String, Parameter> {
     let p = Parameter::required;
@@ -100,19 +92,6 @@ fn conditions() -> BTreeMap<String, Expr> {
     .chain(crate::clients::conditions())
     .map(|(k, v)| (k.to_string(), v))
     .collect()
-}
-
-pub(crate) fn tags(name: &str) -> Vec<Tag> {
-    vec![
-        Tag {
-            key: "Name".into(),
-            value: Expr::sub(format!("${{ClusterName}}-{name}")),
-        },
-        Tag {
-            key: "Environment".into(),
-            value: Expr::r("EnvironmentName"),
-        },
-    ]
 }
 
 fn group(description: &str, name: &str, ingress: Vec<Expr>) -> Resource {

@@ -78,7 +78,7 @@ pub(crate) fn controller() -> Expr {
         ),
         (
             "ApiScheme".to_string(),
-            Expr::when(crate::template::TLS_ON, Expr::s("https"), Expr::s("http")),
+            Expr::when(crate::parts::TLS_ON, Expr::s("https"), Expr::s("http")),
         ),
         (
             "ClientsRoute53Lines".to_string(),

@@ -12,8 +12,17 @@ use aws_sdk_route53::types::{
 };
 use zkop_spec::clients::{ClientsPolicy, Route53Records};
 
-use super::fleet::op;
 use crate::adapters::{FleetError, Published};
+
+/// A Route 53 call that failed, named as Route 53's.
+fn route53_failed(what: &str, e: impl std::fmt::Display) -> FleetError {
+    FleetError::Operation(format!("Route 53 {what}: {e}"))
+}
+
+/// An SSM call that failed, named as SSM's.
+fn ssm_failed(what: &str, e: impl std::fmt::Display) -> FleetError {
+    FleetError::Operation(format!("SSM {what}: {e}"))
+}
 
 /// Pages of a zone's records read at most (300 records each).
 const MAX_PAGES: usize = 20;
@@ -92,7 +101,7 @@ async fn current_records(
             .start_record_type(kind)
             .send()
             .await
-            .map_err(|e| op("ListResourceRecordSets", super::describe(&e)))?;
+            .map_err(|e| route53_failed("ListResourceRecordSets", super::describe(&e)))?;
         for set in page.resource_record_sets() {
             let name = set.name().trim_end_matches('.').to_ascii_lowercase();
             if set.r#type() == &RrType::A && is_ours(r, &name) {
@@ -121,14 +130,14 @@ fn record_set(r: &Route53Records, c: &RecordChange) -> Result<ResourceRecordSet,
         .iter()
         .map(|v| ResourceRecord::builder().value(v).build())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| op("ChangeResourceRecordSets", e.to_string()))?;
+        .map_err(|e| route53_failed("ChangeResourceRecordSets", e.to_string()))?;
     ResourceRecordSet::builder()
         .name(&c.name)
         .r#type(RrType::A)
         .ttl(i64::from(r.ttl))
         .set_resource_records(Some(records))
         .build()
-        .map_err(|e| op("ChangeResourceRecordSets", e.to_string()))
+        .map_err(|e| route53_failed("ChangeResourceRecordSets", e.to_string()))
 }
 
 /// Applies `changes` to the zone in one batch (all or nothing).
@@ -148,19 +157,19 @@ async fn apply(
             .action(action)
             .resource_record_set(record_set(r, c)?)
             .build()
-            .map_err(|e| op("ChangeResourceRecordSets", e.to_string()))?;
+            .map_err(|e| route53_failed("ChangeResourceRecordSets", e.to_string()))?;
         batch = batch.changes(change);
     }
     let batch = batch
         .build()
-        .map_err(|e| op("ChangeResourceRecordSets", e.to_string()))?;
+        .map_err(|e| route53_failed("ChangeResourceRecordSets", e.to_string()))?;
     route53
         .change_resource_record_sets()
         .hosted_zone_id(&r.hosted_zone_id)
         .change_batch(batch)
         .send()
         .await
-        .map_err(|e| op("ChangeResourceRecordSets", super::describe(&e)))?;
+        .map_err(|e| route53_failed("ChangeResourceRecordSets", super::describe(&e)))?;
     Ok(())
 }
 
@@ -196,7 +205,7 @@ pub(super) async fn publish(
             .overwrite(true)
             .send()
             .await
-            .map_err(|e| op("PutParameter", super::describe(&e)))?;
+            .map_err(|e| ssm_failed("PutParameter", super::describe(&e)))?;
         done.push(format!("ssm {name} = {}", what.connect_string));
     }
     Ok(done)
