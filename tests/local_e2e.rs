@@ -257,6 +257,32 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
             event.message
         );
     }
+    // Every survivor is still a member on its own instance: one left out of
+    // the vote (an even survivor count) is kept as an observer and promoted
+    // as the ensemble grows back, never terminated (issue 24, finding 6).
+    if (n - kill) % 2 == 0 {
+        assert!(
+            event.message.contains("kept as observers"),
+            "{}",
+            event.message
+        );
+    }
+    for m in s
+        .members
+        .iter()
+        .filter(|m| !victims.iter().any(|v| v.id == m.id))
+    {
+        assert!(
+            after
+                .members
+                .iter()
+                .any(|a| a.instance == m.instance && a.id == m.id),
+            "survivor {} on {} is gone: {:#?}",
+            m.id,
+            m.instance,
+            after.members
+        );
+    }
     assert_zookeeper_agrees(&after).await;
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();

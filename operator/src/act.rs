@@ -412,15 +412,12 @@ fn record_recovery(step: &Step, s: &mut Persisted) -> Result<String, ActError> {
                 m.recovery = Some(recovery.clone());
                 m.initial_config = Some(config.clone());
             }
-            // Everyone the forced config leaves out (surplus survivors, observers)
-            // retires and is replaced; none restarts under the old config.
+            // Spare survivors are in the forced config as observers (with
+            // the recovery above, so none restarts under the old config):
+            // a copy of the data kept, promoted as the ensemble grows back.
             s.reconfig = None;
             adopt_config(s, config.clone());
-            for id in left_out {
-                if let Some(m) = s.members.get_mut(id) {
-                    m.retiring = true;
-                }
-            }
+            debug_assert!(left_out.iter().all(|id| config.servers.contains_key(id)));
             summary.clone()
         }
         Step::DiscardEnsemble { lost, restore } => {

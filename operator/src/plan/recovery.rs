@@ -161,8 +161,9 @@ impl Ctx<'_> {
     }
 
     /// Recovery from the survivors (voters and observers): fence every lost
-    /// voter, then restart the survivors with the highest zxids as voters
-    /// under a config of their own.
+    /// voter, then restart the survivors under a config of their own, those
+    /// with the highest zxids as voters (an odd number), the rest as
+    /// observers.
     pub(super) fn recover(
         &self,
         config: &DynamicConfig,
@@ -198,16 +199,25 @@ impl Ctx<'_> {
             .map(|k| k.1)
             .max()
             .map(|v| zkop_spec::zk::ConfigVersion(v.0 + 1));
+        // The spare survivors (an even count) stay, as observers: never a
+        // copy of the data thrown away while the ensemble is short; the
+        // normal rules promote them as it grows back.
+        let line = |m: &MemberRecord, role| {
+            config
+                .servers
+                .get(&m.id)
+                .cloned()
+                .unwrap_or_else(|| m.server.clone())
+                .with_role(role)
+        };
         let forced = DynamicConfig {
             version,
-            ..DynamicConfig::of(chosen.iter().map(|k| {
-                config
-                    .servers
-                    .get(&k.2.id)
-                    .cloned()
-                    .unwrap_or_else(|| k.2.server.clone())
-                    .with_role(MemberRole::Participant)
-            }))
+            ..DynamicConfig::of(
+                chosen
+                    .iter()
+                    .map(|k| line(k.2, MemberRole::Participant))
+                    .chain(left.iter().map(|k| line(k.2, MemberRole::Observer))),
+            )
         };
         let best = chosen[0].0;
         let lost_txns = match self.p.max_zxid_seen {
@@ -223,8 +233,18 @@ impl Ctx<'_> {
             .map(|k| format!("{} (zxid {})", k.2.id, k.0))
             .collect();
         let lost_text: Vec<String> = lost.iter().map(ServerId::to_string).collect();
+        let spares = match left {
+            [] => String::new(),
+            _ => format!(
+                "; survivors [{}] kept as observers",
+                left.iter()
+                    .map(|k| format!("{} (zxid {})", k.2.id, k.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let summary = format!(
-            "quorum recovered from survivors [{}] under config version {}; lost voters [{}] fenced; transactions possibly lost: {lost_txns}",
+            "quorum recovered from survivors [{}] under config version {}{spares}; lost voters [{}] fenced; transactions possibly lost: {lost_txns}",
             survivors.join(", "),
             forced.version.map(|v| v.to_string()).unwrap_or_default(),
             lost_text.join(", ")

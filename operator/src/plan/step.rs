@@ -95,7 +95,8 @@ pub enum Step {
     ForceConfig {
         /// The survivors' config, versioned just above the last committed one.
         config: DynamicConfig,
-        /// Reachable voters left out (an even survivor count): they retire.
+        /// Survivors left out of the vote (an even survivor count): observers
+        /// in `config`, kept until the ensemble is back to full strength.
         left_out: Vec<ServerId>,
         /// What the event says: survivors, their zxids, what may be lost.
         summary: String,

@@ -12,21 +12,6 @@ fn with_backup(mut b: B) -> B {
     b
 }
 
-fn act(b: &B, step: &Step) -> crate::act::Outcome {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(crate::act::act(
-        step,
-        &b.p,
-        &b.spec,
-        &crate::adapters::memory::MemoryFleet::default(),
-        &crate::adapters::memory::MemoryLedger::default(),
-        0,
-    ))
-    .unwrap()
-}
-
 /// Three members with ids and fresh reports, nothing bootstrapped.
 fn unbootstrapped(spec: ValidatedCluster, held_members: bool) -> B {
     let mut b = B {

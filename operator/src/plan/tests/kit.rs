@@ -305,3 +305,20 @@ impl B {
 pub(crate) fn new_observer_joined() -> B {
     cluster(3).capacity(4).joiner(4).observer_in_config(4)
 }
+
+/// Carries out `step` on `b`'s state with in-memory adapters (no fleet or
+/// ledger step is expected to matter).
+pub fn act(b: &B, step: &Step) -> crate::act::Outcome {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(crate::act::act(
+        step,
+        &b.p,
+        &b.spec,
+        &crate::adapters::memory::MemoryFleet::default(),
+        &crate::adapters::memory::MemoryLedger::default(),
+        0,
+    ))
+    .unwrap()
+}

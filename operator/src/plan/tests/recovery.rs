@@ -74,8 +74,9 @@ fn fence_before_recovery_lost_voters_are_fenced_then_the_best_survivor_restarts_
         }),
         "{plan:?}"
     );
-    // Once it is gone: two survivors, so only the one with the higher zxid,
-    // under version last committed + 1; the other retires.
+    // Once it is gone: two survivors, so only the one with the higher zxid
+    // votes, under version last committed + 1; the other is kept as an
+    // observer.
     let b = b.dead(3);
     match b.plan().steps.first() {
         Some(Step::ForceConfig {
@@ -85,9 +86,10 @@ fn fence_before_recovery_lost_voters_are_fenced_then_the_best_survivor_restarts_
         }) => {
             assert_eq!(
                 config.servers.keys().map(|id| id.0).collect::<Vec<_>>(),
-                vec![2]
+                vec![1, 2]
             );
-            assert_eq!(config.voter_count(), 1);
+            assert_eq!(config.voters().map(|s| s.id.0).collect::<Vec<_>>(), vec![2]);
+            assert_eq!(config.role_of(ServerId(1)), Some(MemberRole::Observer));
             assert_eq!(config.version, Some(ConfigVersion(V1 + 1)));
             assert_eq!(left_out, &vec![ServerId(1)]);
             assert!(
@@ -293,9 +295,9 @@ fn recovery_chooses_the_survivor_with_the_highest_zxid_among_voters_and_observer
         Some(Step::ForceConfig {
             config, left_out, ..
         }) => {
-            let ids: Vec<u64> = config.servers.keys().map(|id| id.0).collect();
-            assert_eq!(ids, vec![4], "the observer has the newest data");
-            assert_eq!(config.voter_count(), 1);
+            let voters: Vec<u64> = config.voters().map(|s| s.id.0).collect();
+            assert_eq!(voters, vec![4], "the observer has the newest data");
+            assert_eq!(config.role_of(ServerId(1)), Some(MemberRole::Observer));
             assert_eq!(left_out, &vec![ServerId(1)]);
         }
         other => panic!("expected a forced config, got {other:?}: {}", plan.reason),
@@ -359,5 +361,49 @@ fn recovery_waits_while_a_stalled_voter_is_known_ahead_of_every_survivor() {
         Some(&Step::FenceInstance {
             instance: "i-3".into()
         })
+    );
+}
+
+#[test]
+fn recovery_keeps_a_spare_survivor_as_an_observer_never_terminating_it() {
+    // Five voters; 3, 4 and 5 gone; survivors 1 (behind) and 2 (ahead).
+    let mut b = cluster(5).dead(3).dead(4).dead(5);
+    for (inst, zxid) in [("i-1", "0x100000009"), ("i-2", "0x10000000b")] {
+        survivor_at(&mut b, inst, zxid);
+    }
+    b.obs.leaderless_for = Duration::from_secs(30);
+    let plan = b.plan();
+    let step = plan.steps.first().expect("a forced config").clone();
+    let Step::ForceConfig { summary, .. } = &step else {
+        panic!("expected a forced config, got {plan:?}");
+    };
+    assert!(
+        summary.contains("survivors [1 (zxid 0x100000009)] kept as observers"),
+        "{summary}"
+    );
+    // Carried out: member 1 is an observer of the forced config, restarted
+    // under it with the survivors, and not retiring.
+    let after = act(&b, &step).state;
+    let one = &after.members[&ServerId(1)];
+    assert!(!one.retiring, "{one:?}");
+    assert!(
+        one.recovery.is_some(),
+        "it restarts under the forced config"
+    );
+    assert_eq!(
+        after.config.as_ref().and_then(|c| c.role_of(ServerId(1))),
+        Some(MemberRole::Observer)
+    );
+    // The next plans never retire it nor terminate its instance: it is a
+    // copy of the data while the ensemble is short of voters.
+    b.p = after;
+    let plan = b.plan();
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::RetireMember { id: ServerId(1) })
+                || matches!(s, Step::TerminateInstance { instance } if instance.as_str() == "i-1")),
+        "{plan:?}"
     );
 }
