@@ -196,6 +196,37 @@ async fn a_lost_quorum_is_reported_and_with_quorum_loss_wait_nothing_changes() {
     );
 }
 
+/// Every survivor is still a member on its own instance: one left out of
+/// the vote (an even survivor count) is kept as an observer and promoted as
+/// the ensemble grows back, never terminated (issue 24, finding 6).
+fn survivors_kept(
+    event: &str,
+    before: &StatusReply,
+    victims: &[&zkop_spec::wire::MemberStatus],
+    after: &StatusReply,
+    survivors: usize,
+) {
+    if survivors.is_multiple_of(2) {
+        assert!(event.contains("kept as observers"), "{event}");
+    }
+    for m in before
+        .members
+        .iter()
+        .filter(|m| !victims.iter().any(|v| v.id == m.id))
+    {
+        assert!(
+            after
+                .members
+                .iter()
+                .any(|a| a.instance == m.instance && a.id == m.id),
+            "survivor {} on {} is gone: {:#?}",
+            m.id,
+            m.instance,
+            after.members
+        );
+    }
+}
+
 /// SIGKILLs `kill` voters of an ensemble of `n` together (a majority), keeping
 /// a follower, while a client writes through that follower; checks the
 /// survivors rebuild `n` voters holding every znode they had.
@@ -257,32 +288,7 @@ async fn survivor_rebuilds(n: usize, kill: usize, network: &str) {
             event.message
         );
     }
-    // Every survivor is still a member on its own instance: one left out of
-    // the vote (an even survivor count) is kept as an observer and promoted
-    // as the ensemble grows back, never terminated (issue 24, finding 6).
-    if (n - kill) % 2 == 0 {
-        assert!(
-            event.message.contains("kept as observers"),
-            "{}",
-            event.message
-        );
-    }
-    for m in s
-        .members
-        .iter()
-        .filter(|m| !victims.iter().any(|v| v.id == m.id))
-    {
-        assert!(
-            after
-                .members
-                .iter()
-                .any(|a| a.instance == m.instance && a.id == m.id),
-            "survivor {} on {} is gone: {:#?}",
-            m.id,
-            m.instance,
-            after.members
-        );
-    }
+    survivors_kept(&event.message, &s, &victims, &after, n - kill);
     assert_zookeeper_agrees(&after).await;
     stop_tx.send(true).unwrap();
     let acked = writer.await.unwrap();

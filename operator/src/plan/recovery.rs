@@ -2,7 +2,7 @@
 //! total loss.
 
 use zkop_spec::cluster::{QuorumLossPolicy, TotalLossPolicy};
-use zkop_spec::zk::{DynamicConfig, MemberRole, ServerId};
+use zkop_spec::zk::{ConfigVersion, DynamicConfig, MemberRole, ServerId, Zxid};
 
 use super::{Ctx, Phase, Plan, Step};
 use crate::model::{InstanceState, MemberRecord};
@@ -219,6 +219,32 @@ impl Ctx<'_> {
                     .chain(left.iter().map(|k| line(k.2, MemberRole::Observer))),
             )
         };
+        let summary = self.recovery_summary(chosen, left, lost, &forced);
+        steps.insert(
+            0,
+            Step::ForceConfig {
+                config: forced,
+                left_out: left.iter().map(|k| k.2.id).collect(),
+                summary,
+            },
+        );
+        Plan::new(
+            Phase::QuorumLost,
+            "quorum lost: restarting the survivors under their own config",
+            steps,
+        )
+    }
+
+    /// What a forced config's event says: the survivors that vote, the
+    /// spare ones kept as observers, the lost voters, and how many
+    /// transactions may have been lost.
+    fn recovery_summary(
+        &self,
+        chosen: &[(Zxid, ConfigVersion, &MemberRecord)],
+        left: &[(Zxid, ConfigVersion, &MemberRecord)],
+        lost: &[ServerId],
+        forced: &DynamicConfig,
+    ) -> String {
         let best = chosen[0].0;
         let lost_txns = match self.p.max_zxid_seen {
             Some(max) if max <= best => "none".to_string(),
@@ -243,24 +269,11 @@ impl Ctx<'_> {
                     .join(", ")
             ),
         };
-        let summary = format!(
+        format!(
             "quorum recovered from survivors [{}] under config version {}{spares}; lost voters [{}] fenced; transactions possibly lost: {lost_txns}",
             survivors.join(", "),
             forced.version.map(|v| v.to_string()).unwrap_or_default(),
             lost_text.join(", ")
-        );
-        steps.insert(
-            0,
-            Step::ForceConfig {
-                config: forced,
-                left_out: left.iter().map(|k| k.2.id).collect(),
-                summary,
-            },
-        );
-        Plan::new(
-            Phase::QuorumLost,
-            "quorum lost: restarting the survivors under their own config",
-            steps,
         )
     }
 
