@@ -59,6 +59,7 @@ async fn ship_fixture(store: &Store) -> PointManifest {
             last: last.zxid,
             first_time_ms: first.time_ms,
             last_time_ms: last.time_ms,
+            last_record_sha256: None,
         }],
         created_ms: 1,
         updated_ms: 1,
@@ -69,6 +70,7 @@ async fn ship_fixture(store: &Store) -> PointManifest {
         },
         sealed: false,
         digests: vec![],
+        diverged: None,
     };
     store.put_point(&point).await.unwrap();
     point

@@ -24,6 +24,24 @@ pub struct LocalRecord {
     pub time_ms: u64,
     /// Which of [`History::logs`] holds it.
     pub log: usize,
+    /// Where in that log its record lies.
+    pub span: std::ops::Range<usize>,
+}
+
+/// Why a backup point cannot be continued from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discontinuity {
+    /// This node lacks the transaction after the point's last (it was
+    /// synced by a snapshot): a new point, nothing diverged.
+    Gap,
+    /// This node's history does not hold the point's last transaction (it
+    /// holds later ones, or another transaction under that zxid): the two
+    /// histories parted. `fork` is the newest zxid before it this node
+    /// holds, as far as its logs and snapshots show.
+    Diverged {
+        /// The newest transaction both may share.
+        fork: Option<Zxid>,
+    },
 }
 
 /// The logs (names and bytes) and their records, from the one holding
@@ -98,6 +116,7 @@ pub fn read_after(version2: &Path, after: Zxid) -> std::io::Result<History> {
             zxid: r.zxid,
             time_ms: r.time_ms,
             log,
+            span: r.span,
         }));
         h.logs.push((format!("log.{:x}", start.as_u64()), bytes));
     }
@@ -105,17 +124,37 @@ pub fn read_after(version2: &Path, after: Zxid) -> std::io::Result<History> {
 }
 
 impl History {
+    /// Whether this node's logs or snapshots hold `zxid`.
+    pub fn holds(&self, zxid: Zxid) -> bool {
+        self.records.iter().any(|r| r.zxid == zxid) || self.snapshots.contains(&zxid)
+    }
+
+    /// The SHA-256 (hex) of `r`'s record as its log holds it.
+    pub fn record_sha256(&self, r: &LocalRecord) -> Option<String> {
+        let (_, bytes) = self.logs.get(r.log)?;
+        bytes
+            .get(r.span.clone())
+            .map(zkop_runtime::backup::sha256_hex)
+    }
+
     /// The records after `after` up to `upto` that follow on from it with no
-    /// transaction missing, up to the first gap; `None` when this node lacks
-    /// the very next one, or holds later ones but not `after` itself (in a
-    /// log or as a snapshot): its history may have diverged from the
-    /// backup's there (a forced recovery whose lost shipper had shipped
-    /// transactions the survivor never had; a restore to an earlier point
-    /// shipping into its own backup), so appending would splice two
-    /// histories. Crossing into a new epoch counts as a gap when a snapshot
-    /// lies between (a leader's snapshot sync: the transactions before it
-    /// are not in this node's logs).
-    pub fn continuing(&self, after: Zxid, upto: Zxid) -> Option<Vec<&LocalRecord>> {
+    /// transaction missing, up to the first gap. Refused when this node
+    /// lacks the very next one ([`Discontinuity::Gap`]), or when it holds
+    /// later ones but not `after` itself (in a log or as a snapshot), or
+    /// holds another transaction under `after`'s zxid than the one whose
+    /// record digest the backup keeps ([`Discontinuity::Diverged`]): its
+    /// history parted from the backup's there (a forced recovery whose lost
+    /// shipper had shipped transactions the survivor never had; a restore
+    /// to an earlier point shipping into its own backup), so appending
+    /// would splice two histories. Crossing into a new epoch counts as a gap
+    /// when a snapshot lies between (a leader's snapshot sync: the
+    /// transactions before it are not in this node's logs).
+    pub fn continuing(
+        &self,
+        after: Zxid,
+        after_sha256: Option<&str>,
+        upto: Zxid,
+    ) -> Result<Vec<&LocalRecord>, Discontinuity> {
         let mut prev = after;
         let mut out = Vec::new();
         let newer = || {
@@ -123,10 +162,24 @@ impl History {
                 .iter()
                 .filter(|r| r.zxid > after && r.zxid <= upto)
         };
-        let holds_after =
-            self.records.iter().any(|r| r.zxid == after) || self.snapshots.contains(&after);
-        if !holds_after && newer().next().is_some() {
-            return None;
+        let at_after = self.records.iter().find(|r| r.zxid == after);
+        let contradicted = match (at_after, after_sha256) {
+            (Some(r), Some(want)) => self.record_sha256(r).is_some_and(|have| have != want),
+            _ => false,
+        };
+        let holds_after = match at_after {
+            Some(_) => !contradicted,
+            None => self.snapshots.contains(&after),
+        };
+        if contradicted || (!holds_after && newer().next().is_some()) {
+            let fork = self
+                .records
+                .iter()
+                .map(|r| r.zxid)
+                .chain(self.snapshots.iter().copied())
+                .filter(|z| *z < after)
+                .max();
+            return Err(Discontinuity::Diverged { fork });
         }
         for r in newer() {
             let synced_between = r.zxid.epoch != prev.epoch
@@ -138,9 +191,9 @@ impl History {
             out.push(r);
         }
         if out.is_empty() && newer().next().is_some() {
-            return None;
+            return Err(Discontinuity::Gap);
         }
-        Some(out)
+        Ok(out)
     }
 }
 
@@ -164,32 +217,39 @@ mod tests {
                     zxid,
                     time_ms: 0,
                     log: 0,
+                    span: 0..0,
                 })
                 .collect(),
             snapshots: snapshots.to_vec(),
         }
     }
 
-    fn zxids(v: Option<Vec<&LocalRecord>>) -> Option<Vec<Zxid>> {
-        v.map(|v| v.iter().map(|r| r.zxid).collect())
+    fn zxids(v: Result<Vec<&LocalRecord>, Discontinuity>) -> Option<Vec<Zxid>> {
+        v.ok().map(|v| v.iter().map(|r| r.zxid).collect())
     }
 
     #[test]
     fn shipping_continues_only_from_the_next_transaction_and_stops_at_a_gap() {
         let h = history(&[z(1, 1), z(1, 2), z(1, 3), z(1, 5), z(2, 1)], &[]);
         assert_eq!(
-            zxids(h.continuing(z(1, 1), z(9, 9))),
+            zxids(h.continuing(z(1, 1), None, z(9, 9))),
             Some(vec![z(1, 2), z(1, 3)])
         );
         // Nothing past the server's processed zxid.
-        assert_eq!(zxids(h.continuing(z(1, 1), z(1, 2))), Some(vec![z(1, 2)]));
+        assert_eq!(
+            zxids(h.continuing(z(1, 1), None, z(1, 2))),
+            Some(vec![z(1, 2)])
+        );
         // This node lacks 0x100000004, the transaction after 0x100000003.
-        assert_eq!(zxids(h.continuing(z(1, 3), z(9, 9))), None);
+        assert_eq!(zxids(h.continuing(z(1, 3), None, z(9, 9))), None);
         // Nor does it hold 0x100000004 itself: nothing proves its history
         // and the backup's agree there.
-        assert_eq!(zxids(h.continuing(z(1, 4), z(9, 9))), None);
-        assert_eq!(zxids(h.continuing(z(1, 5), z(9, 9))), Some(vec![z(2, 1)]));
-        assert_eq!(zxids(h.continuing(z(2, 1), z(9, 9))), Some(vec![]));
+        assert_eq!(zxids(h.continuing(z(1, 4), None, z(9, 9))), None);
+        assert_eq!(
+            zxids(h.continuing(z(1, 5), None, z(9, 9))),
+            Some(vec![z(2, 1)])
+        );
+        assert_eq!(zxids(h.continuing(z(2, 1), None, z(9, 9))), Some(vec![]));
     }
 
     #[test]
@@ -198,14 +258,17 @@ mod tests {
         // which the survivor never had; the survivor was forced into epoch 2
         // and wrote 0x200000001.. on top of 0x100000005.
         let survivor = history(&[z(1, 4), z(1, 5), z(2, 1), z(2, 2)], &[]);
-        assert_eq!(zxids(survivor.continuing(z(1, 7), z(9, 9))), None);
+        assert_eq!(zxids(survivor.continuing(z(1, 7), None, z(9, 9))), None);
         // A node merely behind the backup waits to catch up.
         let behind = history(&[z(1, 4), z(1, 5)], &[]);
-        assert_eq!(zxids(behind.continuing(z(1, 7), z(9, 9))), Some(vec![]));
+        assert_eq!(
+            zxids(behind.continuing(z(1, 7), None, z(9, 9))),
+            Some(vec![])
+        );
         // A point that starts at one of this node's snapshots continues.
         let snapped = history(&[z(2, 3), z(2, 4)], &[z(2, 2)]);
         assert_eq!(
-            zxids(snapped.continuing(z(2, 2), z(9, 9))),
+            zxids(snapped.continuing(z(2, 2), None, z(9, 9))),
             Some(vec![z(2, 3), z(2, 4)])
         );
     }
@@ -214,6 +277,58 @@ mod tests {
     fn a_snapshot_sync_across_epochs_is_a_gap() {
         // Synced by a snapshot at 0x100000009: 0x100000006..9 are in no log here.
         let h = history(&[z(1, 5), z(2, 1)], &[z(1, 9)]);
-        assert_eq!(zxids(h.continuing(z(1, 5), z(9, 9))), None);
+        assert_eq!(zxids(h.continuing(z(1, 5), None, z(9, 9))), None);
+    }
+
+    #[test]
+    fn backup_continuity_the_same_zxid_with_another_transaction_is_a_diverged_branch() {
+        // Issue 24, finding 2, by content: this node holds 0x100000005, but
+        // not the transaction the backup shipped under that zxid (its log
+        // bytes differ). Two records in one log: 0x100000005 and 0x100000006.
+        let log = b"record-five.record-six".to_vec();
+        let h = History {
+            logs: vec![("log.100000001".into(), log.clone())],
+            records: vec![
+                LocalRecord {
+                    zxid: z(1, 5),
+                    time_ms: 0,
+                    log: 0,
+                    span: 0..11,
+                },
+                LocalRecord {
+                    zxid: z(1, 6),
+                    time_ms: 0,
+                    log: 0,
+                    span: 12..22,
+                },
+            ],
+            snapshots: vec![z(1, 2)],
+        };
+        let same = zkop_runtime::backup::sha256_hex(b"record-five");
+        assert_eq!(
+            zxids(h.continuing(z(1, 5), Some(&same), z(9, 9))),
+            Some(vec![z(1, 6)])
+        );
+        let other = zkop_runtime::backup::sha256_hex(b"another txn");
+        assert_eq!(
+            h.continuing(z(1, 5), Some(&other), z(9, 9)),
+            Err(Discontinuity::Diverged {
+                fork: Some(z(1, 2))
+            })
+        );
+        // Held later records but not the backup's last: diverged, with the
+        // newest zxid below it this node holds as the fork.
+        assert_eq!(
+            h.continuing(z(1, 7), None, z(9, 9)).err(),
+            None,
+            "a node behind the backup's last is not diverged: it waits"
+        );
+        let ahead = history(&[z(1, 4), z(2, 1)], &[]);
+        assert_eq!(
+            ahead.continuing(z(1, 6), None, z(9, 9)),
+            Err(Discontinuity::Diverged {
+                fork: Some(z(1, 4))
+            })
+        );
     }
 }

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use zkop_runtime::backup::{BackupError, Store};
 use zkop_spec::backup::manifest::{
-    self, FORMAT, PointManifest, SegmentRef, Shipper as ShipperId, SnapshotRef, TreeDigest,
+    self, Divergence, FORMAT, PointManifest, SegmentRef, Shipper as ShipperId, SnapshotRef,
+    TreeDigest,
 };
 use zkop_spec::txnlog;
 use zkop_spec::wire::{ShipOrder, ShippingReport};
 use zkop_spec::zk::{ServerId, Zxid};
 
-use crate::history::{self, History, LocalRecord};
+use crate::history::{self, Discontinuity, History, LocalRecord};
 use crate::upkeep::{Done, Upkeep};
 
 /// Who ships, and where the server stands.
@@ -167,11 +168,14 @@ impl Shipper {
             None => self.take_over(c).await?,
         };
         let history = history::read_after(&c.version2, point.last()).map_err(io("version-2"))?;
-        let Some(new) = history.continuing(point.last(), c.processed) else {
-            info!(cluster = c.cluster, member = %c.server_id, last = %point.last(), "this node lacks the transaction after the backup's last: starting a new point");
-            let next = self.new_point(c, Some(point)).await?;
-            self.point = Some(next);
-            return Ok(());
+        let new = match history.continuing(point.last(), point.last_record_sha256(), c.processed) {
+            Ok(new) => new,
+            Err(why) => {
+                info!(cluster = c.cluster, member = %c.server_id, last = %point.last(), ?why, "this node's history does not continue the backup's last transaction: starting a new point");
+                let next = self.new_point(c, Some(point), why).await?;
+                self.point = Some(next);
+                return Ok(());
+            }
         };
         if !new.is_empty() {
             // Unknown digests are no reason to hold a shipment back.
@@ -193,9 +197,13 @@ impl Shipper {
         self.report.newest_zxid = Some(point.last());
         self.report.newest_time_ms = point.segments.last().map(|s| s.last_time_ms);
         // ZooKeeper wrote a newer snapshot whose transactions are all shipped:
-        // it starts a new point sharing the segments after it.
+        // it starts a new point sharing the segments after it. Only when this
+        // node's history holds the point's last transaction: a node behind
+        // the point (just forced into a config of its own, say) would pair
+        // its snapshot with segments it never had.
         if let Some(snap) = history::newest_snapshot_after(&c.version2, Some(point.snapshot.zxid))
             && snap.zxid <= point.last()
+            && history.holds(point.last())
         {
             let bytes = std::fs::read(&snap.path).map_err(io("snapshot"))?;
             let next = self.roll_over(c, &point, bytes, snap.zxid, false).await?;
@@ -242,7 +250,7 @@ impl Shipper {
             .into_iter()
             .max_by_key(|p| (p.snapshot.zxid, p.created_ms))
         else {
-            return self.new_point(c, None).await;
+            return self.new_point(c, None, Discontinuity::Gap).await;
         };
         if newest.shipper.epoch > c.epoch {
             return Err(BackupError::Refused(format!(
@@ -252,32 +260,49 @@ impl Shipper {
             )));
         }
         let history = history::read_after(&c.version2, newest.last()).map_err(io("version-2"))?;
-        if newest.gap().is_none()
-            && !newest.sealed
-            && history.continuing(newest.last(), c.processed).is_some()
-        {
+        let continuing =
+            history.continuing(newest.last(), newest.last_record_sha256(), c.processed);
+        if newest.gap().is_none() && !newest.sealed && continuing.is_ok() {
             let mut p = newest;
             p.shipper = shipper_id(c);
             self.store.put_point(&p).await?;
             info!(cluster = c.cluster, member = %c.server_id, point = %p.key(), last = %p.last(), "continuing the backup's newest point");
             return Ok(p);
         }
-        self.new_point(c, Some(newest)).await
+        self.new_point(
+            c,
+            Some(newest),
+            continuing.err().unwrap_or(Discontinuity::Gap),
+        )
+        .await
     }
 
     /// A new point from this node's newest complete snapshot; the previous
-    /// point (if any) is sealed.
+    /// point (if any) is sealed. When `why` says this node's history parted
+    /// from the previous point's, the new point records the range only the
+    /// previous branch holds (`backup list` shows it; no restore of the new
+    /// point reaches into it).
     async fn new_point(
         &self,
         c: &ShipContext<'_>,
         previous: Option<PointManifest>,
+        why: Discontinuity,
     ) -> Result<PointManifest, BackupError> {
         let snap = history::newest_snapshot(&c.version2).ok_or_else(|| {
             BackupError::Refused("no complete snapshot on this node yet to start a point".into())
         })?;
         let bytes = std::fs::read(&snap.path).map_err(io("snapshot"))?;
         let snapshot = self.put_snapshot(&bytes, snap.zxid, false).await?;
-        let point = fresh_point(c, snapshot, Vec::new());
+        let mut point = fresh_point(c, snapshot, Vec::new());
+        if let (Some(prev), Discontinuity::Diverged { fork }) = (&previous, why) {
+            let divergence = Divergence {
+                point: prev.key(),
+                after: fork,
+                upto: prev.last(),
+            };
+            warn!(cluster = c.cluster, member = %c.server_id, point = %point.key(), "{}", divergence.describe());
+            point.diverged = Some(divergence);
+        }
         if self.store.get(&point.key()).await?.is_some() {
             return Err(BackupError::Refused(format!(
                 "{} exists already",
@@ -329,7 +354,9 @@ impl Shipper {
         }
         let snapshot = self.put_snapshot(&bytes, zxid, offline).await?;
         let shared = point.segments.iter().filter(|s| s.last > zxid).cloned();
-        let next = fresh_point(c, snapshot, shared.collect());
+        let mut next = fresh_point(c, snapshot, shared.collect());
+        // The same history: whatever branch it left, it still left.
+        next.diverged = point.diverged.clone();
         self.store.put_point(&next).await?;
         let mut sealed = point.clone();
         sealed.sealed = true;
@@ -370,6 +397,7 @@ impl Shipper {
                 last: last.zxid,
                 first_time_ms: first.time_ms,
                 last_time_ms: last.time_ms,
+                last_record_sha256: history.record_sha256(last),
             });
         }
         point.updated_ms = c.now_ms;
@@ -394,6 +422,7 @@ fn fresh_point(
         shipper: shipper_id(c),
         sealed: false,
         digests: Vec::new(),
+        diverged: None,
     }
 }
 

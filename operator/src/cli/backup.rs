@@ -33,6 +33,10 @@ pub struct PointRow {
     pub state: &'static str,
     /// A missing transaction, if its segments have a gap.
     pub gap: Option<String>,
+    /// The branch its history left, if it started where this cluster's
+    /// history parted from the previous point's (a forced recovery, a
+    /// restore into the same backup location): what exists only there.
+    pub diverged: Option<String>,
     /// The last restore drill's outcome (none yet).
     pub verified: Option<String>,
 }
@@ -56,6 +60,7 @@ pub fn row(p: &PointManifest) -> PointRow {
         bytes: p.objects().map(|o| o.bytes).sum(),
         state: if p.sealed { "sealed" } else { "open" },
         gap: p.gap(),
+        diverged: p.diverged.as_ref().map(|d| d.describe()),
         verified: None,
     }
 }
@@ -113,6 +118,9 @@ pub fn table(rows: &[PointRow]) -> String {
         ));
         if let Some(gap) = &r.gap {
             out.push_str(&format!("  GAP in {}: {gap}\n", r.point));
+        }
+        if let Some(diverged) = &r.diverged {
+            out.push_str(&format!("  BRANCH {}: {diverged}\n", r.point));
         }
     }
     if rows.is_empty() {

@@ -64,6 +64,50 @@ pub struct SegmentRef {
     pub first_time_ms: u64,
     /// When its last transaction was proposed.
     pub last_time_ms: u64,
+    /// The SHA-256 (hex) of its last transaction's record as the log holds
+    /// it (checksum, length, transaction): a shipper continues a point only
+    /// from that very transaction, not just its zxid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_record_sha256: Option<String>,
+}
+
+/// Where a point's history left another point's: the transactions in
+/// `(after, upto]` are `point`'s, not this history's (a branch a forced
+/// recovery or a restore into the same backup location left behind, or
+/// transactions the shipping node skipped by a snapshot sync), so this point
+/// never restores to them and never continues that point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Divergence {
+    /// The other branch's point.
+    pub point: String,
+    /// The newest transaction both histories hold, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Zxid>,
+    /// The other branch's last transaction.
+    pub upto: Zxid,
+}
+
+impl Divergence {
+    /// Whether `to` lies in the range only the other branch holds.
+    pub fn only_in_other(&self, to: Zxid) -> bool {
+        self.after.is_none_or(|a| a < to) && to <= self.upto
+    }
+
+    /// One line for `zkop backup list`. The other branch's transactions
+    /// past `after` may be ones this history never had (a forced recovery)
+    /// or ones this node skipped by a snapshot sync: either way this point
+    /// never restores them, and says so rather than guess which.
+    pub fn describe(&self) -> String {
+        let from = self
+            .after
+            .map(|a| format!(" after {a}"))
+            .unwrap_or_default();
+        format!(
+            "left {}: its transactions{from} up to {} are not this history's; a restore reaches them only from that point",
+            self.point, self.upto
+        )
+    }
 }
 
 /// Who shipped a point: a controller's epoch fences an older shipper out.
@@ -112,6 +156,10 @@ pub struct PointManifest {
     /// Tree digests seen while shipping, newest last.
     #[serde(default)]
     pub digests: Vec<TreeDigest>,
+    /// The branch this point's history left, when it started because this
+    /// node's history does not hold the previous point's last transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Divergence>,
 }
 
 /// Hex as ZooKeeper names its files, padded so that keys sort by zxid.
@@ -174,6 +222,23 @@ impl PointManifest {
     pub fn restorable(&self) -> Option<(Zxid, Zxid)> {
         let (low, high) = (self.snapshot.trailer_zxid, self.last());
         (low <= high).then_some((low, high))
+    }
+
+    /// Whether it restores exactly to `to`: in its range, and not a
+    /// transaction only the branch it diverged from holds.
+    pub fn restores_to(&self, to: Zxid) -> bool {
+        self.restorable()
+            .is_some_and(|(lo, hi)| lo <= to && to <= hi)
+            && !self.diverged.as_ref().is_some_and(|d| d.only_in_other(to))
+    }
+
+    /// The digest of its last transaction's record, when its last segment
+    /// ends there and recorded one.
+    pub fn last_record_sha256(&self) -> Option<&str> {
+        self.segments
+            .last()
+            .filter(|s| s.last == self.last())
+            .and_then(|s| s.last_record_sha256.as_deref())
     }
 
     /// Records the digests in `seen` that a restore of this point can check:
@@ -248,10 +313,17 @@ pub enum RestoreError {
     TooEarly(u64),
 }
 
-/// The newest zxid any point restores to exactly.
+/// The newest zxid any point restores to exactly, on the newest branch: a
+/// point another point's history left (a forced recovery's lost shipper's,
+/// say) is not the cluster's newest state, however high its zxids.
 pub fn newest(points: &[PointManifest]) -> Option<Zxid> {
+    let left_behind: Vec<&str> = points
+        .iter()
+        .filter_map(|p| p.diverged.as_ref().map(|d| d.point.as_str()))
+        .collect();
     points
         .iter()
+        .filter(|p| !left_behind.contains(&p.key().as_str()))
         .filter(|p| p.gap().is_none())
         .filter_map(|p| p.restorable().map(|(_, high)| high))
         .max()
@@ -266,7 +338,7 @@ pub fn point_for(points: &[PointManifest], to: Zxid) -> Result<&PointManifest, R
     points
         .iter()
         .filter(|p| p.gap().is_none())
-        .filter(|p| p.restorable().is_some_and(|(lo, hi)| lo <= to && to <= hi))
+        .filter(|p| p.restores_to(to))
         .max_by_key(|p| p.snapshot.zxid)
         .ok_or_else(|| RestoreError::NotCovered {
             to,

@@ -19,6 +19,7 @@ fn seg(first: Zxid, last: Zxid, t0: u64, t1: u64) -> SegmentRef {
         last,
         first_time_ms: t0,
         last_time_ms: t1,
+        last_record_sha256: None,
     }
 }
 
@@ -42,6 +43,7 @@ fn point(snap: Zxid, trailer: Zxid, segments: Vec<SegmentRef>, created_ms: u64) 
         },
         sealed: false,
         digests: vec![],
+        diverged: None,
     }
 }
 
@@ -252,4 +254,48 @@ fn a_drill_checks_the_newest_digest_a_restore_replays_to() {
     );
     old.digests.clear();
     assert_eq!(digest_to_check(&[old]), None);
+}
+
+#[test]
+fn backup_branches_a_restore_never_crosses_a_divergence() {
+    // Issue 24, finding 2: the lost shipper shipped 0x100000001..0x10000000a
+    // (old branch); the survivor held only up to 0x100000005, was forced
+    // into epoch 2 and its shipper started a new point at its snapshot
+    // 0x100000004 with its own transactions after it.
+    let old = point(z(1, 0), z(1, 0), vec![seg(z(1, 1), z(1, 10), 100, 200)], 50);
+    let mut new = point(
+        z(1, 4),
+        z(1, 4),
+        vec![
+            seg(z(1, 5), z(1, 5), 150, 150),
+            seg(z(2, 1), z(2, 6), 300, 400),
+        ],
+        250,
+    );
+    new.diverged = Some(Divergence {
+        point: old.key(),
+        after: Some(z(1, 5)),
+        upto: z(1, 10),
+    });
+    let points = [old.clone(), new.clone()];
+    // 0x100000008 exists only in the old branch: never restored from the
+    // new point (its numeric range covers it, its history does not).
+    assert!(!new.restores_to(z(1, 8)));
+    assert_eq!(point_for(&points, z(1, 8)).map(|p| p.key()), Ok(old.key()));
+    // Both hold 0x100000005: the newest snapshot restores it.
+    assert_eq!(point_for(&points, z(1, 5)).map(|p| p.key()), Ok(new.key()));
+    assert_eq!(point_for(&points, z(2, 3)).map(|p| p.key()), Ok(new.key()));
+    // The newest state is the new branch's, not the left branch's.
+    assert_eq!(newest(&points), Some(z(2, 6)));
+    let left = Divergence {
+        point: old.key(),
+        after: Some(z(1, 5)),
+        upto: z(1, 10),
+    };
+    assert!(
+        left.describe()
+            .contains("after 0x100000005 up to 0x10000000a"),
+        "{}",
+        left.describe()
+    );
 }
