@@ -463,6 +463,16 @@ impl AwsCluster {
         pid
     }
 
+    /// Starts another `zkop` process on this sandbox (its AWS endpoint and
+    /// address files) with `args`, logging to `<log>.log`; it is stopped
+    /// with the sandbox.
+    pub fn spawn_zkop(&mut self, log: &str, args: &[&std::ffi::OsStr]) -> u32 {
+        let child = self.command(log).args(args).spawn().unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
     /// Starts controller `i` again on its address, without fault injection.
     pub fn restart_controller(&mut self, i: usize) {
         self.env0.clear();

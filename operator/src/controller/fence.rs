@@ -6,8 +6,10 @@
 //! controller then acts on the cluster no more (its agents get 503s naming
 //! the other), never adopts that epoch, and says so in an event and in
 //! `zkop_controller_fenced`. It is looked for before every step, on every
-//! save that conflicts, and when an agent reports an epoch above this
-//! controller's (at most every `FENCE_CHECK`).
+//! save that conflicts, when an agent reports an epoch above this
+//! controller's (at most every `FENCE_CHECK`), and every `IDLE_FENCE_CHECK`
+//! regardless (a controller of another group may have taken over while
+//! every agent still talks to this one).
 //!
 //! A fenced controller stays off the cluster while it keeps the lease it
 //! held then; it may take the cluster over again only after a new lease
@@ -24,6 +26,12 @@ use crate::model::Persisted;
 /// How often agents' reports of a higher epoch may make the controller read
 /// its state record.
 pub const FENCE_CHECK: Duration = Duration::from_secs(5);
+
+/// How often an idle controller reads its state record anyway: a
+/// controller of another group (its lease in another table) may have taken
+/// the cluster over without any agent telling this one, since agents talk
+/// to the controller they know.
+pub const IDLE_FENCE_CHECK: Duration = Duration::from_secs(20);
 
 /// Another controller's takeover, seen in the cluster's state record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,15 +103,18 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: super::Leadership> Controller<F, L
         }
     }
 
-    /// Whether an agent reported an epoch above this controller's and the
-    /// state record was not read for `FENCE_CHECK`.
-    pub(super) fn agents_saw_a_higher_epoch(&self, now: Instant) -> bool {
+    /// Whether to read the state record for another controller's takeover:
+    /// an agent reported an epoch above this controller's and it was not
+    /// read for `FENCE_CHECK`, or it was not read for `IDLE_FENCE_CHECK`.
+    pub(super) fn fence_check_due(&self, now: Instant) -> bool {
         let Some(mine) = self.cluster_epoch else {
             return false;
         };
-        let due = self
-            .fence_checked
-            .is_none_or(|at| now.saturating_duration_since(at) >= FENCE_CHECK);
-        due && self.shared.lock().reports.max_epoch_seen() > mine
+        let since = |after: Duration| {
+            self.fence_checked
+                .is_none_or(|at| now.saturating_duration_since(at) >= after)
+        };
+        since(IDLE_FENCE_CHECK)
+            || (since(FENCE_CHECK) && self.shared.lock().reports.max_epoch_seen() > mine)
     }
 }

@@ -39,7 +39,7 @@ mod tests;
 
 pub use agent_identity::{AGENT_KEY_HEADER, AgentRefused};
 pub use certificates::{SignRefused, Signer};
-pub use fence::FENCE_CHECK;
+pub use fence::{FENCE_CHECK, IDLE_FENCE_CHECK};
 pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, SharedLease, Standing};
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use publish::PUBLISH_AFTER;
@@ -225,7 +225,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
         if !self.lead().await? {
             return Ok(Requeue::after(Duration::from_secs(2)));
         }
-        if self.agents_saw_a_higher_epoch(self.now()) {
+        if self.fence_check_due(self.now()) {
             self.check_fence().await?;
         }
         if let Some(f) = self.spec_file.as_mut() {

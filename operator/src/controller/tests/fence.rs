@@ -114,6 +114,27 @@ async fn fence_an_idle_controller_learns_of_the_takeover_from_its_agents() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn fence_an_idle_controller_no_agent_tells_learns_of_the_takeover_within_idle_fence_check() {
+    // A controller of another group (its lease in another table) took the
+    // cluster over; every agent still talks to A, so none saw C's epoch.
+    let b = cluster(3);
+    let (mut a, mut c, store) = two_controllers(&b).await;
+    reports_from(&a, &b, &["i-1", "i-2", "i-3"]);
+    assert_eq!(pass(&mut a).await.0, "Running");
+    c.lead().await.unwrap();
+    let c_epoch = store.load().await.unwrap().unwrap().epoch;
+    advance(FENCE_CHECK).await;
+    reports_from(&a, &b, &["i-1", "i-2", "i-3"]);
+    let _ = a.reconcile().await;
+    assert_eq!(a.shared.fenced(), None, "read before it was due");
+    advance(IDLE_FENCE_CHECK - FENCE_CHECK).await;
+    reports_from(&a, &b, &["i-1", "i-2", "i-3"]);
+    let _ = a.reconcile().await;
+    assert_eq!(a.shared.fenced(), Some(c_epoch));
+    assert!(a.shared.follower_of().is_some(), "A still leads");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_follower_exports_its_leadership_and_no_cluster_gauge() {
     // Issue 24, finding 7: a standby controller knows nothing of the
     // cluster; a gauge of its (say zkop_backup_behind) would fire alerts.
