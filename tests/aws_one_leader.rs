@@ -8,88 +8,13 @@
 //! and its agents follow the other; nothing is terminated, no write lost.
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use zkop_tests::common::aws::AwsCluster;
+use zkop_tests::common::aws::{AwsCluster, leadership_gauges};
 use zkop_tests::common::moto::create_table;
 use zkop_tests::common::{
     LocalCluster, SERIAL, assert_writes_kept, settled, wait_until, write_until,
 };
-
-/// The cluster's leadership gauges as the controller at `url` exports them:
-/// `(leader, fenced)`, or `None` while it does not answer.
-async fn gauges(http: &reqwest::Client, url: &str, token: &str) -> Option<(bool, bool)> {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let gauge = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{name}{{cluster=\"aws-3\"}}")))
-            .and_then(|l| l.rsplit(' ').next())
-            .map(|v| v == "1")
-    };
-    Some((
-        gauge("zkop_controller_leader")?,
-        gauge("zkop_controller_fenced")?,
-    ))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A directory holding the sandbox's spec with `apiPort: port` (a cluster
-/// run from a directory needs its own port).
-fn group_dir(c: &AwsCluster, name: &str, port: u16) -> std::path::PathBuf {
-    let dir = c.dir.path().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let spec = std::fs::read_to_string(&c.spec_path).unwrap().replacen(
-        "autoScalingGroupName: aws-3\n",
-        &format!("autoScalingGroupName: aws-3\n      apiPort: {port}\n"),
-        1,
-    );
-    assert!(spec.contains("apiPort"), "{spec}");
-    std::fs::write(dir.join("aws-3.yaml"), spec).unwrap();
-    dir
-}
-
-/// `zkop run DIR` on `address`, its cluster's API on `port`, with `extra`
-/// flags; its URL for the cluster.
-fn run_group(c: &mut AwsCluster, log: &str, dir: &Path, address: &str, extra: &[&str]) -> String {
-    let state = c.dir.path().join(format!("{log}-state"));
-    let api = format!("{address}:0");
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("run"),
-        dir.as_os_str(),
-        OsStr::new("--state-dir"),
-        state.as_os_str(),
-        OsStr::new("--api"),
-        OsStr::new(&api),
-        OsStr::new("--lease-ttl"),
-        OsStr::new("15s"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    c.spawn_zkop(log, &args);
-    let spec = std::fs::read_to_string(dir.join("aws-3.yaml")).unwrap();
-    let port = spec
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("apiPort: "))
-        .unwrap();
-    format!("http://{address}:{port}")
-}
 
 /// The instances of the group, by id.
 async fn instances(c: &AwsCluster) -> BTreeSet<String> {
@@ -106,15 +31,18 @@ async fn one_leader_a_cluster_run_from_a_file_and_from_a_directory_is_led_by_one
     let _serial = SERIAL.lock().await;
     let (mut c, s) = AwsCluster::start_settled(3, "127.0.123.0/24").await;
     let before = instances(&c).await;
-    let dir = group_dir(&c, "group", free_port());
-    let other = run_group(&mut c, "run-dir", &dir, "127.0.0.3", &[]);
+    let (other, _) = c.spawn_group("group", "127.0.0.3", &[]);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(LocalCluster::endpoints(&s), stopped));
     // The directory's controller is up (answering, as a follower).
     wait_until(
         "the directory's controller",
         Duration::from_secs(60),
-        || async { gauges(c.http(), &other, &c.token).await.map(|_| ()) },
+        || async {
+            leadership_gauges(c.http(), &other, &c.token)
+                .await
+                .map(|_| ())
+        },
     )
     .await;
 
@@ -122,8 +50,8 @@ async fn one_leader_a_cluster_run_from_a_file_and_from_a_directory_is_led_by_one
     let (mut samples, mut both, mut neither) = (0, 0, 0);
     while start.elapsed() < Duration::from_secs(60) {
         let (file, group) = tokio::join!(
-            gauges(c.http(), &c.urls[0], &c.token),
-            gauges(c.http(), &other, &c.token)
+            leadership_gauges(c.http(), &c.urls[0], &c.token),
+            leadership_gauges(c.http(), &other, &c.token)
         );
         let leads = |g: Option<(bool, bool)>| g.is_some_and(|(leader, fenced)| leader && !fenced);
         match (leads(file), leads(group)) {
@@ -183,20 +111,17 @@ async fn one_leader_two_groups_whose_leases_live_in_different_tables_never_both_
     // A second host's group keeps its lease in another table: both lead
     // their group, so only the cluster's state record stands between them.
     create_table(&c.config, "zkop-elsewhere").await;
-    let dir = group_dir(&c, "elsewhere", free_port());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn(write_until(LocalCluster::endpoints(&s), stopped));
-    let other = run_group(
-        &mut c,
-        "run-elsewhere",
-        &dir,
+    let (other, _) = c.spawn_group(
+        "elsewhere",
         "127.0.0.4",
         &["--lease-table", "zkop-elsewhere"],
     );
     // The first controller learns of the takeover and stops acting.
     let deadline = Instant::now() + Duration::from_secs(60);
     let fenced_at = loop {
-        if gauges(c.http(), &c.urls[0], &c.token)
+        if leadership_gauges(c.http(), &c.urls[0], &c.token)
             .await
             .is_some_and(|(_, fenced)| fenced)
         {
@@ -214,7 +139,7 @@ async fn one_leader_two_groups_whose_leases_live_in_different_tables_never_both_
     assert_eq!(body["leader"].as_str(), Some(other.as_str()), "{body}");
     // From then on one controller acts: the first stays fenced.
     while fenced_at.elapsed() < Duration::from_secs(20) {
-        let first = gauges(c.http(), &c.urls[0], &c.token).await;
+        let first = leadership_gauges(c.http(), &c.urls[0], &c.token).await;
         assert!(
             first.is_none_or(|(leader, fenced)| fenced && !leader),
             "{first:?}"

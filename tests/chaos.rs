@@ -39,6 +39,15 @@ fn minority_side_controller_declares_quorum_lost_and_loses_only_the_minority_lag
             && r.steps.iter().any(|k| k == "force_config"),
         "{r:#?}"
     );
+    // recoverLosing forces, and says what it may have lost as far as it saw
+    // (issue 24, finding 6; cut off with the minority, it saw the majority
+    // only up to the split).
+    assert!(
+        r.forced
+            .iter()
+            .any(|m| m.contains("transactions possibly lost: ")),
+        "{r:#?}"
+    );
     // The minority's member stays, on its instance; the others are new.
     let (before, after) = &r.members;
     assert_eq!(after.get(&r.minority), before.get(&r.minority), "{r:#?}");
@@ -68,7 +77,7 @@ async fn chaos_controllers_killed_and_cut_from_their_lease_in_the_aws_sandbox_ch
     let n = (opts.faults / 4).max(4);
     let fig = chaos::run_controller_faults(n, opts.seed, "127.0.71.0/24").await;
     println!(
-        "chaos: seed {}, {} controller faults ({} kill the leader, {} kill the standby, {} cut the lease), {} acknowledged writes, 0 lost, slowest return to one leader {:.1} s",
+        "chaos: seed {}, {} controller faults ({} kill the leader, {} kill the standby, {} cut the lease, {} a group beside), {} acknowledged writes, 0 lost, slowest return to one leader {:.1} s",
         opts.seed,
         fig.faults.len(),
         fig.faults
@@ -82,6 +91,10 @@ async fn chaos_controllers_killed_and_cut_from_their_lease_in_the_aws_sandbox_ch
         fig.faults
             .iter()
             .filter(|f| **f == chaos::ControllerFault::CutLease)
+            .count(),
+        fig.faults
+            .iter()
+            .filter(|f| **f == chaos::ControllerFault::GroupBeside)
             .count(),
         fig.acked,
         fig.slowest.as_secs_f64()

@@ -473,6 +473,43 @@ impl AwsCluster {
         pid
     }
 
+    /// `zkop run DIR` on `address` over a directory `name` holding this
+    /// sandbox's spec with an `apiPort` of its own (a cluster run from a
+    /// directory needs one), 15 s lease, `extra` flags: its cluster API's
+    /// URL and its PID.
+    pub fn spawn_group(&mut self, name: &str, address: &str, extra: &[&str]) -> (String, u32) {
+        use std::ffi::OsStr;
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = std::fs::read_to_string(&self.spec_path).unwrap().replacen(
+            "autoScalingGroupName: aws-3\n",
+            &format!("autoScalingGroupName: aws-3\n      apiPort: {port}\n"),
+            1,
+        );
+        assert!(spec.contains("apiPort"), "{spec}");
+        std::fs::write(dir.join("aws-3.yaml"), spec).unwrap();
+        let state = self.dir.path().join(format!("{name}-state"));
+        let api = format!("{address}:0");
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("run"),
+            dir.as_os_str(),
+            OsStr::new("--state-dir"),
+            state.as_os_str(),
+            OsStr::new("--api"),
+            OsStr::new(&api),
+            OsStr::new("--lease-ttl"),
+            OsStr::new("15s"),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        let pid = self.spawn_zkop(&format!("run-{name}"), &args);
+        (format!("http://{address}:{port}"), pid)
+    }
+
     /// Starts controller `i` again on its address, without fault injection.
     pub fn restart_controller(&mut self, i: usize) {
         self.env0.clear();
@@ -788,6 +825,35 @@ pub fn processes_under(dir: &std::path::Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// The sandbox cluster's leadership gauges as the controller at `url`
+/// exports them: `(leader, fenced)`, or `None` while it does not answer.
+pub async fn leadership_gauges(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Option<(bool, bool)> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let gauge = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{cluster=\"aws-3\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v == "1")
+    };
+    Some((
+        gauge("zkop_controller_leader")?,
+        gauge("zkop_controller_fenced")?,
+    ))
 }
 
 impl Drop for AwsCluster {

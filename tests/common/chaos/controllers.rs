@@ -1,8 +1,9 @@
 //! The AWS sandbox's part of the fault suite: two controllers on one Auto
 //! Scaling group (moto), each reaching DynamoDB through a proxy the test
 //! cuts. Faults, seeded: the leading or the standing-by controller SIGKILLed
-//! and restarted (the agents outlive it), and the leading controller cut from
-//! DynamoDB (its lease) for a while, while a client writes. After each: one
+//! and restarted (the agents outlive it), the leading controller cut from
+//! DynamoDB (its lease) for a while, and a `zkop run DIR` over the same spec
+//! started beside them, while a client writes. After each: one
 //! controller leads, the same three voters serve, nothing was terminated,
 //! fenced or forced; at the end every acknowledged write reads back.
 
@@ -13,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 use zkop_spec::wire::StatusReply;
 
-use super::super::aws::AwsCluster;
+use super::super::aws::{AwsCluster, leadership_gauges};
 use super::super::{LocalCluster, events_of, members, settled, write_until};
 
 /// One controller fault.
@@ -25,6 +26,10 @@ pub enum ControllerFault {
     KillStandby,
     /// Cut the leading controller from DynamoDB (its lease) for the hold.
     CutLease,
+    /// Start `zkop run DIR` over the same spec beside the two `zkop run
+    /// FILE` controllers for the hold (a group of one file and a file meet
+    /// at one lease), sampling every 200 ms that no two lead; then SIGKILL it.
+    GroupBeside,
 }
 
 /// What the run did, for its figure line.
@@ -52,13 +57,14 @@ pub async fn run_controller_faults(n: usize, seed: u64, network: &str) -> Contro
         ControllerFault::KillLeader,
         ControllerFault::CutLease,
         ControllerFault::KillStandby,
+        ControllerFault::GroupBeside,
     ];
     let mut fig = ControllerFigures::default();
     for i in 0..n {
         let fault = kinds
             .get(i)
             .copied()
-            .unwrap_or(kinds[rng.random_range(0..3)]);
+            .unwrap_or(kinds[rng.random_range(0..kinds.len())]);
         // A lease cut may outlast the lease (15 s): then the other takes over.
         let most = if fault == ControllerFault::CutLease {
             30
@@ -121,7 +127,39 @@ async fn inject(c: &mut AwsCluster, fault: ControllerFault, leader: usize, hold:
             tokio::time::sleep(hold).await;
             proxy.set_cut(false);
         }
+        ControllerFault::GroupBeside => group_beside(c, hold).await,
     }
+}
+
+/// `zkop run DIR` beside the file controllers for `hold`: at every sample
+/// (every 200 ms) at most one controller leads aws-3, and none is fenced.
+async fn group_beside(c: &mut AwsCluster, hold: Duration) {
+    let name = format!("group-{}", super::super::now_ms());
+    let (url, pid) = c.spawn_group(&name, "127.0.0.6", &[]);
+    let until = Instant::now() + hold;
+    let mut samples = 0;
+    while Instant::now() < until {
+        let mut leading = Vec::new();
+        for u in c.urls.iter().chain([&url]) {
+            if let Some((leader, fenced)) = leadership_gauges(c.http(), u, &c.token).await {
+                assert!(!fenced, "{u} was fenced with a group beside the files");
+                if leader {
+                    leading.push(u.clone());
+                }
+            }
+        }
+        assert!(
+            leading.len() <= 1,
+            "two controllers led aws-3 at once: {leading:?}"
+        );
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SAFETY: kill(2) on the controller this fault started.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+    eprintln!("chaos: a group beside the files for {hold:?}: {samples} samples, never two leaders");
 }
 
 /// Which controller answers `GET /v1/status` with 200, waiting for one.

@@ -25,6 +25,9 @@ pub struct MinoritySide {
     pub phase_changes: Vec<String>,
     /// Event kinds after the split, oldest first.
     pub steps: Vec<String>,
+    /// What the forced config's event said (survivors, lost voters, the
+    /// transactions possibly lost).
+    pub forced: Vec<String>,
     /// Writes acknowledged in all.
     pub acked: usize,
     /// Acknowledged writes lost, with how long before the split each was
@@ -104,18 +107,14 @@ async fn split_from_controller(hub: &Hub) -> MinoritySide {
     let lost = watchers::lost_writes(&LocalCluster::endpoints(&after), &acked).await;
     MinoritySide {
         phases,
-        phase_changes: after
-            .events
-            .iter()
-            .filter(|e| e.at_ms >= split_at && e.kind == "phase")
-            .map(|e| e.message.clone())
-            .collect(),
+        phase_changes: messages(&after, split_at, "phase"),
         steps: after
             .events
             .iter()
             .filter(|e| e.at_ms >= split_at)
             .map(|e| e.kind.clone())
             .collect(),
+        forced: messages(&after, split_at, "force_config"),
         acked: acked.len(),
         lost_before_split_ms: lost
             .iter()
@@ -127,4 +126,13 @@ async fn split_from_controller(hub: &Hub) -> MinoritySide {
         ),
         minority: minority.id.0,
     }
+}
+
+/// The messages of `kind` events since `since_ms`, oldest first.
+fn messages(s: &zkop_spec::wire::StatusReply, since_ms: u64, kind: &str) -> Vec<String> {
+    s.events
+        .iter()
+        .filter(|e| e.at_ms >= since_ms && e.kind == kind)
+        .map(|e| e.message.clone())
+        .collect()
 }

@@ -8,6 +8,7 @@
 
 mod controllers;
 mod minority;
+mod stalls;
 mod watchers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,10 +49,16 @@ pub enum Fault {
     Scale,
     /// Edit a ZooKeeper setting that rolls every member.
     Roll,
+    /// Lose the quorum while stalled voters were seen ahead of the survivor
+    /// (issue 24): `recover` must wait for them, forcing nothing.
+    StalledAhead,
+    /// Roll every member with restarts slower than `memberDeadAfter`
+    /// (issue 24): none may be taken for dead and replaced.
+    SlowRoll,
 }
 
 /// Every kind, in a fixed order.
-pub const FAULTS: [Fault; 9] = [
+pub const FAULTS: [Fault; 11] = [
     Fault::KillServer,
     Fault::KillInstance,
     Fault::PauseServer,
@@ -61,6 +68,8 @@ pub const FAULTS: [Fault; 9] = [
     Fault::SplitMinority,
     Fault::Scale,
     Fault::Roll,
+    Fault::StalledAhead,
+    Fault::SlowRoll,
 ];
 
 impl Fault {
@@ -76,19 +85,31 @@ impl Fault {
             Fault::SplitMinority => "split-minority",
             Fault::Scale => "scale",
             Fault::Roll => "roll",
+            Fault::StalledAhead => "stalled-voter-ahead",
+            Fault::SlowRoll => "slow-roll",
         }
     }
 }
 
 /// The faults of a run: every kind once in a seeded order, `Scale` twice (out
 /// and back in), as far as `n` allows; then seeded picks.
+/// `CHAOS_ONLY` (kind names, comma-separated) keeps only those kinds, to
+/// reproduce one.
 pub fn plan_faults(rng: &mut StdRng, n: usize) -> Vec<Fault> {
-    let mut plan = FAULTS.to_vec();
-    plan.push(Fault::Scale);
+    let only = std::env::var("CHAOS_ONLY").unwrap_or_default();
+    let kinds: Vec<Fault> = FAULTS
+        .into_iter()
+        .filter(|f| only.is_empty() || only.split(',').any(|k| k.trim() == f.name()))
+        .collect();
+    assert!(!kinds.is_empty(), "CHAOS_ONLY={only}: no such fault kind");
+    let mut plan = kinds.clone();
+    if kinds.contains(&Fault::Scale) {
+        plan.push(Fault::Scale);
+    }
     plan.shuffle(rng);
     plan.truncate(n);
     while plan.len() < n {
-        plan.push(*FAULTS.choose(rng).expect("kinds"));
+        plan.push(*kinds.choose(rng).expect("kinds"));
     }
     plan
 }
@@ -312,22 +333,7 @@ async fn inject(
             Expect::Same
         }
         Fault::CutFollower | Fault::CutLeader => {
-            let role = if fault == Fault::CutLeader {
-                "leader"
-            } else {
-                "follower"
-            };
-            let target = before
-                .members
-                .iter()
-                .filter(|m| m.role == role)
-                .collect::<Vec<_>>()
-                .choose(rng)
-                .map(|m| m.instance.to_string())
-                .unwrap_or_else(|| panic!("no {role}: {:#?}", before.members));
-            hub.cut(&target);
-            tokio::time::sleep(hold).await;
-            hub.heal(&target);
+            cut_off(hub, fault, before, rng, hold).await;
             Expect::Same
         }
         Fault::SplitMinority => {
@@ -349,21 +355,48 @@ async fn inject(
             world.replicas = to;
             if grown { Expect::Grown } else { Expect::Shrunk }
         }
-        Fault::Roll => {
+        Fault::Roll | Fault::SlowRoll => {
             let (from, to) = if world.rolled {
                 ("\"120\"", "\"100\"")
             } else {
                 ("\"100\"", "\"120\"")
             };
-            c.edit_spec(
-                &format!("maxClientCnxns: {from}"),
-                &format!("maxClientCnxns: {to}"),
-            );
+            match fault {
+                Fault::SlowRoll => stalls::slow_roll(c, before, from, to).await,
+                _ => c.edit_spec(
+                    &format!("maxClientCnxns: {from}"),
+                    &format!("maxClientCnxns: {to}"),
+                ),
+            }
             world.rolled = !world.rolled;
             Expect::Rolled
         }
+        Fault::StalledAhead => {
+            stalls::stalled_voter_ahead(c, before, rng).await;
+            Expect::Same
+        }
     };
     (expect, Instant::now())
+}
+
+/// Cuts a follower or the leader (as `fault` says) off for `hold`.
+async fn cut_off(hub: &Hub, fault: Fault, before: &StatusReply, rng: &mut StdRng, hold: Duration) {
+    let role = if fault == Fault::CutLeader {
+        "leader"
+    } else {
+        "follower"
+    };
+    let target = before
+        .members
+        .iter()
+        .filter(|m| m.role == role)
+        .collect::<Vec<_>>()
+        .choose(rng)
+        .map(|m| m.instance.to_string())
+        .unwrap_or_else(|| panic!("no {role}: {:#?}", before.members));
+    hub.cut(&target);
+    tokio::time::sleep(hold).await;
+    hub.heal(&target);
 }
 
 /// Sends `sig` to a process the fault needs, which must run.

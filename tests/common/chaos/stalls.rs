@@ -1,0 +1,147 @@
+//! The fault suite's safety faults (issue 24): a quorum lost while a
+//! stalled voter was seen ahead of the survivor, and a roll-out whose
+//! restarted members load slower than `memberDeadAfter`.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use zkop_spec::wire::StatusReply;
+
+use super::{every_member_restarted, signal};
+use crate::common::{LocalCluster, now_ms};
+
+/// Waits for `pred` on the status, failing with `what` and the last status.
+async fn wait_status(
+    c: &LocalCluster,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&StatusReply) -> bool,
+) -> StatusReply {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = c.status().await;
+        if let Some(s) = s.as_ref().filter(|s| pred(s)) {
+            return s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}: {s:#?}\n{}",
+            c.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A quorum lost with a stalled voter known ahead of the survivor: a
+/// follower's server is paused until the others are seen past it, then
+/// every other server is paused and the follower resumed. The default
+/// `quorumLoss: recover` must force nothing: the phase says which voter
+/// is ahead and by how much, until the others resume.
+pub async fn stalled_voter_ahead(c: &LocalCluster, before: &StatusReply, rng: &mut StdRng) {
+    let followers: Vec<_> = before
+        .members
+        .iter()
+        .filter(|m| m.role == "follower")
+        .collect();
+    let survivor = (*followers.choose(rng).expect("a follower")).clone();
+    let instance = survivor.instance.to_string();
+    let pid = c.server_pid(&instance);
+    signal(pid, libc::SIGSTOP, &instance);
+    // The others move on (the suite's writer writes all along).
+    let seen = survivor.zxid;
+    wait_status(
+        c,
+        "the others seen past the paused follower",
+        Duration::from_secs(30),
+        |s| {
+            s.members
+                .iter()
+                .any(|m| m.id != survivor.id && m.zxid > seen)
+        },
+    )
+    .await;
+    let others: Vec<(String, Option<u32>)> = before
+        .members
+        .iter()
+        .filter(|m| m.id != survivor.id)
+        .map(|m| {
+            (
+                m.instance.to_string(),
+                c.server_pid(&m.instance.to_string()),
+            )
+        })
+        .collect();
+    for (instance, pid) in &others {
+        signal(*pid, libc::SIGSTOP, instance);
+    }
+    signal(pid, libc::SIGCONT, &instance);
+    let waiting = wait_status(
+        c,
+        "the quorum lost, recovery waiting for the voters ahead",
+        Duration::from_secs(60),
+        |s| s.phase == "QuorumLost" && s.reason.contains("ahead of every survivor"),
+    )
+    .await;
+    eprintln!("chaos: stalled voters ahead: {}", waiting.reason);
+    // It keeps waiting: nothing is fenced or forced (checked by the caller
+    // over the whole fault) while the voters ahead are stalled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (instance, pid) in &others {
+        signal(*pid, libc::SIGCONT, instance);
+    }
+}
+
+/// A roll-out whose restarted member comes back slower than
+/// `memberDeadAfter` (a few GB of snapshot to load, say): `memberDeadAfter`
+/// drops to its least (5 s), a setting edit (`maxClientCnxns`, from `from`
+/// to `to`) rolls every member, and the first member's new JVM is paused
+/// for 8 s right after the roll-out starts it. Every member is restarted,
+/// none replaced (the caller checks the members), and `memberDeadAfter` is
+/// put back.
+pub async fn slow_roll(c: &LocalCluster, before: &StatusReply, from: &str, to: &str) {
+    let started = now_ms();
+    let pids: Vec<(String, Option<u32>)> = before
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.instance.to_string(),
+                c.server_pid(&m.instance.to_string()),
+            )
+        })
+        .collect();
+    c.edit_spec("memberDeadAfter: 60s", "memberDeadAfter: 5s");
+    c.edit_spec(
+        &format!("maxClientCnxns: {from}"),
+        &format!("maxClientCnxns: {to}"),
+    );
+    // The first server the roll-out starts anew: paused past memberDeadAfter.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (instance, pid) = loop {
+        let restarted = pids.iter().find_map(|(i, old)| {
+            let now = c.server_pid(i);
+            (now.is_some() && now != *old).then(|| (i.clone(), now))
+        });
+        if let Some(found) = restarted {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the roll-out restarted no server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    signal(pid, libc::SIGSTOP, &instance);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    signal(pid, libc::SIGCONT, &instance);
+    let rolled = wait_status(c, "the slow roll-out done", Duration::from_secs(300), |s| {
+        every_member_restarted(s, started) && s.phase == "Running"
+    })
+    .await;
+    let restarted = crate::common::events_of(&rolled, &["restart_member"], started).len();
+    eprintln!(
+        "chaos: slow roll: {instance}'s new server paused 8 s (memberDeadAfter 5 s); {restarted} members restarted, none replaced"
+    );
+    c.edit_spec("memberDeadAfter: 5s", "memberDeadAfter: 60s");
+}
