@@ -953,9 +953,13 @@ async fn an_idle_controller_makes_at_most_six_aws_calls_a_minute() {
         .and_then(|r| r["callsPerMinute"].as_f64())
         .unwrap_or(0.0);
     assert!(all <= 6.0, "{all} calls a minute idle: {rates:?}");
-    // The lease is renewed without reading it.
-    assert!(
-        !rates.iter().any(|r| r["operation"] == "GetItem"),
-        "{rates:?}"
-    );
+    // The lease is renewed without reading it: the only reads are the
+    // state record's, at every idle pass (30 s), for another controller's takeover
+    // (issue 24, finding 1).
+    let reads = rates
+        .iter()
+        .find(|r| r["operation"] == "GetItem")
+        .and_then(|r| r["callsPerMinute"].as_f64())
+        .unwrap_or(0.0);
+    assert!(reads <= 2.0, "{reads} reads a minute idle: {rates:?}");
 }

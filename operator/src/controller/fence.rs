@@ -30,8 +30,12 @@ pub const FENCE_CHECK: Duration = Duration::from_secs(5);
 /// How often an idle controller reads its state record anyway: a
 /// controller of another group (its lease in another table) may have taken
 /// the cluster over without any agent telling this one, since agents talk
-/// to the controller they know.
-pub const IDLE_FENCE_CHECK: Duration = Duration::from_secs(20);
+/// to the controller they know. It must yield well within the other's
+/// `memberDeadAfter` (60 s by default): past it, the other takes members
+/// it never heard from for lost. Just under the idle pass's own cadence
+/// (30 s), so that every idle pass reads it: two reads a minute, which with
+/// the lease's renewals keeps an idle cluster within six AWS calls a minute.
+pub const IDLE_FENCE_CHECK: Duration = Duration::from_secs(25);
 
 /// Another controller's takeover, seen in the cluster's state record.
 #[derive(Debug, Clone, PartialEq, Eq)]
