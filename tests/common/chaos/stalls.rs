@@ -1,11 +1,8 @@
-//! The fault suite's safety faults (issue 24): a quorum lost while a
-//! stalled voter was seen ahead of the survivor, and a roll-out whose
-//! restarted members load slower than `memberDeadAfter`.
+//! The fault suite's safety fault of issue 24: a roll-out whose restarted
+//! members load slower than `memberDeadAfter`.
 
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
 use zkop_spec::wire::StatusReply;
 
 use super::{every_member_restarted, signal};
@@ -30,65 +27,6 @@ async fn wait_status(
             c.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// A quorum lost with a stalled voter known ahead of the survivor: a
-/// follower's server is paused until the others are seen past it, then
-/// every other server is paused and the follower resumed. The default
-/// `quorumLoss: recover` must force nothing: the phase says which voter
-/// is ahead and by how much, until the others resume.
-pub async fn stalled_voter_ahead(c: &LocalCluster, before: &StatusReply, rng: &mut StdRng) {
-    let followers: Vec<_> = before
-        .members
-        .iter()
-        .filter(|m| m.role == "follower")
-        .collect();
-    let survivor = (*followers.choose(rng).expect("a follower")).clone();
-    let instance = survivor.instance.to_string();
-    let pid = c.server_pid(&instance);
-    signal(pid, libc::SIGSTOP, &instance);
-    // The others move on (the suite's writer writes all along).
-    let seen = survivor.zxid;
-    wait_status(
-        c,
-        "the others seen past the paused follower",
-        Duration::from_secs(30),
-        |s| {
-            s.members
-                .iter()
-                .any(|m| m.id != survivor.id && m.zxid > seen)
-        },
-    )
-    .await;
-    let others: Vec<(String, Option<u32>)> = before
-        .members
-        .iter()
-        .filter(|m| m.id != survivor.id)
-        .map(|m| {
-            (
-                m.instance.to_string(),
-                c.server_pid(&m.instance.to_string()),
-            )
-        })
-        .collect();
-    for (instance, pid) in &others {
-        signal(*pid, libc::SIGSTOP, instance);
-    }
-    signal(pid, libc::SIGCONT, &instance);
-    let waiting = wait_status(
-        c,
-        "the quorum lost, recovery waiting for the voters ahead",
-        Duration::from_secs(60),
-        |s| s.phase == "QuorumLost" && s.reason.contains("ahead of every survivor"),
-    )
-    .await;
-    eprintln!("chaos: stalled voters ahead: {}", waiting.reason);
-    // It keeps waiting: nothing is fenced or forced (checked by the caller
-    // over the whole fault) while the voters ahead are stalled.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for (instance, pid) in &others {
-        signal(*pid, libc::SIGCONT, instance);
     }
 }
 
@@ -143,5 +81,15 @@ pub async fn slow_roll(c: &LocalCluster, before: &StatusReply, from: &str, to: &
     eprintln!(
         "chaos: slow roll: {instance}'s new server paused 8 s (memberDeadAfter 5 s); {restarted} members restarted, none replaced"
     );
+    let reverted = now_ms();
     c.edit_spec("memberDeadAfter: 5s", "memberDeadAfter: 60s");
+    // Applied before the next fault: a pause under a 5 s memberDeadAfter
+    // would rightly be a death.
+    wait_status(
+        c,
+        "memberDeadAfter back to 60 s",
+        Duration::from_secs(60),
+        |s| !crate::common::events_of(s, &["spec"], reverted).is_empty(),
+    )
+    .await;
 }
