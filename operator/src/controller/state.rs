@@ -62,6 +62,21 @@ pub(super) struct SharedState {
     pub(super) agent_keys: std::collections::BTreeMap<String, [u8; 32]>,
 }
 
+impl SharedState {
+    /// Asks for a look at the fleet unless one was asked for within
+    /// `UNKNOWN_REFRESH`; whether it asked.
+    fn ask_for_fleet_look(&mut self, now: tokio::time::Instant) -> bool {
+        let due = self
+            .refresh_asked_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= UNKNOWN_REFRESH);
+        if due {
+            self.refresh_asked_at = Some(now);
+            self.requests.refresh_fleet = true;
+        }
+        due
+    }
+}
+
 /// Why `zkop replace` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplaceRefused {
@@ -204,12 +219,8 @@ impl Shared {
             let news = s.reports.record(report, now);
             // News from an agent (a role, a server stopping) may come with a
             // change of the fleet: look again, as for an unknown instance.
-            if news
-                && s.refresh_asked_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= UNKNOWN_REFRESH)
-            {
-                s.refresh_asked_at = Some(now);
-                s.requests.refresh_fleet = true;
+            if news {
+                s.ask_for_fleet_look(now);
             }
             news
         };
@@ -223,18 +234,8 @@ impl Shared {
     /// list spoke), at most every `UNKNOWN_REFRESH`.
     pub(super) fn ask_for_fleet_look(&self) {
         let now = self.clock.now();
-        let due = {
-            let mut s = self.lock();
-            let due = s
-                .refresh_asked_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= UNKNOWN_REFRESH);
-            if due {
-                s.refresh_asked_at = Some(now);
-                s.requests.refresh_fleet = true;
-            }
-            due
-        };
-        if due {
+        let asked = self.lock().ask_for_fleet_look(now);
+        if asked {
             self.news.notify_one();
         }
     }
