@@ -93,14 +93,21 @@ async fn fence_a_controller_another_took_the_cluster_over_from_changes_nothing_a
     assert_eq!(c.fleet.observe().await.unwrap().desired_capacity, 5);
 }
 
-#[tokio::test(start_paused = true)]
-async fn fence_an_idle_controller_learns_of_the_takeover_from_its_agents() {
-    let b = cluster(3);
-    let (mut a, mut c, store) = two_controllers(&b).await;
-    reports_from(&a, &b, &["i-1", "i-2", "i-3"]);
+/// A leads `b`'s cluster with nothing to do; then C takes it over. A and
+/// the epoch C stored.
+async fn taken_over_while_idle(b: &B) -> (TestController, u64) {
+    let (mut a, mut c, store) = two_controllers(b).await;
+    reports_from(&a, b, &["i-1", "i-2", "i-3"]);
     assert_eq!(pass(&mut a).await.0, "Running");
     c.lead().await.unwrap();
     let c_epoch = store.load().await.unwrap().unwrap().epoch;
+    (a, c_epoch)
+}
+
+#[tokio::test(start_paused = true)]
+async fn fence_an_idle_controller_learns_of_the_takeover_from_its_agents() {
+    let b = cluster(3);
+    let (mut a, c_epoch) = taken_over_while_idle(&b).await;
     // Nothing to do, so no step reads the record; an agent that saw C's
     // epoch reports it to A.
     advance(FENCE_CHECK).await;
@@ -118,11 +125,7 @@ async fn fence_an_idle_controller_no_agent_tells_learns_of_the_takeover_within_i
     // A controller of another group (its lease in another table) took the
     // cluster over; every agent still talks to A, so none saw C's epoch.
     let b = cluster(3);
-    let (mut a, mut c, store) = two_controllers(&b).await;
-    reports_from(&a, &b, &["i-1", "i-2", "i-3"]);
-    assert_eq!(pass(&mut a).await.0, "Running");
-    c.lead().await.unwrap();
-    let c_epoch = store.load().await.unwrap().unwrap().epoch;
+    let (mut a, c_epoch) = taken_over_while_idle(&b).await;
     advance(FENCE_CHECK).await;
     reports_from(&a, &b, &["i-1", "i-2", "i-3"]);
     let _ = a.reconcile().await;
