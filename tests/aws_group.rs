@@ -244,9 +244,8 @@ impl Group {
 /// group, none per cluster.
 async fn one_api_and_one_lease_for_the_group(g: &Group) {
     // The group API on --api covers both clusters.
-    let (url, token) = group_api(&g.root(0));
-    let all: Vec<StatusReply> = g
-        .http
+    let (url, token, https) = group_api(&g.root(0));
+    let all: Vec<StatusReply> = https
         .get(format!("{url}/v1/status"))
         .bearer_auth(&token)
         .send()
@@ -311,15 +310,16 @@ async fn item(moto: &Moto, pk: &str) -> Option<String> {
     out.item().map(|i| format!("{i:?}"))
 }
 
-/// The group API's URL and token, from `root/group.json`.
-fn group_api(root: &Path) -> (String, String) {
+/// The group API's URL and token, and a client trusting its CA, from
+/// `root/group.json`.
+fn group_api(root: &Path) -> (String, String, reqwest::Client) {
     let f: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("group.json")).unwrap()).unwrap();
     let token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap()).unwrap();
-    (
-        f["url"].as_str().unwrap().to_string(),
-        token.trim().to_string(),
-    )
+    let url = f["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("https://"), "the group API at {url}");
+    let https = zkop_tests::common::https_client(Path::new(f["caFile"].as_str().unwrap()), None);
+    (url, token.trim().to_string(), https)
 }
 
 /// `zkop` with `args`; its stdout, or a panic with its stderr.

@@ -232,8 +232,25 @@ async fn the_group_api_covers_every_cluster(m: &Many) {
             .unwrap();
     let url = f["url"].as_str().unwrap();
     let token = std::fs::read_to_string(f["tokenFile"].as_str().unwrap()).unwrap();
+    // HTTPS with the group's own CA, and never plain text: it carries every
+    // cluster's status.
+    assert!(url.starts_with("https://"), "the group API at {url}");
+    let https = common::https_client(Path::new(f["caFile"].as_str().unwrap()), None);
+    let plain = m
+        .http
+        .get(format!(
+            "{}/metrics",
+            url.replacen("https://", "http://", 1)
+        ))
+        .bearer_auth(token.trim())
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map_or(true, |r| !r.status().is_success()),
+        "the group API answered plain HTTP: {plain:?}"
+    );
     let get = |path: &str, token: Option<&str>| {
-        let mut req = m.http.get(format!("{url}{path}"));
+        let mut req = https.get(format!("{url}{path}"));
         if let Some(t) = token {
             req = req.bearer_auth(t.trim());
         }

@@ -55,7 +55,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(".zkop"));
     std::fs::create_dir_all(&root)?;
-    let group = GroupApi::start(opts.api, &root).await?;
+    let group = GroupApi::start(opts.api, None, &root).await?;
     let mut clusters = Clusters {
         group,
         opts,

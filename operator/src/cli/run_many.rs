@@ -75,7 +75,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(".zkop"));
     std::fs::create_dir_all(&root)?;
-    let api = GroupApi::start(opts.api, &root).await?;
+    let advertised = opts
+        .advertise_url
+        .as_deref()
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| u.host_str()?.parse::<std::net::IpAddr>().ok());
+    let api = GroupApi::start(opts.api, advertised, &root).await?;
     let mut group = Group {
         api,
         holder: holder_name(),

@@ -3,7 +3,7 @@
 //! and the reconcile loop as tasks, and an orderly stop on SIGINT or SIGTERM.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -237,7 +237,8 @@ where
 }
 
 /// The group API of a controller running a directory of specs
-/// (`crate::group_api`): bound on `--api`, its URL and token file in
+/// (`crate::group_api`): bound on `--api` and served over HTTPS with the
+/// group's own CA (`ROOT/group-tls/ca.pem`), its URL, token file and CA file in
 /// `ROOT/group.json`, its token in `ROOT/token`.
 pub struct GroupApi {
     /// The clusters it covers; add each as it starts.
@@ -253,12 +254,33 @@ pub struct GroupApi {
 pub const GROUP_FILE: &str = "group.json";
 
 impl GroupApi {
-    /// Binds `addr` and serves the group API of the clusters under `root`.
-    pub async fn start(addr: SocketAddr, root: &Path) -> anyhow::Result<GroupApi> {
+    /// Binds `addr` and serves the group API of the clusters under `root`
+    /// over HTTPS: it carries every cluster's status and metrics, so it is
+    /// never plain text on a routable address. Its certificate names the
+    /// bound address (loopback when unspecified) and `advertised`.
+    pub async fn start(
+        addr: SocketAddr,
+        advertised: Option<IpAddr>,
+        root: &Path,
+    ) -> anyhow::Result<GroupApi> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the group API on {addr}"))?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let bound = listener.local_addr()?;
+        // A wildcard bind is reached on loopback here, and at `advertised`
+        // from elsewhere.
+        let host = match bound.ip().is_unspecified() {
+            true => IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+            false => bound.ip(),
+        };
+        let url = format!("https://{}", SocketAddr::new(host, bound.port()));
+        let mut addresses = vec![host];
+        addresses.extend(advertised.filter(|a| !a.is_unspecified() && *a != host));
+        let tls_dir = root.join("group-tls");
+        let ca = zkop_runtime::pki::ensure_local_ca(&tls_dir, "zkop-group")
+            .context("the group API's CA")?;
+        let config = crate::api_tls::server_config(&ca, &addresses)
+            .map_err(|e| anyhow::anyhow!("the group API's TLS: {e}"))?;
         let token_file = root.join("token");
         let token = zkop_runtime::secrets::ensure_secret(&token_file)
             .with_context(|| token_file.display().to_string())?;
@@ -266,19 +288,13 @@ impl GroupApi {
         let f = ApiFile {
             url: url.clone(),
             token_file,
-            ca_file: None,
+            ca_file: Some(tls_dir.join("ca.pem")),
         };
         zkop_runtime::files::write_atomic(&file, &serde_json::to_vec_pretty(&f)?, 0o644)?;
         let clusters = Arc::new(crate::group_api::Clusters::default());
         let router = crate::group_api::router(clusters.clone(), token);
-        let (stop, mut stop_rx) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.changed().await;
-                })
-                .await
-        });
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(crate::api_tls::serve(listener, config, router, stop_rx));
         Ok(GroupApi {
             clusters,
             url,
