@@ -49,13 +49,16 @@ pub enum Fault {
     Scale,
     /// Edit a ZooKeeper setting that rolls every member.
     Roll,
+    /// Lose the quorum while stalled voters were seen ahead of the survivor
+    /// (issue 24): `recover` must wait for them, forcing nothing.
+    StalledAhead,
     /// Roll every member with restarts slower than `memberDeadAfter`
     /// (issue 24): none may be taken for dead and replaced.
     SlowRoll,
 }
 
 /// Every kind, in a fixed order.
-pub const FAULTS: [Fault; 10] = [
+pub const FAULTS: [Fault; 11] = [
     Fault::KillServer,
     Fault::KillInstance,
     Fault::PauseServer,
@@ -65,6 +68,7 @@ pub const FAULTS: [Fault; 10] = [
     Fault::SplitMinority,
     Fault::Scale,
     Fault::Roll,
+    Fault::StalledAhead,
     Fault::SlowRoll,
 ];
 
@@ -81,6 +85,7 @@ impl Fault {
             Fault::SplitMinority => "split-minority",
             Fault::Scale => "scale",
             Fault::Roll => "roll",
+            Fault::StalledAhead => "stalled-voter-ahead",
             Fault::SlowRoll => "slow-roll",
         }
     }
@@ -365,6 +370,10 @@ async fn inject(
             }
             world.rolled = !world.rolled;
             Expect::Rolled
+        }
+        Fault::StalledAhead => {
+            stalls::stalled_voter_ahead(c, hub, before, rng).await;
+            Expect::Same
         }
     };
     (expect, Instant::now())

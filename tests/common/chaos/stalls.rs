@@ -1,11 +1,15 @@
-//! The fault suite's safety fault of issue 24: a roll-out whose restarted
-//! members load slower than `memberDeadAfter`.
+//! The fault suite's safety faults of issue 24: a quorum lost while a
+//! stalled voter was seen ahead of the survivor, and a roll-out whose
+//! restarted members load slower than `memberDeadAfter`.
 
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
 use zkop_spec::wire::StatusReply;
 
 use super::{every_member_restarted, signal};
+use crate::common::netns::Hub;
 use crate::common::{LocalCluster, now_ms};
 
 /// Waits for `pred` on the status, failing with `what` and the last status.
@@ -27,6 +31,75 @@ async fn wait_status(
             c.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A quorum lost with stalled voters known ahead of the survivor: a
+/// follower is cut off the network until the others are seen past it and
+/// it has given its leader up (a cut, not a pause: a paused follower would
+/// read what its socket held on resuming and catch up), then every other
+/// server is paused and the follower let back. The default `quorumLoss:
+/// recover` must force nothing: the phase says which voters are ahead,
+/// until they resume.
+pub async fn stalled_voter_ahead(
+    c: &LocalCluster,
+    hub: &Hub,
+    before: &StatusReply,
+    rng: &mut StdRng,
+) {
+    let followers: Vec<_> = before
+        .members
+        .iter()
+        .filter(|m| m.role == "follower")
+        .collect();
+    let survivor = (*followers.choose(rng).expect("a follower")).clone();
+    let instance = survivor.instance.to_string();
+    let cut_at = Instant::now();
+    hub.cut(&instance);
+    // The others move on (the suite's writer writes all along).
+    let seen = survivor.zxid;
+    wait_status(
+        c,
+        "the others seen past the cut follower",
+        Duration::from_secs(30),
+        |s| {
+            s.members
+                .iter()
+                .any(|m| m.id != survivor.id && m.zxid > seen)
+        },
+    )
+    .await;
+    // Its read timeout (syncLimit x tickTime: 2.5 s here) closes its
+    // connection to the leader: nothing sent since reaches it after.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(cut_at.elapsed())).await;
+    let others: Vec<(String, Option<u32>)> = before
+        .members
+        .iter()
+        .filter(|m| m.id != survivor.id)
+        .map(|m| {
+            (
+                m.instance.to_string(),
+                c.server_pid(&m.instance.to_string()),
+            )
+        })
+        .collect();
+    for (instance, pid) in &others {
+        signal(*pid, libc::SIGSTOP, instance);
+    }
+    hub.heal(&instance);
+    let waiting = wait_status(
+        c,
+        "the quorum lost, recovery waiting for the voters ahead",
+        Duration::from_secs(60),
+        |s| s.phase == "QuorumLost" && s.reason.contains("ahead of every survivor"),
+    )
+    .await;
+    eprintln!("chaos: stalled voters ahead: {}", waiting.reason);
+    // It keeps waiting: nothing is fenced or forced (checked by the caller
+    // over the whole fault) while the voters ahead are stalled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (instance, pid) in &others {
+        signal(*pid, libc::SIGCONT, instance);
     }
 }
 
