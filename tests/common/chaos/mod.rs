@@ -245,7 +245,7 @@ async fn run_in_hub(hub: &Hub, opts: &ChaosOptions) -> Figures {
         let rolled = matches!(expect, Expect::Rolled).then_some(started);
         let after = back_to_spec(&c, world.replicas, rolled).await;
         let took = healed.elapsed();
-        check_membership(fault, &expect, &before, &after);
+        check_membership(fault, &expect, &before, &after, started);
         if fault == Fault::CutLeader {
             // The cut took: the others elected a leader of a later epoch.
             assert!(
@@ -482,7 +482,13 @@ fn steps_since(s: &StatusReply, since_ms: u64) -> BTreeMap<&str, usize> {
 }
 
 /// The members after a fault are what the fault allows.
-fn check_membership(fault: Fault, expect: &Expect, before: &StatusReply, after: &StatusReply) {
+fn check_membership(
+    fault: Fault,
+    expect: &Expect,
+    before: &StatusReply,
+    after: &StatusReply,
+    since_ms: u64,
+) {
     let (b, a) = (members(before), members(after));
     let kept = |m: &BTreeMap<u64, String>, within: &BTreeMap<u64, String>| {
         m.iter().all(|(id, i)| within.get(id) == Some(i))
@@ -502,8 +508,14 @@ fn check_membership(fault: Fault, expect: &Expect, before: &StatusReply, after: 
     };
     assert!(
         ok,
-        "{}: members {b:?} became {a:?}, which {expect:?} does not allow",
-        fault.name()
+        "{}: members {b:?} became {a:?}, which {expect:?} does not allow; events since it began: {:#?}",
+        fault.name(),
+        after
+            .events
+            .iter()
+            .filter(|e| e.at_ms >= since_ms)
+            .map(|e| format!("{} {}: {}", e.at_ms, e.kind, e.message))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -551,8 +563,12 @@ impl Drop for KeepOnFailure {
             .arg(&self.state)
             .arg(&dest)
             .status();
+        // The controller's own log sits beside the state directory.
+        if let Some(log) = self.state.parent().map(|d| d.join("zkop.log")) {
+            let _ = std::fs::copy(&log, dest.join("zkop.log"));
+        }
         eprintln!(
-            "chaos: seed {} failed; state and every server's log kept in {} ({copied:?})",
+            "chaos: seed {} failed; state, every server's log and the controller's kept in {} ({copied:?})",
             self.seed,
             dest.display()
         );
