@@ -215,6 +215,9 @@ pub struct SeenReport {
     /// How long its server has served without a report saying otherwise;
     /// `None` while it does not serve.
     pub serving_for: Option<Duration>,
+    /// How long its server has answered probes without a gap (serving or
+    /// not); `None` while it does not answer, or unknown.
+    pub answering_for: Option<Duration>,
     /// The highest zxid its reports ever gave (served or read from disk),
     /// even when the latest says nothing: how far a member that
     /// acknowledged and then stalled had come.

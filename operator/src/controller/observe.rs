@@ -43,6 +43,8 @@ struct Heard {
     running_at: Option<Instant>,
     /// Since when its reports say its server serves, without a gap.
     serving_since: Option<Instant>,
+    /// Since when its reports say its server answers probes, without a gap.
+    answering_since: Option<Instant>,
     /// The ZooKeeper release its server last said it runs.
     version: Option<String>,
     /// The highest zxid its reports ever gave.
@@ -98,6 +100,10 @@ impl ReportCache {
                 true => last.and_then(|h| h.serving_since).or(Some(now)),
                 false => None,
             },
+            answering_since: match report.probe.is_some() {
+                true => last.and_then(|h| h.answering_since).or(Some(now)),
+                false => None,
+            },
             running_at: if report.process.running {
                 Some(now)
             } else {
@@ -132,6 +138,7 @@ impl ReportCache {
             h.served_at = None;
             h.running_at = None;
             h.serving_since = None;
+            h.answering_since = None;
         }
     }
 
@@ -235,6 +242,7 @@ impl ReportCache {
                     served_ago: Some(ago(h.served_at)),
                     running_ago: Some(ago(h.running_at)),
                     serving_for: h.serving_since.map(|t| now.saturating_duration_since(t)),
+                    answering_for: h.answering_since.map(|t| now.saturating_duration_since(t)),
                     zxid_seen: h.zxid_seen,
                 };
                 (k.clone(), seen)

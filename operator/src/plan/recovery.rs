@@ -5,6 +5,10 @@ use zkop_spec::cluster::{QuorumLossPolicy, TotalLossPolicy};
 use zkop_spec::zk::{ConfigVersion, DynamicConfig, MemberRole, ServerId, Zxid};
 
 use super::{Ctx, Phase, Plan, Step};
+
+/// How long every survivor must have answered probes before a recovery
+/// acts on them: a few report intervals.
+pub const RECOVERY_SETTLE: std::time::Duration = super::health::SERVING_FRESH;
 use crate::model::{InstanceState, MemberRecord};
 
 impl Ctx<'_> {
@@ -113,7 +117,28 @@ impl Ctx<'_> {
         {
             return Plan::new(Phase::QuorumLost, format!("{reason}: {ahead}"), steps);
         }
+        if let Some(settling) = self.survivor_settling(&alive) {
+            return Plan::new(Phase::QuorumLost, format!("{reason}: {settling}"), steps);
+        }
         self.recover(config, &alive, &lost, steps)
+    }
+
+    /// Why recovery waits: a survivor answers again only since moments ago.
+    /// Members back from a stall (a paused host, a healed partition) come
+    /// back one report apart, and a majority back elects its own leader:
+    /// recovering from the first few would fence the rest as they return.
+    fn survivor_settling(&self, alive: &[&MemberRecord]) -> Option<String> {
+        alive.iter().find_map(|m| {
+            let answering = self.obs.reports.get(&m.instance)?.answering_for?;
+            (answering < RECOVERY_SETTLE).then(|| {
+                format!(
+                    "member {} answers again only since {:.1}s: recovery waits until every survivor has answered for {}s, as the members back from a stall come back together",
+                    m.id,
+                    answering.as_secs_f64(),
+                    RECOVERY_SETTLE.as_secs()
+                )
+            })
+        })
     }
 
     /// The highest zxid this controller saw from a member, however old.

@@ -42,6 +42,7 @@ fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
                 served_ago: None,
                 running_ago: None,
                 serving_for: None,
+                answering_for: None,
                 zxid_seen: None,
             },
         );

@@ -73,6 +73,7 @@ pub(crate) fn seen(report: AgentReport) -> SeenReport {
         served_ago: None,
         running_ago: None,
         serving_for: None,
+        answering_for: None,
         zxid_seen: None,
     }
 }
@@ -146,6 +147,7 @@ impl B {
                 served_ago: Some(Duration::ZERO),
                 running_ago: Some(Duration::ZERO),
                 serving_for: None,
+                answering_for: None,
                 zxid_seen: None,
             },
         );

@@ -266,6 +266,7 @@ fn one_id_one_instance_an_id_is_released_only_once_its_instance_is_gone_and_clai
             served_ago: None,
             running_ago: None,
             serving_for: None,
+            answering_for: None,
             zxid_seen: None,
         },
     );

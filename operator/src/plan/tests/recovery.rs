@@ -320,6 +320,36 @@ fn stalled_voter_ahead(lost_at: &str) -> B {
 }
 
 #[test]
+fn recovery_waits_while_a_survivor_answers_again_only_since_moments_ago() {
+    // A 100-fault run (seed 61): four of five voters paused and resumed
+    // together; the first back recovered and fenced one still resuming.
+    let mut b = stalled_voter_ahead("0x100000008");
+    b.obs.reports.get_mut("i-1").unwrap().answering_for = Some(Duration::from_secs(1));
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::QuorumLost, "{}", plan.reason);
+    assert!(
+        plan.reason
+            .contains("member 1 answers again only since 1.0s"),
+        "{}",
+        plan.reason
+    );
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::FenceInstance { .. } | Step::ForceConfig { .. })),
+        "{plan:?}"
+    );
+    // Answering for a while: a survivor, and recovery goes on.
+    b.obs.reports.get_mut("i-1").unwrap().answering_for = Some(Duration::from_secs(6));
+    assert!(
+        matches!(b.plan().steps.first(), Some(Step::FenceInstance { .. })),
+        "{:?}",
+        b.plan()
+    );
+}
+
+#[test]
 fn recovery_waits_while_a_stalled_voter_is_known_ahead_of_every_survivor() {
     // Issue 24, finding 6.
     let b = stalled_voter_ahead("0x10000000f");

@@ -125,6 +125,7 @@ impl Sim {
                     served_ago: None,
                     running_ago: None,
                     serving_for: None,
+                    answering_for: None,
                     zxid_seen: None,
                 },
             );

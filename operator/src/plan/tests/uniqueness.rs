@@ -25,6 +25,7 @@ fn new_instance_at(address: &str) -> B {
             served_ago: None,
             running_ago: None,
             serving_for: None,
+            answering_for: None,
             zxid_seen: None,
         },
     );
