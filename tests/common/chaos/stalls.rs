@@ -34,6 +34,9 @@ async fn wait_status(
     }
 }
 
+/// Writes the others take while the follower is cut off.
+const AHEAD_BY: u64 = 20;
+
 /// A quorum lost with stalled voters known ahead of the survivor: a
 /// follower is cut off the network until the others are seen past it and
 /// it has given its leader up (a cut, not a pause: a paused follower would
@@ -56,17 +59,42 @@ pub async fn stalled_voter_ahead(
     let instance = survivor.instance.to_string();
     let cut_at = Instant::now();
     hub.cut(&instance);
-    // The others move on (the suite's writer writes all along).
-    let seen = survivor.zxid;
+    // The others move on, well past anything the follower may have logged
+    // before the cut (its last report can lag, and a proposal in flight may
+    // reach it): writes of our own through the others, since the suite's
+    // writer may be the follower's client and stall with it.
+    let others_at = |s: &StatusReply| {
+        s.members
+            .iter()
+            .filter(|m| m.id != survivor.id)
+            .filter_map(|m| m.zxid)
+            .map(|z| z.as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let at_cut = others_at(&c.status().await.unwrap_or_else(|| before.clone()));
+    let hosts: Vec<String> = before
+        .members
+        .iter()
+        .filter(|m| m.id != survivor.id)
+        .map(crate::common::endpoint)
+        .collect();
+    let client = crate::common::zk_client(&hosts.join(",")).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let tag = now_ms();
+    for i in 0..AHEAD_BY {
+        let path = format!("/chaos-ahead-{tag}-{i}");
+        if let Err(e) = client.create(&path, b"v", &options).await {
+            panic!("writing {path} through the others: {e}");
+        }
+    }
+    drop(client);
     wait_status(
         c,
-        "the others seen past the cut follower",
+        "the others seen well past the cut follower",
         Duration::from_secs(30),
-        |s| {
-            s.members
-                .iter()
-                .any(|m| m.id != survivor.id && m.zxid > seen)
-        },
+        |s| others_at(s) >= at_cut + AHEAD_BY / 2,
     )
     .await;
     // Its read timeout (syncLimit x tickTime: 2.5 s here) closes its
