@@ -204,8 +204,13 @@ pub struct Instance {
 pub struct SeenReport {
     /// The report.
     pub report: AgentReport,
-    /// Time since it arrived.
+    /// Time since it arrived: how old what it says is.
     pub age: Duration,
+    /// Time its agent has been silent as this controller observes: since
+    /// the report arrived, or since this controller began observing (a
+    /// takeover), whichever is later. A leader that takes over judges only
+    /// the silence it saw itself.
+    pub silent_for: Duration,
     /// Time since a report last said its server serves (or since this
     /// controller began observing); `None`: unknown, never judged by.
     pub served_ago: Option<Duration>,

@@ -79,7 +79,10 @@ impl ReportCache {
             .iter()
             .filter(|i| i.state == InstanceState::Running)
             .any(|i| {
-                let at = self.reports.get(&i.id).map_or(self.since, |h| h.at);
+                let at = self
+                    .reports
+                    .get(&i.id)
+                    .map_or(self.since, |h| h.at.max(self.since));
                 now.saturating_duration_since(at) >= after
             })
     }
@@ -239,6 +242,7 @@ impl ReportCache {
                 let seen = SeenReport {
                     report: h.report.clone(),
                     age: now.saturating_duration_since(h.at),
+                    silent_for: now.saturating_duration_since(h.at.max(self.since)),
                     served_ago: Some(ago(h.served_at)),
                     running_ago: Some(ago(h.running_at)),
                     serving_for: h.serving_since.map(|t| now.saturating_duration_since(t)),

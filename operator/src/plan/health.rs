@@ -129,7 +129,7 @@ impl Ctx<'_> {
         }
         let after = self.dead_after();
         let seen = self.obs.reports.get(&m.instance);
-        let silent = || seen.map_or(self.uptime, |r| r.age) >= after;
+        let silent = || seen.map_or(self.uptime, |r| r.silent_for) >= after;
         let Some(config) = self.p.config.as_ref() else {
             return silent();
         };

@@ -92,7 +92,15 @@ pub async fn run_controller_faults(n: usize, seed: u64, network: &str) -> Contro
             "discard_ensemble",
         ];
         let taken = events_of(&s, &drastic, started);
-        assert!(taken.is_empty(), "seed {seed}: {fault:?}: {taken:#?}");
+        assert!(
+            taken.is_empty(),
+            "seed {seed}: {fault:?}: {taken:#?}; every event since it began: {:#?}",
+            s.events
+                .iter()
+                .filter(|e| e.at_ms >= started)
+                .map(|e| format!("{} {}: {}", e.at_ms, e.kind, e.message))
+                .collect::<Vec<_>>()
+        );
         eprintln!(
             "chaos: controller fault {} {fault:?} (held {hold:?}, controller {leader} led): controller {} leads with the spec {:.1} s after it healed",
             i + 1,

@@ -39,6 +39,7 @@ fn a_fresh_cluster_claims_ids_then_bootstraps_its_voters() {
             SeenReport {
                 report: report(&inst, None, None),
                 age: Duration::ZERO,
+                silent_for: Duration::ZERO,
                 served_ago: None,
                 running_ago: None,
                 serving_for: None,

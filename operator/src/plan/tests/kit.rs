@@ -70,6 +70,7 @@ pub(crate) fn seen(report: AgentReport) -> SeenReport {
     SeenReport {
         report,
         age: Duration::ZERO,
+        silent_for: Duration::ZERO,
         served_ago: None,
         running_ago: None,
         serving_for: None,
@@ -144,6 +145,7 @@ impl B {
             SeenReport {
                 report: report(&inst, Some(id), None),
                 age: Duration::ZERO,
+                silent_for: Duration::ZERO,
                 served_ago: Some(Duration::ZERO),
                 running_ago: Some(Duration::ZERO),
                 serving_for: None,

@@ -26,6 +26,31 @@ fn crash_looping_a_voter_not_serving_for_member_dead_after_while_a_majority_serv
 }
 
 #[test]
+fn a_leader_that_took_over_judges_only_the_silence_it_saw_itself() {
+    // A chaos run (seed 61, a controller killed): the standby took over
+    // holding a report of voter 3 from when it last led, minutes before;
+    // 3 s on, before voter 3's agent had reported to it, it called voter 3
+    // dead and raised the group's capacity for a replacement.
+    let mut b = cluster(3);
+    let r3 = b.obs.reports.get_mut("i-3").unwrap();
+    r3.age = Duration::from_secs(300);
+    r3.silent_for = Duration::from_secs(3);
+    r3.served_ago = Some(Duration::from_secs(3));
+    let plan = b.plan();
+    assert!(!plan.reason.contains("dead"), "{}", plan.reason);
+    assert!(
+        !plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::SetDesiredCapacity { .. })),
+        "{plan:?}"
+    );
+    // Silent as long under this controller: dead.
+    b.obs.reports.get_mut("i-3").unwrap().silent_for = Duration::from_secs(61);
+    assert!(b.plan().reason.contains("are dead"), "{}", b.plan().reason);
+}
+
+#[test]
 fn crash_looping_without_a_serving_majority_silence_is_no_death_and_bootstrap_discards_nothing() {
     // Every agent silent for twice memberDeadAfter (a partition between
     // the controller and the ensemble, say); instances up.
@@ -33,6 +58,7 @@ fn crash_looping_without_a_serving_majority_silence_is_no_death_and_bootstrap_di
     b.spec.healing.on_total_loss = zkop_spec::cluster::TotalLossPolicy::Bootstrap;
     for r in b.obs.reports.values_mut() {
         r.age = Duration::from_secs(121);
+        r.silent_for = Duration::from_secs(121);
         r.served_ago = Some(Duration::from_secs(121));
         r.report.process.running = true;
         r.running_ago = Some(Duration::from_secs(121));

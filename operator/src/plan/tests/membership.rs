@@ -189,6 +189,7 @@ fn a_slow_member_is_left_alone_until_member_dead_after() {
     let mut b = cluster(3);
     let r = b.obs.reports.get_mut("i-3").unwrap();
     r.age = Duration::from_secs(30);
+    r.silent_for = Duration::from_secs(30);
     r.report.probe = None;
     let plan = b.plan();
     assert!(
@@ -263,6 +264,7 @@ fn one_id_one_instance_an_id_is_released_only_once_its_instance_is_gone_and_clai
         SeenReport {
             report: report("i-9", None, None),
             age: Duration::ZERO,
+            silent_for: Duration::ZERO,
             served_ago: None,
             running_ago: None,
             serving_for: None,

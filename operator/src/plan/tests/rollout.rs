@@ -80,6 +80,7 @@ fn a_leader_zxid_that_only_opens_an_epoch_is_not_waited_for() {
 fn not_back_for(b: &mut B, id: u64, ago: Duration) {
     let seen = b.obs.reports.get_mut(&instance_of(id)).unwrap();
     seen.age = Duration::ZERO;
+    seen.silent_for = Duration::ZERO;
     seen.served_ago = Some(ago);
     seen.running_ago = Some(Duration::ZERO);
     seen.serving_for = None;
@@ -160,6 +161,7 @@ fn serving_needs_a_recent_report_a_voter_silent_for_seconds_halts_the_roll_out()
     // (its agent is not dead), but nothing says it serves now.
     let mut b = rolling(cluster(3));
     b.obs.reports.get_mut("i-3").unwrap().age = Duration::from_secs(10);
+    b.obs.reports.get_mut("i-3").unwrap().silent_for = Duration::from_secs(10);
     let plan = b.plan();
     // Restarting 2 (or 1) now could leave one serving voter of three.
     assert!(
@@ -168,6 +170,7 @@ fn serving_needs_a_recent_report_a_voter_silent_for_seconds_halts_the_roll_out()
     );
     // A report within a few report intervals still counts.
     b.obs.reports.get_mut("i-3").unwrap().age = SERVING_FRESH - Duration::from_millis(1);
+    b.obs.reports.get_mut("i-3").unwrap().silent_for = SERVING_FRESH - Duration::from_millis(1);
     assert_eq!(restarted(&b.plan()), Some(2), "{:?}", b.plan());
 }
 

@@ -122,6 +122,7 @@ impl Sim {
                 SeenReport {
                     report: r,
                     age: Duration::ZERO,
+                    silent_for: Duration::ZERO,
                     served_ago: None,
                     running_ago: None,
                     serving_for: None,

@@ -22,6 +22,7 @@ fn new_instance_at(address: &str) -> B {
         SeenReport {
             report: r,
             age: Duration::ZERO,
+            silent_for: Duration::ZERO,
             served_ago: None,
             running_ago: None,
             serving_for: None,
