@@ -12,28 +12,6 @@ use super::{every_member_restarted, signal};
 use crate::common::netns::Hub;
 use crate::common::{LocalCluster, now_ms};
 
-/// Waits for `pred` on the status, failing with `what` and the last status.
-async fn wait_status(
-    c: &LocalCluster,
-    what: &str,
-    limit: Duration,
-    pred: impl Fn(&StatusReply) -> bool,
-) -> StatusReply {
-    let deadline = Instant::now() + limit;
-    loop {
-        let s = c.status().await;
-        if let Some(s) = s.as_ref().filter(|s| pred(s)) {
-            return s.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {limit:?}: {s:#?}\n{}",
-            c.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Writes the others take while the follower is cut off.
 const AHEAD_BY: u64 = 20;
 
@@ -90,8 +68,7 @@ pub async fn stalled_voter_ahead(
         }
     }
     drop(client);
-    wait_status(
-        c,
+    c.wait_status(
         "the others seen well past the cut follower",
         Duration::from_secs(30),
         |s| others_at(s) >= at_cut + AHEAD_BY / 2,
@@ -115,13 +92,13 @@ pub async fn stalled_voter_ahead(
         signal(*pid, libc::SIGSTOP, instance);
     }
     hub.heal(&instance);
-    let waiting = wait_status(
-        c,
-        "the quorum lost, recovery waiting for the voters ahead",
-        Duration::from_secs(60),
-        |s| s.phase == "QuorumLost" && s.reason.contains("ahead of every survivor"),
-    )
-    .await;
+    let waiting = c
+        .wait_status(
+            "the quorum lost, recovery waiting for the voters ahead",
+            Duration::from_secs(60),
+            |s| s.phase == "QuorumLost" && s.reason.contains("ahead of every survivor"),
+        )
+        .await;
     eprintln!("chaos: stalled voters ahead: {}", waiting.reason);
     // It keeps waiting: nothing is fenced or forced (checked by the caller
     // over the whole fault) while the voters ahead are stalled.
@@ -174,10 +151,11 @@ pub async fn slow_roll(c: &LocalCluster, before: &StatusReply, from: &str, to: &
     signal(pid, libc::SIGSTOP, &instance);
     tokio::time::sleep(Duration::from_secs(8)).await;
     signal(pid, libc::SIGCONT, &instance);
-    let rolled = wait_status(c, "the slow roll-out done", Duration::from_secs(300), |s| {
-        every_member_restarted(s, started) && s.phase == "Running"
-    })
-    .await;
+    let rolled = c
+        .wait_status("the slow roll-out done", Duration::from_secs(300), |s| {
+            every_member_restarted(s, started) && s.phase == "Running"
+        })
+        .await;
     let restarted = crate::common::events_of(&rolled, &["restart_member"], started).len();
     eprintln!(
         "chaos: slow roll: {instance}'s new server paused 8 s (memberDeadAfter 5 s); {restarted} members restarted, none replaced"
@@ -186,8 +164,7 @@ pub async fn slow_roll(c: &LocalCluster, before: &StatusReply, from: &str, to: &
     c.edit_spec("memberDeadAfter: 5s", "memberDeadAfter: 60s");
     // Applied before the next fault: a pause under a 5 s memberDeadAfter
     // would rightly be a death.
-    wait_status(
-        c,
+    c.wait_status(
         "memberDeadAfter back to 60 s",
         Duration::from_secs(60),
         |s| !crate::common::events_of(s, &["spec"], reverted).is_empty(),
