@@ -57,6 +57,8 @@ impl SpecError {
 /// ZooKeeper settings after validation: ports fit in `u16`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZkSettings {
+    /// The ZooKeeper release members run.
+    pub version: crate::releases::Release,
     /// Client port.
     pub client_port: u16,
     /// Secure client port (bound only with TLS on).
@@ -106,6 +108,9 @@ pub struct ValidatedCluster {
     pub healing: HealingPolicy,
     /// `rollout.timeout`: how long a restarted member may take to come back.
     pub rollout_timeout: Duration,
+    /// `upgrade.canaryFor`: how long the first member on a new release
+    /// serves before the next restarts.
+    pub upgrade_canary_for: Duration,
     /// `spec.backup`, when the cluster ships backups.
     pub backup: Option<BackupPolicy>,
     /// `spec.bootstrap.restore`, when the first ensemble is seeded from a backup.
@@ -265,11 +270,19 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         (10, 86_400),
         "24h",
     );
+    let upgrade_canary_for = check_duration(
+        &mut p,
+        "spec.upgrade.canaryFor",
+        &s.upgrade.canary_for,
+        (0, 86_400),
+        "24h",
+    );
     let secrets_parameter = check_secrets(&mut p, s);
     let backup = crate::backup::check_backup(&mut p, &s.backup);
     let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
     let clients = crate::clients::check_clients(&mut p, &s.clients, s.fleet.aws.is_some());
     let tls_spec = s.tls.clone().unwrap_or_default();
+    crate::releases::check_version(&mut p, &s.zookeeper, tls_spec.enabled);
     let tls_settings = crate::tls::check_tls(
         &mut p,
         &tls_spec,
@@ -286,6 +299,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         Some(zookeeper),
         Some(healing),
         Some(rollout_timeout),
+        Some(upgrade_canary_for),
         Some(backup),
         Some(restore),
         Some(tls_settings),
@@ -295,6 +309,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         zookeeper,
         healing,
         rollout_timeout,
+        upgrade_canary_for,
         backup,
         restore,
         tls_settings,
@@ -316,6 +331,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         zookeeper,
         healing,
         rollout_timeout,
+        upgrade_canary_for,
         backup,
         restore,
         clients,
@@ -539,6 +555,7 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
         }
     }
     Some(ZkSettings {
+        version: crate::releases::Release::parse(&z.version)?,
         client_port: ports.iter().find(|(n, _)| n.ends_with(".clientPort"))?.1,
         secure_client_port: ports
             .iter()
