@@ -169,7 +169,7 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let layout = Layout::new(&dir.path().join("node"));
+        let layout = Layout::new(dir.path().join("node"));
         let mut s = Supervisor::new(layout);
         let cmd = JvmCommand {
             java,
