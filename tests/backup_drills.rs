@@ -85,10 +85,7 @@ async fn drilled_with_a_digest(c: &LocalCluster) -> StatusReply {
 /// The newest point restores on its own into a server that serves every
 /// one of `n` children of `/t`.
 async fn newest_point_serves(store: &Store, n: usize) {
-    let java = zkop_zk::jvm::JavaArgs {
-        java: "java".into(),
-        zookeeper_classpath: common::ZOOKEEPER_CLASSPATH.into(),
-    };
+    let java = common::java_args();
     let newest = manifest::newest(&store.points().await.unwrap()).unwrap();
     let scratch = ScratchServer::restore(store, newest, &java, SCRATCH)
         .await

@@ -158,7 +158,7 @@ fn bench_without_zookeeper_says_which_jar_is_missing_and_starts_nothing() {
         .args([
             "bench",
             "--zookeeper-classpath",
-            "/nonexistent/zookeeper.jar:/etc/zookeeper/conf",
+            "/nonexistent/zookeeper.jar:/opt/zookeeper/3.9.5/conf",
         ])
         .stdin(std::process::Stdio::null())
         .output()

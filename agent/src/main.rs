@@ -364,9 +364,16 @@ impl Agent {
             self.error(format!("cannot prepare server {}: {e}", m.server_id));
             return;
         }
+        let classpath = match self.args.java.classpath(m.zookeeper_version.as_deref()) {
+            Ok(classpath) => classpath,
+            Err(e) => {
+                self.error(format!("cannot start server {}: {e}", m.server_id));
+                return;
+            }
+        };
         let cmd = JvmCommand {
             java: self.args.java.java.clone(),
-            classpath: self.args.java.zookeeper_classpath.clone(),
+            classpath,
             heap_mb: m.heap_mb,
             jvm_flags: m.jvm_flags.clone(),
             super_digest: self.super_digest.clone(),
@@ -406,6 +413,7 @@ impl Agent {
                 .filter(|_| self.supervisor.running()),
             backup: self.shipper.as_ref().map(shipper::Shipper::report),
             certificate_not_after_ms: self.tls.not_after_ms(),
+            installed_releases: self.args.java.installed(),
             served_certificate_not_after_ms: self
                 .served_certificate
                 .filter(|_| self.supervisor.running()),

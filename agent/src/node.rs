@@ -284,6 +284,7 @@ mod tests {
             reconfig: None,
             recovery: None,
             roll: 0,
+            zookeeper_version: None,
             restore: None,
             backup: None,
         }

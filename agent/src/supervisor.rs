@@ -73,9 +73,13 @@ impl Supervisor {
                 self.not_before = Some(Instant::now() + self.backoff);
                 self.child = None;
                 let _ = std::fs::remove_file(self.layout.pid_file());
+                let log = self.layout.log_dir().join("zookeeper.out");
                 let what = format!(
-                    "ZooKeeper exited ({status}) after {:.1}s",
-                    ran.as_secs_f64()
+                    "ZooKeeper exited ({status}) after {:.1}s{}",
+                    ran.as_secs_f64(),
+                    last_lines(&log, 3)
+                        .map(|l| format!("; its log ends: {l}"))
+                        .unwrap_or_default()
                 );
                 self.last_exit = Some(what.clone());
                 Some(what)
@@ -125,5 +129,67 @@ impl Supervisor {
         let _ = std::fs::remove_file(self.layout.pid_file());
         self.last_exit = Some("stopped by the agent".into());
         self.not_before = None;
+    }
+}
+
+/// The last `n` non-empty lines of the log at `path`, joined with ` | `:
+/// why a server that exited at once did (a release not installed, a bad
+/// config), for status and the halt of a roll-out.
+fn last_lines(path: &std::path::Path, n: usize) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 8 * 1024;
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(n)..];
+    (!tail.is_empty()).then(|| tail.join(" | "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn a_server_that_exits_at_once_is_reported_with_its_last_log_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        // A "java" that fails as a broken install does.
+        let java = dir.path().join("java");
+        std::fs::write(
+            &java,
+            "#!/bin/sh\necho starting\necho 'Error: Could not find or load main class org.apache.zookeeper.server.quorum.QuorumPeerMain' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&java, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let layout = Layout::new(dir.path().join("node"));
+        let mut s = Supervisor::new(layout);
+        let cmd = JvmCommand {
+            java,
+            classpath: "/nowhere/*".into(),
+            heap_mb: 64,
+            jvm_flags: vec![],
+            super_digest: "super:x".into(),
+        };
+        s.start(&cmd).unwrap();
+        let exit = loop {
+            if let Some(exit) = s.reap() {
+                break exit;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            exit.contains("exit status: 1")
+                && exit.ends_with("its log ends: starting | Error: Could not find or load main class org.apache.zookeeper.server.quorum.QuorumPeerMain"),
+            "{exit}"
+        );
+        assert_eq!(s.last_exit(), Some(exit.as_str()));
     }
 }

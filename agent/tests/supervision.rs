@@ -103,6 +103,7 @@ fn member_state(address: &str, epoch: u64, revision: u64) -> DesiredNodeState {
             reconfig: None,
             recovery: None,
             roll: 0,
+            zookeeper_version: None,
             restore: None,
             backup: None,
         })),

@@ -44,6 +44,7 @@ pub fn spec_settings(spec: &ValidatedCluster, p: &Persisted) -> ServerSettings {
         heap_mb: spec.zookeeper.heap_mb,
         jvm_flags: spec.zookeeper.jvm_flags.clone(),
         roll: p.roll,
+        zookeeper_version: Some(spec.zookeeper.version.to_string()),
     }
 }
 
@@ -82,6 +83,7 @@ pub fn desired_for(
                     heap_mb: settings.heap_mb,
                     jvm_flags: settings.jvm_flags,
                     roll: settings.roll,
+                    zookeeper_version: settings.zookeeper_version,
                     reconfig: p
                         .reconfig
                         .as_ref()

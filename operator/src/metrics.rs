@@ -229,7 +229,7 @@ fn render_versions(out: &mut String, status: &StatusReply) {
         let bug = m
             .known_issue
             .as_deref()
-            .and_then(|i| i.split(':').next())
+            .and_then(|i| i.split([' ', ':']).next())
             .unwrap_or("");
         let _ = writeln!(
             out,

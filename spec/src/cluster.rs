@@ -70,6 +70,9 @@ pub struct ClusterSpec {
     /// How changes that need ZooKeeper restarted are rolled out.
     #[serde(default)]
     pub rollout: Rollout,
+    /// How a change of ZooKeeper release is rolled out.
+    #[serde(default)]
+    pub upgrade: Upgrade,
     /// Continuous backups of the ensemble's data (default: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::BackupSpec>,
@@ -302,6 +305,16 @@ pub struct SecretsSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ZookeeperSettings {
+    /// The ZooKeeper release every member runs (default `3.9.5`, the newest
+    /// zkop knows without a known data-loss bug). A change rolls members
+    /// one at a time onto it; it must be installed on every instance.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Known issues of `version` accepted knowingly, by id (e.g.
+    /// `ZOOKEEPER-4394`): without them a release with a known data-loss bug,
+    /// or a CVE in a feature the spec uses, is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_known_issues: Vec<String>,
     /// Port clients connect to (default 2181).
     #[serde(default = "default_client_port")]
     pub client_port: u32,
@@ -335,6 +348,9 @@ pub struct ZookeeperSettings {
     pub server_properties: BTreeMap<String, String>,
 }
 
+fn default_version() -> String {
+    crate::releases::DEFAULT_VERSION.to_string()
+}
 fn default_client_port() -> u32 {
     2181
 }
@@ -363,6 +379,8 @@ fn default_heap_mb() -> u32 {
 impl Default for ZookeeperSettings {
     fn default() -> Self {
         Self {
+            version: default_version(),
+            accept_known_issues: Vec::new(),
             client_port: default_client_port(),
             secure_client_port: default_secure_client_port(),
             quorum_port: default_quorum_port(),
@@ -424,6 +442,29 @@ impl Default for Rollout {
 
 fn default_rollout_timeout() -> String {
     "5m".into()
+}
+
+/// A change of `zookeeper.version`: a roll-out whose first member is a canary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Upgrade {
+    /// How long the first member on the new release must serve before the
+    /// next restarts (default `2m`, `0s` to 24h).
+    #[serde(default = "default_canary_for")]
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub canary_for: String,
+}
+
+impl Default for Upgrade {
+    fn default() -> Self {
+        Self {
+            canary_for: default_canary_for(),
+        }
+    }
+}
+
+fn default_canary_for() -> String {
+    "2m".into()
 }
 
 // Kept as text here and parsed by validation, so that a bad duration is

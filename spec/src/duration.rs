@@ -94,6 +94,32 @@ pub fn optional_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schema(g)
 }
 
+/// A duration field within `lo..=hi` seconds, or a problem at `path`.
+pub(crate) fn check_duration(
+    p: &mut crate::validate::Problems,
+    path: &str,
+    text: &str,
+    (lo, hi): (u64, u64),
+    hi_text: &str,
+) -> Option<Duration> {
+    match DurationSpec::parse(text) {
+        Ok(d) if d.get() >= Duration::from_secs(lo) && d.get() <= Duration::from_secs(hi) => {
+            Some(d.get())
+        }
+        Ok(_) => {
+            p.add(
+                path,
+                format!("must be between {lo}s and {hi_text}, got {text}"),
+            );
+            None
+        }
+        Err(e) => {
+            p.add(path, e.to_string());
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,7 @@ pub const AGENT_KEYS: &[&str] = &[
 pub const QUORUM_KEYS: &[&str] = &[
     "sslQuorumReloadCertFiles",
     "ssl.quorum.hostnameVerification",
+    "ssl.quorum.allowReverseDnsLookup",
     "ssl.quorum.keyStore.type",
     "ssl.quorum.trustStore.type",
 ];
@@ -123,6 +124,8 @@ pub const OWNED_KEYS: &[&str] = &[
     "ssl.quorum.trustStore.type",
     "ssl.clientAuth",
     "ssl.quorum.hostnameVerification",
+    "ssl.quorum.allowReverseDnsLookup",
+    "ssl.allowReverseDnsLookup",
     "authProvider.x509",
 ];
 
@@ -141,6 +144,11 @@ pub fn static_properties(policy: &TlsPolicy, secure_client_port: u16) -> BTreeMa
         // Checks a peer's certificate against the address it connects from,
         // so a client's certificate (no address) never joins the quorum.
         ("ssl.quorum.hostnameVerification", "true"),
+        // Only the certificate's own addresses count, never a reverse DNS
+        // lookup of the peer's (CVE-2026-24281; 3.8.6 and 3.9.5 on: older
+        // releases take the key as an unused system property).
+        ("ssl.quorum.allowReverseDnsLookup", "false"),
+        ("ssl.allowReverseDnsLookup", "false"),
         ("ssl.keyStore.type", "PEM"),
         ("ssl.trustStore.type", "PEM"),
         ("ssl.quorum.keyStore.type", "PEM"),

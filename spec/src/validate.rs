@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub(crate) use crate::duration::check_duration;
+
 use crate::backup::{BackupPolicy, RestoreFrom};
 use crate::cluster::{
     API_VERSION, ClusterSpec, DynamodbState, Fleet, FleetSpec, Ids, IdsSpec, KIND,
     QuorumLossPolicy, StateSpec, TotalLossPolicy, ZookeeperCluster, ZookeeperSettings,
 };
-use crate::duration::DurationSpec;
 use crate::zk;
 use crate::zk::largest_odd_at_most;
 
@@ -57,6 +58,8 @@ impl SpecError {
 /// ZooKeeper settings after validation: ports fit in `u16`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZkSettings {
+    /// The ZooKeeper release members run.
+    pub version: crate::releases::Release,
     /// Client port.
     pub client_port: u16,
     /// Secure client port (bound only with TLS on).
@@ -106,6 +109,9 @@ pub struct ValidatedCluster {
     pub healing: HealingPolicy,
     /// `rollout.timeout`: how long a restarted member may take to come back.
     pub rollout_timeout: Duration,
+    /// `upgrade.canaryFor`: how long the first member on a new release
+    /// serves before the next restarts.
+    pub upgrade_canary_for: Duration,
     /// `spec.backup`, when the cluster ships backups.
     pub backup: Option<BackupPolicy>,
     /// `spec.bootstrap.restore`, when the first ensemble is seeded from a backup.
@@ -258,18 +264,13 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let placement = check_placement(&mut p, &s.fleet, &s.ids, &s.state);
     let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
     let healing = crate::healing::check_healing(&mut p, s);
-    let rollout_timeout = check_duration(
-        &mut p,
-        "spec.rollout.timeout",
-        &s.rollout.timeout,
-        (10, 86_400),
-        "24h",
-    );
+    let (rollout_timeout, upgrade_canary_for) = check_rollout(&mut p, s);
     let secrets_parameter = check_secrets(&mut p, s);
     let backup = crate::backup::check_backup(&mut p, &s.backup);
     let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
     let clients = crate::clients::check_clients(&mut p, &s.clients, s.fleet.aws.is_some());
     let tls_spec = s.tls.clone().unwrap_or_default();
+    crate::releases::check_version(&mut p, &s.zookeeper, tls_spec.enabled);
     let tls_settings = crate::tls::check_tls(
         &mut p,
         &tls_spec,
@@ -286,6 +287,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         Some(zookeeper),
         Some(healing),
         Some(rollout_timeout),
+        Some(upgrade_canary_for),
         Some(backup),
         Some(restore),
         Some(tls_settings),
@@ -295,6 +297,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         zookeeper,
         healing,
         rollout_timeout,
+        upgrade_canary_for,
         backup,
         restore,
         tls_settings,
@@ -316,12 +319,32 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         zookeeper,
         healing,
         rollout_timeout,
+        upgrade_canary_for,
         backup,
         restore,
         clients,
         tls: Some(tls_settings.clone()).filter(|_| tls_spec.enabled),
         tls_settings,
     })
+}
+
+/// `rollout.timeout` and `upgrade.canaryFor`.
+fn check_rollout(p: &mut Problems, s: &ClusterSpec) -> (Option<Duration>, Option<Duration>) {
+    let timeout = check_duration(
+        p,
+        "spec.rollout.timeout",
+        &s.rollout.timeout,
+        (10, 86_400),
+        "24h",
+    );
+    let canary_for = check_duration(
+        p,
+        "spec.upgrade.canaryFor",
+        &s.upgrade.canary_for,
+        (0, 86_400),
+        "24h",
+    );
+    (timeout, canary_for)
 }
 
 /// `apiVersion`, `kind` and `metadata.name`.
@@ -539,6 +562,7 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
         }
     }
     Some(ZkSettings {
+        version: crate::releases::Release::parse(&z.version)?,
         client_port: ports.iter().find(|(n, _)| n.ends_with(".clientPort"))?.1,
         secure_client_port: ports
             .iter()
@@ -553,32 +577,6 @@ fn check_zookeeper(p: &mut Problems, z: &ZookeeperSettings) -> Option<ZkSettings
         jvm_flags: z.jvm_flags.clone(),
         server_properties: z.server_properties.clone(),
     })
-}
-
-/// A duration field within `lo..=hi` seconds, or a problem at `path`.
-pub(crate) fn check_duration(
-    p: &mut Problems,
-    path: &str,
-    text: &str,
-    (lo, hi): (u64, u64),
-    hi_text: &str,
-) -> Option<Duration> {
-    match DurationSpec::parse(text) {
-        Ok(d) if d.get() >= Duration::from_secs(lo) && d.get() <= Duration::from_secs(hi) => {
-            Some(d.get())
-        }
-        Ok(_) => {
-            p.add(
-                path,
-                format!("must be between {lo}s and {hi_text}, got {text}"),
-            );
-            None
-        }
-        Err(e) => {
-            p.add(path, e.to_string());
-            None
-        }
-    }
 }
 
 #[cfg(test)]

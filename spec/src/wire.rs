@@ -73,6 +73,9 @@ pub struct MemberAssignment {
     /// unchanged settings.
     #[serde(default)]
     pub roll: u64,
+    /// The ZooKeeper release to run (`spec.zookeeper.version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zookeeper_version: Option<String>,
     /// Seed the data directory from this backup before the first start; only
     /// ever into an empty data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +122,7 @@ impl MemberAssignment {
             heap_mb: self.heap_mb,
             jvm_flags: self.jvm_flags.clone(),
             roll: self.roll,
+            zookeeper_version: self.zookeeper_version.clone(),
         }
     }
 }
@@ -136,6 +140,9 @@ pub struct ServerSettings {
     /// Restart generation (`zkop roll`).
     #[serde(default)]
     pub roll: u64,
+    /// The ZooKeeper release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zookeeper_version: Option<String>,
 }
 
 /// A forced config after a quorum loss.
@@ -209,6 +216,10 @@ pub struct AgentReport {
     /// reloads the quorum's certificate, not the client port's).
     #[serde(default)]
     pub served_certificate_not_after_ms: Option<u64>,
+    /// The ZooKeeper releases installed on its instance (`3.9.5`), or none
+    /// when the agent runs a classpath of its own (`--zookeeper-classpath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_releases: Option<Vec<String>>,
 }
 
 /// What the shipping agent has shipped.
@@ -576,6 +587,7 @@ mod tests {
             backup: None,
             certificate_not_after_ms: None,
             served_certificate_not_after_ms: None,
+            installed_releases: None,
         };
         let mut writes = base.clone();
         writes.probe.as_mut().unwrap().zxid = Some(Zxid::from_u64(0x1_0000_0009));
@@ -626,6 +638,7 @@ mod tests {
                     config: config.clone(),
                 }),
                 roll: 0,
+                zookeeper_version: None,
                 restore: Some(RestoreFrom {
                     target: BackupTarget::Dir { path: "/b".into() },
                     to: crate::backup::RestorePoint::Zxid {

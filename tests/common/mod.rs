@@ -24,12 +24,14 @@ use zookeeper_client::{Acls, Client, CreateMode};
 /// Fails at once, saying why, when ZooKeeper is not installed: the servers
 /// would otherwise fail to start and the test time out waiting for them.
 pub fn require_zookeeper() {
-    let jar = Path::new("/usr/share/java/zookeeper.jar");
-    assert!(
-        jar.exists(),
-        "{} is missing: install ZooKeeper with scripts/install-deps (scripts/test runs it)",
-        jar.display()
-    );
+    if let Some(missing) = java_args().missing_zookeeper() {
+        panic!("{missing} (scripts/test runs it)");
+    }
+}
+
+/// Java and the installed ZooKeeper releases, as the agents find them by default.
+pub fn java_args() -> zkop_zk::jvm::JavaArgs {
+    zkop_zk::jvm::JavaArgs::installed_at(Path::new(zkop_zk::jvm::RELEASES_DIR))
 }
 
 /// End-to-end tests start JVMs: one test at a time on 2 cores.
@@ -45,9 +47,8 @@ pub async fn metrics(http: &reqwest::Client, url: &str, token: &str) -> String {
         .unwrap()
 }
 
-/// Debian's ZooKeeper, as the agents' `--zookeeper-classpath` defaults to.
-pub const ZOOKEEPER_CLASSPATH: &str =
-    "/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/etc/zookeeper/conf";
+/// The default ZooKeeper release's classpath, as the agents run it.
+pub const ZOOKEEPER_CLASSPATH: &str = "/opt/zookeeper/3.9.5/lib/*:/opt/zookeeper/3.9.5/conf";
 
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

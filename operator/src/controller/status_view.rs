@@ -173,8 +173,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                     .map(|d| d.as_secs()),
                 known_issue: version
                     .as_deref()
-                    .and_then(zkop_spec::releases::known_data_loss)
-                    .map(str::to_string),
+                    .and_then(zkop_spec::releases::known_data_loss),
             }
         })
         .collect();

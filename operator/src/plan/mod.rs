@@ -42,6 +42,7 @@ mod safety;
 mod standby;
 mod step;
 mod tls;
+mod upgrade;
 mod zones;
 
 pub use change::{ChangeReason, MembershipChange};

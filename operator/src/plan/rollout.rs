@@ -57,7 +57,8 @@ impl Ctx<'_> {
                 && report.and_then(|r| r.settings.as_ref()) == m.settings.as_ref()
                 && zxid >= last.leader_zxid;
             if !back {
-                return Some(self.restarted_not_back(m, last, stale, runs_wanted(m)));
+                let label = self.rollout_label(&listed);
+                return Some(self.restarted_not_back(m, last, stale, runs_wanted(m), &label));
             }
             if stale == 0 {
                 return finish();
@@ -65,6 +66,12 @@ impl Ctx<'_> {
         }
         if stale == 0 || !listed.iter().all(|m| self.serving(m)) {
             return None;
+        }
+        if let Some(plan) = self
+            .upgrade_refused(&listed)
+            .or_else(|| self.canary_waiting(&listed))
+        {
+            return Some(plan);
         }
         let next = listed
             .iter()
@@ -74,7 +81,8 @@ impl Ctx<'_> {
         Some(Plan::new(
             Phase::Reconciling,
             format!(
-                "roll-out: restarting member {} ({role}), {stale} to go",
+                "{}: restarting member {} ({role}), {stale} to go",
+                self.rollout_label(&listed),
                 next.id
             ),
             vec![Step::RestartMember {
@@ -86,6 +94,14 @@ impl Ctx<'_> {
         ))
     }
 
+    /// `roll-out`, or while members change release, where the upgrade stands.
+    fn rollout_label(&self, listed: &[&MemberRecord]) -> String {
+        match listed.iter().any(|m| self.changes_release(m)) {
+            true => self.upgrade_progress(listed),
+            false => "roll-out".into(),
+        }
+    }
+
     /// The member restarted last has not served again yet: restart it again
     /// with newer settings, halt past `rollout.timeout`, or wait.
     pub(super) fn restarted_not_back(
@@ -94,6 +110,7 @@ impl Ctx<'_> {
         last: &RolloutStep,
         stale: usize,
         wanted: bool,
+        label: &str,
     ) -> Plan {
         let report = self.fresh_report(&m.instance);
         if !wanted {
@@ -132,7 +149,7 @@ impl Ctx<'_> {
         Plan::new(
             Phase::Reconciling,
             format!(
-                "roll-out: waiting for member {} to serve again and catch up ({}s so far)",
+                "{label}: waiting for member {} to serve again and catch up ({}s so far)",
                 m.id,
                 waited.as_secs()
             ),

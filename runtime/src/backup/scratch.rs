@@ -73,7 +73,7 @@ impl ScratchServer {
         .map_err(|e| format!("{}: {e}", cfg.display()))?;
         let jvm = JvmCommand {
             java: java.java.clone(),
-            classpath: java.zookeeper_classpath.clone(),
+            classpath: java.classpath(None)?,
             heap_mb: 512,
             jvm_flags: vec!["-XX:+UseSerialGC".into()],
             super_digest: zkop_zk::super_digest(&random_secret()),

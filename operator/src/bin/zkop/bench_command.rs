@@ -108,8 +108,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         zkop_network: network,
         hand_network,
         agent_bin: Some(input::agent_binary(agent_bin)?),
+        classpath: java.classpath(None).map_err(input::InputError::Usage)?,
         java: java.java,
-        classpath: java.zookeeper_classpath,
         quick,
     };
     if let Some(n) = clusters {

@@ -261,14 +261,16 @@ async fn a_release_with_a_known_data_loss_bug_is_named_in_status_metrics_and_one
     let (mut ctl, _) = controller_of(&b, "").await;
     for i in ["i-1", "i-2", "i-3"] {
         let mut r = report_of(&b, i);
-        r.probe.as_mut().unwrap().version = Some(if i == "i-3" { "3.8.0" } else { "3.8.4" }.into());
+        // 3.8.4 lacks ZOOKEEPER-4785's fix (first in 3.8.5), which an
+        // earlier table said it had.
+        r.probe.as_mut().unwrap().version = Some(if i == "i-3" { "3.8.4" } else { "3.9.5" }.into());
         ctl.shared.record_report(r).unwrap();
     }
     pass(&mut ctl).await;
     pass(&mut ctl).await;
     let s = ctl.shared.status();
     let m3 = s.members.iter().find(|m| m.id.0 == 3).unwrap();
-    assert_eq!(m3.zookeeper_version.as_deref(), Some("3.8.0"));
+    assert_eq!(m3.zookeeper_version.as_deref(), Some("3.8.4"));
     assert!(
         m3.known_issue
             .as_deref()
@@ -277,17 +279,17 @@ async fn a_release_with_a_known_data_loss_bug_is_named_in_status_metrics_and_one
     let m1 = s.members.iter().find(|m| m.id.0 == 1).unwrap();
     assert_eq!(
         (m1.zookeeper_version.as_deref(), &m1.known_issue),
-        (Some("3.8.4"), &None)
+        (Some("3.9.5"), &None)
     );
     let warned: Vec<_> = s.events.iter().filter(|e| e.kind == "known_bug").collect();
     assert_eq!(warned.len(), 1, "{warned:#?}");
     assert!(
-        warned[0].message.contains("member 3 runs ZooKeeper 3.8.0"),
+        warned[0].message.contains("member 3 runs ZooKeeper 3.8.4"),
         "{warned:?}"
     );
     let metrics = ctl.shared.metrics.render(&s);
     assert!(
-        metrics.contains("member=\"3\",version=\"3.8.0\",known_issue=\"ZOOKEEPER-4785\"} 1"),
+        metrics.contains("member=\"3\",version=\"3.8.4\",known_issue=\"ZOOKEEPER-4785\"} 1"),
         "{metrics}"
     );
 }

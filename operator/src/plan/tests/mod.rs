@@ -15,4 +15,5 @@ mod sim;
 mod standby;
 mod tls;
 mod uniqueness;
+mod upgrade;
 mod zones;

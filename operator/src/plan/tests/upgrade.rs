@@ -1,0 +1,127 @@
+//! A change of `spec.zookeeper.version`: preflight refusals, the canary, the
+//! order and the progress status names.
+
+use std::time::Duration;
+
+use super::kit::*;
+use crate::plan::upgrade::supported_step;
+use crate::plan::{Phase, Step};
+use zkop_spec::releases::Release;
+
+/// Three voters on `from`, every instance with both releases installed;
+/// then the spec names `to`.
+fn upgrading(from: &str, to: &str) -> B {
+    let mut b = cluster(3).refresh_probes();
+    b.spec.zookeeper.version = Release::parse(from).unwrap();
+    let mut b = on_spec_settings(b);
+    for r in b.obs.reports.values_mut() {
+        r.report.installed_releases = Some(vec!["3.8.6".into(), "3.9.5".into()]);
+        r.serving_for = Some(Duration::from_secs(600));
+    }
+    b.spec.zookeeper.version = Release::parse(to).unwrap();
+    b.spec.upgrade_canary_for = Duration::from_secs(120);
+    b
+}
+
+/// Every member runs (and reports) the spec's settings as they are now.
+fn on_spec_settings(mut b: B) -> B {
+    let now = crate::desired::spec_settings(&b.spec, &b.p);
+    for m in b.p.members.values_mut() {
+        m.settings = Some(now.clone());
+        if let Some(r) = b.obs.reports.get_mut(&m.instance) {
+            r.report.settings = Some(now.clone());
+        }
+    }
+    b
+}
+
+#[test]
+fn an_upgrade_restarts_the_followers_first_and_says_where_it_stands() {
+    let b = upgrading("3.8.6", "3.9.5");
+    let plan = b.plan();
+    let first = restarted(&plan).expect("a restart");
+    assert_ne!(first, 1, "the leader goes last: {}", plan.reason);
+    assert!(
+        plan.reason
+            .starts_with("upgrading 3.8.6 -> 3.9.5: 0 of 3 members: restarting member"),
+        "{}",
+        plan.reason
+    );
+}
+
+#[test]
+fn a_release_missing_on_an_instance_is_refused_naming_it_and_nothing_restarts() {
+    let mut b = upgrading("3.8.6", "3.9.5");
+    b.obs
+        .reports
+        .get_mut("i-2")
+        .unwrap()
+        .report
+        .installed_releases = Some(vec!["3.8.6".into()]);
+    let plan = b.plan();
+    assert!(plan.steps.is_empty(), "{plan:?}");
+    assert_eq!(plan.phase, Phase::Reconciling);
+    assert!(
+        plan.reason.starts_with("spec.zookeeper.version: change of release refused: ZooKeeper 3.9.5 is not installed on i-2"),
+        "{}",
+        plan.reason
+    );
+}
+
+#[test]
+fn a_jump_over_a_minor_line_or_from_an_old_patch_is_refused_with_the_path() {
+    let r = |v: &str| Release::parse(v).unwrap();
+    assert_eq!(supported_step(r("3.8.6"), r("3.9.5")), Ok(()));
+    assert_eq!(supported_step(r("3.9.5"), r("3.8.6")), Ok(()), "a rollback");
+    assert_eq!(supported_step(r("3.8.2"), r("3.8.6")), Ok(()));
+    let old_patch = supported_step(r("3.8.4"), r("3.9.5")).unwrap_err();
+    assert!(old_patch.contains("3.8.4 -> 3.8.6 -> 3.9.5"), "{old_patch}");
+    let jump = supported_step(r("3.7.2"), r("3.9.5")).unwrap_err();
+    assert!(jump.contains("jumps over a minor line"), "{jump}");
+    // In a plan: refused, nothing restarted.
+    let plan = upgrading("3.8.4", "3.9.5").plan();
+    assert!(plan.steps.is_empty(), "{plan:?}");
+    assert!(
+        plan.reason.contains("goes through 3.8.6 first"),
+        "{}",
+        plan.reason
+    );
+}
+
+#[test]
+fn the_first_member_upgraded_is_a_canary_the_roll_waits_on() {
+    let mut b = upgrading("3.8.6", "3.9.5");
+    let first = restarted(&b.plan()).unwrap();
+    restart(&mut b, first, 1);
+    let canary = instance_of(first);
+    // Back on the new release, serving for 30 s of canaryFor's 120 s.
+    b.p.rollout = None;
+    b.obs.reports.get_mut(&canary).unwrap().serving_for = Some(Duration::from_secs(30));
+    let plan = b.plan();
+    assert!(plan.steps.is_empty(), "{plan:?}");
+    assert!(
+        plan.reason.contains(&format!(
+            "upgrading 3.8.6 -> 3.9.5: 1 of 3 members: member {first} is the canary on ZooKeeper 3.9.5: 30s of upgrade.canaryFor (120s) served; 2 member(s) wait"
+        )),
+        "{}",
+        plan.reason
+    );
+    b.obs.reports.get_mut(&canary).unwrap().serving_for = Some(Duration::from_secs(121));
+    let next = restarted(&b.plan()).expect("the next restart once the canary served");
+    assert_ne!(next, first);
+}
+
+#[test]
+fn setting_the_version_back_rolls_the_upgraded_member_back() {
+    let mut b = upgrading("3.8.6", "3.9.5");
+    let first = restarted(&b.plan()).unwrap();
+    restart(&mut b, first, 1);
+    b.p.rollout = None;
+    b.spec.zookeeper.version = Release::parse("3.8.6").unwrap();
+    let plan = b.plan();
+    assert_eq!(restarted(&plan), Some(first), "{}", plan.reason);
+    match plan.steps.first() {
+        Some(Step::RestartMember { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
