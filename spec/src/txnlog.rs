@@ -8,7 +8,8 @@
 //! its length (4 bytes), the transaction (a header of client id, cxid, zxid,
 //! time and type, then the body) and an end-of-record byte `B`. A snapshot
 //! (`version-2/snapshot.<zxid>`) ends with a checksum seal, the tree digest
-//! (its zxid, a version and the digest) and a second seal. ZooKeeper
+//! (its zxid, a version and the digest) and a second seal; from 3.9 on, then
+//! the last processed zxid and a third seal. ZooKeeper
 //! preallocates the file with zeros, so a zero length ends the log. A record cut
 //! short by a crash (too short, wrong checksum, no end byte) ends it too.
 
@@ -44,11 +45,15 @@ pub enum TxnLogError {
 const SEAL: usize = 13;
 /// The tree digest ZooKeeper writes after the tree: zxid, version, digest.
 const DIGEST: usize = 20;
+/// The last processed zxid ZooKeeper 3.9 writes after the digest.
+const LAST_PROCESSED: usize = 8;
 
-/// The zxid up to which a complete snapshot holds transactions: the zxid of
-/// the tree digest ZooKeeper writes at its end. A snapshot is fuzzy (named by
-/// the zxid it started at, it may hold transactions past it), so a restore
-/// to a point needs a snapshot whose trailer zxid is at or below the point.
+/// The zxid up to which a complete snapshot holds transactions. A snapshot
+/// is fuzzy (named by the zxid it started at, it may hold transactions past
+/// it), so a restore to a point needs a snapshot whose trailer zxid is at or
+/// below the point. ZooKeeper 3.9 ends a snapshot with the last processed
+/// zxid (8 bytes, sealed) after the tree digest, and reads it back as the
+/// point to replay from; 3.8 ends with the digest, whose zxid is that point.
 /// Checks the final seal's checksum, so a snapshot still being written is
 /// refused.
 pub fn snapshot_trailer_zxid(bytes: &[u8]) -> Result<Zxid, TxnLogError> {
@@ -56,21 +61,30 @@ pub fn snapshot_trailer_zxid(bytes: &[u8]) -> Result<Zxid, TxnLogError> {
     if n < 16 + SEAL + DIGEST + SEAL {
         return Err(TxnLogError::IncompleteSnapshot("too short"));
     }
-    let sealed = |end: usize| bytes[end - 5..end] == [0, 0, 0, 1, b'/'];
+    let sealed = |end: usize| end >= 5 && bytes[end - 5..end] == [0, 0, 0, 1, b'/'];
     if !sealed(n) {
         return Err(TxnLogError::IncompleteSnapshot("no final seal"));
     }
     if u64::from(adler32(&bytes[..n - SEAL])) != be_u64(&bytes[n - SEAL..n - 5]) {
         return Err(TxnLogError::IncompleteSnapshot("checksum mismatch"));
     }
-    let digest_end = n - SEAL;
-    if !sealed(digest_end - DIGEST) {
+    let end = n - SEAL;
+    // 3.9: digest, seal, last processed zxid, seal.
+    let digest_seal = end - LAST_PROCESSED;
+    if n >= 16 + 3 * SEAL + DIGEST + LAST_PROCESSED
+        && sealed(digest_seal)
+        && sealed(digest_seal - SEAL - DIGEST)
+    {
+        return Ok(Zxid::from_u64(be_u64(&bytes[digest_seal..end])));
+    }
+    // 3.8: the digest, then the final seal.
+    if !sealed(end - DIGEST) {
         return Err(TxnLogError::IncompleteSnapshot(
             "no tree digest (is `zookeeper.digest.enabled` off?)",
         ));
     }
     Ok(Zxid::from_u64(be_u64(
-        &bytes[digest_end - DIGEST..digest_end - DIGEST + 8],
+        &bytes[end - DIGEST..end - DIGEST + 8],
     )))
 }
 
@@ -335,6 +349,31 @@ mod tests {
         assert_eq!(
             snapshot_trailer_zxid(&flipped),
             Err(TxnLogError::IncompleteSnapshot("checksum mismatch"))
+        );
+    }
+
+    #[test]
+    fn a_3_9_snapshot_s_trailer_is_its_last_processed_zxid() {
+        let mut snap = sealed(vec![7u8; 64]);
+        snap.extend(0x4_0000_0007u64.to_be_bytes());
+        snap.extend(2u32.to_be_bytes());
+        snap.extend(0xfeedu64.to_be_bytes());
+        let mut snap = sealed(snap);
+        snap.extend(0x4_0000_0009u64.to_be_bytes());
+        let snap = sealed(snap);
+        assert_eq!(
+            snapshot_trailer_zxid(&snap),
+            Ok(Zxid::from_u64(0x4_0000_0009))
+        );
+        for cut in [snap.len() - 1, snap.len() - 13, 70] {
+            assert!(snapshot_trailer_zxid(&snap[..cut]).is_err(), "cut at {cut}");
+        }
+        // The one ZooKeeper 3.9.5 wrote loading the 3.8 fixture's 41
+        // transactions.
+        let written = include_bytes!("../tests/fixtures/zk-3.9-data/snapshot.100000029");
+        assert_eq!(
+            snapshot_trailer_zxid(written),
+            Ok(Zxid::from_u64(0x1_0000_0029))
         );
     }
 
