@@ -12,13 +12,15 @@ use zkop_tests::common::netns::{Hub, hub_and_runtime};
 use zkop_tests::common::tls::{
     Writer, assert_writes_kept_over_tls, client_cert, kazoo_tls, plaintext_gets_nothing,
 };
-use zkop_tests::common::{self, LocalCluster, example_spec, leader, python, settled, wait_until};
+use zkop_tests::common::{
+    self, LocalCluster, example_spec, leader, python, reverse_dns, settled, wait_until,
+};
 
 /// Connects to `host:port` over TLS with `cert`/`key`, trusting `ca`, and
 /// says what the server did once it had judged the certificate: `accepted`
-/// (the handshake held: the server waits for the peer's first message, and
-/// closes once it has waited long enough), or `refused: ...` (a TLS alert or
-/// a reset).
+/// (the handshake held: the server waits for the peer's first message), or
+/// `refused: ...` (a TLS alert, a reset, or the connection closed at once,
+/// as ZooKeeper 3.9 does).
 fn tls_peer(host: &str, port: u16, ca: &Path, cert: &Path, key: &Path) -> String {
     let script = r#"
 import socket, ssl, sys
@@ -32,9 +34,12 @@ try:
     t = ctx.wrap_socket(s, server_hostname=host)
     # With TLS 1.3 the server judges the client's certificate after the
     # client finished: a read tells.
-    t.settimeout(3)
-    t.recv(1)
-    print('accepted')
+    # Below the server's own read timeout (syncLimit ticks, 2.5 s in the
+    # example spec), after which it closes an accepted connection too.
+    t.settimeout(1.5)
+    got = t.recv(1)
+    # A server that judged the certificate bad and closed without an alert.
+    print('accepted' if got else 'refused: closed')
 except socket.timeout:
     print('accepted')
 except (ssl.SSLError, OSError) as e:
@@ -79,6 +84,11 @@ fn with_tls_only_the_clusters_certificates_reach_clients_and_peers_and_acls_see_
     // One hub at a time: a hub's names carry the test process's id.
     let _serial = common::SERIAL.blocking_lock();
     let (hub, rt) = hub_and_runtime(210);
+    // Each instance's hosts file maps the hub's address to the rogue name.
+    let namespaces: Vec<String> = (1..=3)
+        .map(|n| format!("{}-i-{n:04}", hub.prefix))
+        .collect();
+    let _hosts = reverse_dns::HostsFiles::write(&namespaces, &hub.address);
     rt.block_on(tls_checks(&hub));
 }
 
@@ -136,6 +146,8 @@ async fn tls_checks(hub: &Hub) {
     assert!(by_client.starts_with("refused"), "{by_client}");
     eprintln!("tls: a client certificate on the election port: {by_client}");
 
+    no_reverse_dns(&c, &m).await;
+
     // A server without quorum TLS, at the hub's address and listing the
     // members as its peers, never joins: it stays out of the election.
     let config_version = s.config_version;
@@ -165,6 +177,38 @@ async fn tls_checks(hub: &Hub) {
         settled(s, 3, 0)
     })
     .await;
+}
+
+/// CVE-2026-24281: the CA's certificate naming only a host name that the
+/// hub's address resolves back to (in the member's hosts file) is refused:
+/// zkop turns ZooKeeper's reverse DNS fallback off. A plain ZooKeeper 3.9.5
+/// in the same namespaces with the member's quorum TLS but ZooKeeper's
+/// default for the fallback (on, for the quorum; every release before 3.8.6
+/// and 3.9.5 has no way to turn it off) accepts it.
+async fn no_reverse_dns(c: &LocalCluster, m: &zkop_spec::wire::MemberStatus) {
+    let named = reverse_dns::named_cert(c);
+    let election = |port: u16| {
+        tls_peer(
+            &m.address,
+            port,
+            &named.join("ca.pem"),
+            &named.join("cert.pem"),
+            &named.join("key.pem"),
+        )
+    };
+    let by_name = election(3888);
+    assert!(by_name.starts_with("refused"), "{by_name}");
+    let lookup =
+        reverse_dns::DefaultLookupServer::start(c, &m.instance.to_string(), &m.address).await;
+    assert_eq!(
+        election(lookup.election_port),
+        "accepted",
+        "ZooKeeper's default lookup accepts the name the address resolves to"
+    );
+    eprintln!(
+        "tls: a certificate naming only {}: {by_name}",
+        reverse_dns::NAME
+    );
 }
 
 /// With TLS on, the API is HTTPS with the cluster CA, and an agent speaks

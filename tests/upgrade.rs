@@ -71,6 +71,37 @@ fn spec() -> String {
     ) + "  upgrade:\n    canaryFor: 5s\n"
 }
 
+/// Three voters on `FROM`, the roll-out halting after `timeout`, members
+/// dead after 5 s of not serving, and no canary wait.
+fn three_voters(timeout: &str) -> String {
+    example_spec(3)
+        .replace("memberDeadAfter: 60s", "memberDeadAfter: 5s")
+        .replace(
+            "  zookeeper:\n",
+            &format!(
+                "  zookeeper:\n    version: {FROM}\n    acceptKnownIssues: [ZOOKEEPER-4394]\n"
+            ),
+        )
+        + &format!("  upgrade:\n    canaryFor: 0s\n  rollout:\n    timeout: {timeout}\n")
+}
+
+/// A releases directory as `scripts/install-deps` makes one, with `FROM`
+/// installed and `TO` broken: its jar is empty, so its JVM cannot find
+/// ZooKeeper's main class.
+fn releases_with_broken_target() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(
+        std::path::Path::new(zkop_zk::jvm::RELEASES_DIR).join(FROM),
+        dir.path().join(FROM),
+    )
+    .expect("symlink");
+    let broken = dir.path().join(TO);
+    std::fs::create_dir_all(broken.join("lib")).expect("lib");
+    std::fs::create_dir_all(broken.join("conf")).expect("conf");
+    std::fs::write(broken.join("lib").join(format!("zookeeper-{TO}.jar")), b"").expect("jar");
+    dir
+}
+
 /// Every member's server says (`srvr`) it runs `version`.
 fn all_on(s: &StatusReply, version: &str) -> bool {
     s.members
@@ -179,4 +210,342 @@ async fn upgrade_from_3_8_to_3_9_restarts_observers_first_the_leader_last_and_ke
         seen["longestStallMs"]
     );
     c.stop().await;
+}
+
+/// Each refused change of release names `spec.zookeeper.version` and
+/// restarts nothing: a release zkop does not know, one with a known
+/// data-loss bug the spec does not accept (both refused with the edit), and
+/// one no instance has installed (refused by the controller, naming them).
+async fn refusals(c: &LocalCluster, before: &StatusReply) {
+    let running = format!("version: {FROM}");
+    for (version, says) in [
+        ("3.9.7", "spec.zookeeper.version"),
+        ("3.8.4", "ZOOKEEPER-4785"),
+    ] {
+        let at = common::now_ms();
+        c.edit_spec(&running, &format!("version: {version}"));
+        let s = c
+            .wait_status(
+                &format!("{version} refused"),
+                Duration::from_secs(30),
+                |s| !common::events_of(s, &["spec-refused"], at).is_empty(),
+            )
+            .await;
+        let refused = &common::events_of(&s, &["spec-refused"], at)[0].message;
+        assert!(
+            refused.contains("spec.zookeeper.version") && refused.contains(says),
+            "{version}: {refused}"
+        );
+        c.edit_spec(&format!("version: {version}"), &running);
+    }
+    let at = common::now_ms();
+    c.edit_spec(&running, "version: 3.9.4");
+    let s = c
+        .wait_status("3.9.4 refused", Duration::from_secs(30), |s| {
+            s.reason.contains("is not installed on")
+        })
+        .await;
+    assert!(
+        s.reason.starts_with(
+            "spec.zookeeper.version: change of release refused: ZooKeeper 3.9.4 is not installed on"
+        ) && before
+            .members
+            .iter()
+            .all(|m| s.reason.contains(&m.instance.to_string())),
+        "{}",
+        s.reason
+    );
+    c.edit_spec("version: 3.9.4", &running);
+    let s = c
+        .wait_status(
+            "back to the running release",
+            Duration::from_secs(30),
+            |s| !s.reason.contains("is not installed on"),
+        )
+        .await;
+    assert!(
+        common::events_of(&s, &["restart_member"], at).is_empty(),
+        "nothing restarted: {:#?}",
+        s.events
+    );
+}
+
+/// While halted: one member restarted, the other two serve on `FROM` and
+/// take a write (quorum kept), and, watched for three times
+/// `memberDeadAfter`, the halted member is never replaced (a new instance
+/// would run `TO` too) and nothing else restarts.
+async fn while_halted(c: &LocalCluster, before: &StatusReply, halted: &StatusReply, edited: u64) {
+    let restarted = common::events_of(halted, &["restart_member"], edited);
+    assert_eq!(restarted.len(), 1, "{restarted:#?}");
+    let serving_on_from = |s: &StatusReply| {
+        s.members
+            .iter()
+            .filter(|m| m.zookeeper_version.as_deref() == Some(FROM) && m.healthy)
+            .count()
+    };
+    assert_eq!(serving_on_from(halted), 2, "{:#?}", halted.members);
+    let zk = common::zk_client(&halted.connect_string).await;
+    zk.create(
+        "/written-while-halted",
+        b"v",
+        &zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all()),
+    )
+    .await
+    .expect("a write with one member halted");
+    let watch_until = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < watch_until {
+        let Some(s) = c.status().await else {
+            continue;
+        };
+        assert_eq!(
+            members(&s),
+            members(before),
+            "no member replaced: {:#?}",
+            s.events
+        );
+        assert!(
+            common::events_of(&s, &["restart_member"], edited).len() == 1,
+            "nothing else restarted: {:#?}",
+            s.events
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_cannot_start_halts_after_the_first_member_and_setting_it_back_rolls_it_back()
+ {
+    let _serial = SERIAL.lock().await;
+    let releases = releases_with_broken_target();
+    let root = releases.path().display().to_string();
+    let mut c = LocalCluster::start_with_env(
+        &three_voters("20s"),
+        "127.0.131.0/24",
+        &[("ZKOP_ZOOKEEPER_RELEASES", &root)],
+    )
+    .await;
+    let before = c
+        .wait_status(
+            &format!("3 voters on {FROM}"),
+            Duration::from_secs(120),
+            |s| settled(s, 3, 0) && all_on(s, FROM),
+        )
+        .await;
+    refusals(&c, &before).await;
+    let edited = common::now_ms();
+    c.edit_spec(&format!("version: {FROM}"), &format!("version: {TO}"));
+    let halted = c
+        .wait_status("the upgrade halted", Duration::from_secs(180), |s| {
+            s.reason.starts_with("roll-out halted")
+        })
+        .await;
+    assert_eq!(halted.phase, "Degraded", "{}", halted.reason);
+    assert!(
+        halted.reason.starts_with(&format!(
+            "roll-out halted (upgrading {FROM} -> {TO}: 1 of 3 members)"
+        )) && halted.reason.contains("Could not find or load main class"),
+        "the halt says where and why, with the server's last log lines: {}",
+        halted.reason
+    );
+    let metrics = c.metrics().await;
+    for line in [
+        "zkop_upgrade_halted{cluster=\"local-3\"} 1",
+        "zkop_upgrade_members_behind{cluster=\"local-3\"} 3",
+        &format!("zkop_upgrade_target_info{{cluster=\"local-3\",version=\"{TO}\"}} 1"),
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    while_halted(&c, &before, &halted, edited).await;
+    // Back to FROM: the halted member restarts on it and serves.
+    let reverted = common::now_ms();
+    c.edit_spec(&format!("version: {TO}"), &format!("version: {FROM}"));
+    let back = c
+        .wait_status(
+            &format!("every member back on {FROM}"),
+            Duration::from_secs(180),
+            |s| settled(s, 3, 0) && all_on(s, FROM) && s.phase == "Running",
+        )
+        .await;
+    assert_eq!(
+        members(&back),
+        members(&before),
+        "no member was replaced: {:#?}",
+        back.events
+    );
+    let rolled_back = common::events_of(&back, &["restart_member"], reverted);
+    assert_eq!(
+        rolled_back.len(),
+        1,
+        "only the halted member: {rolled_back:#?}"
+    );
+    let metrics = c.metrics().await;
+    assert!(
+        metrics.contains("zkop_upgrade_halted{cluster=\"local-3\"} 0")
+            && metrics.contains("zkop_upgrade_members_behind{cluster=\"local-3\"} 0"),
+        "{metrics}"
+    );
+    let zk = common::zk_client(&back.connect_string).await;
+    assert!(
+        zk.check_stat("/written-while-halted")
+            .await
+            .expect("stat")
+            .is_some()
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_downgrade_from_3_9_to_3_8_after_a_completed_upgrade_keeps_the_data_written_on_3_9() {
+    let _serial = SERIAL.lock().await;
+    // On TO from the start, snapshots every 50 transactions: the members'
+    // data directories hold snapshots and logs ZooKeeper TO wrote.
+    let spec = three_voters("2m")
+        .replace(&format!("version: {FROM}"), &format!("version: {TO}"))
+        .replace(
+            "      maxClientCnxns: \"100\"\n",
+            "      maxClientCnxns: \"100\"\n      snapCount: \"50\"\n",
+        );
+    let mut c = LocalCluster::start(&spec, "127.0.132.0/24").await;
+    let before = c
+        .wait_status(
+            &format!("3 voters on {TO}"),
+            Duration::from_secs(120),
+            |s| settled(s, 3, 0) && all_on(s, TO),
+        )
+        .await;
+    let zk = common::zk_client(&before.connect_string).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    zk.create("/on-3.9", b"", &options).await.expect("parent");
+    for i in 0..300 {
+        zk.create(
+            &format!("/on-3.9/n-{i:04}"),
+            format!("v{i}").as_bytes(),
+            &options,
+        )
+        .await
+        .expect("a write on 3.9");
+    }
+    drop(zk);
+    let edited = common::now_ms();
+    c.edit_spec(&format!("version: {TO}"), &format!("version: {FROM}"));
+    let after = c
+        .wait_status(
+            &format!("every member back on {FROM}"),
+            Duration::from_secs(300),
+            |s| {
+                all_on(s, FROM)
+                    && settled(s, 3, 0)
+                    && !common::events_of(s, &["finish_rollout"], edited).is_empty()
+            },
+        )
+        .await;
+    assert_eq!(members(&after), members(&before), "no member was replaced");
+    assert_eq!(
+        common::events_of(&after, &["restart_member"], edited).len(),
+        3,
+        "{:#?}",
+        after.events
+    );
+    // Every write made on 3.9 reads back on 3.8, through each member.
+    for m in &after.members {
+        let zk = common::zk_client(&format!("{}:{}", m.address, m.client_port)).await;
+        zk.sync("/on-3.9").await.expect("sync");
+        let children = zk.list_children("/on-3.9").await.expect("children");
+        assert_eq!(children.len(), 300, "member {}", m.id);
+        let (data, _) = zk.get_data("/on-3.9/n-0299").await.expect("the last write");
+        assert_eq!(data, b"v299", "member {}", m.id);
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_sandbox_rolls_down_to_3_8_and_back_up_through_zkop_run() {
+    let _serial = SERIAL.lock().await;
+    let (c, before) = common::aws::AwsCluster::start_settled(3, "127.0.133.0/24").await;
+    // Every agent reports the releases installed on its instance.
+    for m in &before.members {
+        assert_eq!(
+            m.installed_releases.as_deref(),
+            Some([FROM.to_string(), TO.to_string()].as_slice()),
+            "member {}",
+            m.id
+        );
+    }
+    assert!(all_on(&before, TO), "{:#?}", before.members);
+    let down = common::now_ms();
+    c.edit_spec(
+        "  zookeeper:\n",
+        &format!(
+            "  upgrade:\n    canaryFor: 5s\n  zookeeper:\n    version: {FROM}\n    acceptKnownIssues: [ZOOKEEPER-4394]\n"
+        ),
+    );
+    let on_from = c
+        .api()
+        .wait_status(
+            &format!("every member on {FROM}"),
+            Duration::from_secs(300),
+            |s| {
+                all_on(s, FROM)
+                    && settled(s, 3, 0)
+                    && !common::events_of(s, &["finish_rollout"], down).is_empty()
+            },
+            || c.log_tail(),
+        )
+        .await;
+    let up = common::now_ms();
+    c.edit_spec(&format!("version: {FROM}"), &format!("version: {TO}"));
+    let on_to = c
+        .api()
+        .wait_status(
+            &format!("every member back on {TO}"),
+            Duration::from_secs(300),
+            |s| {
+                all_on(s, TO)
+                    && settled(s, 3, 0)
+                    && !common::events_of(s, &["finish_rollout"], up).is_empty()
+            },
+            || c.log_tail(),
+        )
+        .await;
+    assert_eq!(
+        members(&on_from),
+        members(&before),
+        "no instance was replaced"
+    );
+    assert_eq!(
+        members(&on_to),
+        members(&before),
+        "no instance was replaced"
+    );
+    assert_eq!(common::events_of(&on_to, &["restart_member"], up).len(), 3);
+}
+
+/// `zkop bench --upgrade`: zkop and the hand run each upgrade three voters
+/// from `FROM` to `TO` while a client writes; its session never expires on
+/// either side. (The figures are for people: docs/performance.md.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upgrade_bench_upgrades_on_both_sides_and_no_session_expires() {
+    let _serial = SERIAL.lock().await;
+    let args = [
+        "bench",
+        "--upgrade",
+        "--json",
+        "--network",
+        "127.0.134.0/24",
+        "--hand-network",
+        "127.0.135.0/24",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let rows: Vec<serde_json::Value> = common::zkop_json(&args).await;
+    eprintln!("upgrade bench: {rows:?}");
+    for side in ["zkop", "hand"] {
+        let row = rows
+            .iter()
+            .find(|r| r["side"] == side)
+            .unwrap_or_else(|| panic!("no {side} row: {rows:?}"));
+        assert!(row["seconds"].as_f64().is_some_and(|s| s > 0.0), "{row}");
+        assert!(row["writes"].as_u64().is_some_and(|w| w > 0), "{row}");
+        assert_eq!(row["sessionsExpired"], 0, "{row}");
+    }
 }

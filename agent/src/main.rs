@@ -269,8 +269,15 @@ impl Agent {
                 }
                 // New settings (the controller hands them out one member at a
                 // time): restart under them.
-                let restart =
-                    self.supervisor.running() && self.started_with.as_ref() != Some(&m.settings());
+                let new_settings = self.started_with.as_ref() != Some(&m.settings());
+                let restart = self.supervisor.running() && new_settings;
+                if new_settings && !self.supervisor.running() {
+                    // A server that crashed on its old settings (a release
+                    // that does not start) starts on new ones at once: its
+                    // backoff was for the old, and a rollback must not wait
+                    // it out past rollout.timeout.
+                    self.supervisor.clear_backoff();
+                }
                 if m.tls() && self.args.controller_ca.is_none() {
                     self.keep_certificate(3).await;
                 }

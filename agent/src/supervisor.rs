@@ -94,6 +94,13 @@ impl Supervisor {
         self.child.is_none() && self.not_before.is_none_or(|t| Instant::now() >= t)
     }
 
+    /// Forgets the crash backoff: the next start is a new attempt (new
+    /// settings, another release), not a repeat of the one that crashed.
+    pub fn clear_backoff(&mut self) {
+        self.backoff = MIN_BACKOFF;
+        self.not_before = None;
+    }
+
     /// Starts the JVM on the node's `zoo.cfg`.
     pub fn start(&mut self, cmd: &JvmCommand) -> std::io::Result<u32> {
         let log_dir = self.layout.log_dir();

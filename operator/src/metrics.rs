@@ -93,6 +93,7 @@ impl Metrics {
         }
         render_tolerances(&mut out, status);
         render_versions(&mut out, status);
+        render_upgrade(&mut out, status);
         render_backup(&mut out, status);
         self.with(|c| {
             let _ = writeln!(out, "# HELP zkop_reconcile_passes_total Reconcile passes run.");
@@ -194,6 +195,40 @@ fn render_tolerances(out: &mut String, status: &StatusReply) {
             );
         }
     }
+}
+
+/// Where a change of ZooKeeper release stands: the release the spec names,
+/// the members not on it yet (0 once done), and whether it halted.
+fn render_upgrade(out: &mut String, status: &StatusReply) {
+    let cluster = &status.cluster;
+    let target = status.zookeeper_version.as_deref();
+    let behind = target.map_or(0, |t| {
+        status
+            .members
+            .iter()
+            .filter(|m| m.zookeeper_version.as_deref() != Some(t))
+            .count()
+    });
+    let halted = behind > 0 && status.reason.starts_with(crate::plan::ROLLOUT_HALTED);
+    let _ = writeln!(
+        out,
+        "# HELP zkop_upgrade_target_info The ZooKeeper release the spec names (spec.zookeeper.version).\n# TYPE zkop_upgrade_target_info gauge"
+    );
+    if let Some(target) = target {
+        let _ = writeln!(
+            out,
+            "zkop_upgrade_target_info{{cluster=\"{cluster}\",version=\"{target}\"}} 1"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP zkop_upgrade_members_behind Members not yet serving on the spec's ZooKeeper release (0 when no upgrade or rollback is under way).\n# TYPE zkop_upgrade_members_behind gauge\nzkop_upgrade_members_behind{{cluster=\"{cluster}\"}} {behind}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP zkop_upgrade_halted 1 while a change of ZooKeeper release is halted (a member did not serve on the new release within rollout.timeout).\n# TYPE zkop_upgrade_halted gauge\nzkop_upgrade_halted{{cluster=\"{cluster}\"}} {}",
+        u8::from(halted)
+    );
 }
 
 /// One `zkop_member_zookeeper_info` line per member whose release is known.

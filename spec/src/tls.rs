@@ -102,6 +102,7 @@ pub const AGENT_KEYS: &[&str] = &[
 /// the stage's own).
 pub const QUORUM_KEYS: &[&str] = &[
     "sslQuorumReloadCertFiles",
+    "fips-mode",
     "ssl.quorum.hostnameVerification",
     "ssl.quorum.allowReverseDnsLookup",
     "ssl.quorum.keyStore.type",
@@ -126,6 +127,7 @@ pub const OWNED_KEYS: &[&str] = &[
     "ssl.quorum.hostnameVerification",
     "ssl.quorum.allowReverseDnsLookup",
     "ssl.allowReverseDnsLookup",
+    "fips-mode",
     "authProvider.x509",
 ];
 
@@ -149,6 +151,10 @@ pub fn static_properties(policy: &TlsPolicy, secure_client_port: u16) -> BTreeMa
         // releases take the key as an unused system property).
         ("ssl.quorum.allowReverseDnsLookup", "false"),
         ("ssl.allowReverseDnsLookup", "false"),
+        // ZooKeeper 3.9 runs in FIPS mode by default, which drops its own
+        // trust manager and with it the check above: any certificate of the
+        // CA, a client's too, would join the quorum. 3.8 defaults to off.
+        ("fips-mode", "false"),
         ("ssl.keyStore.type", "PEM"),
         ("ssl.trustStore.type", "PEM"),
         ("ssl.quorum.keyStore.type", "PEM"),
@@ -251,6 +257,9 @@ mod tests {
         assert_eq!(cfg["secureClientPort"], "2281");
         assert_eq!(cfg["ssl.clientAuth"], "need");
         assert_eq!(cfg["sslQuorum"], "true");
+        // ZooKeeper's own trust manager, which checks a peer's address.
+        assert_eq!(cfg["fips-mode"], "false");
+        assert_eq!(cfg["ssl.quorum.allowReverseDnsLookup"], "false");
         // No plaintext client part in the dynamic lines, the secure port in the connect string.
         let target = crate::tls_stage::TlsStage::target(&on);
         assert_eq!(target.config_client_port(&on), 0);

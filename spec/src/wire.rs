@@ -369,6 +369,10 @@ pub struct StatusReply {
     /// quorum kept (none: no config yet, or a voter's zone is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_failure_tolerance: Option<usize>,
+    /// The ZooKeeper release the spec names: members on another are being
+    /// upgraded or rolled back to it.
+    #[serde(default)]
+    pub zookeeper_version: Option<String>,
     /// Set when the controller answering does not lead the cluster: the
     /// leader's URL (empty when unknown). Everything else is then as this
     /// controller last saw it, not the cluster now.
@@ -447,6 +451,10 @@ pub struct MemberStatus {
     /// A known data-loss bug of that release, named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<String>,
+    /// The ZooKeeper releases installed on its instance, as its agent
+    /// reports them (none: a classpath of one's own, or no report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_releases: Option<Vec<String>>,
     /// With TLS on: when its earlier certificate expires (the client port's
     /// or the quorum's), ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod moto;
 pub mod netns;
 pub mod proxy;
+pub mod reverse_dns;
 pub mod tls;
 
 use std::collections::BTreeSet;
@@ -129,6 +130,13 @@ impl LocalCluster {
         Self::start_with(spec, network, None).await
     }
 
+    /// `start` with extra environment, which its agents and servers inherit.
+    pub async fn start_with_env(spec: &str, network: &str, env: &[(&str, &str)]) -> LocalCluster {
+        let mut c = Self::new(spec, network, None);
+        c.up_with_env(env).await;
+        c
+    }
+
     /// Starts `zkop local up --netns` inside `hub`, each instance in its own
     /// network namespace. The caller's thread must be in the hub too
     /// (`Hub::enter`) to reach the API and the servers.
@@ -142,12 +150,19 @@ impl LocalCluster {
         network: &str,
         hub: Option<(String, String, String)>,
     ) -> LocalCluster {
+        let mut c = Self::new(spec, network, hub);
+        c.up().await;
+        c
+    }
+
+    /// Its state directory and spec, not started.
+    fn new(spec: &str, network: &str, hub: Option<(String, String, String)>) -> LocalCluster {
         require_zookeeper();
         zkop_zk::endpoint::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let spec_path = dir.path().join("spec.yaml");
         std::fs::write(&spec_path, spec).unwrap();
-        let mut c = LocalCluster {
+        LocalCluster {
             dir,
             spec_path,
             network: network.to_string(),
@@ -160,9 +175,7 @@ impl LocalCluster {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-        };
-        c.up().await;
-        c
+        }
     }
 
     /// `start`, then waits until the cluster is `voters` voters, settled;

@@ -19,7 +19,7 @@ pub struct JavaArgs {
     /// Where ZooKeeper releases are installed, one directory each
     /// (`DIR/3.9.5/lib`, `DIR/3.9.5/conf`), as scripts/install-deps and the
     /// AMI put them.
-    #[arg(long, default_value = RELEASES_DIR)]
+    #[arg(long, env = "ZKOP_ZOOKEEPER_RELEASES", default_value = RELEASES_DIR)]
     pub zookeeper_releases: PathBuf,
     /// The release to run where no spec names one (scratch servers,
     /// benchmarks).

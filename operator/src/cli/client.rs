@@ -346,6 +346,7 @@ mod tests {
             launch_template: None,
             zookeeper_version: Some("3.8.4".into()),
             known_issue: None,
+            installed_releases: None,
             certificate_not_after_ms: None,
             serving_for_s: None,
         };
@@ -365,6 +366,7 @@ mod tests {
             tls: None,
             failure_tolerance: Some(1),
             zone_failure_tolerance: None,
+            zookeeper_version: None,
             follows: None,
         };
         // Only members serving in the config are in a connect string.

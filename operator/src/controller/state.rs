@@ -365,6 +365,7 @@ impl Shared {
             clients_port: tls.clients_port(&s.spec),
         });
         reply.follows = follows;
+        reply.zookeeper_version = Some(s.spec.zookeeper.version.to_string());
         reply
     }
 

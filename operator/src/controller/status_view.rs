@@ -174,6 +174,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                 known_issue: version
                     .as_deref()
                     .and_then(zkop_spec::releases::known_data_loss),
+                installed_releases: report.and_then(|r| r.installed_releases.clone()),
             }
         })
         .collect();
@@ -203,6 +204,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         tls: Some(input.tls).filter(|t| *t != TlsStage::Plaintext),
         failure_tolerance,
         zone_failure_tolerance,
+        zookeeper_version: None,
         follows: None,
     }
 }

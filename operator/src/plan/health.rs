@@ -106,10 +106,13 @@ impl Ctx<'_> {
     /// roll-out's restart of it is under way, nor once its roll-out halted
     /// (past `rollout.timeout`) until it has not served for
     /// `memberDeadAfter` more: the halt is said first (phase, event,
-    /// alert), and only then do the normal rules replace it.
+    /// alert), and only then do the normal rules replace it. Never a member
+    /// halted on a new ZooKeeper release: the release failed, not the
+    /// instance, and a replacement would start on it too.
     fn not_serving_counts(&self, id: ServerId, after: Duration) -> bool {
-        self.restarted_ago(id)
-            .is_none_or(|ago| ago >= self.spec.rollout_timeout + after)
+        self.restarted_ago(id).is_none_or(|ago| {
+            ago >= self.spec.rollout_timeout + after && !self.alone_on_its_release(id)
+        })
     }
 
     /// Dead: its instance is gone; or, while a majority of the config's

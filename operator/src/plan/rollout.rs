@@ -132,13 +132,17 @@ impl Ctx<'_> {
         }
         let waited = Duration::from_millis(self.obs.now_ms.saturating_sub(last.at_ms));
         if waited >= self.spec.rollout_timeout {
+            let of = match label {
+                "roll-out" => String::new(),
+                upgrade => format!(" ({upgrade})"),
+            };
             let why = report
                 .and_then(|r| r.errors.last().cloned().or(r.process.last_exit.clone()))
                 .unwrap_or_else(|| "no report from its agent".into());
             return Plan::new(
                 Phase::Degraded,
                 format!(
-                    "{ROLLOUT_HALTED}: member {} on {} did not serve again within rollout.timeout ({}s) after its restart ({why}); {stale} member(s) not restarted and left untouched",
+                    "{ROLLOUT_HALTED}{of}: member {} on {} did not serve again within rollout.timeout ({}s) after its restart ({why}); {stale} member(s) not restarted and left untouched",
                     m.id,
                     m.instance,
                     self.spec.rollout_timeout.as_secs()

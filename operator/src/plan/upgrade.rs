@@ -10,6 +10,7 @@ use zkop_spec::releases::Release;
 
 use super::{Ctx, Phase, Plan};
 use crate::model::MemberRecord;
+use zkop_spec::zk::ServerId;
 
 /// How a refused change of release begins (status, events).
 pub const UPGRADE_REFUSED: &str = "spec.zookeeper.version";
@@ -38,6 +39,26 @@ impl Ctx<'_> {
     pub(super) fn changes_release(&self, m: &MemberRecord) -> bool {
         self.release_of(m)
             .is_some_and(|v| v != self.target_release())
+    }
+
+    /// Whether member `id` runs a release no other member of the ensemble
+    /// runs: a change of release restarted it, and the rest have not
+    /// followed.
+    pub(super) fn alone_on_its_release(&self, id: ServerId) -> bool {
+        let Some(m) = self.p.members.get(&id) else {
+            return false;
+        };
+        let Some(mine) = self.release_of(m) else {
+            return false;
+        };
+        let others: Vec<Option<String>> = self
+            .p
+            .members
+            .values()
+            .filter(|o| o.id != id && !o.retiring)
+            .map(|o| self.release_of(o))
+            .collect();
+        !others.is_empty() && others.iter().all(|v| v.as_deref() != Some(mine.as_str()))
     }
 
     /// Why the change of release to the spec's may not go on, if it may

@@ -55,10 +55,30 @@ pub enum Fault {
     /// Roll every member with restarts slower than `memberDeadAfter`
     /// (issue 24): none may be taken for dead and replaced.
     SlowRoll,
+    /// Change ZooKeeper's release (`spec.zookeeper.version`) between the two
+    /// installed ones, down or back up (issue 25): a rolling restart onto
+    /// another release, every member on it afterwards.
+    Upgrade,
+}
+
+/// The two installed releases the `upgrade` fault moves between; the run
+/// starts on the first (the default).
+const RELEASES: [&str; 2] = ["3.9.5", "3.8.6"];
+
+/// The fleet's spec: three voters on the default release, the 3.8 line's
+/// known issue accepted (the `upgrade` fault goes there), a short canary.
+fn chaos_spec() -> String {
+    example_spec(3).replace(
+        "  zookeeper:\n",
+        &format!(
+            "  zookeeper:\n    version: {}\n    acceptKnownIssues: [ZOOKEEPER-4394]\n",
+            RELEASES[0]
+        ),
+    ) + "  upgrade:\n    canaryFor: 5s\n"
 }
 
 /// Every kind, in a fixed order.
-pub const FAULTS: [Fault; 11] = [
+pub const FAULTS: [Fault; 12] = [
     Fault::KillServer,
     Fault::KillInstance,
     Fault::PauseServer,
@@ -70,6 +90,7 @@ pub const FAULTS: [Fault; 11] = [
     Fault::Roll,
     Fault::StalledAhead,
     Fault::SlowRoll,
+    Fault::Upgrade,
 ];
 
 impl Fault {
@@ -87,6 +108,7 @@ impl Fault {
             Fault::Roll => "roll",
             Fault::StalledAhead => "stalled-voter-ahead",
             Fault::SlowRoll => "slow-roll",
+            Fault::Upgrade => "upgrade",
         }
     }
 }
@@ -208,10 +230,12 @@ enum Expect {
 struct World {
     replicas: usize,
     rolled: bool,
+    /// Index in `RELEASES` of the release the spec names.
+    release: usize,
 }
 
 async fn run_in_hub(hub: &Hub, opts: &ChaosOptions) -> Figures {
-    let c = LocalCluster::start_in(&example_spec(3), hub).await;
+    let c = LocalCluster::start_in(&chaos_spec(), hub).await;
     let _keep = KeepOnFailure {
         state: c.state_dir(),
         seed: opts.seed,
@@ -229,6 +253,7 @@ async fn run_in_hub(hub: &Hub, opts: &ChaosOptions) -> Figures {
     let mut world = World {
         replicas: 3,
         rolled: false,
+        release: 0,
     };
     let mut fig = Figures {
         seed: opts.seed,
@@ -246,6 +271,9 @@ async fn run_in_hub(hub: &Hub, opts: &ChaosOptions) -> Figures {
         let after = back_to_spec(&c, world.replicas, rolled).await;
         let took = healed.elapsed();
         check_membership(fault, &expect, &before, &after, started);
+        if fault == Fault::Upgrade {
+            every_member_on(RELEASES[world.release], &after, opts.seed);
+        }
         if fault == Fault::CutLeader {
             // The cut took: the others elected a leader of a later epoch.
             assert!(
@@ -375,8 +403,29 @@ async fn inject(
             stalls::stalled_voter_ahead(c, hub, before, rng).await;
             Expect::Same
         }
+        Fault::Upgrade => {
+            let next = 1 - world.release;
+            c.edit_spec(
+                &format!("version: {}", RELEASES[world.release]),
+                &format!("version: {}", RELEASES[next]),
+            );
+            world.release = next;
+            Expect::Rolled
+        }
     };
     (expect, Instant::now())
+}
+
+/// After an `upgrade` fault: every member's `srvr` says `release`.
+fn every_member_on(release: &str, after: &StatusReply, seed: u64) {
+    assert!(
+        after
+            .members
+            .iter()
+            .all(|m| m.zookeeper_version.as_deref() == Some(release)),
+        "seed {seed}: not every member runs {release} after the upgrade: {:#?}",
+        after.members
+    );
 }
 
 /// Cuts a follower or the leader (as `fault` says) off for `hold`.

@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// under one `zkop local up DIR` (at most 32).
     #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby"])]
     clusters: Option<usize>,
+    /// Instead: a 3-voter rolling upgrade of ZooKeeper (the installed 3.8
+    /// release to the default) by zkop, next to the same done by hand, with
+    /// the longest write stall and sessions expired (about 2 minutes).
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby", "clusters"])]
+    upgrade: bool,
     /// The controller --aws-calls asks.
     #[command(flatten)]
     controller: ControllerArgs,
@@ -80,6 +85,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         tls_writes,
         standby,
         clusters,
+        upgrade,
         controller,
         network,
         hand_network,
@@ -109,9 +115,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         hand_network,
         agent_bin: Some(input::agent_binary(agent_bin)?),
         classpath: java.classpath(None).map_err(input::InputError::Usage)?,
-        java: java.java,
+        java: java.java.clone(),
         quick,
     };
+    if upgrade {
+        let on = |version: &str| {
+            java.classpath(Some(version))
+                .map(|classpath| bench::BenchOptions {
+                    classpath,
+                    ..opts.clone()
+                })
+                .map_err(input::InputError::Usage)
+        };
+        let (from, to) = (on(bench::upgrade::FROM)?, on(bench::upgrade::TO)?);
+        let (text, _) = bench::spec()?;
+        let rows = bench::upgrade::run(&from, &to, &text).await?;
+        print_out(json, &rows, |r| bench::upgrade::render(r))?;
+        return Ok(());
+    }
     if let Some(n) = clusters {
         let (text, _) = bench::spec()?;
         let row = bench::clusters::run(&opts, &text, n).await?;

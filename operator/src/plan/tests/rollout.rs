@@ -77,7 +77,7 @@ fn a_leader_zxid_that_only_opens_an_epoch_is_not_waited_for() {
 
 /// `b`'s member `id`, restarted `ago` before now, has not served since (its
 /// agent reports each second, its JVM runs): as observe says it.
-fn not_back_for(b: &mut B, id: u64, ago: Duration) {
+pub(super) fn not_back_for(b: &mut B, id: u64, ago: Duration) {
     let seen = b.obs.reports.get_mut(&instance_of(id)).unwrap();
     seen.age = Duration::ZERO;
     seen.silent_for = Duration::ZERO;

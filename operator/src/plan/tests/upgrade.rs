@@ -125,3 +125,37 @@ fn setting_the_version_back_rolls_the_upgraded_member_back() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_member_that_does_not_serve_on_the_new_release_halts_the_upgrade_and_is_never_replaced() {
+    let mut b = upgrading("3.8.6", "3.9.5");
+    let first = restarted(&b.plan()).unwrap();
+    let start = b.obs.now_ms;
+    restart(&mut b, first, start);
+    // Long past rollout.timeout and memberDeadAfter: the server exits at
+    // once on the new release, its agent says why.
+    let ago = b.spec.rollout_timeout + 3 * b.spec.member_dead_after();
+    b.obs.now_ms = start + ago.as_millis() as u64;
+    super::rollout::not_back_for(&mut b, first, ago);
+    let r = &mut b.obs.reports.get_mut(&instance_of(first)).unwrap().report;
+    r.probe = None;
+    r.errors.push(
+        "ZooKeeper exited (exit status: 1) after 0.3s; its log ends: Error: Could not find or load main class org.apache.zookeeper.server.quorum.QuorumPeerMain".into(),
+    );
+    let plan = b.plan();
+    assert_eq!(plan.phase, Phase::Degraded, "{plan:?}");
+    assert!(
+        plan.steps.is_empty(),
+        "nothing replaced or restarted: {plan:?}"
+    );
+    assert!(
+        plan.reason.starts_with(&format!(
+            "roll-out halted (upgrading 3.8.6 -> 3.9.5: 1 of 3 members): member {first}"
+        )) && plan.reason.contains("Could not find or load main class"),
+        "{}",
+        plan.reason
+    );
+    // Setting the version back restarts it on the release it came from.
+    b.spec.zookeeper.version = Release::parse("3.8.6").unwrap();
+    assert_eq!(restarted(&b.plan()), Some(first));
+}

@@ -330,6 +330,30 @@ impl<'a> HandEnsemble<'a> {
     /// Restarts every server once, observers, followers, the leader last; each
     /// waits for the last to serve and reach the leader's zxid as of its stop.
     pub async fn rolling_restart(&mut self) -> Result<Duration, BenchError> {
+        self.roll(None).await
+    }
+
+    /// The rolling restart onto another release (`to`'s classpath), each
+    /// server waited for until `srvr` says it runs `version`.
+    pub async fn upgrade(
+        &mut self,
+        to: &BenchOptions,
+        version: &str,
+    ) -> Result<Duration, BenchError> {
+        self.roll(Some((to, version))).await
+    }
+
+    /// Every running server's client endpoint, as a connect string.
+    pub fn connect_string(&self) -> String {
+        self.servers
+            .iter()
+            .filter(|s| s.jvm.is_some())
+            .map(PlainServer::endpoint)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn roll(&mut self, to: Option<(&BenchOptions, &str)>) -> Result<Duration, BenchError> {
         let started = Instant::now();
         let mut order: Vec<(u8, usize)> = self
             .modes()
@@ -354,13 +378,20 @@ impl<'a> HandEnsemble<'a> {
                 .and_then(|p| p.zxid)
                 .filter(|z| z.is_transaction());
             self.servers[i].stop(libc::SIGTERM).await?;
-            self.servers[i].start(self.opts, self.spec)?;
+            self.servers[i].start(to.map_or(self.opts, |t| t.0), self.spec)?;
             let endpoint = self.servers[i].endpoint();
+            let on_release = |v: Option<&str>| {
+                to.is_none_or(|t| {
+                    v.and_then(zkop_spec::releases::Release::parse)
+                        .is_some_and(|r| r.to_string() == t.1)
+                })
+            };
             wait_for(&format!("{endpoint} back and caught up"), || async {
-                probe(&endpoint)
-                    .await
-                    .ok()
-                    .filter(|p| p.serving && (rank == 2 || p.zxid >= leader_zxid))
+                probe(&endpoint).await.ok().filter(|p| {
+                    p.serving
+                        && (rank == 2 || p.zxid >= leader_zxid)
+                        && on_release(p.version.as_deref())
+                })
             })
             .await?;
         }

@@ -11,6 +11,7 @@ pub mod clusters;
 mod operated;
 pub mod standby;
 pub mod tls;
+pub mod upgrade;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
