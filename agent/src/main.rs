@@ -237,6 +237,13 @@ impl Agent {
     }
 
     /// One pass: supervise the JVM toward the desired state, probe, run a reconfig.
+    /// How soon to probe again: every 100 ms while its server runs and does
+    /// not serve yet (a roll-out waits on its return), else every 200 ms.
+    fn probe_every(&self) -> Duration {
+        let starting = self.supervisor.running() && !self.probe.as_ref().is_some_and(|p| p.serving);
+        Duration::from_millis(if starting { 100 } else { 200 })
+    }
+
     async fn step(&mut self) {
         if let Some(exit) = self.supervisor.reap() {
             self.error(exit);
@@ -460,12 +467,10 @@ async fn serve(agent: &mut Agent, client: ControllerClient) -> anyhow::Result<()
     let mut reporter = client;
     // Probe often, report on a change at once and otherwise once a second:
     // the controller's next step often waits for this agent's news.
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_sent: Option<AgentReport> = None;
     // When the last report was tried and whether it went through: after a
     // failure, the next try waits a second (no warning every tick).
     let mut last_try: Option<(Instant, bool)> = None;
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     loop {
@@ -475,7 +480,7 @@ async fn serve(agent: &mut Agent, client: ControllerClient) -> anyhow::Result<()
                 let d = rx.borrow_and_update().clone();
                 if let Some(d) = d { agent.accept(d); }
             }
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(agent.probe_every()) => {}
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }

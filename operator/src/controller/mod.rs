@@ -367,10 +367,18 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
                     (error_policy(&e, &mut backoff, &self.shared.metrics), false)
                 }
             };
-            // News cuts the wait short, but never a backoff after an error.
+            // News or a spec edit cuts the wait short, but never a backoff
+            // after an error.
+            let edited = async {
+                match self.spec_file.as_ref() {
+                    Some(f) => f.edited().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(requeue.delay()) => {}
                 _ = self.shared.news.notified(), if healthy => {}
+                _ = edited, if healthy => {}
                 _ = shutdown.changed() => return,
             }
         }

@@ -25,6 +25,20 @@ impl SpecFile {
         }
     }
 
+    /// Resolves once the file's text differs from the one last read (looked
+    /// at every 100 ms): an edit starts a pass at once, not at the next idle
+    /// one (500 ms on).
+    pub async fn edited(&self) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Ok(text) = tokio::fs::read_to_string(&self.path).await
+                && self.last_text.as_deref() != Some(text.as_str())
+            {
+                return;
+            }
+        }
+    }
+
     /// Applies the file if it changed: a valid new spec replaces the running
     /// one; anything else is refused with an event.
     pub fn poll(&mut self, shared: &Shared) {

@@ -211,27 +211,34 @@ impl Session {
             .map_err(io(format!("writing {}", self.spec_path.display())))
     }
 
-    /// `spec.zookeeper.version` edited from `from` to `to`: to every member
-    /// serving on `to` and the roll-out finished.
+    /// `spec.zookeeper.version` edited from `from` to `to`: to the roll-out
+    /// finished (the controller's event: the last member restarted serves
+    /// again and has caught up, as the hand run's last wait), once every
+    /// member serves on `to`.
     pub async fn upgrade(&self, from: &str, to: &str) -> Result<Duration, BenchError> {
         let since = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
-        let started = Instant::now();
         let text = std::fs::read_to_string(&self.spec_path)
             .map_err(io(format!("reading {}", self.spec_path.display())))?;
         let text = text.replace(&format!("version: {from}"), &format!("version: {to}"));
         std::fs::write(&self.spec_path, text)
             .map_err(io(format!("writing {}", self.spec_path.display())))?;
-        self.wait(&format!("every member serving on {to}"), |s| {
-            settled(s, self.voters, 0)
-                && s.members
-                    .iter()
-                    .all(|m| m.zookeeper_version.as_deref() == Some(to))
-                && s.events
-                    .iter()
-                    .any(|e| e.at_ms >= since && e.kind == "finish_rollout")
-        })
-        .await?;
-        Ok(started.elapsed())
+        let done = |s: &StatusReply| {
+            s.events
+                .iter()
+                .find(|e| e.at_ms >= since && e.kind == "finish_rollout")
+                .map(|e| e.at_ms)
+        };
+        let s = self
+            .wait(&format!("every member serving on {to}"), |s| {
+                settled(s, self.voters, 0)
+                    && s.members
+                        .iter()
+                        .all(|m| m.zookeeper_version.as_deref() == Some(to))
+                    && done(s).is_some()
+            })
+            .await?;
+        let finished = done(&s).unwrap_or(since);
+        Ok(Duration::from_millis(finished.saturating_sub(since)))
     }
 
     /// One more replica: a new member joins as an observer.
