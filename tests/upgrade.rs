@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use zkop_spec::wire::StatusReply;
-use zkop_tests::common::{self, LocalCluster, SERIAL, example_spec, settled};
+use zkop_tests::common::{
+    self, LocalCluster, SERIAL, all_on_release, example_spec, members, settled,
+};
 
 /// The 3.8 release zkop installs, and the default it upgrades to.
 const FROM: &str = "3.8.6";
@@ -65,24 +67,17 @@ zk.stop()
 /// The spec: five members (three voters, two observers) on `FROM`, which
 /// lists the 3.8 line's known data-loss bug as accepted.
 fn spec() -> String {
-    example_spec(5).replace("    max: 5", "    max: 3").replace(
-        "  zookeeper:\n",
-        &format!("  zookeeper:\n    version: {FROM}\n    acceptKnownIssues: [ZOOKEEPER-4394]\n"),
-    ) + "  upgrade:\n    canaryFor: 5s\n"
+    common::on_release(&example_spec(5).replace("    max: 5", "    max: 3"), FROM)
+        + "  upgrade:\n    canaryFor: 5s\n"
 }
 
 /// Three voters on `FROM`, the roll-out halting after `timeout`, members
 /// dead after 5 s of not serving, and no canary wait.
 fn three_voters(timeout: &str) -> String {
-    example_spec(3)
-        .replace("memberDeadAfter: 60s", "memberDeadAfter: 5s")
-        .replace(
-            "  zookeeper:\n",
-            &format!(
-                "  zookeeper:\n    version: {FROM}\n    acceptKnownIssues: [ZOOKEEPER-4394]\n"
-            ),
-        )
-        + &format!("  upgrade:\n    canaryFor: 0s\n  rollout:\n    timeout: {timeout}\n")
+    common::on_release(
+        &example_spec(3).replace("memberDeadAfter: 60s", "memberDeadAfter: 5s"),
+        FROM,
+    ) + &format!("  upgrade:\n    canaryFor: 0s\n  rollout:\n    timeout: {timeout}\n")
 }
 
 /// A releases directory as `scripts/install-deps` makes one, with `FROM`
@@ -102,22 +97,18 @@ fn releases_with_broken_target() -> tempfile::TempDir {
     dir
 }
 
-/// Every member's server says (`srvr`) it runs `version`.
-fn all_on(s: &StatusReply, version: &str) -> bool {
-    s.members
-        .iter()
-        .all(|m| m.zookeeper_version.as_deref() == Some(version))
-}
-
-/// Member id to instance.
-fn members(s: &StatusReply) -> Vec<(u64, String)> {
-    let mut m: Vec<(u64, String)> = s
-        .members
-        .iter()
-        .map(|m| (m.id.0, m.instance.to_string()))
-        .collect();
-    m.sort();
-    m
+/// Every member on `version`, `voters` and `observers` settled, and the
+/// roll-out begun at `since` finished.
+fn rolled_onto(
+    s: &StatusReply,
+    version: &str,
+    voters: usize,
+    observers: usize,
+    since: u64,
+) -> bool {
+    all_on_release(s, version)
+        && settled(s, voters, observers)
+        && !common::events_of(s, &["finish_rollout"], since).is_empty()
 }
 
 /// The kazoo client, started, once it holds its ephemeral znode.
@@ -145,7 +136,7 @@ async fn upgrade_from_3_8_to_3_9_restarts_observers_first_the_leader_last_and_ke
         .wait_status(
             &format!("3 voters and 2 observers on {FROM}"),
             Duration::from_secs(120),
-            |s| settled(s, 3, 2) && all_on(s, FROM),
+            |s| settled(s, 3, 2) && all_on_release(s, FROM),
         )
         .await;
     let mut client = start_client(&before.connect_string);
@@ -155,11 +146,7 @@ async fn upgrade_from_3_8_to_3_9_restarts_observers_first_the_leader_last_and_ke
         .wait_status(
             &format!("every member on {TO}, the roll-out done"),
             Duration::from_secs(600),
-            |s| {
-                all_on(s, TO)
-                    && settled(s, 3, 2)
-                    && !common::events_of(s, &["finish_rollout"], edited).is_empty()
-            },
+            |s| rolled_onto(s, TO, 3, 2, edited),
         )
         .await;
     // One member at a time: observers first, then followers, the leader last.
@@ -328,7 +315,7 @@ async fn a_release_that_cannot_start_halts_after_the_first_member_and_setting_it
         .wait_status(
             &format!("3 voters on {FROM}"),
             Duration::from_secs(120),
-            |s| settled(s, 3, 0) && all_on(s, FROM),
+            |s| settled(s, 3, 0) && all_on_release(s, FROM),
         )
         .await;
     refusals(&c, &before).await;
@@ -363,7 +350,7 @@ async fn a_release_that_cannot_start_halts_after_the_first_member_and_setting_it
         .wait_status(
             &format!("every member back on {FROM}"),
             Duration::from_secs(180),
-            |s| settled(s, 3, 0) && all_on(s, FROM) && s.phase == "Running",
+            |s| settled(s, 3, 0) && all_on_release(s, FROM) && s.phase == "Running",
         )
         .await;
     assert_eq!(
@@ -410,7 +397,7 @@ async fn a_downgrade_from_3_9_to_3_8_after_a_completed_upgrade_keeps_the_data_wr
         .wait_status(
             &format!("3 voters on {TO}"),
             Duration::from_secs(120),
-            |s| settled(s, 3, 0) && all_on(s, TO),
+            |s| settled(s, 3, 0) && all_on_release(s, TO),
         )
         .await;
     let zk = common::zk_client(&before.connect_string).await;
@@ -433,11 +420,7 @@ async fn a_downgrade_from_3_9_to_3_8_after_a_completed_upgrade_keeps_the_data_wr
         .wait_status(
             &format!("every member back on {FROM}"),
             Duration::from_secs(300),
-            |s| {
-                all_on(s, FROM)
-                    && settled(s, 3, 0)
-                    && !common::events_of(s, &["finish_rollout"], edited).is_empty()
-            },
+            |s| rolled_onto(s, FROM, 3, 0, edited),
         )
         .await;
     assert_eq!(members(&after), members(&before), "no member was replaced");
@@ -472,7 +455,7 @@ async fn the_aws_sandbox_rolls_down_to_3_8_and_back_up_through_zkop_run() {
             m.id
         );
     }
-    assert!(all_on(&before, TO), "{:#?}", before.members);
+    assert!(all_on_release(&before, TO), "{:#?}", before.members);
     let down = common::now_ms();
     c.edit_spec(
         "  zookeeper:\n",
@@ -485,11 +468,7 @@ async fn the_aws_sandbox_rolls_down_to_3_8_and_back_up_through_zkop_run() {
         .wait_status(
             &format!("every member on {FROM}"),
             Duration::from_secs(300),
-            |s| {
-                all_on(s, FROM)
-                    && settled(s, 3, 0)
-                    && !common::events_of(s, &["finish_rollout"], down).is_empty()
-            },
+            |s| rolled_onto(s, FROM, 3, 0, down),
             || c.log_tail(),
         )
         .await;
@@ -500,11 +479,7 @@ async fn the_aws_sandbox_rolls_down_to_3_8_and_back_up_through_zkop_run() {
         .wait_status(
             &format!("every member back on {TO}"),
             Duration::from_secs(300),
-            |s| {
-                all_on(s, TO)
-                    && settled(s, 3, 0)
-                    && !common::events_of(s, &["finish_rollout"], up).is_empty()
-            },
+            |s| rolled_onto(s, TO, 3, 0, up),
             || c.log_tail(),
         )
         .await;

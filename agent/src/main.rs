@@ -236,7 +236,6 @@ impl Agent {
         }
     }
 
-    /// One pass: supervise the JVM toward the desired state, probe, run a reconfig.
     /// How soon to probe again: every 100 ms while its server runs and does
     /// not serve yet (a roll-out waits on its return), else every 200 ms.
     fn probe_every(&self) -> Duration {
@@ -244,6 +243,7 @@ impl Agent {
         Duration::from_millis(if starting { 100 } else { 200 })
     }
 
+    /// One pass: supervise the JVM toward the desired state, probe, run a reconfig.
     async fn step(&mut self) {
         if let Some(exit) = self.supervisor.reap() {
             self.error(exit);

@@ -1063,6 +1063,22 @@ pub fn members(s: &StatusReply) -> std::collections::BTreeMap<u64, String> {
         .collect()
 }
 
+/// `spec` naming ZooKeeper `version`, with the 3.8 line's known data-loss
+/// bug (ZOOKEEPER-4394) accepted, as a spec that may go to 3.8 must.
+pub fn on_release(spec: &str, version: &str) -> String {
+    spec.replace(
+        "  zookeeper:\n",
+        &format!("  zookeeper:\n    version: {version}\n    acceptKnownIssues: [ZOOKEEPER-4394]\n"),
+    )
+}
+
+/// Every member's server says (`srvr`) it runs `version`.
+pub fn all_on_release(s: &StatusReply, version: &str) -> bool {
+    s.members
+        .iter()
+        .all(|m| m.zookeeper_version.as_deref() == Some(version))
+}
+
 /// The events of `s` of any of `kinds`, stamped at or after `since_ms`.
 pub fn events_of<'a>(
     s: &'a StatusReply,

@@ -68,13 +68,7 @@ const RELEASES: [&str; 2] = ["3.9.5", "3.8.6"];
 /// The fleet's spec: three voters on the default release, the 3.8 line's
 /// known issue accepted (the `upgrade` fault goes there), a short canary.
 fn chaos_spec() -> String {
-    example_spec(3).replace(
-        "  zookeeper:\n",
-        &format!(
-            "  zookeeper:\n    version: {}\n    acceptKnownIssues: [ZOOKEEPER-4394]\n",
-            RELEASES[0]
-        ),
-    ) + "  upgrade:\n    canaryFor: 5s\n"
+    super::on_release(&example_spec(3), RELEASES[0]) + "  upgrade:\n    canaryFor: 5s\n"
 }
 
 /// Every kind, in a fixed order.
@@ -419,10 +413,7 @@ async fn inject(
 /// After an `upgrade` fault: every member's `srvr` says `release`.
 fn every_member_on(release: &str, after: &StatusReply, seed: u64) {
     assert!(
-        after
-            .members
-            .iter()
-            .all(|m| m.zookeeper_version.as_deref() == Some(release)),
+        super::all_on_release(after, release),
         "seed {seed}: not every member runs {release} after the upgrade: {:#?}",
         after.members
     );

@@ -203,12 +203,16 @@ impl Session {
         .await
     }
 
-    fn set_replicas(&self, from: usize, to: usize) -> Result<(), BenchError> {
+    /// Replaces `from` with `to` in the spec file, as a user's edit.
+    fn edit_spec(&self, from: &str, to: &str) -> Result<(), BenchError> {
         let text = std::fs::read_to_string(&self.spec_path)
             .map_err(io(format!("reading {}", self.spec_path.display())))?;
-        let text = text.replace(&format!("replicas: {from}"), &format!("replicas: {to}"));
-        std::fs::write(&self.spec_path, text)
+        std::fs::write(&self.spec_path, text.replace(from, to))
             .map_err(io(format!("writing {}", self.spec_path.display())))
+    }
+
+    fn set_replicas(&self, from: usize, to: usize) -> Result<(), BenchError> {
+        self.edit_spec(&format!("replicas: {from}"), &format!("replicas: {to}"))
     }
 
     /// `spec.zookeeper.version` edited from `from` to `to`: to the roll-out
@@ -217,11 +221,7 @@ impl Session {
     /// member serves on `to`.
     pub async fn upgrade(&self, from: &str, to: &str) -> Result<Duration, BenchError> {
         let since = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
-        let text = std::fs::read_to_string(&self.spec_path)
-            .map_err(io(format!("reading {}", self.spec_path.display())))?;
-        let text = text.replace(&format!("version: {from}"), &format!("version: {to}"));
-        std::fs::write(&self.spec_path, text)
-            .map_err(io(format!("writing {}", self.spec_path.display())))?;
+        self.edit_spec(&format!("version: {from}"), &format!("version: {to}"))?;
         let done = |s: &StatusReply| {
             s.events
                 .iter()
