@@ -912,7 +912,8 @@ pub fn https_client(ca_file: &Path, identity: Option<&Path>) -> reqwest::Client 
 /// of them serve as leader or follower (no leader: none of none).
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
-    /// When (ms since the Unix epoch).
+    /// When its last probe ended (ms since the Unix epoch): what it saw
+    /// was so no later than this (its probes take up to a few hundred ms).
     pub at_ms: u64,
     /// Voters serving.
     pub serving: usize,
@@ -930,7 +931,6 @@ impl Sample {
 /// Probes every endpoint (`srvr` and the config) once.
 pub async fn sample(endpoints: &[String]) -> Sample {
     use zkop_spec::zk::ServerMode;
-    let at_ms = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
     let mut probes = Vec::new();
     for e in endpoints {
         if let Ok(p) = zkop_zk::probe::probe(e).await
@@ -939,6 +939,7 @@ pub async fn sample(endpoints: &[String]) -> Sample {
             probes.push((e.clone(), p));
         }
     }
+    let at_ms = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
     let Some(config) = probes
         .iter()
         .find(|(_, p)| p.mode == Some(ServerMode::Leader))
