@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod backup;
 pub mod chaos;
+pub mod history;
 pub mod moto;
 pub mod netns;
 pub mod proxy;
@@ -451,6 +452,37 @@ impl LocalCluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Power loss: `zkop local up`, every agent and every server SIGKILLed
+    /// at the same moment; after `off`, `zkop local up` again over the same
+    /// state, whose agents start their servers on the data they had (what
+    /// ZooKeeper fsynced).
+    pub async fn power_loss(&mut self, off: Duration) {
+        let mut pids = fleet_pids(&self.state_dir());
+        pids.extend(self.child.as_ref().map(Child::id));
+        for pid in &pids {
+            // SAFETY: kill(2) on this cluster's own processes, by PID.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        wait_until(
+            "every process of the cluster gone",
+            Duration::from_secs(30),
+            || {
+                let alive = pids.iter().any(|p| pid_alive(*p));
+                async move { (!alive).then_some(()) }
+            },
+        )
+        .await;
+        tokio::time::sleep(off).await;
+        // The old run's api.json names a port nobody listens on any more.
+        let _ = std::fs::remove_file(self.state_dir().join("api.json"));
+        self.up().await;
     }
 
     /// The client endpoints of the members the status lists.

@@ -8,7 +8,8 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use zkop_spec::wire::StatusReply;
 
-use super::{every_member_restarted, signal};
+use super::checks::every_member_restarted;
+use super::signal;
 use crate::common::netns::Hub;
 use crate::common::{LocalCluster, now_ms};
 

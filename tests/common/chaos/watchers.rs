@@ -12,6 +12,9 @@ use zkop_spec::wire::StatusReply;
 use zkop_spec::zk::ServerMode;
 use zookeeper_client::{Acls, Client, CreateMode};
 
+use crate::common::LocalCluster;
+use crate::common::history::{self, History};
+
 /// How long one client call may take before the writer starts a new session
 /// with the current members (its old list may hold only replaced servers).
 const CALL_LIMIT: Duration = Duration::from_secs(15);
@@ -104,17 +107,74 @@ pub fn shared_epochs(leaders: &Leaders) -> Vec<(u32, &BTreeSet<String>)> {
         .collect()
 }
 
+/// Everything that runs beside the faults: the members' poller, the writer,
+/// the leader sampler and the sessions recording a history.
+pub struct Beside {
+    stop: watch::Sender<bool>,
+    /// The controller's URL and token as they are now, for the poller.
+    pub api: watch::Sender<(String, String)>,
+    recorded: Arc<History>,
+    poller: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<Vec<Acked>>,
+    sampler: tokio::task::JoinHandle<Leaders>,
+    sessions: tokio::task::JoinSet<()>,
+}
+
+impl Beside {
+    /// Starts them all on the members of `first`.
+    pub async fn start(c: &LocalCluster, first: &StatusReply, seed: u64) -> Beside {
+        let hosts = LocalCluster::endpoints(first);
+        history::create_keys(&hosts).await;
+        let (hosts_tx, hosts_rx) = watch::channel(hosts);
+        let (stop, stop_rx) = watch::channel(false);
+        let seen = Arc::new(Mutex::new(BTreeSet::new()));
+        let (api, api_rx) = watch::channel((c.url().to_string(), c.token().to_string()));
+        let poller = follow_members(
+            (c.http().clone(), api_rx),
+            hosts_tx,
+            seen.clone(),
+            stop_rx.clone(),
+        );
+        let recorded = Arc::new(History::new());
+        // A session on each member and two roaming: one operation at a time each.
+        let sessions = history::run_sessions(&hosts_rx, &stop_rx, &recorded, (3, 2), seed);
+        let writer = tokio::spawn(write_until_stopped(hosts_rx, stop_rx.clone()));
+        let sampler = tokio::spawn(sample_leaders(seen, stop_rx));
+        Beside {
+            stop,
+            api,
+            recorded,
+            poller,
+            writer,
+            sampler,
+            sessions,
+        }
+    }
+
+    /// Stops them; the acknowledged writes, the leaders seen, the history.
+    pub async fn finish(mut self) -> (Vec<Acked>, Leaders, Arc<History>) {
+        let _ = self.stop.send(true);
+        let acked = self.writer.await.unwrap_or_default();
+        let leaders = self.sampler.await.unwrap_or_default();
+        let _ = self.poller.await;
+        while self.sessions.join_next().await.is_some() {}
+        (acked, leaders, self.recorded)
+    }
+}
+
 /// Polls the controller's status every 500 ms: publishes the members'
-/// endpoints to the writer and adds them to what the sampler asks.
+/// endpoints to the writer and adds them to what the sampler asks. `api`
+/// is the controller's URL and token, as they are now (a controller started
+/// again after a power loss listens elsewhere).
 pub fn follow_members(
-    api: (reqwest::Client, String, String),
+    (http, api): (reqwest::Client, watch::Receiver<(String, String)>),
     hosts: watch::Sender<String>,
     seen: Arc<Mutex<BTreeSet<String>>>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let (http, url, token) = api;
         while !*stop.borrow() {
+            let (url, token) = api.borrow().clone();
             if let Some(s) = super::super::api_client(&http, &url, &token).status().await {
                 publish(&s, &hosts, &seen);
             }
