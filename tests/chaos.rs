@@ -10,7 +10,7 @@ use zkop_tests::common::chaos::{self, ChaosOptions, FAULTS};
 fn chaos_every_fault_kind_heals_back_to_the_spec_keeping_every_acknowledged_write() {
     // A fixed seed, so that CI runs the same faults each time; CHAOS_SEED
     // and CHAOS_FAULTS (scripts/chaos) pick others.
-    let opts = ChaosOptions::from_env(15, 20261202);
+    let opts = ChaosOptions::from_env(16, 20261202);
     let fig = chaos::run(&opts);
     // The figure line, for scripts/chaos to pass on.
     println!("{}", fig.line());

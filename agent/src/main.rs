@@ -428,6 +428,7 @@ impl Agent {
             backup: self.shipper.as_ref().map(shipper::Shipper::report),
             certificate_not_after_ms: self.tls.not_after_ms(),
             installed_releases: self.args.java.installed(),
+            data_disk: node::data_disk(&self.layout),
             served_certificate_not_after_ms: self
                 .served_certificate
                 .filter(|_| self.supervisor.running()),

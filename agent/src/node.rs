@@ -255,6 +255,24 @@ pub fn last_zxid_on_disk(layout: &Layout) -> Option<Zxid> {
     logged.max(snapshots)
 }
 
+/// Space on the filesystem of ZooKeeper's data directory (statvfs(3)), for
+/// the report: a full disk stops ZooKeeper, and status says so.
+pub fn data_disk(layout: &Layout) -> Option<zkop_spec::wire::DiskSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(layout.data_dir().as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs(3) fills the zeroed struct it is given; the path is a
+    // valid NUL-terminated string that outlives the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let unit = st.f_frsize;
+    Some(zkop_spec::wire::DiskSpace {
+        free_bytes: st.f_bavail.saturating_mul(unit),
+        total_bytes: st.f_blocks.saturating_mul(unit),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,6 +236,20 @@ fn render_versions(out: &mut String, status: &StatusReply) {
     let cluster = &status.cluster;
     let _ = writeln!(
         out,
+        "# HELP zkop_member_data_free_bytes Free bytes on the filesystem of each member's data directory, as its agent reports it."
+    );
+    let _ = writeln!(out, "# TYPE zkop_member_data_free_bytes gauge");
+    for m in &status.members {
+        if let Some(free) = m.data_free_bytes {
+            let _ = writeln!(
+                out,
+                "zkop_member_data_free_bytes{{cluster=\"{cluster}\",member=\"{}\"}} {free}",
+                m.id
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP zkop_member_certificate_expiry_timestamp_seconds With TLS on: when each member's earlier certificate (client port or quorum) expires."
     );
     let _ = writeln!(

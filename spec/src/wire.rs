@@ -220,6 +220,32 @@ pub struct AgentReport {
     /// when the agent runs a classpath of its own (`--zookeeper-classpath`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installed_releases: Option<Vec<String>>,
+    /// Space on the filesystem of ZooKeeper's data directory.
+    #[serde(default)]
+    pub data_disk: Option<DiskSpace>,
+}
+
+/// Space on one filesystem, as statvfs(3) gives it to an unprivileged
+/// process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiskSpace {
+    /// Bytes a process may still write.
+    pub free_bytes: u64,
+    /// The filesystem's size.
+    pub total_bytes: u64,
+}
+
+/// Below this much free space a data directory is full: ZooKeeper cannot
+/// write its next snapshot or transaction log and stops (or keeps failing
+/// to sync from its leader).
+pub const DATA_DISK_FULL_BELOW_BYTES: u64 = 16 * 1024 * 1024;
+
+impl DiskSpace {
+    /// Whether ZooKeeper can no longer count on writing here.
+    pub fn full(&self) -> bool {
+        self.free_bytes < DATA_DISK_FULL_BELOW_BYTES
+    }
 }
 
 /// What the shipping agent has shipped.
@@ -267,6 +293,11 @@ impl AgentReport {
             let mut r = r.clone();
             r.disk_zxid = None;
             r.backup = None;
+            // Free space moves with every write too; a full disk is news.
+            r.data_disk = r.data_disk.map(|d| DiskSpace {
+                free_bytes: u64::from(d.full()),
+                total_bytes: 0,
+            });
             if let Some(p) = r.probe.as_mut() {
                 p.zxid = None;
             }
@@ -464,6 +495,14 @@ pub struct MemberStatus {
     /// serving a while.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving_for_s: Option<u64>,
+    /// Free bytes on the filesystem of its data directory, as its agent
+    /// last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_free_bytes: Option<u64>,
+    /// What keeps it from serving, when its agent knows: its data
+    /// directory full, or how its server last exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A member's role as `zkop status`, metrics and the page show it: its role
@@ -596,6 +635,7 @@ mod tests {
             certificate_not_after_ms: None,
             served_certificate_not_after_ms: None,
             installed_releases: None,
+            data_disk: None,
         };
         let mut writes = base.clone();
         writes.probe.as_mut().unwrap().zxid = Some(Zxid::from_u64(0x1_0000_0009));

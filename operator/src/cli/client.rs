@@ -313,6 +313,14 @@ pub fn render_table(s: &StatusReply) -> String {
             format_time(at)
         ));
     }
+    out.push_str(&member_warnings(s));
+    out
+}
+
+/// A line per member on a release with a known issue, and per member with
+/// a problem (a full disk, how its server last exited).
+fn member_warnings(s: &StatusReply) -> String {
+    let mut out = String::new();
     for m in s.members.iter().filter(|m| m.known_issue.is_some()) {
         out.push_str(&format!(
             "warning: member {} runs ZooKeeper {}: {}\n",
@@ -320,6 +328,11 @@ pub fn render_table(s: &StatusReply) -> String {
             m.zookeeper_version.as_deref().unwrap_or("?"),
             m.known_issue.as_deref().unwrap_or_default()
         ));
+    }
+    for m in &s.members {
+        if let Some(p) = &m.problem {
+            out.push_str(&format!("member {}: {p}\n", m.id));
+        }
     }
     out
 }
@@ -349,6 +362,8 @@ mod tests {
             installed_releases: None,
             certificate_not_after_ms: None,
             serving_for_s: None,
+            data_free_bytes: None,
+            problem: None,
         };
         let s = StatusReply {
             cluster: "c".into(),

@@ -7,7 +7,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zkop_spec::backup::BackupPolicy;
 use zkop_spec::tls_stage::TlsStage;
-use zkop_spec::wire::{AgentReport, BackupStatus, Event, MemberStatus, StatusReply, StatusRole};
+use zkop_spec::wire::{
+    AgentReport, BackupStatus, DATA_DISK_FULL_BELOW_BYTES, DiskSpace, Event, MemberStatus,
+    StatusReply, StatusRole,
+};
 use zkop_spec::zk::{DynamicConfig, MemberRole, ServerMode};
 
 use super::observe::ReportCache;
@@ -129,6 +132,25 @@ pub fn connect_string(members: &[MemberStatus]) -> String {
         .join(",")
 }
 
+/// What keeps a member from serving, as its agent reports it: a full data
+/// directory first (ZooKeeper cannot write its log or snapshots), else how
+/// its server last ended while it does not run.
+fn member_problem(r: &AgentReport) -> Option<String> {
+    if let Some(d) = r.data_disk.filter(DiskSpace::full) {
+        return Some(format!(
+            "disk full: {} bytes free of {} in ZooKeeper's data directory (below {} MiB ZooKeeper cannot count on writing its transaction log and snapshots); free space or grow the volume, and its agent starts it again",
+            d.free_bytes,
+            d.total_bytes,
+            DATA_DISK_FULL_BELOW_BYTES / (1024 * 1024)
+        ));
+    }
+    // A stop the agent was told to make (a roll-out) is no problem.
+    (!r.process.running)
+        .then(|| r.process.last_exit.clone())
+        .flatten()
+        .filter(|e| !e.starts_with("stopped by the agent"))
+}
+
 /// The status reply.
 pub fn status_view(input: StatusInput<'_>) -> StatusReply {
     let p = input.persisted;
@@ -175,6 +197,8 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
                     .as_deref()
                     .and_then(zkop_spec::releases::known_data_loss),
                 installed_releases: report.and_then(|r| r.installed_releases.clone()),
+                data_free_bytes: report.and_then(|r| r.data_disk).map(|d| d.free_bytes),
+                problem: report.and_then(member_problem),
             }
         })
         .collect();
@@ -331,5 +355,33 @@ mod tests {
         // The last shipment failed: unknown, so behind.
         let failed = backup_status(10_000, None, 10_500);
         assert_eq!((failed.age_ms, failed.behind), (None, true));
+    }
+
+    #[test]
+    fn a_full_data_disk_is_the_member_s_problem_and_a_told_stop_is_none() {
+        let mut r = report("i-2", Some(2), None);
+        r.data_disk = Some(DiskSpace {
+            free_bytes: 1 << 30,
+            total_bytes: 1 << 31,
+        });
+        assert_eq!(member_problem(&r), None);
+        r.data_disk = Some(DiskSpace {
+            free_bytes: 65536,
+            total_bytes: 1 << 31,
+        });
+        let p = member_problem(&r).unwrap();
+        assert!(
+            p.starts_with("disk full: 65536 bytes free of 2147483648"),
+            "{p}"
+        );
+        r.data_disk = None;
+        r.process.running = false;
+        r.process.last_exit = Some("stopped by the agent".into());
+        assert_eq!(member_problem(&r), None);
+        r.process.last_exit = Some("ZooKeeper exited (exit status: 2) after 3.0s".into());
+        assert_eq!(
+            member_problem(&r).as_deref(),
+            r.process.last_exit.as_deref()
+        );
     }
 }

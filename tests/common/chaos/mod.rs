@@ -68,6 +68,9 @@ pub enum Fault {
     /// moment, all started again after the hold (issue 26): what ZooKeeper
     /// fsynced is all that is left.
     PowerLoss,
+    /// One member's data directory full (a tmpfs with 16 KiB to spare),
+    /// then moved back to the real disk (issue 26).
+    DiskFull,
 }
 
 /// The two installed releases the `upgrade` fault moves between; the run
@@ -81,7 +84,7 @@ fn chaos_spec() -> String {
 }
 
 /// Every kind, in a fixed order.
-pub const FAULTS: [Fault; 14] = [
+pub const FAULTS: [Fault; 15] = [
     Fault::KillServer,
     Fault::KillInstance,
     Fault::PauseServer,
@@ -96,6 +99,7 @@ pub const FAULTS: [Fault; 14] = [
     Fault::Upgrade,
     Fault::TwoAtOnce,
     Fault::PowerLoss,
+    Fault::DiskFull,
 ];
 
 impl Fault {
@@ -116,6 +120,7 @@ impl Fault {
             Fault::Upgrade => "upgrade",
             Fault::TwoAtOnce => "two-at-once",
             Fault::PowerLoss => "power-loss",
+            Fault::DiskFull => "disk-full",
         }
     }
 }
@@ -421,6 +426,10 @@ async fn inject(
             Expect::Same
         }
         Fault::PowerLoss => unreachable!("the run loop restarts the cluster itself"),
+        Fault::DiskFull => {
+            harsh::disk_full(c, before, rng, hold).await;
+            Expect::Same
+        }
         Fault::TwoAtOnce => {
             let two = harsh::two_at_once(c, hub, before, rng, hold).await;
             eprintln!("chaos: two at once: {}", two.join(", "));

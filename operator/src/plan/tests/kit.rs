@@ -63,6 +63,7 @@ pub(crate) fn report(instance: &str, id: Option<u64>, probe: Option<ProbeReport>
         certificate_not_after_ms: None,
         served_certificate_not_after_ms: None,
         installed_releases: None,
+        data_disk: None,
     }
 }
 
