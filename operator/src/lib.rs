@@ -11,6 +11,7 @@ pub mod act;
 pub mod adapters;
 pub mod api;
 pub mod api_tls;
+pub mod canary;
 pub mod cli;
 pub mod clock;
 pub mod controller;

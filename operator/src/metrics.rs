@@ -95,6 +95,7 @@ impl Metrics {
         render_versions(&mut out, status);
         render_upgrade(&mut out, status);
         render_backup(&mut out, status);
+        render_canary(&mut out, status);
         self.with(|c| {
             let _ = writeln!(out, "# HELP zkop_reconcile_passes_total Reconcile passes run.");
             let _ = writeln!(out, "# TYPE zkop_reconcile_passes_total counter");
@@ -286,6 +287,122 @@ fn render_versions(out: &mut String, status: &StatusReply) {
             m.id
         );
     }
+}
+
+/// The consistency canary's families (their help and type lines always, so
+/// that rules and dashboards find them; samples while it runs).
+fn render_canary(out: &mut String, status: &StatusReply) {
+    let cluster = &status.cluster;
+    let c = status.canary.as_ref();
+    canary_head(
+        out,
+        "zkop_canary_rounds_total",
+        "counter",
+        "Rounds the consistency canary ran.",
+    );
+    if let Some(c) = c {
+        let _ = writeln!(
+            out,
+            "zkop_canary_rounds_total{{cluster=\"{cluster}\"}} {}",
+            c.rounds
+        );
+    }
+    canary_head(
+        out,
+        "zkop_canary_write_seconds",
+        "histogram",
+        "How long the canary's compare-and-set of its counter took.",
+    );
+    if let Some(c) = c {
+        let h = &c.write_seconds;
+        for (i, bound) in zkop_spec::canary::WRITE_BUCKETS.iter().enumerate() {
+            let n = h.buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "zkop_canary_write_seconds_bucket{{cluster=\"{cluster}\",le=\"{bound}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "zkop_canary_write_seconds_bucket{{cluster=\"{cluster}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "zkop_canary_write_seconds_sum{{cluster=\"{cluster}\"}} {}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "zkop_canary_write_seconds_count{{cluster=\"{cluster}\"}} {}",
+            h.count
+        );
+    }
+    render_canary_reads(out, status);
+}
+
+/// The canary's reads through each member, what it found, its last good round.
+fn render_canary_reads(out: &mut String, status: &StatusReply) {
+    let cluster = &status.cluster;
+    let c = status.canary.as_ref();
+    canary_head(
+        out,
+        "zkop_canary_read_seconds",
+        "gauge",
+        "How long the canary's last sync and read of its counter through each member took.",
+    );
+    canary_head(
+        out,
+        "zkop_canary_member_up",
+        "gauge",
+        "1 when the canary's last read through the member was answered.",
+    );
+    for r in c.map(|c| c.members.as_slice()).unwrap_or_default() {
+        if let Some(secs) = r.read_seconds {
+            let _ = writeln!(
+                out,
+                "zkop_canary_read_seconds{{cluster=\"{cluster}\",member=\"{}\"}} {secs}",
+                r.id
+            );
+        }
+        let _ = writeln!(
+            out,
+            "zkop_canary_member_up{{cluster=\"{cluster}\",member=\"{}\"}} {}",
+            r.id,
+            u8::from(r.error.is_none())
+        );
+    }
+    canary_head(
+        out,
+        "zkop_canary_violations_total",
+        "counter",
+        "What the canary found that ZooKeeper does not allow, by kind.",
+    );
+    for (kind, n) in c.map(|c| &c.violations).into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "zkop_canary_violations_total{{cluster=\"{cluster}\",kind=\"{kind}\"}} {n}"
+        );
+    }
+    canary_head(
+        out,
+        "zkop_canary_last_good_round_timestamp_seconds",
+        "gauge",
+        "When the last canary round that wrote and found nothing wrong ended (0: none yet).",
+    );
+    if let Some(c) = c {
+        let _ = writeln!(
+            out,
+            "zkop_canary_last_good_round_timestamp_seconds{{cluster=\"{cluster}\"}} {}",
+            c.last_good_round_ms.unwrap_or(0) as f64 / 1000.0
+        );
+    }
+}
+
+/// A family's help and type lines.
+fn canary_head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// One gauge of the cluster, with its help and type lines.

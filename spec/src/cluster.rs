@@ -73,6 +73,9 @@ pub struct ClusterSpec {
     /// How a change of ZooKeeper release is rolled out.
     #[serde(default)]
     pub upgrade: Upgrade,
+    /// A canary that checks the live ensemble's consistency (default: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
     /// Continuous backups of the ensemble's data (default: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::BackupSpec>,
@@ -461,6 +464,17 @@ impl Default for Upgrade {
             canary_for: default_canary_for(),
         }
     }
+}
+
+/// The consistency canary: the controller writes a counter under
+/// `/zkop/canary` with compare-and-set and reads it back through every
+/// member, checking what ZooKeeper promises (docs/reliability.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Canary {
+    /// How often a round runs (`1s` to `1h`; `10s` suits most).
+    #[schemars(schema_with = "crate::duration::schema")]
+    pub every: String,
 }
 
 fn default_canary_for() -> String {

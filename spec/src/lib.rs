@@ -4,8 +4,10 @@
 //! controller and agent ([`wire`]). No I/O.
 
 pub mod backup;
+pub mod canary;
 pub mod clients;
 pub mod cluster;
+pub mod disk;
 pub mod duration;
 pub mod fourlw;
 pub mod healing;

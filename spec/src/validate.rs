@@ -112,6 +112,8 @@ pub struct ValidatedCluster {
     /// `upgrade.canaryFor`: how long the first member on a new release
     /// serves before the next restarts.
     pub upgrade_canary_for: Duration,
+    /// `spec.canary.every`, when the consistency canary runs.
+    pub canary_every: Option<Duration>,
     /// `spec.backup`, when the cluster ships backups.
     pub backup: Option<BackupPolicy>,
     /// `spec.bootstrap.restore`, when the first ensemble is seeded from a backup.
@@ -265,6 +267,10 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
     let zookeeper = check_zookeeper(&mut p, &s.zookeeper);
     let healing = crate::healing::check_healing(&mut p, s);
     let (rollout_timeout, upgrade_canary_for) = check_rollout(&mut p, s);
+    let canary_every = s
+        .canary
+        .as_ref()
+        .and_then(|c| check_duration(&mut p, "spec.canary.every", &c.every, (1, 3600), "1h"));
     let secrets_parameter = check_secrets(&mut p, s);
     let backup = crate::backup::check_backup(&mut p, &s.backup);
     let restore = crate::backup::check_bootstrap(&mut p, &s.bootstrap);
@@ -320,6 +326,7 @@ pub fn validate(raw: ZookeeperCluster) -> Result<ValidatedCluster, SpecError> {
         healing,
         rollout_timeout,
         upgrade_canary_for,
+        canary_every,
         backup,
         restore,
         clients,

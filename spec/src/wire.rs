@@ -225,28 +225,7 @@ pub struct AgentReport {
     pub data_disk: Option<DiskSpace>,
 }
 
-/// Space on one filesystem, as statvfs(3) gives it to an unprivileged
-/// process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DiskSpace {
-    /// Bytes a process may still write.
-    pub free_bytes: u64,
-    /// The filesystem's size.
-    pub total_bytes: u64,
-}
-
-/// Below this much free space a data directory is full: ZooKeeper cannot
-/// write its next snapshot or transaction log and stops (or keeps failing
-/// to sync from its leader).
-pub const DATA_DISK_FULL_BELOW_BYTES: u64 = 16 * 1024 * 1024;
-
-impl DiskSpace {
-    /// Whether ZooKeeper can no longer count on writing here.
-    pub fn full(&self) -> bool {
-        self.free_bytes < DATA_DISK_FULL_BELOW_BYTES
-    }
-}
+pub use crate::disk::{DATA_DISK_FULL_BELOW_BYTES, DiskSpace};
 
 /// What the shipping agent has shipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,6 +388,9 @@ pub struct StatusReply {
     /// controller last saw it, not the cluster now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<String>,
+    /// The consistency canary, when `spec.canary` runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanaryStatus>,
 }
 
 /// Backups as `zkop status` shows them.

@@ -37,7 +37,7 @@ impl ClientTls {
     }
 
     /// The same identity for `zookeeper-client`.
-    pub(crate) fn options(&self) -> Result<zookeeper_client::TlsOptions, String> {
+    pub fn options(&self) -> Result<zookeeper_client::TlsOptions, String> {
         zookeeper_client::TlsOptions::new()
             .with_pem_ca(&self.ca_pem)
             .and_then(|o| o.with_pem_identity(&self.cert_pem, &self.key_pem))

@@ -149,9 +149,15 @@ async fn read_config(endpoint: &Endpoint, auth: &str) -> Result<DynamicConfig, S
 
 /// The value ZooKeeper's `superDigest` takes: `super:base64(sha1("super:<password>"))`.
 pub fn super_digest(password: &str) -> String {
-    let hash = Sha1::digest(format!("super:{password}").as_bytes());
+    digest_id("super", password)
+}
+
+/// A `digest` ACL's id for `user` with `password`, as ZooKeeper's
+/// DigestAuthenticationProvider computes it: `user:base64(sha1("user:password"))`.
+pub fn digest_id(user: &str, password: &str) -> String {
+    let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
     format!(
-        "super:{}",
+        "{user}:{}",
         base64::engine::general_purpose::STANDARD.encode(hash)
     )
 }

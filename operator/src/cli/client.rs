@@ -314,6 +314,50 @@ pub fn render_table(s: &StatusReply) -> String {
         ));
     }
     out.push_str(&member_warnings(s));
+    if let Some(c) = &s.canary {
+        out.push_str(&canary_lines(c));
+    }
+    out
+}
+
+/// The consistency canary's lines under the members.
+fn canary_lines(c: &zkop_spec::canary::CanaryStatus) -> String {
+    let found: Vec<String> = c
+        .violations
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let mut out = format!(
+        "canary: every {}s, {} rounds, counter {}, last good round {}, violations: {}\n",
+        c.every_s,
+        c.rounds,
+        c.counter,
+        c.last_good_round_ms
+            .map_or_else(|| "never".into(), |ms| format!("at {}", format_time(ms))),
+        if found.is_empty() {
+            "none".into()
+        } else {
+            found.join(", ")
+        }
+    );
+    if let Some(v) = &c.last_violation {
+        out.push_str(&format!("canary: last violation: {v}\n"));
+    }
+    if let Some(e) = &c.write_error {
+        out.push_str(&format!("canary cannot write: {e}\n"));
+    }
+    for r in &c.members {
+        if let Some(e) = &r.error {
+            out.push_str(&format!("canary: member {}: {e}\n", r.id));
+        } else if r.read_only {
+            out.push_str(&format!(
+                "canary: member {} answers read-only (cut off from the quorum), counter {}\n",
+                r.id,
+                r.counter.unwrap_or(0)
+            ));
+        }
+    }
     out
 }
 
@@ -383,6 +427,7 @@ mod tests {
             zone_failure_tolerance: None,
             zookeeper_version: None,
             follows: None,
+            canary: None,
         };
         // Only members serving in the config are in a connect string.
         let all = [

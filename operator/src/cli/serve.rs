@@ -76,6 +76,7 @@ pub struct Running {
     looping: Option<JoinHandle<()>>,
     retention: JoinHandle<()>,
     discovery: Option<JoinHandle<()>>,
+    canary: Option<JoinHandle<()>>,
     api_file: PathBuf,
 }
 
@@ -102,6 +103,13 @@ where
         tokio::spawn(super::discovery::run(
             shared.clone(),
             dir.join(super::discovery::FILE),
+            stop_rx.clone(),
+        ))
+    });
+    let canary = api.api_file.parent().map(|dir| {
+        tokio::spawn(crate::canary::run(
+            shared.clone(),
+            dir.join("super-password"),
             stop_rx.clone(),
         ))
     });
@@ -140,6 +148,7 @@ where
         looping: Some(looping),
         retention,
         discovery,
+        canary,
         api_file: api.api_file,
     }
 }
@@ -162,6 +171,9 @@ impl Running {
         self.retention.abort();
         if let Some(d) = &self.discovery {
             d.abort();
+        }
+        if let Some(c) = &self.canary {
+            c.abort();
         }
         if let Some(looping) = self.looping.take() {
             let _ = looping.await;

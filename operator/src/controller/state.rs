@@ -60,6 +60,8 @@ pub(super) struct SharedState {
     drill_seen_ms: Option<u64>,
     /// Each listed instance's agent key digest, bound at its first contact.
     pub(super) agent_keys: std::collections::BTreeMap<String, [u8; 32]>,
+    /// What the consistency canary found last (`spec.canary`).
+    pub(super) canary: Option<zkop_spec::canary::CanaryStatus>,
 }
 
 impl SharedState {
@@ -146,6 +148,7 @@ impl Shared {
                 backup_behind: None,
                 drill_seen_ms: None,
                 agent_keys: Default::default(),
+                canary: None,
             }),
             revision_tx,
             news: Notify::new(),
@@ -366,7 +369,13 @@ impl Shared {
         });
         reply.follows = follows;
         reply.zookeeper_version = Some(s.spec.zookeeper.version.to_string());
+        reply.canary = s.canary.clone();
         reply
+    }
+
+    /// What the consistency canary found (none: it does not run).
+    pub fn set_canary(&self, canary: Option<zkop_spec::canary::CanaryStatus>) {
+        self.lock().canary = canary;
     }
 
     /// This pass's inputs: the spec, the persisted state (with the highest

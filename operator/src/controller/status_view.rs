@@ -230,6 +230,7 @@ pub fn status_view(input: StatusInput<'_>) -> StatusReply {
         zone_failure_tolerance,
         zookeeper_version: None,
         follows: None,
+        canary: None,
     }
 }
 

@@ -330,9 +330,15 @@ async fn run_in_hub(hub: &Hub, opts: &ChaosOptions) -> Figures {
 /// Checks the recorded history (linearizable writes, consistent sessions);
 /// it and, on a failure, the failing slice stay beside the state directory.
 fn check_history(fig: &mut Figures, recorded: &History, state: &Path) {
-    let dir = state
-        .parent()
-        .map_or_else(|| state.join("history"), |p| p.join("history"));
+    // CHAOS_HISTORY_DIR keeps it after a run that passed too (scripts/chaos).
+    let dir = std::env::var_os("CHAOS_HISTORY_DIR").map_or_else(
+        || {
+            state
+                .parent()
+                .map_or_else(|| state.join("history"), |p| p.join("history"))
+        },
+        PathBuf::from,
+    );
     let verdicts = history::check(recorded, &dir);
     fig.history = verdicts.line();
     assert!(
