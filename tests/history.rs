@@ -1,5 +1,6 @@
 //! The history checkers catch what they must: histories with a planted
 //! stale read, a read of a write not made yet, a lost acknowledged write, a
+//! lost update applied after its session's next one, a
 //! compare-and-set accepted against an old version and a session going back
 //! in time are each flagged (and a correct concurrent history, with the stale
 //! reads ZooKeeper allows, is not); and a real fault ZooKeeper cannot
@@ -133,6 +134,30 @@ fn a_lost_acknowledged_write_is_flagged() {
         at(op(2, K, Kind::Read, "a", (40, 50)), 1, 11),
         at(op(3, K, Kind::Write, "c", (60, 70)), 2, 13),
     ];
+    let (v, dir) = check(&ops);
+    assert_not_linearizable(&v, dir.path(), K);
+}
+
+#[test]
+fn a_lost_update_takes_effect_no_later_than_its_sessions_next_answered_update() {
+    // Session 2's write `u` lost its connection (unknown outcome); its next
+    // write `w` was acknowledged as version 1, so `u` did not happen before
+    // `w`. ZooKeeper applies a client's updates in the order it sent them, so
+    // `u` never happened: a compare-and-set expecting version 1 wins.
+    let mut lost = op(2, K, Kind::Write, "u", (10, 20));
+    lost.outcome = Outcome::Unknown;
+    let mut cas = at(op(1, K, Kind::Cas, "c", (50, 60)), 2, 13);
+    cas.expected = 1;
+    let mut ops = vec![lost, at(op(2, K, Kind::Write, "w", (30, 40)), 1, 12), cas];
+    let (v, _dir) = check(&ops);
+    assert!(v.passed(), "it never happened: {v:#?}");
+
+    // `u` showing up only after `w` had returned and another write followed
+    // breaks that order, and is flagged (without the order it would pass:
+    // `u` would stay open to the end of the history).
+    ops.pop();
+    ops.push(at(op(1, K, Kind::Write, "x", (50, 60)), 2, 13));
+    ops.push(at(op(1, K, Kind::Read, "u", (70, 80)), 3, 14));
     let (v, dir) = check(&ops);
     assert_not_linearizable(&v, dir.path(), K);
 }

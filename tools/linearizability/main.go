@@ -59,10 +59,10 @@ type output struct {
 	version int64
 }
 
-// step is the sequential specification of one znode's data and version.
-// An operation of unknown outcome is linearized anywhere after its call,
-// possibly after everything else, where it changes nothing anyone saw: that
-// covers "it never happened".
+// step is the sequential specification of one znode's data and version; it
+// returns every state the operation may leave (none: it cannot happen here).
+// An update of unknown outcome either took effect or did not: both states
+// go on until a later answer rules one out.
 //
 // Writes (setData, plain or with an expected version) are linearizable in
 // ZooKeeper; reads are not: a follower answers from what it has applied,
@@ -71,30 +71,41 @@ type output struct {
 // (its version is at most the znode's version at some point before its
 // return), and the current value when it shows the current version. What a
 // session may see is checked beside this (tests/common/history/sessions.rs).
-func step(st, in, out interface{}) (bool, interface{}) {
+func step(st, in, out interface{}) []interface{} {
 	s, i, o := st.(state), in.(input), out.(output)
-	switch i.op {
-	case "read":
-		return o.outcome == "ok" && (o.version < s.version || (o.version == s.version && o.read == s.value)), s
-	case "write":
-		next := state{i.value, s.version + 1}
-		return o.outcome == "unknown" || (o.outcome == "ok" && o.version == next.version), next
-	case "cas":
-		if s.version != i.expected {
-			return o.outcome == "unknown" || o.outcome == "bad-version", s
+	next := state{i.value, s.version + 1}
+	switch {
+	case i.op == "read":
+		if o.outcome == "ok" && (o.version < s.version || (o.version == s.version && o.read == s.value)) {
+			return []interface{}{s}
 		}
-		next := state{i.value, s.version + 1}
-		return o.outcome == "unknown" || (o.outcome == "ok" && o.version == next.version), next
+	case i.op == "cas" && s.version != i.expected:
+		if o.outcome == "unknown" || o.outcome == "bad-version" {
+			return []interface{}{s}
+		}
+	case i.op != "write" && i.op != "cas":
+	case o.outcome == "unknown":
+		return []interface{}{s, next}
+	case o.outcome == "ok" && o.version == next.version:
+		return []interface{}{next}
 	}
-	return false, s
+	return nil
 }
 
-var model = porcupine.Model{
+var model = (&porcupine.NondeterministicModel{
 	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
 		return byKey(h)
 	},
-	Init: func() interface{} { return state{"", 0} },
+	Init: func() []interface{} { return []interface{}{state{"", 0}} },
 	Step: step,
+	Hash: func(st interface{}) uint64 {
+		s := st.(state)
+		h := uint64(s.version) * 0x9e3779b97f4a7c15
+		for _, c := range []byte(s.value) {
+			h = (h ^ uint64(c)) * 0x100000001b3
+		}
+		return h
+	},
 	DescribeOperation: func(in, out interface{}) string {
 		i, o := in.(input), out.(output)
 		var res string
@@ -119,7 +130,7 @@ var model = porcupine.Model{
 		s := st.(state)
 		return fmt.Sprintf("%q v%d", s.value, s.version)
 	},
-}
+}).ToModel()
 
 func byKey(h []porcupine.Operation) [][]porcupine.Operation {
 	keys := map[string][]porcupine.Operation{}
@@ -210,7 +221,8 @@ func load(path string) ([]record, error) {
 
 // operations turns records into Porcupine's operations, each carrying its
 // znode in Metadata (the partition). Reads without an answer constrain
-// nothing and are left out; an unknown outcome returns after everything
+// nothing and are left out; an update of unknown outcome returns when its
+// session's next answered update did (see settledBy), or after everything
 // else. Sessions become dense client ids, as the drawing needs.
 func operations(records []record) ([]porcupine.Operation, int64) {
 	var end int64
@@ -220,9 +232,10 @@ func operations(records []record) ([]porcupine.Operation, int64) {
 		}
 	}
 	end++
+	settled := settledBy(records, end)
 	clients := map[int64]int{}
 	var ops []porcupine.Operation
-	for _, r := range records {
+	for n, r := range records {
 		if r.Op == "read" && r.Outcome != "ok" {
 			continue
 		}
@@ -233,7 +246,7 @@ func operations(records []record) ([]porcupine.Operation, int64) {
 		}
 		ret := r.Return
 		if r.Outcome == "unknown" {
-			ret = end
+			ret = settled[n]
 		}
 		ops = append(ops, porcupine.Operation{
 			ClientId: id,
@@ -245,6 +258,38 @@ func operations(records []record) ([]porcupine.Operation, int64) {
 		})
 	}
 	return ops, end
+}
+
+// settledBy says, for each update of unknown outcome, by when it took effect
+// if it ever did: ZooKeeper applies "updates from a client in the order that
+// they were sent" (its programmer's guide), so an update lost with its
+// connection is applied, if at all, before the next update the same session
+// sent and got an answer to (ok, or a refused compare-and-set, which the
+// leader orders like any other update). Without this bound every lost update
+// stays open to the end of the history and Porcupine's search grows with
+// 2^(open updates): a 20-minute run has hundreds.
+func settledBy(records []record, end int64) map[int]int64 {
+	bySession := map[int64][]int{}
+	for n, r := range records {
+		if r.Op != "read" {
+			bySession[r.Session] = append(bySession[r.Session], n)
+		}
+	}
+	settled := map[int]int64{}
+	for _, updates := range bySession {
+		sort.Slice(updates, func(a, b int) bool { return records[updates[a]].Call < records[updates[b]].Call })
+		next := end
+		for i := len(updates) - 1; i >= 0; i-- {
+			r := records[updates[i]]
+			switch r.Outcome {
+			case "unknown":
+				settled[updates[i]] = next
+			case "ok", "bad-version":
+				next = r.Return
+			}
+		}
+	}
+	return settled
 }
 
 // relaxed is the part of one znode's history called before `cut`: an
