@@ -786,6 +786,32 @@ fn chromium_dom(url: &str, screenshot: Option<&std::path::Path>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits until the canary's first round is in `/v1/timeline`.
+async fn wait_for_a_canary_sample(c: &LocalCluster) {
+    zkop_tests::common::wait_until(
+        "a canary round in the timeline",
+        Duration::from_secs(60),
+        || async {
+            let t: serde_json::Value = c
+                .http()
+                .get(format!("{}/v1/timeline", c.url()))
+                .bearer_auth(c.token())
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            t["samples"]
+                .as_array()?
+                .iter()
+                .any(|s| s["canaryWriteMs"].is_f64())
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_members_and_events_only_with_the_token() {
     let _serial = SERIAL.lock().await;
@@ -796,13 +822,10 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
     let html = page.text().await.unwrap();
     assert!(html.contains("Enter the API token"), "{html}");
     assert!(!html.contains(&*s.members[0].instance), "{html}");
-    let api = c
-        .http()
-        .get(format!("{}/v1/status", c.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(api.status(), 401);
+    for path in ["/v1/status", "/v1/timeline"] {
+        let api = c.http().get(format!("{}{path}", c.url())).send().await;
+        assert_eq!(api.unwrap().status(), 401, "{path}");
+    }
     let dom = chromium_dom(&format!("{}/", c.url()), None);
     assert!(dom.contains("Enter the API token"), "{dom}");
     for m in &s.members {
@@ -812,7 +835,9 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
             m.instance
         );
     }
-    // With it: the members table and the events.
+    // With it: the members table, the events and the plots, once the
+    // canary's first round is in the timeline.
+    wait_for_a_canary_sample(&c).await;
     let dom = chromium_dom(&format!("{}/#token={}", c.url(), c.token()), None);
     for m in &s.members {
         assert!(
@@ -838,6 +863,13 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
         "lag column: {dom}"
     );
     assert!(dom.contains("bootstrap"), "no events: {dom}");
+    // The last hour's plots: canary write, reads per member, lag per member,
+    // drawn from `/v1/timeline`.
+    for id in ["plot-write", "plot-read", "plot-lag"] {
+        assert!(dom.contains(&format!("id=\"{id}\"")), "no {id}: {dom}");
+    }
+    assert!(dom.contains("class=\"series\""), "no line drawn: {dom}");
+    assert!(dom.contains("member 1"), "no legend: {dom}");
     // `ZKOP_SCREENSHOT=path` saves a picture of it (docs/status-page.png).
     if let Some(path) = std::env::var_os("ZKOP_SCREENSHOT") {
         chromium_dom(

@@ -14,6 +14,8 @@
 //! - `POST /v1/replace/{instance}`: replace that member's instance (`zkop replace`)
 //! - `GET  /metrics`: Prometheus text
 //! - `GET  /`: the status page (no data; it asks for the token)
+//! - `GET  /v1/timeline`: the last hour of the status page's plots (canary
+//!   write and reads, each member's lag) with the events
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/agents/{instance}/certificate", post(node_certificate))
         .route("/v1/client-certificates", post(client_certificate))
         .route("/v1/status", get(status))
+        .route("/v1/timeline", get(timeline))
         .route("/v1/roll", post(roll))
         .route("/v1/replace/{instance}", post(replace))
         .route("/metrics", get(metrics))
@@ -297,6 +300,11 @@ async fn client_certificate(State(shared): State<Arc<Shared>>, body: Bytes) -> R
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.status()).into_response()
+}
+
+/// The status page's plots: the last hour of samples, with the events.
+async fn timeline(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.timeline()).into_response()
 }
 
 /// Asks for a rolling restart of every member; answers 202 with what happens.

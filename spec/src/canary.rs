@@ -75,6 +75,9 @@ pub struct CanaryStatus {
     pub write_error: Option<String>,
     /// Write latency (the compare-and-set).
     pub write_seconds: Histogram,
+    /// The last round's write, seconds.
+    #[serde(default)]
+    pub last_write_seconds: Option<f64>,
     /// Each member's last read through it.
     pub members: Vec<CanaryRead>,
 }
@@ -113,4 +116,31 @@ impl CanaryStatus {
     pub fn violations_total(&self) -> u64 {
         self.violations.values().sum()
     }
+}
+
+/// One point of the status page's plots (`GET /v1/timeline`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimelineSample {
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// The canary's write in the round just before, ms.
+    #[serde(default)]
+    pub canary_write_ms: Option<f64>,
+    /// Each member's canary read, ms, by member id.
+    #[serde(default)]
+    pub read_ms: BTreeMap<String, f64>,
+    /// Each serving member's transactions behind the leader, by member id.
+    #[serde(default)]
+    pub zxid_lag: BTreeMap<String, u64>,
+}
+
+/// The last hour, for the status page: samples and the events beside them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeline {
+    /// Oldest first.
+    pub samples: Vec<TimelineSample>,
+    /// The controller's events (restarts, reconfigs, faults it saw).
+    pub events: Vec<crate::wire::Event>,
 }

@@ -51,6 +51,7 @@ pub async fn run(shared: Arc<Shared>, password_file: PathBuf, mut stop: watch::R
                 shared.set_canary(None);
             }
         }
+        shared.record_sample(sample(&shared.status()));
         let pause = every.unwrap_or(Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -193,6 +194,7 @@ impl Canary {
                 Some(v)
             }
             Err(e) => {
+                self.status.last_write_seconds = None;
                 warn!(cluster = %cluster, error = %e, "the canary cannot write");
                 self.status.write_error = Some(e);
                 self.writer = None;
@@ -273,9 +275,9 @@ impl Canary {
             Ok(Err(e)) => return Err(format!("compare-and-set: {e}")),
             Err(_) => return Err(format!("compare-and-set: no answer within {limit:?}")),
         };
-        self.status
-            .write_seconds
-            .observe(began.elapsed().as_secs_f64());
+        let took = began.elapsed().as_secs_f64();
+        self.status.write_seconds.observe(took);
+        self.status.last_write_seconds = Some(took);
         violations.extend(check::check_write(version, made));
         self.version = Some(made);
         self.status.counter = made.max(0) as u64;
@@ -286,6 +288,29 @@ impl Canary {
         let (_, stat) = call(limit, writer.get_data(COUNTER_PATH)).await?;
         violations.extend(check::check_read_back(made, stat.version.into()));
         Ok(made)
+    }
+}
+
+/// The plots' point for now: the canary's last write and reads, and each
+/// serving member's lag.
+fn sample(s: &zkop_spec::wire::StatusReply) -> zkop_spec::canary::TimelineSample {
+    let c = s.canary.as_ref();
+    zkop_spec::canary::TimelineSample {
+        at_ms: 0,
+        canary_write_ms: c.and_then(|c| c.last_write_seconds).map(|w| w * 1000.0),
+        read_ms: c
+            .map(|c| {
+                c.members
+                    .iter()
+                    .filter_map(|r| Some((r.id.to_string(), r.read_seconds? * 1000.0)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        zxid_lag: s
+            .members
+            .iter()
+            .filter_map(|m| Some((m.id.to_string(), m.zxid_lag?)))
+            .collect(),
     }
 }
 

@@ -62,6 +62,8 @@ pub(super) struct SharedState {
     pub(super) agent_keys: std::collections::BTreeMap<String, [u8; 32]>,
     /// What the consistency canary found last (`spec.canary`).
     pub(super) canary: Option<zkop_spec::canary::CanaryStatus>,
+    /// The status page's plots: the last hour's samples, oldest first.
+    pub(super) samples: VecDeque<zkop_spec::canary::TimelineSample>,
 }
 
 impl SharedState {
@@ -149,6 +151,7 @@ impl Shared {
                 drill_seen_ms: None,
                 agent_keys: Default::default(),
                 canary: None,
+                samples: VecDeque::new(),
             }),
             revision_tx,
             news: Notify::new(),
@@ -371,6 +374,35 @@ impl Shared {
         reply.zookeeper_version = Some(s.spec.zookeeper.version.to_string());
         reply.canary = s.canary.clone();
         reply
+    }
+
+    /// Adds a point to the plots, stamped now (at most one every 5 s; an
+    /// hour kept).
+    pub fn record_sample(&self, mut sample: zkop_spec::canary::TimelineSample) {
+        const EVERY_MS: u64 = 5_000;
+        const KEEP_MS: u64 = 3_600_000;
+        let now = self.clock.wall_ms();
+        sample.at_ms = now;
+        let mut s = self.lock();
+        if s.samples
+            .back()
+            .is_some_and(|last| now < last.at_ms + EVERY_MS)
+        {
+            return;
+        }
+        while s.samples.front().is_some_and(|f| f.at_ms + KEEP_MS < now) {
+            s.samples.pop_front();
+        }
+        s.samples.push_back(sample);
+    }
+
+    /// The last hour of samples and the events beside them.
+    pub fn timeline(&self) -> zkop_spec::canary::Timeline {
+        let s = self.lock();
+        zkop_spec::canary::Timeline {
+            samples: s.samples.iter().cloned().collect(),
+            events: s.events.iter().cloned().collect(),
+        }
     }
 
     /// What the consistency canary found (none: it does not run).

@@ -42,6 +42,11 @@ pub struct BenchArgs {
     /// the longest write stall and sessions expired (about 2 minutes).
     #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby", "clusters"])]
     upgrade: bool,
+    /// Instead: what the consistency canary costs a 3-voter ensemble run by
+    /// zkop (requests a second, off and on, next to its capacity; about 2
+    /// minutes).
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby", "clusters", "upgrade"])]
+    canary: bool,
     /// The controller --aws-calls asks.
     #[command(flatten)]
     controller: ControllerArgs,
@@ -57,6 +62,37 @@ pub struct BenchArgs {
     /// Java and ZooKeeper for the plain servers.
     #[command(flatten)]
     java: zkop_zk::jvm::JavaArgs,
+}
+
+/// The focused benches on one cluster by zkop, each instead of the rest.
+struct Focused {
+    canary: bool,
+    clusters: Option<usize>,
+    standby: bool,
+    tls_writes: Option<usize>,
+}
+
+impl Focused {
+    /// Runs the one asked for; false when none was.
+    async fn run(&self, opts: &bench::BenchOptions, json: bool) -> anyhow::Result<bool> {
+        let (text, _) = bench::spec()?;
+        if self.canary {
+            let cost = bench::canary::run(opts, &text).await?;
+            print_out(json, &cost, bench::canary::render)?;
+        } else if let Some(n) = self.clusters {
+            let row = bench::clusters::run(opts, &text, n).await?;
+            print_out(json, &row, bench::clusters::render)?;
+        } else if self.standby {
+            let rows = bench::standby::run(opts, &text).await?;
+            print_out(json, &rows, |r| bench::standby::render(r))?;
+        } else if let Some(writes) = self.tls_writes {
+            let rows = bench::tls::run(opts, &text, writes).await?;
+            print_out(json, &rows, |r| bench::tls::render(r))?;
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
 }
 
 /// Prints `value` as JSON, or as the table `render` makes.
@@ -86,6 +122,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         standby,
         clusters,
         upgrade,
+        canary,
         controller,
         network,
         hand_network,
@@ -133,22 +170,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         print_out(json, &rows, |r| bench::upgrade::render(r))?;
         return Ok(());
     }
-    if let Some(n) = clusters {
-        let (text, _) = bench::spec()?;
-        let row = bench::clusters::run(&opts, &text, n).await?;
-        print_out(json, &row, bench::clusters::render)?;
-        return Ok(());
-    }
-    if standby {
-        let (text, _) = bench::spec()?;
-        let rows = bench::standby::run(&opts, &text).await?;
-        print_out(json, &rows, |r| bench::standby::render(r))?;
-        return Ok(());
-    }
-    if tls {
-        let (text, _) = bench::spec()?;
-        let rows = bench::tls::run(&opts, &text, tls_writes).await?;
-        print_out(json, &rows, |r| bench::tls::render(r))?;
+    let focused = Focused {
+        canary,
+        clusters,
+        standby,
+        tls_writes: tls.then_some(tls_writes),
+    };
+    if focused.run(&opts, json).await? {
         return Ok(());
     }
     let figures = bench::run(&opts).await?;

@@ -7,6 +7,7 @@
 //! apart, then from the lost voters fenced to every voter serving again).
 
 mod by_hand;
+pub mod canary;
 pub mod clusters;
 mod operated;
 pub mod standby;

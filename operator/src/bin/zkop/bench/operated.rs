@@ -192,7 +192,7 @@ impl Session {
         restored.map(|_| took)
     }
 
-    async fn wait(
+    pub(super) async fn wait(
         &self,
         what: &str,
         pred: impl Fn(&StatusReply) -> bool,
@@ -204,7 +204,7 @@ impl Session {
     }
 
     /// Replaces `from` with `to` in the spec file, as a user's edit.
-    fn edit_spec(&self, from: &str, to: &str) -> Result<(), BenchError> {
+    pub(super) fn edit_spec(&self, from: &str, to: &str) -> Result<(), BenchError> {
         let text = std::fs::read_to_string(&self.spec_path)
             .map_err(io(format!("reading {}", self.spec_path.display())))?;
         std::fs::write(&self.spec_path, text.replace(from, to))
