@@ -524,3 +524,109 @@ async fn the_upgrade_bench_upgrades_on_both_sides_and_no_session_expires() {
         assert_eq!(row["sessionsExpired"], 0, "{row}");
     }
 }
+
+/// Cuts one record out of the middle of the newest log in `version2` (the
+/// rest moved up, zeros after, the file as long as before): a hole, as
+/// ZOOKEEPER-4394 leaves in a 3.8 follower's log. Returns the zxid cut.
+fn cut_a_record(version2: &std::path::Path) -> String {
+    let log = std::fs::read_dir(version2)
+        .expect("version-2")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("log."))
+        })
+        .max_by_key(|p| {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            zkop_spec::txnlog::zxid_of_file_name(&name).map(|(_, z)| z)
+        })
+        .expect("a log");
+    let mut bytes = std::fs::read(&log).expect("the log");
+    let records = zkop_spec::txnlog::records(&bytes).expect("records");
+    assert!(records.len() > 100, "{} records", records.len());
+    let cut = &records[records.len() / 2];
+    let len = bytes.len();
+    bytes.drain(cut.span.clone());
+    bytes.resize(len, 0);
+    std::fs::write(&log, &bytes).expect("writing the log");
+    format!("{:#x}", cut.zxid.as_u64())
+}
+
+/// Seed 2612 of the fault suite met this mid-upgrade: a 3.8.6 follower's log
+/// had a hole, and 3.9.5 refused it at every start. A follower whose log
+/// has a hole is named in status and replaced well inside rollout.timeout,
+/// and every write reads back through every member.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_whose_log_has_a_hole_is_named_and_replaced_keeping_every_write() {
+    let _serial = SERIAL.lock().await;
+    let spec = three_voters("10m").replace(&format!("version: {FROM}"), &format!("version: {TO}"));
+    let mut c = LocalCluster::start(&spec, "127.0.140.0/24").await;
+    let before = c
+        .wait_status("3 voters", Duration::from_secs(120), |s| {
+            settled(s, 3, 0) && all_on_release(s, TO)
+        })
+        .await;
+    let zk = common::zk_client(&before.connect_string).await;
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    zk.create("/hole", b"", &options).await.expect("parent");
+    for i in 0..200 {
+        let path = format!("/hole/n-{i:04}");
+        zk.create(&path, b"v", &options).await.expect("a write");
+    }
+    drop(zk);
+    let victim = common::follower(&before);
+    // Its agent paused, so that it does not start the server again before
+    // the log is cut; its server killed.
+    let agent = c.agent_pid(&victim.instance).expect("agent");
+    let server = c.server_pid(&victim.instance).expect("server");
+    let signal = |pid: u32, sig| {
+        // SAFETY: kill(2) on this cluster's own agent and server.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    };
+    signal(agent, libc::SIGSTOP);
+    signal(server, libc::SIGKILL);
+    common::wait_until("the server gone", Duration::from_secs(30), || async {
+        (!common::alive(server)).then_some(())
+    })
+    .await;
+    let version2 = c
+        .state_dir()
+        .join("instances")
+        .join(&*victim.instance)
+        .join("data/version-2");
+    let cut = cut_a_record(&version2);
+    eprintln!("cut {cut} from {}'s log", victim.instance);
+    signal(agent, libc::SIGCONT);
+    let named = c
+        .wait_status("the hole named", Duration::from_secs(90), |s| {
+            s.members.iter().any(|m| {
+                m.id == victim.id
+                    && m.problem
+                        .as_deref()
+                        .is_some_and(|p| p.contains("its transaction log has a hole"))
+            })
+        })
+        .await;
+    eprintln!(
+        "{:?}",
+        named.members.iter().map(|m| &m.problem).collect::<Vec<_>>()
+    );
+    let after = c
+        .wait_status("a new member in its place", Duration::from_secs(180), |s| {
+            settled(s, 3, 0) && !s.members.iter().any(|m| m.instance == victim.instance)
+        })
+        .await;
+    for m in &after.members {
+        let zk = common::zk_client(&format!("{}:{}", m.address, m.client_port)).await;
+        zk.sync("/hole").await.expect("sync");
+        let children = zk.list_children("/hole").await.expect("children");
+        assert_eq!(children.len(), 200, "member {}", m.id);
+    }
+    c.stop().await;
+}

@@ -8,6 +8,7 @@
 mod backup;
 mod controller;
 mod history;
+mod logtail;
 mod node;
 mod secrets;
 mod shipper;
@@ -415,6 +416,12 @@ impl Agent {
                 starts: self.supervisor.starts(),
                 last_exit: self.supervisor.last_exit().map(str::to_string),
                 answered: self.answered_pid.is_some() && self.answered_pid == self.supervisor.pid(),
+                // Said while it is down: a run that starts may be the fixed one.
+                data_refused: self
+                    .supervisor
+                    .data_refused()
+                    .filter(|_| !self.supervisor.running())
+                    .map(str::to_string),
             },
             probe: self.probe.clone(),
             disk_zxid: self.disk_zxid.map(|(z, _)| z),

@@ -21,6 +21,7 @@ pub struct Supervisor {
     started_at: Option<Instant>,
     starts: u32,
     last_exit: Option<String>,
+    data_refused: Option<String>,
     backoff: Duration,
     not_before: Option<Instant>,
 }
@@ -34,6 +35,7 @@ impl Supervisor {
             started_at: None,
             starts: 0,
             last_exit: None,
+            data_refused: None,
             backoff: MIN_BACKOFF,
             not_before: None,
         }
@@ -59,6 +61,11 @@ impl Supervisor {
         self.last_exit.as_deref()
     }
 
+    /// Why ZooKeeper refused its data directory, if its last run ended so.
+    pub fn data_refused(&self) -> Option<&str> {
+        self.data_refused.as_deref()
+    }
+
     /// Notices an exit; returns its description when the process just ended.
     pub fn reap(&mut self) -> Option<String> {
         let child = self.child.as_mut()?;
@@ -82,6 +89,12 @@ impl Supervisor {
                         .unwrap_or_default()
                 );
                 self.last_exit = Some(what.clone());
+                if ran >= STABLE_RUN {
+                    self.data_refused = None;
+                }
+                if let Some(why) = read_tail(&log).as_deref().and_then(refused_data) {
+                    self.data_refused = Some(why);
+                }
                 Some(what)
             }
             Ok(None) => None,
@@ -139,10 +152,8 @@ impl Supervisor {
     }
 }
 
-/// The last `n` non-empty lines of the log at `path`, joined with ` | `:
-/// why a server that exited at once did (a release not installed, a bad
-/// config), for status and the halt of a roll-out.
-fn last_lines(path: &std::path::Path, n: usize) -> Option<String> {
+/// The end of the log at `path` (its last 8 KiB).
+fn read_tail(path: &std::path::Path) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
     const TAIL: u64 = 8 * 1024;
     let mut f = std::fs::File::open(path).ok()?;
@@ -150,7 +161,33 @@ fn last_lines(path: &std::path::Path, n: usize) -> Option<String> {
     f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).ok()?;
-    let text = String::from_utf8_lossy(&bytes);
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// What ZooKeeper 3.9 says when the committed log it loads at start has a
+/// hole (`ZKDatabase.addCommittedProposal`); a 3.8 follower's log can hold
+/// one (ZOOKEEPER-4394), and so can 3.9.3's (ZOOKEEPER-4925).
+const LOG_HOLE: &str = "Committed proposal cached out of order:";
+
+/// Why ZooKeeper refused its own data directory, from the end of its log:
+/// the last run's error naming a hole in the transaction log, if any.
+fn refused_data(log_tail: &str) -> Option<String> {
+    // Only the last run's lines: from its last start on.
+    let run = log_tail
+        .rfind("Server environment:zookeeper.version")
+        .map_or(log_tail, |at| &log_tail[at..]);
+    let line = run.lines().rev().find(|l| l.contains(LOG_HOLE))?;
+    let said = line.split_once(LOG_HOLE).map_or("", |(_, r)| r).trim();
+    Some(format!(
+        "its transaction log has a hole ({said}): ZooKeeper will not load it; the quorum holds these transactions, this copy cannot be trusted"
+    ))
+}
+
+/// The last `n` non-empty lines of the log at `path`, joined with ` | `:
+/// why a server that exited at once did (a release not installed, a bad
+/// config), for status and the halt of a roll-out.
+fn last_lines(path: &std::path::Path, n: usize) -> Option<String> {
+    let text = read_tail(path)?;
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -164,6 +201,29 @@ fn last_lines(path: &std::path::Path, n: usize) -> Option<String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_hole_in_the_transaction_log_is_named_from_the_last_run_only() {
+        // As ZooKeeper 3.9.5 logged it on a member whose 3.8.6 follower had
+        // left a hole in its log (seed 2612 of the fault suite).
+        let hole = "2026-12-07 10:53:38,176 [myid:3] - ERROR [main:o.a.z.s.ZKDatabase@340] - Committed proposal cached out of order: 0xd00000162 is not the next proposal of 0xd00000144\n\
+            2026-12-07 10:53:38,176 [myid:3] - ERROR [main:o.a.z.s.q.QuorumPeerMain@114] - Unexpected exception, exiting abnormally\n\
+            java.lang.IllegalStateException: Committed proposal cached out of order: 0xd00000162 is not the next proposal of 0xd00000144\n\
+            \tat org.apache.zookeeper.server.ZKDatabase.addCommittedProposal(ZKDatabase.java:340)\n\
+            2026-12-07 10:53:38,184 [myid:3] - ERROR [main:o.a.z.u.ServiceUtils@48] - Exiting JVM with code 1\n";
+        let start = "2026-12-07 10:53:37,100 [myid:3] - INFO  [main:o.a.z.Environment@98] - Server environment:zookeeper.version=3.9.5\n";
+        let why = refused_data(&format!("{start}{hole}")).unwrap();
+        assert!(
+            why.starts_with("its transaction log has a hole (0xd00000162 is not the next proposal of 0xd00000144)"),
+            "{why}"
+        );
+        // A later run that started and failed otherwise says nothing of it.
+        let later = format!(
+            "{start}{hole}{start}... ERROR Unable to load database on disk: No space left on device\n"
+        );
+        assert_eq!(refused_data(&later), None);
+        assert_eq!(refused_data(""), None);
+    }
 
     #[tokio::test]
     async fn a_server_that_exits_at_once_is_reported_with_its_last_log_lines() {

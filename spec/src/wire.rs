@@ -253,6 +253,10 @@ pub struct ShippingReport {
     pub lag_ms: Option<u64>,
     /// Bytes shipped since the agent started.
     pub bytes_shipped: u64,
+    /// Bytes of transaction logs read from disk to ship them, since the
+    /// agent started (each read goes on from where the last stopped).
+    #[serde(default)]
+    pub log_bytes_read: u64,
     /// The last shipping problem, until a shipment succeeds.
     #[serde(default)]
     pub error: Option<String>,
@@ -305,6 +309,12 @@ pub struct ProcessReport {
     /// running after having answered and silent since is hung or paused.
     #[serde(default)]
     pub answered: bool,
+    /// Why ZooKeeper refused this node's data directory when it last
+    /// exited (its transaction log has a hole: ZooKeeper 3.9 checks the
+    /// committed log it loads), until a run outlasts the crash backoff.
+    /// The data cannot be trusted; the quorum's can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_refused: Option<String>,
 }
 
 /// What `srvr` and `conf` said.
@@ -414,8 +424,15 @@ pub struct BackupStatus {
     pub recovery_point_ms: u64,
     /// Whether the measured recovery point is past the spec's (or nothing ships).
     pub behind: bool,
+    /// When the newest transaction shipped was proposed (ms since the Unix
+    /// epoch): a loss now would lose what came after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_time_ms: Option<u64>,
     /// Bytes shipped by the current shipper since its agent started.
     pub bytes_shipped: u64,
+    /// Bytes of transaction logs it read to ship them.
+    #[serde(default)]
+    pub log_bytes_read: u64,
     /// The shipper's last problem, until a shipment succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -74,10 +74,12 @@ fn backup_view(input: &StatusInput<'_>) -> Option<BackupStatus> {
         shipper,
         point: report.point,
         newest_zxid: report.newest_zxid,
+        newest_time_ms: report.newest_time_ms,
         age_ms,
         recovery_point_ms,
         behind: age_ms.is_none_or(|a| a > recovery_point_ms),
         bytes_shipped: report.bytes_shipped,
+        log_bytes_read: report.log_bytes_read,
         error: report.error,
         last_good_drill_ms: report.last_good_drill.map(|d| d.at_ms),
         last_drill: report.last_drill,
@@ -142,6 +144,11 @@ fn member_problem(r: &AgentReport) -> Option<String> {
             d.free_bytes,
             d.total_bytes,
             DATA_DISK_FULL_BELOW_BYTES / (1024 * 1024)
+        ));
+    }
+    if let Some(why) = r.process.data_refused.as_ref() {
+        return Some(format!(
+            "ZooKeeper refuses its data directory: {why}; zkop replaces the member (a new one syncs from the leader)"
         ));
     }
     // A stop the agent was told to make (a roll-out) is no problem.

@@ -109,10 +109,25 @@ impl Ctx<'_> {
     /// alert), and only then do the normal rules replace it. Never a member
     /// halted on a new ZooKeeper release: the release failed, not the
     /// instance, and a replacement would start on it too.
+    ///
+    /// A member whose server refuses its own data directory (a hole in its
+    /// transaction log) counts at once, roll-out or not: neither the release
+    /// nor the instance failed, its copy of the data did, and waiting only
+    /// keeps a voter away.
     fn not_serving_counts(&self, id: ServerId, after: Duration) -> bool {
-        self.restarted_ago(id).is_none_or(|ago| {
-            ago >= self.spec.rollout_timeout + after && !self.alone_on_its_release(id)
-        })
+        self.refuses_its_data(id)
+            || self.restarted_ago(id).is_none_or(|ago| {
+                ago >= self.spec.rollout_timeout + after && !self.alone_on_its_release(id)
+            })
+    }
+
+    /// Whether `id`'s agent reports its server refused its data directory.
+    pub(super) fn refuses_its_data(&self, id: ServerId) -> bool {
+        self.p
+            .members
+            .get(&id)
+            .and_then(|m| self.fresh_report(&m.instance))
+            .is_some_and(|r| r.process.data_refused.is_some())
     }
 
     /// Dead: its instance is gone; or, while a majority of the config's

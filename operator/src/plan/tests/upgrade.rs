@@ -159,3 +159,47 @@ fn a_member_that_does_not_serve_on_the_new_release_halts_the_upgrade_and_is_neve
     b.spec.zookeeper.version = Release::parse("3.8.6").unwrap();
     assert_eq!(restarted(&b.plan()), Some(first));
 }
+
+#[test]
+fn a_member_whose_server_refuses_its_data_after_the_upgrade_is_replaced_without_waiting_for_the_timeout()
+ {
+    // Seed 2612 of the fault suite: a 3.8.6 follower's log had a hole
+    // (ZOOKEEPER-4394); on 3.9.5 its server exits at every start refusing
+    // it. Waiting out rollout.timeout would keep a voter away for nothing.
+    let mut b = upgrading("3.8.6", "3.9.5");
+    let first = restarted(&b.plan()).unwrap();
+    let start = b.obs.now_ms;
+    restart(&mut b, first, start);
+    let ago = b.spec.member_dead_after() + Duration::from_secs(1);
+    assert!(ago < b.spec.rollout_timeout);
+    b.obs.now_ms = start + ago.as_millis() as u64;
+    super::rollout::not_back_for(&mut b, first, ago);
+    let r = &mut b.obs.reports.get_mut(&instance_of(first)).unwrap().report;
+    r.probe = None;
+    r.process.running = false;
+    // Without the agent's word it is the roll-out's to wait for.
+    let plan = b.plan();
+    assert!(plan.steps.is_empty(), "{plan:?}");
+    assert!(
+        plan.reason.contains("waiting for member"),
+        "{}",
+        plan.reason
+    );
+
+    let r = &mut b.obs.reports.get_mut(&instance_of(first)).unwrap().report;
+    r.process.data_refused = Some(
+        "its transaction log has a hole (0xd00000162 is not the next proposal of 0xd00000144)"
+            .into(),
+    );
+    let plan = b.plan();
+    assert!(
+        !plan.steps.is_empty() && restarted(&plan).is_none(),
+        "replaced, not restarted or waited for: {plan:?}"
+    );
+    // A new instance first, then the dead voter leaves the config.
+    assert!(
+        plan.reason
+            .contains(&format!("[ServerId({first})] are dead")),
+        "{plan:?}"
+    );
+}
