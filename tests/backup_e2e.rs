@@ -456,3 +456,42 @@ async fn on_aws_a_total_loss_restores_from_s3_keeping_every_write_older_than_the
         Some(aws_sdk_s3::types::ServerSideEncryption::Aes256)
     );
 }
+
+/// `zkop bench --backup-load` in its short form: every figure present and
+/// sane, none timed (the long form, 1,000 and 5,000 writes a second for 5
+/// minutes each, is run by hand: docs/performance.md).
+#[test]
+fn bench_backup_load_reports_the_recovery_point_kept_and_what_shipping_costs() {
+    let _serial = SERIAL.blocking_lock();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let args = [
+        "bench",
+        "--backup-load",
+        "--writes-per-second",
+        "200",
+        "--load-seconds",
+        "20",
+        "--json",
+        "--network",
+        "127.0.138.0/24",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let rows: serde_json::Value = rt.block_on(common::zkop_json(&args));
+    eprintln!("{rows:#}");
+    let row = &rows[0];
+    let f = |k: &str| row[k].as_f64().unwrap_or_else(|| panic!("no {k} in {row}"));
+    assert_eq!(row["writesPerSecondAsked"], 200, "{row}");
+    assert!((20.0..=240.0).contains(&f("writesPerSecondDone")), "{row}");
+    let (max, p99) = (f("recoveryPointMaxS"), f("recoveryPointP99S"));
+    assert!(0.0 < p99 && p99 <= max && max < 120.0, "{row}");
+    assert!(f("shipperAgentCpuSPerMin") > 0.0, "{row}");
+    assert!(f("otherAgentCpuSPerMin") > 0.0, "{row}");
+    // Some 1 KB writes shipped: at least a few MiB a minute.
+    let shipped = f("shippedMibPerMin");
+    assert!(shipped > 1.0, "{row}");
+    // Logs are read on from where the last shipment stopped: a few times
+    // what is shipped, never the 64 MB preallocated log at each shipment
+    // (24 shipments a minute: over 1.5 GiB).
+    let read = f("logReadMibPerMin");
+    assert!(read >= shipped / 2.0 && read < 200.0, "{row}");
+}

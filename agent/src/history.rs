@@ -2,9 +2,12 @@
 //! complete snapshots and the log records, in zxid order, read for shipping.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use zkop_spec::txnlog::{self, FileKind, zxid_of_file_name};
 use zkop_spec::zk::Zxid;
+
+use crate::logtail::LogTail;
 
 /// A complete snapshot on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +51,8 @@ pub enum Discontinuity {
 /// the transaction after `after` on.
 #[derive(Debug, Default)]
 pub struct History {
-    /// `(file name, bytes)` in zxid order.
-    pub logs: Vec<(String, Vec<u8>)>,
+    /// `(file name, bytes up to its last complete record)` in zxid order.
+    pub logs: Vec<(String, Arc<Vec<u8>>)>,
     /// Every complete record of those logs, in file order.
     pub records: Vec<LocalRecord>,
     /// The zxids of every snapshot on disk.
@@ -95,28 +98,36 @@ pub fn newest_snapshot_after(version2: &Path, after: Option<Zxid>) -> Option<Loc
 }
 
 /// The logs that may hold transactions after `after`: the newest one
-/// starting at or before it, and every later one.
-pub fn read_after(version2: &Path, after: Zxid) -> std::io::Result<History> {
+/// starting at or before it, and every later one, read on from where `tail`
+/// stopped.
+pub fn read_after(version2: &Path, after: Zxid, tail: &mut LogTail) -> std::io::Result<History> {
     let (snaps, logs) = files(version2);
     let from = logs
         .iter()
         .rposition(|(start, _)| *start <= after)
         .unwrap_or(0);
+    let logs = &logs[from.min(logs.len())..];
+    tail.keep_only(&logs.iter().map(|(_, p)| p.as_path()).collect::<Vec<_>>());
     let mut h = History {
         snapshots: snaps.into_iter().map(|(z, _)| z).collect(),
         ..History::default()
     };
-    for (start, path) in logs.into_iter().skip(from) {
-        let bytes = std::fs::read(&path)?;
-        let Ok(records) = txnlog::records(&bytes) else {
-            continue;
+    for (start, path) in logs {
+        let (bytes, records) = match tail.read(path) {
+            Ok(read) => read,
+            // Purged between the listing and the read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
         };
+        if records.is_empty() {
+            continue;
+        }
         let log = h.logs.len();
-        h.records.extend(records.into_iter().map(|r| LocalRecord {
+        h.records.extend(records.iter().map(|r| LocalRecord {
             zxid: r.zxid,
             time_ms: r.time_ms,
             log,
-            span: r.span,
+            span: r.span.clone(),
         }));
         h.logs.push((format!("log.{:x}", start.as_u64()), bytes));
     }
@@ -287,7 +298,7 @@ mod tests {
         // bytes differ). Two records in one log: 0x100000005 and 0x100000006.
         let log = b"record-five.record-six".to_vec();
         let h = History {
-            logs: vec![("log.100000001".into(), log.clone())],
+            logs: vec![("log.100000001".into(), Arc::new(log.clone()))],
             records: vec![
                 LocalRecord {
                     zxid: z(1, 5),

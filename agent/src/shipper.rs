@@ -18,6 +18,7 @@ use zkop_spec::wire::{ShipOrder, ShippingReport};
 use zkop_spec::zk::{ServerId, Zxid};
 
 use crate::history::{self, Discontinuity, History, LocalRecord};
+use crate::logtail::LogTail;
 use crate::upkeep::{Done, Upkeep};
 
 /// Who ships, and where the server stands.
@@ -49,6 +50,8 @@ pub struct Shipper {
     last_tick: Option<Instant>,
     report: ShippingReport,
     upkeep: Upkeep,
+    /// This node's logs as read so far.
+    tail: LogTail,
 }
 
 fn io(key: &str) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -72,6 +75,7 @@ impl Shipper {
             last_tick: None,
             report: ShippingReport::default(),
             upkeep: Upkeep::new(java),
+            tail: LogTail::default(),
         })
     }
 
@@ -111,6 +115,7 @@ impl Shipper {
                 self.point = None;
             }
         }
+        self.report.log_bytes_read = self.tail.read_bytes();
         self.report.last_drill = self.upkeep.last_drill.clone();
         self.report.last_good_drill = self.upkeep.last_good_drill.clone();
     }
@@ -167,7 +172,8 @@ impl Shipper {
             Some(p) => self.still_ours(p, c).await?,
             None => self.take_over(c).await?,
         };
-        let history = history::read_after(&c.version2, point.last()).map_err(io("version-2"))?;
+        let history = history::read_after(&c.version2, point.last(), &mut self.tail)
+            .map_err(io("version-2"))?;
         let new = match history.continuing(point.last(), point.last_record_sha256(), c.processed) {
             Ok(new) => new,
             Err(why) => {
@@ -216,7 +222,7 @@ impl Shipper {
 
     /// The point we ship to, unless someone else wrote its manifest since.
     async fn still_ours(
-        &self,
+        &mut self,
         p: PointManifest,
         c: &ShipContext<'_>,
     ) -> Result<PointManifest, BackupError> {
@@ -236,7 +242,7 @@ impl Shipper {
 
     /// Continues the newest point when this node holds what follows it,
     /// else starts a new one.
-    async fn take_over(&self, c: &ShipContext<'_>) -> Result<PointManifest, BackupError> {
+    async fn take_over(&mut self, c: &ShipContext<'_>) -> Result<PointManifest, BackupError> {
         let points = self.store.points().await?;
         if let Some(other) = points.iter().find(|p| p.cluster != c.cluster) {
             return Err(BackupError::Refused(format!(
@@ -259,7 +265,8 @@ impl Shipper {
                 newest.shipper.epoch
             )));
         }
-        let history = history::read_after(&c.version2, newest.last()).map_err(io("version-2"))?;
+        let history = history::read_after(&c.version2, newest.last(), &mut self.tail)
+            .map_err(io("version-2"))?;
         let continuing =
             history.continuing(newest.last(), newest.last_record_sha256(), c.processed);
         if newest.gap().is_none() && !newest.sealed && continuing.is_ok() {
@@ -378,9 +385,8 @@ impl Shipper {
         for group in new.chunk_by(|a, b| a.log == b.log) {
             let (first, last) = (group[0], group[group.len() - 1]);
             let (name, log) = &history.logs[first.log];
-            let bytes = txnlog::segment(log, first.zxid, last.zxid)
-                .map_err(|e| BackupError::corrupt(name, e))?
-                .ok_or_else(|| {
+            let bytes =
+                txnlog::segment_of(log, group.iter().map(|r| r.span.clone())).ok_or_else(|| {
                     BackupError::corrupt(name, format!("no record {}..={}", first.zxid, last.zxid))
                 })?;
             let object = self

@@ -140,12 +140,49 @@ pub fn records(bytes: &[u8]) -> Result<Vec<Record>, TxnLogError> {
     if bytes.len() < FILE_HEADER {
         return Ok(Vec::new());
     }
-    let magic = be_u32(&bytes[0..4]);
+    check_magic(bytes)?;
+    Ok(records_from(bytes, FILE_HEADER))
+}
+
+/// Refuses a file that does not start as a transaction log does.
+pub fn check_magic(bytes: &[u8]) -> Result<(), TxnLogError> {
+    let magic = bytes.get(0..4).map_or(0, be_u32);
     if magic != MAGIC {
         return Err(TxnLogError::BadMagic(magic));
     }
+    Ok(())
+}
+
+/// How the bytes after the last complete record end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEnd {
+    /// Inside a record or its header: more of the file may complete it.
+    Short,
+    /// The zero padding, or a complete record that does not check out (a
+    /// torn tail): the log ends here, whatever follows.
+    Ends,
+}
+
+/// How `bytes` ends at `at` (the end of its last complete record), for a
+/// reader that reads a log a piece at a time.
+pub fn end_at(bytes: &[u8], at: usize) -> LogEnd {
+    match bytes.get(at..at + 12) {
+        None => LogEnd::Short,
+        Some(head) => {
+            let len = be_u32(&head[8..12]) as usize;
+            if len == 0 || bytes.len() > at + 12 + len {
+                LogEnd::Ends
+            } else {
+                LogEnd::Short
+            }
+        }
+    }
+}
+
+/// The complete records from `at` (the end of the header or of a complete
+/// record) on, as [`records`] reads them.
+pub fn records_from(bytes: &[u8], mut at: usize) -> Vec<Record> {
     let mut found = Vec::new();
-    let mut at = FILE_HEADER;
     while let Some(head) = bytes.get(at..at + 12) {
         let crc = be_u64(&head[0..8]);
         let len = be_u32(&head[8..12]) as usize;
@@ -167,7 +204,30 @@ pub fn records(bytes: &[u8]) -> Result<Vec<Record>, TxnLogError> {
         });
         at = start + len + 1;
     }
-    Ok(found)
+    found
+}
+
+/// The bytes of one record as ZooKeeper writes it, for a transaction of
+/// `body` (its type and payload) at `zxid`, proposed at `time_ms`.
+pub fn record_bytes(zxid: Zxid, time_ms: u64, body: &[u8]) -> Vec<u8> {
+    let mut txn = 0u64.to_be_bytes().to_vec(); // client id
+    txn.extend(0u32.to_be_bytes()); // cxid
+    txn.extend(zxid.as_u64().to_be_bytes());
+    txn.extend(time_ms.to_be_bytes());
+    txn.extend(body);
+    let mut r = u64::from(adler32(&txn)).to_be_bytes().to_vec();
+    r.extend(u32::try_from(txn.len()).unwrap_or(u32::MAX).to_be_bytes());
+    r.extend(&txn);
+    r.push(END_OF_RECORD);
+    r
+}
+
+/// A log's header (magic, version 2, `dbid` 0).
+pub fn log_header() -> Vec<u8> {
+    let mut v = MAGIC.to_be_bytes().to_vec();
+    v.extend(2u32.to_be_bytes());
+    v.extend(0u64.to_be_bytes());
+    v
 }
 
 /// The zxid of the last complete record of a transaction log, `None` if it has
@@ -182,18 +242,25 @@ pub fn last_zxid_of_log(bytes: &[u8]) -> Result<Option<Zxid>, TxnLogError> {
 /// segment and as a log cut exactly at a restore point. `None` when no record
 /// lies in the range.
 pub fn segment(log: &[u8], from: Zxid, to: Zxid) -> Result<Option<Vec<u8>>, TxnLogError> {
-    let chosen: Vec<Record> = records(log)?
+    let chosen = records(log)?
         .into_iter()
         .filter(|r| (from..=to).contains(&r.zxid))
-        .collect();
-    if chosen.is_empty() {
-        return Ok(None);
+        .map(|r| r.span);
+    Ok(segment_of(log, chosen))
+}
+
+/// A log file of its own holding the records of `log` at `spans` (as
+/// [`records`] found them), as [`segment`] makes it; `None` when there are
+/// none or one lies outside `log`.
+pub fn segment_of(
+    log: &[u8],
+    spans: impl IntoIterator<Item = std::ops::Range<usize>>,
+) -> Option<Vec<u8>> {
+    let mut out = log.get(..FILE_HEADER)?.to_vec();
+    for span in spans {
+        out.extend_from_slice(log.get(span)?);
     }
-    let mut out = log[..FILE_HEADER].to_vec();
-    for r in chosen {
-        out.extend_from_slice(&log[r.span]);
-    }
-    Ok(Some(out))
+    (out.len() > FILE_HEADER).then_some(out)
 }
 
 /// The zxid a snapshot's or log's file name carries (`snapshot.100000000`,
@@ -225,10 +292,7 @@ mod tests {
     use super::*;
 
     fn header() -> Vec<u8> {
-        let mut v = MAGIC.to_be_bytes().to_vec();
-        v.extend(2u32.to_be_bytes());
-        v.extend(0u64.to_be_bytes());
-        v
+        log_header()
     }
 
     fn record(zxid: u64) -> Vec<u8> {
@@ -243,6 +307,32 @@ mod tests {
         r.extend(&txn);
         r.push(END_OF_RECORD);
         r
+    }
+
+    #[test]
+    fn a_log_read_a_piece_at_a_time_ends_at_its_padding_not_inside_a_record() {
+        let mut log = header();
+        log.extend(record(0x1_0000_0001));
+        let end = log.len();
+        let next = record_bytes(Zxid::from_u64(0x1_0000_0002), 5, b"typebody");
+        assert_eq!(records_from(&log, FILE_HEADER).len(), 1);
+        for cut in 0..next.len() {
+            let mut l = log.clone();
+            l.extend(&next[..cut]);
+            assert_eq!(end_at(&l, end), LogEnd::Short, "cut at {cut}");
+        }
+        let mut whole = log.clone();
+        whole.extend(&next);
+        assert_eq!(records_from(&whole, end).len(), 1);
+        assert_eq!(records_from(&whole, end)[0].time_ms, 5);
+        let mut padded = log.clone();
+        padded.extend([0u8; 12]);
+        assert_eq!(end_at(&padded, end), LogEnd::Ends);
+        let mut torn = whole.clone();
+        torn[end + 20] ^= 0xff;
+        torn.push(0);
+        assert_eq!(records_from(&torn, end), vec![]);
+        assert_eq!(end_at(&torn, end), LogEnd::Ends);
     }
 
     #[test]

@@ -47,6 +47,22 @@ pub struct BenchArgs {
     /// minutes).
     #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby", "clusters", "upgrade"])]
     canary: bool,
+    /// Instead: whether continuous backup keeps up with heavy writes on a
+    /// 3-voter cluster by zkop (recoveryPoint 5s): the recovery point kept,
+    /// the shipper's CPU and bytes, at each --writes-per-second.
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby", "clusters", "upgrade", "canary"])]
+    backup_load: bool,
+    /// The write rates --backup-load runs, one after the other.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,5000",
+        requires = "backup_load"
+    )]
+    writes_per_second: Vec<u32>,
+    /// How long --backup-load writes at each rate, seconds.
+    #[arg(long, default_value_t = 300, requires = "backup_load")]
+    load_seconds: u64,
     /// The controller --aws-calls asks.
     #[command(flatten)]
     controller: ControllerArgs,
@@ -66,6 +82,8 @@ pub struct BenchArgs {
 
 /// The focused benches on one cluster by zkop, each instead of the rest.
 struct Focused {
+    /// `--backup-load`: the rates and how long each runs.
+    backup_load: Option<(Vec<u32>, std::time::Duration)>,
     canary: bool,
     clusters: Option<usize>,
     standby: bool,
@@ -76,7 +94,10 @@ impl Focused {
     /// Runs the one asked for; false when none was.
     async fn run(&self, opts: &bench::BenchOptions, json: bool) -> anyhow::Result<bool> {
         let (text, _) = bench::spec()?;
-        if self.canary {
+        if let Some((rates, load)) = &self.backup_load {
+            let rows = bench::backup_load::run(opts, &text, rates, *load).await?;
+            print_out(json, &rows, |r| bench::backup_load::render(r))?;
+        } else if self.canary {
             let cost = bench::canary::run(opts, &text).await?;
             print_out(json, &cost, bench::canary::render)?;
         } else if let Some(n) = self.clusters {
@@ -123,6 +144,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         clusters,
         upgrade,
         canary,
+        backup_load,
+        writes_per_second,
+        load_seconds,
         controller,
         network,
         hand_network,
@@ -171,6 +195,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let focused = Focused {
+        backup_load: backup_load.then(|| {
+            (
+                writes_per_second,
+                std::time::Duration::from_secs(load_seconds.max(1)),
+            )
+        }),
         canary,
         clusters,
         standby,

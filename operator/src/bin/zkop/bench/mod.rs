@@ -6,6 +6,7 @@
 //! takes its vote), a rolling restart, and quorum-loss recovery (detection
 //! apart, then from the lost voters fenced to every voter serving again).
 
+pub mod backup_load;
 mod by_hand;
 pub mod canary;
 pub mod clusters;

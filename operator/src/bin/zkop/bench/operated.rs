@@ -100,6 +100,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The cluster's state directory (`api.json`, `fleet.json`).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
     /// Starts `zkop local up` with `voters` replicas; returns the session and
     /// the time from the start to the first leader (then waits, untimed, for
     /// every voter to serve).
