@@ -177,6 +177,25 @@ async fn tls_checks(hub: &Hub) {
         settled(s, 3, 0)
     })
     .await;
+    canary_over_tls(&c).await;
+}
+
+/// The canary (on in the example) writes and reads through every member
+/// over TLS, with the client certificate the controller makes for it.
+async fn canary_over_tls(c: &LocalCluster) {
+    let s = c
+        .wait_status("two good canary rounds", Duration::from_secs(60), |s| {
+            s.canary.as_ref().is_some_and(|k| {
+                k.rounds >= 2
+                    && k.last_good_round_ms.is_some()
+                    && k.members.len() == 3
+                    && k.members.iter().all(|m| m.counter.is_some())
+            })
+        })
+        .await;
+    let canary = s.canary.expect("the canary");
+    assert!(canary.violations.values().all(|n| *n == 0), "{canary:?}");
+    assert_eq!(canary.write_error, None, "{canary:?}");
 }
 
 /// CVE-2026-24281: the CA's certificate naming only a host name that the
