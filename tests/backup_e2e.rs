@@ -495,3 +495,47 @@ fn bench_backup_load_reports_the_recovery_point_kept_and_what_shipping_costs() {
     let read = f("logReadMibPerMin");
     assert!(read >= shipped / 2.0 && read < 200.0, "{row}");
 }
+
+/// `zkop bench --load` in its short form: zkop's ensemble (agents, the
+/// shipper, the canary) and the same servers by hand each answer the load,
+/// with every figure present and sane, none timed (the long form is run by
+/// hand: docs/performance.md).
+#[test]
+fn bench_load_reports_throughput_and_latency_under_zkop_next_to_by_hand() {
+    let _serial = SERIAL.blocking_lock();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let args = [
+        "bench",
+        "--load",
+        "--reads-percent",
+        "90",
+        "--mix-seconds",
+        "3",
+        "--json",
+        "--network",
+        "127.0.138.0/24",
+        "--hand-network",
+        "127.0.139.0/24",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let rows: serde_json::Value = rt.block_on(common::zkop_json(&args));
+    eprintln!("{rows:#}");
+    let row = &rows[0];
+    assert_eq!(row["readsPercent"], 90, "{row}");
+    for side in ["zkop", "byHand"] {
+        let f = |k: &str| {
+            row[side][k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no {side}.{k} in {row}"))
+        };
+        assert!(f("opsPerSecond") > 10.0, "{row}");
+        assert!(
+            0.0 < f("p50Ms") && f("p50Ms") <= f("p99Ms") && f("p99Ms") <= f("p999Ms"),
+            "{row}"
+        );
+    }
+    for ratio in ["throughputRatio", "p99Ratio"] {
+        let r = row[ratio].as_f64().unwrap_or(f64::NAN);
+        assert!(r.is_finite() && r > 0.0, "{ratio}: {row}");
+    }
+}

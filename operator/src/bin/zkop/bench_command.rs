@@ -22,6 +22,29 @@ pub struct BenchArgs {
     /// The window --aws-calls counts over.
     #[arg(long, default_value_t = 60, requires = "aws_calls")]
     window_seconds: u64,
+    /// The focused benches, each instead of the rest.
+    #[command(flatten)]
+    focused: Focused,
+    /// The controller --aws-calls asks.
+    #[command(flatten)]
+    controller: ControllerArgs,
+    /// Loopback range for the zkop-run cluster.
+    #[arg(long, default_value = "127.0.60.0/24")]
+    network: String,
+    /// Loopback range for the plain servers run by hand.
+    #[arg(long, default_value = "127.0.61.0/24")]
+    hand_network: String,
+    /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
+    /// Java and ZooKeeper for the plain servers.
+    #[command(flatten)]
+    java: zkop_zk::jvm::JavaArgs,
+}
+
+/// The focused benches on one cluster by zkop, each instead of the rest.
+#[derive(Debug, clap::Args)]
+struct Focused {
     /// Instead: write latency over TLS next to plaintext, on two 3-voter
     /// clusters run by zkop (--tls-writes creates each).
     #[arg(long, conflicts_with = "aws_calls")]
@@ -63,39 +86,42 @@ pub struct BenchArgs {
     /// How long --backup-load writes at each rate, seconds.
     #[arg(long, default_value_t = 300, requires = "backup_load")]
     load_seconds: u64,
-    /// The controller --aws-calls asks.
-    #[command(flatten)]
-    controller: ControllerArgs,
-    /// Loopback range for the zkop-run cluster.
-    #[arg(long, default_value = "127.0.60.0/24")]
-    network: String,
-    /// Loopback range for the plain servers run by hand.
-    #[arg(long, default_value = "127.0.61.0/24")]
-    hand_network: String,
-    /// The zkop-agent binary (default: beside zkop, or $ZKOP_AGENT_BIN).
-    #[arg(long)]
-    agent_bin: Option<PathBuf>,
-    /// Java and ZooKeeper for the plain servers.
-    #[command(flatten)]
-    java: zkop_zk::jvm::JavaArgs,
-}
-
-/// The focused benches on one cluster by zkop, each instead of the rest.
-struct Focused {
-    /// `--backup-load`: the rates and how long each runs.
-    backup_load: Option<(Vec<u32>, std::time::Duration)>,
-    canary: bool,
-    clusters: Option<usize>,
-    standby: bool,
-    tls_writes: Option<usize>,
+    /// Instead: ZooKeeper's throughput and latency on a 3-voter cluster by
+    /// zkop (agents, shipper, canary) next to the same servers by hand, at
+    /// each --reads-percent.
+    #[arg(long, conflicts_with_all = ["aws_calls", "tls", "standby", "clusters", "upgrade", "canary", "backup_load"])]
+    load: bool,
+    /// The read/write mixes --load runs: reads in every hundred requests.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "90,50",
+        requires = "load"
+    )]
+    reads_percent: Vec<u32>,
+    /// How long --load measures each mix, seconds.
+    #[arg(long, default_value_t = 60, requires = "load")]
+    mix_seconds: u64,
 }
 
 impl Focused {
-    /// Runs the one asked for; false when none was.
+    /// Runs the one asked for (`--upgrade` aside); false when none was.
     async fn run(&self, opts: &bench::BenchOptions, json: bool) -> anyhow::Result<bool> {
         let (text, _) = bench::spec()?;
-        if let Some((rates, load)) = &self.backup_load {
-            let rows = bench::backup_load::run(opts, &text, rates, *load).await?;
+        let seconds = |s: u64| std::time::Duration::from_secs(s.max(1));
+        if self.load {
+            if let Some(bad) = self.reads_percent.iter().find(|p| **p > 100) {
+                return Err(input::InputError::Usage(format!(
+                    "--reads-percent {bad}: a share of every hundred requests, 0 to 100"
+                ))
+                .into());
+            }
+            let each = seconds(self.mix_seconds);
+            let rows = bench::load::run(opts, &text, &self.reads_percent, each).await?;
+            print_out(json, &rows, |r| bench::load::render(r))?;
+        } else if self.backup_load {
+            let each = seconds(self.load_seconds);
+            let rows = bench::backup_load::run(opts, &text, &self.writes_per_second, each).await?;
             print_out(json, &rows, |r| bench::backup_load::render(r))?;
         } else if self.canary {
             let cost = bench::canary::run(opts, &text).await?;
@@ -106,8 +132,8 @@ impl Focused {
         } else if self.standby {
             let rows = bench::standby::run(opts, &text).await?;
             print_out(json, &rows, |r| bench::standby::render(r))?;
-        } else if let Some(writes) = self.tls_writes {
-            let rows = bench::tls::run(opts, &text, writes).await?;
+        } else if self.tls {
+            let rows = bench::tls::run(opts, &text, self.tls_writes).await?;
             print_out(json, &rows, |r| bench::tls::render(r))?;
         } else {
             return Ok(false);
@@ -138,15 +164,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         quick,
         aws_calls,
         window_seconds,
-        tls,
-        tls_writes,
-        standby,
-        clusters,
-        upgrade,
-        canary,
-        backup_load,
-        writes_per_second,
-        load_seconds,
+        focused,
         controller,
         network,
         hand_network,
@@ -179,7 +197,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         java: java.java.clone(),
         quick,
     };
-    if upgrade {
+    if focused.upgrade {
         let on = |version: &str| {
             java.classpath(Some(version))
                 .map(|classpath| bench::BenchOptions {
@@ -194,18 +212,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         print_out(json, &rows, |r| bench::upgrade::render(r))?;
         return Ok(());
     }
-    let focused = Focused {
-        backup_load: backup_load.then(|| {
-            (
-                writes_per_second,
-                std::time::Duration::from_secs(load_seconds.max(1)),
-            )
-        }),
-        canary,
-        clusters,
-        standby,
-        tls_writes: tls.then_some(tls_writes),
-    };
     if focused.run(&opts, json).await? {
         return Ok(());
     }

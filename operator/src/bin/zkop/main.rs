@@ -85,7 +85,7 @@ enum Command {
     Cf(CfCommand),
     /// Time zkop's automatic operations against the same done by hand, on
     /// this machine with real ZooKeeper servers (takes a few minutes).
-    Bench(bench_command::BenchArgs),
+    Bench(Box<bench_command::BenchArgs>),
     /// Show a running cluster's members.
     Status {
         #[command(flatten)]
@@ -372,7 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", local::kill(&dir, &instance)?);
         }
         Command::Cf(CfCommand::Render { format }) => print!("{}", render_cf(format)?),
-        Command::Bench(args) => bench_command::run(args).await?,
+        Command::Bench(args) => bench_command::run(*args).await?,
         Command::Backup(command) => backup_command(command).await?,
         other => client_command(other).await?,
     }

@@ -65,17 +65,7 @@ pub async fn run(
         .prefix("zkop-bench-backup-")
         .tempdir()
         .map_err(io("creating a work directory"))?;
-    let backup = format!(
-        "  backup:\n    dir: {}\n    recoveryPoint: {}s\n",
-        work.path().join("backup").display(),
-        RECOVERY_POINT.as_secs()
-    );
-    let text = spec_text.replace("  canary:\n", &format!("{backup}  canary:\n"));
-    if !text.contains("  backup:\n") {
-        return Err(BenchError::Setup(
-            "the example spec has no canary to put the backup before".into(),
-        ));
-    }
+    let text = with_backup(spec_text, &work.path().join("backup"))?;
     let (session, _) = Session::start(opts, &text, 3, &work.path().join("zkop")).await?;
     let mut rows = Vec::new();
     let mut result = Ok(());
@@ -90,6 +80,23 @@ pub async fn run(
     }
     session.stop().await;
     result.map(|()| rows)
+}
+
+/// The example spec shipping to `dir` with `recoveryPoint: 5s` (its canary
+/// kept).
+pub(super) fn with_backup(spec_text: &str, dir: &std::path::Path) -> Result<String, BenchError> {
+    let backup = format!(
+        "  backup:\n    dir: {}\n    recoveryPoint: {}s\n",
+        dir.display(),
+        RECOVERY_POINT.as_secs()
+    );
+    let text = spec_text.replace("  canary:\n", &format!("{backup}  canary:\n"));
+    if !text.contains("  backup:\n") {
+        return Err(BenchError::Setup(
+            "the example spec has no canary to put the backup before".into(),
+        ));
+    }
+    Ok(text)
 }
 
 /// What the counters say at one moment.

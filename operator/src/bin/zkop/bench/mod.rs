@@ -10,6 +10,7 @@ pub mod backup_load;
 mod by_hand;
 pub mod canary;
 pub mod clusters;
+pub mod load;
 mod operated;
 pub mod standby;
 pub mod tls;
