@@ -42,15 +42,19 @@ impl Ctx<'_> {
                 vec![Step::FinishRollout],
             ))
         };
-        if let Some(last) = &self.p.rollout {
-            let Some(m) = self
-                .p
+        // The member it restarted last may have left the config (replaced:
+        // its data failed): then it goes on with the next, as if it were back.
+        let restarted_last = self.p.rollout.as_ref().and_then(|last| {
+            self.p
                 .members
                 .get(&last.member)
                 .filter(|m| listed.iter().any(|l| l.id == m.id))
-            else {
-                return if stale == 0 { finish() } else { None };
-            };
+                .map(|m| (last, m))
+        });
+        if self.p.rollout.is_some() && restarted_last.is_none() && stale == 0 {
+            return finish();
+        }
+        if let Some((last, m)) = restarted_last {
             let report = self.fresh_report(&m.instance);
             let zxid = report.and_then(|r| r.probe.as_ref()?.zxid);
             let back = self.serving(m)

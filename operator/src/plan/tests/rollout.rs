@@ -199,3 +199,20 @@ fn a_renewed_certificate_the_client_port_does_not_show_yet_asks_for_one_roll() {
     b.p.roll += 1;
     assert_ne!(b.plan().steps.first(), Some(&Step::BeginRoll));
 }
+
+#[test]
+fn when_the_member_it_restarted_was_replaced_the_roll_out_goes_on_with_the_next() {
+    // Seed 2612 of the fault suite: the member an upgrade restarted was
+    // replaced (its log had a hole); the new member joined on the new
+    // settings, and the roll-out must go on with the members still stale,
+    // not wait for the one that is gone.
+    let mut b = rolling(cluster(3));
+    let now = b.obs.now_ms;
+    restart(&mut b, 3, now);
+    if let Some(r) = b.p.rollout.as_mut() {
+        r.member = ServerId(9);
+    }
+    let plan = b.plan();
+    let next = restarted(&plan);
+    assert!(matches!(next, Some(1 | 2)), "{plan:?}");
+}
