@@ -416,12 +416,7 @@ impl Agent {
                 starts: self.supervisor.starts(),
                 last_exit: self.supervisor.last_exit().map(str::to_string),
                 answered: self.answered_pid.is_some() && self.answered_pid == self.supervisor.pid(),
-                // Said while it is down: a run that starts may be the fixed one.
-                data_refused: self
-                    .supervisor
-                    .data_refused()
-                    .filter(|_| !self.supervisor.running())
-                    .map(str::to_string),
+                data_refused: self.supervisor.data_refused(),
             },
             probe: self.probe.clone(),
             disk_zxid: self.disk_zxid.map(|(z, _)| z),

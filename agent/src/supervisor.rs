@@ -61,9 +61,10 @@ impl Supervisor {
         self.last_exit.as_deref()
     }
 
-    /// Why ZooKeeper refused its data directory, if its last run ended so.
-    pub fn data_refused(&self) -> Option<&str> {
-        self.data_refused.as_deref()
+    /// Why ZooKeeper refused its data directory, if its last run ended so;
+    /// said while it is down (a run that starts may be on repaired data).
+    pub fn data_refused(&self) -> Option<String> {
+        self.data_refused.clone().filter(|_| !self.running())
     }
 
     /// Notices an exit; returns its description when the process just ended.

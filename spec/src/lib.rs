@@ -14,6 +14,7 @@ pub mod healing;
 pub mod instance;
 pub mod live;
 pub mod network;
+pub mod process;
 pub mod releases;
 pub mod tls;
 pub mod tls_stage;
