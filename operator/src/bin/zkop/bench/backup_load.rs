@@ -13,11 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
-use zookeeper_client::{Acls, Client, CreateMode};
 
 use super::clusters::cpu_time;
 use super::operated::Session;
-use super::{BenchError, io, round};
+use super::{BenchError, connect, ensure_znode, io, round};
 
 /// Sessions the load is spread over.
 const SESSIONS: usize = 16;
@@ -189,17 +188,9 @@ fn wall_ms() -> u64 {
 async fn write_at(hosts: String, rate: u32, load: Duration) -> Result<u64, BenchError> {
     let mut clients = Vec::new();
     for i in 0..SESSIONS {
-        let c = Client::connector()
-            .with_session_timeout(Duration::from_secs(20))
-            .connect(&hosts)
-            .await
-            .map_err(|e| BenchError::ZooKeeper(format!("connect: {e}")))?;
+        let c = connect(&hosts, Duration::from_secs(20)).await?;
         let path = format!("/bench-backup-{i}");
-        let mode = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        match c.create(&path, b"", &mode).await {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(BenchError::ZooKeeper(format!("create {path}: {e}"))),
-        }
+        ensure_znode(&c, &path, b"").await?;
         clients.push((c, path));
     }
     let value: Arc<[u8]> = vec![b'z'; VALUE].into();

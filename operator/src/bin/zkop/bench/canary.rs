@@ -8,10 +8,9 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use zookeeper_client::{Acls, Client, CreateMode};
 
 use super::operated::Session;
-use super::{BenchError, BenchOptions, io, round};
+use super::{BenchError, BenchOptions, connect, ensure_znode, io, round};
 
 /// The idle window the requests are counted over.
 const WINDOW: Duration = Duration::from_secs(30);
@@ -142,23 +141,9 @@ async fn packets(endpoints: &[String]) -> Result<u64, BenchError> {
 async fn capacity(hosts: &str) -> Result<f64, BenchError> {
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
-        let c = Client::connector()
-            .with_session_timeout(Duration::from_secs(10))
-            .connect(hosts)
-            .await
-            .map_err(|e| BenchError::ZooKeeper(format!("connect: {e}")))?;
+        let c = connect(hosts, Duration::from_secs(10)).await?;
         let path = format!("/bench-canary-{i}");
-        match c
-            .create(
-                &path,
-                b"",
-                &CreateMode::Persistent.with_acls(Acls::anyone_all()),
-            )
-            .await
-        {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(BenchError::ZooKeeper(format!("create {path}: {e}"))),
-        }
+        ensure_znode(&c, &path, b"").await?;
         clients.push((c, path));
     }
     let started = Instant::now();

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use zookeeper_client::{Acls, Client, CreateMode};
+use zookeeper_client::Client;
 
 use super::backup_load::with_backup;
 use super::by_hand::HandEnsemble;
 use super::operated::Session;
-use super::{BenchError, BenchOptions, io, round};
+use super::{BenchError, BenchOptions, connect, ensure_znode, io, round};
 
 /// Sessions of the load.
 const SESSIONS: usize = 16;
@@ -118,19 +118,10 @@ async fn each_mix(
 ) -> Result<Vec<LoadFigures>, BenchError> {
     let mut clients = Vec::new();
     for _ in 0..SESSIONS {
-        let c = Client::connector()
-            .with_session_timeout(Duration::from_secs(20))
-            .connect(hosts)
-            .await
-            .map_err(|e| BenchError::ZooKeeper(format!("connect: {e}")))?;
-        clients.push(c);
+        clients.push(connect(hosts, Duration::from_secs(20)).await?);
     }
-    let mode = CreateMode::Persistent.with_acls(Acls::anyone_all());
     for path in std::iter::once("/bench-load".to_string()).chain((0..KEYS).map(key)) {
-        match clients[0].create(&path, &[0; VALUE], &mode).await {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(BenchError::ZooKeeper(format!("create {path}: {e}"))),
-        }
+        ensure_znode(&clients[0], &path, &[0; VALUE]).await?;
     }
     let mut out = Vec::new();
     for &reads in mixes {

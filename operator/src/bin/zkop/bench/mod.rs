@@ -250,6 +250,32 @@ async fn run_size(
         .collect())
 }
 
+/// A session on `hosts` with the given session timeout.
+async fn connect(
+    hosts: &str,
+    session_timeout: Duration,
+) -> Result<zookeeper_client::Client, BenchError> {
+    zookeeper_client::Client::connector()
+        .with_session_timeout(session_timeout)
+        .connect(hosts)
+        .await
+        .map_err(|e| BenchError::ZooKeeper(format!("connect to {hosts}: {e}")))
+}
+
+/// Creates `path` holding `data`, open to anyone, unless it exists.
+async fn ensure_znode(
+    client: &zookeeper_client::Client,
+    path: &str,
+    data: &[u8],
+) -> Result<(), BenchError> {
+    let mode =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    match client.create(path, data, &mode).await {
+        Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+        Err(e) => Err(BenchError::ZooKeeper(format!("create {path}: {e}"))),
+    }
+}
+
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }

@@ -106,11 +106,7 @@ struct Writer {
 impl Writer {
     async fn start(hosts: &str) -> Result<Writer, BenchError> {
         let client = connect(hosts).await?;
-        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        match client.create("/bench-upgrade", b"", &options).await {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(BenchError::ZooKeeper(format!("create: {e}"))),
-        }
+        super::ensure_znode(&client, "/bench-upgrade", b"").await?;
         let (stop, mut stopped) = watch::channel(false);
         let hosts = hosts.to_string();
         let task = tokio::spawn(async move {
@@ -150,11 +146,7 @@ impl Writer {
 }
 
 async fn connect(hosts: &str) -> Result<Client, BenchError> {
-    Client::connector()
-        .with_session_timeout(Duration::from_secs(10))
-        .connect(hosts)
-        .await
-        .map_err(|e| BenchError::ZooKeeper(format!("connect to {hosts}: {e}")))
+    super::connect(hosts, Duration::from_secs(10)).await
 }
 
 /// The two rows as a table.
