@@ -182,7 +182,13 @@ impl History {
             Some(_) => !contradicted,
             None => self.snapshots.contains(&after),
         };
-        if contradicted || (!holds_after && newer().next().is_some()) {
+        // A node synced by a snapshot newer than `after` (a member that
+        // joined since, say) logged nothing at or before it: its logs cannot
+        // tell whether that snapshot's history holds `after`. It starts a new
+        // point (a gap) rather than claim a branch it cannot see.
+        let synced_past = self.snapshots.iter().any(|s| *s > after)
+            && self.records.iter().all(|r| r.zxid > after);
+        if contradicted || (!holds_after && !synced_past && newer().next().is_some()) {
             let fork = self
                 .records
                 .iter()
@@ -289,6 +295,28 @@ mod tests {
         // Synced by a snapshot at 0x100000009: 0x100000006..9 are in no log here.
         let h = history(&[z(1, 5), z(2, 1)], &[z(1, 9)]);
         assert_eq!(zxids(h.continuing(z(1, 5), None, z(9, 9))), None);
+    }
+
+    #[test]
+    fn backup_continuity_a_member_synced_by_a_newer_snapshot_is_a_gap_not_a_branch() {
+        // The survivor's new point ends at its snapshot 0x10000006c; a member
+        // that joined since was synced by the leader's snapshot 0x200000003
+        // and logged only what followed: nothing says it parted from the
+        // point (seen in tests/backup_branches.rs as a second, false branch
+        // "after 0x0").
+        let joined = history(&[z(2, 4), z(2, 5)], &[z(0, 0), z(2, 3)]);
+        assert_eq!(
+            joined.continuing(z(1, 0x6c), None, z(9, 9)),
+            Err(Discontinuity::Gap)
+        );
+        // The survivor itself logged the old epoch up to its fork: a branch.
+        let survivor = history(&[z(1, 0x6b), z(1, 0x6c), z(2, 1)], &[z(2, 3)]);
+        assert_eq!(
+            survivor.continuing(z(1, 0xd2), None, z(9, 9)),
+            Err(Discontinuity::Diverged {
+                fork: Some(z(1, 0x6c))
+            })
+        );
     }
 
     #[test]
