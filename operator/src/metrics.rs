@@ -12,6 +12,7 @@ use crate::plan::{Phase, Step};
 #[derive(Debug, Default)]
 struct Counters {
     passes: u64,
+    status_views: u64,
     errors: BTreeMap<&'static str, u64>,
     steps: BTreeMap<&'static str, (f64, u64)>,
 }
@@ -36,6 +37,16 @@ impl Metrics {
     /// Reconcile passes run so far.
     pub fn passes(&self) -> u64 {
         self.with(|c| c.passes)
+    }
+
+    /// Counts a status view built.
+    pub fn status_view_built(&self) {
+        self.with(|c| c.status_views += 1);
+    }
+
+    /// Status views built so far.
+    pub fn status_views(&self) -> u64 {
+        self.with(|c| c.status_views)
     }
 
     /// Failed passes of `category` so far.
@@ -100,6 +111,9 @@ impl Metrics {
             let _ = writeln!(out, "# HELP zkop_reconcile_passes_total Reconcile passes run.");
             let _ = writeln!(out, "# TYPE zkop_reconcile_passes_total counter");
             let _ = writeln!(out, "zkop_reconcile_passes_total{{cluster=\"{cluster}\"}} {}", c.passes);
+            let _ = writeln!(out, "# HELP zkop_status_views_built_total Status views built (at most one per pass while nothing changes).");
+            let _ = writeln!(out, "# TYPE zkop_status_views_built_total counter");
+            let _ = writeln!(out, "zkop_status_views_built_total{{cluster=\"{cluster}\"}} {}", c.status_views);
             let _ = writeln!(out, "# HELP zkop_reconcile_errors_total Failed reconcile passes by category.");
             let _ = writeln!(out, "# TYPE zkop_reconcile_errors_total counter");
             for cat in ["fleet", "ledger", "store", "stale", "lease"] {

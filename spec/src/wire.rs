@@ -326,7 +326,7 @@ pub struct ReconfigResult {
 }
 
 /// The cluster as `zkop status` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReply {
     /// The cluster's name.

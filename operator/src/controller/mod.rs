@@ -32,6 +32,7 @@ mod publish;
 mod requeue;
 mod spec_file;
 mod state;
+mod status_cache;
 mod status_view;
 mod test_points;
 #[cfg(test)]
@@ -308,9 +309,9 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
     /// Keeps the pass's plan for status; losing and regaining the leader are
     /// events, routine phases are not.
     fn keep_plan(&self, plan: &crate::plan::Plan) {
-        self.shared.watch_backup();
         let notable = |p: Phase| matches!(p, Phase::Degraded | Phase::QuorumLost);
-        if let Some(before) = self.shared.set_plan(plan.clone())
+        let before = self.shared.set_plan(plan.clone());
+        if let Some(before) = before
             && before != plan.phase
             && (notable(before) || notable(plan.phase))
         {
@@ -324,6 +325,9 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
                 ),
             );
         }
+        // The pass's status view, built here once: publish, the API and
+        // the metrics share it.
+        self.shared.watch_backup();
     }
 
     /// Saves a step's new state (compare-and-set) and hands it to the API.

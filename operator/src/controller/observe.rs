@@ -186,6 +186,15 @@ impl ReportCache {
             .map(|h| &h.report)
     }
 
+    /// When the next report fresh now turns stale after `within`.
+    pub fn next_stale(&self, within: Duration, now: Instant) -> Option<Instant> {
+        self.reports
+            .values()
+            .map(|h| h.at + within)
+            .filter(|t| *t > now)
+            .min()
+    }
+
     /// The highest zxid fresh reports carry (served, else read from disk).
     pub fn newest_zxid(&self, now: Instant) -> Option<Zxid> {
         self.reports

@@ -14,6 +14,7 @@ use zkop_spec::wire::{AgentReport, DesiredNodeState, Event, StatusReply};
 
 use super::leadership::Standing;
 use super::observe::{ReportCache, Requests};
+use super::status_cache::StatusCache;
 use super::status_view::{StatusInput, status_view};
 use crate::adapters::FleetView;
 use crate::clock::{SharedClock, system};
@@ -110,6 +111,8 @@ pub struct Shared {
     pub(super) news: Notify,
     /// The cluster CA, when TLS is on (set once at start).
     pub(super) signer: std::sync::OnceLock<super::certificates::Signer>,
+    /// The status view, shared until what it shows changes.
+    pub(super) status_cache: StatusCache,
 }
 
 impl Shared {
@@ -156,6 +159,7 @@ impl Shared {
             revision_tx,
             news: Notify::new(),
             signer: std::sync::OnceLock::new(),
+            status_cache: StatusCache::default(),
         })
     }
 
@@ -231,6 +235,7 @@ impl Shared {
             news
         };
         if news {
+            self.status_cache.invalidate();
             self.news.notify_one();
         }
         Ok(())
@@ -279,6 +284,7 @@ impl Shared {
     /// Records an event stamped `at_ms` and logs it.
     pub(super) fn event_at(&self, kind: &str, message: String, at_ms: u64) {
         let mut s = self.lock();
+        self.status_cache.invalidate();
         info!(cluster = %s.spec.name, kind, "{message}");
         s.events.push_back(Event {
             at_ms,
@@ -300,6 +306,7 @@ impl Shared {
         let revision = {
             let mut s = self.lock();
             f(&mut s);
+            self.status_cache.invalidate();
             s.revision += 1;
             s.revision
         };
@@ -336,7 +343,11 @@ impl Shared {
 
     /// Records the outcome of a pass for `zkop status`.
     pub fn set_last_error(&self, error: Option<String>) {
-        self.lock().last_error = error;
+        let mut s = self.lock();
+        if s.last_error != error {
+            s.last_error = error;
+            self.status_cache.invalidate();
+        }
     }
 
     /// The current spec.
@@ -354,7 +365,21 @@ impl Shared {
     pub fn status(&self) -> StatusReply {
         let follows = self.follower_of().map(Option::unwrap_or_default);
         let now = self.clock.now();
+        let mut reply = self.status_cache.get_or_build(now, || {
+            self.metrics.status_view_built();
+            self.build_status(now)
+        });
+        reply.follows = follows;
+        reply
+    }
+
+    /// The status view, and when a report it counts turns stale.
+    fn build_status(
+        &self,
+        now: tokio::time::Instant,
+    ) -> (StatusReply, Option<tokio::time::Instant>) {
         let s = self.lock();
+        let stale_at = s.reports.next_stale(super::STATUS_FRESH, now);
         let tls = crate::desired::tls_stage(&s.spec, &s.persisted);
         let mut reply = status_view(StatusInput {
             cluster: &s.spec.name,
@@ -370,10 +395,9 @@ impl Shared {
             tls,
             clients_port: tls.clients_port(&s.spec),
         });
-        reply.follows = follows;
         reply.zookeeper_version = Some(s.spec.zookeeper.version.to_string());
         reply.canary = s.canary.clone();
-        reply
+        (reply, stale_at)
     }
 
     /// Adds a point to the plots, stamped now (at most one every 5 s; an
@@ -408,6 +432,7 @@ impl Shared {
     /// What the consistency canary found (none: it does not run).
     pub fn set_canary(&self, canary: Option<zkop_spec::canary::CanaryStatus>) {
         self.lock().canary = canary;
+        self.status_cache.invalidate();
     }
 
     /// This pass's inputs: the spec, the persisted state (with the highest
@@ -418,6 +443,8 @@ impl Shared {
         let wall_ms = self.clock.wall_ms();
         let mut guard = self.lock();
         let s = &mut *guard;
+        // A pass's view of the fleet and its agents: status is built anew.
+        self.status_cache.invalidate();
         s.instances = view.instances.clone();
         s.reports.keep_only(&view.instances);
         s.agent_keys
@@ -503,7 +530,11 @@ impl Shared {
 
     /// Keeps the latest plan; returns the phase before it.
     pub(super) fn set_plan(&self, plan: Plan) -> Option<Phase> {
-        self.lock().plan.replace(plan).map(|p| p.phase)
+        let mut s = self.lock();
+        if s.plan.as_ref() != Some(&plan) {
+            self.status_cache.invalidate();
+        }
+        s.plan.replace(plan).map(|p| p.phase)
     }
 }
 

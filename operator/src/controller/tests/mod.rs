@@ -336,3 +336,28 @@ async fn an_idle_controller_looks_at_the_fleet_once_a_minute_and_sooner_when_an_
     let quiet = idle_for(&mut ctl, &fleet, &b, &["i-1", "i-2"], 20).await;
     assert!(quiet >= 3, "{quiet} looks in 20 s with an agent quiet");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_status_view_is_built_once_per_pass_and_shared_until_something_changes() {
+    let b = cluster(3);
+    let (mut ctl, _) = controller_of(&b, "").await;
+    let all = ["i-1", "i-2", "i-3"];
+    reports_from(&ctl, &b, &all);
+    assert_eq!(pass(&mut ctl).await.0, "Running");
+    let before = ctl.shared.metrics.status_views();
+    for _ in 0..20 {
+        reports_from(&ctl, &b, &all);
+        ctl.reconcile().await.unwrap();
+        // The API, /metrics and the connect-string file between passes.
+        for _ in 0..3 {
+            assert_eq!(ctl.shared.status().phase, "Running");
+        }
+        advance(Duration::from_millis(500)).await;
+    }
+    let built = ctl.shared.metrics.status_views() - before;
+    assert!(built <= 20, "{built} status views built in 20 idle passes");
+    // A change shows at once: no view built before it is served after it.
+    ctl.shared.event("test", "something happened".into());
+    let events = ctl.shared.status().events;
+    assert!(events.iter().any(|e| e.kind == "test"), "{events:#?}");
+}
