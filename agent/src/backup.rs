@@ -98,6 +98,7 @@ impl Agent {
             processed,
             version2,
             now_ms: now_ms(),
+            history_fork: shipper.order().history_fork,
         };
         shipper.tick(&c).await;
     }

@@ -160,11 +160,15 @@ impl History {
     /// would splice two histories. Crossing into a new epoch counts as a gap
     /// when a snapshot lies between (a leader's snapshot sync: the
     /// transactions before it are not in this node's logs).
+    /// A node synced by a snapshot newer than `after`, whose logs cannot
+    /// tell, trusts `known_fork` (the controller's record of the last forced
+    /// recovery): `after` in its epoch past it is the lost branch.
     pub fn continuing(
         &self,
         after: Zxid,
         after_sha256: Option<&str>,
         upto: Zxid,
+        known_fork: Option<Zxid>,
     ) -> Result<Vec<&LocalRecord>, Discontinuity> {
         let mut prev = after;
         let mut out = Vec::new();
@@ -184,10 +188,16 @@ impl History {
         };
         // A node synced by a snapshot newer than `after` (a member that
         // joined since, say) logged nothing at or before it: its logs cannot
-        // tell whether that snapshot's history holds `after`. It starts a new
-        // point (a gap) rather than claim a branch it cannot see.
+        // tell whether that snapshot's history holds `after`. Unless the
+        // controller's record of a forced recovery says `after` is past its
+        // fork, it starts a new point (a gap) rather than claim a branch it
+        // cannot see.
         let synced_past = self.snapshots.iter().any(|s| *s > after)
             && self.records.iter().all(|r| r.zxid > after);
+        if synced_past && let Some(f) = known_fork.filter(|f| after > *f && after.epoch == f.epoch)
+        {
+            return Err(Discontinuity::Diverged { fork: Some(f) });
+        }
         if contradicted || (!holds_after && !synced_past && newer().next().is_some()) {
             let fork = self
                 .records
@@ -249,24 +259,27 @@ mod tests {
     fn shipping_continues_only_from_the_next_transaction_and_stops_at_a_gap() {
         let h = history(&[z(1, 1), z(1, 2), z(1, 3), z(1, 5), z(2, 1)], &[]);
         assert_eq!(
-            zxids(h.continuing(z(1, 1), None, z(9, 9))),
+            zxids(h.continuing(z(1, 1), None, z(9, 9), None)),
             Some(vec![z(1, 2), z(1, 3)])
         );
         // Nothing past the server's processed zxid.
         assert_eq!(
-            zxids(h.continuing(z(1, 1), None, z(1, 2))),
+            zxids(h.continuing(z(1, 1), None, z(1, 2), None)),
             Some(vec![z(1, 2)])
         );
         // This node lacks 0x100000004, the transaction after 0x100000003.
-        assert_eq!(zxids(h.continuing(z(1, 3), None, z(9, 9))), None);
+        assert_eq!(zxids(h.continuing(z(1, 3), None, z(9, 9), None)), None);
         // Nor does it hold 0x100000004 itself: nothing proves its history
         // and the backup's agree there.
-        assert_eq!(zxids(h.continuing(z(1, 4), None, z(9, 9))), None);
+        assert_eq!(zxids(h.continuing(z(1, 4), None, z(9, 9), None)), None);
         assert_eq!(
-            zxids(h.continuing(z(1, 5), None, z(9, 9))),
+            zxids(h.continuing(z(1, 5), None, z(9, 9), None)),
             Some(vec![z(2, 1)])
         );
-        assert_eq!(zxids(h.continuing(z(2, 1), None, z(9, 9))), Some(vec![]));
+        assert_eq!(
+            zxids(h.continuing(z(2, 1), None, z(9, 9), None)),
+            Some(vec![])
+        );
     }
 
     #[test]
@@ -275,17 +288,20 @@ mod tests {
         // which the survivor never had; the survivor was forced into epoch 2
         // and wrote 0x200000001.. on top of 0x100000005.
         let survivor = history(&[z(1, 4), z(1, 5), z(2, 1), z(2, 2)], &[]);
-        assert_eq!(zxids(survivor.continuing(z(1, 7), None, z(9, 9))), None);
+        assert_eq!(
+            zxids(survivor.continuing(z(1, 7), None, z(9, 9), None)),
+            None
+        );
         // A node merely behind the backup waits to catch up.
         let behind = history(&[z(1, 4), z(1, 5)], &[]);
         assert_eq!(
-            zxids(behind.continuing(z(1, 7), None, z(9, 9))),
+            zxids(behind.continuing(z(1, 7), None, z(9, 9), None)),
             Some(vec![])
         );
         // A point that starts at one of this node's snapshots continues.
         let snapped = history(&[z(2, 3), z(2, 4)], &[z(2, 2)]);
         assert_eq!(
-            zxids(snapped.continuing(z(2, 2), None, z(9, 9))),
+            zxids(snapped.continuing(z(2, 2), None, z(9, 9), None)),
             Some(vec![z(2, 3), z(2, 4)])
         );
     }
@@ -294,7 +310,7 @@ mod tests {
     fn a_snapshot_sync_across_epochs_is_a_gap() {
         // Synced by a snapshot at 0x100000009: 0x100000006..9 are in no log here.
         let h = history(&[z(1, 5), z(2, 1)], &[z(1, 9)]);
-        assert_eq!(zxids(h.continuing(z(1, 5), None, z(9, 9))), None);
+        assert_eq!(zxids(h.continuing(z(1, 5), None, z(9, 9), None)), None);
     }
 
     #[test]
@@ -306,13 +322,26 @@ mod tests {
         // "after 0x0").
         let joined = history(&[z(2, 4), z(2, 5)], &[z(0, 0), z(2, 3)]);
         assert_eq!(
-            joined.continuing(z(1, 0x6c), None, z(9, 9)),
+            joined.continuing(z(1, 0x6c), None, z(9, 9), Some(z(1, 0x6c))),
             Err(Discontinuity::Gap)
+        );
+        // The lost shipper's point (up to 0x1000000d2), past the fork the
+        // controller recorded at the forced recovery: the lost branch.
+        assert_eq!(
+            joined.continuing(z(1, 0xd2), None, z(9, 9), Some(z(1, 0x6c))),
+            Err(Discontinuity::Diverged {
+                fork: Some(z(1, 0x6c))
+            })
+        );
+        assert_eq!(
+            joined.continuing(z(1, 0xd2), None, z(9, 9), None),
+            Err(Discontinuity::Gap),
+            "no record of a fork: nothing to tell by"
         );
         // The survivor itself logged the old epoch up to its fork: a branch.
         let survivor = history(&[z(1, 0x6b), z(1, 0x6c), z(2, 1)], &[z(2, 3)]);
         assert_eq!(
-            survivor.continuing(z(1, 0xd2), None, z(9, 9)),
+            survivor.continuing(z(1, 0xd2), None, z(9, 9), None),
             Err(Discontinuity::Diverged {
                 fork: Some(z(1, 0x6c))
             })
@@ -345,12 +374,12 @@ mod tests {
         };
         let same = zkop_runtime::backup::sha256_hex(b"record-five");
         assert_eq!(
-            zxids(h.continuing(z(1, 5), Some(&same), z(9, 9))),
+            zxids(h.continuing(z(1, 5), Some(&same), z(9, 9), None)),
             Some(vec![z(1, 6)])
         );
         let other = zkop_runtime::backup::sha256_hex(b"another txn");
         assert_eq!(
-            h.continuing(z(1, 5), Some(&other), z(9, 9)),
+            h.continuing(z(1, 5), Some(&other), z(9, 9), None),
             Err(Discontinuity::Diverged {
                 fork: Some(z(1, 2))
             })
@@ -358,13 +387,13 @@ mod tests {
         // Held later records but not the backup's last: diverged, with the
         // newest zxid below it this node holds as the fork.
         assert_eq!(
-            h.continuing(z(1, 7), None, z(9, 9)).err(),
+            h.continuing(z(1, 7), None, z(9, 9), None).err(),
             None,
             "a node behind the backup's last is not diverged: it waits"
         );
         let ahead = history(&[z(1, 4), z(2, 1)], &[]);
         assert_eq!(
-            ahead.continuing(z(1, 6), None, z(9, 9)),
+            ahead.continuing(z(1, 6), None, z(9, 9), None),
             Err(Discontinuity::Diverged {
                 fork: Some(z(1, 4))
             })

@@ -39,6 +39,9 @@ pub struct ShipContext<'a> {
     pub version2: PathBuf,
     /// Now, ms since the Unix epoch.
     pub now_ms: u64,
+    /// Where the last forced recovery forked the history (the controller's
+    /// record), if one did.
+    pub history_fork: Option<Zxid>,
 }
 
 /// One shipping job.
@@ -174,7 +177,12 @@ impl Shipper {
         };
         let history = history::read_after(&c.version2, point.last(), &mut self.tail)
             .map_err(io("version-2"))?;
-        let new = match history.continuing(point.last(), point.last_record_sha256(), c.processed) {
+        let new = match history.continuing(
+            point.last(),
+            point.last_record_sha256(),
+            c.processed,
+            c.history_fork,
+        ) {
             Ok(new) => new,
             Err(why) => {
                 info!(cluster = c.cluster, member = %c.server_id, last = %point.last(), ?why, "this node's history does not continue the backup's last transaction: starting a new point");
@@ -267,8 +275,12 @@ impl Shipper {
         }
         let history = history::read_after(&c.version2, newest.last(), &mut self.tail)
             .map_err(io("version-2"))?;
-        let continuing =
-            history.continuing(newest.last(), newest.last_record_sha256(), c.processed);
+        let continuing = history.continuing(
+            newest.last(),
+            newest.last_record_sha256(),
+            c.processed,
+            c.history_fork,
+        );
         if newest.gap().is_none() && !newest.sealed && continuing.is_ok() {
             let mut p = newest;
             p.shipper = shipper_id(c);

@@ -398,8 +398,10 @@ fn record_recovery(step: &Step, s: &mut Persisted) -> Result<String, ActError> {
             config,
             left_out,
             summary,
+            fork,
         } => {
             s.recovery_generation += 1;
+            s.history_fork = fork.or(s.history_fork);
             let recovery = Recovery {
                 generation: s.recovery_generation,
                 config: config.clone(),

@@ -56,6 +56,7 @@ fn ship_order(spec: &ValidatedCluster, p: &Persisted, id: ServerId) -> Option<Sh
         recovery_point_ms: millis(b.recovery_point),
         snapshot_every_ms: Some(millis(b.snapshot_every)),
         verify_every_ms: Some(millis(b.verify_every)),
+        history_fork: p.history_fork,
     })
 }
 

@@ -79,6 +79,11 @@ pub struct Persisted {
     /// The member shipping the backup.
     #[serde(default)]
     pub shipper: Option<ServerId>,
+    /// Where the last forced recovery forked the history: the newest
+    /// transaction its survivors held. A backup point holding later ones
+    /// of that epoch holds the lost voters' branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_fork: Option<Zxid>,
     /// Voters that stopped serving for `healing.voterDownAfter` while a
     /// standby was ready: treated as dead (their vote goes to the standby
     /// through the live quorum), then retired once out of the config.

@@ -100,6 +100,12 @@ pub struct ShipOrder {
     /// How often the shipper runs a restore drill (ms; none: never).
     #[serde(default)]
     pub verify_every_ms: Option<u64>,
+    /// The newest transaction the survivors of the last forced recovery
+    /// held (the controller's record): a point holding later ones of its
+    /// epoch is the lost voters' branch, even to a member whose logs
+    /// cannot tell (one synced by a snapshot since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_fork: Option<Zxid>,
 }
 
 impl MemberAssignment {
@@ -671,6 +677,7 @@ mod tests {
                     recovery_point_ms: 5000,
                     snapshot_every_ms: Some(3_600_000),
                     verify_every_ms: None,
+                    history_fork: None,
                 }),
             })),
         ];

@@ -251,6 +251,7 @@ impl Ctx<'_> {
                 config: forced,
                 left_out: left.iter().map(|k| k.2.id).collect(),
                 summary,
+                fork: chosen.iter().map(|k| k.0).max(),
             },
         );
         Plan::new(

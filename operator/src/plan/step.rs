@@ -100,6 +100,9 @@ pub enum Step {
         left_out: Vec<ServerId>,
         /// What the event says: survivors, their zxids, what may be lost.
         summary: String,
+        /// The newest transaction a chosen survivor holds: the live history
+        /// goes on from it, and what the lost voters had after it is gone.
+        fork: Option<Zxid>,
     },
     /// Drop a member whose instance is gone and that is no longer in the config,
     /// releasing its id.

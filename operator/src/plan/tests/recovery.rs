@@ -83,6 +83,7 @@ fn fence_before_recovery_lost_voters_are_fenced_then_the_best_survivor_restarts_
             config,
             left_out,
             summary,
+            ..
         }) => {
             assert_eq!(
                 config.servers.keys().map(|id| id.0).collect::<Vec<_>>(),
@@ -293,12 +294,18 @@ fn recovery_chooses_the_survivor_with_the_highest_zxid_among_voters_and_observer
     let plan = b.plan();
     match plan.steps.first() {
         Some(Step::ForceConfig {
-            config, left_out, ..
+            config,
+            left_out,
+            fork,
+            ..
         }) => {
             let voters: Vec<u64> = config.voters().map(|s| s.id.0).collect();
             assert_eq!(voters, vec![4], "the observer has the newest data");
             assert_eq!(config.role_of(ServerId(1)), Some(MemberRole::Observer));
             assert_eq!(left_out, &vec![ServerId(1)]);
+            // The live history goes on from the newest survivor's last
+            // transaction: the backup's shippers learn it (history_fork).
+            assert_eq!(fork.map(|f| f.to_string()).as_deref(), Some("0x10000000b"));
         }
         other => panic!("expected a forced config, got {other:?}: {}", plan.reason),
     }
