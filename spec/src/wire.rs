@@ -541,6 +541,9 @@ pub struct Event {
     pub kind: String,
     /// What happened, in words.
     pub message: String,
+    /// For a step the controller took: how long it took (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
 }
 
 /// The cluster's secrets as one SSM SecureString parameter holds them (JSON).

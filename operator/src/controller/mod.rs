@@ -299,10 +299,10 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             }
             _ => {}
         });
+        let took = self.now().saturating_duration_since(t);
+        self.shared.metrics.step(step.kind(), took);
         self.shared
-            .metrics
-            .step(step.kind(), self.now().saturating_duration_since(t));
-        self.shared.event_at(step.kind(), outcome.message, began_ms);
+            .event_at(step.kind(), outcome.message, began_ms, Some(took));
         Ok(Requeue::soon())
     }
 

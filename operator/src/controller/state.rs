@@ -278,11 +278,12 @@ impl Shared {
 
     /// Records an event and logs it.
     pub fn event(&self, kind: &str, message: String) {
-        self.event_at(kind, message, self.clock.wall_ms());
+        self.event_at(kind, message, self.clock.wall_ms(), None);
     }
 
-    /// Records an event stamped `at_ms` and logs it.
-    pub(super) fn event_at(&self, kind: &str, message: String, at_ms: u64) {
+    /// Records an event stamped `at_ms` (of a step that took `took`) and
+    /// logs it.
+    pub(super) fn event_at(&self, kind: &str, message: String, at_ms: u64, took: Option<Duration>) {
         let mut s = self.lock();
         self.status_cache.invalidate();
         info!(cluster = %s.spec.name, kind, "{message}");
@@ -290,6 +291,7 @@ impl Shared {
             at_ms,
             kind: kind.to_string(),
             message,
+            took_ms: took.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         });
         while s.events.len() > MAX_EVENTS {
             s.events.pop_front();

@@ -15,6 +15,14 @@ pub struct BenchArgs {
     /// Only 3 voters: bootstrap, adding a member and removing a follower.
     #[arg(long)]
     quick: bool,
+    /// Runs every operation this many times; the table shows the medians
+    /// and each run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    runs: u32,
+    /// Under each row, the controller's steps in the zkop run: when each
+    /// began after the user's action and how long it took.
+    #[arg(long)]
+    explain: bool,
     /// Instead: the AWS API calls per minute of a running controller (the
     /// AWS sandbox's, say), by operation, over --window-seconds.
     #[arg(long)]
@@ -162,6 +170,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let BenchArgs {
         json,
         quick,
+        runs,
+        explain,
         aws_calls,
         window_seconds,
         focused,
@@ -215,7 +225,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if focused.run(&opts, json).await? {
         return Ok(());
     }
-    let figures = bench::run(&opts).await?;
-    print_out(json, &figures, |r| bench::render(r))?;
+    let mut all = Vec::new();
+    for run in 1..=runs {
+        if runs > 1 {
+            eprintln!("zkop bench: run {run} of {runs}");
+        }
+        all.push(bench::run(&opts).await?);
+    }
+    let figures = match runs {
+        1 => all.into_iter().flatten().collect(),
+        _ => bench::explain::medians(all),
+    };
+    print_out(json, &figures, |r| bench::render(r, explain))?;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod backup_load;
 mod by_hand;
 pub mod canary;
 pub mod clusters;
+pub mod explain;
 pub mod load;
 mod operated;
 pub mod standby;
@@ -66,6 +67,12 @@ pub struct Figure {
     /// Further figures of the zkop run that have no hand-run counterpart.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, f64>,
+    /// The controller's steps during the zkop run, from the user's action.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<explain::StepTime>,
+    /// Each run's `[zkop, hand]` seconds, when several ran (`--runs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<[f64; 2]>,
 }
 
 /// Why the bench could not finish.
@@ -202,8 +209,40 @@ async fn run_size(
     hand.stop().await?;
     result?;
 
+    let zkop_times = run_zkop(opts, text, spec, n, root).await?;
+    Ok(ops
+        .into_iter()
+        .take(count)
+        .zip(hand_times)
+        .zip(zkop_times)
+        .map(|((operation, hand), (zkop, details, steps))| Figure {
+            operation,
+            voters: n,
+            zkop_seconds: round(zkop.as_secs_f64()),
+            hand_seconds: round(hand.as_secs_f64()),
+            ratio: round(zkop.as_secs_f64() / hand.as_secs_f64().max(f64::EPSILON)),
+            details,
+            steps,
+            runs: Vec::new(),
+        })
+        .collect())
+}
+
+/// One zkop-run operation: its time, its details, the controller's steps.
+type Timed = (Duration, BTreeMap<String, f64>, Vec<explain::StepTime>);
+
+/// The same operations on `n` voters run by zkop.
+async fn run_zkop(
+    opts: &BenchOptions,
+    text: &str,
+    spec: &ValidatedCluster,
+    n: usize,
+    root: &std::path::Path,
+) -> Result<Vec<Timed>, BenchError> {
+    let wall = || zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
+    let from = wall();
     let (session, bootstrap) = operated::Session::start(opts, text, n, &root.join("zkop")).await?;
-    let mut zkop_times: Vec<(Duration, BTreeMap<String, f64>)> = Vec::new();
+    let mut zkop_times: Vec<Timed> = Vec::new();
     let rss = |s: &operated::Session| {
         let mut d = BTreeMap::new();
         if let Some(mib) = s.controller_rss_mib() {
@@ -211,14 +250,23 @@ async fn run_size(
         }
         d
     };
-    zkop_times.push((bootstrap, rss(&session)));
+    let steps = session.steps_between(from, from + millis(bootstrap)).await;
+    zkop_times.push((bootstrap, rss(&session), steps));
     let result = async {
-        zkop_times.push((session.add_member().await?, rss(&session)));
-        zkop_times.push((session.replace_voter(false).await?, rss(&session)));
+        let mut ops: Vec<operated::Op> =
+            vec![operated::Op::AddMember, operated::Op::Replace(false)];
         if !opts.quick {
-            zkop_times.push((session.replace_voter(true).await?, rss(&session)));
-            zkop_times.push((session.rolling_restart().await?, rss(&session)));
+            ops.extend([operated::Op::Replace(true), operated::Op::Roll]);
+        }
+        for op in ops {
+            let from = wall();
+            let took = session.run(op).await?;
+            let steps = session.steps_between(from, wall()).await;
+            zkop_times.push((took, rss(&session), steps));
+        }
+        if !opts.quick {
             session.remove_observer().await?;
+            let from = wall();
             let m = session.quorum_loss().await?;
             let mut details = rss(&session);
             details.insert("detectionSeconds".to_string(), m.detection.as_secs_f64());
@@ -226,28 +274,14 @@ async fn run_size(
                 "detectAfterSeconds".to_string(),
                 spec.healing.detect_after.as_secs_f64(),
             );
-            zkop_times.push((m.recovery, details));
+            let steps = session.steps_between(from, wall()).await;
+            zkop_times.push((m.recovery, details, steps));
         }
         Ok::<_, BenchError>(())
     }
     .await;
     session.stop().await;
-    result?;
-
-    Ok(ops
-        .into_iter()
-        .take(count)
-        .zip(hand_times)
-        .zip(zkop_times)
-        .map(|((operation, hand), (zkop, details))| Figure {
-            operation,
-            voters: n,
-            zkop_seconds: round(zkop.as_secs_f64()),
-            hand_seconds: round(hand.as_secs_f64()),
-            ratio: round(zkop.as_secs_f64() / hand.as_secs_f64().max(f64::EPSILON)),
-            details,
-        })
-        .collect())
+    result.map(|()| zkop_times)
 }
 
 /// A session on `hosts` with the given session timeout.
@@ -280,8 +314,13 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The figures as a table, with what each one measures.
-pub fn render(figures: &[Figure]) -> String {
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The figures as a table, with what each one measures; with `explain`,
+/// each zkop run's steps under its row.
+pub fn render(figures: &[Figure], explain: bool) -> String {
     let mut out = format!(
         "{:<52} {:>6} {:>8} {:>8} {:>6} {:>8}\n",
         "operation", "voters", "zkop s", "hand s", "ratio", "RSS MiB"
@@ -301,6 +340,21 @@ pub fn render(figures: &[Figure]) -> String {
             out.push_str(&format!(
                 "  detection: {d:.2} s from the kill to phase QuorumLost (healing.detectAfter {after:.0} s); in neither time\n"
             ));
+        }
+        if f.runs.len() > 1 {
+            let each: Vec<String> = f
+                .runs
+                .iter()
+                .map(|[z, h]| format!("{z:.2}/{h:.2}"))
+                .collect();
+            out.push_str(&format!(
+                "  {} runs, zkop/hand s: {} (medians above)\n",
+                f.runs.len(),
+                each.join(", ")
+            ));
+        }
+        if explain {
+            out.push_str(&explain::render_steps(f));
         }
     }
     out.push_str(

@@ -12,6 +12,17 @@ use super::{BenchError, BenchOptions, io, wait_for};
 use zkop::cli::client::{ApiFile, fetch, read_api_file, request_replace, request_roll};
 use zkop::cli::local;
 
+/// An operation timed from the user's action to the cluster settled.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    /// One more replica (joins as an observer).
+    AddMember,
+    /// `zkop replace` on the leader (true) or a follower.
+    Replace(bool),
+    /// `zkop roll`.
+    Roll,
+}
+
 /// The zkop run's times.
 pub struct Measured {
     /// From the kill to phase `QuorumLost`.
@@ -244,6 +255,29 @@ impl Session {
             .await?;
         let finished = done(&s).unwrap_or(since);
         Ok(Duration::from_millis(finished.saturating_sub(since)))
+    }
+
+    /// Runs `op`; how long it took.
+    pub async fn run(&self, op: Op) -> Result<Duration, BenchError> {
+        match op {
+            Op::AddMember => self.add_member().await,
+            Op::Replace(leader) => self.replace_voter(leader).await,
+            Op::Roll => self.rolling_restart().await,
+        }
+    }
+
+    /// The controller's events stamped from `from_ms` to `until_ms` (ms
+    /// since the Unix epoch), as steps from `from_ms` (none when its status
+    /// cannot be read).
+    pub async fn steps_between(
+        &self,
+        from_ms: u64,
+        until_ms: u64,
+    ) -> Vec<super::explain::StepTime> {
+        match fetch(&self.api).await {
+            Ok(s) => super::explain::steps_between(&s.events, from_ms, until_ms),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// One more replica: a new member joins as an observer.
