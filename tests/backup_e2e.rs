@@ -520,7 +520,19 @@ fn bench_load_reports_throughput_and_latency_under_zkop_next_to_by_hand() {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     let rows: serde_json::Value = rt.block_on(common::zkop_json(&args));
     eprintln!("{rows:#}");
-    let row = &rows[0];
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    let transports: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["transport"].as_str())
+        .collect();
+    assert_eq!(transports, ["plaintext", "tls"], "{rows:#?}");
+    for row in &rows {
+        check_load_row(row);
+    }
+}
+
+/// One `--load` row: every figure present and sane.
+fn check_load_row(row: &serde_json::Value) {
     assert_eq!(row["readsPercent"], 90, "{row}");
     for side in ["zkop", "byHand"] {
         let f = |k: &str| {

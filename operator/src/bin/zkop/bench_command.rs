@@ -110,6 +110,23 @@ struct Focused {
     /// How long --load measures each mix, seconds.
     #[arg(long, default_value_t = 60, requires = "load")]
     mix_seconds: u64,
+    /// The client transports --load runs over, one after the other.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "plaintext,tls",
+        requires = "load"
+    )]
+    transports: Vec<Transport>,
+}
+
+/// A client transport of `--load`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    /// The plaintext client port.
+    Plaintext,
+    /// The secure client port, with a client certificate from zkop.
+    Tls,
 }
 
 impl Focused {
@@ -125,7 +142,12 @@ impl Focused {
                 .into());
             }
             let each = seconds(self.mix_seconds);
-            let rows = bench::load::run(opts, &text, &self.reads_percent, each).await?;
+            let tls: Vec<bool> = self
+                .transports
+                .iter()
+                .map(|t| *t == Transport::Tls)
+                .collect();
+            let rows = bench::load::run(opts, &text, &self.reads_percent, each, &tls).await?;
             print_out(json, &rows, |r| bench::load::render(r))?;
         } else if self.backup_load {
             let each = seconds(self.load_seconds);

@@ -1,8 +1,10 @@
 //! `zkop bench --load`: ZooKeeper's own throughput and latency under zkop
 //! (its agents probing, the shipper reading logs for `recoveryPoint: 5s`,
-//! the canary writing) next to the same servers with the same settings run
-//! by hand, at each read/write mix. A closed loop: every session keeps a
-//! few requests in flight, so both sides run at what they can serve.
+//! the canary writing) next to the very same servers run by hand (zkop
+//! stopped, each server started again by the bench with the `zoo.cfg`, data
+//! and certificates zkop's agent left), at each read/write mix, over
+//! plaintext and over TLS. A closed loop: every session keeps a few
+//! requests in flight, so both sides run at what they can serve.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +14,13 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use zookeeper_client::Client;
 
+use tokio::process::Child;
+use zkop_zk::Endpoint;
+use zkop_zk::jvm::JvmCommand;
+
 use super::backup_load::with_backup;
-use super::by_hand::HandEnsemble;
 use super::operated::Session;
-use super::{BenchError, BenchOptions, connect, ensure_znode, io, round};
+use super::{BenchError, BenchOptions, ensure_znode, io, round, wait_for};
 
 /// Sessions of the load.
 const SESSIONS: usize = 16;
@@ -46,6 +51,8 @@ pub struct LoadFigures {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadRow {
+    /// `plaintext`, or `tls` (the secure client port, a client certificate).
+    pub transport: String,
     /// Reads in every hundred requests (the rest are writes of `VALUE` bytes).
     pub reads_percent: u32,
     /// How long the measured load ran, seconds.
@@ -60,65 +67,159 @@ pub struct LoadRow {
     pub p99_ratio: f64,
 }
 
-/// Runs each mix for `load` on a 3-voter cluster by zkop, then on three
-/// plain servers.
+/// Runs each mix for `load` over each transport (`tls` false, true): on a
+/// 3-voter cluster by zkop, then on the same servers by hand.
 pub async fn run(
     opts: &BenchOptions,
     spec_text: &str,
     mixes: &[u32],
     load: Duration,
+    transports: &[bool],
 ) -> Result<Vec<LoadRow>, BenchError> {
     let work = tempfile::Builder::new()
         .prefix("zkop-bench-load-")
         .tempdir()
         .map_err(io("creating a work directory"))?;
-    let text = with_backup(spec_text, &work.path().join("backup"))?;
-    let (session, _) = Session::start(opts, &text, 3, &work.path().join("zkop")).await?;
-    let zkop = match session
-        .wait("the shipper and the canary at work", |s| {
-            s.backup.as_ref().is_some_and(|b| !b.behind)
-                && s.canary.as_ref().is_some_and(|c| c.rounds >= 1)
-        })
-        .await
-    {
-        Ok(status) => each_mix(&status.connect_string, mixes, load).await,
-        Err(e) => Err(e),
-    };
+    let mut rows = Vec::new();
+    for &tls in transports {
+        let transport = if tls { "tls" } else { "plaintext" };
+        let dir = work.path().join(transport);
+        let (zkop, by_hand) = one_transport(opts, spec_text, mixes, load, tls, &dir).await?;
+        rows.extend(mixes.iter().zip(zkop.into_iter().zip(by_hand)).map(
+            |(&reads_percent, (zkop, by_hand))| LoadRow {
+                transport: transport.to_string(),
+                reads_percent,
+                seconds: load.as_secs(),
+                throughput_ratio: round(
+                    zkop.ops_per_second / by_hand.ops_per_second.max(f64::EPSILON),
+                ),
+                p99_ratio: round(zkop.p99_ms / by_hand.p99_ms.max(f64::EPSILON)),
+                zkop,
+                by_hand,
+            },
+        ));
+    }
+    Ok(rows)
+}
+
+/// Every mix under zkop, then every mix on the same servers by hand.
+async fn one_transport(
+    opts: &BenchOptions,
+    spec_text: &str,
+    mixes: &[u32],
+    load: Duration,
+    tls: bool,
+    dir: &std::path::Path,
+) -> Result<(Vec<LoadFigures>, Vec<LoadFigures>), BenchError> {
+    let mut text = with_backup(spec_text, &dir.join("backup"))?;
+    if tls {
+        text = format!("{}\n  tls:\n    enabled: true\n", text.trim_end());
+    }
+    let (session, _) = Session::start(opts, &text, 3, &dir.join("zkop")).await?;
+    let zkop = async {
+        let status = session
+            .wait("the shipper and the canary at work", |s| {
+                s.backup.as_ref().is_some_and(|b| !b.behind)
+                    && s.canary.as_ref().is_some_and(|c| c.rounds >= 1)
+            })
+            .await?;
+        let identity = match tls {
+            true => Some(super::tls::client_identity(&session, dir).await?),
+            false => None,
+        };
+        let endpoints: Vec<Endpoint> = status
+            .connect_string
+            .split(',')
+            .map(|hp| Endpoint {
+                host_port: hp.to_string(),
+                tls: identity.clone(),
+            })
+            .collect();
+        let figures = each_mix(&endpoints, mixes, load).await?;
+        Ok::<_, BenchError>((endpoints, figures))
+    }
+    .await;
     session.stop().await;
-    let zkop = zkop?;
+    let (endpoints, zkop) = zkop?;
     let spec = zkop_spec::parse_spec(&text)
         .map_err(|e| BenchError::Setup(format!("the bench spec is invalid: {e}")))?;
-    let mut hand = HandEnsemble::new(opts, &spec, &work.path().join("hand"));
-    let by_hand = match hand.bootstrap(3).await {
-        Ok(_) => each_mix(&hand.connect_string(), mixes, load).await,
-        Err(e) => Err(e),
-    };
-    hand.stop().await?;
-    let by_hand = by_hand?;
-    Ok(mixes
-        .iter()
-        .zip(zkop.into_iter().zip(by_hand))
-        .map(|(&reads_percent, (zkop, by_hand))| LoadRow {
-            reads_percent,
-            seconds: load.as_secs(),
-            throughput_ratio: round(zkop.ops_per_second / by_hand.ops_per_second.max(f64::EPSILON)),
-            p99_ratio: round(zkop.p99_ms / by_hand.p99_ms.max(f64::EPSILON)),
-            zkop,
-            by_hand,
-        })
-        .collect())
+    let mut same = SameServers::start(opts, &spec, &dir.join("zkop").join("state"))?;
+    let by_hand = each_mix(&endpoints, mixes, load).await;
+    same.stop().await;
+    Ok((zkop, by_hand?))
+}
+
+/// The servers zkop ran, started again by the bench alone: each with the
+/// `zoo.cfg` its agent wrote (and so its data and certificates), the
+/// spec's heap and JVM flags; killed on drop.
+struct SameServers {
+    jvms: Vec<Child>,
+}
+
+impl SameServers {
+    /// One JVM per instance directory under `state/instances`.
+    fn start(
+        opts: &BenchOptions,
+        spec: &zkop_spec::ValidatedCluster,
+        state: &std::path::Path,
+    ) -> Result<SameServers, BenchError> {
+        let instances = state.join("instances");
+        let mut jvms = Vec::new();
+        let entries = std::fs::read_dir(&instances)
+            .map_err(io(format!("listing {}", instances.display())))?;
+        for dir in entries.flatten().map(|e| e.path()) {
+            let zoo_cfg = dir.join("conf").join("zoo.cfg");
+            if !zoo_cfg.exists() {
+                continue;
+            }
+            let log = dir.join("by-hand.out");
+            let out =
+                std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+            let jvm = JvmCommand {
+                java: opts.java.clone(),
+                classpath: opts.classpath.clone(),
+                heap_mb: spec.zookeeper.heap_mb,
+                jvm_flags: spec.zookeeper.jvm_flags.clone(),
+                super_digest: zkop_zk::super_digest("bench"),
+            };
+            let mut cmd = jvm
+                .command(&zoo_cfg, &dir, out)
+                .map_err(io("preparing java"))?;
+            jvms.push(cmd.spawn().map_err(io("starting java"))?);
+        }
+        if jvms.len() != 3 {
+            return Err(BenchError::Setup(format!(
+                "{} servers configured under {}, not 3",
+                jvms.len(),
+                instances.display()
+            )));
+        }
+        Ok(SameServers { jvms })
+    }
+
+    async fn stop(&mut self) {
+        for mut jvm in self.jvms.drain(..) {
+            let _ = jvm.kill().await;
+        }
+    }
 }
 
 /// Connects the sessions, makes the znodes, and runs each mix (after an
 /// unmeasured warm-up at the same mix).
 async fn each_mix(
-    hosts: &str,
+    endpoints: &[Endpoint],
     mixes: &[u32],
     load: Duration,
 ) -> Result<Vec<LoadFigures>, BenchError> {
     let mut clients = Vec::new();
-    for _ in 0..SESSIONS {
-        clients.push(connect(hosts, Duration::from_secs(20)).await?);
+    // Spread evenly: session n on member n mod 3 (servers just started by
+    // hand may take a moment to form their quorum).
+    for e in endpoints.iter().cycle().take(SESSIONS) {
+        let client = wait_for(&format!("a session on {e}"), || async {
+            e.session(Duration::from_secs(10)).await.ok()
+        })
+        .await?;
+        clients.push(client);
     }
     for path in std::iter::once("/bench-load".to_string()).chain((0..KEYS).map(key)) {
         ensure_znode(&clients[0], &path, &[0; VALUE]).await?;
@@ -187,7 +288,8 @@ async fn one_mix(clients: &[Client], reads_percent: u32, load: Duration) -> Load
 /// The table.
 pub fn render(rows: &[LoadRow]) -> String {
     let mut out = format!(
-        "{:<12} {:>12} {:>9} {:>9} {:>9} {:>12} {:>9} {:>9} {:>9} {:>8} {:>8}\n",
+        "{:<10} {:<12} {:>12} {:>9} {:>9} {:>9} {:>12} {:>9} {:>9} {:>9} {:>8} {:>8}\n",
+        "transport",
         "reads/writes",
         "zkop ops/s",
         "p50 ms",
@@ -203,7 +305,8 @@ pub fn render(rows: &[LoadRow]) -> String {
     for r in rows {
         let (z, h) = (&r.zkop, &r.by_hand);
         out.push_str(&format!(
-            "{:<12} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>8.3} {:>8.3}\n",
+            "{:<10} {:<12} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>8.3} {:>8.3}\n",
+            r.transport,
             format!("{}/{}", r.reads_percent, 100 - r.reads_percent.min(100)),
             z.ops_per_second,
             z.p50_ms,
@@ -218,7 +321,7 @@ pub fn render(rows: &[LoadRow]) -> String {
         ));
     }
     out.push_str(&format!(
-        "Three voters by zkop (agents, the shipper with recoveryPoint 5s, the canary every 10s) next to the same servers and settings by hand; {SESSIONS} sessions with {IN_FLIGHT} requests each in flight on {KEYS} znodes, {VALUE}-byte writes, {} s a mix after a {} s warm-up. Goal: ops x >= 0.97 and p99 x <= 1.03. See docs/performance.md.\n",
+        "Three voters by zkop (agents, the shipper with recoveryPoint 5s, the canary every 10s), then the same servers started by hand with the zoo.cfg, data and certificates zkop left; TLS: the secure client port with a zkop client certificate; {SESSIONS} sessions with {IN_FLIGHT} requests each in flight on {KEYS} znodes, {VALUE}-byte writes, {} s a mix after a {} s warm-up. Goal: ops x >= 0.97 and p99 x <= 1.03. See docs/performance.md.\n",
         rows.first().map_or(0, |r| r.seconds),
         WARM_UP.as_secs()
     ));

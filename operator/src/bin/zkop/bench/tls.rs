@@ -66,19 +66,9 @@ async fn measure(
         .next()
         .unwrap_or_default()
         .to_string();
-    let client_tls = if tls {
-        let certs = dir.join("client");
-        zkop::cli::client_cert::issue(session.api(), "bench", &certs)
-            .await
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
-        let read =
-            |f: &str| std::fs::read_to_string(certs.join(f)).map_err(io(format!("reading {f}")));
-        Some(
-            ClientTls::from_pem(&read("ca.pem")?, &read("cert.pem")?, &read("key.pem")?)
-                .map_err(BenchError::Setup)?,
-        )
-    } else {
-        None
+    let client_tls = match tls {
+        true => Some(client_identity(session, dir).await?),
+        false => None,
     };
     let endpoint = Endpoint {
         host_port: first,
@@ -112,6 +102,21 @@ async fn measure(
         p99_ms: (at(0.99) * 100.0).round() / 100.0,
         per_second: (writes as f64 / total.as_secs_f64()).round(),
     })
+}
+
+/// A client certificate from the cluster's CA (`zkop client-cert`), kept
+/// under `dir/client`, as a client identity.
+pub(super) async fn client_identity(
+    session: &Session,
+    dir: &std::path::Path,
+) -> Result<ClientTls, BenchError> {
+    let certs = dir.join("client");
+    zkop::cli::client_cert::issue(session.api(), "bench", &certs)
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let read = |f: &str| std::fs::read_to_string(certs.join(f)).map_err(io(format!("reading {f}")));
+    ClientTls::from_pem(&read("ca.pem")?, &read("cert.pem")?, &read("key.pem")?)
+        .map_err(BenchError::Setup)
 }
 
 /// The two rows as a table.
