@@ -9,11 +9,14 @@ use zkop_spec::live::fixed_fields_changed;
 
 use super::state::Shared;
 
-/// A file's size, modification time and inode.
-fn stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime, u64)> {
+/// A file's size, modification time (seconds, nanoseconds) and inode, as
+/// `stat` gives them.
+type Stamp = (u64, i64, i64, u64);
+
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some((m.len(), m.modified().ok()?, m.ino()))
+    Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
 }
 
 /// Where the spec comes from: re-read each pass, so edits apply while running.
@@ -22,7 +25,7 @@ pub struct SpecFile {
     path: PathBuf,
     last_text: Option<String>,
     /// The file's stamp when `last_text` was read (taken just before).
-    last_stamp: Option<(u64, std::time::SystemTime, u64)>,
+    last_stamp: Option<Stamp>,
 }
 
 impl SpecFile {
