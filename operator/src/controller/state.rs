@@ -532,11 +532,9 @@ impl Shared {
 
     /// Keeps the latest plan; returns the phase before it.
     pub(super) fn set_plan(&self, plan: Plan) -> Option<Phase> {
-        let mut s = self.lock();
-        if s.plan.as_ref() != Some(&plan) {
-            self.status_cache.invalidate();
-        }
-        s.plan.replace(plan).map(|p| p.phase)
+        let previous = self.lock().plan.replace(plan).map(|p| p.phase);
+        self.status_cache.invalidate();
+        previous
     }
 }
 
