@@ -81,22 +81,7 @@ impl PlainServer {
 
     fn start(&mut self, opts: &BenchOptions, spec: &ValidatedCluster) -> Result<(), BenchError> {
         let log = self.dir.join("zookeeper.out");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(io(format!("opening {}", log.display())))?;
-        let jvm = JvmCommand {
-            java: opts.java.clone(),
-            classpath: opts.classpath.clone(),
-            heap_mb: spec.zookeeper.heap_mb,
-            jvm_flags: spec.zookeeper.jvm_flags.clone(),
-            super_digest: zkop_zk::super_digest(PASSWORD),
-        };
-        let mut cmd = jvm
-            .command(&self.zoo_cfg(), &self.dir, out)
-            .map_err(io("preparing java"))?;
-        self.jvm = Some(cmd.spawn().map_err(io("starting java"))?);
+        self.jvm = Some(start_jvm(opts, spec, &self.zoo_cfg(), &self.dir, &log)?);
         Ok(())
     }
 
@@ -135,6 +120,33 @@ impl PlainServer {
             .and_then(|f| f.rsplit_once("zoo.cfg.dynamic.")?.1.parse().ok())
             .ok_or_else(|| BenchError::Setup("zoo.cfg names no versioned dynamic config".into()))
     }
+}
+
+/// A ZooKeeper server of `zoo_cfg` with the spec's heap and JVM flags, as
+/// a person starts one; its output appended to `log`, its logs in `dir`.
+pub(super) fn start_jvm(
+    opts: &BenchOptions,
+    spec: &ValidatedCluster,
+    zoo_cfg: &Path,
+    dir: &Path,
+    log: &Path,
+) -> Result<Child, BenchError> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    let jvm = JvmCommand {
+        java: opts.java.clone(),
+        classpath: opts.classpath.clone(),
+        heap_mb: spec.zookeeper.heap_mb,
+        jvm_flags: spec.zookeeper.jvm_flags.clone(),
+        super_digest: zkop_zk::super_digest(PASSWORD),
+    };
+    let mut cmd = jvm
+        .command(zoo_cfg, dir, out)
+        .map_err(io("preparing java"))?;
+    cmd.spawn().map_err(io("starting java"))
 }
 
 /// The `n`th address of `network`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use zkop::cli::client::{fetch, read_api_file};
 
-use super::operated::LocalUp;
+use super::operated::{LocalUp, rss_mib};
 use super::{BenchError, BenchOptions, io, wait_for};
 
 /// How long the idle CPU is counted over.
@@ -36,18 +36,6 @@ pub(super) fn cpu_time(pid: u32) -> Option<Duration> {
     // SAFETY: sysconf(3) reads a constant.
     let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
     Some(Duration::from_millis(ticks * 1000 / per_second.max(1)))
-}
-
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
 /// Runs `clusters` one-voter clusters from one directory and measures.

@@ -16,9 +16,9 @@ use zookeeper_client::Client;
 
 use tokio::process::Child;
 use zkop_zk::Endpoint;
-use zkop_zk::jvm::JvmCommand;
 
 use super::backup_load::with_backup;
+use super::by_hand::start_jvm;
 use super::operated::Session;
 use super::{BenchError, BenchOptions, ensure_znode, io, round, wait_for};
 
@@ -173,19 +173,7 @@ impl SameServers {
                 continue;
             }
             let log = dir.join("by-hand.out");
-            let out =
-                std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
-            let jvm = JvmCommand {
-                java: opts.java.clone(),
-                classpath: opts.classpath.clone(),
-                heap_mb: spec.zookeeper.heap_mb,
-                jvm_flags: spec.zookeeper.jvm_flags.clone(),
-                super_digest: zkop_zk::super_digest("bench"),
-            };
-            let mut cmd = jvm
-                .command(&zoo_cfg, &dir, out)
-                .map_err(io("preparing java"))?;
-            jvms.push(cmd.spawn().map_err(io("starting java"))?);
+            jvms.push(start_jvm(opts, spec, &zoo_cfg, &dir, &log)?);
         }
         if jvms.len() != 3 {
             return Err(BenchError::Setup(format!(

@@ -79,6 +79,19 @@ impl LocalUp {
     }
 }
 
+/// The resident memory of `pid`, MiB to a tenth.
+pub(super) fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
 fn voters_serving(s: &StatusReply, n: usize) -> bool {
     let voters: Vec<_> = s
         .members
@@ -281,7 +294,7 @@ impl Session {
     }
 
     /// One more replica: a new member joins as an observer.
-    pub async fn add_member(&self) -> Result<Duration, BenchError> {
+    async fn add_member(&self) -> Result<Duration, BenchError> {
         let started = Instant::now();
         self.set_replicas(self.voters, self.voters + 1)?;
         self.wait("the new member serving as an observer", |s| {
@@ -293,7 +306,7 @@ impl Session {
 
     /// `zkop replace` on the leader's or a follower's instance: to the old
     /// instance terminated and the cluster settled.
-    pub async fn replace_voter(&self, leader: bool) -> Result<Duration, BenchError> {
+    async fn replace_voter(&self, leader: bool) -> Result<Duration, BenchError> {
         let before = self.wait("settled", |s| settled(s, self.voters, 1)).await?;
         let role = if leader { "leader" } else { "follower" };
         let old = before
@@ -317,7 +330,7 @@ impl Session {
     }
 
     /// `zkop roll`: to the roll-out finished.
-    pub async fn rolling_restart(&self) -> Result<Duration, BenchError> {
+    async fn rolling_restart(&self) -> Result<Duration, BenchError> {
         let from = zkop::clock::Clock::wall_ms(&zkop::clock::SystemClock);
         let started = Instant::now();
         request_roll(&self.api).await?;
@@ -398,16 +411,7 @@ impl Session {
     /// The controller's resident memory now, in MiB (`zkop local up` is the
     /// controller and the local fleet's bookkeeping in one process).
     pub fn controller_rss_mib(&self) -> Option<f64> {
-        let pid = self.up.child.id()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: f64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some(kb / 1024.0)
+        rss_mib(self.up.child.id()?)
     }
 
     /// The cluster's API, as its `api.json` names it.
