@@ -895,6 +895,62 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
     }
 }
 
+/// How many `word` four-letter words the server of `instance` has answered
+/// (ZooKeeper logs each).
+fn words_answered(c: &LocalCluster, instance: &str, word: &str) -> usize {
+    let log = c
+        .state_dir()
+        .join("instances")
+        .join(instance)
+        .join("logs/zookeeper.out");
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches(&format!("Processing {word} command"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_ensemble_is_probed_once_a_second_and_asked_its_config_only_after_a_write() {
+    let _serial = SERIAL.lock().await;
+    let (c, _) = LocalCluster::start_settled(&example_spec(3), "127.0.63.0/24", 3).await;
+    let s = c
+        .wait_status("Running", Duration::from_secs(30), |s| s.phase == "Running")
+        .await;
+    // Each probe is a connection the server accepts (with TLS a handshake it
+    // pays for): with nothing to do, an agent probes once a second, and asks
+    // `conf` only when `srvr` shows a new zxid (the canary writes every 10 s).
+    let instance = s.members[0].instance.to_string();
+    let words = |w| words_answered(&c, &instance, w);
+    let (srvr, conf) = (words("srvr"), words("conf"));
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let secs = started.elapsed().as_secs_f64();
+    let (srvr, conf) = (words("srvr") - srvr, words("conf") - conf);
+    // Running throughout: no phase change in the window.
+    let after = c.status().await.unwrap();
+    assert_eq!(after.phase, "Running", "{after:#?}");
+    let since = s.events.last().map_or(0, |e| e.at_ms);
+    let changes: Vec<_> = after
+        .events
+        .iter()
+        .filter(|e| e.at_ms > since && e.kind == "phase")
+        .collect();
+    assert!(
+        changes.is_empty(),
+        "the phase changed meanwhile: {changes:#?}"
+    );
+    // At 200 ms, as while the controller works, these would be 50 each.
+    assert!((srvr as f64) <= secs + 2.0, "{srvr} srvr in {secs:.1} s");
+    assert!(
+        (conf as f64) <= secs / 5.0 + 2.0,
+        "{conf} conf in {secs:.1} s"
+    );
+    assert!(
+        srvr >= 5,
+        "{srvr} srvr in {secs:.1} s: is it probed at all?"
+    );
+}
+
 /// 3 -> 5 -> 4 -> 3: each surplus member left the config before its instance
 /// was terminated, and its processes are gone. Returns the final status.
 async fn scale_three_five_four_three(c: &LocalCluster, s: &StatusReply) -> StatusReply {

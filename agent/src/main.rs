@@ -10,6 +10,7 @@ mod controller;
 mod history;
 mod logtail;
 mod node;
+mod probing;
 mod secrets;
 mod shipper;
 mod supervisor;
@@ -90,6 +91,8 @@ struct Agent {
     max_epoch: u64,
     supervisor: Supervisor,
     probe: Option<ProbeReport>,
+    /// When the server was last probed.
+    probed_at: Option<Instant>,
     /// The PID of the JVM that last answered a probe.
     answered_pid: Option<u32>,
     /// The client endpoint last probed, to keep probing a server the
@@ -221,29 +224,6 @@ impl Agent {
         }
     }
 
-    /// Reads the last zxid from disk while the server does not serve, at most
-    /// every few seconds (logs are preallocated to 64 MB).
-    fn refresh_disk_zxid(&mut self) {
-        let serving = self.probe.as_ref().is_some_and(|p| p.serving);
-        if serving {
-            self.disk_zxid = None;
-            return;
-        }
-        let stale = self
-            .disk_zxid
-            .is_none_or(|(_, at)| at.elapsed() >= Duration::from_secs(5));
-        if stale && let Some(z) = node::last_zxid_on_disk(&self.layout) {
-            self.disk_zxid = Some((z, Instant::now()));
-        }
-    }
-
-    /// How soon to probe again: every 100 ms while its server runs and does
-    /// not serve yet (a roll-out waits on its return), else every 200 ms.
-    fn probe_every(&self) -> Duration {
-        let starting = self.supervisor.running() && !self.probe.as_ref().is_some_and(|p| p.serving);
-        Duration::from_millis(if starting { 100 } else { 200 })
-    }
-
     /// One pass: supervise the JVM toward the desired state, probe, run a reconfig.
     async fn step(&mut self) {
         if let Some(exit) = self.supervisor.reap() {
@@ -309,11 +289,7 @@ impl Agent {
                 }
                 let endpoint = self.endpoint(m);
                 self.last_endpoint = Some(endpoint.clone());
-                self.probe = if self.supervisor.running() {
-                    zkop_zk::probe::probe(&endpoint).await.ok()
-                } else {
-                    None
-                };
+                self.probe(&endpoint).await;
                 if self.probe.is_some() {
                     self.answered_pid = self.supervisor.pid();
                 }
@@ -569,6 +545,7 @@ async fn main() -> anyhow::Result<()> {
         desired: None,
         max_epoch,
         probe: None,
+        probed_at: None,
         answered_pid: None,
         last_endpoint: None,
         disk_zxid: None,

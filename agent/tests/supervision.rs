@@ -94,6 +94,7 @@ fn member_state(address: &str, epoch: u64, revision: u64) -> DesiredNodeState {
         epoch,
         revision,
         instance: "i-0001".into(),
+        probe_closely: true,
         node: NodeAssignment::Member(Box::new(MemberAssignment {
             server_id: ServerId(1),
             initial_config: DynamicConfig::of([server]),

@@ -105,5 +105,7 @@ pub fn desired_for(
         revision,
         instance: instance.to_string().into(),
         node,
+        // The controller's state sets it from its plan.
+        probe_closely: true,
     }
 }

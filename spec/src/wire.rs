@@ -24,6 +24,16 @@ pub struct DesiredNodeState {
     pub instance: InstanceId,
     /// The work this agent's node should do.
     pub node: NodeAssignment,
+    /// The controller is at work on the cluster (anything but `Running`):
+    /// probe the server every 200 ms, not at the steady pace of once a
+    /// second (its next step often waits on a probe). Absent from an older
+    /// controller: probe closely.
+    #[serde(default = "probe_closely_by_default")]
+    pub probe_closely: bool,
+}
+
+fn probe_closely_by_default() -> bool {
+    true
 }
 
 /// The job of one node.
@@ -691,6 +701,7 @@ mod tests {
                 revision: 9,
                 instance: "i-0001".into(),
                 node,
+                probe_closely: false,
             };
             let json = serde_json::to_string(&d).unwrap();
             assert_eq!(

@@ -59,18 +59,37 @@ async fn exchange(
 
 /// Probes with `srvr` and `conf`; `Err` when the server does not answer at all.
 pub async fn probe(endpoint: impl Into<Endpoint>) -> Result<ProbeReport, String> {
+    probe_after(endpoint, None).await
+}
+
+/// Probes again: `srvr`, and `conf` only when `srvr` shows a change since
+/// `last` (a new config is a transaction: it moves the zxid). Each word is a
+/// connection of its own, with TLS a handshake the server pays for.
+pub async fn probe_after(
+    endpoint: impl Into<Endpoint>,
+    last: Option<&ProbeReport>,
+) -> Result<ProbeReport, String> {
     let endpoint: Endpoint = endpoint.into();
     let srvr = four_letter_word(&endpoint, "srvr")
         .await
         .map_err(|e| format!("srvr to {endpoint}: {e}"))?;
     let srvr = parse_srvr(&srvr).map_err(|e| format!("srvr reply: {e}"))?;
-    // `conf` answers only while serving; a joiner's config is still useful then.
-    let config = match four_letter_word(&endpoint, "conf").await {
-        Ok(text) => parse_conf(&text)
-            .ok()
-            .map(|c| c.config)
-            .filter(|c| !c.servers.is_empty()),
-        Err(_) => None,
+    let unchanged = last.filter(|l| {
+        l.config.is_some()
+            && srvr.zxid.is_some()
+            && (l.serving, l.mode, l.zxid, l.version.as_deref())
+                == (srvr.serving, srvr.mode, srvr.zxid, srvr.version.as_deref())
+    });
+    let config = match unchanged {
+        Some(l) => l.config.clone(),
+        // `conf` answers only while serving; a joiner's config is still useful then.
+        None => match four_letter_word(&endpoint, "conf").await {
+            Ok(text) => parse_conf(&text)
+                .ok()
+                .map(|c| c.config)
+                .filter(|c| !c.servers.is_empty()),
+            Err(_) => None,
+        },
     };
     Ok(ProbeReport {
         serving: srvr.serving,

@@ -170,7 +170,9 @@ impl Shared {
     /// The desired state of an instance's node, and the current revision.
     pub fn desired(&self, instance: &str) -> DesiredNodeState {
         let s = self.lock();
-        desired_for(&s.spec, &s.persisted, instance, s.revision)
+        let mut desired = desired_for(&s.spec, &s.persisted, instance, s.revision);
+        desired.probe_closely = probes_closely(s.plan.as_ref());
+        desired
     }
 
     /// Notified when the revision changes.
@@ -532,10 +534,27 @@ impl Shared {
 
     /// Keeps the latest plan; returns the phase before it.
     pub(super) fn set_plan(&self, plan: Plan) -> Option<Phase> {
-        let previous = self.lock().plan.replace(plan).map(|p| p.phase);
-        self.status_cache.invalidate();
+        let closely = probes_closely(Some(&plan));
+        let (previous, was_closely) = {
+            let mut s = self.lock();
+            let was_closely = probes_closely(s.plan.as_ref());
+            (s.plan.replace(plan).map(|p| p.phase), was_closely)
+        };
+        if closely == was_closely {
+            self.status_cache.invalidate();
+        } else {
+            // The agents' desired states say how closely to probe.
+            self.change(|_| {});
+        }
         previous
     }
+}
+
+/// Whether agents should probe their servers closely under `plan`: while
+/// the controller works (anything but `Running`, which has no steps), its
+/// next step often waits on their probes.
+fn probes_closely(plan: Option<&Plan>) -> bool {
+    plan.is_none_or(|p| p.phase != Phase::Running)
 }
 
 #[cfg(test)]
@@ -550,6 +569,28 @@ mod tests {
             Ok(spec) => spec,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn agents_probe_closely_unless_the_cluster_runs_and_learn_of_a_change_at_once() {
+        let shared = Shared::new("t".into(), spec(""), Persisted::default());
+        let plan = |phase| Plan {
+            phase,
+            reason: String::new(),
+            steps: Vec::new(),
+        };
+        assert!(shared.desired("i-1").probe_closely, "no plan yet");
+        let revision = |s: &Shared| s.desired("i-1").revision;
+        let before = revision(&shared);
+        shared.set_plan(plan(Phase::Running));
+        assert!(!shared.desired("i-1").probe_closely);
+        assert!(revision(&shared) > before, "the long polls must answer");
+        let before = revision(&shared);
+        shared.set_plan(plan(Phase::Running));
+        assert_eq!(revision(&shared), before, "no news, no revision");
+        shared.set_plan(plan(Phase::Reconciling));
+        assert!(shared.desired("i-1").probe_closely);
+        assert!(revision(&shared) > before);
     }
 
     #[test]
