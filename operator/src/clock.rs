@@ -5,8 +5,8 @@
 //! [`PausedClock`], since a paused runtime does not move `SystemTime`.
 
 use std::fmt::Debug;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
@@ -43,6 +43,33 @@ pub fn system() -> SharedClock {
     Arc::new(SystemClock)
 }
 
+/// The first instant at or after `at` on a grid of `step` shared by the
+/// whole process: the timers of many clusters rounded up to it fire
+/// together, one wake-up of the runtime for all of them rather than one
+/// each (a controller of 20 idle clusters woke 440 times a second). Never
+/// later than `at + step`.
+pub fn on_grid(at: Instant, step: Duration) -> Instant {
+    // Real time, so never ahead of a paused runtime that starts later.
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(|| Instant::from_std(std::time::Instant::now()));
+    grid_point(at, origin, step)
+}
+
+/// The first instant at or after `at` on the grid of `step` from `origin`
+/// (`at` itself before `origin`).
+fn grid_point(at: Instant, origin: Instant, step: Duration) -> Instant {
+    let step_ns = step.as_nanos().max(1);
+    let Some(since) = at.checked_duration_since(origin) else {
+        return at;
+    };
+    let late = since.as_nanos() % step_ns;
+    if late == 0 {
+        return at;
+    }
+    let early = u64::try_from(step_ns - late).unwrap_or(0);
+    at + Duration::from_nanos(early)
+}
+
 /// Wall time that moves with tokio's monotonic time (for tests on paused
 /// time): `wall_ms` is the start's wall time plus the monotonic time since.
 #[derive(Debug, Clone, Copy)]
@@ -73,9 +100,23 @@ impl Clock for PausedClock {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_rounded_to_the_grid_fire_together_and_never_a_step_late() {
+        let step = Duration::from_millis(100);
+        let origin = Instant::now();
+        let ms = |n| origin + Duration::from_millis(n);
+        assert_eq!(grid_point(ms(130), origin, step), ms(200));
+        assert_eq!(grid_point(ms(170), origin, step), ms(200));
+        assert_eq!(grid_point(ms(200), origin, step), ms(200), "on the grid");
+        for n in [1, 37, 99, 101, 250] {
+            let t = on_grid(ms(n), step);
+            assert!(t >= ms(n) && t < ms(n) + step, "{n} ms");
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(grid_point(origin, Instant::now(), step), origin, "before");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn wall_time_moves_with_paused_tokio_time() {

@@ -224,7 +224,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
     pub async fn reconcile(&mut self) -> Result<Requeue, ReconcileError> {
         self.shared.metrics.pass();
         if !self.lead().await? {
-            return Ok(Requeue::after(Duration::from_secs(2)));
+            return Ok(Requeue::idle(Duration::from_secs(2)));
         }
         if self.fence_check_due(self.now()) {
             self.check_fence().await?;
@@ -262,7 +262,7 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             } else if fresh {
                 self.idle_view = Some((view, self.now()));
             }
-            return Ok(Requeue::after(Duration::from_millis(500)));
+            return Ok(Requeue::idle(Duration::from_millis(500)));
         };
         self.idle_view = None;
         // Nothing is changed for a cluster another controller took over.
@@ -375,12 +375,12 @@ impl<F: Fleet, L: IdLedger, S: StateStore, E: Leadership> Controller<F, L, S, E>
             // after an error.
             let edited = async {
                 match self.spec_file.as_ref() {
-                    Some(f) => f.edited().await,
+                    Some(f) => f.edited(&self.shared.clock).await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(requeue.delay()) => {}
+                _ = tokio::time::sleep_until(requeue.deadline(self.now())) => {}
                 _ = self.shared.news.notified(), if healthy => {}
                 _ = edited, if healthy => {}
                 _ = shutdown.changed() => return,

@@ -3,16 +3,23 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::warn;
 
 use crate::act::ActError;
 use crate::adapters::{FleetError, StoreError};
+use crate::clock::on_grid;
 use crate::metrics::Metrics;
+
+/// The grid idle timers wait on to (the spec file's tick too).
+pub const GRID: Duration = Duration::from_millis(100);
 
 /// When to run the next pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Requeue {
     after: Duration,
+    /// Waits on to the grid ([`Requeue::idle`]).
+    on_grid: bool,
 }
 
 impl Requeue {
@@ -21,18 +28,41 @@ impl Requeue {
     pub fn soon() -> Self {
         Self {
             after: Duration::from_millis(100),
+            on_grid: false,
         }
     }
 
     /// Nothing to do now: look again after `after` (agents report every second).
     #[must_use]
     pub fn after(after: Duration) -> Self {
-        Self { after }
+        Self {
+            after,
+            on_grid: false,
+        }
+    }
+
+    /// Nothing to do: look again within `after`, at its last point on the
+    /// process's 100 ms grid ([`on_grid`]), so that the idle passes of many
+    /// clusters run on one wake-up of the runtime.
+    #[must_use]
+    pub fn idle(after: Duration) -> Self {
+        Self {
+            after,
+            on_grid: true,
+        }
     }
 
     /// The delay.
     pub fn delay(self) -> Duration {
         self.after
+    }
+
+    /// When the next pass runs, from `now`.
+    pub fn deadline(self, now: Instant) -> Instant {
+        match self.on_grid {
+            true => on_grid(now + self.after.saturating_sub(GRID), GRID),
+            false => now + self.after,
+        }
     }
 }
 
@@ -98,4 +128,22 @@ pub fn error_policy(err: &ReconcileError, backoff: &mut Backoff, metrics: &Metri
     let r = Requeue::after(backoff.next);
     backoff.next = (backoff.next * 2).min(BACKOFF_MAX);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_passes_wait_on_to_the_grid_never_past_their_delay_and_work_never_waits() {
+        let half = Duration::from_millis(500);
+        for offset in [0, 13, 50, 99] {
+            let now = Instant::now() + Duration::from_millis(offset);
+            let idle = Requeue::idle(half).deadline(now);
+            assert!(idle >= now + half - GRID && idle <= now + half, "{offset}");
+            assert_eq!(on_grid(idle, GRID), idle, "on the grid");
+            assert_eq!(Requeue::after(half).deadline(now), now + half);
+            assert_eq!(Requeue::soon().deadline(now), now + GRID);
+        }
+    }
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use zkop_spec::live::fixed_fields_changed;
 
+use super::requeue::GRID;
 use super::state::Shared;
+use crate::clock::{SharedClock, on_grid};
 
 /// A file's size, modification time (seconds, nanoseconds) and inode, as
 /// `stat` gives them.
@@ -43,10 +45,13 @@ impl SpecFile {
     /// a controller of many clusters idles on this), and its text read when
     /// one of them changed, or once a second in case an edit kept all three.
     /// An edit starts a pass at once, not at the next idle one (500 ms on).
-    pub async fn edited(&self) {
+    pub async fn edited(&self, clock: &SharedClock) {
         let mut seen = self.last_stamp;
         for tick in 1u64.. {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // On the process's grid: the spec files of many clusters are
+            // looked at on one wake-up.
+            let next = clock.now() + std::time::Duration::from_millis(1);
+            tokio::time::sleep_until(on_grid(next, GRID)).await;
             let now = stamp(&self.path);
             if now == seen && tick % 10 != 0 {
                 continue;
@@ -160,16 +165,21 @@ mod tests {
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, SPEC).unwrap();
         let file = SpecFile::new(path.clone(), SPEC.to_string());
+        let clock = crate::clock::system();
         let tick = std::time::Duration::from_millis(100);
         // Nothing changed: it waits.
         assert!(
-            tokio::time::timeout(tick * 25, file.edited())
+            tokio::time::timeout(tick * 25, file.edited(&clock))
                 .await
                 .is_err()
         );
         // An edit of another size: within a tick or two.
         std::fs::write(&path, SPEC.replace("replicas: 3", "replicas: 13")).unwrap();
-        assert!(tokio::time::timeout(tick * 2, file.edited()).await.is_ok());
+        assert!(
+            tokio::time::timeout(tick * 2, file.edited(&clock))
+                .await
+                .is_ok()
+        );
         // The same size and, as a coarse clock may leave it, the same time.
         let same = SPEC.replace("replicas: 3", "replicas: 5");
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
@@ -182,6 +192,10 @@ mod tests {
             .unwrap()
             .set_modified(before)
             .unwrap();
-        assert!(tokio::time::timeout(tick * 11, file.edited()).await.is_ok());
+        assert!(
+            tokio::time::timeout(tick * 11, file.edited(&clock))
+                .await
+                .is_ok()
+        );
     }
 }
