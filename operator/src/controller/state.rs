@@ -479,6 +479,10 @@ impl Shared {
     /// An event when the backup falls behind its recovery point, and when it
     /// catches up again (from its first catching up on).
     pub(super) fn watch_backup(&self) {
+        // Without a backup, no status view is built for it (every pass).
+        if self.lock().spec.backup.is_none() {
+            return;
+        }
         let Some(b) = self.status().backup else {
             return;
         };

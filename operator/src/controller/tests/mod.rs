@@ -356,6 +356,16 @@ async fn the_status_view_is_built_once_per_pass_and_shared_until_something_chang
     }
     let built = ctl.shared.metrics.status_views() - before;
     assert!(built <= 20, "{built} status views built in 20 idle passes");
+    // Nobody looking and no backup to watch: the passes build none (a
+    // controller of many idle clusters spent its time building them).
+    let before = ctl.shared.metrics.status_views();
+    for _ in 0..20 {
+        reports_from(&ctl, &b, &all);
+        ctl.reconcile().await.unwrap();
+        advance(Duration::from_millis(500)).await;
+    }
+    let built = ctl.shared.metrics.status_views() - before;
+    assert_eq!(built, 0, "status views built in 20 idle passes nobody read");
     // A change shows at once: no view built before it is served after it.
     ctl.shared.event("test", "something happened".into());
     let events = ctl.shared.status().events;
