@@ -51,7 +51,9 @@ pub async fn run(shared: Arc<Shared>, password_file: PathBuf, mut stop: watch::R
                 shared.set_canary(None);
             }
         }
-        shared.record_sample(sample(&shared.status()));
+        if shared.sample_due() {
+            shared.record_sample(sample(&shared.status()));
+        }
         let pause = every.unwrap_or(Duration::from_secs(1));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -59,6 +61,10 @@ pub async fn run(shared: Arc<Shared>, password_file: PathBuf, mut stop: watch::R
         }
     }
 }
+
+/// A member session's timeout (ZooKeeper grants at most 20 ticks: 40 s
+/// at the default `tickTime`).
+const MEMBER_SESSION: Duration = Duration::from_secs(30);
 
 /// How the canary opens sessions: cloned into each member's read.
 #[derive(Clone)]
@@ -78,9 +84,23 @@ impl Dialer {
     /// A session on `hosts`: the writer's (authenticated as zkop), or a
     /// member's (read-only answers allowed).
     pub(crate) async fn connect(&self, hosts: &str, read_only: bool) -> Result<Client, String> {
+        // The client wakes every eighth of its connection timeout on a
+        // reactor thread of its own, and pings every third wake. A member's
+        // session (one server) idles between rounds, and the round's own
+        // limits catch a server that stops answering: a long timeout, a wake
+        // every 2.25 s rather than 0.6 s. The writer's keeps a short one:
+        // it is what moves its session on from a server that went silent.
+        let (session, connection, limit) = match read_only {
+            true => (MEMBER_SESSION, MEMBER_SESSION * 3 / 5, self.call_limit()),
+            false => (
+                self.every.max(Duration::from_secs(10)),
+                self.call_limit(),
+                self.call_limit() * 2,
+            ),
+        };
         let mut connector = Client::connector()
-            .with_session_timeout(self.every.max(Duration::from_secs(10)))
-            .with_connection_timeout(self.call_limit())
+            .with_session_timeout(session)
+            .with_connection_timeout(connection)
             .with_readonly(read_only);
         if let Some(p) = &self.password {
             connector = connector.with_auth("digest", format!("{USER}:{p}").as_bytes());
@@ -92,7 +112,6 @@ impl Dialer {
             }
             None => hosts.to_string(),
         };
-        let limit = self.call_limit() * 2;
         timeout(limit, connector.connect(&hosts))
             .await
             .map_err(|_| format!("no session with {hosts} within {limit:?}"))?

@@ -404,17 +404,26 @@ impl Shared {
         (reply, stale_at)
     }
 
+    /// Whether the plots take a point now (at most one every 5 s): asked
+    /// before building one, which takes a status view.
+    pub fn sample_due(&self) -> bool {
+        let now = self.clock.wall_ms();
+        self.lock()
+            .samples
+            .back()
+            .is_none_or(|last| now >= last.at_ms + SAMPLE_EVERY_MS)
+    }
+
     /// Adds a point to the plots, stamped now (at most one every 5 s; an
     /// hour kept).
     pub fn record_sample(&self, mut sample: zkop_spec::canary::TimelineSample) {
-        const EVERY_MS: u64 = 5_000;
         const KEEP_MS: u64 = 3_600_000;
         let now = self.clock.wall_ms();
         sample.at_ms = now;
         let mut s = self.lock();
         if s.samples
             .back()
-            .is_some_and(|last| now < last.at_ms + EVERY_MS)
+            .is_some_and(|last| now < last.at_ms + SAMPLE_EVERY_MS)
         {
             return;
         }
@@ -554,6 +563,9 @@ impl Shared {
     }
 }
 
+/// How often the plots take a point.
+const SAMPLE_EVERY_MS: u64 = 5_000;
+
 /// Whether agents should probe their servers closely under `plan`: while
 /// the controller works (anything but `Running`, which has no steps), its
 /// next step often waits on their probes.
@@ -573,6 +585,22 @@ mod tests {
             Ok(spec) => spec,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_plots_take_a_point_every_5_s_and_say_so_before_one_is_built() {
+        let clock = Arc::new(crate::clock::PausedClock::new(1_000_000));
+        let shared = Shared::with_clock("t".into(), spec(""), Persisted::default(), clock);
+        assert!(shared.sample_due());
+        shared.record_sample(Default::default());
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert!(!shared.sample_due());
+        shared.record_sample(Default::default());
+        assert_eq!(shared.timeline().samples.len(), 1);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(shared.sample_due());
+        shared.record_sample(Default::default());
+        assert_eq!(shared.timeline().samples.len(), 2);
     }
 
     #[test]
