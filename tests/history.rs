@@ -266,11 +266,7 @@ async fn wiping_a_majority_of_data_directories_is_flagged_from_the_history_alone
     let servers: Vec<u32> = wiped.iter().filter_map(|i| c.server_pid(i)).collect();
     signal(&servers, libc::SIGKILL);
     for i in &wiped {
-        let version2 = c
-            .state_dir()
-            .join("instances")
-            .join(i)
-            .join("data/version-2");
+        let version2 = c.instance_dir(i).join("data/version-2");
         std::fs::remove_dir_all(&version2)
             .unwrap_or_else(|e| panic!("wiping {}: {e}", version2.display()));
     }

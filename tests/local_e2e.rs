@@ -898,11 +898,7 @@ async fn the_status_page_shows_members_and_events_only_with_the_token() {
 /// How many `word` four-letter words the server of `instance` has answered
 /// (ZooKeeper logs each).
 fn words_answered(c: &LocalCluster, instance: &str, word: &str) -> usize {
-    let log = c
-        .state_dir()
-        .join("instances")
-        .join(instance)
-        .join("logs/zookeeper.out");
+    let log = c.instance_dir(instance).join("logs/zookeeper.out");
     std::fs::read_to_string(&log)
         .unwrap_or_default()
         .matches(&format!("Processing {word} command"))

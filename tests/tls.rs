@@ -239,11 +239,7 @@ async fn agents_speak_only_for_themselves(c: &LocalCluster, s: &StatusReply) {
     assert!(c.url().starts_with("https://"), "{}", c.url());
     let (a, b) = (&s.members[0], &s.members[1]);
     let (a_id, b_id) = (a.instance.to_string(), b.instance.to_string());
-    let node = c
-        .state_dir()
-        .join("instances")
-        .join(&a_id)
-        .join("tls/node.pem");
+    let node = c.instance_dir(&a_id).join("tls/node.pem");
     let as_a = common::https_client(&c.state_dir().join("tls/ca.pem"), Some(&node));
     let call = |req: reqwest::RequestBuilder, key: String| async move {
         let resp = req

@@ -254,11 +254,7 @@ async fn on_and_off(hub: &Hub) {
     assert_eq!(read, "plain tls");
     // No server runs a TLS key any more.
     for m in &off.members {
-        let cfg = c
-            .state_dir()
-            .join("instances")
-            .join(&*m.instance)
-            .join("conf/zoo.cfg");
+        let cfg = c.instance_dir(&m.instance).join("conf/zoo.cfg");
         let cfg = std::fs::read_to_string(&cfg).unwrap();
         assert!(
             !cfg.contains("ssl") && !cfg.contains("secureClientPort"),

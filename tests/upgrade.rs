@@ -595,11 +595,7 @@ async fn a_follower_whose_log_has_a_hole_is_named_and_replaced_keeping_every_wri
         (!common::alive(server)).then_some(())
     })
     .await;
-    let version2 = c
-        .state_dir()
-        .join("instances")
-        .join(&*victim.instance)
-        .join("data/version-2");
+    let version2 = c.instance_dir(&victim.instance).join("data/version-2");
     let cut = cut_a_record(&version2);
     eprintln!("cut {cut} from {}'s log", victim.instance);
     signal(agent, libc::SIGCONT);

@@ -200,14 +200,16 @@ impl LocalCluster {
         self.dir.path().join("state")
     }
 
+    /// Where instance `instance`'s agent keeps its node (`conf/`, `data/`,
+    /// `logs/`, `tls/`).
+    pub fn instance_dir(&self, instance: &str) -> PathBuf {
+        self.state_dir().join("instances").join(instance)
+    }
+
     /// The key instance `instance`'s agent shows the controller (made by
     /// the agent at its first start, in its data directory).
     pub fn agent_key(&self, instance: &str) -> String {
-        let path = self
-            .state_dir()
-            .join("instances")
-            .join(instance)
-            .join("agent-key");
+        let path = self.instance_dir(instance).join("agent-key");
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .trim()

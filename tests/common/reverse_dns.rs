@@ -83,11 +83,7 @@ impl DefaultLookupServer {
     /// its election port listens.
     pub async fn start(c: &LocalCluster, instance: &str, address: &str) -> DefaultLookupServer {
         let agent = c.agent_pid(instance).expect("the instance's agent");
-        let member_cfg = c
-            .state_dir()
-            .join("instances")
-            .join(instance)
-            .join("conf/zoo.cfg");
+        let member_cfg = c.instance_dir(instance).join("conf/zoo.cfg");
         let member_cfg = std::fs::read_to_string(&member_cfg).unwrap();
         let dir = c.dir.path().join("default-lookup");
         std::fs::create_dir_all(dir.join("data")).unwrap();
