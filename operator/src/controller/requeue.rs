@@ -52,11 +52,6 @@ impl Requeue {
         }
     }
 
-    /// The delay.
-    pub fn delay(self) -> Duration {
-        self.after
-    }
-
     /// When the next pass runs, from `now`.
     pub fn deadline(self, now: Instant) -> Instant {
         match self.on_grid {

@@ -407,11 +407,7 @@ impl Shared {
     /// Whether the plots take a point now (at most one every 5 s): asked
     /// before building one, which takes a status view.
     pub fn sample_due(&self) -> bool {
-        let now = self.clock.wall_ms();
-        self.lock()
-            .samples
-            .back()
-            .is_none_or(|last| now >= last.at_ms + SAMPLE_EVERY_MS)
+        sample_due_at(&self.lock().samples, self.clock.wall_ms())
     }
 
     /// Adds a point to the plots, stamped now (at most one every 5 s; an
@@ -421,10 +417,7 @@ impl Shared {
         let now = self.clock.wall_ms();
         sample.at_ms = now;
         let mut s = self.lock();
-        if s.samples
-            .back()
-            .is_some_and(|last| now < last.at_ms + SAMPLE_EVERY_MS)
-        {
+        if !sample_due_at(&s.samples, now) {
             return;
         }
         while s.samples.front().is_some_and(|f| f.at_ms + KEEP_MS < now) {
@@ -565,6 +558,13 @@ impl Shared {
 
 /// How often the plots take a point.
 const SAMPLE_EVERY_MS: u64 = 5_000;
+
+/// Whether the plots, holding `samples`, take a point at `now_ms`.
+fn sample_due_at(samples: &VecDeque<zkop_spec::canary::TimelineSample>, now_ms: u64) -> bool {
+    samples
+        .back()
+        .is_none_or(|last| now_ms >= last.at_ms + SAMPLE_EVERY_MS)
+}
 
 /// Whether agents should probe their servers closely under `plan`: while
 /// the controller works (anything but `Running`, which has no steps), its
