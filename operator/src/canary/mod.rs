@@ -39,9 +39,10 @@ pub async fn run(shared: Arc<Shared>, password_file: PathBuf, mut stop: watch::R
         let leads = shared.lease_left() > Duration::ZERO && shared.fenced().is_none();
         match every {
             Some(every) if leads => {
+                let session = longest_session(&shared.spec().zookeeper);
                 let c = match canary.as_mut() {
-                    Some(c) if c.dialer.every == every => c,
-                    _ => canary.insert(Canary::new(every, &password_file)),
+                    Some(c) if c.dialer.every == every && c.dialer.session == session => c,
+                    _ => canary.insert(Canary::new(every, session, &password_file)),
                 };
                 c.round(&shared).await;
                 shared.set_canary(Some(c.status.clone()));
@@ -62,14 +63,24 @@ pub async fn run(shared: Arc<Shared>, password_file: PathBuf, mut stop: watch::R
     }
 }
 
-/// A member session's timeout (ZooKeeper grants at most 20 ticks: 40 s
-/// at the default `tickTime`).
-const MEMBER_SESSION: Duration = Duration::from_secs(30);
+/// The longest session the servers grant (`maxSessionTimeout`, by default
+/// 20 ticks): the canary's sessions ask for it, as they hold no ephemeral
+/// znodes.
+pub(crate) fn longest_session(zk: &zkop_spec::validate::ZkSettings) -> Duration {
+    let ms = zk
+        .server_properties
+        .get("maxSessionTimeout")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(u64::from(zk.tick_time) * 20);
+    Duration::from_millis(ms.max(1))
+}
 
 /// How the canary opens sessions: cloned into each member's read.
 #[derive(Clone)]
 pub(crate) struct Dialer {
     every: Duration,
+    /// The session timeout asked for (`longest_session`).
+    session: Duration,
     password: Option<String>,
     /// With TLS on: its client certificate (`CN=zkop-canary`).
     tls: Option<zkop_zk::endpoint::ClientTls>,
@@ -81,23 +92,18 @@ impl Dialer {
         (self.every / 2).clamp(Duration::from_millis(500), Duration::from_secs(5))
     }
 
-    /// A session on `hosts`: the writer's (authenticated as zkop), or a
-    /// member's (read-only answers allowed).
-    pub(crate) async fn connect(&self, hosts: &str, read_only: bool) -> Result<Client, String> {
-        // The client wakes every eighth of its connection timeout on a
-        // reactor thread of its own, and pings every third wake. A member's
-        // session (one server) idles between rounds, and the round's own
-        // limits catch a server that stops answering: a long timeout, a wake
-        // every 2.25 s rather than 0.6 s. The writer's keeps a short one:
-        // it is what moves its session on from a server that went silent.
-        let (session, connection, limit) = match read_only {
-            true => (MEMBER_SESSION, MEMBER_SESSION * 3 / 5, self.call_limit()),
-            false => (
-                self.every.max(Duration::from_secs(10)),
-                self.call_limit(),
-                self.call_limit() * 2,
-            ),
-        };
+    /// A session on one server, `endpoint`: the writer's (authenticated as
+    /// zkop), or a member's (read-only answers allowed).
+    pub(crate) async fn connect(&self, endpoint: &str, read_only: bool) -> Result<Client, String> {
+        // The client wakes every eighth of its connection timeout (or a
+        // twentieth of the session's, if the connection timeout is over
+        // 3/5 of it) on a reactor thread of its own, and pings every third
+        // wake. Each session talks to one server and idles between rounds,
+        // and the round's own limits catch a server that stops answering
+        // (the writer then moves to the next member): the longest session
+        // and a connection timeout of 3/5 of it make the fewest wakes, a
+        // cost paid by every cluster under the controller.
+        let (session, connection, limit) = (self.session, self.session * 3 / 5, self.call_limit());
         let mut connector = Client::connector()
             .with_session_timeout(session)
             .with_connection_timeout(connection)
@@ -105,17 +111,17 @@ impl Dialer {
         if let Some(p) = &self.password {
             connector = connector.with_auth("digest", format!("{USER}:{p}").as_bytes());
         }
-        let hosts = match &self.tls {
+        let url = match &self.tls {
             Some(identity) => {
                 connector = connector.with_tls(identity.options()?);
-                format!("tcp+tls://{hosts}")
+                format!("tcp+tls://{endpoint}")
             }
-            None => hosts.to_string(),
+            None => endpoint.to_string(),
         };
-        timeout(limit, connector.connect(&hosts))
+        timeout(limit, connector.connect(&url))
             .await
-            .map_err(|_| format!("no session with {hosts} within {limit:?}"))?
-            .map_err(|e| format!("session with {hosts}: {e}"))
+            .map_err(|_| format!("no session with {endpoint} within {limit:?}"))?
+            .map_err(|e| format!("session with {endpoint}: {e}"))
     }
 }
 
@@ -124,7 +130,11 @@ struct Canary {
     dialer: Dialer,
     /// When its client certificate was issued (TLS on).
     issued: Option<Instant>,
+    /// The writer's session and the member it is on.
     writer: Option<(String, Client)>,
+    /// Which member the writer connects to next (it moves on after a
+    /// failed round).
+    next_writer: usize,
     /// The counter's version the writer knows (none: read it first).
     version: Option<i64>,
     members: BTreeMap<ServerId, members::MemberSession>,
@@ -132,7 +142,7 @@ struct Canary {
 }
 
 impl Canary {
-    fn new(every: Duration, password_file: &std::path::Path) -> Self {
+    fn new(every: Duration, session: Duration, password_file: &std::path::Path) -> Self {
         let password = std::fs::read_to_string(password_file)
             .ok()
             .map(|p| p.trim().to_string())
@@ -140,11 +150,13 @@ impl Canary {
         Canary {
             dialer: Dialer {
                 every,
+                session,
                 password,
                 tls: None,
             },
             issued: None,
             writer: None,
+            next_writer: 0,
             version: None,
             members: BTreeMap::new(),
             status: CanaryStatus::new(every.as_secs()),
@@ -217,6 +229,7 @@ impl Canary {
                 warn!(cluster = %cluster, error = %e, "the canary cannot write");
                 self.status.write_error = Some(e);
                 self.writer = None;
+                self.next_writer += 1;
                 self.version = None;
                 None
             }
@@ -251,12 +264,14 @@ impl Canary {
         violations: &mut Vec<Violation>,
     ) -> Result<i64, String> {
         let limit = self.dialer.call_limit();
-        let hosts: Vec<&str> = members.iter().map(|(_, e)| e.as_str()).collect();
-        let hosts = hosts.join(",");
-        if self.writer.as_ref().is_none_or(|(h, _)| *h != hosts) {
-            let client = self.dialer.connect(&hosts, false).await?;
+        let on_a_member = |e: &String| members.iter().any(|(_, m)| m == e);
+        if self.writer.as_ref().is_none_or(|(e, _)| !on_a_member(e)) {
+            let Some((_, endpoint)) = members.get(self.next_writer % members.len().max(1)) else {
+                return Err("no members to write through".into());
+            };
+            let client = self.dialer.connect(endpoint, false).await?;
             ensure_znodes(&client, self.dialer.password.as_deref(), limit).await?;
-            self.writer = Some((hosts.clone(), client));
+            self.writer = Some((endpoint.clone(), client));
             self.version = None;
         }
         let Some((_, writer)) = self.writer.as_ref() else {
@@ -400,4 +415,22 @@ async fn ensure_znodes(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_ask_for_twenty_ticks_or_the_servers_own_maximum() {
+        let spec = "apiVersion: zkop/v1alpha1\nkind: ZookeeperCluster\nmetadata:\n  name: t\nspec:\n  replicas: 3\n  fleet:\n    local: {}\n  zookeeper:\n    tickTime: 500\n";
+        let zk = zkop_spec::parse_spec(spec).unwrap().zookeeper;
+        assert_eq!(longest_session(&zk), Duration::from_secs(10));
+        let zk = zkop_spec::parse_spec(&format!(
+            "{spec}    serverProperties:\n      maxSessionTimeout: \"30000\"\n"
+        ))
+        .unwrap()
+        .zookeeper;
+        assert_eq!(longest_session(&zk), Duration::from_secs(30));
+    }
 }
