@@ -498,6 +498,7 @@ fn bench_backup_load_reports_the_recovery_point_kept_and_what_shipping_costs() {
 
 /// `zkop bench --load` in its short form: zkop's ensemble (agents, the
 /// shipper, the canary) and the same servers by hand each answer the load,
+/// twice, each side going first once (zkop started again on its state),
 /// with every figure present and sane, none timed (the long form is run by
 /// hand: docs/performance.md).
 #[test]
@@ -511,6 +512,8 @@ fn bench_load_reports_throughput_and_latency_under_zkop_next_to_by_hand() {
         "90",
         "--mix-seconds",
         "3",
+        "--runs",
+        "2",
         "--json",
         "--network",
         "127.0.138.0/24",
@@ -549,5 +552,19 @@ fn check_load_row(row: &serde_json::Value) {
     for ratio in ["throughputRatio", "p99Ratio"] {
         let r = row[ratio].as_f64().unwrap_or(f64::NAN);
         assert!(r.is_finite() && r > 0.0, "{ratio}: {row}");
+    }
+    let runs = row["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 2, "each run's ratios: {row}");
+    for run in &runs {
+        let pair: Vec<f64> = run
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_f64())
+            .collect();
+        assert!(
+            pair.len() == 2 && pair.iter().all(|r| r.is_finite() && *r > 0.0),
+            "{row}"
+        );
     }
 }

@@ -16,7 +16,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Runs every operation this many times; the table shows the medians
-    /// and each run.
+    /// and each run. With --load: each side's mixes, the sides taking
+    /// turns to go first.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     runs: u32,
     /// Under each row, the controller's steps in the zkop run: when each
@@ -131,7 +132,7 @@ enum Transport {
 
 impl Focused {
     /// Runs the one asked for (`--upgrade` aside); false when none was.
-    async fn run(&self, opts: &bench::BenchOptions, json: bool) -> anyhow::Result<bool> {
+    async fn run(&self, opts: &bench::BenchOptions, json: bool, runs: u32) -> anyhow::Result<bool> {
         let (text, _) = bench::spec()?;
         let seconds = |s: u64| std::time::Duration::from_secs(s.max(1));
         if self.load {
@@ -147,7 +148,7 @@ impl Focused {
                 .iter()
                 .map(|t| *t == Transport::Tls)
                 .collect();
-            let rows = bench::load::run(opts, &text, &self.reads_percent, each, &tls).await?;
+            let rows = bench::load::run(opts, &text, &self.reads_percent, each, &tls, runs).await?;
             print_out(json, &rows, |r| bench::load::render(r))?;
         } else if self.backup_load {
             let each = seconds(self.load_seconds);
@@ -244,7 +245,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         print_out(json, &rows, |r| bench::upgrade::render(r))?;
         return Ok(());
     }
-    if focused.run(&opts, json).await? {
+    if focused.run(&opts, json, runs).await? {
         return Ok(());
     }
     let mut all = Vec::new();

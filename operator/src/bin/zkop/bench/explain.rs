@@ -37,7 +37,7 @@ pub fn steps_between(events: &[Event], from_ms: u64, until_ms: u64) -> Vec<StepT
 }
 
 /// The median of `xs` (the middle one; of two middles, their mean).
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(super) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     match xs.len() {
         0 => 0.0,

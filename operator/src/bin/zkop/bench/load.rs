@@ -19,8 +19,9 @@ use zkop_zk::Endpoint;
 
 use super::backup_load::with_backup;
 use super::by_hand::start_jvm;
+use super::explain::median;
 use super::operated::Session;
-use super::{BenchError, BenchOptions, ensure_znode, io, round, wait_for};
+use super::{BenchError, BenchOptions, ensure_znode, io, pairs, round, wait_for};
 
 /// Sessions of the load.
 const SESSIONS: usize = 16;
@@ -57,24 +58,34 @@ pub struct LoadRow {
     pub reads_percent: u32,
     /// How long the measured load ran, seconds.
     pub seconds: u64,
-    /// Under zkop.
+    /// Under zkop (with several runs, each figure's median).
     pub zkop: LoadFigures,
-    /// The same servers by hand.
+    /// The same servers by hand (likewise).
     pub by_hand: LoadFigures,
     /// zkop's throughput over the hand run's.
     pub throughput_ratio: f64,
     /// zkop's p99 over the hand run's.
     pub p99_ratio: f64,
+    /// Each run's `[throughput ratio, p99 ratio]`, when several ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<[f64; 2]>,
 }
 
+/// Each side's figures at each mix, in one run.
+type RunFigures = (Vec<LoadFigures>, Vec<LoadFigures>);
+
 /// Runs each mix for `load` over each transport (`tls` false, true): on a
-/// 3-voter cluster by zkop, then on the same servers by hand.
+/// 3-voter cluster by zkop and on the same servers by hand, `runs` times,
+/// the sides taking turns to go first (zkop, hand; hand, zkop; ...) so that
+/// what drifts with time (data grown, the machine's other work) falls on
+/// both.
 pub async fn run(
     opts: &BenchOptions,
     spec_text: &str,
     mixes: &[u32],
     load: Duration,
     transports: &[bool],
+    runs: u32,
 ) -> Result<Vec<LoadRow>, BenchError> {
     let work = tempfile::Builder::new()
         .prefix("zkop-bench-load-")
@@ -84,25 +95,51 @@ pub async fn run(
     for &tls in transports {
         let transport = if tls { "tls" } else { "plaintext" };
         let dir = work.path().join(transport);
-        let (zkop, by_hand) = one_transport(opts, spec_text, mixes, load, tls, &dir).await?;
-        rows.extend(mixes.iter().zip(zkop.into_iter().zip(by_hand)).map(
-            |(&reads_percent, (zkop, by_hand))| LoadRow {
+        let each = one_transport(opts, spec_text, mixes, load, tls, &dir, runs).await?;
+        rows.extend(mixes.iter().enumerate().map(|(m, &reads_percent)| {
+            let side = |of: fn(&RunFigures) -> &Vec<LoadFigures>| {
+                median_figures(each.iter().map(|r| &of(r)[m]))
+            };
+            let (zkop, by_hand) = (side(|r| &r.0), side(|r| &r.1));
+            let ratios = |z: &LoadFigures, h: &LoadFigures| {
+                [
+                    round(z.ops_per_second / h.ops_per_second.max(f64::EPSILON)),
+                    round(z.p99_ms / h.p99_ms.max(f64::EPSILON)),
+                ]
+            };
+            let [throughput_ratio, p99_ratio] = ratios(&zkop, &by_hand);
+            LoadRow {
                 transport: transport.to_string(),
                 reads_percent,
                 seconds: load.as_secs(),
-                throughput_ratio: round(
-                    zkop.ops_per_second / by_hand.ops_per_second.max(f64::EPSILON),
-                ),
-                p99_ratio: round(zkop.p99_ms / by_hand.p99_ms.max(f64::EPSILON)),
+                runs: match each.len() {
+                    1 => Vec::new(),
+                    _ => each.iter().map(|r| ratios(&r.0[m], &r.1[m])).collect(),
+                },
+                throughput_ratio,
+                p99_ratio,
                 zkop,
                 by_hand,
-            },
-        ));
+            }
+        }));
     }
     Ok(rows)
 }
 
-/// Every mix under zkop, then every mix on the same servers by hand.
+/// Each figure's median over runs.
+fn median_figures<'a>(runs: impl Iterator<Item = &'a LoadFigures> + Clone) -> LoadFigures {
+    let of = |f: fn(&LoadFigures) -> f64| median(runs.clone().map(f).collect());
+    LoadFigures {
+        ops_per_second: of(|f| f.ops_per_second),
+        p50_ms: of(|f| f.p50_ms),
+        p99_ms: of(|f| f.p99_ms),
+        p999_ms: of(|f| f.p999_ms),
+    }
+}
+
+/// `runs` turns of every mix under zkop and every mix on the same servers
+/// by hand: zkop first in the first turn (it makes the cluster), then each
+/// side first in turn.
 async fn one_transport(
     opts: &BenchOptions,
     spec_text: &str,
@@ -110,12 +147,57 @@ async fn one_transport(
     load: Duration,
     tls: bool,
     dir: &std::path::Path,
-) -> Result<(Vec<LoadFigures>, Vec<LoadFigures>), BenchError> {
-    let mut text = with_backup(spec_text, &dir.join("backup"))?;
+    runs: u32,
+) -> Result<Vec<RunFigures>, BenchError> {
+    let backup = off_the_log_disk()?;
+    let mut text = with_backup(spec_text, backup.path())?;
     if tls {
         text = format!("{}\n  tls:\n    enabled: true\n", text.trim_end());
     }
-    let (session, _) = Session::start(opts, &text, 3, &dir.join("zkop")).await?;
+    let spec = zkop_spec::parse_spec(&text)
+        .map_err(|e| BenchError::Setup(format!("the bench spec is invalid: {e}")))?;
+    let mut out = Vec::new();
+    // The servers keep their addresses (and the client certificate its
+    // CA) from one turn to the next.
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut identity = None;
+    for turn in 0..runs.max(1) {
+        if runs > 1 {
+            eprintln!("zkop bench --load: run {} of {runs}", turn + 1);
+        }
+        let (zkop, hand) = if turn % 2 == 0 {
+            let zkop;
+            (endpoints, zkop) =
+                under_zkop(opts, &text, mixes, load, tls, dir, &mut identity).await?;
+            (
+                zkop,
+                by_hand(opts, &spec, dir, &endpoints, mixes, load).await?,
+            )
+        } else {
+            let hand = by_hand(opts, &spec, dir, &endpoints, mixes, load).await?;
+            let (_, zkop) = under_zkop(opts, &text, mixes, load, tls, dir, &mut identity).await?;
+            (zkop, hand)
+        };
+        out.push((zkop, hand));
+    }
+    Ok(out)
+}
+
+/// The cluster by zkop (started, or started again on its state), each mix
+/// on it, then stopped; the endpoints the load used, and the figures. With
+/// `tls`, the client certificate is issued on the first start and kept.
+async fn under_zkop(
+    opts: &BenchOptions,
+    text: &str,
+    mixes: &[u32],
+    load: Duration,
+    tls: bool,
+    dir: &std::path::Path,
+    identity: &mut Option<zkop_zk::endpoint::ClientTls>,
+) -> Result<(Vec<Endpoint>, Vec<LoadFigures>), BenchError> {
+    // A stopped controller's api.json names its old port.
+    let _ = std::fs::remove_file(dir.join("zkop").join("state").join("api.json"));
+    let (session, _) = Session::start(opts, text, 3, &dir.join("zkop")).await?;
     let zkop = async {
         let status = session
             .wait("the shipper and the canary at work", |s| {
@@ -123,10 +205,9 @@ async fn one_transport(
                     && s.canary.as_ref().is_some_and(|c| c.rounds >= 1)
             })
             .await?;
-        let identity = match tls {
-            true => Some(super::tls::client_identity(&session, dir).await?),
-            false => None,
-        };
+        if tls && identity.is_none() {
+            *identity = Some(super::tls::client_identity(&session, dir).await?);
+        }
         let endpoints: Vec<Endpoint> = status
             .connect_string
             .split(',')
@@ -140,13 +221,38 @@ async fn one_transport(
     }
     .await;
     session.stop().await;
-    let (endpoints, zkop) = zkop?;
-    let spec = zkop_spec::parse_spec(&text)
-        .map_err(|e| BenchError::Setup(format!("the bench spec is invalid: {e}")))?;
-    let mut same = SameServers::start(opts, &spec, &dir.join("zkop").join("state"))?;
-    let by_hand = each_mix(&endpoints, mixes, load).await;
+    zkop
+}
+
+/// Each mix on the servers zkop left, started by hand, then stopped.
+async fn by_hand(
+    opts: &BenchOptions,
+    spec: &zkop_spec::ValidatedCluster,
+    dir: &std::path::Path,
+    endpoints: &[Endpoint],
+    mixes: &[u32],
+    load: Duration,
+) -> Result<Vec<LoadFigures>, BenchError> {
+    let mut same = SameServers::start(opts, spec, &dir.join("zkop").join("state"))?;
+    let figures = each_mix(endpoints, mixes, load).await;
     same.stop().await;
-    Ok((zkop, by_hand?))
+    figures
+}
+
+/// Where the shipper ships: in production an S3 bucket, so here not the
+/// disk the transaction logs fsync to (the shipper fsyncs every object a
+/// directory store keeps, and on a shared disk each fsync waits on the
+/// other's): a directory in memory, `/dev/shm`, where there is one.
+fn off_the_log_disk() -> Result<tempfile::TempDir, BenchError> {
+    let shm = std::path::Path::new("/dev/shm");
+    let builder = tempfile::Builder::new()
+        .prefix("zkop-bench-backup-")
+        .clone();
+    match shm.is_dir() {
+        true => builder.tempdir_in(shm),
+        false => builder.tempdir(),
+    }
+    .map_err(io("creating the backup directory"))
 }
 
 /// The servers zkop ran, started again by the bench alone: each with the
@@ -308,8 +414,17 @@ pub fn render(rows: &[LoadRow]) -> String {
             r.p99_ratio,
         ));
     }
+    for r in rows.iter().filter(|r| !r.runs.is_empty()) {
+        out.push_str(&format!(
+            "  {} {}/{}, each run's ops x/p99 x: {} (medians above)\n",
+            r.transport,
+            r.reads_percent,
+            100 - r.reads_percent.min(100),
+            pairs(&r.runs)
+        ));
+    }
     out.push_str(&format!(
-        "Three voters by zkop (agents, the shipper with recoveryPoint 5s, the canary every 10s), then the same servers started by hand with the zoo.cfg, data and certificates zkop left; TLS: the secure client port with a zkop client certificate; {SESSIONS} sessions with {IN_FLIGHT} requests each in flight on {KEYS} znodes, {VALUE}-byte writes, {} s a mix after a {} s warm-up. Goal: ops x >= 0.97 and p99 x <= 1.03. See docs/performance.md.\n",
+        "Three voters by zkop (agents, the shipper with recoveryPoint 5s, the canary every 10s), then the same servers started by hand with the zoo.cfg, data and certificates zkop left; TLS: the secure client port with a zkop client certificate; {SESSIONS} sessions with {IN_FLIGHT} requests each in flight on {KEYS} znodes, {VALUE}-byte writes, {} s a mix after a {} s warm-up; with --runs, the sides take turns to go first. Goal: ops x >= 0.97 and p99 x <= 1.03. See docs/performance.md.\n",
         rows.first().map_or(0, |r| r.seconds),
         WARM_UP.as_secs()
     ));

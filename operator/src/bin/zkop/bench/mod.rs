@@ -310,6 +310,12 @@ async fn ensure_znode(
     }
 }
 
+/// Each run's pair of figures, `a/b, a/b, ...`.
+fn pairs(runs: &[[f64; 2]]) -> String {
+    let each: Vec<String> = runs.iter().map(|[a, b]| format!("{a:.2}/{b:.2}")).collect();
+    each.join(", ")
+}
+
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -342,15 +348,10 @@ pub fn render(figures: &[Figure], explain: bool) -> String {
             ));
         }
         if f.runs.len() > 1 {
-            let each: Vec<String> = f
-                .runs
-                .iter()
-                .map(|[z, h]| format!("{z:.2}/{h:.2}"))
-                .collect();
             out.push_str(&format!(
                 "  {} runs, zkop/hand s: {} (medians above)\n",
                 f.runs.len(),
-                each.join(", ")
+                pairs(&f.runs)
             ));
         }
         if explain {
