@@ -35,11 +35,12 @@ const USER: &str = "zkop";
 pub async fn run(shared: Arc<Shared>, password_file: PathBuf, mut stop: watch::Receiver<bool>) {
     let mut canary: Option<Canary> = None;
     loop {
-        let every = shared.spec().canary_every;
+        let spec = shared.spec();
+        let every = spec.canary_every;
         let leads = shared.lease_left() > Duration::ZERO && shared.fenced().is_none();
         match every {
             Some(every) if leads => {
-                let session = longest_session(&shared.spec().zookeeper);
+                let session = longest_session(&spec.zookeeper);
                 let c = match canary.as_mut() {
                     Some(c) if c.dialer.every == every && c.dialer.session == session => c,
                     _ => canary.insert(Canary::new(every, session, &password_file)),
@@ -66,7 +67,7 @@ pub async fn run(shared: Arc<Shared>, password_file: PathBuf, mut stop: watch::R
 /// The longest session the servers grant (`maxSessionTimeout`, by default
 /// 20 ticks): the canary's sessions ask for it, as they hold no ephemeral
 /// znodes.
-pub(crate) fn longest_session(zk: &zkop_spec::validate::ZkSettings) -> Duration {
+fn longest_session(zk: &zkop_spec::validate::ZkSettings) -> Duration {
     let ms = zk
         .server_properties
         .get("maxSessionTimeout")

@@ -97,10 +97,8 @@ pub async fn run(
         let dir = work.path().join(transport);
         let each = one_transport(opts, spec_text, mixes, load, tls, &dir, runs).await?;
         rows.extend(mixes.iter().enumerate().map(|(m, &reads_percent)| {
-            let side = |of: fn(&RunFigures) -> &Vec<LoadFigures>| {
-                median_figures(each.iter().map(|r| &of(r)[m]))
-            };
-            let (zkop, by_hand) = (side(|r| &r.0), side(|r| &r.1));
+            let zkop = median_figures(each.iter().map(|r| &r.0[m]));
+            let by_hand = median_figures(each.iter().map(|r| &r.1[m]));
             let ratios = |z: &LoadFigures, h: &LoadFigures| {
                 [
                     round(z.ops_per_second / h.ops_per_second.max(f64::EPSILON)),
@@ -195,8 +193,6 @@ async fn under_zkop(
     dir: &std::path::Path,
     identity: &mut Option<zkop_zk::endpoint::ClientTls>,
 ) -> Result<(Vec<Endpoint>, Vec<LoadFigures>), BenchError> {
-    // A stopped controller's api.json names its old port.
-    let _ = std::fs::remove_file(dir.join("zkop").join("state").join("api.json"));
     let (session, _) = Session::start(opts, text, 3, &dir.join("zkop")).await?;
     let zkop = async {
         let status = session

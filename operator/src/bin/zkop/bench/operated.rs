@@ -154,6 +154,9 @@ impl Session {
         let text = spec_text.replace("replicas: 3", &format!("replicas: {voters}"));
         std::fs::write(&spec_path, text).map_err(io(format!("writing {}", spec_path.display())))?;
         let state_dir = dir.join("state");
+        // Started again on its state: a stopped controller's api.json names
+        // its old port.
+        let _ = std::fs::remove_file(state_dir.join("api.json"));
         let started = Instant::now();
         let up = LocalUp::start(opts, &spec_path, &state_dir)?;
         let api = wait_for("the controller's api.json", || async {
