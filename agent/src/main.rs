@@ -93,6 +93,8 @@ struct Agent {
     probe: Option<ProbeReport>,
     /// When the server was last probed.
     probed_at: Option<Instant>,
+    /// When the last probe read the server's config (`conf`).
+    conf_at: Option<Instant>,
     /// The PID of the JVM that last answered a probe.
     answered_pid: Option<u32>,
     /// The client endpoint last probed, to keep probing a server the
@@ -546,6 +548,7 @@ async fn main() -> anyhow::Result<()> {
         max_epoch,
         probe: None,
         probed_at: None,
+        conf_at: None,
         answered_pid: None,
         last_endpoint: None,
         disk_zxid: None,

@@ -11,6 +11,11 @@ use crate::{Agent, node};
 /// How often a steady ensemble's server is probed (`probe_due`).
 const STEADY_PROBE: Duration = Duration::from_secs(1);
 
+/// How long a steady ensemble's config is taken as read while only writes
+/// move the zxid (`zkop_zk::probe::probe_after`): zkop's own reconfigs are
+/// probed closely, and a config changed by hand shows within this.
+const STEADY_CONF: Duration = Duration::from_secs(5);
+
 impl Agent {
     /// Reads the last zxid from disk while the server does not serve, at most
     /// every few seconds (logs are preallocated to 64 MB).
@@ -40,11 +45,15 @@ impl Agent {
     /// restarted JVM), else once every [`STEADY_PROBE`]. Each probe is a
     /// connection the server accepts (with TLS, a handshake it pays for).
     fn probe_due(&self) -> bool {
-        let closely = self.desired.as_ref().is_none_or(|d| d.probe_closely);
-        closely
+        self.closely()
             || !self.probe.as_ref().is_some_and(|p| p.serving)
             || self.answered_pid != self.supervisor.pid()
             || self.probed_at.is_none_or(|at| at.elapsed() >= STEADY_PROBE)
+    }
+
+    /// Whether the controller is at work on this ensemble (or has not said).
+    fn closely(&self) -> bool {
+        self.desired.as_ref().is_none_or(|d| d.probe_closely)
     }
 
     /// Probes the running server when due, else keeps the last probe.
@@ -60,8 +69,15 @@ impl Agent {
                 .probe
                 .as_ref()
                 .filter(|_| self.answered_pid == self.supervisor.pid());
-            self.probe = zkop_zk::probe::probe_after(endpoint, last).await.ok();
-            self.probed_at = Some(Instant::now());
+            let steady =
+                !self.closely() && self.conf_at.is_some_and(|at| at.elapsed() < STEADY_CONF);
+            let probed = zkop_zk::probe::probe_after(endpoint, last, steady).await;
+            let now = Instant::now();
+            if let Ok((_, true)) = probed {
+                self.conf_at = Some(now);
+            }
+            self.probe = probed.ok().map(|(report, _)| report);
+            self.probed_at = Some(now);
         }
     }
 }
