@@ -63,7 +63,7 @@ pub async fn probe(endpoint: impl Into<Endpoint>) -> Result<ProbeReport, String>
 }
 
 /// Probes again: `srvr`, and `conf` only when `config_holds` says `last`'s
-/// config may no longer (a new config is a transaction: it moves the zxid).
+/// config may no longer hold (a new config is a transaction: it moves the zxid).
 /// Each word is a connection of its own, with TLS a handshake the server
 /// pays for on the threads that serve its clients. The report, and whether
 /// `conf` was asked.

@@ -219,6 +219,7 @@ impl IdLedger for MemoryLedger {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     stored: Mutex<Option<Persisted>>,
+    calls: AtomicU64,
 }
 
 impl MemoryStore {
@@ -226,14 +227,21 @@ impl MemoryStore {
     pub fn stored(&self) -> Option<Persisted> {
         lock(&self.stored).clone()
     }
+
+    /// Loads and saves that reached the store, as DynamoDB would bill them.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
 }
 
 impl StateStore for MemoryStore {
     async fn load(&self) -> Result<Option<Persisted>, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(self.stored())
     }
 
     async fn save(&self, state: &Persisted) -> Result<u64, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let mut g = lock(&self.stored);
         let found = g.as_ref().map_or(0, |p| p.store_version);
         if found != state.store_version {

@@ -22,7 +22,7 @@ use crate::model::Persisted;
 use zkop_runtime::secrets;
 
 /// How long the leader lease lasts without a renewal, by default. It is
-/// renewed every third of that, with one DynamoDB write (4 a minute); a
+/// renewed every half of that, with one DynamoDB write (2.7 a minute); a
 /// dead controller's lease is taken over a little more than this after its
 /// last renewal, so well within a minute.
 pub const LEASE_TTL: Duration = Duration::from_secs(45);

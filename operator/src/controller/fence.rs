@@ -32,10 +32,11 @@ pub const FENCE_CHECK: Duration = Duration::from_secs(5);
 /// the cluster over without any agent telling this one, since agents talk
 /// to the controller they know. It must yield well within the other's
 /// `memberDeadAfter` (60 s by default): past it, the other takes members
-/// it never heard from for lost. Just under the idle pass's own cadence
-/// (30 s), so that every idle pass reads it: two reads a minute, which with
-/// the lease's renewals keeps an idle cluster within six AWS calls a minute.
-pub const IDLE_FENCE_CHECK: Duration = Duration::from_secs(25);
+/// it never heard from for lost. Two reads a minute, which with the
+/// lease's renewals (2.7 a minute, `RENEW_AFTER`) and the idle group look
+/// (one a minute, `IDLE_FLEET_REFRESH`) keeps an idle cluster within six
+/// AWS calls a minute.
+pub const IDLE_FENCE_CHECK: Duration = Duration::from_secs(30);
 
 /// Another controller's takeover, seen in the cluster's state record.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,7 +41,9 @@ mod tests;
 pub use agent_identity::{AGENT_KEY_HEADER, AgentRefused};
 pub use certificates::{SignRefused, Signer};
 pub use fence::{FENCE_CHECK, IDLE_FENCE_CHECK};
-pub use leadership::{AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, SharedLease, Standing};
+pub use leadership::{
+    AlwaysLeader, LEASE_MARGIN, Leadership, LeaseKeeper, RENEW_AFTER, SharedLease, Standing,
+};
 pub use observe::{LEADER_FRESH, ReportCache, Requests, ZXID_FRESH};
 pub use publish::PUBLISH_AFTER;
 pub use requeue::{BACKOFF_FIRST, BACKOFF_MAX, Backoff, ReconcileError, Requeue, error_policy};

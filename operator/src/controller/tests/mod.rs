@@ -18,7 +18,10 @@ mod fence;
 mod identity;
 mod lease;
 
-type TestController = Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, AlwaysLeader>;
+type TestController = LeadController<AlwaysLeader>;
+
+/// A test controller leading by `E`.
+type LeadController<E> = Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, E>;
 
 /// A controller of `b`'s cluster on paused time: its state stored, its
 /// instances in the fleet (i-1.. as the fleet names them).
@@ -40,7 +43,7 @@ async fn controller_with<E: Leadership>(
     clock: crate::clock::SharedClock,
     store: Arc<MemoryStore>,
     fleet: Arc<MemoryFleet>,
-) -> Controller<MemoryFleet, Arc<MemoryLedger>, Arc<MemoryStore>, E> {
+) -> LeadController<E> {
     let mut spec = b.spec.clone();
     if !spec_yaml_extra.is_empty() {
         let text = format!(
@@ -75,14 +78,14 @@ fn report_of(b: &B, instance: &str) -> AgentReport {
 }
 
 /// The agents of `instances` report now.
-fn reports_from(ctl: &TestController, b: &B, instances: &[&str]) {
+fn reports_from<E: Leadership>(ctl: &LeadController<E>, b: &B, instances: &[&str]) {
     for i in instances {
         ctl.shared.record_report(report_of(b, i)).unwrap();
     }
 }
 
 /// Runs a pass and returns the phase and reason status shows.
-async fn pass(ctl: &mut TestController) -> (String, String) {
+async fn pass<E: Leadership>(ctl: &mut LeadController<E>) -> (String, String) {
     ctl.reconcile().await.unwrap();
     let s = ctl.shared.status();
     (s.phase, s.reason)
