@@ -10,7 +10,7 @@ use std::time::Duration;
 use zkop_spec::canary::{COUNTER_PATH, CanaryRead, CanaryStatus};
 use zkop_spec::wire::StatusReply;
 use zkop_tests::common::netns::{Hub, hub_and_runtime};
-use zkop_tests::common::{LocalCluster, example_spec, follower, zk_client};
+use zkop_tests::common::{LocalCluster, example_spec, follower, wait_until, zk_client};
 
 /// The example spec with a canary every second.
 fn spec(extra_jvm_flags: &str) -> String {
@@ -48,6 +48,29 @@ async fn the_canary_on_a_healthy_ensemble_finds_nothing_shows_its_metrics_and_on
     let k = canary(&s).expect("canary");
     assert_eq!(k.violations_total(), 0, "{k:#?}");
     assert_eq!(k.write_error, None, "{k:#?}");
+    // One canary session a member: the writer's member is read through the
+    // writer's session (it was two sessions there). Each count leaves out
+    // its own `mntr` connection; an agent's probe may add one for a moment.
+    let endpoints = LocalCluster::endpoints(&s);
+    wait_until(
+        "one canary session per member",
+        Duration::from_secs(20),
+        || async {
+            let mut sessions = 0;
+            for e in endpoints.split(',') {
+                let mntr = zkop_zk::probe::four_letter_word(e, "mntr").await.ok()?;
+                let alive: u64 = mntr
+                    .lines()
+                    .find_map(|l| l.strip_prefix("zk_num_alive_connections"))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                sessions += alive.saturating_sub(1);
+            }
+            (sessions == 3).then_some(())
+        },
+    )
+    .await;
 
     let metrics = c.metrics().await;
     let cluster = &s.cluster;

@@ -1,6 +1,10 @@
 //! The canary's reads through each member, all at once (a member that does
 //! not answer holds up no other): a session per member, kept across rounds,
-//! allowed to be read-only; `sync`, then `getData` of the counter.
+//! allowed to be read-only; `sync`, then `getData` of the counter. The
+//! member the writer is on is read through the writer's own session: a
+//! second session there would see what the writer's acknowledged write
+//! already shows, and would cost the server and the controller a session's
+//! pings and timers (half the canary's sessions on a one-voter cluster).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -18,19 +22,47 @@ pub(crate) struct MemberSession {
     endpoint: String,
     client: Client,
     seen: Option<i64>,
+    /// The writer's session, shared while the writer is on this member.
+    writers: bool,
+}
+
+/// The session to read `endpoint` through this round: the writer's when
+/// the writer is on it (kept, with what it saw, while it is the same
+/// session), else the member's own, kept while it is on the same endpoint:
+/// never a writer's session the writer left (it cannot be read-only).
+fn session_for(
+    endpoint: &str,
+    kept: Option<MemberSession>,
+    writer: Option<(&str, &Client)>,
+) -> Option<MemberSession> {
+    let kept = kept.filter(|s| s.endpoint == endpoint);
+    match writer {
+        Some((on, client)) if on == endpoint => Some(
+            kept.filter(|s| s.writers && s.client.session_id() == client.session_id())
+                .unwrap_or_else(|| MemberSession {
+                    endpoint: endpoint.to_string(),
+                    client: client.clone(),
+                    seen: None,
+                    writers: true,
+                }),
+        ),
+        _ => kept.filter(|s| !s.writers),
+    }
 }
 
 /// Reads through every member of `members` (id, `host:port`), reusing and
-/// keeping `sessions`; each read, and what the reads break.
+/// keeping `sessions`, and the writer's session (its endpoint and client)
+/// for the member it is on; each read, and what the reads break.
 pub(crate) async fn read_all(
     dialer: &Dialer,
     sessions: &mut BTreeMap<ServerId, MemberSession>,
     members: &[(ServerId, String)],
+    writer: Option<(&str, &Client)>,
     acked: i64,
 ) -> (Vec<CanaryRead>, Vec<Violation>) {
     let mut reads = tokio::task::JoinSet::new();
     for (id, endpoint) in members {
-        let session = sessions.remove(id).filter(|s| s.endpoint == *endpoint);
+        let session = session_for(endpoint, sessions.remove(id), writer);
         let (dialer, id, endpoint) = (dialer.clone(), *id, endpoint.clone());
         reads.spawn(async move { read_one(&dialer, id, endpoint, session, acked).await });
     }
@@ -72,6 +104,7 @@ async fn read_one(
                 endpoint,
                 client,
                 seen: None,
+                writers: false,
             },
             Err(e) => {
                 read.error = Some(format!("unreachable: {e}"));

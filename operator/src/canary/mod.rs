@@ -238,8 +238,9 @@ impl Canary {
         let acked = wrote.unwrap_or(self.status.counter as i64);
         self.members
             .retain(|id, _| members.iter().any(|(m, _)| m == id));
+        let writer = self.writer.as_ref().map(|(e, c)| (e.as_str(), c));
         let (reads, found) =
-            members::read_all(&self.dialer, &mut self.members, &members, acked).await;
+            members::read_all(&self.dialer, &mut self.members, &members, writer, acked).await;
         violations.extend(found);
         self.status.members = reads;
         for v in &violations {
