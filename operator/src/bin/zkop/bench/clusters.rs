@@ -90,6 +90,19 @@ pub async fn run(
         .await?;
     }
     let up_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    // Idle means settled: every cluster's canary (when its spec has one)
+    // through a good round, so its sessions are made and its znodes there.
+    for name in &names {
+        let api = read_api_file(&state.join(name)).map_err(|e| BenchError::Setup(e.to_string()))?;
+        wait_for(&format!("{name}'s first good canary round"), || async {
+            fetch(&api).await.ok().filter(|s| {
+                s.canary
+                    .as_ref()
+                    .is_none_or(|k| k.last_good_round_ms.is_some())
+            })
+        })
+        .await?;
+    }
     let pid = up
         .child
         .id()
