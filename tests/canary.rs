@@ -59,9 +59,9 @@ async fn the_canary_on_a_healthy_ensemble_finds_nothing_shows_its_metrics_and_on
             let mut sessions = 0;
             for e in endpoints.split(',') {
                 let mntr = zkop_zk::probe::four_letter_word(e, "mntr").await.ok()?;
-                let alive: u64 = mntr
-                    .lines()
-                    .find_map(|l| l.strip_prefix("zk_num_alive_connections"))?
+                let alive: u64 = zkop_spec::fourlw::parse_mntr(&mntr)
+                    .ok()?
+                    .get("zk_num_alive_connections")?
                     .trim()
                     .parse()
                     .ok()?;

@@ -75,6 +75,7 @@ pub async fn run(
     let state = work.path().join("state");
     let started = std::time::Instant::now();
     let up = LocalUp::start(opts, &specs, &state)?;
+    let mut apis = Vec::with_capacity(names.len());
     for name in &names {
         let dir = state.join(name);
         let api = wait_for(&format!("{name}'s api.json"), || async {
@@ -88,14 +89,14 @@ pub async fn run(
                 .filter(|s| s.phase == "Running" && s.members.iter().any(|m| m.healthy))
         })
         .await?;
+        apis.push(api);
     }
     let up_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     // Idle means settled: every cluster's canary (when its spec has one)
     // through a good round, so its sessions are made and its znodes there.
-    for name in &names {
-        let api = read_api_file(&state.join(name)).map_err(|e| BenchError::Setup(e.to_string()))?;
+    for (name, api) in names.iter().zip(&apis) {
         wait_for(&format!("{name}'s first good canary round"), || async {
-            fetch(&api).await.ok().filter(|s| {
+            fetch(api).await.ok().filter(|s| {
                 s.canary
                     .as_ref()
                     .is_none_or(|k| k.last_good_round_ms.is_some())
